@@ -1,0 +1,321 @@
+//! The command line: parses arguments, calls the library, prints text or `--json`.
+//! No logic of its own beyond formatting.
+
+mod render;
+
+use std::io::{BufRead, BufWriter, Write};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::config::{
+    ResolveOptions, ResolvedConfiguration, Resolver, Tree, project_configurations, resolve_release,
+};
+use crate::layout::Layout;
+use crate::lint;
+use crate::version::{self, DebVersion, Scheme};
+
+#[derive(Parser)]
+#[command(
+    name = "packyard",
+    version,
+    about = "RPM/DEB packaging and repository service"
+)]
+struct Cli {
+    /// Machine-readable output.
+    #[arg(long, global = true)]
+    json: bool,
+    /// Use the platforms and layout in DIR instead of the built-in repo-layout/.
+    #[arg(long, global = true, value_name = "DIR")]
+    layout: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Check a module tree against the policy; exit 1 listing every violation.
+    Lint {
+        /// The tree's root folder (holding the project's module.toml).
+        tree: PathBuf,
+    },
+    /// A configuration with every field and property resolved, and where each came from.
+    Show {
+        configuration: String,
+        #[command(flatten)]
+        ctx: ContextArgs,
+    },
+    /// Compare two versions in RPM or Debian ordering: prints <, = or >.
+    Vercmp(VercmpArgs),
+    /// List the known platforms.
+    Platforms,
+    /// Lint the sample release and show what it resolves to (the quick tour).
+    Demo {
+        #[arg(long, default_value = "fixtures/trees/my-project")]
+        tree: PathBuf,
+        #[arg(long)]
+        platform: Option<String>,
+    },
+}
+
+#[derive(Args)]
+struct ContextArgs {
+    /// The module tree.
+    #[arg(long, value_name = "DIR")]
+    tree: PathBuf,
+    /// Platform name (see `packyard platforms`); the layout's default if omitted.
+    #[arg(long)]
+    platform: Option<String>,
+    /// Project configuration giving the release context; the latest one holding the
+    /// configuration if omitted.
+    #[arg(long, value_name = "CONFIGURATION")]
+    project: Option<String>,
+    /// Set a property, winning over every configuration (repeatable).
+    #[arg(short = 'p', value_name = "KEY=VALUE", value_parser = parse_kv)]
+    properties: Vec<(String, String)>,
+    /// ${workspaceDir}; default ./workspace.
+    #[arg(long, value_name = "DIR")]
+    workspace: Option<PathBuf>,
+}
+
+#[derive(Args)]
+#[command(group(clap::ArgGroup::new("scheme").required(true).args(["rpm", "deb"])))]
+struct VercmpArgs {
+    a: Option<String>,
+    b: Option<String>,
+    /// rpm's ordering (rpmvercmp, epoch, ~ and ^).
+    #[arg(long)]
+    rpm: bool,
+    /// dpkg's ordering (epoch, ~, revision).
+    #[arg(long)]
+    deb: bool,
+    /// Read "A B" pairs, one a line, and print one answer a line.
+    #[arg(long, conflicts_with_all = ["a", "b"])]
+    stdin: bool,
+}
+
+fn parse_kv(s: &str) -> Result<(String, String), String> {
+    match s.split_once('=') {
+        Some((k, v)) if !k.trim().is_empty() => Ok((k.trim().to_string(), v.to_string())),
+        _ => Err(format!("`{s}` is not KEY=VALUE")),
+    }
+}
+
+/// A failure to show the user: what happened, and what to do.
+pub struct Failure {
+    message: String,
+    hint: Option<String>,
+}
+
+impl Failure {
+    fn new(message: impl std::fmt::Display, hint: impl Into<Option<String>>) -> Failure {
+        Failure {
+            message: message.to_string(),
+            hint: hint.into(),
+        }
+    }
+}
+
+impl<E: std::error::Error> From<E> for Failure {
+    fn from(e: E) -> Failure {
+        Failure::new(e, None)
+    }
+}
+
+type Outcome = Result<ExitCode, Failure>;
+
+/// Entry point of the binary.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let json = cli.json;
+    match run(cli) {
+        Ok(code) => code,
+        Err(f) => {
+            if json {
+                let v = serde_json::json!({"error": f.message, "hint": f.hint});
+                println!("{v}");
+            } else {
+                eprintln!("error: {}", f.message);
+                if let Some(h) = f.hint {
+                    eprintln!("  hint: {h}");
+                }
+            }
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cli: Cli) -> Outcome {
+    let layout = match &cli.layout {
+        Some(dir) => Layout::from_dir(dir)?,
+        None => Layout::builtin(),
+    };
+    match cli.command {
+        Command::Lint { tree } => cmd_lint(&tree, &layout, cli.json),
+        Command::Show { configuration, ctx } => cmd_show(&configuration, &ctx, &layout, cli.json),
+        Command::Vercmp(args) => cmd_vercmp(&args),
+        Command::Platforms => {
+            let platforms: Vec<_> = layout.platforms.values().collect();
+            if cli.json {
+                print_json(&platforms)?;
+            } else {
+                render::platforms(&platforms, &layout.default_platform);
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Demo { tree, platform } => cmd_demo(&tree, platform, &layout, cli.json),
+    }
+}
+
+fn print_json<T: serde::Serialize>(v: &T) -> Result<(), Failure> {
+    let s = serde_json::to_string_pretty(v)?;
+    println!("{s}");
+    Ok(())
+}
+
+fn load_tree(dir: &Path) -> Result<Tree, Failure> {
+    Ok(Tree::load(dir)?)
+}
+
+fn cmd_lint(dir: &Path, layout: &Layout, json: bool) -> Outcome {
+    let tree = load_tree(dir)?;
+    let violations = lint::lint(&tree, layout);
+    if json {
+        print_json(&violations)?;
+    } else {
+        render::violations(&violations);
+    }
+    Ok(if violations.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
+
+fn cmd_show(configuration: &str, ctx: &ContextArgs, layout: &Layout, json: bool) -> Outcome {
+    let tree = load_tree(&ctx.tree)?;
+    refuse_broken_tree(&tree)?;
+    let options = ResolveOptions {
+        platform: ctx.platform.clone(),
+        project: ctx.project.clone(),
+        overrides: ctx.properties.clone(),
+        workspace: ctx.workspace.clone(),
+    };
+    let resolve = || {
+        let (resolver, id) = Resolver::for_configuration(&tree, layout, options, configuration)?;
+        resolver.resolve(id)
+    };
+    let resolved = resolve().map_err(|e| Failure::new(&e, e.hint()))?;
+    if json {
+        print_json(&*resolved)?;
+    } else {
+        render::resolved(&resolved);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Commands other than `lint` refuse a tree with unreadable files instead of guessing.
+fn refuse_broken_tree(tree: &Tree) -> Result<(), Failure> {
+    if let Some(p) = tree.problems.first() {
+        return Err(Failure::new(
+            format!("{}: {}", p.location, p.message),
+            format!(
+                "fix the file ({} problem(s) in the tree); `packyard lint {}` lists them all",
+                tree.problems.len(),
+                tree.root.display()
+            ),
+        ));
+    }
+    Ok(())
+}
+
+fn cmd_vercmp(args: &VercmpArgs) -> Outcome {
+    let scheme = if args.rpm { Scheme::Rpm } else { Scheme::Deb };
+    let check = |v: &str| -> Result<(), Failure> {
+        if scheme == Scheme::Deb {
+            DebVersion::parse(v).map_err(|e| {
+                Failure::new(
+                    format!("`{v}` is not a Debian version: {e}"),
+                    "see deb-version(7): [epoch:]upstream[-revision], upstream starting with a digit".to_string(),
+                )
+            })?;
+        }
+        Ok(())
+    };
+    if args.stdin {
+        let stdin = std::io::stdin().lock();
+        let mut out = BufWriter::new(std::io::stdout().lock());
+        for (n, line) in stdin.lines().enumerate() {
+            let line = line?;
+            let mut parts = line.split_whitespace();
+            let (Some(a), Some(b), None) = (parts.next(), parts.next(), parts.next()) else {
+                return Err(Failure::new(
+                    format!("stdin line {}: expected two versions, got `{line}`", n + 1),
+                    "give one pair a line: A B".to_string(),
+                ));
+            };
+            check(a).and_then(|_| check(b)).map_err(|f| {
+                Failure::new(format!("stdin line {}: {}", n + 1, f.message), f.hint)
+            })?;
+            writeln!(
+                out,
+                "{}",
+                version::ordering_symbol(version::compare(scheme, a, b))
+            )?;
+        }
+        out.flush()?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    let (Some(a), Some(b)) = (&args.a, &args.b) else {
+        return Err(Failure::new(
+            "vercmp needs two versions (or --stdin)",
+            "packyard vercmp 1.0-1 1.0-2 --rpm".to_string(),
+        ));
+    };
+    check(a)?;
+    check(b)?;
+    println!(
+        "{}",
+        version::ordering_symbol(version::compare(scheme, a, b))
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+fn cmd_demo(dir: &Path, platform: Option<String>, layout: &Layout, json: bool) -> Outcome {
+    let tree = load_tree(dir).map_err(|f| {
+        Failure::new(
+            f.message,
+            "run the demo from the repository's root folder, or pass --tree".to_string(),
+        )
+    })?;
+    let violations = lint::lint(&tree, layout);
+    refuse_broken_tree(&tree)?;
+    let mut releases = Vec::new();
+    for pid in project_configurations(&tree) {
+        let options = ResolveOptions {
+            platform: platform.clone(),
+            ..ResolveOptions::default()
+        };
+        let members =
+            resolve_release(&tree, layout, options, pid).map_err(|e| Failure::new(&e, e.hint()))?;
+        releases.push((tree.configurations[pid].name.clone(), members));
+    }
+    if json {
+        let releases: Vec<_> = releases
+            .iter()
+            .map(|(project, members)| {
+                let members: Vec<&ResolvedConfiguration> = members.iter().map(|r| &**r).collect();
+                serde_json::json!({"project": project, "configurations": members})
+            })
+            .collect();
+        print_json(&serde_json::json!({"violations": violations, "releases": releases}))?;
+    } else {
+        render::demo(&tree, &violations, &releases);
+    }
+    Ok(if violations.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}

@@ -1,0 +1,17 @@
+//! Configurations: the module tree on disk (`tree`), its file format (`model`), name rules
+//! (`names`), property expansion (`properties`) and resolution of one configuration in its
+//! release (`resolve`). Everything after loading is pure.
+
+pub mod model;
+pub mod names;
+pub mod properties;
+pub mod resolve;
+pub mod tree;
+
+pub use model::{ModuleKind, Scope};
+pub use properties::Origin;
+pub use resolve::{
+    DependencyType, Release, ResolveError, ResolveOptions, ResolvedConfiguration, Resolver,
+    project_configurations, resolve_release,
+};
+pub use tree::{ConfigId, Location, ModuleId, Tree, TreeError};

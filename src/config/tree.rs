@@ -1,0 +1,413 @@
+//! Loading a module tree from disk: a folder per module, each with a `module.toml`.
+//!
+//! The only I/O of `config/`: it reads files and turns them into [`Tree`]. Files that do
+//! not parse become [`LoadProblem`]s (with file:line) so `lint` can list them all.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use super::model::{
+    Commands, ConfigurationEntry, DependencyEntry, ModuleFile, ModuleKind, SharedFields,
+};
+
+pub type ModuleId = usize;
+pub type ConfigId = usize;
+
+/// A place in a `module.toml`.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Location {
+    pub file: PathBuf,
+    pub line: usize,
+}
+
+impl fmt::Display for Location {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}", self.file.display(), self.line)
+    }
+}
+
+#[derive(Debug)]
+pub struct Module {
+    pub name: String,
+    pub kind: ModuleKind,
+    /// The folder's own name (must be the last dotted part of `name`).
+    pub folder: String,
+    pub parent: Option<ModuleId>,
+    pub children: Vec<ModuleId>,
+    pub fields: SharedFields,
+    pub location: Location,
+    pub configurations: Vec<ConfigId>,
+}
+
+/// A user property as written, dotted keys flattened.
+#[derive(Debug, Clone)]
+pub struct Property {
+    pub key: String,
+    pub value: String,
+    pub location: Location,
+}
+
+#[derive(Debug, Clone)]
+pub struct Dependency {
+    pub entry: DependencyEntry,
+    pub location: Location,
+}
+
+#[derive(Debug)]
+pub struct Configuration {
+    pub name: String,
+    pub module: ModuleId,
+    pub location: Location,
+    pub version: Option<(String, Location)>,
+    pub age: Option<(i64, Location)>,
+    pub tag: Option<String>,
+    pub profiles: Vec<String>,
+    pub fields: SharedFields,
+    pub children: Option<(Vec<String>, Location)>,
+    pub properties: Vec<Property>,
+    pub dependencies: Vec<Dependency>,
+    pub commands: Option<(Commands, Location)>,
+}
+
+impl Configuration {
+    /// `version-age`, the comparable identity of a configuration (`2.5.1-1`).
+    pub fn version_age(&self) -> Option<String> {
+        let (v, _) = self.version.as_ref()?;
+        let (a, _) = self.age.as_ref()?;
+        Some(format!("{v}-{a}"))
+    }
+
+    pub fn commands(&self) -> Option<&Commands> {
+        self.commands.as_ref().map(|(c, _)| c)
+    }
+}
+
+/// A file that could not be read or parsed.
+#[derive(Debug, Clone)]
+pub struct LoadProblem {
+    pub location: Location,
+    pub message: String,
+}
+
+/// A whole module tree.
+#[derive(Debug)]
+pub struct Tree {
+    /// The tree's root folder, as given.
+    pub root: PathBuf,
+    pub modules: Vec<Module>,
+    pub configurations: Vec<Configuration>,
+    pub problems: Vec<LoadProblem>,
+    module_index: HashMap<String, ModuleId>,
+    config_index: HashMap<String, ConfigId>,
+}
+
+/// A tree that cannot be loaded at all.
+#[derive(Debug, thiserror::Error)]
+pub enum TreeError {
+    #[error("{0}: no such directory")]
+    NoDir(PathBuf),
+    #[error(
+        "{0}: no module.toml here; a module tree's root folder holds the project's module.toml"
+    )]
+    NoRoot(PathBuf),
+    #[error("cannot read {path}: {source}")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+}
+
+impl Tree {
+    /// Reads the tree rooted at `root` (which holds the project's `module.toml`).
+    pub fn load(root: &Path) -> Result<Tree, TreeError> {
+        if !root.is_dir() {
+            return Err(TreeError::NoDir(root.to_path_buf()));
+        }
+        if !root.join("module.toml").is_file() {
+            return Err(TreeError::NoRoot(root.to_path_buf()));
+        }
+        let mut tree = Tree {
+            root: root.to_path_buf(),
+            modules: Vec::new(),
+            configurations: Vec::new(),
+            problems: Vec::new(),
+            module_index: HashMap::new(),
+            config_index: HashMap::new(),
+        };
+        tree.load_dir(root, None)?;
+        Ok(tree)
+    }
+
+    fn load_dir(&mut self, dir: &Path, parent: Option<ModuleId>) -> Result<(), TreeError> {
+        let file = dir.join("module.toml");
+        let text = std::fs::read_to_string(&file).map_err(|source| TreeError::Io {
+            path: file.clone(),
+            source,
+        })?;
+        let here = match self.add_module_file(&file, &text, dir, parent) {
+            Some(id) => Some(id),
+            // An unparsable module still has children worth checking; hang them on its parent.
+            None => parent,
+        };
+        let mut subdirs: Vec<PathBuf> = std::fs::read_dir(dir)
+            .map_err(|source| TreeError::Io {
+                path: dir.to_path_buf(),
+                source,
+            })?
+            .filter_map(|e| e.ok())
+            .map(|e| e.path())
+            .filter(|p| {
+                p.is_dir()
+                    && p.join("module.toml").is_file()
+                    && !p
+                        .file_name()
+                        .is_some_and(|n| n.to_string_lossy().starts_with('.'))
+            })
+            .collect();
+        subdirs.sort();
+        for sub in subdirs {
+            self.load_dir(&sub, here)?;
+        }
+        Ok(())
+    }
+
+    fn add_module_file(
+        &mut self,
+        file: &Path,
+        text: &str,
+        dir: &Path,
+        parent: Option<ModuleId>,
+    ) -> Option<ModuleId> {
+        let lines = LineIndex::new(text);
+        let at = |offset: usize| Location {
+            file: file.to_path_buf(),
+            line: lines.line(offset),
+        };
+        let parsed: ModuleFile = match toml::from_str(text) {
+            Ok(p) => p,
+            Err(e) => {
+                let line = e.span().map_or(1, |s| lines.line(s.start));
+                self.problems.push(LoadProblem {
+                    location: Location {
+                        file: file.to_path_buf(),
+                        line,
+                    },
+                    message: e.message().trim().to_string(),
+                });
+                return None;
+            }
+        };
+        let id = self.modules.len();
+        let name = parsed.module.name.get_ref().clone();
+        self.module_index.entry(name.clone()).or_insert(id);
+        self.modules.push(Module {
+            name,
+            kind: parsed.module.kind,
+            folder: folder_name(dir),
+            parent,
+            children: Vec::new(),
+            fields: parsed.module.shared(),
+            location: at(parsed.module.name.span().start),
+            configurations: Vec::new(),
+        });
+        if let Some(p) = parent {
+            self.modules[p].children.push(id);
+        }
+        for entry in parsed.configuration {
+            let start = entry.span().start;
+            let c: ConfigurationEntry = entry.into_inner();
+            let cid = self.configurations.len();
+            let mut properties = Vec::new();
+            for (key, value) in &c.properties {
+                flatten_property(
+                    key,
+                    value.get_ref(),
+                    &at(value.span().start),
+                    &mut properties,
+                );
+            }
+            let config = Configuration {
+                name: c.name.get_ref().clone(),
+                module: id,
+                location: at(start),
+                version: c
+                    .version
+                    .as_ref()
+                    .map(|v| (v.get_ref().clone(), at(v.span().start))),
+                age: c.age.as_ref().map(|a| (*a.get_ref(), at(a.span().start))),
+                tag: c.tag.clone(),
+                profiles: c.profiles.clone(),
+                fields: c.shared(),
+                children: c
+                    .children
+                    .as_ref()
+                    .map(|ch| (ch.get_ref().clone(), at(ch.span().start))),
+                properties,
+                dependencies: c
+                    .dependencies
+                    .iter()
+                    .map(|d| Dependency {
+                        entry: d.get_ref().clone(),
+                        location: at(d.span().start),
+                    })
+                    .collect(),
+                commands: c
+                    .commands
+                    .as_ref()
+                    .map(|cm| (cm.get_ref().clone(), at(cm.span().start))),
+            };
+            self.config_index.entry(config.name.clone()).or_insert(cid);
+            self.configurations.push(config);
+            self.modules[id].configurations.push(cid);
+        }
+        Some(id)
+    }
+
+    pub fn module(&self, name: &str) -> Option<ModuleId> {
+        self.module_index.get(name).copied()
+    }
+
+    pub fn configuration(&self, name: &str) -> Option<ConfigId> {
+        self.config_index.get(name).copied()
+    }
+
+    /// The module's ancestors from the top (project) down to its parent.
+    pub fn ancestors(&self, m: ModuleId) -> Vec<ModuleId> {
+        let mut out = Vec::new();
+        let mut cur = self.modules[m].parent;
+        while let Some(p) = cur {
+            out.push(p);
+            cur = self.modules[p].parent;
+        }
+        out.reverse();
+        out
+    }
+
+    /// The project module at the top of `m`'s chain (or `m` itself).
+    pub fn project_of(&self, m: ModuleId) -> ModuleId {
+        self.ancestors(m).first().copied().unwrap_or(m)
+    }
+
+    /// Configuration names that are close to `name`, for "did you mean" hints.
+    pub fn similar_configurations(&self, name: &str) -> Vec<&str> {
+        let stem = name.split("_R_").next().unwrap_or(name);
+        self.configurations
+            .iter()
+            .map(|c| c.name.as_str())
+            .filter(|n| n.starts_with(stem) || stem.starts_with(n.split("_R_").next().unwrap_or(n)))
+            .take(5)
+            .collect()
+    }
+}
+
+/// The folder's own name, also for `.` or `..` as the tree root.
+fn folder_name(dir: &Path) -> String {
+    let named = |p: &Path| p.file_name().map(|n| n.to_string_lossy().into_owned());
+    named(dir)
+        .filter(|n| n != "." && n != "..")
+        .or_else(|| std::fs::canonicalize(dir).ok().as_deref().and_then(named))
+        .unwrap_or_default()
+}
+
+/// Turns `a = { b = "x" }` into `a.b = "x"`; numbers and booleans become their text,
+/// arrays are comma-joined (as `package.configFiles` wants).
+fn flatten_property(key: &str, value: &toml::Value, at: &Location, out: &mut Vec<Property>) {
+    let text = match value {
+        toml::Value::String(s) => s.clone(),
+        toml::Value::Table(t) => {
+            for (k, v) in t {
+                flatten_property(&format!("{key}.{k}"), v, at, out);
+            }
+            return;
+        }
+        toml::Value::Array(items) => items
+            .iter()
+            .map(|v| match v {
+                toml::Value::String(s) => s.clone(),
+                other => other.to_string(),
+            })
+            .collect::<Vec<_>>()
+            .join(","),
+        other => other.to_string(),
+    };
+    out.push(Property {
+        key: key.to_string(),
+        value: text,
+        location: at.clone(),
+    });
+}
+
+/// Byte offset → 1-based line number.
+struct LineIndex {
+    starts: Vec<usize>,
+}
+
+impl LineIndex {
+    fn new(text: &str) -> LineIndex {
+        let mut starts = vec![0];
+        starts.extend(text.match_indices('\n').map(|(i, _)| i + 1));
+        LineIndex { starts }
+    }
+
+    fn line(&self, offset: usize) -> usize {
+        self.starts.partition_point(|&s| s <= offset)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load_text(text: &str) -> Tree {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("module.toml"), text).unwrap();
+        let tree = Tree::load(dir.path()).unwrap();
+        // Keep the problems' paths meaningful after the temp dir goes.
+        std::mem::forget(dir);
+        tree
+    }
+
+    #[test]
+    fn unknown_keys_are_reported_with_their_line() {
+        let t = load_text(
+            "[module]\nname = \"p\"\nkind = \"project\"\n\n[[configuration]]\nname = \"p_R_1_0_0_1\"\nversoin = \"1.0.0\"\n",
+        );
+        assert_eq!(t.problems.len(), 1);
+        let p = &t.problems[0];
+        assert_eq!(p.location.line, 7, "{p:?}");
+        assert!(p.message.contains("versoin"), "{}", p.message);
+    }
+
+    #[test]
+    fn configurations_keep_lines_and_flatten_properties() {
+        let t = load_text(
+            "[module]\nname = \"p\"\nkind = \"project\"\n\n[[configuration]]\nname = \"p_R_1_0_0_1\"\nversion = \"1.0.0\"\nage = 1\n[configuration.properties]\npackage.configFiles = [\"/etc/a\", \"/etc/b\"]\n\"x.DEFAULT\" = \"y\"\nn = 3\n",
+        );
+        assert!(t.problems.is_empty(), "{:?}", t.problems);
+        let c = &t.configurations[0];
+        assert_eq!(c.location.line, 5);
+        assert_eq!(c.version_age().as_deref(), Some("1.0.0-1"));
+        let props: Vec<(&str, &str)> = c
+            .properties
+            .iter()
+            .map(|p| (p.key.as_str(), p.value.as_str()))
+            .collect();
+        assert_eq!(
+            props,
+            [
+                ("n", "3"),
+                ("package.configFiles", "/etc/a,/etc/b"),
+                ("x.DEFAULT", "y")
+            ]
+        );
+        assert_eq!(c.properties[2].location.line, 11);
+    }
+
+    #[test]
+    fn missing_root_is_a_clear_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let err = Tree::load(dir.path()).unwrap_err();
+        assert!(err.to_string().contains("no module.toml"));
+    }
+}

@@ -1,0 +1,12 @@
+//! packyard: an RPM/DEB packaging and repository service.
+//!
+//! The data flow, and the module for each step (see `docs/ARCHITECTURE.md`):
+//! module tree on disk → [`config`] (tree, resolved configuration) → [`lint`] (policy) →
+//! packages and repositories (later issues). [`version`] gives RPM and Debian ordering,
+//! [`layout`] the platforms and path templates. [`cli`] is the thin command-line edge.
+
+pub mod cli;
+pub mod config;
+pub mod layout;
+pub mod lint;
+pub mod version;
