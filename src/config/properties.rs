@@ -89,6 +89,9 @@ impl PropertyError {
     }
 }
 
+/// Computes a dependency's resolved properties (or says why it cannot).
+pub type DepProperties<'a> = Box<dyn Fn() -> Result<Rc<BTreeMap<String, String>>, String> + 'a>;
+
 /// A first-level dependency as property lookups see it.
 pub struct DepScope<'a> {
     /// Full dotted module name.
@@ -96,7 +99,7 @@ pub struct DepScope<'a> {
     /// Its last dotted part, when no other first-level dependency shares it.
     pub short: Option<String>,
     /// Its resolved properties, computed on first use (dependencies may be many and deep).
-    pub properties: Box<dyn Fn() -> Result<Rc<BTreeMap<String, String>>, String> + 'a>,
+    pub properties: DepProperties<'a>,
 }
 
 /// Expands text against one configuration's merged properties.
@@ -134,7 +137,8 @@ impl<'a> Expander<'a> {
         self.expand(&text)
     }
 
-    fn with_text(&self, e: PropertyError, text: &str) -> PropertyError {
+    /// The same error, told about `text` (e.g. a property's raw value).
+    pub fn with_text(&self, e: PropertyError, text: &str) -> PropertyError {
         let text = text.to_string();
         match e {
             PropertyError::Undefined {

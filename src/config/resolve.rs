@@ -402,7 +402,7 @@ impl<'a> Resolver<'a> {
 
         let mut properties = BTreeMap::new();
         for (key, p) in &props {
-            let value = ex.value(key)?;
+            let value = ex.value(key).map_err(|e| ex.with_text(e, &p.raw))?;
             properties.insert(
                 key.clone(),
                 ResolvedProperty {

@@ -65,9 +65,9 @@ rules! {
 /// One broken rule, where, and what to do.
 #[derive(Debug, Clone, Serialize, PartialEq, Eq, PartialOrd, Ord)]
 pub struct Violation {
-    pub rule: &'static str,
     pub file: String,
     pub line: usize,
+    pub rule: &'static str,
     pub message: String,
     pub hint: String,
 }
@@ -178,12 +178,15 @@ fn check_modules(l: &mut Linter) {
                 ),
             );
         }
-        let kind_ok = match (m.kind, parent.map(|p| p.kind)) {
-            (ModuleKind::Project, None) => true,
-            (ModuleKind::Subsystem, Some(ModuleKind::Project)) => true,
-            (ModuleKind::Component, Some(ModuleKind::Project | ModuleKind::Subsystem)) => true,
-            _ => false,
-        };
+        let kind_ok = matches!(
+            (m.kind, parent.map(|p| p.kind)),
+            (ModuleKind::Project, None)
+                | (ModuleKind::Subsystem, Some(ModuleKind::Project))
+                | (
+                    ModuleKind::Component,
+                    Some(ModuleKind::Project | ModuleKind::Subsystem)
+                )
+        );
         if !kind_ok {
             let place = match parent {
                 Some(p) => format!("under {} `{}`", p.kind, p.name),

@@ -1,0 +1,8 @@
+//! Integration tests: the `packyard` binary on the fixtures, and comparisons with real
+//! tools. One test binary (builds are slow); a module per area.
+
+mod support;
+
+mod cli;
+mod fixtures_build;
+mod versions;
