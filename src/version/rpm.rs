@@ -106,7 +106,7 @@ pub struct RpmEvr {
     /// `None` when the string had no epoch; compares as 0.
     pub epoch: Option<String>,
     pub version: String,
-    /// `None` when the string had no `-`; compares as the empty string.
+    /// `None` when the string had no `-`; older than any release with equal versions.
     pub release: Option<String>,
 }
 
@@ -146,12 +146,13 @@ impl RpmEvr {
 
 impl Ord for RpmEvr {
     fn cmp(&self, other: &Self) -> Ordering {
-        self.cmp_without_release(other).then_with(|| {
-            rpmvercmp(
-                self.release.as_deref().unwrap_or(""),
-                other.release.as_deref().unwrap_or(""),
-            )
-        })
+        // As rpm 4.18 compares parsed EVRs: with equal versions, a release that is present
+        // beats one that is absent, whatever it holds (even `~`).
+        self.cmp_without_release(other)
+            .then_with(|| match (&self.release, &other.release) {
+                (Some(a), Some(b)) => rpmvercmp(a, b),
+                (a, b) => a.is_some().cmp(&b.is_some()),
+            })
     }
 }
 
@@ -228,5 +229,7 @@ mod tests {
         assert_eq!(RpmEvr::parse("0:1.0-1").cmp(&RpmEvr::parse("1.0-1")), Equal);
         assert_eq!(RpmEvr::parse("1.0").cmp(&RpmEvr::parse("1.0-1")), Less);
         assert_eq!(RpmEvr::parse("1:0.1").cmp(&RpmEvr::parse("9.9")), Greater);
+        // rpm.ver("6.") < rpm.ver("6-~."): a present release wins even when it is `~`.
+        assert_eq!(RpmEvr::parse("6.").cmp(&RpmEvr::parse("6-~.")), Less);
     }
 }

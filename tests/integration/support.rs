@@ -38,9 +38,15 @@ pub fn have_tool(cmd: &str, probe: &[&str]) -> bool {
         .is_ok_and(|o| o.status.success());
     if !ok {
         if std::env::var_os("CI").is_some() {
-            panic!("`{cmd}` is required under CI but is not installed (scripts/test installs it)");
+            panic!(
+                "`{cmd} {}` failed: required under CI (scripts/test installs it)",
+                probe.join(" ")
+            );
         }
-        eprintln!("SKIPPED: `{cmd}` is not installed; run scripts/test to install it");
+        eprintln!(
+            "SKIPPED: `{cmd} {}` failed; run scripts/test to install what tests need",
+            probe.join(" ")
+        );
     }
     ok
 }
