@@ -127,6 +127,12 @@ type Outcome = Result<ExitCode, Failure>;
 
 /// Entry point of the binary.
 pub fn main() -> ExitCode {
+    // Like other Unix tools, stop quietly when the reader of our output goes away
+    // (`packyard show ... | head`) instead of panicking on a broken pipe.
+    // SAFETY: called first thing, before any other thread exists.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
     let cli = Cli::parse();
     let json = cli.json;
     match run(cli) {
@@ -247,7 +253,11 @@ fn cmd_vercmp(args: &VercmpArgs) -> Outcome {
         let stdin = std::io::stdin().lock();
         let mut out = BufWriter::new(std::io::stdout().lock());
         for (n, line) in stdin.lines().enumerate() {
-            let line = line?;
+            let line =
+                line.map_err(|e| Failure::new(format!("stdin line {}: {e}", n + 1), None))?;
+            if line.trim().is_empty() {
+                continue;
+            }
             let mut parts = line.split_whitespace();
             let (Some(a), Some(b), None) = (parts.next(), parts.next(), parts.next()) else {
                 return Err(Failure::new(

@@ -25,6 +25,12 @@ pub struct ConfigurationName {
 impl ConfigurationName {
     /// Parses `web_server_R_2_5_1_1` or `emi-unicore-ucc_B_TRUNK`; `None` if neither form.
     pub fn parse(name: &str) -> Option<ConfigurationName> {
+        // A branch may itself contain `_R_` (`a_B_FIX_R_2`): try the release form first,
+        // then the branch form.
+        Self::parse_release(name).or_else(|| Self::parse_branch(name))
+    }
+
+    fn parse_release(name: &str) -> Option<ConfigurationName> {
         if let Some(i) = name.rfind("_R_") {
             let nums: Vec<&str> = name[i + 3..].split('_').collect();
             if nums.len() != 4 || i == 0 {
@@ -50,7 +56,11 @@ impl ConfigurationName {
                 },
             });
         }
-        let i = name.rfind("_B_")?;
+        None
+    }
+
+    fn parse_branch(name: &str) -> Option<ConfigurationName> {
+        let i = name.find("_B_")?;
         let branch = &name[i + 3..];
         if i == 0 || branch.is_empty() || !branch.bytes().all(is_name_byte) {
             return None;
@@ -135,6 +145,8 @@ mod tests {
                 age: 1
             }
         );
+        let b = ConfigurationName::parse("a_B_FIX_R_2").unwrap();
+        assert_eq!(b.binding, NameBinding::Branch("FIX_R_2".into()));
         let b = ConfigurationName::parse("emi-unicore-ucc_B_TRUNK").unwrap();
         assert_eq!(b.binding, NameBinding::Branch("TRUNK".into()));
         for bad in [

@@ -137,7 +137,10 @@ pub enum ResolveError {
         configuration: String,
         message: String,
     },
-    #[error("{configuration}: no version of `{module}` to use: no `{module}.DEFAULT` property{} and the release holds no configuration of it", .project.as_ref().map(|p| format!(" in {p}")).unwrap_or_default())]
+    #[error("{configuration}: no version of `{module}` to use: {}", match .project {
+        Some(p) => format!("no `{module}.DEFAULT` property in {p} and the release holds no configuration of it"),
+        None => format!("{configuration} is in no release (no project configuration lists it), so nothing sets `{module}.DEFAULT`"),
+    })]
     NoDefault {
         configuration: String,
         module: String,
@@ -260,15 +263,20 @@ impl Release {
     }
 }
 
-/// The newest of `ids` by `version-age` (RPM ordering); configurations without a version last.
+/// The newest of `ids` by `version-age` (RPM ordering); configurations without a version
+/// last; on a tie the first one stays (so an explicit `.DEFAULT` listed first wins ties).
 pub fn latest(tree: &Tree, ids: impl IntoIterator<Item = ConfigId>) -> Option<ConfigId> {
-    ids.into_iter().max_by(|a, b| {
-        let va = tree.configurations[*a].version_age();
-        let vb = tree.configurations[*b].version_age();
+    let newer = |a: ConfigId, b: ConfigId| {
+        let va = tree.configurations[a].version_age();
+        let vb = tree.configurations[b].version_age();
         match (va, vb) {
-            (Some(x), Some(y)) => version::compare(Scheme::Rpm, &x, &y),
-            (x, y) => x.is_some().cmp(&y.is_some()),
+            (Some(x), Some(y)) => version::compare(Scheme::Rpm, &x, &y).is_gt(),
+            (x, y) => x.is_some() && y.is_none(),
         }
+    };
+    ids.into_iter().fold(None, |best, id| match best {
+        Some(b) if !newer(id, b) => Some(b),
+        _ => Some(id),
     })
 }
 
@@ -304,12 +312,19 @@ impl<'a> Resolver<'a> {
         })?;
         let release = match &options.project {
             Some(p) => {
-                let pid = tree
-                    .configuration(p)
-                    .filter(|pid| {
-                        tree.modules[tree.configurations[*pid].module].kind == ModuleKind::Project
-                    })
-                    .ok_or_else(|| ResolveError::NotAProject { project: p.clone() })?;
+                let pid =
+                    tree.configuration(p)
+                        .ok_or_else(|| ResolveError::UnknownConfiguration {
+                            name: p.clone(),
+                            similar: tree
+                                .similar_configurations(p)
+                                .into_iter()
+                                .map(str::to_string)
+                                .collect(),
+                        })?;
+                if tree.modules[tree.configurations[pid].module].kind != ModuleKind::Project {
+                    return Err(ResolveError::NotAProject { project: p.clone() });
+                }
                 let r = Release::of(tree, pid);
                 if !r.contains(id) {
                     return Err(ResolveError::NotInRelease {
@@ -385,11 +400,18 @@ impl<'a> Resolver<'a> {
         let tree = self.tree;
         let c = &tree.configurations[id];
         let module = &tree.modules[c.module];
-        let parents: Vec<ConfigId> = self
-            .release
-            .as_ref()
-            .and_then(|r| r.parents.get(&id).cloned())
-            .unwrap_or_default();
+        // A configuration outside the release (a static dependency, a `.DEFAULT` naming a
+        // non-member) still reads the release's project properties.
+        let parents: Vec<ConfigId> = match &self.release {
+            Some(r) => r.parents.get(&id).cloned().unwrap_or_else(|| {
+                if r.project == id {
+                    Vec::new()
+                } else {
+                    vec![r.project]
+                }
+            }),
+            None => Vec::new(),
+        };
 
         let props = self.merged_properties(id, &parents);
 
@@ -767,11 +789,11 @@ impl<'a> Resolver<'a> {
             .filter_map(|d| d.config_id.map(|cid| (d, cid)))
             .map(|(d, cid)| {
                 let s = short(&d.name);
+                // The same module listed twice (build + runtime) keeps its short name.
                 let unique = deps
                     .iter()
                     .filter(|o| o.config_id.is_some() && short(&o.name) == s)
-                    .count()
-                    == 1;
+                    .all(|o| o.name == d.name);
                 DepScope {
                     module: d.name.clone(),
                     short: unique.then_some(s),

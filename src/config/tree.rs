@@ -141,11 +141,26 @@ impl Tree {
 
     fn load_dir(&mut self, dir: &Path, parent: Option<ModuleId>) -> Result<(), TreeError> {
         let file = dir.join("module.toml");
-        let text = std::fs::read_to_string(&file).map_err(|source| TreeError::Io {
+        let bytes = std::fs::read(&file).map_err(|source| TreeError::Io {
             path: file.clone(),
             source,
         })?;
-        let here = match self.add_module_file(&file, &text, dir, parent) {
+        let parsed = match String::from_utf8(bytes) {
+            Ok(text) => self.add_module_file(&file, &text, dir, parent),
+            Err(e) => {
+                let good = &e.as_bytes()[..e.utf8_error().valid_up_to()];
+                let line = 1 + good.iter().filter(|b| **b == b'\n').count();
+                self.problems.push(LoadProblem {
+                    location: Location {
+                        file: file.clone(),
+                        line,
+                    },
+                    message: "the file is not UTF-8 text".into(),
+                });
+                None
+            }
+        };
+        let here = match parsed {
             Some(id) => Some(id),
             // An unparsable module still has children worth checking; hang them on its parent.
             None => parent,
@@ -158,7 +173,9 @@ impl Tree {
             .filter_map(|e| e.ok())
             .map(|e| e.path())
             .filter(|p| {
+                // Symlinked folders are not followed: one pointing up would loop.
                 p.is_dir()
+                    && !p.is_symlink()
                     && p.join("module.toml").is_file()
                     && !p
                         .file_name()
@@ -225,6 +242,7 @@ impl Tree {
                     value.get_ref(),
                     &at(value.span().start),
                     &mut properties,
+                    &mut self.problems,
                 );
             }
             let config = Configuration {
@@ -312,12 +330,18 @@ fn folder_name(dir: &Path) -> String {
 
 /// Turns `a = { b = "x" }` into `a.b = "x"`; numbers and booleans become their text,
 /// arrays are comma-joined (as `package.configFiles` wants).
-fn flatten_property(key: &str, value: &toml::Value, at: &Location, out: &mut Vec<Property>) {
+fn flatten_property(
+    key: &str,
+    value: &toml::Value,
+    at: &Location,
+    out: &mut Vec<Property>,
+    problems: &mut Vec<LoadProblem>,
+) {
     let text = match value {
         toml::Value::String(s) => s.clone(),
         toml::Value::Table(t) => {
             for (k, v) in t {
-                flatten_property(&format!("{key}.{k}"), v, at, out);
+                flatten_property(&format!("{key}.{k}"), v, at, out, problems);
             }
             return;
         }
@@ -329,6 +353,16 @@ fn flatten_property(key: &str, value: &toml::Value, at: &Location, out: &mut Vec
             })
             .collect::<Vec<_>>()
             .join(","),
+        toml::Value::Float(_) => {
+            // `1.10` would silently become "1.1": version-like values must be strings.
+            problems.push(LoadProblem {
+                location: at.clone(),
+                message: format!(
+                    "property `{key}` is a TOML number with a fraction ({value}); quote it, or trailing zeros are lost"
+                ),
+            });
+            return;
+        }
         other => other.to_string(),
     };
     out.push(Property {
@@ -341,16 +375,22 @@ fn flatten_property(key: &str, value: &toml::Value, at: &Location, out: &mut Vec
 /// Byte offset → 1-based line number.
 struct LineIndex {
     starts: Vec<usize>,
+    len: usize,
 }
 
 impl LineIndex {
     fn new(text: &str) -> LineIndex {
         let mut starts = vec![0];
         starts.extend(text.match_indices('\n').map(|(i, _)| i + 1));
-        LineIndex { starts }
+        LineIndex {
+            starts,
+            len: text.len(),
+        }
     }
 
     fn line(&self, offset: usize) -> usize {
+        // An error at the very end (after the final newline) belongs to the last line.
+        let offset = offset.min(self.len.saturating_sub(1));
         self.starts.partition_point(|&s| s <= offset)
     }
 }
@@ -402,6 +442,32 @@ mod tests {
             ]
         );
         assert_eq!(c.properties[2].location.line, 11);
+    }
+
+    #[test]
+    fn floats_and_non_utf8_are_problems_not_surprises() {
+        let t = load_text(
+            "[module]\nname = \"p\"\nkind = \"project\"\n[[configuration]]\nname = \"p_R_1_0_0_1\"\n[configuration.properties]\njdk = 1.10\n",
+        );
+        assert_eq!(t.problems.len(), 1, "{:?}", t.problems);
+        assert_eq!(t.problems[0].location.line, 7);
+        assert!(t.problems[0].message.contains("quote it"));
+
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("module.toml"),
+            b"[module]\nname = \"p\xff\"\n",
+        )
+        .unwrap();
+        let t = Tree::load(dir.path()).unwrap();
+        assert_eq!(t.problems[0].message, "the file is not UTF-8 text");
+        assert_eq!(t.problems[0].location.line, 2);
+    }
+
+    #[test]
+    fn error_at_end_of_file_points_at_the_last_line() {
+        let t = load_text("[module]\nname = \"p\"\nkind = \"project\"\nx = \"\"\"open\n");
+        assert_eq!(t.problems[0].location.line, 4, "{:?}", t.problems);
     }
 
     #[test]
