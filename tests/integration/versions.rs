@@ -142,26 +142,11 @@ fn pairs(seed: u64, deb: bool) -> Vec<(String, String)> {
 }
 
 fn ours(flag: &str, pairs: &[(String, String)]) -> Vec<String> {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_packyard"))
-        .args(["vercmp", flag, "--stdin"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
     let input: String = pairs.iter().map(|(a, b)| format!("{a} {b}\n")).collect();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(input.as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    stdout(&out).lines().map(str::to_string).collect()
+    run_with_stdin(
+        Command::new(env!("CARGO_BIN_EXE_packyard")).args(["vercmp", flag, "--stdin"]),
+        &input,
+    )
 }
 
 fn run_with_stdin(cmd: &mut Command, input: &str) -> Vec<String> {
@@ -179,7 +164,8 @@ fn run_with_stdin(cmd: &mut Command, input: &str) -> Vec<String> {
     let out = child.wait_with_output().unwrap();
     assert!(
         out.status.success(),
-        "reference failed: {}",
+        "{:?} failed: {}",
+        cmd,
         String::from_utf8_lossy(&out.stderr)
     );
     stdout(&out).lines().map(str::to_string).collect()
