@@ -180,12 +180,8 @@ fn print_json<T: serde::Serialize>(v: &T) -> Result<(), Failure> {
     Ok(())
 }
 
-fn load_tree(dir: &Path) -> Result<Tree, Failure> {
-    Ok(Tree::load(dir)?)
-}
-
 fn cmd_lint(dir: &Path, layout: &Layout, json: bool) -> Outcome {
-    let tree = load_tree(dir)?;
+    let tree = Tree::load(dir)?;
     let violations = lint::lint(&tree, layout);
     if json {
         print_json(&violations)?;
@@ -200,7 +196,7 @@ fn cmd_lint(dir: &Path, layout: &Layout, json: bool) -> Outcome {
 }
 
 fn cmd_show(configuration: &str, ctx: &ContextArgs, layout: &Layout, json: bool) -> Outcome {
-    let tree = load_tree(&ctx.tree)?;
+    let tree = Tree::load(&ctx.tree)?;
     refuse_broken_tree(&tree)?;
     let options = ResolveOptions {
         platform: ctx.platform.clone(),
@@ -293,9 +289,9 @@ fn cmd_vercmp(args: &VercmpArgs) -> Outcome {
 }
 
 fn cmd_demo(dir: &Path, platform: Option<String>, layout: &Layout, json: bool) -> Outcome {
-    let tree = load_tree(dir).map_err(|f| {
+    let tree = Tree::load(dir).map_err(|e| {
         Failure::new(
-            f.message,
+            e,
             "run the demo from the repository's root folder, or pass --tree".to_string(),
         )
     })?;

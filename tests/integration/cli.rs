@@ -193,18 +193,18 @@ fn overrides_win_over_everything() {
     );
 }
 
+/// Runs `show CONF` on the sample tree, expects failure, returns stderr.
+fn show_fails(configuration: &str, extra: &[&str]) -> String {
+    let mut args = vec!["show", configuration, "--tree", "fixtures/trees/my-project"];
+    args.extend_from_slice(extra);
+    let out = packyard(&args);
+    assert!(!out.status.success(), "{}", stdout(&out));
+    stderr(&out)
+}
+
 #[test]
 fn undefined_property_names_the_configuration() {
-    let out = packyard(&[
-        "show",
-        "web_server_R_2_5_1_1",
-        "--tree",
-        "fixtures/trees/my-project",
-        "-p",
-        "web.greeting=hi ${x}",
-    ]);
-    assert!(!out.status.success());
-    let err = stderr(&out);
+    let err = show_fails("web_server_R_2_5_1_1", &["-p", "web.greeting=hi ${x}"]);
     assert!(
         err.contains("web_server_R_2_5_1_1: undefined property `${x}` in `hi ${x}`"),
         "{err}"
@@ -214,16 +214,13 @@ fn undefined_property_names_the_configuration() {
 
 #[test]
 fn unsatisfied_constraint_is_a_clear_error() {
-    let out = packyard(&[
-        "show",
+    let err = show_fails(
         "cli_client_R_5_6_1_1",
-        "--tree",
-        "fixtures/trees/my-project",
-        "-p",
-        "my-project.clients.java_api.DEFAULT=java_api_R_5_1_0_1",
-    ]);
-    assert!(!out.status.success());
-    let err = stderr(&out);
+        &[
+            "-p",
+            "my-project.clients.java_api.DEFAULT=java_api_R_5_1_0_1",
+        ],
+    );
     assert!(
         err.contains("`my-project.clients.java_api` must satisfy `>= 5.2.0, < 6`, but the release uses java_api_R_5_1_0_1 (5.1.0-1)"),
         "{err}"
@@ -232,14 +229,7 @@ fn unsatisfied_constraint_is_a_clear_error() {
 
 #[test]
 fn unknown_configuration_and_unknown_key_errors() {
-    let out = packyard(&[
-        "show",
-        "web_server_R_9_9_9_9",
-        "--tree",
-        "fixtures/trees/my-project",
-    ]);
-    assert!(!out.status.success());
-    let err = stderr(&out);
+    let err = show_fails("web_server_R_9_9_9_9", &[]);
     assert!(
         err.contains("no configuration named `web_server_R_9_9_9_9`"),
         "{err}"
