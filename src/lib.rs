@@ -5,8 +5,10 @@
 //! packages and repositories (later issues). [`version`] gives RPM and Debian ordering,
 //! [`layout`] the platforms and path templates. [`cli`] is the thin command-line edge.
 
+pub mod atomic;
 pub mod cli;
 pub mod config;
 pub mod layout;
 pub mod lint;
+pub mod pack;
 pub mod version;

@@ -1,6 +1,7 @@
 //! The command line: parses arguments, calls the library, prints text or `--json`.
 //! No logic of its own beyond formatting.
 
+mod progress;
 mod render;
 
 use std::io::{BufRead, BufWriter, Write};
@@ -14,6 +15,7 @@ use crate::config::{
 };
 use crate::layout::Layout;
 use crate::lint;
+use crate::pack;
 use crate::version::{self, DebVersion, Scheme};
 
 #[derive(Parser)]
@@ -46,6 +48,9 @@ enum Command {
         #[command(flatten)]
         ctx: ContextArgs,
     },
+    /// Pack a staged prefix into the tarball and the platform's RPM or DEB, at their
+    /// download-from paths under --out.
+    Pack(PackArgs),
     /// Compare two versions in RPM or Debian ordering: prints <, = or >.
     Vercmp(VercmpArgs),
     /// List the known platforms.
@@ -57,6 +62,21 @@ enum Command {
         #[arg(long)]
         platform: Option<String>,
     },
+}
+
+#[derive(Args)]
+struct PackArgs {
+    /// The component configuration to pack.
+    #[arg(long)]
+    configuration: String,
+    /// The staged install prefix (what the install target filled).
+    #[arg(long, value_name = "DIR")]
+    prefix: PathBuf,
+    /// Output tree; files land at their download-from paths inside it.
+    #[arg(long, value_name = "DIR", default_value = "_output")]
+    out: PathBuf,
+    #[command(flatten)]
+    ctx: ContextArgs,
 }
 
 #[derive(Args)]
@@ -160,6 +180,7 @@ fn run(cli: Cli) -> Outcome {
     match cli.command {
         Command::Lint { tree } => cmd_lint(&tree, &layout, cli.json),
         Command::Show { configuration, ctx } => cmd_show(&configuration, &ctx, &layout, cli.json),
+        Command::Pack(args) => cmd_pack(&args, &layout, cli.json),
         Command::Vercmp(args) => cmd_vercmp(&args),
         Command::Platforms => {
             let platforms: Vec<_> = layout.platforms.values().collect();
@@ -195,15 +216,21 @@ fn cmd_lint(dir: &Path, layout: &Layout, json: bool) -> Outcome {
     })
 }
 
+impl ContextArgs {
+    fn options(&self) -> ResolveOptions {
+        ResolveOptions {
+            platform: self.platform.clone(),
+            project: self.project.clone(),
+            overrides: self.properties.clone(),
+            workspace: self.workspace.clone(),
+        }
+    }
+}
+
 fn cmd_show(configuration: &str, ctx: &ContextArgs, layout: &Layout, json: bool) -> Outcome {
     let tree = Tree::load(&ctx.tree)?;
     refuse_broken_tree(&tree)?;
-    let options = ResolveOptions {
-        platform: ctx.platform.clone(),
-        project: ctx.project.clone(),
-        overrides: ctx.properties.clone(),
-        workspace: ctx.workspace.clone(),
-    };
+    let options = ctx.options();
     let resolve = || {
         let (resolver, id) = Resolver::for_configuration(&tree, layout, options, configuration)?;
         resolver.resolve(id)
@@ -230,6 +257,37 @@ fn refuse_broken_tree(tree: &Tree) -> Result<(), Failure> {
         ));
     }
     Ok(())
+}
+
+fn cmd_pack(args: &PackArgs, layout: &Layout, json: bool) -> Outcome {
+    let tree = Tree::load(&args.ctx.tree)?;
+    refuse_broken_tree(&tree)?;
+    let source_date_epoch = match std::env::var("SOURCE_DATE_EPOCH") {
+        Ok(v) if !v.trim().is_empty() => Some(v.trim().parse::<i64>().map_err(|_| {
+            Failure::new(
+                format!("SOURCE_DATE_EPOCH=`{v}` is not a number of seconds"),
+                "set it to e.g. $(git log -1 --format=%ct), or unset it".to_string(),
+            )
+        })?),
+        _ => None,
+    };
+    let request = pack::PackRequest {
+        tree: &tree,
+        layout,
+        configuration: &args.configuration,
+        options: args.ctx.options(),
+        prefix: &args.prefix,
+        out: &args.out,
+        source_date_epoch,
+    };
+    let bar = progress::Bar::new(!json);
+    let artifacts = pack::pack(&request, &bar).map_err(|e| Failure::new(&e, e.hint()))?;
+    if json {
+        print_json(&artifacts)?;
+    } else {
+        render::artifacts(&args.out, &artifacts);
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 fn cmd_vercmp(args: &VercmpArgs) -> Outcome {

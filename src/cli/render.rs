@@ -142,3 +142,14 @@ pub fn demo(tree: &Tree, vs: &[Violation], releases: &[(String, Vec<Rc<ResolvedC
         tree.root.display()
     );
 }
+
+pub fn artifacts(out: &std::path::Path, list: &[crate::pack::Artifact]) {
+    for a in list {
+        println!(
+            "{}  {} bytes  sha256 {}",
+            out.join(&a.path).display(),
+            a.size,
+            a.sha256
+        );
+    }
+}

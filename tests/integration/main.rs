@@ -5,4 +5,5 @@ mod support;
 
 mod cli;
 mod fixtures_build;
+mod pack;
 mod versions;

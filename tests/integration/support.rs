@@ -86,3 +86,79 @@ pub fn write(path: &Path, text: &str) {
     }
     std::fs::write(path, text).unwrap();
 }
+
+/// Runs a shell command in `dir`, failing the test with its output if it fails.
+pub fn sh(cmd: &str, dir: &Path) {
+    let out = Command::new("sh")
+        .arg("-c")
+        .arg(cmd)
+        .current_dir(dir)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "`{cmd}` in {} failed:\n{}{}",
+        dir.display(),
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// A component of the fixture release, built and installed into its own prefix.
+#[derive(Debug, Clone)]
+pub struct Built {
+    pub configuration: String,
+    pub module: String,
+    pub prefix: PathBuf,
+}
+
+pub const FIXTURE_TREE: &str = "fixtures/trees/my-project";
+
+/// Builds the latest fixture release for `platform` in `ws`, running every target of
+/// every component exactly as `show` resolves them (checkout, compile, install, test).
+pub fn build_release(ws: &Path, platform: &str) -> Vec<Built> {
+    let out = packyard(&["demo", "--json", "--platform", platform]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let demo: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let latest = &demo["releases"][0];
+    assert_eq!(latest["project"], "my-project_R_2_0_0_1");
+    let mut built = Vec::new();
+    for c in latest["configurations"].as_array().unwrap() {
+        let name = c["configuration"].as_str().unwrap();
+        let shown = packyard(&[
+            "show",
+            name,
+            "--tree",
+            FIXTURE_TREE,
+            "--platform",
+            platform,
+            "--workspace",
+            ws.to_str().unwrap(),
+            "--json",
+        ]);
+        assert!(shown.status.success(), "{}", stderr(&shown));
+        let r: serde_json::Value = serde_json::from_slice(&shown.stdout).unwrap();
+        let module = r["module"].as_str().unwrap();
+        let prefix = r["properties"]["prefix"]["value"].as_str().unwrap();
+        for cmd in r["commands"].as_array().unwrap() {
+            let target = cmd["target"].as_str().unwrap();
+            let text = cmd["command"].as_str().unwrap();
+            if target == "checkout" {
+                std::fs::create_dir_all(ws).unwrap();
+                sh(text, ws);
+                assert!(
+                    ws.join(module).is_dir(),
+                    "{name}: checkout created no {module}/"
+                );
+            } else {
+                sh(text, &ws.join(module));
+            }
+        }
+        built.push(Built {
+            configuration: name.to_string(),
+            module: module.to_string(),
+            prefix: PathBuf::from(prefix),
+        });
+    }
+    built
+}

@@ -1,0 +1,335 @@
+//! The DEB writer: `debian-binary`, `control.tar.gz` and `data.tar.*` in an `ar` archive.
+//!
+//! The `debian-packaging` crate checks the control paragraph and relation syntax; the
+//! archive itself is written here because its `DebBuilder` writes binary md5sums and
+//! refuses symlinks and empty directories.
+
+use std::borrow::Cow;
+use std::collections::HashSet;
+use std::io::Write;
+use std::sync::Arc;
+
+use debian_packaging::control::ControlParagraph;
+use debian_packaging::dependency::DependencyList;
+use md5::{Digest, Md5};
+
+use super::PackError;
+use super::compress::{self, Encoder};
+use super::spec::{Algorithm, Compression, PackageSpec, Relation, rfc2822};
+use super::tarball::{self, TarStyle};
+use super::walk::{Entry, EntryKind};
+
+fn io_err(e: std::io::Error) -> PackError {
+    PackError::Format {
+        format: "deb",
+        message: e.to_string(),
+    }
+}
+
+/// `Installed-Size` in KiB as dpkg-gencontrol counts it: each file rounded up to a KiB,
+/// one for every directory and symlink.
+pub fn installed_size(entries: &[Entry]) -> u64 {
+    entries
+        .iter()
+        .map(|e| match &e.kind {
+            EntryKind::File { data, .. } => (data.len() as u64).div_ceil(1024),
+            _ => 1,
+        })
+        .sum()
+}
+
+fn relation_field(name: &str, lists: &[&[Relation]]) -> Result<Option<String>, PackError> {
+    let text = lists
+        .iter()
+        .flat_map(|l| l.iter())
+        .map(Relation::deb)
+        .collect::<Vec<_>>()
+        .join(", ");
+    if text.is_empty() {
+        return Ok(None);
+    }
+    DependencyList::parse(&text).map_err(|e| PackError::Spec {
+        what: format!("{name}: `{text}` is not a valid Debian relation list: {e}"),
+        hint: "check the package.* relation properties and dependency constraints".into(),
+    })?;
+    Ok(Some(text))
+}
+
+/// The `control` file, fields in dpkg-deb's order.
+pub fn control(
+    spec: &PackageSpec,
+    installed_kib: u64,
+    auto_depends: &[String],
+) -> Result<String, PackError> {
+    let r = &spec.relations;
+    let mut depends = relation_field("Depends", &[&r.requires, &r.requires_post])?;
+    if !auto_depends.is_empty() {
+        let auto = auto_depends.join(", ");
+        depends = Some(match depends {
+            Some(d) => format!("{auto}, {d}"),
+            None => auto,
+        });
+    }
+    let mut fields: Vec<(&str, String)> = vec![
+        ("Package", spec.name.clone()),
+        ("Version", spec.full_version()),
+        ("Architecture", spec.platform.deb_arch.clone()),
+        ("Maintainer", spec.maintainer.clone().unwrap_or_default()),
+        ("Installed-Size", installed_kib.to_string()),
+    ];
+    let optional = [
+        (
+            "Pre-Depends",
+            relation_field("Pre-Depends", &[&r.requires_pre])?,
+        ),
+        ("Depends", depends),
+        (
+            "Recommends",
+            relation_field("Recommends", &[&r.recommends])?,
+        ),
+        ("Breaks", relation_field("Breaks", &[&r.breaks])?),
+        ("Conflicts", relation_field("Conflicts", &[&r.conflicts])?),
+        ("Provides", relation_field("Provides", &[&r.provides])?),
+        ("Replaces", relation_field("Replaces", &[&r.replaces])?),
+        ("Section", Some(spec.section.clone())),
+        ("Priority", Some(spec.priority.clone())),
+        ("Homepage", spec.homepage.clone()),
+    ];
+    fields.extend(optional.into_iter().filter_map(|(k, v)| v.map(|v| (k, v))));
+    let long: Vec<String> = spec
+        .description
+        .lines()
+        .map(|l| {
+            if l.trim().is_empty() {
+                " .".to_string()
+            } else {
+                format!(" {l}")
+            }
+        })
+        .collect();
+    fields.push((
+        "Description",
+        format!("{}\n{}", spec.summary, long.join("\n")),
+    ));
+    let mut para = ControlParagraph::default();
+    for (k, v) in fields {
+        para.set_field_from_string(Cow::Borrowed(k), Cow::Owned(v));
+    }
+    let mut out = Vec::new();
+    para.write(&mut out).map_err(io_err)?;
+    String::from_utf8(out).map_err(|e| PackError::Format {
+        format: "deb",
+        message: e.to_string(),
+    })
+}
+
+/// `/usr/share/doc/<package>/copyright` in the machine-readable format.
+pub fn copyright(spec: &PackageSpec) -> String {
+    let holder = spec
+        .vendor
+        .clone()
+        .or_else(|| spec.maintainer.clone())
+        .unwrap_or_else(|| spec.name.clone());
+    let mut s = String::from(
+        "Format: https://www.debian.org/doc/packaging-manuals/copyright-format/1.0/\n",
+    );
+    s.push_str(&format!("Upstream-Name: {}\n", spec.name));
+    if let Some(h) = &spec.homepage {
+        s.push_str(&format!("Source: {h}\n"));
+    }
+    let year = chrono::DateTime::<chrono::Utc>::from_timestamp(spec.date, 0)
+        .map(|d| d.format("%Y").to_string())
+        .unwrap_or_default();
+    s.push_str(&format!(
+        "\nFiles: *\nCopyright: {year} {holder}\nLicense: {}\n",
+        spec.license
+    ));
+    if let Some(file) = common_license(&spec.license) {
+        s.push_str(&format!(
+            " On Debian systems, the full text of this license can be found in\n \
+             /usr/share/common-licenses/{file}.\n"
+        ));
+    }
+    s
+}
+
+/// The file in `/usr/share/common-licenses` holding an SPDX license's text, if any.
+fn common_license(spdx: &str) -> Option<&'static str> {
+    Some(
+        match spdx.trim_end_matches("-only").trim_end_matches("-or-later") {
+            "Apache-2.0" => "Apache-2.0",
+            "GPL-2.0" | "GPL-2" => "GPL-2",
+            "GPL-3.0" | "GPL-3" => "GPL-3",
+            "LGPL-2.1" => "LGPL-2.1",
+            "LGPL-3.0" | "LGPL-3" => "LGPL-3",
+            "MPL-2.0" => "MPL-2.0",
+            "Artistic-1.0" => "Artistic",
+            "BSD-3-Clause" => "BSD",
+            "CC0-1.0" => "CC0-1.0",
+            _ => return None,
+        },
+    )
+}
+
+/// `changelog.Debian` (uncompressed), newest entry first.
+pub fn changelog(spec: &PackageSpec) -> String {
+    let mut s = String::new();
+    for c in &spec.changelog {
+        let version = match spec.epoch {
+            Some(e) => format!("{e}:{}", c.version),
+            None => c.version.clone(),
+        };
+        s.push_str(&format!(
+            "{} ({version}) {}; urgency=medium\n\n",
+            spec.name, spec.platform.os
+        ));
+        let text = super::spec::wrap(&c.text, 74).replace('\n', "\n    ");
+        s.push_str(&format!("  * {text}\n\n"));
+        s.push_str(&format!(" -- {}  {}\n\n", c.author, rfc2822(c.date)));
+    }
+    s.pop();
+    s
+}
+
+fn file(path: &str, data: Vec<u8>, mode: u32) -> Entry {
+    Entry {
+        path: path.to_string(),
+        kind: EntryKind::File {
+            data: Arc::new(data),
+            link_to: None,
+        },
+        mode,
+    }
+}
+
+/// Builds the `.deb`. `entries` are rooted at `/` and already hold the generated docs;
+/// `conffiles` are install paths.
+pub fn build(
+    spec: &PackageSpec,
+    entries: &[Entry],
+    conffiles: &[String],
+    auto_depends: &[String],
+    on_bytes: &(dyn Fn(u64) + Sync),
+) -> Result<Vec<u8>, PackError> {
+    let mtime = u64::try_from(spec.date).unwrap_or(0);
+    let owner = |rel: &str| {
+        let (u, g) = spec
+            .owner_of(&format!("/{rel}"))
+            .unwrap_or(("root", "root"));
+        (u.to_string(), g.to_string())
+    };
+    let style = TarStyle {
+        lead: "./",
+        root_entry: true,
+        mtime,
+        owner: &owner,
+    };
+
+    let data = {
+        let enc = Encoder::new(Vec::new(), spec.compression).map_err(io_err)?;
+        tarball::write(enc, entries, &style, on_bytes)
+            .and_then(Encoder::finish)
+            .map_err(io_err)?
+    };
+
+    let conf: HashSet<&str> = conffiles.iter().map(String::as_str).collect();
+    let mut md5sums = String::new();
+    for e in entries {
+        if let EntryKind::File { data, .. } = &e.kind
+            && !conf.contains(format!("/{}", e.path).as_str())
+        {
+            let digest = Md5::digest(data.as_slice());
+            md5sums.push_str(&format!("{digest:x}  {}\n", e.path));
+        }
+    }
+    let mut control_entries = vec![file(
+        "control",
+        control(spec, installed_size(entries), auto_depends)?.into_bytes(),
+        0o644,
+    )];
+    if !conffiles.is_empty() {
+        let text: String = conffiles.iter().map(|c| format!("{c}\n")).collect();
+        control_entries.push(file("conffiles", text.into_bytes(), 0o644));
+    }
+    control_entries.push(file("md5sums", md5sums.into_bytes(), 0o644));
+    let s = &spec.scripts;
+    for (name, text) in [
+        ("postinst", &s.post_install),
+        ("postrm", &s.post_uninstall),
+        ("preinst", &s.pre_install),
+        ("prerm", &s.pre_uninstall),
+    ] {
+        if let Some(text) = text {
+            let text = if text.starts_with("#!") {
+                text.clone()
+            } else {
+                format!("#!/bin/sh\n{text}")
+            };
+            control_entries.push(file(name, text.into_bytes(), 0o755));
+        }
+    }
+    super::walk::sort_entries(&mut control_entries);
+    let root_owner = |_: &str| ("root".to_string(), "root".to_string());
+    let control_style = TarStyle {
+        lead: "./",
+        root_entry: true,
+        mtime,
+        owner: &root_owner,
+    };
+    let control_gz = {
+        let c = Compression {
+            algorithm: Algorithm::Gzip,
+            level: 9,
+        };
+        let enc = Encoder::new(Vec::new(), c).map_err(io_err)?;
+        tarball::write(enc, &control_entries, &control_style, &|_| {})
+            .and_then(Encoder::finish)
+            .map_err(io_err)?
+    };
+
+    let mut ar = ar::Builder::new(Vec::new());
+    let data_name = format!(
+        "data.tar.{}",
+        compress::extension(spec.compression.algorithm)
+    );
+    for (name, body) in [
+        ("debian-binary", &b"2.0\n"[..]),
+        ("control.tar.gz", &control_gz[..]),
+        (data_name.as_str(), &data[..]),
+    ] {
+        let mut h = ar::Header::new(name.as_bytes().to_vec(), body.len() as u64);
+        h.set_mtime(mtime);
+        h.set_uid(0);
+        h.set_gid(0);
+        h.set_mode(0o100644);
+        ar.append(&h, body).map_err(io_err)?;
+    }
+    let mut out = ar.into_inner().map_err(io_err)?;
+    out.flush().map_err(io_err)?;
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn installed_size_rounds_up_per_file() {
+        let entries = vec![
+            file("a", vec![0; 1], 0o644),
+            file("b", vec![0; 1025], 0o644),
+            Entry {
+                path: "d".into(),
+                kind: EntryKind::Dir,
+                mode: 0o755,
+            },
+        ];
+        assert_eq!(installed_size(&entries), 1 + 2 + 1);
+    }
+
+    #[test]
+    fn common_licenses() {
+        assert_eq!(common_license("GPL-2.0-only"), Some("GPL-2"));
+        assert_eq!(common_license("MIT"), None);
+    }
+}

@@ -1,0 +1,382 @@
+//! The packager: a staged prefix and a resolved configuration → the `.tar.gz` plus the
+//! platform's `.rpm` or `.deb`, written atomically at their download-from paths.
+//!
+//! Flow: [`spec`] decides what the package says (pure), [`walk`] reads the prefix once,
+//! then [`tarball`], [`rpm`] and [`deb`] write their formats in parallel from the same
+//! entries, and [`crate::atomic`] puts the results in place.
+
+pub mod autodeps;
+pub mod compress;
+pub mod deb;
+pub mod rpm;
+pub mod spec;
+pub mod tarball;
+pub mod walk;
+
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::Arc;
+
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+
+use crate::config::{ResolveError, ResolveOptions, Resolver, Tree};
+use crate::layout::{Layout, PackageFormat};
+pub use spec::PackageSpec;
+use walk::{Entry, EntryKind};
+
+/// Why packing failed. Each says what and where; [`PackError::hint`] says what to do.
+#[derive(Debug, thiserror::Error)]
+pub enum PackError {
+    #[error(transparent)]
+    Resolve(#[from] ResolveError),
+    #[error("the staged prefix {path} does not exist")]
+    PrefixMissing { path: PathBuf },
+    #[error("the staged prefix {path} is not a directory")]
+    PrefixNotDir { path: PathBuf },
+    #[error("the staged prefix {path} is empty")]
+    PrefixEmpty { path: PathBuf },
+    #[error("{path} is {what}; packages hold only files, directories and symlinks")]
+    SpecialFile { path: PathBuf, what: &'static str },
+    #[error("the file name {path:?} {why}")]
+    BadFileName { path: PathBuf, why: String },
+    #[error("{what}")]
+    Spec { what: String, hint: String },
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("writing the {format} failed: {message}")]
+    Format {
+        format: &'static str,
+        message: String,
+    },
+}
+
+impl PackError {
+    pub fn hint(&self) -> Option<String> {
+        Some(match self {
+            PackError::Resolve(e) => e.hint(),
+            PackError::PrefixMissing { .. } | PackError::PrefixNotDir { .. } => {
+                "give --prefix the directory the install target filled (${prefix})".into()
+            }
+            PackError::PrefixEmpty { .. } => {
+                "run the configuration's install target first; it must copy what ships into \
+                 the prefix"
+                    .into()
+            }
+            PackError::SpecialFile { .. } => {
+                "remove it from the prefix; create it at install time in a maintainer script".into()
+            }
+            PackError::BadFileName { .. } => {
+                "rename it: names must be UTF-8 without control characters".into()
+            }
+            PackError::Spec { hint, .. } => hint.clone(),
+            PackError::Io { .. } => "check the path and its permissions".into(),
+            PackError::Format { .. } => return None,
+        })
+    }
+}
+
+/// Which file an [`Artifact`] is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ArtifactFormat {
+    Tgz,
+    Rpm,
+    Deb,
+}
+
+/// A written file.
+#[derive(Debug, Clone, Serialize)]
+pub struct Artifact {
+    pub format: ArtifactFormat,
+    /// Relative to the output directory: the download-from path.
+    pub path: String,
+    pub size: u64,
+    pub sha256: String,
+}
+
+/// Reports progress of a long pack; the CLI draws a bar, the library stays silent.
+pub trait Progress: Sync {
+    /// A phase starts with `total` units (bytes) to go.
+    fn start(&self, _phase: &str, _total: u64) {}
+    fn advance(&self, _n: u64) {}
+    fn finish(&self) {}
+}
+
+/// No progress output.
+pub struct Quiet;
+impl Progress for Quiet {}
+
+/// What to pack, and where.
+pub struct PackRequest<'a> {
+    pub tree: &'a Tree,
+    pub layout: &'a Layout,
+    pub configuration: &'a str,
+    pub options: ResolveOptions,
+    pub prefix: &'a Path,
+    pub out: &'a Path,
+    /// `SOURCE_DATE_EPOCH`, read by the caller.
+    pub source_date_epoch: Option<i64>,
+}
+
+/// Packs one configuration: resolves it, reads the prefix, writes the tarball and the
+/// platform's package, and returns what was written.
+pub fn pack(req: &PackRequest, progress: &dyn Progress) -> Result<Vec<Artifact>, PackError> {
+    let (resolver, id) =
+        Resolver::for_configuration(req.tree, req.layout, req.options.clone(), req.configuration)?;
+    let resolved = resolver.resolve(id)?;
+    let platform = req
+        .layout
+        .platform(Some(&resolved.platform))
+        .map_err(|e| PackError::Spec {
+            what: e.to_string(),
+            hint: "see `packyard platforms`".into(),
+        })?;
+    let module_file = &req.tree.configurations[id].location.file;
+    let spec = spec::build(&spec::SpecInput {
+        tree: req.tree,
+        id,
+        resolved: &resolved,
+        platform,
+        source_date_epoch: req.source_date_epoch,
+        committed_at: committed_at(module_file),
+        now: chrono::Utc::now().timestamp(),
+    })?;
+
+    progress.start("reading", 0);
+    let staged = walk::walk(req.prefix, &|n| progress.advance(n))?;
+    let rooted = root_entries(&staged, &spec.install_root);
+    let config = config_files(&spec, &rooted)?;
+    check_owners(&spec, &rooted)?;
+    let auto = if spec.autoreqprov {
+        autodeps::requirements(&rooted, platform.format)
+    } else {
+        Vec::new()
+    };
+
+    let total: u64 = staged.iter().map(Entry::size).sum::<u64>() * 2;
+    progress.start("packing", total);
+    let on_bytes = |n| progress.advance(n);
+    let (tgz, package) = std::thread::scope(|s| {
+        let tgz = s.spawn(|| tarball_bytes(&spec, &staged, &on_bytes));
+        let package = match platform.format {
+            PackageFormat::Rpm => {
+                let set: HashSet<String> = config.iter().cloned().collect();
+                let r = rpm::build(&spec, &rooted, &set, &auto);
+                progress.advance(total / 2);
+                r
+            }
+            PackageFormat::Deb => {
+                let with_docs = with_generated_docs(&spec, rooted.clone());
+                deb::build(&spec, &with_docs, &config, &auto, &on_bytes)
+            }
+        };
+        let tgz = tgz.join().unwrap_or_else(|_| {
+            Err(PackError::Format {
+                format: "tar.gz",
+                message: "the tarball writer panicked".into(),
+            })
+        });
+        (tgz, package)
+    });
+    let (tgz, package) = (tgz?, package?);
+    progress.finish();
+
+    let package_format = match platform.format {
+        PackageFormat::Rpm => ArtifactFormat::Rpm,
+        PackageFormat::Deb => ArtifactFormat::Deb,
+    };
+    let outputs = [
+        (ArtifactFormat::Tgz, spec.tarball_path.clone(), tgz),
+        (package_format, spec.package_path.clone(), package),
+    ];
+    let mut artifacts = Vec::new();
+    for (format, path, bytes) in &outputs {
+        artifacts.push(Artifact {
+            format: *format,
+            path: path.clone(),
+            size: bytes.len() as u64,
+            sha256: format!("{:x}", Sha256::digest(bytes)),
+        });
+    }
+    let files: Vec<(PathBuf, &[u8])> = outputs
+        .iter()
+        .map(|(_, path, bytes)| (req.out.join(path), bytes.as_slice()))
+        .collect();
+    crate::atomic::write_all(&files).map_err(|(path, source)| PackError::Io { path, source })?;
+    Ok(artifacts)
+}
+
+/// The tarball: the prefix as is, paths relative to it.
+fn tarball_bytes(
+    spec: &PackageSpec,
+    staged: &[Entry],
+    on_bytes: &dyn Fn(u64),
+) -> Result<Vec<u8>, PackError> {
+    let owner = |rel: &str| {
+        let (u, g) = spec
+            .owner_of(&spec.install_path(rel))
+            .unwrap_or(("root", "root"));
+        (u.to_string(), g.to_string())
+    };
+    let style = tarball::TarStyle {
+        lead: "",
+        root_entry: false,
+        mtime: u64::try_from(spec.date).unwrap_or(0),
+        owner: &owner,
+    };
+    let gzip = spec::Compression::GZIP_DEFAULT;
+    let io = |e: std::io::Error| PackError::Format {
+        format: "tar.gz",
+        message: e.to_string(),
+    };
+    let enc = compress::Encoder::new(Vec::new(), gzip).map_err(io)?;
+    tarball::write(enc, staged, &style, on_bytes)
+        .and_then(compress::Encoder::finish)
+        .map_err(io)
+}
+
+/// The staged entries placed under `package.prefix` (relative to `/`), with the
+/// directories leading to it.
+pub fn root_entries(staged: &[Entry], install_root: &str) -> Vec<Entry> {
+    let root = install_root.trim_start_matches('/');
+    if root.is_empty() {
+        return staged.to_vec();
+    }
+    let mut out = Vec::with_capacity(staged.len() + 4);
+    let mut dir = String::new();
+    for part in root.split('/') {
+        if !dir.is_empty() {
+            dir.push('/');
+        }
+        dir.push_str(part);
+        out.push(Entry {
+            path: dir.clone(),
+            kind: EntryKind::Dir,
+            mode: 0o755,
+        });
+    }
+    for e in staged {
+        let mut e = e.clone();
+        e.path = format!("{root}/{}", e.path);
+        if let EntryKind::File {
+            link_to: Some(first),
+            ..
+        } = &mut e.kind
+        {
+            *first = format!("{root}/{first}");
+        }
+        out.push(e);
+    }
+    out
+}
+
+/// Configuration files: `package.configFiles` plus every regular file under `/etc`
+/// (as debhelper does). Each named one must be a regular file of the package.
+fn config_files(spec: &PackageSpec, rooted: &[Entry]) -> Result<Vec<String>, PackError> {
+    let files: HashSet<String> = rooted
+        .iter()
+        .filter(|e| matches!(e.kind, EntryKind::File { .. }))
+        .map(|e| format!("/{}", e.path))
+        .collect();
+    let mut out: Vec<String> = Vec::new();
+    for c in &spec.config_files {
+        if !files.contains(c) {
+            return Err(PackError::Spec {
+                what: format!("package.configFiles names {c}, which is not a file in the package"),
+                hint: "give install paths (e.g. /etc/app/app.conf) of regular files the install \
+                       target puts in the prefix"
+                    .into(),
+            });
+        }
+        out.push(c.clone());
+    }
+    let mut etc: Vec<String> = files
+        .into_iter()
+        .filter(|f| f.starts_with("/etc/"))
+        .collect();
+    etc.sort();
+    out.extend(etc);
+    out.sort();
+    out.dedup();
+    Ok(out)
+}
+
+fn check_owners(spec: &PackageSpec, rooted: &[Entry]) -> Result<(), PackError> {
+    let paths: HashSet<String> = rooted.iter().map(|e| format!("/{}", e.path)).collect();
+    for (p, _, _) in &spec.owners {
+        if !paths.contains(p) {
+            return Err(PackError::Spec {
+                what: format!("package.owner.{p} names a path that is not in the package"),
+                hint: "give the install path of a file or directory in the prefix".into(),
+            });
+        }
+    }
+    Ok(())
+}
+
+/// Adds `/usr/share/doc/<name>/copyright` and `changelog.Debian.gz` unless the prefix
+/// has them, with the directories leading there.
+fn with_generated_docs(spec: &PackageSpec, mut entries: Vec<Entry>) -> Vec<Entry> {
+    let doc = format!("usr/share/doc/{}", spec.name);
+    let have: HashSet<String> = entries.iter().map(|e| e.path.clone()).collect();
+    let mut dir = String::new();
+    for part in doc.split('/') {
+        if !dir.is_empty() {
+            dir.push('/');
+        }
+        dir.push_str(part);
+        if !have.contains(&dir) {
+            entries.push(Entry {
+                path: dir.clone(),
+                kind: EntryKind::Dir,
+                mode: 0o755,
+            });
+        }
+    }
+    let changelog = compress::compress(
+        deb::changelog(spec).as_bytes(),
+        spec::Compression::GZIP_DEFAULT,
+    )
+    .unwrap_or_default();
+    for (name, data) in [
+        ("copyright", deb::copyright(spec).into_bytes()),
+        ("changelog.Debian.gz", changelog),
+    ] {
+        let path = format!("{doc}/{name}");
+        if !have.contains(&path) {
+            entries.push(Entry {
+                path,
+                kind: EntryKind::File {
+                    data: Arc::new(data),
+                    link_to: None,
+                },
+                mode: 0o644,
+            });
+        }
+    }
+    walk::sort_entries(&mut entries);
+    entries
+}
+
+/// The last commit time of `file` when it sits in a git work tree (a date that stays
+/// the same in every clone), else `None`.
+fn committed_at(file: &Path) -> Option<i64> {
+    let dir = file.parent()?;
+    let name = file.file_name()?;
+    let out = Command::new("git")
+        .arg("-C")
+        .arg(dir)
+        .args(["log", "-1", "--format=%ct", "--"])
+        .arg(name)
+        .output()
+        .ok()?;
+    if !out.status.success() {
+        return None;
+    }
+    String::from_utf8_lossy(&out.stdout).trim().parse().ok()
+}
