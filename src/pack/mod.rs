@@ -143,7 +143,7 @@ pub fn pack(req: &PackRequest, progress: &dyn Progress) -> Result<Vec<Artifact>,
         resolved: &resolved,
         platform,
         source_date_epoch: req.source_date_epoch,
-        committed_at: committed_at(module_file),
+        committed_at: &|| committed_at(module_file),
         now: chrono::Utc::now().timestamp(),
     })?;
 
@@ -229,7 +229,11 @@ fn tarball_bytes(
         mtime: u64::try_from(spec.date).unwrap_or(0),
         owner: &owner,
     };
-    let gzip = spec::Compression::GZIP_DEFAULT;
+    // A tarball is always gzip; it follows the package's level when that is gzip too.
+    let gzip = match spec.compression.algorithm {
+        spec::Algorithm::Gzip => spec.compression,
+        _ => spec::Compression::GZIP_DEFAULT,
+    };
     let io = |e: std::io::Error| PackError::Format {
         format: "tar.gz",
         message: e.to_string(),

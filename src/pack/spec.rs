@@ -171,8 +171,9 @@ pub struct SpecInput<'a> {
     pub platform: &'a Platform,
     /// `SOURCE_DATE_EPOCH` when set.
     pub source_date_epoch: Option<i64>,
-    /// The last commit time of the configuration's module.toml, when the tree is in git.
-    pub committed_at: Option<i64>,
+    /// The last commit time of the configuration's module.toml, when the tree is in git;
+    /// asked only when neither `SOURCE_DATE_EPOCH` nor `package.date` gives the date.
+    pub committed_at: &'a dyn Fn() -> Option<i64>,
     /// "Now", used only when `package.date = now` asks for it.
     pub now: i64,
 }
@@ -619,7 +620,7 @@ fn build_date(input: &SpecInput) -> Result<i64, PackError> {
             hint: "write YYYY-MM-DD, an RFC 3339 time, seconds since 1970, or `now`".into(),
         });
     }
-    Ok(input.committed_at.unwrap_or(FALLBACK_DATE))
+    Ok((input.committed_at)().unwrap_or(FALLBACK_DATE))
 }
 
 /// One entry per configuration of the module up to this one, newest first. Dates fall
