@@ -14,8 +14,8 @@ use debian_packaging::dependency::DependencyList;
 use md5::{Digest, Md5};
 
 use super::PackError;
-use super::compress::{self, Encoder};
-use super::spec::{Algorithm, Compression, PackageSpec, Relation, rfc2822};
+use super::compress;
+use super::spec::{Compression, PackageSpec, Relation, rfc2822};
 use super::tarball::{self, TarStyle};
 use super::walk::{Entry, EntryKind};
 
@@ -87,10 +87,11 @@ pub fn control(
             "Recommends",
             relation_field("Recommends", &[&r.recommends])?,
         ),
-        ("Breaks", relation_field("Breaks", &[&r.breaks])?),
+        // An RPM Obsoletes (a package this one takes over) is Breaks + Replaces in Debian.
+        ("Breaks", relation_field("Breaks", &[&r.breaks, &r.obsoletes])?),
         ("Conflicts", relation_field("Conflicts", &[&r.conflicts])?),
         ("Provides", relation_field("Provides", &[&r.provides])?),
-        ("Replaces", relation_field("Replaces", &[&r.replaces])?),
+        ("Replaces", relation_field("Replaces", &[&r.replaces, &r.obsoletes])?),
         ("Section", Some(spec.section.clone())),
         ("Priority", Some(spec.priority.clone())),
         ("Homepage", spec.homepage.clone()),
@@ -225,12 +226,7 @@ pub fn build(
         owner: &owner,
     };
 
-    let data = {
-        let enc = Encoder::new(Vec::new(), spec.compression).map_err(io_err)?;
-        tarball::write(enc, entries, &style, on_bytes)
-            .and_then(Encoder::finish)
-            .map_err(io_err)?
-    };
+    let data = tarball::compressed(entries, &style, spec.compression, on_bytes).map_err(io_err)?;
 
     let conf: HashSet<&str> = conffiles.iter().map(String::as_str).collect();
     let mut md5sums = String::new();
@@ -276,16 +272,13 @@ pub fn build(
         mtime,
         owner: &root_owner,
     };
-    let control_gz = {
-        let c = Compression {
-            algorithm: Algorithm::Gzip,
-            level: 9,
-        };
-        let enc = Encoder::new(Vec::new(), c).map_err(io_err)?;
-        tarball::write(enc, &control_entries, &control_style, &|_| {})
-            .and_then(Encoder::finish)
-            .map_err(io_err)?
-    };
+    let control_gz = tarball::compressed(
+        &control_entries,
+        &control_style,
+        Compression::GZIP_DEFAULT,
+        &|_| {},
+    )
+    .map_err(io_err)?;
 
     let mut ar = ar::Builder::new(Vec::new());
     let data_name = format!(

@@ -234,14 +234,10 @@ fn tarball_bytes(
         spec::Algorithm::Gzip => spec.compression,
         _ => spec::Compression::GZIP_DEFAULT,
     };
-    let io = |e: std::io::Error| PackError::Format {
+    tarball::compressed(staged, &style, gzip, on_bytes).map_err(|e| PackError::Format {
         format: "tar.gz",
         message: e.to_string(),
-    };
-    let enc = compress::Encoder::new(Vec::new(), gzip).map_err(io)?;
-    tarball::write(enc, staged, &style, on_bytes)
-        .and_then(compress::Encoder::finish)
-        .map_err(io)
+    })
 }
 
 /// The staged entries placed under `package.prefix` (relative to `/`), with the

@@ -37,7 +37,8 @@ impl Relation {
     }
 }
 
-/// Relations by kind. RPM and Debian share most; the mapping is in the user guide.
+/// Relations by kind. RPM and Debian share most; the mapping is in the user guide
+/// (docs/guide.md, "Packing").
 #[derive(Debug, Clone, Default)]
 pub struct Relations {
     pub requires: Vec<Relation>,

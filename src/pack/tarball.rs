@@ -6,6 +6,8 @@ use std::io::{self, Write};
 
 use tar::{EntryType, Header};
 
+use super::compress::Encoder;
+use super::spec::Compression;
 use super::walk::{Entry, EntryKind};
 
 pub struct TarStyle<'a> {
@@ -64,6 +66,17 @@ pub fn write<W: Write>(
         }
     }
     b.into_inner()
+}
+
+/// A whole compressed tar stream in memory.
+pub fn compressed(
+    entries: &[Entry],
+    style: &TarStyle,
+    compression: Compression,
+    on_bytes: &dyn Fn(u64),
+) -> io::Result<Vec<u8>> {
+    let enc = Encoder::new(Vec::new(), compression)?;
+    write(enc, entries, style, on_bytes)?.finish()
 }
 
 /// Appends one member with its name (and link target) stored byte for byte, as GNU tar

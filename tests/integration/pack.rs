@@ -506,6 +506,13 @@ fn deb_packages_pass_dpkg_checks() {
         ok("dpkg-deb", &["--field", w, "Conflicts"]).trim(),
         "old-web-server (<< 2.0)"
     );
+    for field in ["Breaks", "Replaces"] {
+        assert_eq!(
+            ok("dpkg-deb", &["--field", w, field]).trim(),
+            "my-web-frontend (<< 2.0)",
+            "{field}"
+        );
+    }
     assert_eq!(
         ok("dpkg-deb", &["--info", w, "conffiles"]).trim(),
         "/etc/web_server/web.conf"
