@@ -88,10 +88,16 @@ pub fn control(
             relation_field("Recommends", &[&r.recommends])?,
         ),
         // An RPM Obsoletes (a package this one takes over) is Breaks + Replaces in Debian.
-        ("Breaks", relation_field("Breaks", &[&r.breaks, &r.obsoletes])?),
+        (
+            "Breaks",
+            relation_field("Breaks", &[&r.breaks, &r.obsoletes])?,
+        ),
         ("Conflicts", relation_field("Conflicts", &[&r.conflicts])?),
         ("Provides", relation_field("Provides", &[&r.provides])?),
-        ("Replaces", relation_field("Replaces", &[&r.replaces, &r.obsoletes])?),
+        (
+            "Replaces",
+            relation_field("Replaces", &[&r.replaces, &r.obsoletes])?,
+        ),
         ("Section", Some(spec.section.clone())),
         ("Priority", Some(spec.priority.clone())),
         ("Homepage", spec.homepage.clone()),
