@@ -74,7 +74,10 @@ fn needs(data: &[u8]) -> Option<Needs> {
 pub fn requirements(entries: &[Entry], format: PackageFormat) -> Vec<String> {
     let mut rpm: BTreeSet<String> = BTreeSet::new();
     let mut deb: BTreeSet<String> = BTreeSet::new();
-    let mut glibc: Option<String> = None;
+    let mut needs_libc = false;
+    // The newest `GLIBC_x.y` symbol version any file needs.
+    let mut libc_version: Option<&str> = None;
+    let mut files = Vec::new();
     for e in entries {
         if let ["usr", "lib" | "lib64", py, _, ..] = e.path.split('/').collect::<Vec<_>>()[..]
             && let Some(v) = py.strip_prefix("python")
@@ -83,14 +86,15 @@ pub fn requirements(entries: &[Entry], format: PackageFormat) -> Vec<String> {
             rpm.insert(format!("python(abi) = {v}"));
             deb.insert(format!("python{}", v.split('.').next().unwrap_or(v)));
         }
-        let EntryKind::File {
+        if let EntryKind::File {
             data,
             link_to: None,
         } = &e.kind
-        else {
-            continue;
-        };
-        let Some(n) = needs(data) else { continue };
+        {
+            files.extend(needs(data));
+        }
+    }
+    for n in &files {
         // rpm writes `lib()(64bit)` for 64-bit objects and the bare name for 32-bit ones.
         let mark = if n.is_64 { "(64bit)" } else { "" };
         for (lib, versions) in &n.libraries {
@@ -99,34 +103,29 @@ pub fn requirements(entries: &[Entry], format: PackageFormat) -> Vec<String> {
             } else {
                 lib.clone()
             });
+            let is_libc = GLIBC.contains(&lib.as_str());
+            needs_libc |= is_libc;
             for v in versions {
                 rpm.insert(format!("{lib}({v}){mark}"));
-                if GLIBC.contains(&lib.as_str())
-                    && let Some(num) = v.strip_prefix("GLIBC_")
-                    && num.starts_with(|c: char| c.is_ascii_digit())
-                    && glibc
-                        .as_deref()
-                        .is_none_or(|g| version::compare(Scheme::Deb, num, g).is_gt())
+                let glibc = v
+                    .strip_prefix("GLIBC_")
+                    .filter(|n| is_libc && n.starts_with(|c: char| c.is_ascii_digit()));
+                if let Some(num) = glibc
+                    && libc_version.is_none_or(|g| version::compare(Scheme::Deb, num, g).is_gt())
                 {
-                    glibc = Some(num.to_string());
+                    libc_version = Some(num);
                 }
-            }
-            if GLIBC.contains(&lib.as_str()) && glibc.is_none() {
-                glibc = Some(String::new());
             }
         }
     }
     match format {
         PackageFormat::Rpm => rpm.into_iter().collect(),
         PackageFormat::Deb => {
-            match glibc {
-                None => {}
-                Some(v) if v.is_empty() => {
-                    deb.insert("libc6".into());
-                }
-                Some(v) => {
-                    deb.insert(format!("libc6 (>= {v})"));
-                }
+            if needs_libc {
+                deb.insert(match libc_version {
+                    Some(v) => format!("libc6 (>= {v})"),
+                    None => "libc6".into(),
+                });
             }
             deb.into_iter().collect()
         }

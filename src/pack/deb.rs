@@ -5,7 +5,7 @@
 //! refuses symlinks and empty directories.
 
 use std::borrow::Cow;
-use std::collections::HashSet;
+use std::collections::{BTreeSet, HashSet};
 use std::io::Write;
 use std::sync::Arc;
 
@@ -17,7 +17,7 @@ use super::PackError;
 use super::compress;
 use super::spec::{Compression, PackageSpec, Relation, rfc2822};
 use super::tarball::{self, TarStyle};
-use super::walk::{Entry, EntryKind};
+use super::walk::{self, Entry, EntryKind};
 
 fn io_err(e: std::io::Error) -> PackError {
     PackError::Format {
@@ -209,36 +209,57 @@ fn file(path: &str, data: Vec<u8>, mode: u32) -> Entry {
     }
 }
 
-/// Builds the `.deb`. `entries` are rooted at `/` and already hold the generated docs;
-/// `conffiles` are install paths.
+/// Adds `/usr/share/doc/<name>/copyright` and `changelog.Debian.gz` unless the prefix
+/// has them, with the directories leading there.
+fn with_generated_docs(
+    spec: &PackageSpec,
+    mut entries: Vec<Entry>,
+) -> Result<Vec<Entry>, PackError> {
+    let doc = format!("usr/share/doc/{}", spec.name);
+    let have: HashSet<String> = entries.iter().map(|e| e.path.clone()).collect();
+    for dir in walk::dir_chain(&doc) {
+        if !have.contains(&dir) {
+            entries.push(walk::dir_entry(dir));
+        }
+    }
+    let changelog = compress::compress(changelog(spec).as_bytes(), Compression::GZIP_DEFAULT)
+        .map_err(io_err)?;
+    for (name, data) in [
+        ("copyright", copyright(spec).into_bytes()),
+        ("changelog.Debian.gz", changelog),
+    ] {
+        let path = format!("{doc}/{name}");
+        if !have.contains(&path) {
+            entries.push(file(&path, data, 0o644));
+        }
+    }
+    walk::sort_entries(&mut entries);
+    Ok(entries)
+}
+
+/// Builds the `.deb` from entries rooted at `/`; `conffiles` are install paths.
 pub fn build(
     spec: &PackageSpec,
-    entries: &[Entry],
-    conffiles: &[String],
+    entries: Vec<Entry>,
+    conffiles: &BTreeSet<String>,
     auto_depends: &[String],
     on_bytes: &(dyn Fn(u64) + Sync),
 ) -> Result<Vec<u8>, PackError> {
+    let entries = &with_generated_docs(spec, entries)?;
     let mtime = u64::try_from(spec.date).unwrap_or(0);
-    let owner = |rel: &str| {
-        let (u, g) = spec
-            .owner_of(&format!("/{rel}"))
-            .unwrap_or(("root", "root"));
-        (u.to_string(), g.to_string())
-    };
+    let owner = |rel: &str| spec.owner(&format!("/{rel}"));
     let style = TarStyle {
-        lead: "./",
-        root_entry: true,
+        dpkg: true,
         mtime,
         owner: &owner,
     };
 
     let data = tarball::compressed(entries, &style, spec.compression, on_bytes).map_err(io_err)?;
 
-    let conf: HashSet<&str> = conffiles.iter().map(String::as_str).collect();
     let mut md5sums = String::new();
     for e in entries {
         if let EntryKind::File { data, .. } = &e.kind
-            && !conf.contains(format!("/{}", e.path).as_str())
+            && !conffiles.contains(&format!("/{}", e.path))
         {
             let digest = Md5::digest(data.as_slice());
             md5sums.push_str(&format!("{digest:x}  {}\n", e.path));
@@ -270,11 +291,10 @@ pub fn build(
             control_entries.push(file(name, text.into_bytes(), 0o755));
         }
     }
-    super::walk::sort_entries(&mut control_entries);
-    let root_owner = |_: &str| ("root".to_string(), "root".to_string());
+    walk::sort_entries(&mut control_entries);
+    let root_owner = |_: &str| ("root", "root");
     let control_style = TarStyle {
-        lead: "./",
-        root_entry: true,
+        dpkg: true,
         mtime,
         owner: &root_owner,
     };

@@ -13,10 +13,9 @@ pub mod spec;
 pub mod tarball;
 pub mod walk;
 
-use std::collections::HashSet;
+use std::collections::{BTreeSet, HashSet};
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::Arc;
 
 use serde::Serialize;
 use sha2::{Digest, Sha256};
@@ -165,15 +164,11 @@ pub fn pack(req: &PackRequest, progress: &dyn Progress) -> Result<Vec<Artifact>,
         let tgz = s.spawn(|| tarball_bytes(&spec, &staged, &on_bytes));
         let package = match platform.format {
             PackageFormat::Rpm => {
-                let set: HashSet<String> = config.iter().cloned().collect();
-                let r = rpm::build(&spec, &rooted, &set, &auto);
+                let r = rpm::build(&spec, &rooted, &config, &auto);
                 progress.advance(total / 2);
                 r
             }
-            PackageFormat::Deb => {
-                let with_docs = with_generated_docs(&spec, rooted.clone());
-                deb::build(&spec, &with_docs, &config, &auto, &on_bytes)
-            }
+            PackageFormat::Deb => deb::build(&spec, rooted, &config, &auto, &on_bytes),
         };
         let tgz = tgz.join().unwrap_or_else(|_| {
             Err(PackError::Format {
@@ -217,15 +212,9 @@ fn tarball_bytes(
     staged: &[Entry],
     on_bytes: &dyn Fn(u64),
 ) -> Result<Vec<u8>, PackError> {
-    let owner = |rel: &str| {
-        let (u, g) = spec
-            .owner_of(&spec.install_path(rel))
-            .unwrap_or(("root", "root"));
-        (u.to_string(), g.to_string())
-    };
+    let owner = |rel: &str| spec.owner(&spec.install_path(rel));
     let style = tarball::TarStyle {
-        lead: "",
-        root_entry: false,
+        dpkg: false,
         mtime: u64::try_from(spec.date).unwrap_or(0),
         owner: &owner,
     };
@@ -247,19 +236,7 @@ pub fn root_entries(staged: &[Entry], install_root: &str) -> Vec<Entry> {
     if root.is_empty() {
         return staged.to_vec();
     }
-    let mut out = Vec::with_capacity(staged.len() + 4);
-    let mut dir = String::new();
-    for part in root.split('/') {
-        if !dir.is_empty() {
-            dir.push('/');
-        }
-        dir.push_str(part);
-        out.push(Entry {
-            path: dir.clone(),
-            kind: EntryKind::Dir,
-            mode: 0o755,
-        });
-    }
+    let mut out: Vec<Entry> = walk::dir_chain(root).map(walk::dir_entry).collect();
     for e in staged {
         let mut e = e.clone();
         e.path = format!("{root}/{}", e.path);
@@ -277,33 +254,24 @@ pub fn root_entries(staged: &[Entry], install_root: &str) -> Vec<Entry> {
 
 /// Configuration files: `package.configFiles` plus every regular file under `/etc`
 /// (as debhelper does). Each named one must be a regular file of the package.
-fn config_files(spec: &PackageSpec, rooted: &[Entry]) -> Result<Vec<String>, PackError> {
-    let files: HashSet<String> = rooted
+fn config_files(spec: &PackageSpec, rooted: &[Entry]) -> Result<BTreeSet<String>, PackError> {
+    let files: BTreeSet<String> = rooted
         .iter()
         .filter(|e| matches!(e.kind, EntryKind::File { .. }))
         .map(|e| format!("/{}", e.path))
         .collect();
-    let mut out: Vec<String> = Vec::new();
-    for c in &spec.config_files {
-        if !files.contains(c) {
-            return Err(PackError::Spec {
-                what: format!("package.configFiles names {c}, which is not a file in the package"),
-                hint: "give install paths (e.g. /etc/app/app.conf) of regular files the install \
-                       target puts in the prefix"
-                    .into(),
-            });
-        }
-        out.push(c.clone());
+    if let Some(c) = spec.config_files.iter().find(|c| !files.contains(*c)) {
+        return Err(PackError::Spec {
+            what: format!("package.configFiles names {c}, which is not a file in the package"),
+            hint: "give install paths (e.g. /etc/app/app.conf) of regular files the install \
+                   target puts in the prefix"
+                .into(),
+        });
     }
-    let mut etc: Vec<String> = files
+    Ok(files
         .into_iter()
-        .filter(|f| f.starts_with("/etc/"))
-        .collect();
-    etc.sort();
-    out.extend(etc);
-    out.sort();
-    out.dedup();
-    Ok(out)
+        .filter(|f| f.starts_with("/etc/") || spec.config_files.contains(f))
+        .collect())
 }
 
 fn check_owners(spec: &PackageSpec, rooted: &[Entry]) -> Result<(), PackError> {
@@ -317,50 +285,6 @@ fn check_owners(spec: &PackageSpec, rooted: &[Entry]) -> Result<(), PackError> {
         }
     }
     Ok(())
-}
-
-/// Adds `/usr/share/doc/<name>/copyright` and `changelog.Debian.gz` unless the prefix
-/// has them, with the directories leading there.
-fn with_generated_docs(spec: &PackageSpec, mut entries: Vec<Entry>) -> Vec<Entry> {
-    let doc = format!("usr/share/doc/{}", spec.name);
-    let have: HashSet<String> = entries.iter().map(|e| e.path.clone()).collect();
-    let mut dir = String::new();
-    for part in doc.split('/') {
-        if !dir.is_empty() {
-            dir.push('/');
-        }
-        dir.push_str(part);
-        if !have.contains(&dir) {
-            entries.push(Entry {
-                path: dir.clone(),
-                kind: EntryKind::Dir,
-                mode: 0o755,
-            });
-        }
-    }
-    let changelog = compress::compress(
-        deb::changelog(spec).as_bytes(),
-        spec::Compression::GZIP_DEFAULT,
-    )
-    .unwrap_or_default();
-    for (name, data) in [
-        ("copyright", deb::copyright(spec).into_bytes()),
-        ("changelog.Debian.gz", changelog),
-    ] {
-        let path = format!("{doc}/{name}");
-        if !have.contains(&path) {
-            entries.push(Entry {
-                path,
-                kind: EntryKind::File {
-                    data: Arc::new(data),
-                    link_to: None,
-                },
-                mode: 0o644,
-            });
-        }
-    }
-    walk::sort_entries(&mut entries);
-    entries
 }
 
 /// The last commit time of `file` when it sits in a git work tree (a date that stays

@@ -1,7 +1,7 @@
 //! The RPM writer: a [`PackageSpec`] and rooted entries → package bytes, with the `rpm`
 //! crate doing the header and payload format.
 
-use std::collections::HashSet;
+use std::collections::{BTreeSet, HashSet};
 
 use rpm::{
     BuildConfig, CompressionWithLevel, Dependency, DependencyFlags, FileOptions, PackageBuilder,
@@ -154,7 +154,7 @@ pub fn interpreter(script: &str) -> Vec<String> {
 pub fn build(
     spec: &PackageSpec,
     entries: &[Entry],
-    config: &HashSet<String>,
+    config: &BTreeSet<String>,
     auto_requires: &[String],
 ) -> Result<Vec<u8>, PackError> {
     let compression = match spec.compression.algorithm {
@@ -261,7 +261,7 @@ pub fn build(
         .collect();
     for e in entries {
         let path = format!("/{}", e.path);
-        let (user, group) = spec.owner_of(&path).unwrap_or(("root", "root"));
+        let (user, group) = spec.owner(&path);
         match &e.kind {
             EntryKind::Dir => {
                 if owns_dir(&e.path) {

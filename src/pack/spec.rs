@@ -54,7 +54,8 @@ pub struct Relations {
     pub replaces: Vec<Relation>,
 }
 
-/// Maintainer scripts' contents, by the moment they run.
+/// Maintainer scripts' contents, by the moment they run (RPM `%pre`, `%post`, `%preun`,
+/// `%postun`; DEB `preinst`, `postinst`, `prerm`, `postrm`).
 #[derive(Debug, Clone, Default)]
 pub struct Scripts {
     pub pre_install: Option<String>,
@@ -62,14 +63,6 @@ pub struct Scripts {
     pub pre_uninstall: Option<String>,
     pub post_uninstall: Option<String>,
 }
-
-/// The property naming each script file, with the RPM and Debian names of the script.
-pub const SCRIPT_PROPERTIES: [(&str, &str, &str); 4] = [
-    ("package.preInstall", "%pre", "preinst"),
-    ("package.postInstall", "%post", "postinst"),
-    ("package.preUninstall", "%preun", "prerm"),
-    ("package.postUninstall", "%postun", "postrm"),
-];
 
 /// One changelog entry: a configuration of the module, newest first.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -156,11 +149,12 @@ impl PackageSpec {
         format!("{}/{rel}", self.install_root)
     }
 
-    pub fn owner_of(&self, install_path: &str) -> Option<(&str, &str)> {
+    /// Owner and group of an installed path: `package.owner.<path>`, else root.
+    pub fn owner(&self, install_path: &str) -> (&str, &str) {
         self.owners
             .iter()
             .find(|(p, _, _)| p == install_path)
-            .map(|(_, u, g)| (u.as_str(), g.as_str()))
+            .map_or(("root", "root"), |(_, u, g)| (u.as_str(), g.as_str()))
     }
 }
 
@@ -568,28 +562,28 @@ fn module_dir(input: &SpecInput) -> PathBuf {
         .unwrap_or_default()
 }
 
-/// Reads the maintainer scripts named by properties; relative names are relative to the
+/// Reads the maintainer scripts named by `package.preInstall`, `package.postInstall`,
+/// `package.preUninstall` and `package.postUninstall`; relative names are relative to the
 /// module's folder in the tree.
 fn scripts(r: &ResolvedConfiguration, module_dir: PathBuf) -> Result<Scripts, PackError> {
-    let mut s = Scripts::default();
-    for (key, _, _) in SCRIPT_PROPERTIES {
+    let read = |key: &str| -> Result<Option<String>, PackError> {
         let Some(file) = r.value(key).map(str::trim).filter(|v| !v.is_empty()) else {
-            continue;
+            return Ok(None);
         };
         let path = module_dir.join(file);
-        let text = std::fs::read_to_string(&path).map_err(|e| PackError::Spec {
-            what: format!("{key}: cannot read the script {}: {e}", path.display()),
-            hint: "give a path relative to the module's folder, or an absolute one".into(),
-        })?;
-        let slot = match key {
-            "package.preInstall" => &mut s.pre_install,
-            "package.postInstall" => &mut s.post_install,
-            "package.preUninstall" => &mut s.pre_uninstall,
-            _ => &mut s.post_uninstall,
-        };
-        *slot = Some(text);
-    }
-    Ok(s)
+        std::fs::read_to_string(&path)
+            .map(Some)
+            .map_err(|e| PackError::Spec {
+                what: format!("{key}: cannot read the script {}: {e}", path.display()),
+                hint: "give a path relative to the module's folder, or an absolute one".into(),
+            })
+    };
+    Ok(Scripts {
+        pre_install: read("package.preInstall")?,
+        post_install: read("package.postInstall")?,
+        pre_uninstall: read("package.preUninstall")?,
+        post_uninstall: read("package.postUninstall")?,
+    })
 }
 
 /// `YYYY-MM-DD`, RFC 3339, or seconds since the epoch.

@@ -11,13 +11,12 @@ use super::spec::Compression;
 use super::walk::{Entry, EntryKind};
 
 pub struct TarStyle<'a> {
-    /// Prepended to every path: `""` for tarballs, `"./"` for DEB members (dpkg style).
-    pub lead: &'a str,
-    /// Whether to write the `./` entry first (DEB).
-    pub root_entry: bool,
+    /// dpkg-deb's names for DEB members: a `./` entry first and every path under `./`.
+    /// Tarballs hold plain relative paths.
+    pub dpkg: bool,
     pub mtime: u64,
     /// The owner and group names of an entry, by its prefix-relative path.
-    pub owner: &'a dyn Fn(&str) -> (String, String),
+    pub owner: &'a dyn Fn(&str) -> (&'a str, &'a str),
 }
 
 /// Writes `entries` (already in order) as a tar stream into `w`; `on_bytes` sees each
@@ -29,18 +28,14 @@ pub fn write<W: Write>(
     on_bytes: &dyn Fn(u64),
 ) -> io::Result<W> {
     let mut b = tar::Builder::new(w);
-    if style.root_entry {
-        let h = header(
-            EntryType::Directory,
-            0o755,
-            style,
-            ("root".into(), "root".into()),
-        );
+    let lead = if style.dpkg { "./" } else { "" };
+    if style.dpkg {
+        let h = header(EntryType::Directory, 0o755, style, ("root", "root"));
         append(&mut b, h, b"./", None, &[])?;
     }
     for e in entries {
         let owner = (style.owner)(&e.path);
-        let path = format!("{}{}", style.lead, e.path);
+        let path = format!("{lead}{}", e.path);
         match &e.kind {
             EntryKind::Dir => {
                 let h = header(EntryType::Directory, e.mode, style, owner);
@@ -55,7 +50,7 @@ pub fn write<W: Write>(
                 ..
             } => {
                 let h = header(EntryType::Link, e.mode, style, owner);
-                let target = format!("{}{first}", style.lead);
+                let target = format!("{lead}{first}");
                 append(&mut b, h, path.as_bytes(), Some(target.as_bytes()), &[])?;
             }
             EntryKind::File { data, .. } => {
@@ -131,7 +126,7 @@ fn long_member<W: Write>(b: &mut tar::Builder<W>, kind: EntryType, value: &[u8])
     b.append(&h, body.as_slice())
 }
 
-fn header(kind: EntryType, mode: u32, style: &TarStyle, owner: (String, String)) -> Header {
+fn header(kind: EntryType, mode: u32, style: &TarStyle, owner: (&str, &str)) -> Header {
     let mut h = Header::new_gnu();
     h.set_entry_type(kind);
     h.set_mode(mode);
@@ -140,7 +135,7 @@ fn header(kind: EntryType, mode: u32, style: &TarStyle, owner: (String, String))
     h.set_gid(0);
     h.set_size(0);
     // Names that do not fit the header are left out; dpkg and tar then use the ids.
-    let _ = h.set_username(&owner.0);
-    let _ = h.set_groupname(&owner.1);
+    let _ = h.set_username(owner.0);
+    let _ = h.set_groupname(owner.1);
     h
 }

@@ -48,6 +48,24 @@ impl Entry {
     }
 }
 
+/// A directory entry with the usual mode.
+pub fn dir_entry(path: String) -> Entry {
+    Entry {
+        path,
+        kind: EntryKind::Dir,
+        mode: 0o755,
+    }
+}
+
+/// `a/b/c` → `a`, `a/b`, `a/b/c`: a path and the directories leading to it.
+pub fn dir_chain(path: &str) -> impl Iterator<Item = String> + '_ {
+    path.match_indices('/')
+        .map(|(i, _)| &path[..i])
+        .chain(std::iter::once(path))
+        .filter(|p| !p.is_empty())
+        .map(str::to_string)
+}
+
 /// The order every format writes entries in: by path components, so a directory comes
 /// right before its contents (`a`, `a/b`, `a-b`), whatever the bytes of the names.
 pub fn sort_entries(entries: &mut [Entry]) {
@@ -203,6 +221,13 @@ mod tests {
             kind: EntryKind::Dir,
             mode: 0o755,
         }
+    }
+
+    #[test]
+    fn dir_chains() {
+        let chain: Vec<_> = dir_chain("usr/share/doc").collect();
+        assert_eq!(chain, ["usr", "usr/share", "usr/share/doc"]);
+        assert_eq!(dir_chain("opt").collect::<Vec<_>>(), ["opt"]);
     }
 
     #[test]

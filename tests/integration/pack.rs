@@ -343,7 +343,7 @@ fn rpm_packages_pass_rpm_checks() {
             "rpm -V {name}: {}",
             String::from_utf8_lossy(&verify.stdout)
         );
-        assert_eq!(unexpected_empty(rpmlint(&rpm)), "", "{}", b.configuration);
+        assert_eq!(rpmlint(&rpm).join("\n"), "", "{}", b.configuration);
     }
     // The web server's relations, written out in full.
     let web = out.path().join("my-project/my-project.servers.web_server/2.5.1/el9_x86_64/my-web-server-2.5.1-1.x86_64.rpm");
@@ -388,10 +388,6 @@ fn rpm_packages_pass_rpm_checks() {
     );
     let db = out.path().join("my-project/my-project.servers.database_server/2.0.1/el9_x86_64/my-database-server-2.0.1-1.x86_64.rpm");
     assert!(rpm_query(&db, "--requires").contains("libc.so.6()(64bit)"));
-}
-
-fn unexpected_empty(v: Vec<String>) -> String {
-    v.join("\n")
 }
 
 #[test]
@@ -868,7 +864,7 @@ fn bad_prefixes_and_names_are_refused_and_nothing_is_written() {
     refused(&tree, "el9_x86_64", &fifo, &["pipe", "is a FIFO"]);
 
     // Creating a device node needs root; the CI runs as root.
-    if unsafe_euid_is_root() {
+    if running_as_root() {
         let dev = base.join("device/prefix");
         write(&dev.join("usr/bin/tool"), "x");
         ok(
@@ -897,7 +893,7 @@ fn bad_prefixes_and_names_are_refused_and_nothing_is_written() {
     pack(&rpm_ok, "tool_R_1_0_0_1", "el9_x86_64", &good, &out, &[]);
 }
 
-fn unsafe_euid_is_root() -> bool {
+fn running_as_root() -> bool {
     Command::new("id")
         .arg("-u")
         .output()
