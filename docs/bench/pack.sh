@@ -4,8 +4,9 @@
 #   docs/bench/pack.sh [SMALL_COUNT] [BIG_MB]      (defaults: 2000 components, 200 MB)
 #
 # (a) SMALL_COUNT small components (5 files of a few KB each): CPU time (user+sys, all
-#     child processes) per package. packyard writes the tarball too, the references
-#     only their package.
+#     child processes) per package. The references write only their package; packyard
+#     runs twice per platform: the package alone (`--formats rpm|deb`, like for like)
+#     and its default, the tarball plus the package.
 # (b) one BIG_MB mixed tree (text, random bytes, copies of system binaries): wall time
 #     and output size. References: rpmbuild + dpkg-deb + tar, one after the other;
 #     packyard: `pack` for an RPM platform (tarball + RPM) and for a DEB platform
@@ -118,11 +119,11 @@ for i in range(n):
             f.write(text)
 PY
 
-small_packyard() { # PLATFORM
+small_packyard() { # PLATFORM FORMATS
   for ((i = 0; i < SMALL; i++)); do
     "$PY" pack --tree "$W/tree" --configuration bench_R_1_0_0_1 --platform "$1" \
-      --prefix "$W/small/c$i" --out "$W/out-py-$1" -p "package.rpmName=bench-$i.rpm" \
-      -p "package.debName=bench-$i.deb" >/dev/null
+      --formats "$2" --prefix "$W/small/c$i" --out "$W/out-py-$1-$2" \
+      -p "package.rpmName=bench-$i.rpm" -p "package.debName=bench-$i.deb" >/dev/null
   done
 }
 small_rpmbuild() {
@@ -132,8 +133,10 @@ small_rpmbuild() {
     rpmbuild -bb "${RPMDEFS[@]}" "$W/bench-$i.spec"
   done
 }
-py_rpm=$(child_cpu small_packyard el9_x86_64)
-py_deb=$(child_cpu small_packyard deb12_amd64)
+py_rpm=$(child_cpu small_packyard el9_x86_64 rpm)
+py_tgz_rpm=$(child_cpu small_packyard el9_x86_64 tgz,rpm)
+py_deb=$(child_cpu small_packyard deb12_amd64 deb)
+py_tgz_deb=$(child_cpu small_packyard deb12_amd64 tgz,deb)
 ref_rpm=$(child_cpu small_rpmbuild)
 # dpkg-deb packs a directory holding DEBIAN/: prepare the copies first, untimed.
 for ((i = 0; i < SMALL; i++)); do cp -a "$W/small/c$i" "$W/debsrc-$i"; deb_control "bench-$i" "$W/debsrc-$i"; done
@@ -144,14 +147,17 @@ small_dpkg_only() {
   done
 }
 ref_deb=$(child_cpu small_dpkg_only)
-python3 - "$SMALL" "$py_rpm" "$ref_rpm" "$py_deb" "$ref_deb" <<'PY'
+python3 - "$SMALL" "$ref_rpm" "$py_rpm" "$py_tgz_rpm" "$ref_deb" "$py_deb" "$py_tgz_deb" <<'PY'
 import sys
-n = int(sys.argv[1]); py_rpm, ref_rpm, py_deb, ref_deb = map(float, sys.argv[2:])
+n = int(sys.argv[1]); ref_rpm, py_rpm, py_tgz_rpm, ref_deb, py_deb, py_tgz_deb = map(float, sys.argv[2:])
 ms = lambda s: 1000 * s / n
-print(f"  packyard  el9 (tar.gz + rpm): {ms(py_rpm):7.2f} ms CPU per package")
-print(f"  rpmbuild       (rpm)        : {ms(ref_rpm):7.2f} ms CPU per package  -> packyard uses {ref_rpm/py_rpm:5.1f}x less")
-print(f"  packyard deb12 (tar.gz + deb): {ms(py_deb):7.2f} ms CPU per package")
-print(f"  dpkg-deb       (deb)        : {ms(ref_deb):7.2f} ms CPU per package  -> packyard uses {ref_deb/py_deb:5.1f}x less")
+row = lambda what, t, ref: print(f"  {what:34}: {ms(t):7.2f} ms CPU per package" + (f"  -> packyard uses {ref/t:5.1f}x less" if ref else ""))
+row("rpmbuild (rpm)", ref_rpm, None)
+row("packyard el9 (rpm)", py_rpm, ref_rpm)
+row("packyard el9 (tar.gz + rpm)", py_tgz_rpm, ref_rpm)
+row("dpkg-deb (deb)", ref_deb, None)
+row("packyard deb12 (deb)", py_deb, ref_deb)
+row("packyard deb12 (tar.gz + deb)", py_tgz_deb, ref_deb)
 PY
 
 echo "== (b) one ${BIG_MB} MB mixed tree"

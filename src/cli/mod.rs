@@ -75,6 +75,9 @@ struct PackArgs {
     /// Output tree; files land at their download-from paths inside it.
     #[arg(long, value_name = "DIR", default_value = "_output")]
     out: PathBuf,
+    /// Write only these (comma-separated); default: the tarball and the platform's package.
+    #[arg(long, value_enum, value_delimiter = ',', value_name = "LIST")]
+    formats: Vec<pack::ArtifactFormat>,
     #[command(flatten)]
     ctx: ContextArgs,
 }
@@ -279,6 +282,7 @@ fn cmd_pack(args: &PackArgs, layout: &Layout, json: bool) -> Outcome {
         prefix: &args.prefix,
         out: &args.out,
         source_date_epoch,
+        formats: &args.formats,
     };
     let bar = progress::Bar::new(!json);
     let artifacts = pack::pack(&request, &bar).map_err(|e| Failure::new(&e, e.hint()))?;

@@ -80,12 +80,22 @@ impl PackError {
 }
 
 /// Which file an [`Artifact`] is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
 pub enum ArtifactFormat {
     Tgz,
     Rpm,
     Deb,
+}
+
+impl ArtifactFormat {
+    fn label(self) -> &'static str {
+        match self {
+            ArtifactFormat::Tgz => "tar.gz",
+            ArtifactFormat::Rpm => "RPM",
+            ArtifactFormat::Deb => "DEB",
+        }
+    }
 }
 
 /// A written file.
@@ -120,6 +130,8 @@ pub struct PackRequest<'a> {
     pub out: &'a Path,
     /// `SOURCE_DATE_EPOCH`, read by the caller.
     pub source_date_epoch: Option<i64>,
+    /// What to write; empty means the tarball and the platform's package.
+    pub formats: &'a [ArtifactFormat],
 }
 
 /// Packs one configuration: resolves it, reads the prefix, writes the tarball and the
@@ -135,6 +147,30 @@ pub fn pack(req: &PackRequest, progress: &dyn Progress) -> Result<Vec<Artifact>,
             what: e.to_string(),
             hint: "see `packyard platforms`".into(),
         })?;
+    let native = match platform.format {
+        PackageFormat::Rpm => ArtifactFormat::Rpm,
+        PackageFormat::Deb => ArtifactFormat::Deb,
+    };
+    let wanted = |f: ArtifactFormat| req.formats.is_empty() || req.formats.contains(&f);
+    if let Some(f) = req
+        .formats
+        .iter()
+        .find(|f| ![ArtifactFormat::Tgz, native].contains(f))
+    {
+        return Err(PackError::Spec {
+            what: format!(
+                "platform {} makes {} packages, not {}",
+                platform.name,
+                native.label(),
+                f.label()
+            ),
+            hint: format!(
+                "ask for tgz and/or {}, or pick a platform of the other kind",
+                native.label().to_lowercase()
+            ),
+        });
+    }
+    let (want_tgz, want_package) = (wanted(ArtifactFormat::Tgz), wanted(native));
     let module_file = &req.tree.configurations[id].location.file;
     let spec = spec::build(&spec::SpecInput {
         tree: req.tree,
@@ -151,44 +187,48 @@ pub fn pack(req: &PackRequest, progress: &dyn Progress) -> Result<Vec<Artifact>,
     let rooted = root_entries(&staged, &spec.install_root);
     let config = config_files(&spec, &rooted)?;
     check_owners(&spec, &rooted)?;
-    let auto = if spec.autoreqprov {
+    let auto = if spec.autoreqprov && want_package {
         autodeps::requirements(&rooted, platform.format)
     } else {
         Vec::new()
     };
 
-    let total: u64 = staged.iter().map(Entry::size).sum::<u64>() * 2;
+    let total: u64 =
+        staged.iter().map(Entry::size).sum::<u64>() * (want_tgz as u64 + want_package as u64);
     progress.start("packing", total);
     let on_bytes = |n| progress.advance(n);
+    // The two formats compress on two threads; one alone stays on this one.
     let (tgz, package) = std::thread::scope(|s| {
-        let tgz = s.spawn(|| tarball_bytes(&spec, &staged, &on_bytes));
-        let package = match platform.format {
+        let run_tgz = || tarball_bytes(&spec, &staged, &on_bytes);
+        let tgz_thread = (want_tgz && want_package).then(|| s.spawn(run_tgz));
+        let package = want_package.then(|| match platform.format {
             PackageFormat::Rpm => {
                 let r = rpm::build(&spec, &rooted, &config, &auto);
                 progress.advance(total / 2);
                 r
             }
             PackageFormat::Deb => deb::build(&spec, rooted, &config, &auto, &on_bytes),
-        };
-        let tgz = tgz.join().unwrap_or_else(|_| {
-            Err(PackError::Format {
-                format: "tar.gz",
-                message: "the tarball writer panicked".into(),
-            })
         });
+        let tgz = match tgz_thread {
+            Some(t) => Some(t.join().unwrap_or_else(|_| {
+                Err(PackError::Format {
+                    format: "tar.gz",
+                    message: "the tarball writer panicked".into(),
+                })
+            })),
+            None => want_tgz.then(run_tgz),
+        };
         (tgz, package)
     });
-    let (tgz, package) = (tgz?, package?);
     progress.finish();
 
-    let package_format = match platform.format {
-        PackageFormat::Rpm => ArtifactFormat::Rpm,
-        PackageFormat::Deb => ArtifactFormat::Deb,
-    };
-    let outputs = [
-        (ArtifactFormat::Tgz, spec.tarball_path.clone(), tgz),
-        (package_format, spec.package_path.clone(), package),
-    ];
+    let mut outputs = Vec::new();
+    if let Some(tgz) = tgz {
+        outputs.push((ArtifactFormat::Tgz, spec.tarball_path.clone(), tgz?));
+    }
+    if let Some(package) = package {
+        outputs.push((native, spec.package_path.clone(), package?));
+    }
     let mut artifacts = Vec::new();
     for (format, path, bytes) in &outputs {
         artifacts.push(Artifact {

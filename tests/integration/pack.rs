@@ -82,6 +82,39 @@ fn pack(
         .clone()
 }
 
+/// `pack` of the mini tree's tool with extra arguments.
+fn pack_with(
+    tree: &Path,
+    platform: &str,
+    prefix: &Path,
+    out: &Path,
+    extra: &[&str],
+    env: &[(&str, &str)],
+) -> Vec<Value> {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_packyard"));
+    cmd.args(["pack", "--json", "--tree"])
+        .arg(tree)
+        .args([
+            "--configuration",
+            "tool_R_1_0_0_1",
+            "--platform",
+            platform,
+            "--prefix",
+        ])
+        .arg(prefix)
+        .arg("--out")
+        .arg(out)
+        .args(extra)
+        .envs(env.iter().copied());
+    let o = cmd.output().unwrap();
+    assert!(o.status.success(), "pack {extra:?}: {}", stderr(&o));
+    serde_json::from_slice::<Value>(&o.stdout)
+        .unwrap()
+        .as_array()
+        .unwrap()
+        .clone()
+}
+
 fn artifact(list: &[Value], format: &str, out: &Path) -> PathBuf {
     let a = list
         .iter()
@@ -808,6 +841,10 @@ fn packing_is_reproducible_across_directories() {
 
 /// Runs a pack that must fail; checks the message and that `out` did not change.
 fn refused(tree: &Path, platform: &str, prefix: &Path, expect: &[&str]) {
+    refused_with(tree, platform, prefix, &[], expect)
+}
+
+fn refused_with(tree: &Path, platform: &str, prefix: &Path, extra: &[&str], expect: &[&str]) {
     let out = prefix.parent().unwrap().join("out-refused");
     write(&out.join("keep/me.txt"), "already here");
     let before = tree_listing(&out);
@@ -824,6 +861,7 @@ fn refused(tree: &Path, platform: &str, prefix: &Path, expect: &[&str]) {
         .arg(prefix)
         .arg("--out")
         .arg(&out)
+        .args(extra)
         .output()
         .unwrap();
     let err = stderr(&o);
@@ -891,6 +929,60 @@ fn bad_prefixes_and_names_are_refused_and_nothing_is_written() {
     let rpm_ok = mini_tree(&dir.path().join("rpm-ok"), "edge_tool");
     let out = dir.path().join("rpm-ok-out");
     pack(&rpm_ok, "tool_R_1_0_0_1", "el9_x86_64", &good, &out, &[]);
+}
+
+#[test]
+fn formats_choose_what_is_written() {
+    let dir = tempfile::tempdir().unwrap();
+    let tree = mini_tree(dir.path(), "edge-tool");
+    let prefix = dir.path().join("prefix");
+    write(&prefix.join("usr/bin/tool"), "#!/bin/sh\necho tool\n");
+    fs::create_dir_all(prefix.join("var/lib/edge-tool")).unwrap();
+    let epoch = [("SOURCE_DATE_EPOCH", "1700000000")];
+    let both = dir.path().join("both");
+    let all = pack(
+        &tree,
+        "tool_R_1_0_0_1",
+        "deb12_amd64",
+        &prefix,
+        &both,
+        &epoch,
+    );
+    assert_eq!(all.len(), 2);
+    for (format, other) in [("deb", "tgz"), ("tgz", "deb")] {
+        let out = dir.path().join(format);
+        let one = pack_with(
+            &tree,
+            "deb12_amd64",
+            &prefix,
+            &out,
+            &["--formats", format],
+            &epoch,
+        );
+        assert_eq!(one.len(), 1, "{one:?}");
+        assert_eq!(one[0]["format"], format);
+        // The same bytes as when written together, and nothing else in --out.
+        let same = all.iter().find(|a| a["format"] == format).unwrap();
+        assert_eq!(one[0]["sha256"], same["sha256"]);
+        assert_eq!(
+            tree_listing(&out)
+                .values()
+                .filter(|(k, _)| k.starts_with('-'))
+                .count(),
+            1
+        );
+        assert!(
+            !out.join(artifact(&all, other, &both).strip_prefix(&both).unwrap())
+                .exists()
+        );
+    }
+    refused_with(
+        &tree,
+        "deb12_amd64",
+        &prefix,
+        &["--formats", "tgz,rpm"],
+        &["platform deb12_amd64 makes DEB packages, not RPM"],
+    );
 }
 
 fn running_as_root() -> bool {
