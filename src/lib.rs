@@ -6,9 +6,12 @@
 //! [`layout`] the platforms and path templates. [`cli`] is the thin command-line edge.
 
 pub mod atomic;
+pub mod blobs;
 pub mod cli;
 pub mod config;
 pub mod layout;
 pub mod lint;
 pub mod pack;
+pub mod repo;
+pub mod store;
 pub mod version;

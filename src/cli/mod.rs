@@ -3,6 +3,7 @@
 
 mod progress;
 mod render;
+mod repo;
 
 use std::io::{BufRead, BufWriter, Write};
 use std::path::{Path, PathBuf};
@@ -31,6 +32,15 @@ struct Cli {
     /// Use the platforms and layout in DIR instead of the built-in repo-layout/.
     #[arg(long, global = true, value_name = "DIR")]
     layout: Option<PathBuf>,
+    /// The data directory: metadata store, repository trees, signing keys.
+    #[arg(
+        long,
+        global = true,
+        value_name = "DIR",
+        env = "PACKYARD_DATA",
+        default_value = "packyard-data"
+    )]
+    data: PathBuf,
     #[command(subcommand)]
     command: Command,
 }
@@ -51,6 +61,14 @@ enum Command {
     /// Pack a staged prefix into the tarball and the platform's RPM or DEB, at their
     /// download-from paths under --out.
     Pack(PackArgs),
+    /// Create, list and show repositories.
+    #[command(subcommand)]
+    Repo(repo::RepoCommand),
+    /// Repository signing keys: generate, import, export.
+    #[command(subcommand)]
+    Key(repo::KeyCommand),
+    /// Add packages to a repository and update its YUM and APT indexes.
+    Publish(repo::PublishArgs),
     /// Compare two versions in RPM or Debian ordering: prints <, = or >.
     Vercmp(VercmpArgs),
     /// List the known platforms.
@@ -185,6 +203,9 @@ fn run(cli: Cli) -> Outcome {
         Command::Show { configuration, ctx } => cmd_show(&configuration, &ctx, &layout, cli.json),
         Command::Pack(args) => cmd_pack(&args, &layout, cli.json),
         Command::Vercmp(args) => cmd_vercmp(&args),
+        Command::Repo(cmd) => repo::cmd_repo(cmd, &cli.data, &layout, cli.json),
+        Command::Key(cmd) => repo::cmd_key(cmd, &cli.data, &layout, cli.json),
+        Command::Publish(args) => repo::cmd_publish(args, &cli.data, &layout, cli.json),
         Command::Platforms => {
             let platforms: Vec<_> = layout.platforms.values().collect();
             if cli.json {

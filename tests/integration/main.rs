@@ -6,4 +6,5 @@ mod support;
 mod cli;
 mod fixtures_build;
 mod pack;
+mod repo;
 mod versions;

@@ -5,28 +5,10 @@ use std::fs;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
-use std::sync::OnceLock;
 
 use serde_json::Value;
 
-use crate::support::{Built, FIXTURE_TREE, build_release, have_tool, packyard, stderr, write};
-
-/// The fixture release built once per platform for all tests of this module.
-fn release(platform: &'static str) -> &'static [Built] {
-    static EL9: OnceLock<(tempfile::TempDir, Vec<Built>)> = OnceLock::new();
-    static DEB12: OnceLock<(tempfile::TempDir, Vec<Built>)> = OnceLock::new();
-    let cell = if platform == "el9_x86_64" {
-        &EL9
-    } else {
-        &DEB12
-    };
-    let (_, built) = cell.get_or_init(|| {
-        let ws = tempfile::tempdir().unwrap();
-        let built = build_release(ws.path(), platform);
-        (ws, built)
-    });
-    built
-}
+use crate::support::{FIXTURE_TREE, have_tool, packyard, release, stderr, write};
 
 fn run(cmd: &str, args: &[&str]) -> Output {
     Command::new(cmd)

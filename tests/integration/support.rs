@@ -2,6 +2,7 @@
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
+use std::sync::OnceLock;
 
 /// The repository root (tests run with it as the current directory, but be explicit).
 pub fn root() -> PathBuf {
@@ -161,4 +162,57 @@ pub fn build_release(ws: &Path, platform: &str) -> Vec<Built> {
         });
     }
     built
+}
+
+/// The fixture release built once per platform, shared by every test of the binary.
+pub fn release(platform: &'static str) -> &'static [Built] {
+    static EL9: OnceLock<(tempfile::TempDir, Vec<Built>)> = OnceLock::new();
+    static DEB12: OnceLock<(tempfile::TempDir, Vec<Built>)> = OnceLock::new();
+    let cell = if platform == "el9_x86_64" {
+        &EL9
+    } else {
+        &DEB12
+    };
+    let (_, built) = cell.get_or_init(|| {
+        let ws = tempfile::tempdir().unwrap();
+        let built = build_release(ws.path(), platform);
+        (ws, built)
+    });
+    built
+}
+
+/// The fixture release packed once per platform (`SOURCE_DATE_EPOCH` fixed): the `--out`
+/// tree holding every component's tarball and RPM or DEB.
+pub fn packed(platform: &'static str) -> &'static Path {
+    static EL9: OnceLock<tempfile::TempDir> = OnceLock::new();
+    static DEB12: OnceLock<tempfile::TempDir> = OnceLock::new();
+    let cell = if platform == "el9_x86_64" {
+        &EL9
+    } else {
+        &DEB12
+    };
+    cell.get_or_init(|| {
+        let out = tempfile::tempdir().unwrap();
+        for b in release(platform) {
+            let o = Command::new(env!("CARGO_BIN_EXE_packyard"))
+                .args(["pack", "--tree", FIXTURE_TREE, "--configuration"])
+                .arg(&b.configuration)
+                .args(["--platform", platform, "--prefix"])
+                .arg(&b.prefix)
+                .arg("--out")
+                .arg(out.path())
+                .current_dir(root())
+                .env("SOURCE_DATE_EPOCH", "1767225600")
+                .output()
+                .unwrap();
+            assert!(
+                o.status.success(),
+                "pack {}: {}",
+                b.configuration,
+                stderr(&o)
+            );
+        }
+        out
+    })
+    .path()
 }

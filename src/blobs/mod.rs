@@ -1,0 +1,298 @@
+//! Bytes: package files and index trees, addressed by slash-separated keys
+//! (`<repo>/<download-from path>`). One trait, [`Blobs`], so object storage can come later
+//! (DESIGN §6); [`FsBlobs`] keeps them as plain files, so a repository directory is also a
+//! `file://` repository.
+//!
+//! Index directories (`repodata/`, `dists/`) are replaced as a whole: the new files go to a
+//! fresh generation directory and a symlink is swapped by rename, so a reader — or a crash —
+//! sees the old set or the new one, never a mix, and every index names files that exist.
+
+use std::fs::{self, File};
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+
+use sha2::{Digest, Sha256};
+
+#[derive(Debug, thiserror::Error)]
+pub enum BlobError {
+    #[error("{key:?} is not a valid storage path: {why}")]
+    BadKey { key: String, why: &'static str },
+    #[error("{path}: {source}")]
+    Io { path: PathBuf, source: io::Error },
+}
+
+/// Checks that `key` is a plain relative path: no empty, `.` or `..` parts, no leading
+/// `/`, no NUL or backslash, so it can never leave the store's root.
+pub fn check_key(key: &str) -> Result<(), BlobError> {
+    let bad = |why| {
+        Err(BlobError::BadKey {
+            key: key.to_string(),
+            why,
+        })
+    };
+    if key.is_empty() {
+        return bad("it is empty");
+    }
+    if key.starts_with('/') {
+        return bad("it is absolute");
+    }
+    if key.contains('\0') || key.contains('\\') {
+        return bad("it holds a NUL or a backslash");
+    }
+    if key
+        .split('/')
+        .any(|p| p.is_empty() || p == "." || p == "..")
+    {
+        return bad("it has an empty, `.` or `..` part");
+    }
+    Ok(())
+}
+
+/// Where bytes live. Keys are checked with [`check_key`] by every method.
+pub trait Blobs: Send + Sync {
+    /// Stores `bytes` under `key` atomically and durably.
+    fn put(&self, key: &str, bytes: &[u8]) -> Result<(), BlobError>;
+    fn get(&self, key: &str) -> Result<Option<Vec<u8>>, BlobError>;
+    fn exists(&self, key: &str) -> Result<bool, BlobError>;
+    /// Removes `key`; a missing key is not an error.
+    fn remove(&self, key: &str) -> Result<(), BlobError>;
+    /// Makes `alias` hold the same bytes as `target` (a hard link on a file system).
+    fn alias(&self, target: &str, alias: &str) -> Result<(), BlobError>;
+    /// Replaces the directory `key` with exactly `files` (relative names → bytes), all at
+    /// once. Returns false when it already held exactly these.
+    fn replace_dir(&self, key: &str, files: &[(String, Vec<u8>)]) -> Result<bool, BlobError>;
+    /// The file behind `key`, for stores that have one (used to serve and to read back).
+    fn local_path(&self, key: &str) -> Option<PathBuf>;
+}
+
+/// Blobs as files under a root directory.
+pub struct FsBlobs {
+    root: PathBuf,
+}
+
+impl FsBlobs {
+    pub fn new(root: impl Into<PathBuf>) -> FsBlobs {
+        FsBlobs { root: root.into() }
+    }
+
+    fn path(&self, key: &str) -> Result<PathBuf, BlobError> {
+        check_key(key)?;
+        Ok(self.root.join(key))
+    }
+}
+
+fn io_at(path: &Path) -> impl FnOnce(io::Error) -> BlobError + '_ {
+    move |source| BlobError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+fn sync_dir(dir: &Path) -> Result<(), BlobError> {
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(io_at(dir))
+}
+
+impl Blobs for FsBlobs {
+    fn put(&self, key: &str, bytes: &[u8]) -> Result<(), BlobError> {
+        let path = self.path(key)?;
+        crate::atomic::write(&path, bytes).map_err(io_at(&path))
+    }
+
+    fn get(&self, key: &str) -> Result<Option<Vec<u8>>, BlobError> {
+        let path = self.path(key)?;
+        match fs::read(&path) {
+            Ok(b) => Ok(Some(b)),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(io_at(&path)(e)),
+        }
+    }
+
+    fn exists(&self, key: &str) -> Result<bool, BlobError> {
+        let path = self.path(key)?;
+        path.try_exists().map_err(io_at(&path))
+    }
+
+    fn remove(&self, key: &str) -> Result<(), BlobError> {
+        let path = self.path(key)?;
+        match fs::remove_file(&path) {
+            Ok(()) => {
+                let dir = path.parent().unwrap_or(&self.root);
+                // Leave no empty directories behind, up to the root.
+                let mut d = Some(dir);
+                while let Some(p) = d {
+                    if p == self.root || fs::remove_dir(p).is_err() {
+                        break;
+                    }
+                    d = p.parent();
+                }
+                Ok(())
+            }
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(io_at(&path)(e)),
+        }
+    }
+
+    fn alias(&self, target: &str, alias: &str) -> Result<(), BlobError> {
+        let (from, to) = (self.path(target)?, self.path(alias)?);
+        let dir = to.parent().unwrap_or(&self.root);
+        fs::create_dir_all(dir).map_err(io_at(dir))?;
+        // Link under a temporary name, then rename over: an existing alias is replaced
+        // atomically.
+        let tmp = dir.join(format!(".packyard-link-{}", std::process::id()));
+        let _ = fs::remove_file(&tmp);
+        fs::hard_link(&from, &tmp).map_err(io_at(&from))?;
+        fs::rename(&tmp, &to).map_err(io_at(&to))?;
+        sync_dir(dir)
+    }
+
+    fn replace_dir(&self, key: &str, files: &[(String, Vec<u8>)]) -> Result<bool, BlobError> {
+        let link = self.path(key)?;
+        for (name, _) in files {
+            check_key(name)?;
+        }
+        let parent = link.parent().unwrap_or(&self.root).to_path_buf();
+        let base = link
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let mut h = Sha256::new();
+        for (name, bytes) in files {
+            h.update(name.as_bytes());
+            h.update([0]);
+            h.update((bytes.len() as u64).to_le_bytes());
+            h.update(bytes);
+        }
+        let generation = format!(".{base}.{:.16x}", h.finalize());
+        let current = fs::read_link(&link).ok();
+        if current.as_deref() == Some(Path::new(&generation)) {
+            return Ok(false);
+        }
+        let gen_dir = parent.join(&generation);
+        // A leftover of a crashed run is incomplete: start it afresh.
+        let _ = fs::remove_dir_all(&gen_dir);
+        for (name, bytes) in files {
+            let path = gen_dir.join(name);
+            let dir = path.parent().unwrap_or(&gen_dir);
+            fs::create_dir_all(dir).map_err(io_at(dir))?;
+            let mut f = File::create(&path).map_err(io_at(&path))?;
+            f.write_all(bytes).map_err(io_at(&path))?;
+            f.sync_data().map_err(io_at(&path))?;
+        }
+        let mut dirs: Vec<PathBuf> = files
+            .iter()
+            .filter_map(|(n, _)| gen_dir.join(n).parent().map(Path::to_path_buf))
+            .collect();
+        dirs.sort();
+        dirs.dedup();
+        for d in &dirs {
+            sync_dir(d)?;
+        }
+        let tmp = parent.join(format!(".{base}.link-{}", std::process::id()));
+        let _ = fs::remove_file(&tmp);
+        std::os::unix::fs::symlink(&generation, &tmp).map_err(io_at(&tmp))?;
+        fs::rename(&tmp, &link).map_err(io_at(&link))?;
+        sync_dir(&parent)?;
+        // Keep the previous generation for readers still on it; drop older ones.
+        let keep = [
+            Some(generation.clone()),
+            current.map(|c| c.to_string_lossy().into_owned()),
+        ];
+        let prefix = format!(".{base}.");
+        if let Ok(entries) = fs::read_dir(&parent) {
+            for e in entries.flatten() {
+                let name = e.file_name().to_string_lossy().into_owned();
+                if name.starts_with(&prefix)
+                    && !name.contains(".link-")
+                    && !keep.iter().flatten().any(|k| *k == name)
+                {
+                    let _ = fs::remove_dir_all(e.path());
+                }
+            }
+        }
+        Ok(true)
+    }
+
+    fn local_path(&self, key: &str) -> Option<PathBuf> {
+        self.path(key).ok()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_never_leave_the_root() {
+        for bad in [
+            "",
+            "/etc/passwd",
+            "a/../b",
+            "..",
+            "a//b",
+            "./a",
+            "a/",
+            "a\0b",
+            "a\\b",
+        ] {
+            assert!(check_key(bad).is_err(), "{bad:?} accepted");
+        }
+        for good in [
+            "a",
+            "a/b.rpm",
+            "my-project/x/1.0/el9_x86_64/x-1.0-1.tar.gz",
+            "a..b",
+        ] {
+            assert!(check_key(good).is_ok(), "{good:?} refused");
+        }
+    }
+
+    #[test]
+    fn replace_dir_swaps_whole_generations() {
+        let dir = tempfile::tempdir().unwrap();
+        let b = FsBlobs::new(dir.path());
+        let one = vec![("repomd.xml".to_string(), b"one".to_vec())];
+        let two = vec![
+            ("repomd.xml".to_string(), b"two".to_vec()),
+            ("sub/x".to_string(), b"x".to_vec()),
+        ];
+        let three = vec![("repomd.xml".to_string(), b"three".to_vec())];
+        assert!(b.replace_dir("r/repodata", &one).unwrap());
+        assert!(
+            !b.replace_dir("r/repodata", &one).unwrap(),
+            "unchanged set rewritten"
+        );
+        assert!(b.replace_dir("r/repodata", &two).unwrap());
+        assert_eq!(b.get("r/repodata/repomd.xml").unwrap().unwrap(), b"two");
+        assert_eq!(b.get("r/repodata/sub/x").unwrap().unwrap(), b"x");
+        assert!(b.replace_dir("r/repodata", &three).unwrap());
+        // The current and the previous generation remain, and the link.
+        let mut names: Vec<_> = fs::read_dir(dir.path().join("r"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        assert_eq!(names.len(), 3, "{names:?}");
+        assert_eq!(b.get("r/repodata/repomd.xml").unwrap().unwrap(), b"three");
+    }
+
+    #[test]
+    fn alias_and_remove() {
+        let dir = tempfile::tempdir().unwrap();
+        let b = FsBlobs::new(dir.path());
+        b.put("r/a/b/file.deb", b"deb").unwrap();
+        b.alias("r/a/b/file.deb", "r/apt/pool/main/f/file.deb")
+            .unwrap();
+        b.alias("r/a/b/file.deb", "r/apt/pool/main/f/file.deb")
+            .unwrap();
+        assert_eq!(
+            b.get("r/apt/pool/main/f/file.deb").unwrap().unwrap(),
+            b"deb"
+        );
+        b.remove("r/a/b/file.deb").unwrap();
+        assert!(!dir.path().join("r/a").exists(), "empty directories left");
+        assert!(b.exists("r/apt/pool/main/f/file.deb").unwrap());
+        b.remove("r/missing").unwrap();
+    }
+}

@@ -1,0 +1,234 @@
+//! APT metadata: per suite, `dists/<suite>/Release`, `InRelease`, `Release.gpg` and
+//! `main/binary-<arch>/Packages{,.gz,.xz}` with `by-hash/SHA256/` copies. A package's
+//! stanza is rendered once, at publish, the way `apt-ftparchive packages` writes it
+//! ([`entry`]); a suite's files are the stored stanzas put together ([`render`]).
+
+use md5::Md5;
+use sha1::Sha1;
+use sha2::{Digest, Sha256, Sha512};
+
+use super::RepoError;
+use super::keys::Signer;
+use super::package::DebControl;
+use crate::layout::Platform;
+use crate::pack::compress;
+use crate::pack::spec::{Algorithm, Compression};
+use crate::store::{IndexEntry, PackageRecord};
+
+/// apt's canonical field order for `Packages` (apt-pkg/tagfile-order.c); fields not in
+/// it follow in their control-file order.
+const ORDER: &[&str] = &[
+    "Package",
+    "Package-Type",
+    "Architecture",
+    "Subarchitecture",
+    "Version",
+    "Kernel-Version",
+    "Built-Using",
+    "Static-Built-Using",
+    "Built-For-Profiles",
+    "Auto-Built-Package",
+    "Multi-Arch",
+    "Status",
+    "Priority",
+    "Build-Essential",
+    "Protected",
+    "Important",
+    "Essential",
+    "Installer-Menu-Item",
+    "Section",
+    "Source",
+    "Origin",
+    "Phased-Update-Percentage",
+    "Maintainer",
+    "Original-Maintainer",
+    "Bugs",
+    "Config-Version",
+    "Conffiles",
+    "Triggers-Awaited",
+    "Triggers-Pending",
+    "Installed-Size",
+    "Provides",
+    "Pre-Depends",
+    "Depends",
+    "Recommends",
+    "Suggests",
+    "Conflicts",
+    "Breaks",
+    "Replaces",
+    "Enhances",
+    "Filename",
+    "MSDOS-Filename",
+    "Size",
+    "MD5sum",
+    "SHA1",
+    "SHA256",
+    "SHA512",
+    "Homepage",
+    "Description",
+    "Description-md5",
+    "Tag",
+    "Task",
+];
+
+/// Fields the archive adds; a control file's own copies of them are dropped.
+const ADDED: &[&str] = &[
+    "Filename",
+    "MSDOS-Filename",
+    "Size",
+    "MD5sum",
+    "SHA1",
+    "SHA256",
+    "SHA512",
+];
+
+/// The `Packages` stanza of one DEB (no trailing blank line). `filename` is relative to
+/// the APT base URL.
+pub fn entry(
+    control: &DebControl,
+    r: &PackageRecord,
+    filename: &str,
+    platform: &Platform,
+    bytes: &[u8],
+) -> IndexEntry {
+    let mut fields: Vec<(String, String)> = control
+        .fields
+        .iter()
+        .filter(|(k, _)| !ADDED.iter().any(|o| o.eq_ignore_ascii_case(k)))
+        .map(|(k, v)| {
+            // apt-ftparchive rewrites Maintainer and drops its trailing blanks.
+            let v = if k.eq_ignore_ascii_case("Maintainer") {
+                v.trim_end().to_string()
+            } else {
+                v.clone()
+            };
+            (k.clone(), v)
+        })
+        .collect();
+    fields.extend([
+        ("Filename".to_string(), filename.to_string()),
+        ("Size".to_string(), bytes.len().to_string()),
+        ("MD5sum".to_string(), format!("{:x}", Md5::digest(bytes))),
+        ("SHA1".to_string(), format!("{:x}", Sha1::digest(bytes))),
+        ("SHA256".to_string(), r.sha256.clone()),
+        ("SHA512".to_string(), format!("{:x}", Sha512::digest(bytes))),
+    ]);
+    let rank = |k: &str| {
+        ORDER
+            .iter()
+            .position(|o| o.eq_ignore_ascii_case(k))
+            .unwrap_or(ORDER.len())
+    };
+    // A stable sort keeps unknown fields in their own order, after the known ones.
+    fields.sort_by_key(|(k, _)| rank(k));
+    let mut stanza = String::new();
+    for (k, v) in &fields {
+        stanza.push_str(k);
+        stanza.push(':');
+        if !v.starts_with('\n') {
+            stanza.push(' ');
+        }
+        stanza.push_str(v);
+        stanza.push('\n');
+    }
+    IndexEntry::Apt {
+        suite: platform.os.clone(),
+        arch: r.arch.clone(),
+        stanza,
+    }
+}
+
+/// What a suite's Release says about itself.
+pub struct Suite<'a> {
+    pub origin: &'a str,
+    pub suite: &'a str,
+    pub component: &'a str,
+    pub architectures: Vec<String>,
+}
+
+fn compressed(data: &[u8], algorithm: Algorithm, level: u32) -> Result<Vec<u8>, RepoError> {
+    compress::compress(data, Compression { algorithm, level }).map_err(|source| RepoError::Io {
+        path: "Packages".into(),
+        source,
+    })
+}
+
+/// The files of `dists/<suite>/` (relative names → bytes). Release's Date is the newest
+/// publish time, so the same packages always give the same bytes.
+pub fn render(
+    suite: &Suite,
+    packages: &[&PackageRecord],
+    signer: Option<&Signer>,
+) -> Result<Vec<(String, Vec<u8>)>, RepoError> {
+    let mut pkgs: Vec<(&str, &str, &str)> = packages
+        .iter()
+        .filter_map(|p| match &p.index {
+            IndexEntry::Apt { arch, stanza, .. } => {
+                Some((p.path.as_str(), arch.as_str(), stanza.as_str()))
+            }
+            _ => None,
+        })
+        .collect();
+    // apt-ftparchive's order: by file path.
+    pkgs.sort();
+    let date = packages.iter().map(|p| p.published).max().unwrap_or(0);
+    let mut files: Vec<(String, Vec<u8>)> = Vec::new();
+    let mut indexed: Vec<(String, usize, String)> = Vec::new();
+    for arch in &suite.architectures {
+        let mut text = String::new();
+        for (_, a, stanza) in &pkgs {
+            if a == arch || *a == "all" {
+                text.push_str(stanza);
+                text.push('\n');
+            }
+        }
+        let dir = format!("{}/binary-{arch}", suite.component);
+        let plain = text.into_bytes();
+        let gz = compressed(&plain, Algorithm::Gzip, 9)?;
+        let xz = compressed(&plain, Algorithm::Xz, 6)?;
+        for (name, bytes) in [
+            ("Packages", plain),
+            ("Packages.gz", gz),
+            ("Packages.xz", xz),
+        ] {
+            let sum = format!("{:x}", Sha256::digest(&bytes));
+            indexed.push((format!("{dir}/{name}"), bytes.len(), sum.clone()));
+            files.push((format!("{dir}/by-hash/SHA256/{sum}"), bytes.clone()));
+            files.push((format!("{dir}/{name}"), bytes));
+        }
+    }
+    indexed.sort();
+    let when = chrono::DateTime::from_timestamp(date, 0).unwrap_or_default();
+    let mut release = String::new();
+    for (k, v) in [
+        ("Origin", suite.origin.to_string()),
+        ("Label", suite.origin.to_string()),
+        ("Suite", suite.suite.to_string()),
+        ("Codename", suite.suite.to_string()),
+        (
+            "Date",
+            when.format("%a, %d %b %Y %H:%M:%S +0000").to_string(),
+        ),
+        ("Acquire-By-Hash", "yes".to_string()),
+        ("Architectures", suite.architectures.join(" ")),
+        ("Components", suite.component.to_string()),
+    ] {
+        release.push_str(&format!("{k}: {v}\n"));
+    }
+    release.push_str("SHA256:\n");
+    for (path, size, sum) in &indexed {
+        release.push_str(&format!(" {sum} {size:>16} {path}\n"));
+    }
+    if let Some(s) = signer {
+        files.push((
+            "InRelease".into(),
+            s.clearsign(&release, date)?.into_bytes(),
+        ));
+        files.push((
+            "Release.gpg".into(),
+            s.detached(release.as_bytes(), date)?.into_bytes(),
+        ));
+    }
+    files.push(("Release".into(), release.into_bytes()));
+    Ok(files)
+}

@@ -1,0 +1,229 @@
+//! Package repositories: a data directory holding the metadata [`crate::store`], the
+//! repository trees in [`crate::blobs`] and the signing keys; creating repositories,
+//! publishing packages into them and keeping their YUM and APT indexes.
+//!
+//! Data directory:
+//! ```text
+//! <data>/store/          metadata (sled)
+//! <data>/repos/<repo>/   the repository tree served at /repos/<repo>/ (DESIGN §4)
+//! <data>/keys/<repo>.asc the secret signing key (0600; never under repos/)
+//! ```
+
+pub mod apt;
+pub mod keys;
+pub mod package;
+pub mod publish;
+pub mod yum;
+
+use std::path::{Path, PathBuf};
+
+use serde::Serialize;
+
+use crate::blobs::{BlobError, Blobs, FsBlobs};
+use crate::layout::Layout;
+use crate::store::{RepoKind, RepoRecord, SledStore, Store, StoreError};
+
+pub use publish::{PublishOptions, PublishReport};
+
+#[derive(Debug, thiserror::Error)]
+pub enum RepoError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Blob(#[from] BlobError),
+    #[error("no repository named {0:?}")]
+    NoSuchRepo(String),
+    #[error("a repository named {0:?} already exists")]
+    Exists(String),
+    #[error("{0:?} is not a valid repository name")]
+    BadName(String),
+    #[error("unknown platform {0:?}")]
+    UnknownPlatform(String),
+    #[error("{path}: {why}")]
+    BadPackage { path: String, why: String },
+    #[error(
+        "{path} is already in registered repository {repo} with sha256 {existing}; the new file has sha256 {new}"
+    )]
+    Overwrite {
+        repo: String,
+        path: String,
+        existing: String,
+        new: String,
+    },
+    #[error("repository {repo} takes platforms {allowed}, not {platform} ({path})")]
+    PlatformNotTaken {
+        repo: String,
+        platform: String,
+        allowed: String,
+        path: String,
+    },
+    #[error("{what}")]
+    Key { what: String, hint: String },
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+}
+
+impl RepoError {
+    pub fn hint(&self) -> Option<String> {
+        Some(match self {
+            RepoError::Store(e) => e.hint(),
+            RepoError::Blob(_) => "paths inside a repository are relative, without `..`".into(),
+            RepoError::NoSuchRepo(_) => "see `packyard repo list`, or create it with \
+                                         `packyard repo create NAME --kind volatile|registered`"
+                .into(),
+            RepoError::Exists(_) => "pick another name, or use the existing one".into(),
+            RepoError::BadName(_) => {
+                "use lowercase letters, digits, `.`, `_` and `-`, starting with a letter or digit"
+                    .into()
+            }
+            RepoError::UnknownPlatform(_) => "see `packyard platforms`".into(),
+            RepoError::BadPackage { .. } => {
+                "publish only packages written by `packyard pack` or another correct packager"
+                    .into()
+            }
+            RepoError::Overwrite { .. } => "a registered package never changes: build a new \
+                                            version (`packyard clone`), or publish to a volatile repository"
+                .into(),
+            RepoError::PlatformNotTaken { .. } => {
+                "publish it to a repository that takes this platform".into()
+            }
+            RepoError::Key { hint, .. } => hint.clone(),
+            RepoError::Io { .. } => "check the path and its permissions".into(),
+        })
+    }
+}
+
+/// A repository with what it holds, for `repo list` / `repo show`.
+#[derive(Debug, Clone, Serialize)]
+pub struct RepoSummary {
+    #[serde(flatten)]
+    pub record: RepoRecord,
+    pub packages: usize,
+    pub bytes: u64,
+}
+
+/// The data directory, opened: store, blobs, keys, layout.
+pub struct Repositories {
+    pub store: Box<dyn Store>,
+    pub blobs: Box<dyn Blobs>,
+    keys_dir: PathBuf,
+    pub layout: Layout,
+}
+
+/// Repository names: 1-64 of `[a-z0-9._-]`, starting with a letter or digit.
+pub fn check_repo_name(name: &str) -> Result<(), RepoError> {
+    let ok = !name.is_empty()
+        && name.len() <= 64
+        && name.starts_with(|c: char| c.is_ascii_lowercase() || c.is_ascii_digit())
+        && name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || "._-".contains(c));
+    if ok {
+        Ok(())
+    } else {
+        Err(RepoError::BadName(name.to_string()))
+    }
+}
+
+impl Repositories {
+    /// Opens (creating) the data directory with the embedded store.
+    pub fn open(data: &Path, layout: Layout) -> Result<Repositories, RepoError> {
+        let io = |source| RepoError::Io {
+            path: data.to_path_buf(),
+            source,
+        };
+        std::fs::create_dir_all(data.join("repos")).map_err(io)?;
+        let store = SledStore::open(&data.join("store"))?;
+        Ok(Repositories {
+            store: Box::new(store),
+            blobs: Box::new(FsBlobs::new(data.join("repos"))),
+            keys_dir: data.join("keys"),
+            layout,
+        })
+    }
+
+    pub fn create(
+        &self,
+        name: &str,
+        kind: RepoKind,
+        platforms: &[String],
+        keep: Option<u32>,
+    ) -> Result<RepoRecord, RepoError> {
+        check_repo_name(name)?;
+        if self.store.repo(name)?.is_some() {
+            return Err(RepoError::Exists(name.into()));
+        }
+        for p in platforms {
+            if !self.layout.platforms.contains_key(p) {
+                return Err(RepoError::UnknownPlatform(p.clone()));
+            }
+        }
+        if keep.is_some() && kind == RepoKind::Registered {
+            return Err(RepoError::Key {
+                what: "--keep applies to volatile repositories only".into(),
+                hint: "a registered repository keeps every package for good; drop --keep".into(),
+            });
+        }
+        let mut platforms = platforms.to_vec();
+        platforms.sort();
+        platforms.dedup();
+        let record = RepoRecord {
+            name: name.into(),
+            kind,
+            platforms,
+            keep,
+            created: chrono::Utc::now().timestamp(),
+            key: None,
+            pending: vec![],
+        };
+        self.store
+            .apply(vec![crate::store::Change::PutRepo(record.clone())])?;
+        Ok(record)
+    }
+
+    pub fn repo(&self, name: &str) -> Result<RepoRecord, RepoError> {
+        self.store
+            .repo(name)?
+            .ok_or_else(|| RepoError::NoSuchRepo(name.into()))
+    }
+
+    pub fn list(&self) -> Result<Vec<RepoSummary>, RepoError> {
+        self.store
+            .repos()?
+            .into_iter()
+            .map(|r| self.summary(r))
+            .collect()
+    }
+
+    pub fn show(&self, name: &str) -> Result<RepoSummary, RepoError> {
+        let r = self.repo(name)?;
+        self.summary(r)
+    }
+
+    fn summary(&self, record: RepoRecord) -> Result<RepoSummary, RepoError> {
+        let packages = self.store.packages(&record.name)?;
+        Ok(RepoSummary {
+            packages: packages.len(),
+            bytes: packages.iter().map(|p| p.size).sum(),
+            record,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn repository_names() {
+        for good in ["nightly", "reg-1", "a.b_c", "9"] {
+            assert!(check_repo_name(good).is_ok(), "{good}");
+        }
+        for bad in ["", "Nightly", "-x", ".x", "a/b", "a b", &"x".repeat(65)] {
+            assert!(check_repo_name(bad).is_err(), "{bad}");
+        }
+    }
+}

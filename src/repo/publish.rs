@@ -1,0 +1,708 @@
+//! Publishing: package files in, repository out. Every file is read and checked before
+//! anything is written; then the files are stored at their download-from paths, recorded
+//! in the store, and the indexes of the platforms they touch are rebuilt from the store's
+//! pre-rendered entries (no other package file is read). Files that leave the repository
+//! (replaced, pruned) are deleted only after the indexes stop naming them.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+
+use super::package::{self, Identity, Parsed};
+use super::{RepoError, Repositories};
+use crate::layout::{PackageFormat, Platform};
+use crate::store::{Change, FileKind, IndexEntry, PackageRecord, RepoKind, RepoRecord};
+use crate::version::{self, Scheme};
+
+#[derive(Debug, Clone, Default)]
+pub struct PublishOptions {
+    /// Sign each RPM with the repository key.
+    pub sign: bool,
+    /// The platform of loose files (those not inside a `pack --out` tree).
+    pub platform: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Action {
+    Added,
+    Replaced,
+    Unchanged,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct FileOutcome {
+    pub path: String,
+    pub kind: FileKind,
+    pub action: Action,
+    pub size: u64,
+    pub sha256: String,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct PublishReport {
+    pub repo: String,
+    pub files: Vec<FileOutcome>,
+    /// Paths that left the repository: replaced by a new build, or pruned by `--keep`.
+    pub removed: Vec<String>,
+    /// Index trees rewritten (`yum/el9_x86_64`, `apt/deb12`).
+    pub indexes: Vec<String>,
+}
+
+/// A file to publish: where it comes from and where it goes.
+struct Candidate {
+    source: PathBuf,
+    /// The download-from path inside the repository, when the input tree gives it.
+    key: Option<String>,
+    platform: Option<String>,
+}
+
+/// A checked file, ready to store.
+struct Ready {
+    key: String,
+    bytes: Vec<u8>,
+    record: PackageRecord,
+    previous: Option<PackageRecord>,
+}
+
+/// Where a package's second name lives, relative to the repository: RPMs under their
+/// platform's YUM tree, DEBs under the APT pool, so each index names its packages with
+/// plain relative paths.
+pub fn alias_key(repos: &Repositories, r: &PackageRecord) -> Option<String> {
+    match r.kind {
+        FileKind::Rpm => Some(format!(
+            "{}/packages/{}",
+            yum_dir(repos, &r.platform),
+            r.path
+        )),
+        FileKind::Deb => Some(format!("{}/pool/{}", repos.layout.repository.apt, r.path)),
+        FileKind::Tgz => None,
+    }
+}
+
+/// `yum/<platform>`, relative to the repository.
+pub fn yum_dir(repos: &Repositories, platform: &str) -> String {
+    repos
+        .layout
+        .repository
+        .yum
+        .replace("${platformName}", platform)
+}
+
+impl Repositories {
+    /// Publishes `inputs` (files, or `pack --out` trees) into repository `name`.
+    pub fn publish(
+        &self,
+        name: &str,
+        inputs: &[PathBuf],
+        opts: &PublishOptions,
+    ) -> Result<PublishReport, RepoError> {
+        let repo = self.repo(name)?;
+        let _guard = self.lock_repo(name)?;
+        let signer = if opts.sign {
+            Some(self.signer(&repo)?)
+        } else {
+            None
+        };
+
+        // 1. Read and check everything; nothing is written if any file is bad.
+        let mut ready: Vec<Ready> = Vec::new();
+        let mut seen = BTreeSet::new();
+        for c in collect(inputs, opts)? {
+            let r = self.check(&repo, c, signer.as_ref())?;
+            if !seen.insert(r.key.clone()) {
+                return Err(RepoError::BadPackage {
+                    path: r.key,
+                    why: "given twice in one publish".into(),
+                });
+            }
+            ready.push(r);
+        }
+
+        // 2. What each file does to the repository.
+        let existing = self.store.packages(name)?;
+        let mut changes = Vec::new();
+        let mut files = Vec::new();
+        let mut removed: Vec<PackageRecord> = Vec::new();
+        let mut touched = BTreeSet::new();
+        let mut to_write = Vec::new();
+        for r in ready {
+            let action = match &r.previous {
+                Some(p) if p.sha256 == r.record.sha256 => Action::Unchanged,
+                Some(p) if repo.kind == RepoKind::Registered => {
+                    return Err(RepoError::Overwrite {
+                        repo: name.into(),
+                        path: r.key,
+                        existing: p.sha256.clone(),
+                        new: r.record.sha256,
+                    });
+                }
+                Some(_) => Action::Replaced,
+                None => Action::Added,
+            };
+            // The same name-version-release-arch under another path.
+            let twins: Vec<&PackageRecord> = existing
+                .iter()
+                .filter(|e| e.path != r.key && same_identity(e, &r.record))
+                .collect();
+            if let Some(t) = twins.first()
+                && repo.kind == RepoKind::Registered
+            {
+                return Err(RepoError::Overwrite {
+                    repo: name.into(),
+                    path: format!("{} (as {})", t.path, r.key),
+                    existing: t.sha256.clone(),
+                    new: r.record.sha256,
+                });
+            }
+            files.push(FileOutcome {
+                path: r.key.clone(),
+                kind: r.record.kind,
+                action,
+                size: r.record.size,
+                sha256: r.record.sha256.clone(),
+            });
+            if action == Action::Unchanged {
+                continue;
+            }
+            for t in twins {
+                changes.push(Change::RemovePackage {
+                    repo: name.into(),
+                    path: t.path.clone(),
+                });
+                removed.push(t.clone());
+            }
+            if let Some(i) = self.index_of(&r.record) {
+                touched.insert(i);
+            }
+            changes.push(Change::PutPackage {
+                repo: name.into(),
+                record: r.record.clone(),
+            });
+            to_write.push(r);
+        }
+
+        // 3. Volatile repositories keep the newest N versions of each package.
+        if let Some(keep) = repo.keep {
+            let mut after: BTreeMap<String, PackageRecord> = existing
+                .iter()
+                .map(|p| (p.path.clone(), p.clone()))
+                .collect();
+            for r in &removed {
+                after.remove(&r.path);
+            }
+            for r in &to_write {
+                after.insert(r.key.clone(), r.record.clone());
+            }
+            for p in prune(after.values(), keep) {
+                changes.push(Change::RemovePackage {
+                    repo: name.into(),
+                    path: p.path.clone(),
+                });
+                if let Some(i) = self.index_of(p) {
+                    touched.insert(i);
+                }
+                removed.push(p.clone());
+            }
+        }
+
+        // Indexes left dirty by an interrupted publish are rebuilt too.
+        touched.extend(repo.pending.iter().cloned());
+        if to_write.is_empty() && removed.is_empty() && touched.is_empty() {
+            return Ok(PublishReport {
+                repo: name.into(),
+                files,
+                removed: vec![],
+                indexes: vec![],
+            });
+        }
+
+        // 4. Bytes first, then the records (marking the indexes dirty), then the indexes.
+        for r in &to_write {
+            self.blobs.put(&format!("{name}/{}", r.key), &r.bytes)?;
+            if let Some(alias) = alias_key(self, &r.record) {
+                self.blobs
+                    .alias(&format!("{name}/{}", r.key), &format!("{name}/{alias}"))?;
+            }
+        }
+        let mut dirty = repo.clone();
+        dirty.pending = touched.iter().cloned().collect();
+        changes.push(Change::PutRepo(dirty));
+        self.store.apply(changes)?;
+        let rewritten = self.rebuild_indexes(&repo, &touched, signer.as_ref())?;
+        let mut clean = repo.clone();
+        clean.pending.clear();
+        self.store.apply(vec![Change::PutRepo(clean)])?;
+
+        // 5. Only now may files the indexes no longer name go.
+        let written: BTreeSet<&str> = to_write.iter().map(|r| r.key.as_str()).collect();
+        for p in &removed {
+            if written.contains(p.path.as_str()) {
+                continue;
+            }
+            if let Some(alias) = alias_key(self, p) {
+                self.blobs.remove(&format!("{name}/{alias}"))?;
+            }
+            self.blobs.remove(&format!("{name}/{}", p.path))?;
+        }
+        Ok(PublishReport {
+            repo: name.into(),
+            files,
+            removed: removed.into_iter().map(|p| p.path).collect(),
+            indexes: rewritten,
+        })
+    }
+
+    /// The index tree a record belongs to: `yum/<platform>` or `apt/<suite>`.
+    pub(super) fn index_of(&self, r: &PackageRecord) -> Option<String> {
+        let platform = self.layout.platforms.get(&r.platform)?;
+        match r.kind {
+            FileKind::Rpm => Some(format!("yum/{}", platform.name)),
+            FileKind::Deb => Some(format!("apt/{}", platform.os)),
+            FileKind::Tgz => None,
+        }
+    }
+
+    /// Rebuilds the named index trees from the store; returns those that changed.
+    pub fn rebuild_indexes(
+        &self,
+        repo: &RepoRecord,
+        which: &BTreeSet<String>,
+        signer: Option<&super::keys::Signer>,
+    ) -> Result<Vec<String>, RepoError> {
+        let signer = match signer {
+            Some(s) => Some(s.clone()),
+            None => self.signer(repo).ok(),
+        };
+        let all = self.store.packages(&repo.name)?;
+        let mut rewritten = Vec::new();
+        for index in which {
+            let (files, dir) = if let Some(platform) = index.strip_prefix("yum/") {
+                let pkgs: Vec<&PackageRecord> = all
+                    .iter()
+                    .filter(|p| p.kind == FileKind::Rpm && p.platform == platform)
+                    .collect();
+                let files = super::yum::render(&pkgs, signer.as_ref())?;
+                (files, format!("{}/repodata", yum_dir(self, platform)))
+            } else if let Some(suite) = index.strip_prefix("apt/") {
+                let pkgs: Vec<&PackageRecord> = all
+                    .iter()
+                    .filter(|p| {
+                        p.kind == FileKind::Deb
+                            && self
+                                .layout
+                                .platforms
+                                .get(&p.platform)
+                                .is_some_and(|pl| pl.os == suite)
+                    })
+                    .collect();
+                let files = super::apt::render(
+                    &super::apt::Suite {
+                        origin: &repo.name,
+                        suite,
+                        component: &self.layout.repository.apt_component,
+                        architectures: self.suite_architectures(repo, suite),
+                    },
+                    &pkgs,
+                    signer.as_ref(),
+                )?;
+                (
+                    files,
+                    format!("{}/dists/{suite}", self.layout.repository.apt),
+                )
+            } else {
+                continue;
+            };
+            if self
+                .blobs
+                .replace_dir(&format!("{}/{dir}", repo.name), &files)?
+            {
+                rewritten.push(index.clone());
+            }
+        }
+        Ok(rewritten)
+    }
+
+    /// The DEB architectures of a suite: those of the repository's platforms with that os
+    /// (all known ones when it takes every platform), without `all`.
+    fn suite_architectures(&self, repo: &RepoRecord, suite: &str) -> Vec<String> {
+        let mut archs: Vec<String> = self
+            .layout
+            .platforms
+            .values()
+            .filter(|p| p.os == suite && p.format == PackageFormat::Deb && p.deb_arch != "all")
+            .filter(|p| repo.platforms.is_empty() || repo.platforms.contains(&p.name))
+            .map(|p| p.deb_arch.clone())
+            .collect();
+        archs.sort();
+        archs.dedup();
+        archs
+    }
+
+    /// Reads and checks one file for `repo`.
+    fn check(
+        &self,
+        repo: &RepoRecord,
+        c: Candidate,
+        signer: Option<&super::keys::Signer>,
+    ) -> Result<Ready, RepoError> {
+        let shown = c.source.display().to_string();
+        let bad = |why: String| RepoError::BadPackage {
+            path: shown.clone(),
+            why,
+        };
+        let file_name = c
+            .source
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let mut bytes = fs::read(&c.source).map_err(|source| RepoError::Io {
+            path: c.source.clone(),
+            source,
+        })?;
+        let parsed = package::parse(&file_name, &bytes).map_err(&bad)?;
+        let identity = match package::identity(&parsed) {
+            Some(i) => i,
+            None => tarball_identity(&file_name).ok_or_else(|| {
+                bad("a tarball's name must be NAME-VERSION-RELEASE.tar.gz".into())
+            })?,
+        };
+        let platform_name = c.platform.clone().ok_or_else(|| {
+            bad("no platform: its path names none, and --platform was not given".into())
+        })?;
+        let platform = self
+            .layout
+            .platforms
+            .get(&platform_name)
+            .ok_or_else(|| RepoError::UnknownPlatform(platform_name.clone()))?;
+        if !repo.platforms.is_empty() && !repo.platforms.contains(&platform_name) {
+            return Err(RepoError::PlatformNotTaken {
+                repo: repo.name.clone(),
+                platform: platform_name,
+                allowed: repo.platforms.join(", "),
+                path: shown,
+            });
+        }
+        check_platform(&parsed, &identity, platform).map_err(&bad)?;
+        let key = match c.key {
+            Some(k) => k,
+            None => format!(
+                "{}/{}/{}/{file_name}",
+                identity.name, identity.version, platform_name
+            ),
+        };
+        crate::blobs::check_key(&key)?;
+        if let (Some(s), Parsed::Rpm(_)) = (signer, &parsed) {
+            bytes = s.sign_rpm(&bytes).map_err(&bad)?;
+        }
+        let sha256 = format!("{:x}", Sha256::digest(&bytes));
+        let mut record = PackageRecord {
+            path: key.clone(),
+            kind: parsed.kind(),
+            platform: platform_name,
+            name: identity.name,
+            epoch: identity.epoch,
+            version: identity.version,
+            release: identity.release,
+            arch: identity.arch,
+            size: bytes.len() as u64,
+            sha256,
+            published: chrono::Utc::now().timestamp(),
+            configuration: None,
+            index: IndexEntry::None,
+        };
+        record.index = match &parsed {
+            Parsed::Rpm(_) => {
+                // Re-read the header when signing changed the bytes (header range moves).
+                let meta = match signer {
+                    Some(_) => match package::parse(&file_name, &bytes).map_err(&bad)? {
+                        Parsed::Rpm(m) => m,
+                        _ => unreachable!("an RPM stays an RPM"),
+                    },
+                    None => match parsed {
+                        Parsed::Rpm(m) => m,
+                        _ => unreachable!(),
+                    },
+                };
+                let href = format!("packages/{key}");
+                super::yum::entries(&meta, &record, &href).map_err(&bad)?
+            }
+            Parsed::Deb(control) => {
+                super::apt::entry(control, &record, &format!("pool/{key}"), platform, &bytes)
+            }
+            Parsed::Tgz => IndexEntry::None,
+        };
+        let previous = self.store.package(&repo.name, &key)?;
+        Ok(Ready {
+            key,
+            bytes,
+            record,
+            previous,
+        })
+    }
+
+    /// Serialises publishes to one repository across threads and processes.
+    fn lock_repo(&self, name: &str) -> Result<RepoLock, RepoError> {
+        let path = self
+            .keys_dir
+            .with_file_name("locks")
+            .join(format!("{name}.lock"));
+        RepoLock::acquire(&path).map_err(|source| RepoError::Io { path, source })
+    }
+}
+
+/// An exclusive `flock` on a file, released on drop.
+struct RepoLock {
+    _file: fs::File,
+}
+
+impl RepoLock {
+    fn acquire(path: &Path) -> std::io::Result<RepoLock> {
+        if let Some(dir) = path.parent() {
+            fs::create_dir_all(dir)?;
+        }
+        let file = fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(path)?;
+        use std::os::fd::AsRawFd;
+        // SAFETY: flock on a descriptor we own; the lock goes with the file.
+        if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX) } != 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        Ok(RepoLock { _file: file })
+    }
+}
+
+fn same_identity(a: &PackageRecord, b: &PackageRecord) -> bool {
+    a.kind == b.kind
+        && a.platform == b.platform
+        && a.name == b.name
+        && a.epoch == b.epoch
+        && a.version == b.version
+        && a.release == b.release
+        && a.arch == b.arch
+}
+
+/// Records to drop so that each (kind, platform, name) keeps its newest `keep` versions.
+fn prune<'a>(
+    records: impl Iterator<Item = &'a PackageRecord>,
+    keep: u32,
+) -> Vec<&'a PackageRecord> {
+    let mut groups: BTreeMap<(FileKind, &str, &str), Vec<&PackageRecord>> = BTreeMap::new();
+    for r in records {
+        groups
+            .entry((r.kind, r.platform.as_str(), r.name.as_str()))
+            .or_default()
+            .push(r);
+    }
+    let mut out = Vec::new();
+    for ((kind, _, _), mut rs) in groups {
+        let scheme = if kind == FileKind::Deb {
+            Scheme::Deb
+        } else {
+            Scheme::Rpm
+        };
+        let evr = |r: &PackageRecord| format!("{}:{}-{}", r.epoch, r.version, r.release);
+        rs.sort_by(|a, b| version::compare(scheme, &evr(b), &evr(a)));
+        let mut versions: Vec<String> = Vec::new();
+        for r in rs {
+            let v = evr(r);
+            if !versions.contains(&v) {
+                versions.push(v.clone());
+            }
+            if versions.iter().position(|x| *x == v).unwrap_or(0) >= keep as usize {
+                out.push(r);
+            }
+        }
+    }
+    out
+}
+
+/// `name-version-release.tar.gz` (version and release hold no `-`).
+fn tarball_identity(file: &str) -> Option<Identity> {
+    let stem = file
+        .strip_suffix(".tar.gz")
+        .or_else(|| file.strip_suffix(".tgz"))?;
+    let mut parts = stem.rsplitn(3, '-');
+    let release = parts.next()?;
+    let version = parts.next()?;
+    let name = parts.next()?;
+    if name.is_empty() || !version.starts_with(|c: char| c.is_ascii_digit()) {
+        return None;
+    }
+    Some(Identity {
+        name: name.into(),
+        epoch: 0,
+        version: version.into(),
+        release: release.into(),
+        arch: String::new(),
+    })
+}
+
+/// A package must be of the platform's format and architecture (or arch-independent).
+fn check_platform(p: &Parsed, id: &Identity, platform: &Platform) -> Result<(), String> {
+    let (format, arch, any) = match p {
+        Parsed::Rpm(_) => (PackageFormat::Rpm, &platform.rpm_arch, "noarch"),
+        Parsed::Deb(_) => (PackageFormat::Deb, &platform.deb_arch, "all"),
+        Parsed::Tgz => return Ok(()),
+    };
+    if platform.format != format {
+        return Err(format!(
+            "platform {} takes {:?} packages, not this one",
+            platform.name, platform.format
+        ));
+    }
+    if id.arch != *arch && id.arch != any {
+        return Err(format!(
+            "built for {}, but platform {} is {arch}",
+            id.arch, platform.name
+        ));
+    }
+    Ok(())
+}
+
+/// The files to publish: a directory is a `pack --out` tree (relative path = download-from
+/// path, platform = the path part that names one); a file is loose.
+fn collect(inputs: &[PathBuf], opts: &PublishOptions) -> Result<Vec<Candidate>, RepoError> {
+    let mut out = Vec::new();
+    for input in inputs {
+        let meta = fs::metadata(input).map_err(|source| RepoError::Io {
+            path: input.clone(),
+            source,
+        })?;
+        if meta.is_dir() {
+            let mut files = Vec::new();
+            walk(input, input, &mut files)?;
+            for (rel, source) in files {
+                let platform = rel
+                    .split('/')
+                    .find(|part| {
+                        crate::layout::Layout::builtin()
+                            .platforms
+                            .contains_key(*part)
+                    })
+                    .map(str::to_string)
+                    .or_else(|| opts.platform.clone());
+                out.push(Candidate {
+                    source,
+                    key: Some(rel),
+                    platform,
+                });
+            }
+        } else {
+            out.push(Candidate {
+                source: input.clone(),
+                key: None,
+                platform: opts.platform.clone(),
+            });
+        }
+    }
+    if out.is_empty() {
+        return Err(RepoError::BadPackage {
+            path: inputs
+                .iter()
+                .map(|p| p.display().to_string())
+                .collect::<Vec<_>>()
+                .join(", "),
+            why: "no package files found".into(),
+        });
+    }
+    Ok(out)
+}
+
+/// Regular files under `dir` (hidden entries skipped; symlinks refused: a tree to publish
+/// holds the files themselves).
+fn walk(root: &Path, dir: &Path, out: &mut Vec<(String, PathBuf)>) -> Result<(), RepoError> {
+    let io = |source| RepoError::Io {
+        path: dir.to_path_buf(),
+        source,
+    };
+    let mut entries: Vec<_> = fs::read_dir(dir)
+        .map_err(io)?
+        .collect::<Result<_, _>>()
+        .map_err(io)?;
+    entries.sort_by_key(|e| e.file_name());
+    for e in entries {
+        let name = e.file_name().to_string_lossy().into_owned();
+        if name.starts_with('.') {
+            continue;
+        }
+        let path = e.path();
+        let ft = e.file_type().map_err(io)?;
+        if ft.is_dir() {
+            walk(root, &path, out)?;
+        } else if ft.is_file() {
+            if package::kind_of(&name).is_none() {
+                return Err(RepoError::BadPackage {
+                    path: path.display().to_string(),
+                    why: "not a package: the name must end in .rpm, .deb or .tar.gz".into(),
+                });
+            }
+            let rel = path
+                .strip_prefix(root)
+                .map(|r| r.to_string_lossy().into_owned())
+                .unwrap_or(name);
+            out.push((rel, path));
+        } else {
+            return Err(RepoError::BadPackage {
+                path: path.display().to_string(),
+                why: "a symlink or special file; publish the file itself".into(),
+            });
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rec(name: &str, version: &str) -> PackageRecord {
+        PackageRecord {
+            path: format!("{name}/{version}/x.rpm"),
+            kind: FileKind::Rpm,
+            platform: "el9_x86_64".into(),
+            name: name.into(),
+            epoch: 0,
+            version: version.into(),
+            release: "1".into(),
+            arch: "x86_64".into(),
+            size: 1,
+            sha256: String::new(),
+            published: 0,
+            configuration: None,
+            index: IndexEntry::None,
+        }
+    }
+
+    #[test]
+    fn prune_keeps_the_newest_versions_per_package() {
+        let rs = [
+            rec("a", "1.0"),
+            rec("a", "1.10"),
+            rec("a", "1.9"),
+            rec("b", "0.1"),
+        ];
+        let gone: Vec<_> = prune(rs.iter(), 2)
+            .into_iter()
+            .map(|r| &r.version)
+            .collect();
+        assert_eq!(gone, ["1.0"]);
+        assert_eq!(prune(rs.iter(), 1).len(), 2);
+    }
+
+    #[test]
+    fn tarball_names() {
+        let i = tarball_identity("my-web-server-2.5.1-1.tar.gz").unwrap();
+        assert_eq!(
+            (i.name.as_str(), i.version.as_str(), i.release.as_str()),
+            ("my-web-server", "2.5.1", "1")
+        );
+        assert!(tarball_identity("server.tar.gz").is_none());
+    }
+}

@@ -1,0 +1,543 @@
+//! YUM metadata: `repodata/` with primary, filelists and other (gzip) and `repomd.xml`
+//! (plus `repomd.xml.asc`), as `createrepo_c --no-database` writes them. A package's three
+//! entries are rendered once, at publish, from its header ([`entries`]); an index is the
+//! stored entries put together ([`render`]), so no package file is read again.
+
+use std::io::Write;
+
+use rpm::{Dependency, DependencyFlags, FileType, IndexSignatureTag, IndexTag, PackageMetadata};
+use sha2::{Digest, Sha256};
+
+use super::RepoError;
+use super::keys::Signer;
+use crate::pack::compress::{self};
+use crate::pack::spec::{Algorithm, Compression};
+use crate::store::{IndexEntry, PackageRecord};
+
+/// createrepo_c keeps this many changelog entries, the newest.
+const CHANGELOG_LIMIT: usize = 10;
+/// createrepo_c compresses with zlib level 6; the same level gives the same sizes.
+const GZIP: Compression = Compression {
+    algorithm: Algorithm::Gzip,
+    level: 6,
+};
+
+/// XML text content, escaped as libxml2 does (quotes stay).
+fn text(s: &str) -> String {
+    let mut o = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '&' => o.push_str("&amp;"),
+            '<' => o.push_str("&lt;"),
+            '>' => o.push_str("&gt;"),
+            '\r' => o.push_str("&#13;"),
+            c => o.push(c),
+        }
+    }
+    o
+}
+
+/// An XML attribute value.
+fn attr(s: &str) -> String {
+    let mut o = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '&' => o.push_str("&amp;"),
+            '<' => o.push_str("&lt;"),
+            '>' => o.push_str("&gt;"),
+            '"' => o.push_str("&quot;"),
+            '\r' => o.push_str("&#13;"),
+            '\n' => o.push_str("&#10;"),
+            '\t' => o.push_str("&#9;"),
+            c => o.push(c),
+        }
+    }
+    o
+}
+
+/// Control characters XML 1.0 cannot carry (createrepo_c refuses them too).
+fn check_chars(what: &str, s: &str) -> Result<(), String> {
+    match s
+        .chars()
+        .find(|c| (*c as u32) < 0x20 && !matches!(c, '\t' | '\n' | '\r'))
+    {
+        Some(c) => Err(format!(
+            "the RPM's {what} holds the control character U+{:04X}, which XML cannot carry",
+            c as u32
+        )),
+        None => Ok(()),
+    }
+}
+
+/// `[epoch:]version[-release]` of a dependency, split as createrepo_c does.
+fn split_evr(evr: &str) -> (&str, &str, Option<&str>) {
+    let (epoch, rest) = match evr.split_once(':') {
+        Some((e, r)) if !e.is_empty() && e.bytes().all(|b| b.is_ascii_digit()) => (e, r),
+        _ => ("0", evr),
+    };
+    match rest.split_once('-') {
+        Some((v, r)) => (epoch, v, Some(r)),
+        None => (epoch, rest, None),
+    }
+}
+
+fn flag_name(f: DependencyFlags) -> Option<&'static str> {
+    match f.bits() & 0xf {
+        2 => Some("LT"),
+        4 => Some("GT"),
+        8 => Some("EQ"),
+        10 => Some("LE"),
+        12 => Some("GE"),
+        _ => None,
+    }
+}
+
+fn is_pre(f: DependencyFlags) -> bool {
+    f.intersects(
+        DependencyFlags::PREREQ | DependencyFlags::SCRIPT_PRE | DependencyFlags::SCRIPT_POST,
+    )
+}
+
+fn entry(out: &mut String, d: &Dependency, pre: bool) {
+    out.push_str(&format!("      <rpm:entry name=\"{}\"", attr(&d.name)));
+    if let Some(f) = flag_name(d.flags) {
+        let (e, v, r) = split_evr(&d.version);
+        out.push_str(&format!(
+            " flags=\"{f}\" epoch=\"{}\" ver=\"{}\"",
+            attr(e),
+            attr(v)
+        ));
+        if let Some(r) = r {
+            out.push_str(&format!(" rel=\"{}\"", attr(r)));
+        }
+    }
+    if pre {
+        out.push_str(" pre=\"1\"");
+    }
+    out.push_str("/>\n");
+}
+
+fn block(out: &mut String, tag: &str, deps: &[(Dependency, bool)]) {
+    if deps.is_empty() {
+        return;
+    }
+    out.push_str(&format!("    <rpm:{tag}>\n"));
+    for (d, pre) in deps {
+        entry(out, d, *pre);
+    }
+    out.push_str(&format!("    </rpm:{tag}>\n"));
+}
+
+/// The files createrepo_c lists in primary.xml (so depsolvers see them without filelists).
+fn is_primary_file(path: &str) -> bool {
+    path.starts_with("/etc/") || path == "/usr/lib/sendmail" || path.contains("bin/")
+}
+
+/// The text inside the first `(...)` of a `libc.so.6` requirement, from its first digit.
+fn libc_version(name: &str) -> &str {
+    let Some(open) = name.find('(') else {
+        return "";
+    };
+    let inner = &name[open + 1..];
+    let inner = &inner[..inner.find(')').unwrap_or(inner.len())];
+    inner
+        .find(|c: char| c.is_ascii_digit())
+        .map_or("", |i| &inner[i..])
+}
+
+/// Requirements as createrepo_c keeps them: no `rpmlib(...)`, none met by the package's
+/// own primary files or exactly by its own provides, no repeat of the previous entry of
+/// the same name, and only the highest `libc.so.6` one, last.
+fn filter_requires(
+    requires: Vec<Dependency>,
+    provides: &[Dependency],
+    primary_files: &[String],
+) -> Vec<(Dependency, bool)> {
+    let key = |d: &Dependency| (d.name.clone(), flag_name(d.flags), d.version.clone());
+    let provided: Vec<_> = provides.iter().map(key).collect();
+    let mut out: Vec<(Dependency, bool)> = Vec::new();
+    let mut libc: Option<(Dependency, bool)> = None;
+    let mut last: std::collections::HashMap<String, (Option<&str>, String, bool)> =
+        std::collections::HashMap::new();
+    for d in requires {
+        if d.name.starts_with("rpmlib(") {
+            continue;
+        }
+        if d.name.starts_with('/') && primary_files.contains(&d.name) {
+            continue;
+        }
+        if provided.contains(&key(&d)) {
+            continue;
+        }
+        let pre = is_pre(d.flags);
+        let sig = (flag_name(d.flags), d.version.clone(), pre);
+        if last.get(&d.name) == Some(&sig) {
+            continue;
+        }
+        if d.name.starts_with("libc.so.6") {
+            let better = match &libc {
+                None => true,
+                Some((l, _)) => {
+                    crate::version::rpmvercmp(libc_version(&d.name), libc_version(&l.name))
+                        == std::cmp::Ordering::Greater
+                }
+            };
+            if better {
+                libc = Some((d, pre));
+            }
+            continue;
+        }
+        last.insert(d.name.clone(), sig);
+        out.push((d, pre));
+    }
+    out.extend(libc);
+    out
+}
+
+/// The RPM's payload (cpio archive) size, wherever this rpm version put it.
+fn archive_size(m: &PackageMetadata) -> u64 {
+    m.signature
+        .get_entry_data_as_u64(IndexSignatureTag::RPMSIGTAG_LONGARCHIVESIZE)
+        .or_else(|_| {
+            m.signature
+                .get_entry_data_as_u32(IndexSignatureTag::RPMSIGTAG_PAYLOADSIZE)
+                .map(u64::from)
+        })
+        .or_else(|_| {
+            m.header
+                .get_entry_data_as_u32(IndexTag::RPMTAG_ARCHIVESIZE)
+                .map(u64::from)
+        })
+        .unwrap_or(0)
+}
+
+/// The primary, filelists and other entries of one RPM, as createrepo_c writes them.
+/// `href` is relative to the platform's base URL; `time file` is the publish time.
+pub fn entries(m: &PackageMetadata, r: &PackageRecord, href: &str) -> Result<IndexEntry, String> {
+    let s = |v: Result<&str, rpm::Error>| v.unwrap_or("").to_string();
+    let (name, arch) = (s(m.get_name()), s(m.get_arch()));
+    let (summary, description) = (s(m.get_summary()), s(m.get_description()));
+    for (what, v) in [("summary", &summary), ("description", &description)] {
+        check_chars(what, v)?;
+    }
+    let version = format!(
+        "<version epoch=\"{}\" ver=\"{}\" rel=\"{}\"/>",
+        m.get_epoch().unwrap_or(0),
+        attr(&s(m.get_version())),
+        attr(&s(m.get_release()))
+    );
+    let files = m.get_file_entries().unwrap_or_default();
+    let file_lines: Vec<(String, String)> = files
+        .iter()
+        .map(|f| {
+            let path = f.path().to_string_lossy().into_owned();
+            let kind = if f.mode().file_type() == FileType::Dir {
+                " type=\"dir\""
+            } else if f.flags().contains(rpm::FileFlags::GHOST) {
+                " type=\"ghost\""
+            } else {
+                ""
+            };
+            let line = format!("<file{kind}>{}</file>", text(&path));
+            (path, line)
+        })
+        .collect();
+    let primary_files: Vec<String> = file_lines
+        .iter()
+        .filter(|(p, _)| is_primary_file(p))
+        .map(|(p, _)| p.clone())
+        .collect();
+    let provides = m.get_provides().unwrap_or_default();
+    let requires = filter_requires(
+        m.get_requires().unwrap_or_default(),
+        &provides,
+        &primary_files,
+    );
+    let plain = |v: Vec<Dependency>| v.into_iter().map(|d| (d, false)).collect::<Vec<_>>();
+    let offsets = m.get_package_segment_offsets();
+
+    let mut p = String::new();
+    p.push_str("<package type=\"rpm\">\n");
+    p.push_str(&format!("  <name>{}</name>\n", text(&name)));
+    p.push_str(&format!("  <arch>{}</arch>\n", text(&arch)));
+    p.push_str(&format!("  {version}\n"));
+    p.push_str(&format!(
+        "  <checksum type=\"sha256\" pkgid=\"YES\">{}</checksum>\n",
+        r.sha256
+    ));
+    p.push_str(&format!("  <summary>{}</summary>\n", text(&summary)));
+    p.push_str(&format!(
+        "  <description>{}</description>\n",
+        text(&description)
+    ));
+    p.push_str(&format!(
+        "  <packager>{}</packager>\n",
+        text(&s(m.get_packager()))
+    ));
+    p.push_str(&format!("  <url>{}</url>\n", text(&s(m.get_url()))));
+    p.push_str(&format!(
+        "  <time file=\"{}\" build=\"{}\"/>\n",
+        r.published,
+        m.get_build_time().unwrap_or(0)
+    ));
+    p.push_str(&format!(
+        "  <size package=\"{}\" installed=\"{}\" archive=\"{}\"/>\n",
+        r.size,
+        m.get_installed_size().unwrap_or(0),
+        archive_size(m)
+    ));
+    p.push_str(&format!("  <location href=\"{}\"/>\n", attr(href)));
+    p.push_str("  <format>\n");
+    for (tag, v) in [
+        ("license", s(m.get_license())),
+        ("vendor", s(m.get_vendor())),
+        ("group", s(m.get_group())),
+        ("buildhost", s(m.get_build_host())),
+        ("sourcerpm", s(m.get_source_rpm())),
+    ] {
+        p.push_str(&format!("    <rpm:{tag}>{}</rpm:{tag}>\n", text(&v)));
+    }
+    p.push_str(&format!(
+        "    <rpm:header-range start=\"{}\" end=\"{}\"/>\n",
+        offsets.header, offsets.payload
+    ));
+    block(&mut p, "provides", &plain(provides));
+    block(&mut p, "requires", &requires);
+    block(
+        &mut p,
+        "conflicts",
+        &plain(m.get_conflicts().unwrap_or_default()),
+    );
+    block(
+        &mut p,
+        "obsoletes",
+        &plain(m.get_obsoletes().unwrap_or_default()),
+    );
+    block(
+        &mut p,
+        "suggests",
+        &plain(m.get_suggests().unwrap_or_default()),
+    );
+    block(
+        &mut p,
+        "enhances",
+        &plain(m.get_enhances().unwrap_or_default()),
+    );
+    block(
+        &mut p,
+        "recommends",
+        &plain(m.get_recommends().unwrap_or_default()),
+    );
+    block(
+        &mut p,
+        "supplements",
+        &plain(m.get_supplements().unwrap_or_default()),
+    );
+    for (path, line) in &file_lines {
+        if is_primary_file(path) {
+            p.push_str(&format!("    {line}\n"));
+        }
+    }
+    p.push_str("  </format>\n</package>\n");
+
+    let head = format!(
+        "<package pkgid=\"{}\" name=\"{}\" arch=\"{}\">\n  {version}\n",
+        r.sha256,
+        attr(&name),
+        attr(&arch)
+    );
+    let mut f = head.clone();
+    for (_, line) in &file_lines {
+        f.push_str(&format!("  {line}\n"));
+    }
+    f.push_str("</package>\n");
+
+    let mut o = head;
+    let log = m.get_changelog_entries().unwrap_or_default();
+    // The header lists newest first; createrepo_c keeps the newest ten, oldest first, and
+    // moves entries that share a second apart so each has its own.
+    let mut last = None;
+    let mut bump = 0;
+    for c in log.iter().take(CHANGELOG_LIMIT).rev() {
+        let mut date = c.timestamp;
+        if last == Some(date) {
+            bump += 1;
+            date += bump;
+        } else {
+            last = Some(date);
+            bump = 0;
+        }
+        o.push_str(&format!(
+            "  <changelog author=\"{}\" date=\"{date}\">{}</changelog>\n",
+            attr(c.name.trim_end()),
+            text(&c.description)
+        ));
+    }
+    o.push_str("</package>\n");
+    Ok(IndexEntry::Yum {
+        primary: p,
+        filelists: f,
+        other: o,
+    })
+}
+
+fn gzip(data: &[u8]) -> Result<Vec<u8>, RepoError> {
+    compress::compress(data, GZIP).map_err(|source| RepoError::Io {
+        path: "repodata".into(),
+        source,
+    })
+}
+
+/// The `repodata/` files of one platform: `(name, bytes)`. The revision and timestamps
+/// are the newest publish time, so the same packages always give the same bytes.
+pub fn render(
+    packages: &[&PackageRecord],
+    signer: Option<&Signer>,
+) -> Result<Vec<(String, Vec<u8>)>, RepoError> {
+    let mut pkgs: Vec<(&str, &str, &PackageRecord)> = packages
+        .iter()
+        .filter_map(|p| match &p.index {
+            IndexEntry::Yum { .. } => {
+                let (dir, base) = p.path.rsplit_once('/').unwrap_or(("", &p.path));
+                Some((base, dir, *p))
+            }
+            _ => None,
+        })
+        .collect();
+    // createrepo_c's order: by file name, then directory.
+    pkgs.sort_by(|a, b| (a.0, a.1).cmp(&(b.0, b.1)));
+    let n = pkgs.len();
+    let revision = pkgs.iter().map(|p| p.2.published).max().unwrap_or(0);
+    let docs = [
+        (
+            "primary",
+            format!(
+                "<metadata xmlns=\"http://linux.duke.edu/metadata/common\" xmlns:rpm=\"http://linux.duke.edu/metadata/rpm\" packages=\"{n}\">\n"
+            ),
+            "</metadata>",
+        ),
+        (
+            "filelists",
+            format!(
+                "<filelists xmlns=\"http://linux.duke.edu/metadata/filelists\" packages=\"{n}\">\n"
+            ),
+            "</filelists>",
+        ),
+        (
+            "other",
+            format!(
+                "<otherdata xmlns=\"http://linux.duke.edu/metadata/other\" packages=\"{n}\">\n"
+            ),
+            "</otherdata>",
+        ),
+    ];
+    let mut files = Vec::new();
+    let mut repomd = String::from(
+        "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<repomd xmlns=\"http://linux.duke.edu/metadata/repo\" xmlns:rpm=\"http://linux.duke.edu/metadata/rpm\">\n",
+    );
+    repomd.push_str(&format!("  <revision>{revision}</revision>\n"));
+    for (kind, open, close) in docs {
+        let mut xml = Vec::new();
+        xml.extend_from_slice(b"<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n");
+        xml.extend_from_slice(open.as_bytes());
+        for (_, _, p) in &pkgs {
+            if let IndexEntry::Yum {
+                primary,
+                filelists,
+                other,
+            } = &p.index
+            {
+                let part = match kind {
+                    "primary" => primary,
+                    "filelists" => filelists,
+                    _ => other,
+                };
+                xml.write_all(part.as_bytes()).ok();
+            }
+        }
+        xml.extend_from_slice(close.as_bytes());
+        let gz = gzip(&xml)?;
+        let sum = format!("{:x}", Sha256::digest(&gz));
+        let open_sum = format!("{:x}", Sha256::digest(&xml));
+        let name = format!("{sum}-{kind}.xml.gz");
+        repomd.push_str(&format!(
+            "  <data type=\"{kind}\">\n    <checksum type=\"sha256\">{sum}</checksum>\n    <open-checksum type=\"sha256\">{open_sum}</open-checksum>\n    <location href=\"repodata/{name}\"/>\n    <timestamp>{revision}</timestamp>\n    <size>{}</size>\n    <open-size>{}</open-size>\n  </data>\n",
+            gz.len(),
+            xml.len()
+        ));
+        files.push((name, gz));
+    }
+    repomd.push_str("</repomd>\n");
+    if let Some(s) = signer {
+        let sig = s.detached(repomd.as_bytes(), revision)?;
+        files.push(("repomd.xml.asc".into(), sig.into_bytes()));
+    }
+    files.push(("repomd.xml".into(), repomd.into_bytes()));
+    Ok(files)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn dep(name: &str, flags: DependencyFlags, v: &str) -> Dependency {
+        Dependency {
+            name: name.into(),
+            flags,
+            version: v.into(),
+        }
+    }
+
+    #[test]
+    fn requires_are_filtered_like_createrepo_c() {
+        let pre = DependencyFlags::SCRIPT_PRE;
+        let got = filter_requires(
+            vec![
+                dep("/bin/sh", DependencyFlags::ANY, ""),
+                dep("/bin/sh", pre, ""),
+                dep("/bin/sh", DependencyFlags::SCRIPT_POST, ""),
+                dep("/bin/sh", DependencyFlags::ANY, ""),
+                dep("/usr/bin/own", DependencyFlags::ANY, ""),
+                dep("libc.so.6()(64bit)", DependencyFlags::ANY, ""),
+                dep("libc.so.6(GLIBC_2.14)(64bit)", DependencyFlags::ANY, ""),
+                dep("libc.so.6(GLIBC_2.3)(64bit)", DependencyFlags::ANY, ""),
+                dep(
+                    "rpmlib(CompressedFileNames)",
+                    DependencyFlags::LE,
+                    "3.0.4-1",
+                ),
+                dep("self-virt", DependencyFlags::ANY, ""),
+                dep("zlib", DependencyFlags::GE, "1:1.2-3"),
+            ],
+            &[dep("self-virt", DependencyFlags::ANY, "")],
+            &["/usr/bin/own".to_string()],
+        );
+        let names: Vec<String> = got
+            .iter()
+            .map(|(d, p)| format!("{}{}", d.name, if *p { "+pre" } else { "" }))
+            .collect();
+        assert_eq!(
+            names,
+            [
+                "/bin/sh",
+                "/bin/sh+pre",
+                "/bin/sh",
+                "zlib",
+                "libc.so.6(GLIBC_2.14)(64bit)"
+            ]
+        );
+        let mut s = String::new();
+        entry(&mut s, &got[3].0, false);
+        assert_eq!(
+            s.trim(),
+            r#"<rpm:entry name="zlib" flags="GE" epoch="1" ver="1.2" rel="3"/>"#
+        );
+    }
+
+    #[test]
+    fn escaping_follows_libxml2() {
+        assert_eq!(text("a & <b> \"q\" 'x'"), "a &amp; &lt;b&gt; \"q\" 'x'");
+        assert_eq!(attr("a \"q\"\n"), "a &quot;q&quot;&#10;");
+        assert!(check_chars("summary", "bell\u{7}").is_err());
+    }
+}

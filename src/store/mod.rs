@@ -1,0 +1,231 @@
+//! The metadata store: repositories, the packages published into them, configuration
+//! locks. One trait, [`Store`], so another backend (PostgreSQL, DESIGN §6) can come later
+//! without touching publishing or indexing; [`sled::SledStore`] is the embedded default.
+//! Bytes (package files, indexes) are not here: they live in [`crate::blobs`].
+
+pub mod sled;
+
+use serde::{Deserialize, Serialize};
+
+pub use self::sled::SledStore;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("the metadata store at {path} is in use by another packyard process")]
+    Busy { path: String },
+    #[error("metadata store: {0}")]
+    Backend(String),
+    #[error("metadata store record {key} is unreadable: {message}")]
+    Corrupt { key: String, message: String },
+}
+
+impl StoreError {
+    pub fn hint(&self) -> String {
+        match self {
+            StoreError::Busy { .. } => {
+                "a running `packyard serve` (or another command) holds this data \
+                                        directory; wait for it, or send the command to the server"
+                    .into()
+            }
+            StoreError::Backend(_) => {
+                "check the data directory's disk space and permissions".into()
+            }
+            StoreError::Corrupt { .. } => {
+                "the data directory was written by another packyard version or damaged".into()
+            }
+        }
+    }
+}
+
+/// Volatile repositories take replacements and pruning; registered ones never change what
+/// they hold (DESIGN §1 "Repositories").
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum RepoKind {
+    Volatile,
+    Registered,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RepoRecord {
+    pub name: String,
+    pub kind: RepoKind,
+    /// Platforms the repository takes; empty means every known platform.
+    pub platforms: Vec<String>,
+    /// Volatile only: how many versions of each package to keep.
+    pub keep: Option<u32>,
+    /// Unix seconds.
+    pub created: i64,
+    /// Fingerprint (hex) of the signing key, once there is one.
+    pub key: Option<String>,
+    /// Index trees (`yum/<platform>`, `apt/<suite>`) whose packages changed but whose
+    /// files were not rewritten yet: an interrupted publish; the next one rebuilds them.
+    #[serde(default)]
+    pub pending: Vec<String>,
+}
+
+/// What kind of file a published package is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum FileKind {
+    Tgz,
+    Rpm,
+    Deb,
+}
+
+/// One file published into a repository, with everything the indexes need, so adding a
+/// package never re-reads the others.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PackageRecord {
+    /// Relative to the repository root: the download-from path.
+    pub path: String,
+    pub kind: FileKind,
+    pub platform: String,
+    pub name: String,
+    pub epoch: u32,
+    pub version: String,
+    pub release: String,
+    /// The format's own architecture name (`x86_64`, `amd64`, `noarch`...).
+    pub arch: String,
+    pub size: u64,
+    pub sha256: String,
+    /// Unix seconds of the publish.
+    pub published: i64,
+    /// The configuration it was built from, when known.
+    pub configuration: Option<String>,
+    /// The pre-rendered index entries.
+    pub index: IndexEntry,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase", tag = "kind")]
+pub enum IndexEntry {
+    /// Tarballs are not indexed.
+    None,
+    /// `<package>` elements of primary.xml, filelists.xml and other.xml.
+    Yum {
+        primary: String,
+        filelists: String,
+        other: String,
+    },
+    /// The `Packages` stanza (without the trailing blank line), its suite and architecture.
+    Apt {
+        suite: String,
+        arch: String,
+        stanza: String,
+    },
+}
+
+/// A locked configuration: its canonical content hash, recorded by `packyard lock`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LockRecord {
+    pub configuration: String,
+    pub module: String,
+    pub version: String,
+    pub age: u32,
+    pub sha256: String,
+    /// The canonical text that was hashed, to name what changed later.
+    pub canonical: String,
+    pub locked: i64,
+}
+
+/// One change, applied with others in a single atomic batch.
+#[derive(Debug, Clone)]
+pub enum Change {
+    PutRepo(RepoRecord),
+    PutPackage { repo: String, record: PackageRecord },
+    RemovePackage { repo: String, path: String },
+    PutLock(LockRecord),
+}
+
+/// The metadata store. Every write goes through [`Store::apply`], which applies a batch
+/// all or nothing and makes it durable before returning.
+pub trait Store: Send + Sync {
+    fn apply(&self, changes: Vec<Change>) -> Result<(), StoreError>;
+    fn repo(&self, name: &str) -> Result<Option<RepoRecord>, StoreError>;
+    /// All repositories, by name.
+    fn repos(&self) -> Result<Vec<RepoRecord>, StoreError>;
+    fn package(&self, repo: &str, path: &str) -> Result<Option<PackageRecord>, StoreError>;
+    /// The packages of a repository, by path.
+    fn packages(&self, repo: &str) -> Result<Vec<PackageRecord>, StoreError>;
+    fn lock(&self, configuration: &str) -> Result<Option<LockRecord>, StoreError>;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    pub fn record(path: &str) -> PackageRecord {
+        PackageRecord {
+            path: path.into(),
+            kind: FileKind::Rpm,
+            platform: "el9_x86_64".into(),
+            name: "tool".into(),
+            epoch: 0,
+            version: "1.0.0".into(),
+            release: "1".into(),
+            arch: "x86_64".into(),
+            size: 10,
+            sha256: "00".repeat(32),
+            published: 1,
+            configuration: None,
+            index: IndexEntry::None,
+        }
+    }
+
+    #[test]
+    fn sled_store_keeps_repos_packages_and_locks_apart() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SledStore::open(dir.path()).unwrap();
+        let repo = |name: &str| RepoRecord {
+            name: name.into(),
+            kind: RepoKind::Volatile,
+            platforms: vec![],
+            keep: Some(3),
+            created: 0,
+            key: None,
+            pending: vec![],
+        };
+        store
+            .apply(vec![
+                Change::PutRepo(repo("nightly")),
+                Change::PutRepo(repo("nightly-old")),
+                Change::PutPackage {
+                    repo: "nightly".into(),
+                    record: record("b/tool.rpm"),
+                },
+                Change::PutPackage {
+                    repo: "nightly".into(),
+                    record: record("a/tool.rpm"),
+                },
+                Change::PutPackage {
+                    repo: "nightly-old".into(),
+                    record: record("c/tool.rpm"),
+                },
+            ])
+            .unwrap();
+        let names: Vec<_> = store.repos().unwrap().into_iter().map(|r| r.name).collect();
+        assert_eq!(names, ["nightly", "nightly-old"]);
+        // A repository whose name extends another's does not leak into it.
+        let paths: Vec<_> = store
+            .packages("nightly")
+            .unwrap()
+            .into_iter()
+            .map(|p| p.path)
+            .collect();
+        assert_eq!(paths, ["a/tool.rpm", "b/tool.rpm"]);
+        store
+            .apply(vec![Change::RemovePackage {
+                repo: "nightly".into(),
+                path: "a/tool.rpm".into(),
+            }])
+            .unwrap();
+        assert!(store.package("nightly", "a/tool.rpm").unwrap().is_none());
+        assert!(store.package("nightly", "b/tool.rpm").unwrap().is_some());
+        drop(store);
+        // Durable across a reopen.
+        let store = SledStore::open(dir.path()).unwrap();
+        assert_eq!(store.packages("nightly-old").unwrap().len(), 1);
+        assert_eq!(store.repo("nightly").unwrap().unwrap().keep, Some(3));
+    }
+}

@@ -1,0 +1,119 @@
+//! The embedded store on sled: one tree, keys prefixed by record kind, values JSON.
+//! A batch is one `apply_batch` (atomic) followed by a flush (durable).
+
+use std::path::Path;
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use super::{Change, LockRecord, PackageRecord, RepoRecord, Store, StoreError};
+
+pub struct SledStore {
+    db: sled::Db,
+}
+
+// Keys: `repo\0<name>`, `pkg\0<repo>\0<path>`, `lock\0<configuration>`. NUL cannot occur
+// in names or paths, so a prefix scan never crosses into a longer repository name.
+fn repo_key(name: &str) -> Vec<u8> {
+    format!("repo\0{name}").into_bytes()
+}
+fn pkg_prefix(repo: &str) -> Vec<u8> {
+    format!("pkg\0{repo}\0").into_bytes()
+}
+fn pkg_key(repo: &str, path: &str) -> Vec<u8> {
+    format!("pkg\0{repo}\0{path}").into_bytes()
+}
+fn lock_key(conf: &str) -> Vec<u8> {
+    format!("lock\0{conf}").into_bytes()
+}
+
+fn backend(e: sled::Error) -> StoreError {
+    StoreError::Backend(e.to_string())
+}
+
+impl SledStore {
+    /// Opens (creating) the store in `dir`. Only one process may hold it.
+    pub fn open(dir: &Path) -> Result<SledStore, StoreError> {
+        match sled::open(dir) {
+            Ok(db) => Ok(SledStore { db }),
+            Err(sled::Error::Io(e)) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                Err(StoreError::Busy {
+                    path: dir.display().to_string(),
+                })
+            }
+            // sled reports a held lock file as a plain I/O error with this text.
+            Err(e) if e.to_string().contains("lock") => Err(StoreError::Busy {
+                path: dir.display().to_string(),
+            }),
+            Err(e) => Err(backend(e)),
+        }
+    }
+
+    fn get<T: DeserializeOwned>(&self, key: &[u8]) -> Result<Option<T>, StoreError> {
+        match self.db.get(key).map_err(backend)? {
+            None => Ok(None),
+            Some(v) => decode(key, &v).map(Some),
+        }
+    }
+
+    fn scan<T: DeserializeOwned>(&self, prefix: &[u8]) -> Result<Vec<T>, StoreError> {
+        self.db
+            .scan_prefix(prefix)
+            .map(|kv| {
+                let (k, v) = kv.map_err(backend)?;
+                decode(&k, &v)
+            })
+            .collect()
+    }
+}
+
+fn decode<T: DeserializeOwned>(key: &[u8], v: &[u8]) -> Result<T, StoreError> {
+    serde_json::from_slice(v).map_err(|e| StoreError::Corrupt {
+        key: String::from_utf8_lossy(key).replace('\0', "/"),
+        message: e.to_string(),
+    })
+}
+
+fn encode<T: Serialize>(v: &T) -> Vec<u8> {
+    // Serialising our own plain records cannot fail.
+    serde_json::to_vec(v).unwrap_or_default()
+}
+
+impl Store for SledStore {
+    fn apply(&self, changes: Vec<Change>) -> Result<(), StoreError> {
+        let mut batch = sled::Batch::default();
+        for c in &changes {
+            match c {
+                Change::PutRepo(r) => batch.insert(repo_key(&r.name), encode(r)),
+                Change::PutPackage { repo, record } => {
+                    batch.insert(pkg_key(repo, &record.path), encode(record))
+                }
+                Change::RemovePackage { repo, path } => batch.remove(pkg_key(repo, path)),
+                Change::PutLock(l) => batch.insert(lock_key(&l.configuration), encode(l)),
+            }
+        }
+        self.db.apply_batch(batch).map_err(backend)?;
+        self.db.flush().map_err(backend)?;
+        Ok(())
+    }
+
+    fn repo(&self, name: &str) -> Result<Option<RepoRecord>, StoreError> {
+        self.get(&repo_key(name))
+    }
+
+    fn repos(&self) -> Result<Vec<RepoRecord>, StoreError> {
+        self.scan(b"repo\0")
+    }
+
+    fn package(&self, repo: &str, path: &str) -> Result<Option<PackageRecord>, StoreError> {
+        self.get(&pkg_key(repo, path))
+    }
+
+    fn packages(&self, repo: &str) -> Result<Vec<PackageRecord>, StoreError> {
+        self.scan(&pkg_prefix(repo))
+    }
+
+    fn lock(&self, configuration: &str) -> Result<Option<LockRecord>, StoreError> {
+        self.get(&lock_key(configuration))
+    }
+}

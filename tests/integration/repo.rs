@@ -1,0 +1,322 @@
+//! Repositories: `repo`, `key`, `publish`, judged by createrepo_c, apt-ftparchive, dnf,
+//! apt-get, gpgv and rpm.
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::io::Read;
+use std::path::Path;
+use std::process::{Command, Output};
+
+use quick_xml::events::Event;
+use serde_json::Value;
+
+use crate::support::{have_tool, packed, stderr, stdout};
+
+/// `packyard --data DATA args...`
+fn py(data: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_packyard"))
+        .arg("--data")
+        .arg(data)
+        .args(args)
+        .current_dir(crate::support::root())
+        .output()
+        .unwrap()
+}
+
+/// Runs packyard, which must succeed; returns its `--json` output.
+fn py_json(data: &Path, args: &[&str]) -> Value {
+    let mut all = vec!["--json"];
+    all.extend_from_slice(args);
+    let o = py(data, &all);
+    assert!(
+        o.status.success(),
+        "packyard {args:?}: {}{}",
+        stdout(&o),
+        stderr(&o)
+    );
+    serde_json::from_slice(&o.stdout).unwrap_or(Value::Null)
+}
+
+fn run_ok(cmd: &mut Command) -> String {
+    let o = cmd.output().unwrap();
+    assert!(o.status.success(), "{cmd:?}: {}{}", stdout(&o), stderr(&o));
+    stdout(&o)
+}
+
+fn gunzip(bytes: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    flate2::read::GzDecoder::new(bytes)
+        .read_to_end(&mut out)
+        .unwrap();
+    out
+}
+
+/// `repomd.xml`'s `(type, href, checksum, size, open-checksum)` records.
+fn repomd_records(repomd: &str) -> Vec<BTreeMap<String, String>> {
+    let mut out = Vec::new();
+    let mut reader = quick_xml::Reader::from_str(repomd);
+    reader.config_mut().trim_text(true);
+    let mut cur: Option<BTreeMap<String, String>> = None;
+    let mut field = String::new();
+    loop {
+        match reader.read_event().unwrap() {
+            Event::Start(e) | Event::Empty(e) => {
+                let name = e.name().as_ref().to_string();
+                let attrs: BTreeMap<String, String> = e
+                    .attributes()
+                    .map(|a| {
+                        let a = a.unwrap();
+                        (a.key.as_ref().to_string(), a.value.to_string())
+                    })
+                    .collect();
+                if name == "data" {
+                    let mut m = BTreeMap::new();
+                    m.insert("type".into(), attrs["type"].clone());
+                    cur = Some(m);
+                } else if name == "location"
+                    && let Some(m) = cur.as_mut()
+                {
+                    m.insert("href".into(), attrs["href"].clone());
+                }
+                field = name;
+            }
+            Event::Text(t) => {
+                if let Some(m) = cur.as_mut() {
+                    m.insert(field.clone(), t.as_ref().to_string());
+                }
+            }
+            Event::End(e) if e.name().as_ref() == "data" => out.extend(cur.take()),
+            Event::Eof => break,
+            _ => {}
+        }
+    }
+    out
+}
+
+/// Every `<package>` of a primary/filelists/other document, keyed by its pkgid, as a list
+/// of `path [attrs] text` lines (text and attributes raw, i.e. still escaped, so the
+/// escaping is compared too). `skip` drops attributes by `element@attribute`.
+fn xml_packages(xml: &[u8], skip: &[&str]) -> BTreeMap<String, Vec<String>> {
+    let mut reader = quick_xml::Reader::from_reader(xml);
+    reader.config_mut().trim_text(true);
+    let mut out = BTreeMap::new();
+    let mut stack: Vec<String> = Vec::new();
+    let mut lines: Vec<String> = Vec::new();
+    let mut key = String::new();
+    let mut buf = Vec::new();
+    loop {
+        let ev = reader.read_event_into(&mut buf).unwrap();
+        let empty = matches!(ev, Event::Empty(_));
+        match ev {
+            Event::Start(e) | Event::Empty(e) => {
+                let name = e.name().as_ref().to_string();
+                stack.push(name.clone());
+                let mut attrs = Vec::new();
+                for a in e.attributes() {
+                    let a = a.unwrap();
+                    let k = a.key.as_ref().to_string();
+                    let v = a.value.to_string();
+                    if name == "package" && k == "pkgid" {
+                        key = v.clone();
+                    }
+                    if !skip.contains(&format!("{name}@{k}").as_str()) {
+                        attrs.push(format!("{k}={v}"));
+                    }
+                }
+                if name == "package" {
+                    lines.clear();
+                }
+                lines.push(format!("{} [{}]", stack.join("/"), attrs.join(" ")));
+                if empty {
+                    stack.pop();
+                }
+            }
+            Event::Text(t) => {
+                let text = t.as_ref().to_string();
+                if let Some(l) = lines.last_mut() {
+                    l.push_str(&text);
+                }
+                if stack.last().is_some_and(|s| s == "checksum") {
+                    key = text;
+                }
+            }
+            Event::GeneralRef(r) => {
+                if let Some(l) = lines.last_mut() {
+                    l.push('&');
+                    l.push_str(r.as_ref());
+                    l.push(';');
+                }
+            }
+            Event::End(_) => {
+                let closed = stack.pop();
+                if closed.as_deref() == Some("package") {
+                    out.insert(key.clone(), lines.clone());
+                }
+            }
+            Event::Eof => break,
+            _ => {}
+        }
+        buf.clear();
+    }
+    out
+}
+
+/// The primary, filelists and other documents a `repodata/` directory's repomd.xml names,
+/// checked against the sizes and checksums it gives.
+fn repodata_docs(dir: &Path) -> BTreeMap<String, Vec<u8>> {
+    use sha2::{Digest, Sha256};
+    let repomd = fs::read_to_string(dir.join("repodata/repomd.xml")).unwrap();
+    let mut docs = BTreeMap::new();
+    for r in repomd_records(&repomd) {
+        let gz = fs::read(dir.join(&r["href"])).unwrap();
+        assert_eq!(gz.len().to_string(), r["size"], "{}", r["href"]);
+        assert_eq!(format!("{:x}", Sha256::digest(&gz)), r["checksum"]);
+        let xml = gunzip(&gz);
+        assert_eq!(xml.len().to_string(), r["open-size"]);
+        assert_eq!(format!("{:x}", Sha256::digest(&xml)), r["open-checksum"]);
+        docs.insert(r["type"].clone(), xml);
+    }
+    docs
+}
+
+fn copy_tree(from: &Path, to: &Path) {
+    for e in fs::read_dir(from).unwrap().flatten() {
+        let (src, dst) = (e.path(), to.join(e.file_name()));
+        if e.file_type().unwrap().is_dir() {
+            fs::create_dir_all(&dst).unwrap();
+            copy_tree(&src, &dst);
+        } else {
+            fs::copy(&src, &dst).unwrap();
+        }
+    }
+}
+
+/// A data directory with one volatile repository holding the packed fixture release.
+fn published(platform: &'static str, extra: &[&str]) -> (tempfile::TempDir, Value) {
+    let data = tempfile::tempdir().unwrap();
+    py_json(
+        data.path(),
+        &["repo", "create", "nightly", "--kind", "volatile"],
+    );
+    let mut args = vec!["publish", "--repo", "nightly"];
+    args.extend_from_slice(extra);
+    let out = packed(platform).to_str().unwrap().to_string();
+    args.push(&out);
+    let report = py_json(data.path(), &args);
+    (data, report)
+}
+
+#[test]
+fn yum_indexes_match_createrepo_c() {
+    let (data, report) = published("el9_x86_64", &[]);
+    let files = report["files"].as_array().unwrap();
+    assert_eq!(files.len(), 12, "6 tarballs and 6 RPMs: {report}");
+    assert!(files.iter().all(|f| f["action"] == "added"));
+    assert_eq!(report["indexes"], serde_json::json!(["yum/el9_x86_64"]));
+
+    let base = data.path().join("repos/nightly/yum/el9_x86_64");
+    let ours = repodata_docs(&base);
+    assert_eq!(
+        ours.keys().collect::<Vec<_>>(),
+        ["filelists", "other", "primary"]
+    );
+    if !have_tool("createrepo_c", &["--version"]) {
+        return;
+    }
+    // The same RPMs, at the same relative paths, indexed by createrepo_c.
+    let theirs_dir = tempfile::tempdir().unwrap();
+    copy_tree(&base.join("packages"), &theirs_dir.path().join("packages"));
+    run_ok(
+        Command::new("createrepo_c")
+            .args(["--no-database", "--quiet"])
+            .arg(theirs_dir.path()),
+    );
+    let theirs = repodata_docs(theirs_dir.path());
+    // `time file` is the file's mtime for createrepo_c, the publish time for us.
+    for kind in ["primary", "filelists", "other"] {
+        let a = xml_packages(&ours[kind], &["time@file"]);
+        let b = xml_packages(&theirs[kind], &["time@file"]);
+        assert_eq!(a.len(), 6, "{kind}");
+        assert_eq!(
+            a.keys().collect::<Vec<_>>(),
+            b.keys().collect::<Vec<_>>(),
+            "{kind}: not the same packages"
+        );
+        for (id, entry) in &a {
+            assert_eq!(entry, &b[id], "{kind} entry of {id} differs");
+        }
+    }
+}
+
+/// `Packages` stanzas by Filename.
+fn stanzas(text: &str) -> BTreeMap<String, String> {
+    text.split("\n\n")
+        .filter(|s| !s.trim().is_empty())
+        .map(|s| {
+            let f = s
+                .lines()
+                .find_map(|l| l.strip_prefix("Filename: "))
+                .unwrap()
+                .to_string();
+            (f, format!("{s}\n"))
+        })
+        .collect()
+}
+
+#[test]
+fn apt_indexes_match_apt_ftparchive() {
+    let (data, report) = published("deb12_amd64", &[]);
+    assert_eq!(report["files"].as_array().unwrap().len(), 12, "{report}");
+    assert_eq!(report["indexes"], serde_json::json!(["apt/deb12"]));
+    let apt = data.path().join("repos/nightly/apt");
+    let dists = apt.join("dists/deb12");
+    let release = fs::read_to_string(dists.join("Release")).unwrap();
+    for field in [
+        "Origin: nightly",
+        "Suite: deb12",
+        "Codename: deb12",
+        "Components: main",
+        "Acquire-By-Hash: yes",
+        "Architectures: amd64 arm64",
+    ] {
+        assert!(
+            release.contains(&format!("{field}\n")),
+            "{field} not in\n{release}"
+        );
+    }
+    // Every index Release names is there with that size and checksum, also by hash.
+    use sha2::{Digest, Sha256};
+    let listed: Vec<&str> = release.split("SHA256:\n").nth(1).unwrap().lines().collect();
+    assert_eq!(listed.len(), 6, "{release}");
+    for line in listed {
+        let parts: Vec<&str> = line.split_whitespace().collect();
+        let (sum, size, path) = (parts[0], parts[1], parts[2]);
+        let bytes = fs::read(dists.join(path)).unwrap();
+        assert_eq!(bytes.len().to_string(), size, "{path}");
+        assert_eq!(format!("{:x}", Sha256::digest(&bytes)), sum, "{path}");
+        let dir = Path::new(path).parent().unwrap();
+        assert_eq!(
+            fs::read(dists.join(dir).join("by-hash/SHA256").join(sum)).unwrap(),
+            bytes
+        );
+    }
+    let ours = fs::read_to_string(dists.join("main/binary-amd64/Packages")).unwrap();
+    assert_eq!(
+        gunzip(&fs::read(dists.join("main/binary-amd64/Packages.gz")).unwrap()),
+        ours.as_bytes()
+    );
+    if !have_tool("apt-ftparchive", &["--version"]) {
+        return;
+    }
+    let theirs = run_ok(
+        Command::new("apt-ftparchive")
+            .args(["packages", "pool"])
+            .current_dir(&apt),
+    );
+    let (a, b) = (stanzas(&ours), stanzas(&theirs));
+    assert_eq!(a.len(), 6);
+    assert_eq!(a.keys().collect::<Vec<_>>(), b.keys().collect::<Vec<_>>());
+    for (f, s) in &a {
+        assert_eq!(s, &b[f], "stanza of {f} differs");
+    }
+}
