@@ -136,8 +136,16 @@ impl Signer {
         ))
     }
 
+    /// A signature time: the content's, but never before the key existed (verifiers
+    /// refuse a signature older than its key).
+    fn time(&self, t: i64) -> i64 {
+        let created = i64::from(self.key.primary_key.created_at().as_secs());
+        t.max(created)
+    }
+
     /// An armored detached signature of `data`, made at time `t`.
     pub fn detached(&self, data: &[u8], t: i64) -> Result<String, RepoError> {
+        let t = self.time(t);
         let k = self.signing_key();
         let (hashed, unhashed) = Self::subpackets(&k, t)?;
         let sig = DetachedSignature::sign_binary_data_with_subpackets(
@@ -155,6 +163,7 @@ impl Signer {
 
     /// `text` clear-signed, as an `InRelease` file holds it.
     pub fn clearsign(&self, text: &str, t: i64) -> Result<String, RepoError> {
+        let t = self.time(t);
         let k = self.signing_key();
         let mut cfg =
             SignatureConfig::v4(SignatureType::Text, k.algorithm(), HashAlgorithm::Sha512);
@@ -185,8 +194,8 @@ impl Signer {
         let signer = rpm::signature::pgp::Signer::from_asc(&self.armored)
             .map_err(|e| format!("the repository key cannot sign RPMs: {e}"))?;
         let mut pkg = rpm::Package::parse(&mut &bytes[..]).map_err(|e| e.to_string())?;
-        let t = pkg.metadata.get_build_time().unwrap_or(0);
-        pkg.sign_with_timestamp(&signer, u32::try_from(t).unwrap_or(0))
+        let t = self.time(i64::try_from(pkg.metadata.get_build_time().unwrap_or(0)).unwrap_or(0));
+        pkg.sign_with_timestamp(&signer, u32::try_from(t).unwrap_or(u32::MAX))
             .map_err(|e| format!("signing the RPM failed: {e}"))?;
         let mut out = Vec::with_capacity(bytes.len() + 1024);
         pkg.write(&mut out).map_err(|e| e.to_string())?;

@@ -320,3 +320,212 @@ fn apt_indexes_match_apt_ftparchive() {
         assert_eq!(s, &b[f], "stanza of {f} differs");
     }
 }
+
+/// The published file of `package` (by file name prefix) among a publish report's files.
+fn published_file(data: &Path, report: &Value, suffix: &str, package: &str) -> std::path::PathBuf {
+    let f = report["files"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["path"].as_str().unwrap())
+        .find(|p| p.ends_with(suffix) && p.rsplit('/').next().unwrap().starts_with(package))
+        .unwrap_or_else(|| panic!("no {package}*{suffix} in {report}"));
+    data.join("repos/nightly").join(f)
+}
+
+/// An armored key turned into the binary keyring gpgv reads.
+fn keyring(armored: &Path, out: &Path) {
+    let mut gpg = Command::new("gpg")
+        .arg("--dearmor")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    use std::io::Write;
+    gpg.stdin
+        .take()
+        .unwrap()
+        .write_all(&fs::read(armored).unwrap())
+        .unwrap();
+    let o = gpg.wait_with_output().unwrap();
+    assert!(o.status.success());
+    fs::write(out, o.stdout).unwrap();
+}
+
+#[test]
+fn dnf_installs_signed_packages_from_a_signed_repository() {
+    let data = tempfile::tempdir().unwrap();
+    let d = data.path();
+    py_json(d, &["repo", "create", "nightly", "--kind", "volatile"]);
+    // RSA: the key kind every rpm reads.
+    let key = py_json(d, &["key", "generate", "--repo", "nightly"]);
+    let fingerprint = key["fingerprint"].as_str().unwrap().to_string();
+    let out = packed("el9_x86_64").to_str().unwrap().to_string();
+    let report = py_json(d, &["publish", "--repo", "nightly", "--sign", &out]);
+    let repo = d.join("repos/nightly");
+    let key_file = repo.join("key.asc");
+    let exported = stdout(&py(d, &["key", "export", "--repo", "nightly"]));
+    assert_eq!(exported, fs::read_to_string(&key_file).unwrap());
+
+    // repomd.xml.asc verifies with the published key.
+    let base = repo.join("yum/el9_x86_64");
+    if have_tool("gpgv", &["--version"]) {
+        let ring = d.join("keyring.gpg");
+        keyring(&key_file, &ring);
+        let v = Command::new("gpgv")
+            .arg("--keyring")
+            .arg(&ring)
+            .arg(base.join("repodata/repomd.xml.asc"))
+            .arg(base.join("repodata/repomd.xml"))
+            .output()
+            .unwrap();
+        assert!(v.status.success(), "gpgv: {}", stderr(&v));
+    }
+
+    // rpm -K: the package signature is good once the key is imported, and it is ours.
+    let rpm_file = published_file(d, &report, ".rpm", "my-database-schemas");
+    let db = d.join("rpmdb");
+    fs::create_dir_all(&db).unwrap();
+    run_ok(
+        Command::new("rpm")
+            .arg("--dbpath")
+            .arg(&db)
+            .arg("--import")
+            .arg(&key_file),
+    );
+    let k = run_ok(
+        Command::new("rpm")
+            .arg("--dbpath")
+            .arg(&db)
+            .arg("-K")
+            .arg(&rpm_file),
+    );
+    assert!(k.contains("signatures OK"), "{k}");
+    let info = run_ok(
+        Command::new("rpm")
+            .args(["-qp", "--qf", "%{RSAHEADER:pgpsig}\n"])
+            .arg(&rpm_file),
+    );
+    let short = fingerprint[fingerprint.len() - 16..].to_lowercase();
+    assert!(info.contains(&short), "signed by another key: {info}");
+
+    if !have_tool("dnf", &["--version"]) {
+        return;
+    }
+    let root = d.join("root");
+    let empty = d.join("no-repos");
+    fs::create_dir_all(&empty).unwrap();
+    let conf = d.join("dnf.conf");
+    fs::write(&conf, "[main]\ngpgcheck=1\n").unwrap();
+    let o = Command::new("dnf")
+        .arg("-y")
+        .arg("-c")
+        .arg(&conf)
+        .arg(format!("--installroot={}", root.display()))
+        .args([
+            "--releasever=9",
+            "--nodocs",
+            "--setopt=install_weak_deps=False",
+        ])
+        .arg(format!("--setopt=reposdir={}", empty.display()))
+        .arg(format!("--setopt=cachedir={}", d.join("cache").display()))
+        .arg(format!("--repofrompath=nightly,file://{}", base.display()))
+        .args([
+            "--setopt=nightly.gpgcheck=1",
+            "--setopt=nightly.repo_gpgcheck=1",
+        ])
+        .arg(format!(
+            "--setopt=nightly.gpgkey=file://{}",
+            key_file.display()
+        ))
+        .args(["install", "my-database-schemas"])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "dnf: {}{}", stdout(&o), stderr(&o));
+    let q = run_ok(
+        Command::new("rpm")
+            .arg("--root")
+            .arg(&root)
+            .args(["-q", "my-database-schemas"]),
+    );
+    assert!(q.starts_with("my-database-schemas-3.0.0-1"), "{q}");
+}
+
+#[test]
+fn apt_get_fetches_from_a_signed_repository() {
+    let data = tempfile::tempdir().unwrap();
+    let d = data.path();
+    py_json(d, &["repo", "create", "nightly", "--kind", "volatile"]);
+    py_json(
+        d,
+        &[
+            "key",
+            "generate",
+            "--repo",
+            "nightly",
+            "--algorithm",
+            "ed25519",
+        ],
+    );
+    let out = packed("deb12_amd64").to_str().unwrap().to_string();
+    py_json(d, &["publish", "--repo", "nightly", &out]);
+    let repo = d.join("repos/nightly");
+    if !have_tool("apt-get", &["--version"]) {
+        return;
+    }
+    let root = d.join("aptroot");
+    for dir in [
+        "etc/apt/sources.list.d",
+        "etc/apt/preferences.d",
+        "var/lib/apt/lists/partial",
+        "var/cache/apt/archives/partial",
+        "var/lib/dpkg",
+    ] {
+        fs::create_dir_all(root.join(dir)).unwrap();
+    }
+    fs::write(root.join("var/lib/dpkg/status"), "").unwrap();
+    fs::write(
+        root.join("etc/apt/sources.list"),
+        format!(
+            "deb [signed-by={}] file://{} deb12 main\n",
+            repo.join("key.asc").display(),
+            repo.join("apt").display()
+        ),
+    )
+    .unwrap();
+    let apt = |args: &[&str], cwd: &Path| {
+        let o = Command::new("apt-get")
+            .arg("-o")
+            .arg(format!("Dir={}", root.display()))
+            .arg("-o")
+            .arg(format!(
+                "Dir::State::status={}",
+                root.join("var/lib/dpkg/status").display()
+            ))
+            .args(["-o", "Debug::NoLocking=1", "-o", "APT::Architecture=amd64"])
+            .args(["-o", "APT::Architectures=amd64"])
+            .args(args)
+            .current_dir(cwd)
+            .output()
+            .unwrap();
+        assert!(
+            o.status.success(),
+            "apt-get {args:?}: {}{}",
+            stdout(&o),
+            stderr(&o)
+        );
+        stdout(&o) + &stderr(&o)
+    };
+    // A bad or missing signature is only a warning for apt-get update: refuse those too.
+    let update = apt(&["update"], d);
+    assert!(!update.contains("W:") && !update.contains("E:"), "{update}");
+    let dl = d.join("downloads");
+    fs::create_dir_all(&dl).unwrap();
+    apt(&["download", "my-database-schemas"], &dl);
+    let got: Vec<_> = fs::read_dir(&dl)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(got.len(), 1, "{got:?}");
+    assert!(got[0].starts_with("my-database-schemas_3.0.0-1"), "{got:?}");
+}
