@@ -529,3 +529,208 @@ fn apt_get_fetches_from_a_signed_repository() {
     assert_eq!(got.len(), 1, "{got:?}");
     assert!(got[0].starts_with("my-database-schemas_3.0.0-1"), "{got:?}");
 }
+
+/// A tree with one component in versions 1.0.0, 1.1.0 and 1.2.0 (one release each).
+fn versions_tree(dir: &Path) -> std::path::PathBuf {
+    let root = dir.join("tree");
+    let mut project = String::from(
+        "[module]\nname = \"vt\"\nkind = \"project\"\ndescription = \"Versions\"\nlicense = \"MIT\"\nvendor = \"Tests\"\n",
+    );
+    let mut component = String::from(
+        "[module]\nname = \"vt.tool\"\nkind = \"component\"\ndescription = \"A tool in versions\"\npackage_name = \"vt-tool\"\n",
+    );
+    for minor in 0..3 {
+        project.push_str(&format!(
+            "\n[[configuration]]\nname = \"vt_R_1_{minor}_0_1\"\nversion = \"1.{minor}.0\"\nage = 1\nchildren = [\"tool_R_1_{minor}_0_1\"]\n[configuration.properties]\n\"package.maintainer\" = \"Tests <tests@example.org>\"\n"
+        ));
+        component.push_str(&format!(
+            "\n[[configuration]]\nname = \"tool_R_1_{minor}_0_1\"\nversion = \"1.{minor}.0\"\nage = 1\ntag = \"v1.{minor}.0\"\ndescription = \"1.{minor}.0-1: release\"\n[configuration.commands]\ncheckout = \"true\"\n"
+        ));
+    }
+    crate::support::write(&root.join("module.toml"), &project);
+    crate::support::write(&root.join("tool/module.toml"), &component);
+    root
+}
+
+/// Packs version 1.`minor`.0 of the versions tree into `out` with a given date.
+fn pack_version(tree: &Path, minor: u32, out: &Path, epoch: &str) {
+    let prefix = out.with_extension("prefix");
+    crate::support::write(
+        &prefix.join("usr/share/vt-tool/version.txt"),
+        &format!("1.{minor}.0\n"),
+    );
+    let o = Command::new(env!("CARGO_BIN_EXE_packyard"))
+        .args(["pack", "--tree"])
+        .arg(tree)
+        .args(["--configuration", &format!("tool_R_1_{minor}_0_1")])
+        .args(["--platform", "el9_x86_64", "--prefix"])
+        .arg(&prefix)
+        .arg("--out")
+        .arg(out)
+        .env("SOURCE_DATE_EPOCH", epoch)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+}
+
+/// Every file under `dir` with its bytes' sha256.
+fn snapshot(dir: &Path) -> BTreeMap<String, String> {
+    use sha2::{Digest, Sha256};
+    fn go(root: &Path, dir: &Path, out: &mut BTreeMap<String, String>) {
+        for e in fs::read_dir(dir).unwrap().flatten() {
+            let p = e.path();
+            let rel = p.strip_prefix(root).unwrap().to_string_lossy().into_owned();
+            let ft = fs::symlink_metadata(&p).unwrap().file_type();
+            if ft.is_symlink() {
+                out.insert(rel, format!("-> {}", fs::read_link(&p).unwrap().display()));
+            } else if ft.is_dir() {
+                go(root, &p, out);
+            } else {
+                out.insert(rel, format!("{:x}", Sha256::digest(fs::read(&p).unwrap())));
+            }
+        }
+    }
+    let mut out = BTreeMap::new();
+    go(dir, dir, &mut out);
+    out
+}
+
+fn primary_names(data: &Path, repo: &str) -> Vec<String> {
+    let docs = repodata_docs(&data.join("repos").join(repo).join("yum/el9_x86_64"));
+    let text = String::from_utf8(docs["primary"].clone()).unwrap();
+    text.split("<location href=\"")
+        .skip(1)
+        .map(|s| {
+            s.split('"')
+                .next()
+                .unwrap()
+                .rsplit('/')
+                .next()
+                .unwrap()
+                .to_string()
+        })
+        .collect()
+}
+
+#[test]
+fn registered_repositories_never_change() {
+    let dir = tempfile::tempdir().unwrap();
+    let tree = versions_tree(dir.path());
+    let (one, one_again) = (dir.path().join("one"), dir.path().join("one-rebuilt"));
+    pack_version(&tree, 0, &one, "1700000000");
+    pack_version(&tree, 0, &one_again, "1700009999");
+    let d = &dir.path().join("data");
+    py_json(d, &["repo", "create", "reg", "--kind", "registered"]);
+    let first = py_json(d, &["publish", "--repo", "reg", one.to_str().unwrap()]);
+    assert!(
+        first["files"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|f| f["action"] == "added")
+    );
+    let before = snapshot(&d.join("repos/reg"));
+
+    // The same files again: nothing to do, nothing rewritten.
+    let again = py_json(d, &["publish", "--repo", "reg", one.to_str().unwrap()]);
+    assert!(
+        again["files"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|f| f["action"] == "unchanged")
+    );
+    assert_eq!(again["indexes"], serde_json::json!([]));
+    assert_eq!(snapshot(&d.join("repos/reg")), before);
+
+    // Other bytes under the same name: refused, naming both checksums; nothing changes.
+    let o = py(
+        d,
+        &["publish", "--repo", "reg", one_again.to_str().unwrap()],
+    );
+    let err = stderr(&o);
+    assert!(!o.status.success(), "overwrote: {err}");
+    let old_sum = first["files"][0]["sha256"].as_str().unwrap();
+    assert!(err.contains("registered repository reg"), "{err}");
+    assert!(err.contains(old_sum), "{err}");
+    assert!(err.contains("hint: "), "{err}");
+    assert_eq!(snapshot(&d.join("repos/reg")), before);
+    let shown = py_json(d, &["repo", "show", "reg"]);
+    assert_eq!(shown["packages"], 2);
+}
+
+#[test]
+fn volatile_repositories_replace_and_keep_the_newest() {
+    let dir = tempfile::tempdir().unwrap();
+    let tree = versions_tree(dir.path());
+    let d = &dir.path().join("data");
+    py_json(
+        d,
+        &[
+            "repo", "create", "nightly", "--kind", "volatile", "--keep", "2",
+        ],
+    );
+    let out = |name: &str| dir.path().join(name);
+    pack_version(&tree, 0, &out("v0"), "1700000000");
+    pack_version(&tree, 0, &out("v0b"), "1700005555");
+    pack_version(&tree, 1, &out("v1"), "1700100000");
+    pack_version(&tree, 2, &out("v2"), "1700200000");
+    py_json(
+        d,
+        &["publish", "--repo", "nightly", out("v0").to_str().unwrap()],
+    );
+
+    // A rebuild of the same version replaces it.
+    let r = py_json(
+        d,
+        &["publish", "--repo", "nightly", out("v0b").to_str().unwrap()],
+    );
+    assert!(
+        r["files"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|f| f["action"] == "replaced"),
+        "{r}"
+    );
+    let rpm_v0 = d
+        .join("repos/nightly")
+        .join(r["files"][1]["path"].as_str().unwrap());
+    let v0b_rpm = fs::read_dir(out("v0b").join("vt/vt.tool/1.0.0/el9_x86_64"))
+        .unwrap()
+        .flatten()
+        .find(|e| e.file_name().to_string_lossy().ends_with(".rpm"))
+        .unwrap()
+        .path();
+    assert_eq!(fs::read(&rpm_v0).unwrap(), fs::read(v0b_rpm).unwrap());
+
+    py_json(
+        d,
+        &["publish", "--repo", "nightly", out("v1").to_str().unwrap()],
+    );
+    assert_eq!(
+        primary_names(d, "nightly"),
+        ["vt-tool-1.0.0-1.x86_64.rpm", "vt-tool-1.1.0-1.x86_64.rpm"]
+    );
+    // A third version: the oldest goes, from the index, the store and the disk.
+    let r = py_json(
+        d,
+        &["publish", "--repo", "nightly", out("v2").to_str().unwrap()],
+    );
+    let removed: Vec<&str> = r["removed"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p.as_str().unwrap())
+        .collect();
+    assert_eq!(removed.len(), 2, "{r}");
+    assert!(removed.iter().all(|p| p.contains("/1.0.0/")), "{r}");
+    assert_eq!(
+        primary_names(d, "nightly"),
+        ["vt-tool-1.1.0-1.x86_64.rpm", "vt-tool-1.2.0-1.x86_64.rpm"]
+    );
+    assert!(!rpm_v0.exists());
+    let left = snapshot(&d.join("repos/nightly"));
+    assert!(!left.keys().any(|k| k.contains("1.0.0")), "{left:?}");
+    assert_eq!(py_json(d, &["repo", "show", "nightly"])["packages"], 4);
+}
