@@ -11,6 +11,7 @@ pub mod cli;
 pub mod config;
 pub mod layout;
 pub mod lint;
+pub mod lock;
 pub mod pack;
 pub mod repo;
 pub mod store;

@@ -69,6 +69,12 @@ enum Command {
     Key(repo::KeyCommand),
     /// Add packages to a repository and update its YUM and APT indexes.
     Publish(repo::PublishArgs),
+    /// Freeze a configuration's metadata: record its content hash.
+    Lock(repo::LockArgs),
+    /// Copy a configuration as a new version into its module file.
+    Clone(repo::CloneArgs),
+    /// Publish packages of a locked configuration into a registered repository.
+    Register(repo::RegisterArgs),
     /// Compare two versions in RPM or Debian ordering: prints <, = or >.
     Vercmp(VercmpArgs),
     /// List the known platforms.
@@ -201,11 +207,14 @@ fn run(cli: Cli) -> Outcome {
     match cli.command {
         Command::Lint { tree } => cmd_lint(&tree, &layout, cli.json),
         Command::Show { configuration, ctx } => cmd_show(&configuration, &ctx, &layout, cli.json),
-        Command::Pack(args) => cmd_pack(&args, &layout, cli.json),
+        Command::Pack(args) => cmd_pack(&args, &layout, &cli.data, cli.json),
         Command::Vercmp(args) => cmd_vercmp(&args),
         Command::Repo(cmd) => repo::cmd_repo(cmd, &cli.data, &layout, cli.json),
         Command::Key(cmd) => repo::cmd_key(cmd, &cli.data, &layout, cli.json),
         Command::Publish(args) => repo::cmd_publish(args, &cli.data, &layout, cli.json),
+        Command::Lock(args) => repo::cmd_lock(args, &cli.data, &layout, cli.json),
+        Command::Clone(args) => repo::cmd_clone(args, cli.json),
+        Command::Register(args) => repo::cmd_register(args, &cli.data, &layout, cli.json),
         Command::Platforms => {
             let platforms: Vec<_> = layout.platforms.values().collect();
             if cli.json {
@@ -283,9 +292,10 @@ fn refuse_broken_tree(tree: &Tree) -> Result<(), Failure> {
     Ok(())
 }
 
-fn cmd_pack(args: &PackArgs, layout: &Layout, json: bool) -> Outcome {
+fn cmd_pack(args: &PackArgs, layout: &Layout, data: &Path, json: bool) -> Outcome {
     let tree = Tree::load(&args.ctx.tree)?;
     refuse_broken_tree(&tree)?;
+    repo::check_lock(&tree, &args.configuration, data, layout)?;
     let source_date_epoch = match std::env::var("SOURCE_DATE_EPOCH") {
         Ok(v) if !v.trim().is_empty() => Some(v.trim().parse::<i64>().map_err(|_| {
             Failure::new(

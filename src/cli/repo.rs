@@ -208,8 +208,12 @@ pub fn cmd_publish(args: PublishArgs, data: &Path, layout: &Layout, json: bool) 
     let report = repos
         .publish(&args.repo, &args.paths, &opts)
         .map_err(failure)?;
+    print_report(&report, json)
+}
+
+fn print_report(report: &crate::repo::PublishReport, json: bool) -> Outcome {
     if json {
-        print_json(&report)?;
+        print_json(report)?;
     } else {
         for f in &report.files {
             println!(
@@ -230,4 +234,123 @@ pub fn cmd_publish(args: PublishArgs, data: &Path, layout: &Layout, json: bool) 
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+#[derive(Args)]
+pub struct LockArgs {
+    /// The component configuration to lock.
+    configuration: String,
+    #[arg(long, value_name = "DIR")]
+    tree: PathBuf,
+}
+
+#[derive(Args)]
+pub struct CloneArgs {
+    /// The configuration to copy.
+    configuration: String,
+    #[arg(long, value_name = "DIR")]
+    tree: PathBuf,
+    /// The new version, X.Y.Z.
+    #[arg(long)]
+    version: String,
+    /// The new age; default 1 for a new version, the next age for the same one.
+    #[arg(long)]
+    age: Option<u32>,
+}
+
+#[derive(Args)]
+pub struct RegisterArgs {
+    /// The locked configuration the packages were built from.
+    configuration: String,
+    #[arg(long, value_name = "DIR")]
+    tree: PathBuf,
+    /// The registered repository.
+    #[arg(long)]
+    repo: String,
+    /// Project configuration giving the release context (the latest holding it if omitted).
+    #[arg(long, value_name = "CONFIGURATION")]
+    project: Option<String>,
+    /// The `pack --out` tree(s) holding its packages.
+    #[arg(required = true)]
+    paths: Vec<PathBuf>,
+}
+
+fn load_tree(dir: &Path) -> Result<crate::config::Tree, Failure> {
+    let tree = crate::config::Tree::load(dir)?;
+    super::refuse_broken_tree(&tree)?;
+    Ok(tree)
+}
+
+pub fn cmd_lock(args: LockArgs, data: &Path, layout: &Layout, json: bool) -> Outcome {
+    let tree = load_tree(&args.tree)?;
+    let repos = open(data, layout)?;
+    let out = repos.lock(&tree, &args.configuration).map_err(failure)?;
+    if json {
+        print_json(&out)?;
+    } else if out.new {
+        println!(
+            "locked {} (sha256 {})",
+            out.lock.configuration, out.lock.sha256
+        );
+    } else {
+        println!(
+            "{} was locked already, with the same content (sha256 {})",
+            out.lock.configuration, out.lock.sha256
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn cmd_clone(args: CloneArgs, json: bool) -> Outcome {
+    let tree = load_tree(&args.tree)?;
+    let c = crate::lock::clone_in_tree(&tree, &args.configuration, &args.version, args.age)
+        .map_err(|e| {
+            Failure::new(
+                e,
+                "give --version X.Y.Z (and --age N) for a configuration named *_R_*".to_string(),
+            )
+        })?;
+    if json {
+        print_json(&c)?;
+    } else {
+        println!(
+            "wrote {} ({} {}-{}) to {}",
+            c.configuration,
+            c.from,
+            c.version,
+            c.age,
+            c.file.display()
+        );
+        println!("next: add it to a release (`children` of a project or subsystem configuration)");
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn cmd_register(args: RegisterArgs, data: &Path, layout: &Layout, json: bool) -> Outcome {
+    let tree = load_tree(&args.tree)?;
+    let repos = open(data, layout)?;
+    let options = crate::config::ResolveOptions {
+        project: args.project,
+        ..Default::default()
+    };
+    let report = repos
+        .register(&tree, &args.configuration, options, &args.repo, &args.paths)
+        .map_err(failure)?;
+    print_report(&report, json)
+}
+
+/// Refuses to pack a locked configuration whose entry changed. Without a data directory
+/// there are no locks to check.
+pub fn check_lock(
+    tree: &crate::config::Tree,
+    configuration: &str,
+    data: &Path,
+    layout: &Layout,
+) -> Result<(), Failure> {
+    if !data.join("store").is_dir() {
+        return Ok(());
+    }
+    let repos = open(data, layout)?;
+    repos.check_lock(tree, configuration).map_err(failure)?;
+    Ok(())
 }

@@ -13,6 +13,7 @@ pub mod apt;
 pub mod keys;
 pub mod package;
 pub mod publish;
+pub mod release;
 pub mod yum;
 
 use std::path::{Path, PathBuf};
@@ -59,6 +60,8 @@ pub enum RepoError {
     },
     #[error("{what}")]
     Key { what: String, hint: String },
+    #[error("{what}")]
+    Lock { what: String, hint: String },
     #[error("{path}: {source}")]
     Io {
         path: PathBuf,
@@ -90,7 +93,7 @@ impl RepoError {
             RepoError::PlatformNotTaken { .. } => {
                 "publish it to a repository that takes this platform".into()
             }
-            RepoError::Key { hint, .. } => hint.clone(),
+            RepoError::Key { hint, .. } | RepoError::Lock { hint, .. } => hint.clone(),
             RepoError::Io { .. } => "check the path and its permissions".into(),
         })
     }

@@ -53,11 +53,15 @@ pub struct PublishReport {
 }
 
 /// A file to publish: where it comes from and where it goes.
-struct Candidate {
-    source: PathBuf,
+pub(super) struct Candidate {
+    pub source: PathBuf,
     /// The download-from path inside the repository, when the input tree gives it.
-    key: Option<String>,
-    platform: Option<String>,
+    pub key: Option<String>,
+    pub platform: Option<String>,
+    /// `register`: the name, version and release the package must have.
+    pub expect: Option<(String, String, String)>,
+    /// The configuration it was built from, when known.
+    pub configuration: Option<String>,
 }
 
 /// A checked file, ready to store.
@@ -100,6 +104,16 @@ impl Repositories {
         inputs: &[PathBuf],
         opts: &PublishOptions,
     ) -> Result<PublishReport, RepoError> {
+        let candidates = collect(inputs, opts, &self.layout)?;
+        self.publish_candidates(name, candidates, opts)
+    }
+
+    pub(super) fn publish_candidates(
+        &self,
+        name: &str,
+        candidates: Vec<Candidate>,
+        opts: &PublishOptions,
+    ) -> Result<PublishReport, RepoError> {
         let repo = self.repo(name)?;
         let _guard = self.lock_repo(name)?;
         let signer = if opts.sign {
@@ -111,7 +125,7 @@ impl Repositories {
         // 1. Read and check everything; nothing is written if any file is bad.
         let mut ready: Vec<Ready> = Vec::new();
         let mut seen = BTreeSet::new();
-        for c in collect(inputs, opts)? {
+        for c in candidates {
             let r = self.check(&repo, c, signer.as_ref())?;
             if !seen.insert(r.key.clone()) {
                 return Err(RepoError::BadPackage {
@@ -387,6 +401,16 @@ impl Repositories {
             });
         }
         check_platform(&parsed, &identity, platform).map_err(&bad)?;
+        if let Some((name, version, release)) = &c.expect {
+            let got = (&identity.name, &identity.version, &identity.release);
+            if matches!(parsed, Parsed::Rpm(_) | Parsed::Deb(_)) && got != (name, version, release)
+            {
+                return Err(bad(format!(
+                    "its header says {}-{}-{}, but the configuration builds {name}-{version}-{release}",
+                    got.0, got.1, got.2
+                )));
+            }
+        }
         let key = match c.key {
             Some(k) => k,
             None => format!(
@@ -411,7 +435,7 @@ impl Repositories {
             size: bytes.len() as u64,
             sha256,
             published: chrono::Utc::now().timestamp(),
-            configuration: None,
+            configuration: c.configuration.clone(),
             index: IndexEntry::None,
         };
         record.index = match &parsed {
@@ -568,7 +592,11 @@ fn check_platform(p: &Parsed, id: &Identity, platform: &Platform) -> Result<(), 
 
 /// The files to publish: a directory is a `pack --out` tree (relative path = download-from
 /// path, platform = the path part that names one); a file is loose.
-fn collect(inputs: &[PathBuf], opts: &PublishOptions) -> Result<Vec<Candidate>, RepoError> {
+pub(super) fn collect(
+    inputs: &[PathBuf],
+    opts: &PublishOptions,
+    layout: &crate::layout::Layout,
+) -> Result<Vec<Candidate>, RepoError> {
     let mut out = Vec::new();
     for input in inputs {
         let meta = fs::metadata(input).map_err(|source| RepoError::Io {
@@ -581,17 +609,15 @@ fn collect(inputs: &[PathBuf], opts: &PublishOptions) -> Result<Vec<Candidate>, 
             for (rel, source) in files {
                 let platform = rel
                     .split('/')
-                    .find(|part| {
-                        crate::layout::Layout::builtin()
-                            .platforms
-                            .contains_key(*part)
-                    })
+                    .find(|part| layout.platforms.contains_key(*part))
                     .map(str::to_string)
                     .or_else(|| opts.platform.clone());
                 out.push(Candidate {
                     source,
                     key: Some(rel),
                     platform,
+                    expect: None,
+                    configuration: None,
                 });
             }
         } else {
@@ -599,6 +625,8 @@ fn collect(inputs: &[PathBuf], opts: &PublishOptions) -> Result<Vec<Candidate>, 
                 source: input.clone(),
                 key: None,
                 platform: opts.platform.clone(),
+                expect: None,
+                configuration: None,
             });
         }
     }

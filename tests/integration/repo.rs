@@ -734,3 +734,183 @@ fn volatile_repositories_replace_and_keep_the_newest() {
     assert!(!left.keys().any(|k| k.contains("1.0.0")), "{left:?}");
     assert_eq!(py_json(d, &["repo", "show", "nightly"])["packages"], 4);
 }
+
+/// `pack` of a configuration of the versions tree, returning the process output.
+fn pack_conf(tree: &Path, data: &Path, conf: &str, out: &Path) -> Output {
+    let prefix = out.with_extension("prefix");
+    crate::support::write(&prefix.join("usr/share/vt-tool/version.txt"), "x\n");
+    Command::new(env!("CARGO_BIN_EXE_packyard"))
+        .arg("--data")
+        .arg(data)
+        .args(["pack", "--tree"])
+        .arg(tree)
+        .args([
+            "--configuration",
+            conf,
+            "--platform",
+            "el9_x86_64",
+            "--prefix",
+        ])
+        .arg(&prefix)
+        .arg("--out")
+        .arg(out)
+        .env("SOURCE_DATE_EPOCH", "1700000000")
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn lock_edit_clone_and_register() {
+    let dir = tempfile::tempdir().unwrap();
+    let tree = versions_tree(dir.path());
+    let t = tree.to_str().unwrap();
+    let d = &dir.path().join("data");
+    py_json(d, &["repo", "create", "reg", "--kind", "registered"]);
+    py_json(d, &["repo", "create", "nightly", "--kind", "volatile"]);
+
+    let locked = py_json(d, &["lock", "tool_R_1_0_0_1", "--tree", t]);
+    assert_eq!(locked["new"], true);
+    assert_eq!(locked["sha256"].as_str().unwrap().len(), 64);
+    assert_eq!(
+        py_json(d, &["lock", "tool_R_1_0_0_1", "--tree", t])["new"],
+        false
+    );
+
+    // Built from the locked configuration: registered, with the configuration recorded.
+    let v0 = dir.path().join("v0");
+    let o = pack_conf(&tree, d, "tool_R_1_0_0_1", &v0);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let v0s = v0.to_str().unwrap();
+    let r = py_json(
+        d,
+        &[
+            "register",
+            "tool_R_1_0_0_1",
+            "--tree",
+            t,
+            "--repo",
+            "reg",
+            v0s,
+        ],
+    );
+    assert_eq!(r["files"].as_array().unwrap().len(), 2, "{r}");
+    // Only into registered repositories.
+    let o = py(
+        d,
+        &[
+            "register",
+            "tool_R_1_0_0_1",
+            "--tree",
+            t,
+            "--repo",
+            "nightly",
+            v0s,
+        ],
+    );
+    assert!(
+        stderr(&o).contains("nightly is a volatile repository"),
+        "{}",
+        stderr(&o)
+    );
+
+    // Packages of another configuration are not registered under this one.
+    let v1 = dir.path().join("v1");
+    assert!(pack_conf(&tree, d, "tool_R_1_1_0_1", &v1).status.success());
+    let before = snapshot(&d.join("repos/reg"));
+    let o = py(
+        d,
+        &[
+            "register",
+            "tool_R_1_0_0_1",
+            "--tree",
+            t,
+            "--repo",
+            "reg",
+            v1.to_str().unwrap(),
+        ],
+    );
+    let err = stderr(&o);
+    assert!(!o.status.success());
+    assert!(err.contains("not built from tool_R_1_0_0_1"), "{err}");
+    assert_eq!(snapshot(&d.join("repos/reg")), before);
+    // Nor a package whose header is another version, even at the right path.
+    let forged = dir.path().join("forged");
+    copy_tree(&v1, &forged);
+    let from = forged.join("vt/vt.tool/1.1.0");
+    fs::rename(&from, forged.join("vt/vt.tool/1.0.0")).unwrap();
+    let dir0 = forged.join("vt/vt.tool/1.0.0/el9_x86_64");
+    fs::rename(
+        dir0.join("vt-tool-1.1.0-1.x86_64.rpm"),
+        dir0.join("vt-tool-1.0.0-1.x86_64.rpm"),
+    )
+    .unwrap();
+    fs::remove_file(dir0.join("vt-tool-1.1.0-1.tar.gz")).unwrap();
+    let o = py(
+        d,
+        &[
+            "register",
+            "tool_R_1_0_0_1",
+            "--tree",
+            t,
+            "--repo",
+            "reg",
+            forged.to_str().unwrap(),
+        ],
+    );
+    assert!(stderr(&o).contains("vt-tool-1.1.0-1"), "{}", stderr(&o));
+
+    // Edit the locked entry: pack and register refuse, naming the change.
+    let file = tree.join("tool/module.toml");
+    let text = fs::read_to_string(&file).unwrap();
+    fs::write(
+        &file,
+        text.replacen("1.0.0-1: release", "1.0.0-1: edited", 1),
+    )
+    .unwrap();
+    let out = dir.path().join("after-edit");
+    let o = pack_conf(&tree, d, "tool_R_1_0_0_1", &out);
+    let err = stderr(&o);
+    assert!(!o.status.success(), "packed an edited locked configuration");
+    assert!(err.contains("tool_R_1_0_0_1 is locked"), "{err}");
+    assert!(
+        err.contains("description: \"1.0.0-1: release\" → \"1.0.0-1: edited\""),
+        "{err}"
+    );
+    assert!(
+        err.contains("packyard clone tool_R_1_0_0_1 --version"),
+        "{err}"
+    );
+    assert!(!out.exists());
+    let o = py(
+        d,
+        &[
+            "register",
+            "tool_R_1_0_0_1",
+            "--tree",
+            t,
+            "--repo",
+            "reg",
+            v0s,
+        ],
+    );
+    assert!(stderr(&o).contains("is locked"), "{}", stderr(&o));
+
+    // Clone: a new configuration entry, which packs.
+    let c = py_json(
+        d,
+        &["clone", "tool_R_1_0_0_1", "--tree", t, "--version", "1.0.1"],
+    );
+    assert_eq!(c["configuration"], "tool_R_1_0_1_1");
+    let text = fs::read_to_string(&file).unwrap();
+    assert!(
+        text.contains("name = \"tool_R_1_0_1_1\"\nversion = \"1.0.1\"\nage = 1"),
+        "{text}"
+    );
+    let out = dir.path().join("cloned");
+    let o = pack_conf(&tree, d, "tool_R_1_0_1_1", &out);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(
+        out.join("vt/vt.tool/1.0.1/el9_x86_64/vt-tool-1.0.1-1.x86_64.rpm")
+            .is_file()
+    );
+}

@@ -1,0 +1,208 @@
+//! The release manager's workflow on the store: `lock` records a configuration's
+//! canonical hash, [`Repositories::check_lock`] refuses a locked configuration whose file
+//! changed, and `register` publishes into a registered repository only packages built
+//! from a locked configuration.
+
+use std::path::PathBuf;
+
+use serde::Serialize;
+
+use super::publish::{Candidate, PublishOptions, PublishReport};
+use super::{RepoError, Repositories};
+use crate::config::{ResolveOptions, Resolver, Tree};
+use crate::lock;
+use crate::store::{Change, LockRecord, RepoKind};
+
+/// What `lock` did.
+#[derive(Debug, Clone, Serialize)]
+pub struct LockOutcome {
+    #[serde(flatten)]
+    pub lock: LockRecord,
+    /// False when it was locked already, with the same content.
+    pub new: bool,
+}
+
+impl Repositories {
+    /// Locks `configuration` of `tree`: records its canonical content hash.
+    pub fn lock(&self, tree: &Tree, configuration: &str) -> Result<LockOutcome, RepoError> {
+        let id = find(tree, configuration)?;
+        let c = &tree.configurations[id];
+        if c.commands().is_none() || c.version.is_none() {
+            return Err(RepoError::Lock {
+                what: format!("{configuration} is not a component configuration with a version"),
+                hint: "lock the component configurations a release is built from".into(),
+            });
+        }
+        let canonical = lock::canonical(tree, id);
+        let sha256 = lock::hash(&canonical);
+        if let Some(existing) = self.store.lock(configuration)? {
+            if existing.sha256 == sha256 {
+                return Ok(LockOutcome {
+                    lock: existing,
+                    new: false,
+                });
+            }
+            return Err(changed(&existing, &canonical));
+        }
+        let record = LockRecord {
+            configuration: configuration.into(),
+            module: tree.modules[c.module].name.clone(),
+            version: c
+                .version
+                .as_ref()
+                .map(|(v, _)| v.clone())
+                .unwrap_or_default(),
+            age: c
+                .age
+                .as_ref()
+                .and_then(|(a, _)| u32::try_from(*a).ok())
+                .unwrap_or(0),
+            sha256,
+            canonical,
+            locked: chrono::Utc::now().timestamp(),
+        };
+        self.store.apply(vec![Change::PutLock(record.clone())])?;
+        Ok(LockOutcome {
+            lock: record,
+            new: true,
+        })
+    }
+
+    /// Fails when `configuration` is locked and its file no longer matches the lock.
+    /// Returns the lock, if there is one.
+    pub fn check_lock(
+        &self,
+        tree: &Tree,
+        configuration: &str,
+    ) -> Result<Option<LockRecord>, RepoError> {
+        let Some(existing) = self.store.lock(configuration)? else {
+            return Ok(None);
+        };
+        let id = find(tree, configuration)?;
+        let canonical = lock::canonical(tree, id);
+        if lock::hash(&canonical) != existing.sha256 {
+            return Err(changed(&existing, &canonical));
+        }
+        Ok(Some(existing))
+    }
+
+    /// Publishes packages built from the locked `configuration` into the registered
+    /// repository `repo`. Each file must be one of the configuration's download-from
+    /// paths for its platform, and an RPM's or DEB's name, version and release must be the
+    /// configuration's package name, version and age.
+    pub fn register(
+        &self,
+        tree: &Tree,
+        configuration: &str,
+        options: ResolveOptions,
+        repo: &str,
+        inputs: &[PathBuf],
+    ) -> Result<PublishReport, RepoError> {
+        let record = self.repo(repo)?;
+        if record.kind != RepoKind::Registered {
+            return Err(RepoError::Lock {
+                what: format!("{repo} is a volatile repository"),
+                hint:
+                    "register into a registered repository; `packyard publish` fills volatile ones"
+                        .into(),
+            });
+        }
+        if self.check_lock(tree, configuration)?.is_none() {
+            return Err(RepoError::Lock {
+                what: format!("{configuration} is not locked"),
+                hint: format!(
+                    "only packages of a locked configuration are registered: `packyard lock {configuration} --tree {}`",
+                    tree.root.display()
+                ),
+            });
+        }
+        let candidates = super::publish::collect(inputs, &PublishOptions::default(), &self.layout)?;
+        let mut checked = Vec::new();
+        for c in candidates {
+            let platform = c.platform.clone().ok_or_else(|| RepoError::BadPackage {
+                path: c.source.display().to_string(),
+                why: "its path names no platform; register the `pack --out` tree".into(),
+            })?;
+            let mut opts = options.clone();
+            opts.platform = Some(platform.clone());
+            let (resolver, id) =
+                Resolver::for_configuration(tree, &self.layout, opts, configuration).map_err(
+                    |e| RepoError::Lock {
+                        what: e.to_string(),
+                        hint: e.hint(),
+                    },
+                )?;
+            let resolved = resolver.resolve(id).map_err(|e| RepoError::Lock {
+                what: e.to_string(),
+                hint: e.hint(),
+            })?;
+            let expected = resolved
+                .download
+                .as_ref()
+                .map(|d| [d.tarball.clone(), d.package.clone()]);
+            let key = c.key.clone().unwrap_or_default();
+            if !expected.as_ref().is_some_and(|e| e.contains(&key)) {
+                return Err(not_from(
+                    &c,
+                    configuration,
+                    format!(
+                        "its path is not one of the configuration's download-from paths for {platform} ({})",
+                        expected.map(|e| e.join(", ")).unwrap_or_default()
+                    ),
+                ));
+            }
+            let want = (
+                resolved
+                    .value("packageName")
+                    .unwrap_or_default()
+                    .to_string(),
+                resolved.value("version").unwrap_or_default().to_string(),
+                resolved.value("age").unwrap_or_default().to_string(),
+            );
+            checked.push((c, want));
+        }
+        let mut candidates = Vec::new();
+        for (c, want) in checked {
+            candidates.push(Candidate {
+                expect: Some(want),
+                configuration: Some(configuration.to_string()),
+                ..c
+            });
+        }
+        self.publish_candidates(repo, candidates, &PublishOptions::default())
+    }
+}
+
+fn find(tree: &Tree, configuration: &str) -> Result<crate::config::ConfigId, RepoError> {
+    tree.configuration(configuration)
+        .ok_or_else(|| RepoError::Lock {
+            what: format!(
+                "no configuration named {configuration} in {}",
+                tree.root.display()
+            ),
+            hint: "check the name with `packyard lint`".into(),
+        })
+}
+
+fn not_from(c: &Candidate, configuration: &str, why: String) -> RepoError {
+    RepoError::BadPackage {
+        path: c.source.display().to_string(),
+        why: format!("not built from {configuration}: {why}"),
+    }
+}
+
+fn changed(lock: &LockRecord, canonical: &str) -> RepoError {
+    let changes = lock::changes(&lock.canonical, canonical);
+    RepoError::Lock {
+        what: format!(
+            "{} is locked and its entry changed since: {}",
+            lock.configuration,
+            changes.join("; ")
+        ),
+        hint: format!(
+            "a locked configuration never changes; undo the edit, or make a new version: \
+             `packyard clone {} --version X.Y.Z [--age N]`",
+            lock.configuration
+        ),
+    }
+}
