@@ -74,17 +74,26 @@ struct Ready {
 
 /// Where a package's second name lives, relative to the repository: RPMs under their
 /// platform's YUM tree, DEBs under the APT pool, so each index names its packages with
-/// plain relative paths.
+/// plain relative paths. The name holds the content's hash: a rebuild gets a new name,
+/// and the old one stays, for the old index, until the new index is in place.
 pub fn alias_key(repos: &Repositories, r: &PackageRecord) -> Option<String> {
     match r.kind {
-        FileKind::Rpm => Some(format!(
-            "{}/packages/{}",
-            yum_dir(repos, &r.platform),
-            r.path
-        )),
-        FileKind::Deb => Some(format!("{}/pool/{}", repos.layout.repository.apt, r.path)),
+        FileKind::Rpm => Some(format!("{}/{}", yum_dir(repos, &r.platform), index_href(r))),
+        FileKind::Deb => Some(format!("{}/{}", repos.layout.repository.apt, index_href(r))),
         FileKind::Tgz => None,
     }
+}
+
+/// A package's path as its index names it, relative to the YUM or APT base:
+/// `packages/<hash>/<file>` (RPM), `pool/<hash>/<file>` (DEB).
+fn index_href(r: &PackageRecord) -> String {
+    let file = r.path.rsplit('/').next().unwrap_or(&r.path);
+    let dir = if r.kind == FileKind::Deb {
+        "pool"
+    } else {
+        "packages"
+    };
+    format!("{dir}/{}/{file}", &r.sha256[..16.min(r.sha256.len())])
 }
 
 /// `yum/<platform>`, relative to the repository.
@@ -251,16 +260,21 @@ impl Repositories {
         clean.pending.clear();
         self.store.apply(vec![Change::PutRepo(clean)])?;
 
-        // 5. Only now may files the indexes no longer name go.
+        // 5. Only now may files the indexes no longer name go: aliases of replaced and
+        // removed packages, and the files of removed ones (unless rewritten).
         let written: BTreeSet<&str> = to_write.iter().map(|r| r.key.as_str()).collect();
-        for p in &removed {
-            if written.contains(p.path.as_str()) {
-                continue;
-            }
-            if let Some(alias) = alias_key(self, p) {
+        let replaced = to_write.iter().filter_map(|r| r.previous.as_ref());
+        for p in removed.iter().chain(replaced) {
+            if let Some(alias) = alias_key(self, p)
+                && !to_write
+                    .iter()
+                    .any(|r| alias_key(self, &r.record) == Some(alias.clone()))
+            {
                 self.blobs.remove(&format!("{name}/{alias}"))?;
             }
-            self.blobs.remove(&format!("{name}/{}", p.path))?;
+            if !written.contains(p.path.as_str()) {
+                self.blobs.remove(&format!("{name}/{}", p.path))?;
+            }
         }
         Ok(PublishReport {
             repo: name.into(),
@@ -451,11 +465,10 @@ impl Repositories {
                         _ => unreachable!(),
                     },
                 };
-                let href = format!("packages/{key}");
-                super::yum::entries(&meta, &record, &href).map_err(&bad)?
+                super::yum::entries(&meta, &record, &index_href(&record)).map_err(&bad)?
             }
             Parsed::Deb(control) => {
-                super::apt::entry(control, &record, &format!("pool/{key}"), platform, &bytes)
+                super::apt::entry(control, &record, &index_href(&record), platform, &bytes)
             }
             Parsed::Tgz => IndexEntry::None,
         };

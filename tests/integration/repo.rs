@@ -554,6 +554,10 @@ fn versions_tree(dir: &Path) -> std::path::PathBuf {
 
 /// Packs version 1.`minor`.0 of the versions tree into `out` with a given date.
 fn pack_version(tree: &Path, minor: u32, out: &Path, epoch: &str) {
+    pack_version_for(tree, minor, out, epoch, "el9_x86_64")
+}
+
+fn pack_version_for(tree: &Path, minor: u32, out: &Path, epoch: &str, platform: &str) {
     let prefix = out.with_extension("prefix");
     crate::support::write(
         &prefix.join("usr/share/vt-tool/version.txt"),
@@ -563,7 +567,7 @@ fn pack_version(tree: &Path, minor: u32, out: &Path, epoch: &str) {
         .args(["pack", "--tree"])
         .arg(tree)
         .args(["--configuration", &format!("tool_R_1_{minor}_0_1")])
-        .args(["--platform", "el9_x86_64", "--prefix"])
+        .args(["--platform", platform, "--prefix"])
         .arg(&prefix)
         .arg("--out")
         .arg(out)
@@ -913,4 +917,216 @@ fn lock_edit_clone_and_register() {
         out.join("vt/vt.tool/1.0.1/el9_x86_64/vt-tool-1.0.1-1.x86_64.rpm")
             .is_file()
     );
+}
+
+/// Checks that every index of `repo` names only files that exist with the stated sizes
+/// and checksums, and that signatures verify. Returns how many packages the indexes name.
+fn check_consistent(data: &Path, repo: &str) -> usize {
+    use sha2::{Digest, Sha256};
+    let root = data.join("repos").join(repo);
+    let ring = data.join("check-keyring.gpg");
+    if root.join("key.asc").exists() && !ring.exists() {
+        keyring(&root.join("key.asc"), &ring);
+    }
+    let gpgv = |args: &[&Path]| {
+        if ring.exists() {
+            let o = Command::new("gpgv")
+                .arg("--keyring")
+                .arg(&ring)
+                .args(args)
+                .output()
+                .unwrap();
+            assert!(o.status.success(), "gpgv {args:?}: {}", stderr(&o));
+        }
+    };
+    let mut named = 0;
+    for p in fs::read_dir(root.join("yum"))
+        .into_iter()
+        .flatten()
+        .flatten()
+    {
+        let base = p.path();
+        if !base.join("repodata").exists() {
+            continue;
+        }
+        gpgv(&[
+            &base.join("repodata/repomd.xml.asc"),
+            &base.join("repodata/repomd.xml"),
+        ]);
+        let docs = repodata_docs(&base);
+        let primary = String::from_utf8(docs["primary"].clone()).unwrap();
+        for pkg in primary.split("<package type=\"rpm\">").skip(1) {
+            let sum = pkg
+                .split("pkgid=\"YES\">")
+                .nth(1)
+                .unwrap()
+                .split('<')
+                .next()
+                .unwrap();
+            let href = pkg
+                .split("<location href=\"")
+                .nth(1)
+                .unwrap()
+                .split('"')
+                .next()
+                .unwrap();
+            let bytes = fs::read(base.join(href)).unwrap_or_else(|e| panic!("{href}: {e}"));
+            assert_eq!(format!("{:x}", Sha256::digest(&bytes)), sum, "{href}");
+            named += 1;
+        }
+    }
+    for s in fs::read_dir(root.join("apt/dists"))
+        .into_iter()
+        .flatten()
+        .flatten()
+    {
+        let dists = s.path();
+        if s.file_name().to_string_lossy().starts_with('.') {
+            continue;
+        }
+        gpgv(&[&dists.join("InRelease")]);
+        gpgv(&[&dists.join("Release.gpg"), &dists.join("Release")]);
+        let release = fs::read_to_string(dists.join("Release")).unwrap();
+        for line in release.split("SHA256:\n").nth(1).unwrap().lines() {
+            let parts: Vec<&str> = line.split_whitespace().collect();
+            let bytes = fs::read(dists.join(parts[2])).unwrap();
+            assert_eq!(
+                format!("{:x}", Sha256::digest(&bytes)),
+                parts[0],
+                "{}",
+                parts[2]
+            );
+            if parts[2].ends_with("/Packages") {
+                for st in stanzas(&String::from_utf8(bytes).unwrap()).values() {
+                    let field = |k: &str| {
+                        st.lines()
+                            .find_map(|l| l.strip_prefix(&format!("{k}: ")))
+                            .unwrap()
+                            .to_string()
+                    };
+                    let file = root.join("apt").join(field("Filename"));
+                    let deb = fs::read(&file).unwrap_or_else(|e| panic!("{}: {e}", file.display()));
+                    assert_eq!(format!("{:x}", Sha256::digest(&deb)), field("SHA256"));
+                    named += 1;
+                }
+            }
+        }
+    }
+    named
+}
+
+#[test]
+fn a_killed_publish_leaves_a_consistent_repository() {
+    let dir = tempfile::tempdir().unwrap();
+    let tree = versions_tree(dir.path());
+    let d = &dir.path().join("data");
+    py_json(
+        d,
+        &[
+            "repo", "create", "nightly", "--kind", "volatile", "--keep", "2",
+        ],
+    );
+    py_json(
+        d,
+        &[
+            "key",
+            "generate",
+            "--repo",
+            "nightly",
+            "--algorithm",
+            "ed25519",
+        ],
+    );
+    // Rebuilds with other dates give other bytes, so every publish has work to do.
+    let mut inputs = Vec::new();
+    for i in 0..24u32 {
+        let out = dir.path().join(format!("in{i}"));
+        let platform = if i % 2 == 0 {
+            "el9_x86_64"
+        } else {
+            "deb12_amd64"
+        };
+        pack_version_for(
+            &tree,
+            i % 3,
+            &out,
+            &(1_700_000_000 + i).to_string(),
+            platform,
+        );
+        inputs.push(out);
+    }
+    let fixture = [packed("el9_x86_64"), packed("deb12_amd64")];
+    let mut killed = 0;
+    for (i, input) in inputs.iter().enumerate() {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_packyard"))
+            .arg("--data")
+            .arg(d)
+            .args(["publish", "--repo", "nightly", "--sign"])
+            .arg(input)
+            .arg(fixture[i % 2])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        // Kill it at a different point each time, from at once to after it is done.
+        std::thread::sleep(std::time::Duration::from_millis(6 * i as u64));
+        if child.try_wait().unwrap().is_none() {
+            killed += 1;
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+        check_consistent(d, "nightly");
+    }
+    assert!(killed >= 8, "only {killed} publishes were interrupted");
+    // A publish that runs to its end repairs what the killed ones left pending.
+    let last = py_json(
+        d,
+        &[
+            "publish",
+            "--repo",
+            "nightly",
+            fixture[0].to_str().unwrap(),
+            fixture[1].to_str().unwrap(),
+        ],
+    );
+    assert!(last["files"].is_array());
+    let named = check_consistent(d, "nightly");
+    assert!(named >= 12, "{named} packages indexed");
+    let shown = py_json(d, &["repo", "show", "nightly"]);
+    assert!(shown["pending"].as_array().unwrap().is_empty(), "{shown}");
+}
+
+#[test]
+fn concurrent_publishes_all_land() {
+    let dir = tempfile::tempdir().unwrap();
+    let tree = versions_tree(dir.path());
+    let d = &dir.path().join("data");
+    py_json(d, &["repo", "create", "nightly", "--kind", "volatile"]);
+    let mut inputs = vec![packed("el9_x86_64").to_path_buf()];
+    for minor in 0..3 {
+        let out = dir.path().join(format!("v{minor}"));
+        pack_version(&tree, minor, &out, "1700000000");
+        inputs.push(out);
+    }
+    // All at once: one process holds the store at a time, the others wait for it.
+    let children: Vec<_> = inputs
+        .iter()
+        .map(|input| {
+            Command::new(env!("CARGO_BIN_EXE_packyard"))
+                .arg("--data")
+                .arg(d)
+                .args(["publish", "--repo", "nightly"])
+                .arg(input)
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    for c in children {
+        let o = c.wait_with_output().unwrap();
+        assert!(o.status.success(), "{}", stderr(&o));
+    }
+    assert_eq!(py_json(d, &["repo", "show", "nightly"])["packages"], 18);
+    assert_eq!(check_consistent(d, "nightly"), 9);
 }
