@@ -51,12 +51,21 @@ pub fn check_key(key: &str) -> Result<(), BlobError> {
 /// Where bytes live. Keys are checked with [`check_key`] by every method.
 pub trait Blobs: Send + Sync {
     /// Stores `bytes` under `key` atomically and durably.
-    fn put(&self, key: &str, bytes: &[u8]) -> Result<(), BlobError>;
+    fn put(&self, key: &str, bytes: &[u8]) -> Result<(), BlobError> {
+        self.put_unsynced(key, bytes)?;
+        self.sync()
+    }
+    /// Stores `bytes` under `key` atomically (a reader sees all or nothing), durable only
+    /// after the next [`Blobs::sync`]: many files, one flush.
+    fn put_unsynced(&self, key: &str, bytes: &[u8]) -> Result<(), BlobError>;
+    /// Makes everything stored so far durable.
+    fn sync(&self) -> Result<(), BlobError>;
     fn get(&self, key: &str) -> Result<Option<Vec<u8>>, BlobError>;
     fn exists(&self, key: &str) -> Result<bool, BlobError>;
     /// Removes `key`; a missing key is not an error.
     fn remove(&self, key: &str) -> Result<(), BlobError>;
-    /// Makes `alias` hold the same bytes as `target` (a hard link on a file system).
+    /// Makes `alias` hold the same bytes as `target` (a hard link on a file system);
+    /// durable after the next [`Blobs::sync`].
     fn alias(&self, target: &str, alias: &str) -> Result<(), BlobError>;
     /// Replaces the directory `key` with exactly `files` (relative names → bytes), all at
     /// once. Returns false when it already held exactly these.
@@ -68,16 +77,30 @@ pub trait Blobs: Send + Sync {
 /// Blobs as files under a root directory.
 pub struct FsBlobs {
     root: PathBuf,
+    /// Directories known to exist, so a publish of many files does not ask again.
+    made: std::sync::Mutex<std::collections::HashSet<PathBuf>>,
 }
 
 impl FsBlobs {
     pub fn new(root: impl Into<PathBuf>) -> FsBlobs {
-        FsBlobs { root: root.into() }
+        FsBlobs {
+            root: root.into(),
+            made: Default::default(),
+        }
     }
 
     fn path(&self, key: &str) -> Result<PathBuf, BlobError> {
         check_key(key)?;
         Ok(self.root.join(key))
+    }
+
+    fn make_dir(&self, dir: &Path) -> Result<(), BlobError> {
+        let mut made = self.made.lock().unwrap_or_else(|p| p.into_inner());
+        if !made.contains(dir) {
+            fs::create_dir_all(dir).map_err(io_at(dir))?;
+            made.insert(dir.to_path_buf());
+        }
+        Ok(())
     }
 }
 
@@ -95,9 +118,33 @@ fn sync_dir(dir: &Path) -> Result<(), BlobError> {
 }
 
 impl Blobs for FsBlobs {
-    fn put(&self, key: &str, bytes: &[u8]) -> Result<(), BlobError> {
+    fn put_unsynced(&self, key: &str, bytes: &[u8]) -> Result<(), BlobError> {
         let path = self.path(key)?;
-        crate::atomic::write(&path, bytes).map_err(io_at(&path))
+        let dir = path.parent().unwrap_or(&self.root);
+        self.make_dir(dir)?;
+        let mut tmp = tempfile::Builder::new()
+            .prefix(".packyard-")
+            .suffix(".tmp")
+            .tempfile_in(dir)
+            .map_err(io_at(dir))?;
+        // Temp files are created 0600; repository files are read by web servers and users.
+        tmp.as_file()
+            .set_permissions(std::os::unix::fs::PermissionsExt::from_mode(0o644))
+            .map_err(io_at(&path))?;
+        tmp.write_all(bytes).map_err(io_at(&path))?;
+        tmp.persist(&path).map_err(|e| io_at(&path)(e.error))?;
+        Ok(())
+    }
+
+    fn sync(&self) -> Result<(), BlobError> {
+        // One syncfs flushes every file, rename and link of the batch.
+        let root = File::open(&self.root).map_err(io_at(&self.root))?;
+        use std::os::fd::AsRawFd;
+        // SAFETY: syncfs on a descriptor we own.
+        if unsafe { libc::syncfs(root.as_raw_fd()) } != 0 {
+            return Err(io_at(&self.root)(io::Error::last_os_error()));
+        }
+        Ok(())
     }
 
     fn get(&self, key: &str) -> Result<Option<Vec<u8>>, BlobError> {
@@ -137,14 +184,18 @@ impl Blobs for FsBlobs {
     fn alias(&self, target: &str, alias: &str) -> Result<(), BlobError> {
         let (from, to) = (self.path(target)?, self.path(alias)?);
         let dir = to.parent().unwrap_or(&self.root);
-        fs::create_dir_all(dir).map_err(io_at(dir))?;
-        // Link under a temporary name, then rename over: an existing alias is replaced
-        // atomically.
-        let tmp = dir.join(format!(".packyard-link-{}", std::process::id()));
-        let _ = fs::remove_file(&tmp);
-        fs::hard_link(&from, &tmp).map_err(io_at(&from))?;
-        fs::rename(&tmp, &to).map_err(io_at(&to))?;
-        sync_dir(dir)
+        self.make_dir(dir)?;
+        match fs::hard_link(&from, &to) {
+            Ok(()) => Ok(()),
+            // Already there: replace it atomically (link under a temporary name, rename).
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+                let tmp = dir.join(format!(".packyard-link-{}", std::process::id()));
+                let _ = fs::remove_file(&tmp);
+                fs::hard_link(&from, &tmp).map_err(io_at(&from))?;
+                fs::rename(&tmp, &to).map_err(io_at(&to))
+            }
+            Err(e) => Err(io_at(&from)(e)),
+        }
     }
 
     fn replace_dir(&self, key: &str, files: &[(String, Vec<u8>)]) -> Result<bool, BlobError> {

@@ -108,6 +108,10 @@ pub struct RepoSummary {
     pub bytes: u64,
 }
 
+/// How long a command waits for another packyard process to let go of the store (one
+/// process holds it at a time): concurrent publishes queue instead of failing.
+const STORE_WAIT: std::time::Duration = std::time::Duration::from_secs(30);
+
 /// The data directory, opened: store, blobs, keys, layout.
 pub struct Repositories {
     pub store: Box<dyn Store>,
@@ -139,7 +143,7 @@ impl Repositories {
             source,
         };
         std::fs::create_dir_all(data.join("repos")).map_err(io)?;
-        let store = open_waiting(&data.join("store"))?;
+        let store = SledStore::open_waiting(&data.join("store"), STORE_WAIT)?;
         Ok(Repositories {
             store: Box::new(store),
             blobs: Box::new(FsBlobs::new(data.join("repos"))),
@@ -213,30 +217,6 @@ impl Repositories {
             bytes: packages.iter().map(|p| p.size).sum(),
             record,
         })
-    }
-}
-
-/// How long a command waits for another packyard process to let go of the store (one
-/// process holds it at a time): concurrent publishes queue instead of failing.
-const STORE_WAIT: std::time::Duration = std::time::Duration::from_secs(30);
-
-fn open_waiting(dir: &Path) -> Result<SledStore, StoreError> {
-    let start = std::time::Instant::now();
-    let mut told = false;
-    loop {
-        match SledStore::open(dir) {
-            Err(StoreError::Busy { .. }) if start.elapsed() < STORE_WAIT => {
-                if !told && start.elapsed() > std::time::Duration::from_secs(1) {
-                    eprintln!(
-                        "waiting for another packyard process to finish with {}",
-                        dir.display()
-                    );
-                    told = true;
-                }
-                std::thread::sleep(std::time::Duration::from_millis(50));
-            }
-            other => return other,
-        }
     }
 }
 

@@ -85,7 +85,8 @@ pub fn alias_key(repos: &Repositories, r: &PackageRecord) -> Option<String> {
 }
 
 /// A package's path as its index names it, relative to the YUM or APT base:
-/// `packages/<hash>/<file>` (RPM), `pool/<hash>/<file>` (DEB).
+/// `packages/<hash>-<file>` (RPM), `pool/<hash>-<file>` (DEB). One flat directory: a
+/// directory per package would cost an inode each.
 fn index_href(r: &PackageRecord) -> String {
     let file = r.path.rsplit('/').next().unwrap_or(&r.path);
     let dir = if r.kind == FileKind::Deb {
@@ -93,7 +94,7 @@ fn index_href(r: &PackageRecord) -> String {
     } else {
         "packages"
     };
-    format!("{dir}/{}/{file}", &r.sha256[..16.min(r.sha256.len())])
+    format!("{dir}/{}-{file}", &r.sha256[..16.min(r.sha256.len())])
 }
 
 /// `yum/<platform>`, relative to the repository.
@@ -131,11 +132,12 @@ impl Repositories {
             None
         };
 
-        // 1. Read and check everything; nothing is written if any file is bad.
+        // 1. Read and check everything (on every core); nothing is written if any file
+        // is bad.
         let mut ready: Vec<Ready> = Vec::new();
         let mut seen = BTreeSet::new();
-        for c in candidates {
-            let r = self.check(&repo, c, signer.as_ref())?;
+        for r in self.check_all(&repo, candidates, signer.as_ref()) {
+            let r = r?;
             if !seen.insert(r.key.clone()) {
                 return Err(RepoError::BadPackage {
                     path: r.key,
@@ -245,12 +247,15 @@ impl Repositories {
 
         // 4. Bytes first, then the records (marking the indexes dirty), then the indexes.
         for r in &to_write {
-            self.blobs.put(&format!("{name}/{}", r.key), &r.bytes)?;
+            self.blobs
+                .put_unsynced(&format!("{name}/{}", r.key), &r.bytes)?;
             if let Some(alias) = alias_key(self, &r.record) {
                 self.blobs
                     .alias(&format!("{name}/{}", r.key), &format!("{name}/{alias}"))?;
             }
         }
+        // Durable before the store names them.
+        self.blobs.sync()?;
         let mut dirty = repo.clone();
         dirty.pending = touched.iter().cloned().collect();
         changes.push(Change::PutRepo(dirty));
@@ -368,6 +373,53 @@ impl Repositories {
         archs.sort();
         archs.dedup();
         archs
+    }
+
+    /// [`Self::check`] of every candidate, spread over the available cores; results in
+    /// the candidates' order.
+    fn check_all(
+        &self,
+        repo: &RepoRecord,
+        candidates: Vec<Candidate>,
+        signer: Option<&super::keys::Signer>,
+    ) -> Vec<Result<Ready, RepoError>> {
+        let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+        if threads < 2 || candidates.len() < 8 {
+            return candidates
+                .into_iter()
+                .map(|c| self.check(repo, c, signer))
+                .collect();
+        }
+        let size = candidates.len().div_ceil(threads);
+        let mut chunks: Vec<Vec<Candidate>> = Vec::new();
+        let mut it = candidates.into_iter().peekable();
+        while it.peek().is_some() {
+            chunks.push(it.by_ref().take(size).collect());
+        }
+        std::thread::scope(|s| {
+            let handles: Vec<_> = chunks
+                .into_iter()
+                .map(|chunk| {
+                    s.spawn(move || {
+                        chunk
+                            .into_iter()
+                            .map(|c| self.check(repo, c, signer))
+                            .collect::<Vec<_>>()
+                    })
+                })
+                .collect();
+            handles
+                .into_iter()
+                .flat_map(|h| {
+                    h.join().unwrap_or_else(|_| {
+                        vec![Err(RepoError::BadPackage {
+                            path: repo.name.clone(),
+                            why: "a checking thread panicked".into(),
+                        })]
+                    })
+                })
+                .collect()
+        })
     }
 
     /// Reads and checks one file for `repo`.

@@ -223,8 +223,9 @@ mod tests {
         assert!(store.package("nightly", "a/tool.rpm").unwrap().is_none());
         assert!(store.package("nightly", "b/tool.rpm").unwrap().is_some());
         drop(store);
-        // Durable across a reopen.
-        let store = SledStore::open(dir.path()).unwrap();
+        // Durable across a reopen (sled lets go of its lock file shortly after a drop).
+        let store =
+            SledStore::open_waiting(dir.path(), std::time::Duration::from_secs(10)).unwrap();
         assert_eq!(store.packages("nightly-old").unwrap().len(), 1);
         assert_eq!(store.repo("nightly").unwrap().unwrap().keep, Some(3));
     }

@@ -2,6 +2,7 @@
 //! A batch is one `apply_batch` (atomic) followed by a flush (durable).
 
 use std::path::Path;
+use std::time::{Duration, Instant};
 
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -46,6 +47,28 @@ impl SledStore {
                 path: dir.display().to_string(),
             }),
             Err(e) => Err(backend(e)),
+        }
+    }
+
+    /// Opens the store, waiting up to `patience` while another process holds it, and
+    /// saying so on stderr after a second.
+    pub fn open_waiting(dir: &Path, patience: Duration) -> Result<SledStore, StoreError> {
+        let start = Instant::now();
+        let mut told = false;
+        loop {
+            match SledStore::open(dir) {
+                Err(StoreError::Busy { .. }) if start.elapsed() < patience => {
+                    if !told && start.elapsed() > Duration::from_secs(1) {
+                        eprintln!(
+                            "waiting for another packyard process to finish with {}",
+                            dir.display()
+                        );
+                        told = true;
+                    }
+                    std::thread::sleep(Duration::from_millis(50));
+                }
+                other => return other,
+            }
         }
     }
 

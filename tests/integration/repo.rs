@@ -180,10 +180,10 @@ fn repodata_docs(dir: &Path) -> BTreeMap<String, Vec<u8>> {
 }
 
 fn copy_tree(from: &Path, to: &Path) {
+    fs::create_dir_all(to).unwrap();
     for e in fs::read_dir(from).unwrap().flatten() {
         let (src, dst) = (e.path(), to.join(e.file_name()));
         if e.file_type().unwrap().is_dir() {
-            fs::create_dir_all(&dst).unwrap();
             copy_tree(&src, &dst);
         } else {
             fs::copy(&src, &dst).unwrap();
@@ -605,13 +605,9 @@ fn primary_names(data: &Path, repo: &str) -> Vec<String> {
     text.split("<location href=\"")
         .skip(1)
         .map(|s| {
-            s.split('"')
-                .next()
-                .unwrap()
-                .rsplit('/')
-                .next()
-                .unwrap()
-                .to_string()
+            // packages/<hash>-<file>: the file name after the content hash.
+            let name = s.split('"').next().unwrap().rsplit('/').next().unwrap();
+            name.split_once('-').unwrap().1.to_string()
         })
         .collect()
 }
