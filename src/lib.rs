@@ -2,8 +2,10 @@
 //!
 //! The data flow, and the module for each step (see `docs/ARCHITECTURE.md`):
 //! module tree on disk → [`config`] (tree, resolved configuration) → [`lint`] (policy) →
-//! packages and repositories (later issues). [`version`] gives RPM and Debian ordering,
-//! [`layout`] the platforms and path templates. [`cli`] is the thin command-line edge.
+//! [`pack`] (staged prefix → packages) → [`repo`] (publishing, indexes, keys), which keeps
+//! metadata in [`store`] and bytes in [`blobs`]; [`lock`] freezes configurations.
+//! [`version`] gives RPM and Debian ordering, [`layout`] the platforms and path templates.
+//! [`cli`] is the thin command-line edge.
 
 pub mod atomic;
 pub mod blobs;
@@ -13,6 +15,7 @@ pub mod layout;
 pub mod lint;
 pub mod lock;
 pub mod pack;
+pub mod progress;
 pub mod repo;
 pub mod store;
 pub mod version;

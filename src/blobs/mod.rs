@@ -223,23 +223,22 @@ impl Blobs for FsBlobs {
         let gen_dir = parent.join(&generation);
         // A leftover of a crashed run is incomplete: start it afresh.
         let _ = fs::remove_dir_all(&gen_dir);
+        // Files with the same bytes (APT's by-hash copies) become hard links of one.
+        let mut first: std::collections::HashMap<&[u8], PathBuf> = Default::default();
         for (name, bytes) in files {
             let path = gen_dir.join(name);
             let dir = path.parent().unwrap_or(&gen_dir);
             fs::create_dir_all(dir).map_err(io_at(dir))?;
+            if let Some(same) = first.get(bytes.as_slice()) {
+                fs::hard_link(same, &path).map_err(io_at(&path))?;
+                continue;
+            }
             let mut f = File::create(&path).map_err(io_at(&path))?;
             f.write_all(bytes).map_err(io_at(&path))?;
-            f.sync_data().map_err(io_at(&path))?;
+            first.insert(bytes, path);
         }
-        let mut dirs: Vec<PathBuf> = files
-            .iter()
-            .filter_map(|(n, _)| gen_dir.join(n).parent().map(Path::to_path_buf))
-            .collect();
-        dirs.sort();
-        dirs.dedup();
-        for d in &dirs {
-            sync_dir(d)?;
-        }
+        // Everything on disk before the switch.
+        self.sync()?;
         let tmp = parent.join(format!(".{base}.link-{}", std::process::id()));
         let _ = fs::remove_file(&tmp);
         std::os::unix::fs::symlink(&generation, &tmp).map_err(io_at(&tmp))?;

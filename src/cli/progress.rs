@@ -1,11 +1,11 @@
-//! A progress bar on stderr for long packs, only when stderr is a terminal and the
+//! A progress bar on stderr for long packs and publishes, only when stderr is a terminal and the
 //! output is not `--json`.
 
 use std::io::IsTerminal;
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
-use crate::pack::Progress;
+use crate::progress::Progress;
 
 /// Below this many bytes a pack is quick enough that a bar would only flicker.
 const WORTH_A_BAR: u64 = 16 << 20;

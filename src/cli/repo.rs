@@ -24,6 +24,9 @@ pub enum RepoCommand {
         /// Volatile only: keep the newest N versions of each package.
         #[arg(long, value_name = "N")]
         keep: Option<u32>,
+        /// Compression of the YUM metadata.
+        #[arg(long, value_enum, default_value = "gzip")]
+        yum_compression: crate::store::MetadataCompression,
     },
     /// List the repositories.
     List,
@@ -92,9 +95,10 @@ pub fn cmd_repo(cmd: RepoCommand, data: &Path, layout: &Layout, json: bool) -> O
             kind,
             platforms,
             keep,
+            yum_compression,
         } => {
             let r = repos
-                .create(&name, kind, &platforms, keep)
+                .create(&name, kind, &platforms, keep, yum_compression)
                 .map_err(failure)?;
             if json {
                 print_json(&r)?;
@@ -205,8 +209,9 @@ pub fn cmd_publish(args: PublishArgs, data: &Path, layout: &Layout, json: bool) 
         sign: args.sign,
         platform: args.platform,
     };
+    let bar = super::progress::Bar::new(!json);
     let report = repos
-        .publish(&args.repo, &args.paths, &opts)
+        .publish(&args.repo, &args.paths, &opts, &bar)
         .map_err(failure)?;
     print_report(&report, json)
 }
@@ -333,8 +338,16 @@ pub fn cmd_register(args: RegisterArgs, data: &Path, layout: &Layout, json: bool
         project: args.project,
         ..Default::default()
     };
+    let bar = super::progress::Bar::new(!json);
     let report = repos
-        .register(&tree, &args.configuration, options, &args.repo, &args.paths)
+        .register(
+            &tree,
+            &args.configuration,
+            options,
+            &args.repo,
+            &args.paths,
+            &bar,
+        )
         .map_err(failure)?;
     print_report(&report, json)
 }

@@ -108,17 +108,7 @@ pub struct Artifact {
     pub sha256: String,
 }
 
-/// Reports progress of a long pack; the CLI draws a bar, the library stays silent.
-pub trait Progress: Sync {
-    /// A phase starts with `total` units (bytes) to go.
-    fn start(&self, _phase: &str, _total: u64) {}
-    fn advance(&self, _n: u64) {}
-    fn finish(&self) {}
-}
-
-/// No progress output.
-pub struct Quiet;
-impl Progress for Quiet {}
+pub use crate::progress::{Progress, Quiet};
 
 /// What to pack, and where.
 pub struct PackRequest<'a> {

@@ -7,13 +7,22 @@ use md5::Md5;
 use sha1::Sha1;
 use sha2::{Digest, Sha256, Sha512};
 
-use super::RepoError;
 use super::keys::Signer;
 use super::package::DebControl;
+use super::{RepoError, segments};
 use crate::layout::Platform;
-use crate::pack::compress;
 use crate::pack::spec::{Algorithm, Compression};
-use crate::store::{IndexEntry, PackageRecord};
+use crate::store::{IndexEntry, IndexRow, PackageRecord};
+
+/// `Packages.gz` at gzip's best, `Packages.xz` at xz's default.
+const GZIP: Compression = Compression {
+    algorithm: Algorithm::Gzip,
+    level: 9,
+};
+const XZ: Compression = Compression {
+    algorithm: Algorithm::Xz,
+    level: 6,
+};
 
 /// apt's canonical field order for `Packages` (apt-pkg/tagfile-order.c); fields not in
 /// it follow in their control-file order.
@@ -146,53 +155,45 @@ pub struct Suite<'a> {
     pub architectures: Vec<String>,
 }
 
-fn compressed(data: &[u8], algorithm: Algorithm, level: u32) -> Result<Vec<u8>, RepoError> {
-    compress::compress(data, Compression { algorithm, level }).map_err(|source| RepoError::Io {
-        path: "Packages".into(),
-        source,
-    })
-}
-
-/// The files of `dists/<suite>/` (relative names → bytes). Release's Date is the newest
-/// publish time, so the same packages always give the same bytes.
+/// The files of `dists/<suite>/` (relative names → bytes), from the suite's index rows
+/// (already in apt-ftparchive's order: by path). Release's Date is the newest publish
+/// time, so the same packages always give the same bytes.
 pub fn render(
     suite: &Suite,
-    packages: &[&PackageRecord],
+    rows: &[IndexRow],
     signer: Option<&Signer>,
+    cache: &mut segments::Cache,
 ) -> Result<Vec<(String, Vec<u8>)>, RepoError> {
-    let mut pkgs: Vec<(&str, &str, &str)> = packages
-        .iter()
-        .filter_map(|p| match &p.index {
-            IndexEntry::Apt { arch, stanza, .. } => {
-                Some((p.path.as_str(), arch.as_str(), stanza.as_str()))
-            }
-            _ => None,
-        })
-        .collect();
-    // apt-ftparchive's order: by file path.
-    pkgs.sort();
-    let date = packages.iter().map(|p| p.published).max().unwrap_or(0);
+    let date = rows.iter().map(|r| r.published).max().unwrap_or(0);
+    let io = |source| RepoError::Io {
+        path: "Packages".into(),
+        source,
+    };
     let mut files: Vec<(String, Vec<u8>)> = Vec::new();
-    let mut indexed: Vec<(String, usize, String)> = Vec::new();
+    let mut indexed: Vec<(String, u64, String)> = Vec::new();
     for arch in &suite.architectures {
-        let mut text = String::new();
-        for (_, a, stanza) in &pkgs {
-            if a == arch || *a == "all" {
-                text.push_str(stanza);
-                text.push('\n');
-            }
-        }
+        // Each stanza with the blank line that ends it.
+        let stanzas: Vec<(&str, String)> = rows
+            .iter()
+            .filter_map(|r| match &r.entry {
+                IndexEntry::Apt {
+                    arch: a, stanza, ..
+                } if a == arch || a == "all" => Some((r.key.as_str(), format!("{stanza}\n"))),
+                _ => None,
+            })
+            .collect();
+        let parts: Vec<(&str, &[u8])> = stanzas.iter().map(|(k, s)| (*k, s.as_bytes())).collect();
         let dir = format!("{}/binary-{arch}", suite.component);
-        let plain = text.into_bytes();
-        let gz = compressed(&plain, Algorithm::Gzip, 9)?;
-        let xz = compressed(&plain, Algorithm::Xz, 6)?;
+        let plain: Vec<u8> = parts.iter().flat_map(|(_, b)| b.iter().copied()).collect();
+        let gz = segments::build(b"", &parts, b"", GZIP, cache).map_err(io)?;
+        let xz = segments::build(b"", &parts, b"", XZ, cache).map_err(io)?;
         for (name, bytes) in [
             ("Packages", plain),
-            ("Packages.gz", gz),
-            ("Packages.xz", xz),
+            ("Packages.gz", gz.compressed),
+            ("Packages.xz", xz.compressed),
         ] {
             let sum = format!("{:x}", Sha256::digest(&bytes));
-            indexed.push((format!("{dir}/{name}"), bytes.len(), sum.clone()));
+            indexed.push((format!("{dir}/{name}"), bytes.len() as u64, sum.clone()));
             files.push((format!("{dir}/by-hash/SHA256/{sum}"), bytes.clone()));
             files.push((format!("{dir}/{name}"), bytes));
         }

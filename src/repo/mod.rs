@@ -14,6 +14,7 @@ pub mod keys;
 pub mod package;
 pub mod publish;
 pub mod release;
+pub mod segments;
 pub mod yum;
 
 use std::path::{Path, PathBuf};
@@ -22,7 +23,7 @@ use serde::Serialize;
 
 use crate::blobs::{BlobError, Blobs, FsBlobs};
 use crate::layout::Layout;
-use crate::store::{RepoKind, RepoRecord, SledStore, Store, StoreError};
+use crate::store::{MetadataCompression, RepoKind, RepoRecord, SledStore, Store, StoreError};
 
 pub use publish::{PublishOptions, PublishReport};
 
@@ -158,6 +159,7 @@ impl Repositories {
         kind: RepoKind,
         platforms: &[String],
         keep: Option<u32>,
+        yum_compression: MetadataCompression,
     ) -> Result<RepoRecord, RepoError> {
         check_repo_name(name)?;
         if self.store.repo(name)?.is_some() {
@@ -184,6 +186,7 @@ impl Repositories {
             keep,
             created: chrono::Utc::now().timestamp(),
             key: None,
+            yum_compression,
             pending: vec![],
         };
         self.store

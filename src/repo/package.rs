@@ -199,6 +199,9 @@ fn check_tgz(bytes: &[u8]) -> Result<(), String> {
 /// The fields of a control paragraph, as written (continuation lines keep their leading
 /// space and are joined with `\n`). Checked by debian-packaging's parser first.
 pub fn control_fields(text: &str) -> Result<Vec<(String, String)>, String> {
+    if text.contains('\0') {
+        return Err("the control file holds a NUL byte".into());
+    }
     let parsed = ControlFile::parse_str(text).map_err(|e| format!("control file: {e}"))?;
     if parsed.paragraphs().count() != 1 {
         return Err("the control file must hold exactly one paragraph".into());

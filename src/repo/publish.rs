@@ -14,7 +14,8 @@ use sha2::{Digest, Sha256};
 use super::package::{self, Identity, Parsed};
 use super::{RepoError, Repositories};
 use crate::layout::{PackageFormat, Platform};
-use crate::store::{Change, FileKind, IndexEntry, PackageRecord, RepoKind, RepoRecord};
+use crate::progress::Progress;
+use crate::store::{Change, FileKind, IndexEntry, Listing, PackageRecord, RepoKind, RepoRecord};
 use crate::version::{self, Scheme};
 
 #[derive(Debug, Clone, Default)]
@@ -113,9 +114,10 @@ impl Repositories {
         name: &str,
         inputs: &[PathBuf],
         opts: &PublishOptions,
+        progress: &dyn Progress,
     ) -> Result<PublishReport, RepoError> {
         let candidates = collect(inputs, opts, &self.layout)?;
-        self.publish_candidates(name, candidates, opts)
+        self.publish_candidates(name, candidates, opts, progress)
     }
 
     pub(super) fn publish_candidates(
@@ -123,8 +125,15 @@ impl Repositories {
         name: &str,
         candidates: Vec<Candidate>,
         opts: &PublishOptions,
+        progress: &dyn Progress,
     ) -> Result<PublishReport, RepoError> {
         let repo = self.repo(name)?;
+        let total: u64 = candidates
+            .iter()
+            .filter_map(|c| fs::metadata(&c.source).ok())
+            .map(|m| m.len())
+            .sum();
+        progress.start("checking", total);
         let _guard = self.lock_repo(name)?;
         let signer = if opts.sign {
             Some(self.signer(&repo)?)
@@ -136,7 +145,7 @@ impl Repositories {
         // is bad.
         let mut ready: Vec<Ready> = Vec::new();
         let mut seen = BTreeSet::new();
-        for r in self.check_all(&repo, candidates, signer.as_ref()) {
+        for r in self.check_all(&repo, candidates, signer.as_ref(), progress) {
             let r = r?;
             if !seen.insert(r.key.clone()) {
                 return Err(RepoError::BadPackage {
@@ -246,7 +255,12 @@ impl Repositories {
         }
 
         // 4. Bytes first, then the records (marking the indexes dirty), then the indexes.
+        progress.start(
+            "storing",
+            to_write.iter().map(|r| r.bytes.len() as u64).sum(),
+        );
         for r in &to_write {
+            progress.advance(r.bytes.len() as u64);
             self.blobs
                 .put_unsynced(&format!("{name}/{}", r.key), &r.bytes)?;
             if let Some(alias) = alias_key(self, &r.record) {
@@ -260,6 +274,7 @@ impl Repositories {
         dirty.pending = touched.iter().cloned().collect();
         changes.push(Change::PutRepo(dirty));
         self.store.apply(changes)?;
+        progress.finish();
         let rewritten = self.rebuild_indexes(&repo, &touched, signer.as_ref())?;
         let mut clean = repo.clone();
         clean.pending.clear();
@@ -310,28 +325,23 @@ impl Repositories {
             Some(s) => Some(s.clone()),
             None => self.signer(repo).ok(),
         };
-        let all = self.store.packages(&repo.name)?;
         let mut rewritten = Vec::new();
         for index in which {
+            let rows = self.store.index_entries(&repo.name, index)?;
+            // Compressed segments of earlier builds of this tree.
+            let mut known = std::collections::HashMap::new();
+            let old_keys = self.store.segment_keys(&repo.name, index)?;
+            for k in &old_keys {
+                if let Some(b) = self.store.segment(&repo.name, index, k)? {
+                    known.insert(k.clone(), b);
+                }
+            }
+            let mut cache = super::segments::Cache::new(known);
             let (files, dir) = if let Some(platform) = index.strip_prefix("yum/") {
-                let pkgs: Vec<&PackageRecord> = all
-                    .iter()
-                    .filter(|p| p.kind == FileKind::Rpm && p.platform == platform)
-                    .collect();
-                let files = super::yum::render(&pkgs, signer.as_ref())?;
+                let files =
+                    super::yum::render(&rows, repo.yum_compression, signer.as_ref(), &mut cache)?;
                 (files, format!("{}/repodata", yum_dir(self, platform)))
             } else if let Some(suite) = index.strip_prefix("apt/") {
-                let pkgs: Vec<&PackageRecord> = all
-                    .iter()
-                    .filter(|p| {
-                        p.kind == FileKind::Deb
-                            && self
-                                .layout
-                                .platforms
-                                .get(&p.platform)
-                                .is_some_and(|pl| pl.os == suite)
-                    })
-                    .collect();
                 let files = super::apt::render(
                     &super::apt::Suite {
                         origin: &repo.name,
@@ -339,8 +349,9 @@ impl Repositories {
                         component: &self.layout.repository.apt_component,
                         architectures: self.suite_architectures(repo, suite),
                     },
-                    &pkgs,
+                    &rows,
                     signer.as_ref(),
+                    &mut cache,
                 )?;
                 (
                     files,
@@ -354,6 +365,32 @@ impl Repositories {
                 .replace_dir(&format!("{}/{dir}", repo.name), &files)?
             {
                 rewritten.push(index.clone());
+            }
+            // Keep the segments this build used; drop the others.
+            let used: BTreeSet<&String> = cache.used.iter().collect();
+            let mut changes: Vec<Change> = cache
+                .added
+                .into_iter()
+                .filter(|(k, _)| used.contains(k))
+                .map(|(key, bytes)| Change::PutSegment {
+                    repo: repo.name.clone(),
+                    tree: index.clone(),
+                    key,
+                    bytes,
+                })
+                .collect();
+            changes.extend(
+                old_keys
+                    .into_iter()
+                    .filter(|k| !used.contains(k))
+                    .map(|key| Change::RemoveSegment {
+                        repo: repo.name.clone(),
+                        tree: index.clone(),
+                        key,
+                    }),
+            );
+            if !changes.is_empty() {
+                self.store.apply(changes)?;
             }
         }
         Ok(rewritten)
@@ -382,13 +419,18 @@ impl Repositories {
         repo: &RepoRecord,
         candidates: Vec<Candidate>,
         signer: Option<&super::keys::Signer>,
+        progress: &dyn Progress,
     ) -> Vec<Result<Ready, RepoError>> {
+        let check = |c| {
+            let r = self.check(repo, c, signer);
+            if let Ok(r) = &r {
+                progress.advance(r.bytes.len() as u64);
+            }
+            r
+        };
         let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
         if threads < 2 || candidates.len() < 8 {
-            return candidates
-                .into_iter()
-                .map(|c| self.check(repo, c, signer))
-                .collect();
+            return candidates.into_iter().map(check).collect();
         }
         let size = candidates.len().div_ceil(threads);
         let mut chunks: Vec<Vec<Candidate>> = Vec::new();
@@ -400,12 +442,8 @@ impl Repositories {
             let handles: Vec<_> = chunks
                 .into_iter()
                 .map(|chunk| {
-                    s.spawn(move || {
-                        chunk
-                            .into_iter()
-                            .map(|c| self.check(repo, c, signer))
-                            .collect::<Vec<_>>()
-                    })
+                    let check = &check;
+                    s.spawn(move || chunk.into_iter().map(check).collect::<Vec<_>>())
                 })
                 .collect();
             handles
@@ -502,8 +540,16 @@ impl Repositories {
             sha256,
             published: chrono::Utc::now().timestamp(),
             configuration: c.configuration.clone(),
+            listed: None,
             index: IndexEntry::None,
         };
+        record.listed = self.index_of(&record).map(|tree| Listing {
+            order: match record.kind {
+                FileKind::Rpm => super::yum::listing_order(&record.path),
+                _ => record.path.clone(),
+            },
+            tree,
+        });
         record.index = match &parsed {
             Parsed::Rpm(_) => {
                 // Re-read the header when signing changed the bytes (header range moves).
@@ -769,6 +815,7 @@ mod tests {
             sha256: String::new(),
             published: 0,
             configuration: None,
+            listed: None,
             index: IndexEntry::None,
         }
     }

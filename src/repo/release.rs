@@ -97,6 +97,7 @@ impl Repositories {
         options: ResolveOptions,
         repo: &str,
         inputs: &[PathBuf],
+        progress: &dyn crate::progress::Progress,
     ) -> Result<PublishReport, RepoError> {
         let record = self.repo(repo)?;
         if record.kind != RepoKind::Registered {
@@ -169,7 +170,7 @@ impl Repositories {
                 ..c
             });
         }
-        self.publish_candidates(repo, candidates, &PublishOptions::default())
+        self.publish_candidates(repo, candidates, &PublishOptions::default(), progress)
     }
 }
 

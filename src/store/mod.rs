@@ -58,10 +58,23 @@ pub struct RepoRecord {
     pub created: i64,
     /// Fingerprint (hex) of the signing key, once there is one.
     pub key: Option<String>,
+    /// How the YUM metadata files are compressed.
+    #[serde(default)]
+    pub yum_compression: MetadataCompression,
     /// Index trees (`yum/<platform>`, `apt/<suite>`) whose packages changed but whose
     /// files were not rewritten yet: an interrupted publish; the next one rebuilds them.
     #[serde(default)]
     pub pending: Vec<String>,
+}
+
+/// Compression of YUM metadata: gzip reads everywhere; zstd is smaller and faster to read
+/// (dnf 4.x with a zstd-enabled libsolv, EL8 and later).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum MetadataCompression {
+    #[default]
+    Gzip,
+    Zstd,
 }
 
 /// What kind of file a published package is.
@@ -93,14 +106,37 @@ pub struct PackageRecord {
     pub published: i64,
     /// The configuration it was built from, when known.
     pub configuration: Option<String>,
-    /// The pre-rendered index entries.
+    /// The index tree it is listed in (`yum/<platform>`, `apt/<suite>`) and its place
+    /// there (the order createrepo_c or apt-ftparchive gives).
+    #[serde(default)]
+    pub listed: Option<Listing>,
+    /// The pre-rendered index entries. Kept apart from the record in the store (see
+    /// [`Store::index_entries`]), so reading records stays cheap.
+    #[serde(skip)]
     pub index: IndexEntry,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// One package's entry in an index tree.
+#[derive(Debug, Clone, PartialEq)]
+pub struct IndexRow {
+    /// Its place (listing order, then path): unique within the tree.
+    pub key: String,
+    pub published: i64,
+    pub entry: IndexEntry,
+}
+
+/// Where a package appears in an index tree.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Listing {
+    pub tree: String,
+    pub order: String,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase", tag = "kind")]
 pub enum IndexEntry {
     /// Tarballs are not indexed.
+    #[default]
     None,
     /// `<package>` elements of primary.xml, filelists.xml and other.xml.
     Yum {
@@ -114,6 +150,50 @@ pub enum IndexEntry {
         arch: String,
         stanza: String,
     },
+}
+
+impl IndexEntry {
+    /// A compact encoding for the store: fields joined by NUL (which none may hold).
+    pub fn encode(&self, published: i64) -> Vec<u8> {
+        let parts: Vec<&str> = match self {
+            IndexEntry::None => return Vec::new(),
+            IndexEntry::Yum {
+                primary,
+                filelists,
+                other,
+            } => vec!["Y", primary, filelists, other],
+            IndexEntry::Apt {
+                suite,
+                arch,
+                stanza,
+            } => vec!["A", suite, arch, stanza],
+        };
+        let mut out = format!("{published}\0").into_bytes();
+        out.extend_from_slice(parts.join("\0").as_bytes());
+        out
+    }
+
+    /// The entry and its publish time, from [`IndexEntry::encode`]'s bytes.
+    pub fn decode(bytes: &[u8]) -> Option<(i64, IndexEntry)> {
+        let text = std::str::from_utf8(bytes).ok()?;
+        let mut parts = text.split('\0');
+        let published = parts.next()?.parse().ok()?;
+        let mut field = || parts.next().map(str::to_string);
+        let entry = match field()?.as_str() {
+            "Y" => IndexEntry::Yum {
+                primary: field()?,
+                filelists: field()?,
+                other: field()?,
+            },
+            "A" => IndexEntry::Apt {
+                suite: field()?,
+                arch: field()?,
+                stanza: field()?,
+            },
+            _ => return None,
+        };
+        Some((published, entry))
+    }
 }
 
 /// A locked configuration: its canonical content hash, recorded by `packyard lock`.
@@ -131,11 +211,30 @@ pub struct LockRecord {
 
 /// One change, applied with others in a single atomic batch.
 #[derive(Debug, Clone)]
+#[allow(clippy::large_enum_variant)] // built a handful at a time; boxing buys nothing
 pub enum Change {
     PutRepo(RepoRecord),
-    PutPackage { repo: String, record: PackageRecord },
-    RemovePackage { repo: String, path: String },
+    PutPackage {
+        repo: String,
+        record: PackageRecord,
+    },
+    RemovePackage {
+        repo: String,
+        path: String,
+    },
     PutLock(LockRecord),
+    /// A compressed segment of an index file, by its key (see `repo::segments`).
+    PutSegment {
+        repo: String,
+        tree: String,
+        key: String,
+        bytes: Vec<u8>,
+    },
+    RemoveSegment {
+        repo: String,
+        tree: String,
+        key: String,
+    },
 }
 
 /// The metadata store. Every write goes through [`Store::apply`], which applies a batch
@@ -149,6 +248,11 @@ pub trait Store: Send + Sync {
     /// The packages of a repository, by path.
     fn packages(&self, repo: &str) -> Result<Vec<PackageRecord>, StoreError>;
     fn lock(&self, configuration: &str) -> Result<Option<LockRecord>, StoreError>;
+    /// The index entries of one index tree, in their listing order.
+    fn index_entries(&self, repo: &str, tree: &str) -> Result<Vec<IndexRow>, StoreError>;
+    fn segment(&self, repo: &str, tree: &str, key: &str) -> Result<Option<Vec<u8>>, StoreError>;
+    /// The keys of an index tree's cached segments.
+    fn segment_keys(&self, repo: &str, tree: &str) -> Result<Vec<String>, StoreError>;
 }
 
 #[cfg(test)]
@@ -169,6 +273,7 @@ mod tests {
             sha256: "00".repeat(32),
             published: 1,
             configuration: None,
+            listed: None,
             index: IndexEntry::None,
         }
     }
@@ -184,6 +289,7 @@ mod tests {
             keep: Some(3),
             created: 0,
             key: None,
+            yum_compression: Default::default(),
             pending: vec![],
         };
         store

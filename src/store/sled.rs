@@ -7,7 +7,9 @@ use std::time::{Duration, Instant};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use super::{Change, LockRecord, PackageRecord, RepoRecord, Store, StoreError};
+use super::{
+    Change, IndexEntry, IndexRow, LockRecord, PackageRecord, RepoRecord, Store, StoreError,
+};
 
 pub struct SledStore {
     db: sled::Db,
@@ -26,6 +28,20 @@ fn pkg_key(repo: &str, path: &str) -> Vec<u8> {
 }
 fn lock_key(conf: &str) -> Vec<u8> {
     format!("lock\0{conf}").into_bytes()
+}
+// Index entries: `ent\0<repo>\0<tree>\0<order>\0<path>`, so a prefix scan lists a tree's
+// entries in their order. Segments: `seg\0<repo>\0<tree>\0<key>`.
+fn ent_prefix(repo: &str, tree: &str) -> Vec<u8> {
+    format!("ent\0{repo}\0{tree}\0").into_bytes()
+}
+fn ent_key(repo: &str, r: &PackageRecord) -> Option<Vec<u8>> {
+    let l = r.listed.as_ref()?;
+    let mut k = ent_prefix(repo, &l.tree);
+    k.extend_from_slice(format!("{}\0{}", l.order, r.path).as_bytes());
+    Some(k)
+}
+fn seg_prefix(repo: &str, tree: &str) -> Vec<u8> {
+    format!("seg\0{repo}\0{tree}\0").into_bytes()
 }
 
 fn backend(e: sled::Error) -> StoreError {
@@ -109,10 +125,41 @@ impl Store for SledStore {
             match c {
                 Change::PutRepo(r) => batch.insert(repo_key(&r.name), encode(r)),
                 Change::PutPackage { repo, record } => {
+                    // A record replaced in place may have been listed elsewhere.
+                    if let Some(old) = self.package(repo, &record.path)?
+                        && let Some(k) = ent_key(repo, &old)
+                    {
+                        batch.remove(k);
+                    }
+                    if let Some(k) = ent_key(repo, record) {
+                        batch.insert(k, record.index.encode(record.published));
+                    }
                     batch.insert(pkg_key(repo, &record.path), encode(record))
                 }
-                Change::RemovePackage { repo, path } => batch.remove(pkg_key(repo, path)),
+                Change::RemovePackage { repo, path } => {
+                    if let Some(old) = self.package(repo, path)?
+                        && let Some(k) = ent_key(repo, &old)
+                    {
+                        batch.remove(k);
+                    }
+                    batch.remove(pkg_key(repo, path))
+                }
                 Change::PutLock(l) => batch.insert(lock_key(&l.configuration), encode(l)),
+                Change::PutSegment {
+                    repo,
+                    tree,
+                    key,
+                    bytes,
+                } => {
+                    let mut k = seg_prefix(repo, tree);
+                    k.extend_from_slice(key.as_bytes());
+                    batch.insert(k, bytes.as_slice())
+                }
+                Change::RemoveSegment { repo, tree, key } => {
+                    let mut k = seg_prefix(repo, tree);
+                    k.extend_from_slice(key.as_bytes());
+                    batch.remove(k)
+                }
             }
         }
         self.db.apply_batch(batch).map_err(backend)?;
@@ -138,5 +185,43 @@ impl Store for SledStore {
 
     fn lock(&self, configuration: &str) -> Result<Option<LockRecord>, StoreError> {
         self.get(&lock_key(configuration))
+    }
+
+    fn index_entries(&self, repo: &str, tree: &str) -> Result<Vec<IndexRow>, StoreError> {
+        let prefix = ent_prefix(repo, tree);
+        self.db
+            .scan_prefix(&prefix)
+            .map(|kv| {
+                let (k, v) = kv.map_err(backend)?;
+                let (published, entry) =
+                    IndexEntry::decode(&v).ok_or_else(|| StoreError::Corrupt {
+                        key: String::from_utf8_lossy(&k).replace('\0', "/"),
+                        message: "not an index entry".into(),
+                    })?;
+                Ok(IndexRow {
+                    key: String::from_utf8_lossy(&k[prefix.len()..]).into_owned(),
+                    published,
+                    entry,
+                })
+            })
+            .collect()
+    }
+
+    fn segment(&self, repo: &str, tree: &str, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        let mut k = seg_prefix(repo, tree);
+        k.extend_from_slice(key.as_bytes());
+        Ok(self.db.get(k).map_err(backend)?.map(|v| v.to_vec()))
+    }
+
+    fn segment_keys(&self, repo: &str, tree: &str) -> Result<Vec<String>, StoreError> {
+        let prefix = seg_prefix(repo, tree);
+        self.db
+            .scan_prefix(&prefix)
+            .keys()
+            .map(|k| {
+                let k = k.map_err(backend)?;
+                Ok(String::from_utf8_lossy(&k[prefix.len()..]).into_owned())
+            })
+            .collect()
     }
 }

@@ -45,7 +45,7 @@ fn run_ok(cmd: &mut Command) -> String {
 
 fn gunzip(bytes: &[u8]) -> Vec<u8> {
     let mut out = Vec::new();
-    flate2::read::GzDecoder::new(bytes)
+    flate2::read::MultiGzDecoder::new(bytes)
         .read_to_end(&mut out)
         .unwrap();
     out
@@ -171,7 +171,11 @@ fn repodata_docs(dir: &Path) -> BTreeMap<String, Vec<u8>> {
         let gz = fs::read(dir.join(&r["href"])).unwrap();
         assert_eq!(gz.len().to_string(), r["size"], "{}", r["href"]);
         assert_eq!(format!("{:x}", Sha256::digest(&gz)), r["checksum"]);
-        let xml = gunzip(&gz);
+        let xml = if r["href"].ends_with(".zst") {
+            zstd::decode_all(gz.as_slice()).unwrap()
+        } else {
+            gunzip(&gz)
+        };
         assert_eq!(xml.len().to_string(), r["open-size"]);
         assert_eq!(format!("{:x}", Sha256::digest(&xml)), r["open-checksum"]);
         docs.insert(r["type"].clone(), xml);
@@ -409,6 +413,12 @@ fn dnf_installs_signed_packages_from_a_signed_repository() {
     let short = fingerprint[fingerprint.len() - 16..].to_lowercase();
     assert!(info.contains(&short), "signed by another key: {info}");
 
+    dnf_install(d, &base, Some(&key_file), "my-database-schemas");
+}
+
+/// `dnf install PACKAGE` into a throwaway root from the YUM tree at `base`, checking
+/// signatures when a key is given; then `rpm -q` finds it there.
+fn dnf_install(d: &Path, base: &Path, key: Option<&Path>, package: &str) {
     if !have_tool("dnf", &["--version"]) {
         return;
     }
@@ -417,8 +427,8 @@ fn dnf_installs_signed_packages_from_a_signed_repository() {
     fs::create_dir_all(&empty).unwrap();
     let conf = d.join("dnf.conf");
     fs::write(&conf, "[main]\ngpgcheck=1\n").unwrap();
-    let o = Command::new("dnf")
-        .arg("-y")
+    let mut cmd = Command::new("dnf");
+    cmd.arg("-y")
         .arg("-c")
         .arg(&conf)
         .arg(format!("--installroot={}", root.display()))
@@ -429,26 +439,57 @@ fn dnf_installs_signed_packages_from_a_signed_repository() {
         ])
         .arg(format!("--setopt=reposdir={}", empty.display()))
         .arg(format!("--setopt=cachedir={}", d.join("cache").display()))
-        .arg(format!("--repofrompath=nightly,file://{}", base.display()))
-        .args([
-            "--setopt=nightly.gpgcheck=1",
-            "--setopt=nightly.repo_gpgcheck=1",
-        ])
-        .arg(format!(
-            "--setopt=nightly.gpgkey=file://{}",
-            key_file.display()
-        ))
-        .args(["install", "my-database-schemas"])
-        .output()
-        .unwrap();
+        .arg(format!("--repofrompath=nightly,file://{}", base.display()));
+    match key {
+        Some(k) => {
+            cmd.args([
+                "--setopt=nightly.gpgcheck=1",
+                "--setopt=nightly.repo_gpgcheck=1",
+            ])
+            .arg(format!("--setopt=nightly.gpgkey=file://{}", k.display()));
+        }
+        None => {
+            cmd.args([
+                "--setopt=nightly.gpgcheck=0",
+                "--setopt=nightly.repo_gpgcheck=0",
+            ]);
+        }
+    }
+    let o = cmd.args(["install", package]).output().unwrap();
     assert!(o.status.success(), "dnf: {}{}", stdout(&o), stderr(&o));
     let q = run_ok(
         Command::new("rpm")
             .arg("--root")
             .arg(&root)
-            .args(["-q", "my-database-schemas"]),
+            .args(["-q", package]),
     );
-    assert!(q.starts_with("my-database-schemas-3.0.0-1"), "{q}");
+    assert!(q.starts_with(package), "{q}");
+}
+
+#[test]
+fn zstd_repodata_reads_the_same_and_installs() {
+    let data = tempfile::tempdir().unwrap();
+    let d = data.path();
+    py_json(
+        d,
+        &[
+            "repo",
+            "create",
+            "nightly",
+            "--kind",
+            "volatile",
+            "--yum-compression",
+            "zstd",
+        ],
+    );
+    let out = packed("el9_x86_64").to_str().unwrap().to_string();
+    py_json(d, &["publish", "--repo", "nightly", &out]);
+    let base = d.join("repos/nightly/yum/el9_x86_64");
+    let repomd = fs::read_to_string(base.join("repodata/repomd.xml")).unwrap();
+    assert_eq!(repomd.matches(".xml.zst\"").count(), 3, "{repomd}");
+    let docs = repodata_docs(&base);
+    assert_eq!(xml_packages(&docs["primary"], &[]).len(), 6);
+    dnf_install(d, &base, None, "my-database-schemas");
 }
 
 #[test]
@@ -519,6 +560,44 @@ fn apt_get_fetches_from_a_signed_repository() {
     // A bad or missing signature is only a warning for apt-get update: refuse those too.
     let update = apt(&["update"], d);
     assert!(!update.contains("W:") && !update.contains("E:"), "{update}");
+    // Every package is there, read from Packages.xz, and again from Packages.gz (both
+    // are made of separately compressed segments).
+    let count = |out: String| out.lines().filter(|l| l.starts_with("Package: ")).count();
+    let apt_cache = |extra: &[&str]| {
+        let o = Command::new("apt-cache")
+            .arg("-o")
+            .arg(format!("Dir={}", root.display()))
+            .arg("-o")
+            .arg(format!(
+                "Dir::State::status={}",
+                root.join("var/lib/dpkg/status").display()
+            ))
+            .args(extra)
+            .arg("dumpavail")
+            .output()
+            .unwrap();
+        stdout(&o)
+    };
+    assert_eq!(count(apt_cache(&[])), 6);
+    for dir in ["var/lib/apt/lists"] {
+        for e in fs::read_dir(root.join(dir)).unwrap().flatten() {
+            if e.file_type().unwrap().is_file() {
+                fs::remove_file(e.path()).unwrap();
+            }
+        }
+    }
+    let update = apt(
+        &[
+            "-o",
+            "Acquire::CompressionTypes::Order::=gz",
+            "-o",
+            "Acquire::CompressionTypes::xz=",
+            "update",
+        ],
+        d,
+    );
+    assert!(update.contains("Packages"), "{update}");
+    assert_eq!(count(apt_cache(&[])), 6);
     let dl = d.join("downloads");
     fs::create_dir_all(&dl).unwrap();
     apt(&["download", "my-database-schemas"], &dl);

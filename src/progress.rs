@@ -1,0 +1,14 @@
+//! Progress of long work (packing, publishing): the library reports it through this
+//! trait, the CLI draws a bar, everything else stays silent.
+
+/// Reports progress; every method defaults to doing nothing.
+pub trait Progress: Sync {
+    /// A phase starts with `total` units (bytes) to go.
+    fn start(&self, _phase: &str, _total: u64) {}
+    fn advance(&self, _n: u64) {}
+    fn finish(&self) {}
+}
+
+/// No progress output.
+pub struct Quiet;
+impl Progress for Quiet {}
