@@ -157,7 +157,12 @@ impl Repositories {
         }
 
         // 2. What each file does to the repository.
-        let existing = self.store.packages(name)?;
+        // Only records of the names being published can be twins or be pruned.
+        let mut existing: Vec<PackageRecord> = Vec::new();
+        let names: BTreeSet<&str> = ready.iter().map(|r| r.record.name.as_str()).collect();
+        for n in names {
+            existing.extend(self.store.packages_named(name, n)?);
+        }
         let mut changes = Vec::new();
         let mut files = Vec::new();
         let mut removed: Vec<PackageRecord> = Vec::new();

@@ -247,6 +247,8 @@ pub trait Store: Send + Sync {
     fn package(&self, repo: &str, path: &str) -> Result<Option<PackageRecord>, StoreError>;
     /// The packages of a repository, by path.
     fn packages(&self, repo: &str) -> Result<Vec<PackageRecord>, StoreError>;
+    /// The packages of a repository with this name (any kind, platform, version).
+    fn packages_named(&self, repo: &str, name: &str) -> Result<Vec<PackageRecord>, StoreError>;
     fn lock(&self, configuration: &str) -> Result<Option<LockRecord>, StoreError>;
     /// The index entries of one index tree, in their listing order.
     fn index_entries(&self, repo: &str, tree: &str) -> Result<Vec<IndexRow>, StoreError>;
@@ -328,6 +330,14 @@ mod tests {
             .unwrap();
         assert!(store.package("nightly", "a/tool.rpm").unwrap().is_none());
         assert!(store.package("nightly", "b/tool.rpm").unwrap().is_some());
+        let named: Vec<_> = store
+            .packages_named("nightly", "tool")
+            .unwrap()
+            .into_iter()
+            .map(|p| p.path)
+            .collect();
+        assert_eq!(named, ["b/tool.rpm"]);
+        assert!(store.packages_named("nightly", "too").unwrap().is_empty());
         drop(store);
         // Durable across a reopen (sled lets go of its lock file shortly after a drop).
         let store =

@@ -40,6 +40,16 @@ fn ent_key(repo: &str, r: &PackageRecord) -> Option<Vec<u8>> {
     k.extend_from_slice(format!("{}\0{}", l.order, r.path).as_bytes());
     Some(k)
 }
+// Packages by name: `name\0<repo>\0<name>\0<path>` (empty value), so a publish reads
+// only the records of the names it touches.
+fn name_prefix(repo: &str, name: &str) -> Vec<u8> {
+    format!("name\0{repo}\0{name}\0").into_bytes()
+}
+fn name_key(repo: &str, r: &PackageRecord) -> Vec<u8> {
+    let mut k = name_prefix(repo, &r.name);
+    k.extend_from_slice(r.path.as_bytes());
+    k
+}
 fn seg_prefix(repo: &str, tree: &str) -> Vec<u8> {
     format!("seg\0{repo}\0{tree}\0").into_bytes()
 }
@@ -126,21 +136,24 @@ impl Store for SledStore {
                 Change::PutRepo(r) => batch.insert(repo_key(&r.name), encode(r)),
                 Change::PutPackage { repo, record } => {
                     // A record replaced in place may have been listed elsewhere.
-                    if let Some(old) = self.package(repo, &record.path)?
-                        && let Some(k) = ent_key(repo, &old)
-                    {
-                        batch.remove(k);
+                    if let Some(old) = self.package(repo, &record.path)? {
+                        batch.remove(name_key(repo, &old));
+                        if let Some(k) = ent_key(repo, &old) {
+                            batch.remove(k);
+                        }
                     }
+                    batch.insert(name_key(repo, record), &[] as &[u8]);
                     if let Some(k) = ent_key(repo, record) {
                         batch.insert(k, record.index.encode(record.published));
                     }
                     batch.insert(pkg_key(repo, &record.path), encode(record))
                 }
                 Change::RemovePackage { repo, path } => {
-                    if let Some(old) = self.package(repo, path)?
-                        && let Some(k) = ent_key(repo, &old)
-                    {
-                        batch.remove(k);
+                    if let Some(old) = self.package(repo, path)? {
+                        batch.remove(name_key(repo, &old));
+                        if let Some(k) = ent_key(repo, &old) {
+                            batch.remove(k);
+                        }
                     }
                     batch.remove(pkg_key(repo, path))
                 }
@@ -185,6 +198,17 @@ impl Store for SledStore {
 
     fn lock(&self, configuration: &str) -> Result<Option<LockRecord>, StoreError> {
         self.get(&lock_key(configuration))
+    }
+
+    fn packages_named(&self, repo: &str, name: &str) -> Result<Vec<PackageRecord>, StoreError> {
+        let prefix = name_prefix(repo, name);
+        let mut out = Vec::new();
+        for k in self.db.scan_prefix(&prefix).keys() {
+            let k = k.map_err(backend)?;
+            let path = String::from_utf8_lossy(&k[prefix.len()..]).into_owned();
+            out.extend(self.package(repo, &path)?);
+        }
+        Ok(out)
     }
 
     fn index_entries(&self, repo: &str, tree: &str) -> Result<Vec<IndexRow>, StoreError> {

@@ -38,58 +38,38 @@ fn pack(
     out: &Path,
     env: &[(&str, &str)],
 ) -> Vec<Value> {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_packyard"));
-    cmd.args(["pack", "--json", "--tree"])
-        .arg(tree)
-        .args(["--configuration", conf, "--platform", platform, "--prefix"])
-        .arg(prefix)
-        .arg("--out")
-        .arg(out)
-        .current_dir(crate::support::root())
-        .env_remove("SOURCE_DATE_EPOCH");
-    for (k, v) in env {
-        cmd.env(k, v);
-    }
-    let o = cmd.output().unwrap();
-    assert!(
-        o.status.success(),
-        "pack {conf} {platform}: {}{}",
-        crate::support::stdout(&o),
-        stderr(&o)
-    );
-    serde_json::from_slice::<Value>(&o.stdout)
-        .unwrap()
-        .as_array()
-        .unwrap()
-        .clone()
+    pack_args(tree, conf, platform, prefix, out, &[], env)
 }
 
-/// `pack` of the mini tree's tool with extra arguments.
-fn pack_with(
+/// `pack` with extra arguments (SOURCE_DATE_EPOCH only from `env`).
+fn pack_args(
     tree: &Path,
+    conf: &str,
     platform: &str,
     prefix: &Path,
     out: &Path,
     extra: &[&str],
     env: &[(&str, &str)],
 ) -> Vec<Value> {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_packyard"));
-    cmd.args(["pack", "--json", "--tree"])
+    let o = Command::new(env!("CARGO_BIN_EXE_packyard"))
+        .args(["pack", "--json", "--tree"])
         .arg(tree)
-        .args([
-            "--configuration",
-            "tool_R_1_0_0_1",
-            "--platform",
-            platform,
-            "--prefix",
-        ])
+        .args(["--configuration", conf, "--platform", platform, "--prefix"])
         .arg(prefix)
         .arg("--out")
         .arg(out)
         .args(extra)
-        .envs(env.iter().copied());
-    let o = cmd.output().unwrap();
-    assert!(o.status.success(), "pack {extra:?}: {}", stderr(&o));
+        .current_dir(crate::support::root())
+        .env_remove("SOURCE_DATE_EPOCH")
+        .envs(env.iter().copied())
+        .output()
+        .unwrap();
+    assert!(
+        o.status.success(),
+        "pack {conf} {platform} {extra:?}: {}{}",
+        crate::support::stdout(&o),
+        stderr(&o)
+    );
     serde_json::from_slice::<Value>(&o.stdout)
         .unwrap()
         .as_array()
@@ -933,8 +913,9 @@ fn formats_choose_what_is_written() {
     assert_eq!(all.len(), 2);
     for (format, other) in [("deb", "tgz"), ("tgz", "deb")] {
         let out = dir.path().join(format);
-        let one = pack_with(
+        let one = pack_args(
             &tree,
+            "tool_R_1_0_0_1",
             "deb12_amd64",
             &prefix,
             &out,

@@ -416,29 +416,28 @@ fn dnf_installs_signed_packages_from_a_signed_repository() {
     dnf_install(d, &base, Some(&key_file), "my-database-schemas");
 }
 
-/// `dnf install PACKAGE` into a throwaway root from the YUM tree at `base`, checking
-/// signatures when a key is given; then `rpm -q` finds it there.
-fn dnf_install(d: &Path, base: &Path, key: Option<&Path>, package: &str) {
-    if !have_tool("dnf", &["--version"]) {
-        return;
-    }
-    let root = d.join("root");
-    let empty = d.join("no-repos");
+/// dnf on a throwaway root, cache and config under `work`, with the YUM tree at `base`
+/// as its only repository; signatures checked when a key is given. Must succeed.
+fn dnf(work: &Path, base: &Path, key: Option<&Path>, args: &[&str]) -> String {
+    let empty = work.join("no-repos");
     fs::create_dir_all(&empty).unwrap();
-    let conf = d.join("dnf.conf");
+    let conf = work.join("dnf.conf");
     fs::write(&conf, "[main]\ngpgcheck=1\n").unwrap();
     let mut cmd = Command::new("dnf");
     cmd.arg("-y")
         .arg("-c")
         .arg(&conf)
-        .arg(format!("--installroot={}", root.display()))
+        .arg(format!("--installroot={}", work.join("root").display()))
         .args([
             "--releasever=9",
             "--nodocs",
             "--setopt=install_weak_deps=False",
         ])
         .arg(format!("--setopt=reposdir={}", empty.display()))
-        .arg(format!("--setopt=cachedir={}", d.join("cache").display()))
+        .arg(format!(
+            "--setopt=cachedir={}",
+            work.join("cache").display()
+        ))
         .arg(format!("--repofrompath=nightly,file://{}", base.display()));
     match key {
         Some(k) => {
@@ -455,12 +454,26 @@ fn dnf_install(d: &Path, base: &Path, key: Option<&Path>, package: &str) {
             ]);
         }
     }
-    let o = cmd.args(["install", package]).output().unwrap();
-    assert!(o.status.success(), "dnf: {}{}", stdout(&o), stderr(&o));
+    let o = cmd.args(args).output().unwrap();
+    assert!(
+        o.status.success(),
+        "dnf {args:?}: {}{}",
+        stdout(&o),
+        stderr(&o)
+    );
+    stdout(&o)
+}
+
+/// `dnf install PACKAGE` into a throwaway root; then `rpm -q` finds it there.
+fn dnf_install(d: &Path, base: &Path, key: Option<&Path>, package: &str) {
+    if !have_tool("dnf", &["--version"]) {
+        return;
+    }
+    dnf(d, base, key, &["install", package]);
     let q = run_ok(
         Command::new("rpm")
             .arg("--root")
-            .arg(&root)
+            .arg(d.join("root"))
             .args(["-q", package]),
     );
     assert!(q.starts_with(package), "{q}");
@@ -514,37 +527,87 @@ fn apt_get_fetches_from_a_signed_repository() {
     if !have_tool("apt-get", &["--version"]) {
         return;
     }
-    let root = d.join("aptroot");
-    for dir in [
-        "etc/apt/sources.list.d",
-        "etc/apt/preferences.d",
-        "var/lib/apt/lists/partial",
-        "var/cache/apt/archives/partial",
-        "var/lib/dpkg",
-    ] {
-        fs::create_dir_all(root.join(dir)).unwrap();
+    let apt = AptRoot::new(&d.join("aptroot"), &repo);
+    apt.update(&[]);
+    // Every package is there, read from Packages.xz, and again from Packages.gz (both
+    // are made of separately compressed segments).
+    assert_eq!(apt.available(), 6);
+    for e in fs::read_dir(apt.root.join("var/lib/apt/lists"))
+        .unwrap()
+        .flatten()
+    {
+        if e.file_type().unwrap().is_file() {
+            fs::remove_file(e.path()).unwrap();
+        }
     }
-    fs::write(root.join("var/lib/dpkg/status"), "").unwrap();
-    fs::write(
-        root.join("etc/apt/sources.list"),
-        format!(
-            "deb [signed-by={}] file://{} deb12 main\n",
-            repo.join("key.asc").display(),
-            repo.join("apt").display()
-        ),
-    )
-    .unwrap();
-    let apt = |args: &[&str], cwd: &Path| {
-        let o = Command::new("apt-get")
-            .arg("-o")
-            .arg(format!("Dir={}", root.display()))
+    apt.update(&[
+        "-o",
+        "Acquire::CompressionTypes::Order::=gz",
+        "-o",
+        "Acquire::CompressionTypes::xz=",
+    ]);
+    assert_eq!(apt.available(), 6);
+    let dl = d.join("downloads");
+    fs::create_dir_all(&dl).unwrap();
+    apt.run(&["download", "my-database-schemas"], &dl);
+    let got: Vec<_> = fs::read_dir(&dl)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(got.len(), 1, "{got:?}");
+    assert!(got[0].starts_with("my-database-schemas_3.0.0-1"), "{got:?}");
+}
+
+/// A throwaway apt root whose only source is repository `repo` (suite deb12, signed-by its
+/// key.asc): apt-get and apt-cache touch nothing of the machine's own.
+struct AptRoot {
+    root: std::path::PathBuf,
+}
+
+impl AptRoot {
+    fn new(root: &Path, repo: &Path) -> AptRoot {
+        for dir in [
+            "etc/apt/sources.list.d",
+            "etc/apt/preferences.d",
+            "var/lib/apt/lists/partial",
+            "var/cache/apt/archives/partial",
+            "var/lib/dpkg",
+        ] {
+            fs::create_dir_all(root.join(dir)).unwrap();
+        }
+        fs::write(root.join("var/lib/dpkg/status"), "").unwrap();
+        fs::write(
+            root.join("etc/apt/sources.list"),
+            format!(
+                "deb [signed-by={}] file://{} deb12 main\n",
+                repo.join("key.asc").display(),
+                repo.join("apt").display()
+            ),
+        )
+        .unwrap();
+        AptRoot {
+            root: root.to_path_buf(),
+        }
+    }
+
+    fn cmd(&self, tool: &str) -> Command {
+        let mut c = Command::new(tool);
+        c.arg("-o")
+            .arg(format!("Dir={}", self.root.display()))
             .arg("-o")
             .arg(format!(
                 "Dir::State::status={}",
-                root.join("var/lib/dpkg/status").display()
+                self.root.join("var/lib/dpkg/status").display()
             ))
             .args(["-o", "Debug::NoLocking=1", "-o", "APT::Architecture=amd64"])
-            .args(["-o", "APT::Architectures=amd64"])
+            .args(["-o", "APT::Architectures=amd64"]);
+        c
+    }
+
+    /// apt-get ARGS in `cwd`, which must succeed; its output.
+    fn run(&self, args: &[&str], cwd: &Path) -> String {
+        let o = self
+            .cmd("apt-get")
             .args(args)
             .current_dir(cwd)
             .output()
@@ -556,57 +619,25 @@ fn apt_get_fetches_from_a_signed_repository() {
             stderr(&o)
         );
         stdout(&o) + &stderr(&o)
-    };
-    // A bad or missing signature is only a warning for apt-get update: refuse those too.
-    let update = apt(&["update"], d);
-    assert!(!update.contains("W:") && !update.contains("E:"), "{update}");
-    // Every package is there, read from Packages.xz, and again from Packages.gz (both
-    // are made of separately compressed segments).
-    let count = |out: String| out.lines().filter(|l| l.starts_with("Package: ")).count();
-    let apt_cache = |extra: &[&str]| {
-        let o = Command::new("apt-cache")
-            .arg("-o")
-            .arg(format!("Dir={}", root.display()))
-            .arg("-o")
-            .arg(format!(
-                "Dir::State::status={}",
-                root.join("var/lib/dpkg/status").display()
-            ))
-            .args(extra)
-            .arg("dumpavail")
-            .output()
-            .unwrap();
-        stdout(&o)
-    };
-    assert_eq!(count(apt_cache(&[])), 6);
-    for dir in ["var/lib/apt/lists"] {
-        for e in fs::read_dir(root.join(dir)).unwrap().flatten() {
-            if e.file_type().unwrap().is_file() {
-                fs::remove_file(e.path()).unwrap();
-            }
-        }
     }
-    let update = apt(
-        &[
-            "-o",
-            "Acquire::CompressionTypes::Order::=gz",
-            "-o",
-            "Acquire::CompressionTypes::xz=",
-            "update",
-        ],
-        d,
-    );
-    assert!(update.contains("Packages"), "{update}");
-    assert_eq!(count(apt_cache(&[])), 6);
-    let dl = d.join("downloads");
-    fs::create_dir_all(&dl).unwrap();
-    apt(&["download", "my-database-schemas"], &dl);
-    let got: Vec<_> = fs::read_dir(&dl)
-        .unwrap()
-        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-        .collect();
-    assert_eq!(got.len(), 1, "{got:?}");
-    assert!(got[0].starts_with("my-database-schemas_3.0.0-1"), "{got:?}");
+
+    /// `apt-get update`, refusing warnings too (a bad signature is only a warning).
+    fn update(&self, options: &[&str]) {
+        let mut args = options.to_vec();
+        args.push("update");
+        let out = self.run(&args, &self.root);
+        assert!(!out.contains("W:") && !out.contains("E:"), "{out}");
+        assert!(out.contains("Packages"), "{out}");
+    }
+
+    /// How many packages apt knows.
+    fn available(&self) -> usize {
+        let o = self.cmd("apt-cache").arg("dumpavail").output().unwrap();
+        stdout(&o)
+            .lines()
+            .filter(|l| l.starts_with("Package: "))
+            .count()
+    }
 }
 
 /// A tree with one component in versions 1.0.0, 1.1.0 and 1.2.0 (one release each).
@@ -1090,6 +1121,26 @@ fn check_consistent(data: &Path, repo: &str) -> usize {
     named
 }
 
+/// dnf and apt-get read repository `nightly` (signed) without a complaint.
+fn clients_read(data: &Path, work: &Path) {
+    let repo = data.join("repos/nightly");
+    let key = repo.join("key.asc");
+    if repo.join("yum/el9_x86_64/repodata").exists() && have_tool("dnf", &["--version"]) {
+        let listed = dnf(
+            work,
+            &repo.join("yum/el9_x86_64"),
+            Some(&key),
+            &["list", "--available"],
+        );
+        assert!(listed.contains("nightly"), "{listed}");
+    }
+    if repo.join("apt/dists/deb12").exists() && have_tool("apt-get", &["--version"]) {
+        let apt = AptRoot::new(&work.join("apt"), &repo);
+        apt.update(&[]);
+        assert!(apt.available() > 0);
+    }
+}
+
 #[test]
 fn a_killed_publish_leaves_a_consistent_repository() {
     let dir = tempfile::tempdir().unwrap();
@@ -1151,6 +1202,10 @@ fn a_killed_publish_leaves_a_consistent_repository() {
         let _ = child.kill();
         let _ = child.wait();
         check_consistent(d, "nightly");
+        // Now and then, the real clients read it as it is.
+        if i % 8 == 5 {
+            clients_read(d, &dir.path().join(format!("clients{i}")));
+        }
     }
     assert!(killed >= 8, "only {killed} publishes were interrupted");
     // A publish that runs to its end repairs what the killed ones left pending.
@@ -1167,6 +1222,7 @@ fn a_killed_publish_leaves_a_consistent_repository() {
     assert!(last["files"].is_array());
     let named = check_consistent(d, "nightly");
     assert!(named >= 12, "{named} packages indexed");
+    clients_read(d, &dir.path().join("clients-end"));
     let shown = py_json(d, &["repo", "show", "nightly"]);
     assert!(shown["pending"].as_array().unwrap().is_empty(), "{shown}");
 }
@@ -1204,4 +1260,235 @@ fn concurrent_publishes_all_land() {
     }
     assert_eq!(py_json(d, &["repo", "show", "nightly"])["packages"], 18);
     assert_eq!(check_consistent(d, "nightly"), 9);
+}
+
+/// Runs a publish that must fail; checks the message and that neither the repository
+/// tree nor the store changed.
+fn publish_refused(d: &Path, repo: &str, args: &[&str], expect: &[&str]) {
+    let before = snapshot(&d.join("repos").join(repo));
+    let count = py_json(d, &["repo", "show", repo])["packages"].clone();
+    let mut all = vec!["publish", "--repo", repo];
+    all.extend_from_slice(args);
+    let o = py(d, &all);
+    let err = stderr(&o);
+    assert!(!o.status.success(), "published anyway: {args:?}");
+    for e in expect {
+        assert!(err.contains(e), "`{e}` not in: {err}");
+    }
+    assert!(err.contains("hint: "), "no hint: {err}");
+    assert_eq!(
+        snapshot(&d.join("repos").join(repo)),
+        before,
+        "tree changed"
+    );
+    assert_eq!(py_json(d, &["repo", "show", repo])["packages"], count);
+}
+
+#[test]
+fn bad_packages_are_refused_and_nothing_changes() {
+    let dir = tempfile::tempdir().unwrap();
+    let tree = versions_tree(dir.path());
+    let d = &dir.path().join("data");
+    py_json(
+        d,
+        &[
+            "repo",
+            "create",
+            "el",
+            "--kind",
+            "volatile",
+            "--platforms",
+            "el9_x86_64",
+        ],
+    );
+    let good = dir.path().join("good");
+    pack_version(&tree, 0, &good, "1700000000");
+    py_json(d, &["publish", "--repo", "el", good.to_str().unwrap()]);
+    let rpm = |root: &Path| root.join("vt/vt.tool/1.0.0/el9_x86_64/vt-tool-1.0.0-1.x86_64.rpm");
+
+    // A truncated RPM among good files: the whole publish is refused.
+    let cut = dir.path().join("cut");
+    pack_version(&tree, 0, &cut, "1700000001");
+    let bytes = fs::read(rpm(&cut)).unwrap();
+    fs::write(rpm(&cut), &bytes[..bytes.len() / 2]).unwrap();
+    publish_refused(
+        d,
+        "el",
+        &[cut.to_str().unwrap()],
+        &["vt-tool-1.0.0-1.x86_64.rpm", "RPM"],
+    );
+
+    // One flipped byte in the payload: the digests say so.
+    let flipped = dir.path().join("flipped");
+    pack_version(&tree, 0, &flipped, "1700000002");
+    let mut bytes = fs::read(rpm(&flipped)).unwrap();
+    let at = bytes.len() - 10;
+    bytes[at] ^= 0xff;
+    fs::write(rpm(&flipped), &bytes).unwrap();
+    publish_refused(d, "el", &[flipped.to_str().unwrap()], &["digest"]);
+
+    // Not a package at all, and a name that says DEB but holds junk.
+    let junk = dir.path().join("junk");
+    crate::support::write(&junk.join("el9_x86_64/notes.txt"), "hello");
+    publish_refused(
+        d,
+        "el",
+        &[junk.to_str().unwrap()],
+        &["notes.txt", "not a package"],
+    );
+    let fake = dir.path().join("fake.deb");
+    fs::write(&fake, b"!<arch>\nnot really").unwrap();
+    publish_refused(
+        d,
+        "el",
+        &["--platform", "el9_x86_64", fake.to_str().unwrap()],
+        &["fake.deb", "not a valid DEB"],
+    );
+
+    // A symlink in a tree (it could point anywhere).
+    let linked = dir.path().join("linked");
+    copy_tree(&good, &linked);
+    std::os::unix::fs::symlink("/etc/passwd", linked.join("vt/passwd.rpm")).unwrap();
+    publish_refused(
+        d,
+        "el",
+        &[linked.to_str().unwrap()],
+        &["passwd.rpm", "symlink"],
+    );
+
+    // A loose file needs a platform; the repository takes only el9_x86_64.
+    let loose = rpm(&good);
+    let loose = loose.to_str().unwrap();
+    publish_refused(d, "el", &[loose], &["no platform", "--platform"]);
+    publish_refused(
+        d,
+        "el",
+        &["--platform", "deb12_amd64", loose],
+        &["takes platforms el9_x86_64"],
+    );
+    let deb = dir.path().join("deb");
+    pack_version_for(&tree, 0, &deb, "1700000000", "deb12_amd64");
+    publish_refused(d, "el", &[deb.to_str().unwrap()], &["deb12_amd64"]);
+}
+
+#[test]
+fn loose_files_go_to_name_version_platform() {
+    let dir = tempfile::tempdir().unwrap();
+    let tree = versions_tree(dir.path());
+    let d = &dir.path().join("data");
+    py_json(d, &["repo", "create", "nightly", "--kind", "volatile"]);
+    let out = dir.path().join("v1");
+    pack_version(&tree, 1, &out, "1700000000");
+    let dir1 = out.join("vt/vt.tool/1.1.0/el9_x86_64");
+    let r = py_json(
+        d,
+        &[
+            "publish",
+            "--repo",
+            "nightly",
+            "--platform",
+            "el9_x86_64",
+            dir1.join("vt-tool-1.1.0-1.x86_64.rpm").to_str().unwrap(),
+            dir1.join("vt-tool-1.1.0-1.tar.gz").to_str().unwrap(),
+        ],
+    );
+    let paths: Vec<&str> = r["files"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["path"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        paths,
+        [
+            "vt-tool/1.1.0/el9_x86_64/vt-tool-1.1.0-1.x86_64.rpm",
+            "vt-tool/1.1.0/el9_x86_64/vt-tool-1.1.0-1.tar.gz"
+        ]
+    );
+    for p in paths {
+        assert!(d.join("repos/nightly").join(p).is_file(), "{p}");
+    }
+    assert_eq!(check_consistent(d, "nightly"), 1);
+}
+
+#[test]
+fn an_imported_gpg_key_signs_the_indexes() {
+    if !have_tool("gpg", &["--version"]) {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let home = dir.path().join("gnupg");
+    fs::create_dir_all(&home).unwrap();
+    let gpg = |args: &[&str]| {
+        let o = Command::new("gpg")
+            .arg("--homedir")
+            .arg(&home)
+            .args(["--batch", "--pinentry-mode", "loopback", "--passphrase", ""])
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "gpg {args:?}: {}", stderr(&o));
+        o.stdout
+    };
+    gpg(&[
+        "--quick-gen-key",
+        "Release Team <release@example.org>",
+        "ed25519",
+        "sign",
+        "never",
+    ]);
+    let secret = dir.path().join("secret.asc");
+    fs::write(&secret, gpg(&["--armor", "--export-secret-keys"])).unwrap();
+    let d = &dir.path().join("data");
+    py_json(d, &["repo", "create", "nightly", "--kind", "volatile"]);
+    let out = packed("deb12_amd64").to_str().unwrap().to_string();
+    py_json(d, &["publish", "--repo", "nightly", &out]);
+    // Importing signs what is already there.
+    let info = py_json(
+        d,
+        &[
+            "key",
+            "import",
+            "--repo",
+            "nightly",
+            secret.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(info["user_id"], "Release Team <release@example.org>");
+    let listed = String::from_utf8(gpg(&["--with-colons", "--fingerprint"])).unwrap();
+    let fpr = info["fingerprint"].as_str().unwrap();
+    assert!(listed.contains(fpr), "{fpr} not in {listed}");
+    check_consistent(d, "nightly");
+    // A second key needs --force; a junk file is refused with a hint.
+    let o = py(
+        d,
+        &[
+            "key",
+            "import",
+            "--repo",
+            "nightly",
+            secret.to_str().unwrap(),
+        ],
+    );
+    assert!(stderr(&o).contains("already has a key"), "{}", stderr(&o));
+    let junk = dir.path().join("junk.asc");
+    fs::write(&junk, "-----BEGIN PGP PRIVATE KEY BLOCK-----\nnope\n").unwrap();
+    let o = py(
+        d,
+        &[
+            "key",
+            "import",
+            "--repo",
+            "nightly",
+            "--force",
+            junk.to_str().unwrap(),
+        ],
+    );
+    assert!(stderr(&o).contains("hint: "), "{}", stderr(&o));
+    assert_eq!(
+        py_json(d, &["repo", "show", "nightly"])["key"]
+            .as_str()
+            .unwrap(),
+        fpr
+    );
 }
