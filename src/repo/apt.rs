@@ -173,20 +173,23 @@ pub fn render(
     let mut indexed: Vec<(String, u64, String)> = Vec::new();
     for arch in &suite.architectures {
         // Each stanza with the blank line that ends it.
-        let stanzas: Vec<(&str, String)> = rows
+        let stanzas: Vec<(String, String)> = rows
             .iter()
             .filter_map(|r| match &r.entry {
                 IndexEntry::Apt {
                     arch: a, stanza, ..
-                } if a == arch || a == "all" => Some((r.key.as_str(), format!("{stanza}\n"))),
+                } if a == arch || a == "all" => Some((r.identity(), format!("{stanza}\n"))),
                 _ => None,
             })
             .collect();
-        let parts: Vec<(&str, &[u8])> = stanzas.iter().map(|(k, s)| (*k, s.as_bytes())).collect();
+        let parts: Vec<(&str, &[u8])> = stanzas
+            .iter()
+            .map(|(k, s)| (k.as_str(), s.as_bytes()))
+            .collect();
         let dir = format!("{}/binary-{arch}", suite.component);
         let plain: Vec<u8> = parts.iter().flat_map(|(_, b)| b.iter().copied()).collect();
-        let gz = segments::build(b"", &parts, b"", GZIP, cache).map_err(io)?;
-        let xz = segments::build(b"", &parts, b"", XZ, cache).map_err(io)?;
+        let gz = segments::build("Packages", b"", &parts, b"", GZIP, cache).map_err(io)?;
+        let xz = segments::build("Packages", b"", &parts, b"", XZ, cache).map_err(io)?;
         for (name, bytes) in [
             ("Packages", plain),
             ("Packages.gz", gz.compressed),

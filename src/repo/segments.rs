@@ -53,9 +53,21 @@ fn fnv(key: &str) -> u64 {
     h
 }
 
-/// The cache key of a segment: compression and the hash of its plain bytes.
-fn segment_key(c: Compression, plain: &[u8]) -> String {
-    format!("{:?}{}-{:x}", c.algorithm, c.level, Sha256::digest(plain)).to_lowercase()
+/// Bumped whenever the rendering of entries changes, so cached segments of the old
+/// rendering are not reused.
+const RENDERING: &str = "1";
+
+/// The cache key of a segment: compression, rendering and the identities of its parts
+/// (an identity changes whenever its bytes can: hashing identities is much cheaper than
+/// hashing the bytes).
+fn segment_key(c: Compression, doc: &str, identities: &Sha256) -> String {
+    format!(
+        "{doc}-{:?}{}-r{RENDERING}-{:x}",
+        c.algorithm,
+        c.level,
+        identities.clone().finalize()
+    )
+    .to_lowercase()
 }
 
 fn bad_xz(why: &str) -> std::io::Error {
@@ -148,9 +160,12 @@ fn join_xz(streams: &[Vec<u8>]) -> std::io::Result<Vec<u8>> {
     Ok(out)
 }
 
-/// Builds `head + parts + tail`, compressed with `c`, reusing `cache`.
-/// `parts` are `(key, bytes)`; keys decide the segment boundaries.
+/// Builds document `doc` (`primary`, `Packages`...) as `head + parts + tail`, compressed
+/// with `c`, reusing `cache`. `parts` are `(identity, bytes)`: the identity decides the
+/// segment boundaries and, with `doc`, the cache keys, so it must change whenever the
+/// bytes do.
 pub fn build(
+    doc: &str,
     head: &[u8],
     parts: &[(&str, &[u8])],
     tail: &[u8],
@@ -165,15 +180,19 @@ pub fn build(
     plain_size += head.len() as u64;
     pieces.push(compress::compress(head, c)?);
     let mut segment: Vec<u8> = Vec::new();
+    let mut identities = Sha256::new();
     let mut count = 0;
     for (i, (key, bytes)) in parts.iter().enumerate() {
         whole.update(bytes);
         plain_size += bytes.len() as u64;
         segment.extend_from_slice(bytes);
+        identities.update(key.as_bytes());
+        identities.update([0]);
         count += 1;
         let last = i + 1 == parts.len();
         if last || fnv(key).is_multiple_of(AVERAGE_PARTS) || count >= MAX_PARTS {
-            let k = segment_key(c, &segment);
+            let k = segment_key(c, doc, &identities);
+            identities = Sha256::new();
             let bytes = match cache.known.get(&k) {
                 Some(b) => b.clone(),
                 None => {
@@ -241,6 +260,19 @@ mod tests {
     }
 
     #[test]
+    fn documents_with_the_same_parts_do_not_share_segments() {
+        let c = Compression {
+            algorithm: Algorithm::Gzip,
+            level: 6,
+        };
+        let mut cache = Cache::default();
+        let a = build("primary", b"", &[("p1", b"<primary/>")], b"", c, &mut cache).unwrap();
+        let b = build("other", b"", &[("p1", b"<other/>")], b"", c, &mut cache).unwrap();
+        assert_eq!(decode(Algorithm::Gzip, &a.compressed), b"<primary/>");
+        assert_eq!(decode(Algorithm::Gzip, &b.compressed), b"<other/>");
+    }
+
+    #[test]
     fn segments_concatenate_and_adding_one_part_recompresses_little() {
         for algorithm in [Algorithm::Gzip, Algorithm::Xz, Algorithm::Zstd] {
             let c = Compression {
@@ -253,7 +285,7 @@ mod tests {
                 .map(|(k, b)| (k.as_str(), b.as_slice()))
                 .collect();
             let mut cache = Cache::default();
-            let first = build(b"<head>\n", &refs, b"</head>", c, &mut cache).unwrap();
+            let first = build("doc", b"<head>\n", &refs, b"</head>", c, &mut cache).unwrap();
             let mut plain = b"<head>\n".to_vec();
             for (_, b) in &all {
                 plain.extend_from_slice(b);
@@ -272,7 +304,7 @@ mod tests {
                 .map(|(k, b)| (k.as_str(), b.as_slice()))
                 .collect();
             let mut cache = Cache::new(cache.added.into_iter().collect());
-            let second = build(b"<head>\n", &refs, b"</head>", c, &mut cache).unwrap();
+            let second = build("doc", b"<head>\n", &refs, b"</head>", c, &mut cache).unwrap();
             assert!(
                 cache.added.len() <= 2,
                 "{} segments recompressed",

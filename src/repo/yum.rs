@@ -392,14 +392,14 @@ pub fn render(
     signer: Option<&Signer>,
     cache: &mut segments::Cache,
 ) -> Result<Vec<(String, Vec<u8>)>, RepoError> {
-    let pkgs: Vec<(&str, [&str; 3])> = rows
+    let pkgs: Vec<(String, [&str; 3])> = rows
         .iter()
         .filter_map(|r| match &r.entry {
             IndexEntry::Yum {
                 primary,
                 filelists,
                 other,
-            } => Some((r.key.as_str(), [primary.as_str(), filelists, other])),
+            } => Some((r.identity(), [primary.as_str(), filelists, other])),
             _ => None,
         })
         .collect();
@@ -439,13 +439,15 @@ pub fn render(
     repomd.push_str(&format!("  <revision>{revision}</revision>\n"));
     for (i, (kind, open, close)) in docs.into_iter().enumerate() {
         let head = format!("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n{open}");
-        let parts: Vec<(&str, &[u8])> = pkgs.iter().map(|(k, d)| (*k, d[i].as_bytes())).collect();
-        let doc = segments::build(head.as_bytes(), &parts, close.as_bytes(), c, cache).map_err(
-            |source| RepoError::Io {
+        let parts: Vec<(&str, &[u8])> = pkgs
+            .iter()
+            .map(|(k, d)| (k.as_str(), d[i].as_bytes()))
+            .collect();
+        let doc = segments::build(kind, head.as_bytes(), &parts, close.as_bytes(), c, cache)
+            .map_err(|source| RepoError::Io {
                 path: "repodata".into(),
                 source,
-            },
-        )?;
+            })?;
         let sum = format!("{:x}", Sha256::digest(&doc.compressed));
         let name = format!("{sum}-{kind}.xml.{ext}");
         repomd.push_str(&format!(

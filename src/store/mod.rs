@@ -122,7 +122,16 @@ pub struct IndexRow {
     /// Its place (listing order, then path): unique within the tree.
     pub key: String,
     pub published: i64,
+    /// The package file's sha256: with `key` and `published` it identifies the entry.
+    pub sha256: String,
     pub entry: IndexEntry,
+}
+
+impl IndexRow {
+    /// A short text that changes whenever the rendered entry can change.
+    pub fn identity(&self) -> String {
+        format!("{}\0{}\0{}", self.key, self.sha256, self.published)
+    }
 }
 
 /// Where a package appears in an index tree.
@@ -154,7 +163,7 @@ pub enum IndexEntry {
 
 impl IndexEntry {
     /// A compact encoding for the store: fields joined by NUL (which none may hold).
-    pub fn encode(&self, published: i64) -> Vec<u8> {
+    pub fn encode(&self, published: i64, sha256: &str) -> Vec<u8> {
         let parts: Vec<&str> = match self {
             IndexEntry::None => return Vec::new(),
             IndexEntry::Yum {
@@ -168,16 +177,17 @@ impl IndexEntry {
                 stanza,
             } => vec!["A", suite, arch, stanza],
         };
-        let mut out = format!("{published}\0").into_bytes();
+        let mut out = format!("{published}\0{sha256}\0").into_bytes();
         out.extend_from_slice(parts.join("\0").as_bytes());
         out
     }
 
-    /// The entry and its publish time, from [`IndexEntry::encode`]'s bytes.
-    pub fn decode(bytes: &[u8]) -> Option<(i64, IndexEntry)> {
+    /// The entry, its publish time and package sha256, from [`IndexEntry::encode`]'s bytes.
+    pub fn decode(bytes: &[u8]) -> Option<(i64, String, IndexEntry)> {
         let text = std::str::from_utf8(bytes).ok()?;
         let mut parts = text.split('\0');
         let published = parts.next()?.parse().ok()?;
+        let sha256 = parts.next()?.to_string();
         let mut field = || parts.next().map(str::to_string);
         let entry = match field()?.as_str() {
             "Y" => IndexEntry::Yum {
@@ -192,7 +202,7 @@ impl IndexEntry {
             },
             _ => return None,
         };
-        Some((published, entry))
+        Some((published, sha256, entry))
     }
 }
 

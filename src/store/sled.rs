@@ -144,7 +144,7 @@ impl Store for SledStore {
                     }
                     batch.insert(name_key(repo, record), &[] as &[u8]);
                     if let Some(k) = ent_key(repo, record) {
-                        batch.insert(k, record.index.encode(record.published));
+                        batch.insert(k, record.index.encode(record.published, &record.sha256));
                     }
                     batch.insert(pkg_key(repo, &record.path), encode(record))
                 }
@@ -217,7 +217,7 @@ impl Store for SledStore {
             .scan_prefix(&prefix)
             .map(|kv| {
                 let (k, v) = kv.map_err(backend)?;
-                let (published, entry) =
+                let (published, sha256, entry) =
                     IndexEntry::decode(&v).ok_or_else(|| StoreError::Corrupt {
                         key: String::from_utf8_lossy(&k).replace('\0', "/"),
                         message: "not an index entry".into(),
@@ -225,6 +225,7 @@ impl Store for SledStore {
                 Ok(IndexRow {
                     key: String::from_utf8_lossy(&k[prefix.len()..]).into_owned(),
                     published,
+                    sha256,
                     entry,
                 })
             })

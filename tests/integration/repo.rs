@@ -1102,6 +1102,24 @@ fn check_consistent(data: &Path, repo: &str) -> usize {
                 "{}",
                 parts[2]
             );
+            // The compressed copies hold exactly the plain file (read as apt reads them:
+            // xz as one stream, gzip members in sequence).
+            let plain = |ext: &str| fs::read(dists.join(parts[2].trim_end_matches(ext))).unwrap();
+            if parts[2].ends_with(".xz") {
+                let mut out = Vec::new();
+                xz2::read::XzDecoder::new(bytes.as_slice())
+                    .read_to_end(&mut out)
+                    .unwrap();
+                assert!(
+                    out == plain(".xz"),
+                    "{} does not unpack to Packages",
+                    parts[2]
+                );
+            }
+            if parts[2].ends_with(".gz") {
+                let gz = gunzip(&bytes) == plain(".gz");
+                assert!(gz, "{} does not unpack to Packages", parts[2]);
+            }
             if parts[2].ends_with("/Packages") {
                 for st in stanzas(&String::from_utf8(bytes).unwrap()).values() {
                     let field = |k: &str| {
