@@ -28,36 +28,9 @@ W=$(mktemp -d)
 trap 'rm -rf "$W"' EXIT
 export SOURCE_DATE_EPOCH=1700000000
 
-mkdir -p "$W/tree/bench" "$W/prefix/usr/share/bench"
-cat > "$W/tree/module.toml" <<'TOML'
-[module]
-name = "proj"
-kind = "project"
-description = "Benchmark project"
-license = "MIT"
-vendor = "Bench"
-[[configuration]]
-name = "proj_R_1_0_0_1"
-version = "1.0.0"
-age = 1
-children = ["bench_R_1_0_0_1"]
-[configuration.properties]
-"package.maintainer" = "Bench <bench@example.org>"
-TOML
-cat > "$W/tree/bench/module.toml" <<'TOML'
-[module]
-name = "proj.bench"
-kind = "component"
-description = "Benchmark component"
-package_name = "bench-pkg"
-[[configuration]]
-name = "bench_R_1_0_0_1"
-version = "1.0.0"
-age = 1
-tag = "v1"
-[configuration.commands]
-checkout = "true"
-TOML
+. docs/bench/common.sh
+bench_tree "$W/tree"
+mkdir -p "$W/prefix/usr/share/bench"
 for j in 1 2 3; do echo "file $j of a benchmark package" > "$W/prefix/usr/share/bench/f$j.txt"; done
 
 gen() { # FROM TO PLATFORM FORMAT OUT: packages bench-FROM..bench-(TO-1)

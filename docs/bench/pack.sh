@@ -28,36 +28,8 @@ trap 'rm -rf "$W"' EXIT
 export SOURCE_DATE_EPOCH=1700000000
 
 # A one-component tree; every staged prefix is packed as this component.
-mkdir -p "$W/tree/bench"
-cat > "$W/tree/module.toml" <<'TOML'
-[module]
-name = "proj"
-kind = "project"
-description = "Benchmark project"
-license = "MIT"
-vendor = "Bench"
-[[configuration]]
-name = "proj_R_1_0_0_1"
-version = "1.0.0"
-age = 1
-children = ["bench_R_1_0_0_1"]
-[configuration.properties]
-"package.maintainer" = "Bench <bench@example.org>"
-TOML
-cat > "$W/tree/bench/module.toml" <<'TOML'
-[module]
-name = "proj.bench"
-kind = "component"
-description = "Benchmark component"
-package_name = "bench-pkg"
-[[configuration]]
-name = "bench_R_1_0_0_1"
-version = "1.0.0"
-age = 1
-tag = "v1"
-[configuration.commands]
-checkout = "true"
-TOML
+. docs/bench/common.sh
+bench_tree "$W/tree"
 
 # rpmbuild: files copied from the prefix in %install; post-install scripts (strip,
 # debuginfo, bytecode) switched off so it does no more than packyard does.

@@ -305,36 +305,19 @@ pub fn entries(m: &PackageMetadata, r: &PackageRecord, href: &str) -> Result<Ind
     ));
     block(&mut p, "provides", &plain(provides));
     block(&mut p, "requires", &requires);
-    block(
-        &mut p,
-        "conflicts",
-        &plain(m.get_conflicts().unwrap_or_default()),
-    );
-    block(
-        &mut p,
-        "obsoletes",
-        &plain(m.get_obsoletes().unwrap_or_default()),
-    );
-    block(
-        &mut p,
-        "suggests",
-        &plain(m.get_suggests().unwrap_or_default()),
-    );
-    block(
-        &mut p,
-        "enhances",
-        &plain(m.get_enhances().unwrap_or_default()),
-    );
-    block(
-        &mut p,
-        "recommends",
-        &plain(m.get_recommends().unwrap_or_default()),
-    );
-    block(
-        &mut p,
-        "supplements",
-        &plain(m.get_supplements().unwrap_or_default()),
-    );
+    // After provides and requires, createrepo_c's order of the other relations.
+    type Relations = fn(&PackageMetadata) -> Result<Vec<Dependency>, rpm::Error>;
+    let others: [(&str, Relations); 6] = [
+        ("conflicts", PackageMetadata::get_conflicts),
+        ("obsoletes", PackageMetadata::get_obsoletes),
+        ("suggests", PackageMetadata::get_suggests),
+        ("enhances", PackageMetadata::get_enhances),
+        ("recommends", PackageMetadata::get_recommends),
+        ("supplements", PackageMetadata::get_supplements),
+    ];
+    for (tag, get) in others {
+        block(&mut p, tag, &plain(get(m).unwrap_or_default()));
+    }
     for (path, line) in &file_lines {
         if is_primary_file(path) {
             p.push_str(&format!("    {line}\n"));
