@@ -105,7 +105,7 @@ pub fn cmd_repo(cmd: RepoCommand, data: &Path, layout: &Layout, json: bool) -> O
             } else {
                 println!(
                     "created {} repository {} in {}",
-                    serde_json::to_value(r.kind)?.as_str().unwrap_or_default(),
+                    r.kind.as_str(),
                     r.name,
                     data.join("repos").join(&r.name).display()
                 );
@@ -125,9 +125,7 @@ pub fn cmd_repo(cmd: RepoCommand, data: &Path, layout: &Layout, json: bool) -> O
                     println!(
                         "{:<24} {:<10} {:>6} packages  {:>12} bytes",
                         r.record.name,
-                        serde_json::to_value(r.record.kind)?
-                            .as_str()
-                            .unwrap_or_default(),
+                        r.record.kind.as_str(),
                         r.packages,
                         r.bytes
                     );
@@ -145,12 +143,7 @@ pub fn cmd_repo(cmd: RepoCommand, data: &Path, layout: &Layout, json: bool) -> O
                     r.record.platforms.join(", ")
                 };
                 println!("repository  {}", r.record.name);
-                println!(
-                    "kind        {}",
-                    serde_json::to_value(r.record.kind)?
-                        .as_str()
-                        .unwrap_or_default()
-                );
+                println!("kind        {}", r.record.kind.as_str());
                 println!("platforms   {platforms}");
                 if let Some(k) = r.record.keep {
                     println!("keep        {k} versions per package");
@@ -223,7 +216,7 @@ fn print_report(report: &crate::repo::PublishReport, json: bool) -> Outcome {
         for f in &report.files {
             println!(
                 "{:<9} {}  {} bytes  sha256 {}",
-                serde_json::to_value(f.action)?.as_str().unwrap_or_default(),
+                f.action.as_str(),
                 f.path,
                 f.size,
                 f.sha256

@@ -34,6 +34,16 @@ pub enum Action {
     Unchanged,
 }
 
+impl Action {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Action::Added => "added",
+            Action::Replaced => "replaced",
+            Action::Unchanged => "unchanged",
+        }
+    }
+}
+
 #[derive(Debug, Clone, Serialize)]
 pub struct FileOutcome {
     pub path: String,
@@ -556,19 +566,17 @@ impl Repositories {
             tree,
         });
         record.index = match &parsed {
-            Parsed::Rpm(_) => {
-                // Re-read the header when signing changed the bytes (header range moves).
-                let meta = match signer {
-                    Some(_) => match package::parse(&file_name, &bytes).map_err(&bad)? {
-                        Parsed::Rpm(m) => m,
-                        _ => unreachable!("an RPM stays an RPM"),
-                    },
-                    None => match parsed {
-                        Parsed::Rpm(m) => m,
-                        _ => unreachable!(),
-                    },
+            Parsed::Rpm(unsigned) => {
+                // Signing changed the bytes (and moved the header range): read them again.
+                let signed = match signer {
+                    Some(_) => package::parse(&file_name, &bytes).map_err(&bad)?,
+                    None => Parsed::Tgz,
                 };
-                super::yum::entries(&meta, &record, &index_href(&record)).map_err(&bad)?
+                let meta = match &signed {
+                    Parsed::Rpm(m) => m,
+                    _ => unsigned,
+                };
+                super::yum::entries(meta, &record, &index_href(&record)).map_err(&bad)?
             }
             Parsed::Deb(control) => {
                 super::apt::entry(control, &record, &index_href(&record), platform, &bytes)

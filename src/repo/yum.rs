@@ -26,31 +26,25 @@ const ZSTD: Compression = Compression {
 
 /// XML text content, escaped as libxml2 does (quotes stay).
 fn text(s: &str) -> String {
-    let mut o = String::with_capacity(s.len());
-    for c in s.chars() {
-        match c {
-            '&' => o.push_str("&amp;"),
-            '<' => o.push_str("&lt;"),
-            '>' => o.push_str("&gt;"),
-            '\r' => o.push_str("&#13;"),
-            c => o.push(c),
-        }
-    }
-    o
+    escape(s, false)
 }
 
-/// An XML attribute value.
+/// An XML attribute value: also quotes and the whitespace libxml2 writes as references.
 fn attr(s: &str) -> String {
+    escape(s, true)
+}
+
+fn escape(s: &str, in_attribute: bool) -> String {
     let mut o = String::with_capacity(s.len());
     for c in s.chars() {
         match c {
             '&' => o.push_str("&amp;"),
             '<' => o.push_str("&lt;"),
             '>' => o.push_str("&gt;"),
-            '"' => o.push_str("&quot;"),
             '\r' => o.push_str("&#13;"),
-            '\n' => o.push_str("&#10;"),
-            '\t' => o.push_str("&#9;"),
+            '"' if in_attribute => o.push_str("&quot;"),
+            '\n' if in_attribute => o.push_str("&#10;"),
+            '\t' if in_attribute => o.push_str("&#9;"),
             c => o.push(c),
         }
     }

@@ -46,6 +46,15 @@ pub enum RepoKind {
     Registered,
 }
 
+impl RepoKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RepoKind::Volatile => "volatile",
+            RepoKind::Registered => "registered",
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RepoRecord {
     pub name: String,
