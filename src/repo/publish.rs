@@ -145,17 +145,20 @@ impl Repositories {
             .sum();
         progress.start("checking", total);
         let _guard = self.lock_repo(name)?;
-        let signer = if opts.sign {
+        // Loaded before anything is written: a key that does not load stops the publish
+        // here. It signs the indexes, and the RPMs too with --sign.
+        let key = if opts.sign || repo.key.is_some() {
             Some(self.signer(&repo)?)
         } else {
             None
         };
+        let rpm_signer = if opts.sign { key.as_ref() } else { None };
 
         // 1. Read and check everything (on every core); nothing is written if any file
         // is bad.
         let mut ready: Vec<Ready> = Vec::new();
         let mut seen = BTreeSet::new();
-        for r in self.check_all(&repo, candidates, signer.as_ref(), progress) {
+        for r in self.check_all(&repo, candidates, rpm_signer, progress) {
             let r = r?;
             if !seen.insert(r.key.clone()) {
                 return Err(RepoError::BadPackage {
@@ -290,7 +293,7 @@ impl Repositories {
         changes.push(Change::PutRepo(dirty));
         self.store.apply(changes)?;
         progress.finish();
-        let rewritten = self.rebuild_indexes(&repo, &touched, signer.as_ref())?;
+        let rewritten = self.rebuild_indexes(&repo, &touched, key.as_ref())?;
         let mut clean = repo.clone();
         clean.pending.clear();
         self.store.apply(vec![Change::PutRepo(clean)])?;
@@ -336,9 +339,12 @@ impl Repositories {
         which: &BTreeSet<String>,
         signer: Option<&super::keys::Signer>,
     ) -> Result<Vec<String>, RepoError> {
-        let signer = match signer {
-            Some(s) => Some(s.clone()),
-            None => self.signer(repo).ok(),
+        // A repository with a key signs every index; a key that no longer loads is an
+        // error, not a reason to publish unsigned indexes.
+        let signer = match (signer, &repo.key) {
+            (Some(s), _) => Some(s.clone()),
+            (None, Some(_)) => Some(self.signer(repo)?),
+            (None, None) => None,
         };
         let mut rewritten = Vec::new();
         for index in which {

@@ -1509,4 +1509,18 @@ fn an_imported_gpg_key_signs_the_indexes() {
             .unwrap(),
         fpr
     );
+    // A key that no longer loads stops a publish; indexes never go out unsigned.
+    fs::write(d.join("keys/nightly.asc"), "damaged").unwrap();
+    let fixture = packed("el9_x86_64").to_str().unwrap().to_string();
+    let o = py(d, &["publish", "--repo", "nightly", &fixture]);
+    assert!(!o.status.success());
+    assert!(
+        stderr(&o).contains("not an armored OpenPGP secret key"),
+        "{}",
+        stderr(&o)
+    );
+    assert!(
+        !d.join("repos/nightly/yum").exists(),
+        "indexes written without a key"
+    );
 }
