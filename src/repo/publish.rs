@@ -544,6 +544,20 @@ impl Repositories {
             ),
         };
         crate::blobs::check_key(&key)?;
+        // The index trees and the key live beside the packages; a package path must not
+        // reach into them.
+        let first = key.split('/').next().unwrap_or_default();
+        let layout = &self.layout.repository;
+        let reserved = [
+            layout.yum.split('/').next().unwrap_or_default(),
+            layout.apt.split('/').next().unwrap_or_default(),
+            layout.key.as_str(),
+        ];
+        if reserved.contains(&first) {
+            return Err(bad(format!(
+                "its repository path {key} starts with `{first}`, which holds the repository's indexes"
+            )));
+        }
         if let (Some(s), Parsed::Rpm(_)) = (signer, &parsed) {
             bytes = s.sign_rpm(&bytes).map_err(&bad)?;
         }

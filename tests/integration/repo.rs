@@ -1524,3 +1524,26 @@ fn an_imported_gpg_key_signs_the_indexes() {
         "indexes written without a key"
     );
 }
+
+#[test]
+fn package_paths_cannot_reach_into_the_index_trees() {
+    let dir = tempfile::tempdir().unwrap();
+    let tree = versions_tree(dir.path());
+    let d = &dir.path().join("data");
+    py_json(d, &["repo", "create", "nightly", "--kind", "volatile"]);
+    let good = dir.path().join("good");
+    pack_version(&tree, 0, &good, "1700000000");
+    py_json(d, &["publish", "--repo", "nightly", good.to_str().unwrap()]);
+    // A tree whose paths would land inside yum/ (and so inside a repodata generation).
+    let sneaky = dir.path().join("sneaky");
+    let rpm = good.join("vt/vt.tool/1.0.0/el9_x86_64/vt-tool-1.0.0-1.x86_64.rpm");
+    let inside = sneaky.join("yum/el9_x86_64/repodata");
+    fs::create_dir_all(&inside).unwrap();
+    fs::copy(&rpm, inside.join("vt-tool-1.0.0-1.x86_64.rpm")).unwrap();
+    publish_refused(
+        d,
+        "nightly",
+        &["--platform", "el9_x86_64", sneaky.to_str().unwrap()],
+        &["holds the repository's indexes"],
+    );
+}
