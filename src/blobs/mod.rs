@@ -36,8 +36,8 @@ pub fn check_key(key: &str) -> Result<(), BlobError> {
     if key.starts_with('/') {
         return bad("it is absolute");
     }
-    if key.contains('\0') || key.contains('\\') {
-        return bad("it holds a NUL or a backslash");
+    if key.contains('\\') || key.chars().any(char::is_control) {
+        return bad("it holds a control character or a backslash");
     }
     if key
         .split('/')
@@ -215,7 +215,9 @@ impl Blobs for FsBlobs {
             h.update((bytes.len() as u64).to_le_bytes());
             h.update(bytes);
         }
-        let generation = format!(".{base}.{:.16x}", h.finalize());
+        // `.<name>.gen-<hash>`: the `gen-` keeps `deb12`'s generations apart from those
+        // of a sibling named `deb12.1`.
+        let generation = format!(".{base}.gen-{:.16x}", h.finalize());
         let current = fs::read_link(&link).ok();
         if current.as_deref() == Some(Path::new(&generation)) {
             return Ok(false);
@@ -249,14 +251,11 @@ impl Blobs for FsBlobs {
             Some(generation.clone()),
             current.map(|c| c.to_string_lossy().into_owned()),
         ];
-        let prefix = format!(".{base}.");
+        let prefix = format!(".{base}.gen-");
         if let Ok(entries) = fs::read_dir(&parent) {
             for e in entries.flatten() {
                 let name = e.file_name().to_string_lossy().into_owned();
-                if name.starts_with(&prefix)
-                    && !name.contains(".link-")
-                    && !keep.iter().flatten().any(|k| *k == name)
-                {
+                if name.starts_with(&prefix) && !keep.iter().flatten().any(|k| *k == name) {
                     let _ = fs::remove_dir_all(e.path());
                 }
             }
@@ -285,6 +284,7 @@ mod tests {
             "a/",
             "a\0b",
             "a\\b",
+            "a\nb.deb",
         ] {
             assert!(check_key(bad).is_err(), "{bad:?} accepted");
         }

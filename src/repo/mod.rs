@@ -170,6 +170,12 @@ impl Repositories {
                 return Err(RepoError::UnknownPlatform(p.clone()));
             }
         }
+        if keep == Some(0) {
+            return Err(RepoError::Key {
+                what: "--keep 0 would remove every package at each publish".into(),
+                hint: "give --keep 1 or more, or leave it out to keep every version".into(),
+            });
+        }
         if keep.is_some() && kind == RepoKind::Registered {
             return Err(RepoError::Key {
                 what: "--keep applies to volatile repositories only".into(),

@@ -77,7 +77,11 @@ pub fn parse(name: &str, bytes: &[u8]) -> Result<Parsed, String> {
 }
 
 fn parse_rpm(bytes: &[u8]) -> Result<rpm::PackageMetadata, String> {
-    let pkg = rpm::Package::parse(&mut &bytes[..]).map_err(|e| format!("not a valid RPM: {e}"))?;
+    // The rpm crate panics on some crafted headers (offsets out of range): a bad file
+    // must be an error naming it, never a crash.
+    let parsed = std::panic::catch_unwind(|| rpm::Package::parse(&mut &bytes[..]))
+        .map_err(|_| "not a valid RPM: its header is inconsistent".to_string())?;
+    let pkg = parsed.map_err(|e| format!("not a valid RPM: {e}"))?;
     if pkg.metadata.is_source_package() {
         return Err("a source RPM; repositories hold binary packages".into());
     }

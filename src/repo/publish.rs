@@ -96,8 +96,10 @@ pub fn alias_key(repos: &Repositories, r: &PackageRecord) -> Option<String> {
 }
 
 /// A package's path as its index names it, relative to the YUM or APT base:
-/// `packages/<hash>-<file>` (RPM), `pool/<hash>-<file>` (DEB). One flat directory: a
-/// directory per package would cost an inode each.
+/// `packages/<id>-<file>` (RPM), `pool/<id>-<file>` (DEB), where `<id>` hashes the
+/// record's path and content: a rebuild gets a new name, and no two records share one (so
+/// removing one never takes a file another still lists). One flat directory: a directory
+/// per package would cost an inode each.
 fn index_href(r: &PackageRecord) -> String {
     let file = r.path.rsplit('/').next().unwrap_or(&r.path);
     let dir = if r.kind == FileKind::Deb {
@@ -105,7 +107,8 @@ fn index_href(r: &PackageRecord) -> String {
     } else {
         "packages"
     };
-    format!("{dir}/{}-{file}", &r.sha256[..16.min(r.sha256.len())])
+    let id = Sha256::digest(format!("{}\0{}", r.path, r.sha256));
+    format!("{dir}/{:.16x}-{file}", id)
 }
 
 /// `yum/<platform>`, relative to the repository.
@@ -160,6 +163,18 @@ impl Repositories {
         let mut seen = BTreeSet::new();
         for r in self.check_all(&repo, candidates, rpm_signer, progress) {
             let r = r?;
+            if let Some(other) = ready
+                .iter()
+                .find(|o: &&Ready| same_identity(&o.record, &r.record))
+            {
+                return Err(RepoError::BadPackage {
+                    path: r.key,
+                    why: format!(
+                        "the same package ({} {}-{} {}) as {} in this publish",
+                        r.record.name, r.record.version, r.record.release, r.record.arch, other.key
+                    ),
+                });
+            }
             if !seen.insert(r.key.clone()) {
                 return Err(RepoError::BadPackage {
                     path: r.key,
@@ -230,6 +245,10 @@ impl Repositories {
             if let Some(i) = self.index_of(&r.record) {
                 touched.insert(i);
             }
+            // A rebuild may move to another platform: its old index changes too.
+            if let Some(i) = r.previous.as_ref().and_then(|p| self.index_of(p)) {
+                touched.insert(i);
+            }
             changes.push(Change::PutPackage {
                 repo: name.into(),
                 record: r.record.clone(),
@@ -259,6 +278,13 @@ impl Repositories {
                 }
                 removed.push(p.clone());
             }
+            // A new file pruned at once (older than the kept versions) is not written at
+            // all; the one it replaced leaves with it.
+            let gone: BTreeSet<String> = removed.iter().map(|p| p.path.clone()).collect();
+            let (kept, dropped): (Vec<Ready>, Vec<Ready>) =
+                to_write.into_iter().partition(|r| !gone.contains(&r.key));
+            to_write = kept;
+            removed.extend(dropped.into_iter().filter_map(|r| r.previous));
         }
 
         // Indexes left dirty by an interrupted publish are rebuilt too.
@@ -317,7 +343,12 @@ impl Repositories {
         Ok(PublishReport {
             repo: name.into(),
             files,
-            removed: removed.into_iter().map(|p| p.path).collect(),
+            removed: removed
+                .into_iter()
+                .map(|p| p.path)
+                .collect::<BTreeSet<_>>()
+                .into_iter()
+                .collect(),
             indexes: rewritten,
         })
     }
@@ -420,17 +451,27 @@ impl Repositories {
     /// The DEB architectures of a suite: those of the repository's platforms with that os
     /// (all known ones when it takes every platform), without `all`.
     fn suite_architectures(&self, repo: &RepoRecord, suite: &str) -> Vec<String> {
-        let mut archs: Vec<String> = self
-            .layout
-            .platforms
-            .values()
-            .filter(|p| p.os == suite && p.format == PackageFormat::Deb && p.deb_arch != "all")
-            .filter(|p| repo.platforms.is_empty() || repo.platforms.contains(&p.name))
-            .map(|p| p.deb_arch.clone())
-            .collect();
-        archs.sort();
-        archs.dedup();
-        archs
+        let archs = |taken: bool| {
+            let mut a: Vec<String> = self
+                .layout
+                .platforms
+                .values()
+                .filter(|p| p.os == suite && p.format == PackageFormat::Deb && p.deb_arch != "all")
+                .filter(|p| !taken || repo.platforms.is_empty() || repo.platforms.contains(&p.name))
+                .map(|p| p.deb_arch.clone())
+                .collect();
+            a.sort();
+            a.dedup();
+            a
+        };
+        // A repository taking only the `all` platform lists its packages for every
+        // architecture of the suite.
+        let taken = archs(true);
+        if taken.is_empty() {
+            archs(false)
+        } else {
+            taken
+        }
     }
 
     /// [`Self::check`] of every candidate, spread over the available cores; results in

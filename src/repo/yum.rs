@@ -353,6 +353,10 @@ pub fn entries(m: &PackageMetadata, r: &PackageRecord, href: &str) -> Result<Ind
         ));
     }
     o.push_str("</package>\n");
+    // Any field (file names, changelog texts...) may carry what XML cannot.
+    for (what, doc) in [("header", &p), ("file list", &f), ("changelog", &o)] {
+        check_chars(what, doc)?;
+    }
     Ok(IndexEntry::Yum {
         primary: p,
         filelists: f,

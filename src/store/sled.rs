@@ -131,12 +131,25 @@ fn encode<T: Serialize>(v: &T) -> Vec<u8> {
 impl Store for SledStore {
     fn apply(&self, changes: Vec<Change>) -> Result<(), StoreError> {
         let mut batch = sled::Batch::default();
+        // Records as this batch leaves them so far: a later change in the same batch must
+        // see an earlier one (a package added and pruned at once leaves nothing behind).
+        let mut overlay: std::collections::HashMap<Vec<u8>, Option<PackageRecord>> =
+            Default::default();
+        let current = |repo: &str,
+                       path: &str,
+                       overlay: &std::collections::HashMap<Vec<u8>, Option<PackageRecord>>|
+         -> Result<Option<PackageRecord>, StoreError> {
+            match overlay.get(&pkg_key(repo, path)) {
+                Some(r) => Ok(r.clone()),
+                None => self.package(repo, path),
+            }
+        };
         for c in &changes {
             match c {
                 Change::PutRepo(r) => batch.insert(repo_key(&r.name), encode(r)),
                 Change::PutPackage { repo, record } => {
                     // A record replaced in place may have been listed elsewhere.
-                    if let Some(old) = self.package(repo, &record.path)? {
+                    if let Some(old) = current(repo, &record.path, &overlay)? {
                         batch.remove(name_key(repo, &old));
                         if let Some(k) = ent_key(repo, &old) {
                             batch.remove(k);
@@ -146,15 +159,17 @@ impl Store for SledStore {
                     if let Some(k) = ent_key(repo, record) {
                         batch.insert(k, record.index.encode(record.published, &record.sha256));
                     }
+                    overlay.insert(pkg_key(repo, &record.path), Some(record.clone()));
                     batch.insert(pkg_key(repo, &record.path), encode(record))
                 }
                 Change::RemovePackage { repo, path } => {
-                    if let Some(old) = self.package(repo, path)? {
+                    if let Some(old) = current(repo, path, &overlay)? {
                         batch.remove(name_key(repo, &old));
                         if let Some(k) = ent_key(repo, &old) {
                             batch.remove(k);
                         }
                     }
+                    overlay.insert(pkg_key(repo, path), None);
                     batch.remove(pkg_key(repo, path))
                 }
                 Change::PutLock(l) => batch.insert(lock_key(&l.configuration), encode(l)),

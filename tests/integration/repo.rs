@@ -1547,3 +1547,78 @@ fn package_paths_cannot_reach_into_the_index_trees() {
         &["holds the repository's indexes"],
     );
 }
+
+#[test]
+fn an_older_version_than_keep_allows_leaves_nothing_behind() {
+    let dir = tempfile::tempdir().unwrap();
+    let tree = versions_tree(dir.path());
+    let d = &dir.path().join("data");
+    py_json(
+        d,
+        &[
+            "repo", "create", "nightly", "--kind", "volatile", "--keep", "1",
+        ],
+    );
+    let (new, old) = (dir.path().join("v2"), dir.path().join("v0"));
+    pack_version(&tree, 2, &new, "1700000000");
+    pack_version(&tree, 0, &old, "1700000000");
+    py_json(d, &["publish", "--repo", "nightly", new.to_str().unwrap()]);
+    // 1.0.0 after 1.2.0 with --keep 1: added and pruned at once.
+    let r = py_json(d, &["publish", "--repo", "nightly", old.to_str().unwrap()]);
+    assert_eq!(r["removed"].as_array().unwrap().len(), 2, "{r}");
+    assert_eq!(primary_names(d, "nightly"), ["vt-tool-1.2.0-1.x86_64.rpm"]);
+    assert_eq!(py_json(d, &["repo", "show", "nightly"])["packages"], 2);
+    let left = snapshot(&d.join("repos/nightly"));
+    assert!(!left.keys().any(|k| k.contains("1.0.0")), "{left:?}");
+    check_consistent(d, "nightly");
+    let o = py(
+        d,
+        &[
+            "repo", "create", "zero", "--kind", "volatile", "--keep", "0",
+        ],
+    );
+    assert!(stderr(&o).contains("--keep 0"), "{}", stderr(&o));
+}
+
+#[test]
+fn an_arch_all_package_shared_by_two_platforms_stays_listed_for_both() {
+    let dir = tempfile::tempdir().unwrap();
+    let tree = versions_tree(dir.path());
+    let d = &dir.path().join("data");
+    py_json(d, &["repo", "create", "nightly", "--kind", "volatile"]);
+    let (a, b) = (dir.path().join("a"), dir.path().join("b"));
+    pack_version_for(&tree, 0, &a, "1700000000", "deb12_all");
+    pack_version_for(&tree, 0, &b, "1700000001", "deb12_all");
+    let deb = |root: &Path| {
+        root.join("vt/vt.tool/1.0.0/deb12_all/vt-tool_1.0.0-1_deb12_all.deb")
+            .to_str()
+            .unwrap()
+            .to_string()
+    };
+    for platform in ["deb12_amd64", "deb12_arm64"] {
+        py_json(
+            d,
+            &[
+                "publish",
+                "--repo",
+                "nightly",
+                "--platform",
+                platform,
+                &deb(&a),
+            ],
+        );
+    }
+    // A rebuild for one platform only: the other still lists (and has) its file.
+    py_json(
+        d,
+        &[
+            "publish",
+            "--repo",
+            "nightly",
+            "--platform",
+            "deb12_amd64",
+            &deb(&b),
+        ],
+    );
+    assert_eq!(check_consistent(d, "nightly"), 4);
+}
