@@ -69,7 +69,17 @@ pub trait Blobs: Send + Sync {
     fn alias(&self, target: &str, alias: &str) -> Result<(), BlobError>;
     /// Replaces the directory `key` with exactly `files` (relative names → bytes), all at
     /// once. Returns false when it already held exactly these.
-    fn replace_dir(&self, key: &str, files: &[(String, Vec<u8>)]) -> Result<bool, BlobError>;
+    ///
+    /// Files of the current set for which `carry` says yes (names that never change
+    /// content, like `<sha256>-primary.xml.gz` or `by-hash/SHA256/<sha256>`) stay
+    /// reachable in the new set for one more generation, so a client that read the old
+    /// `repomd.xml` or `InRelease` a moment ago still finds what it names.
+    fn replace_dir(
+        &self,
+        key: &str,
+        files: &[(String, Vec<u8>)],
+        carry: &dyn Fn(&str) -> bool,
+    ) -> Result<bool, BlobError>;
     /// The file behind `key`, for stores that have one (used to serve and to read back).
     fn local_path(&self, key: &str) -> Option<PathBuf>;
 }
@@ -109,6 +119,34 @@ fn io_at(path: &Path) -> impl FnOnce(io::Error) -> BlobError + '_ {
         path: path.to_path_buf(),
         source,
     }
+}
+
+/// In a generation directory: the names carried over from the one before.
+const CARRIED: &str = ".carried";
+
+/// Files under `dir`, as relative slash-separated names (hidden ones left out).
+fn list_files(dir: &Path) -> Vec<String> {
+    fn go(root: &Path, dir: &Path, out: &mut Vec<String>) {
+        for e in fs::read_dir(dir).into_iter().flatten().flatten() {
+            let name = e.file_name().to_string_lossy().into_owned();
+            if name.starts_with('.') {
+                continue;
+            }
+            let path = e.path();
+            match e.file_type() {
+                Ok(t) if t.is_dir() => go(root, &path, out),
+                Ok(t) if t.is_file() => {
+                    if let Ok(rel) = path.strip_prefix(root) {
+                        out.push(rel.to_string_lossy().into_owned());
+                    }
+                }
+                _ => {}
+            }
+        }
+    }
+    let mut out = Vec::new();
+    go(dir, dir, &mut out);
+    out
 }
 
 fn sync_dir(dir: &Path) -> Result<(), BlobError> {
@@ -198,7 +236,12 @@ impl Blobs for FsBlobs {
         }
     }
 
-    fn replace_dir(&self, key: &str, files: &[(String, Vec<u8>)]) -> Result<bool, BlobError> {
+    fn replace_dir(
+        &self,
+        key: &str,
+        files: &[(String, Vec<u8>)],
+        carry: &dyn Fn(&str) -> bool,
+    ) -> Result<bool, BlobError> {
         let link = self.path(key)?;
         for (name, _) in files {
             check_key(name)?;
@@ -238,6 +281,32 @@ impl Blobs for FsBlobs {
             let mut f = File::create(&path).map_err(io_at(&path))?;
             f.write_all(bytes).map_err(io_at(&path))?;
             first.insert(bytes, path);
+        }
+        // Names the old set had and the new one drops stay one generation longer (hard
+        // links); `.carried` lists them so they are not carried again.
+        if let Some(cur) = &current {
+            let old_dir = parent.join(cur);
+            let already: Vec<String> = fs::read_to_string(old_dir.join(CARRIED))
+                .unwrap_or_default()
+                .lines()
+                .map(str::to_string)
+                .collect();
+            let new_names: std::collections::HashSet<&str> =
+                files.iter().map(|(n, _)| n.as_str()).collect();
+            let mut carried = Vec::new();
+            for name in list_files(&old_dir) {
+                if carry(&name) && !new_names.contains(name.as_str()) && !already.contains(&name) {
+                    let to = gen_dir.join(&name);
+                    let dir = to.parent().unwrap_or(&gen_dir);
+                    fs::create_dir_all(dir).map_err(io_at(dir))?;
+                    fs::hard_link(old_dir.join(&name), &to).map_err(io_at(&to))?;
+                    carried.push(name);
+                }
+            }
+            if !carried.is_empty() {
+                fs::write(gen_dir.join(CARRIED), carried.join("\n") + "\n")
+                    .map_err(io_at(&gen_dir))?;
+            }
         }
         // Everything on disk before the switch.
         self.sync()?;
@@ -308,15 +377,15 @@ mod tests {
             ("sub/x".to_string(), b"x".to_vec()),
         ];
         let three = vec![("repomd.xml".to_string(), b"three".to_vec())];
-        assert!(b.replace_dir("r/repodata", &one).unwrap());
+        assert!(b.replace_dir("r/repodata", &one, &|_| false).unwrap());
         assert!(
-            !b.replace_dir("r/repodata", &one).unwrap(),
+            !b.replace_dir("r/repodata", &one, &|_| false).unwrap(),
             "unchanged set rewritten"
         );
-        assert!(b.replace_dir("r/repodata", &two).unwrap());
+        assert!(b.replace_dir("r/repodata", &two, &|_| false).unwrap());
         assert_eq!(b.get("r/repodata/repomd.xml").unwrap().unwrap(), b"two");
         assert_eq!(b.get("r/repodata/sub/x").unwrap().unwrap(), b"x");
-        assert!(b.replace_dir("r/repodata", &three).unwrap());
+        assert!(b.replace_dir("r/repodata", &three, &|_| false).unwrap());
         // The current and the previous generation remain, and the link.
         let mut names: Vec<_> = fs::read_dir(dir.path().join("r"))
             .unwrap()
@@ -325,6 +394,29 @@ mod tests {
         names.sort();
         assert_eq!(names.len(), 3, "{names:?}");
         assert_eq!(b.get("r/repodata/repomd.xml").unwrap().unwrap(), b"three");
+    }
+
+    #[test]
+    fn content_named_files_stay_one_generation_longer() {
+        let dir = tempfile::tempdir().unwrap();
+        let b = FsBlobs::new(dir.path());
+        let set = |n: &str| {
+            vec![
+                ("repomd.xml".to_string(), n.as_bytes().to_vec()),
+                (format!("{n}-primary.xml.gz"), n.as_bytes().to_vec()),
+            ]
+        };
+        let hashed = |name: &str| name.ends_with("-primary.xml.gz");
+        b.replace_dir("r/repodata", &set("a"), &hashed).unwrap();
+        b.replace_dir("r/repodata", &set("b"), &hashed).unwrap();
+        // A reader of the old repomd.xml still finds what it named...
+        assert!(b.exists("r/repodata/a-primary.xml.gz").unwrap());
+        assert!(b.exists("r/repodata/b-primary.xml.gz").unwrap());
+        // ...for one generation only.
+        b.replace_dir("r/repodata", &set("c"), &hashed).unwrap();
+        assert!(!b.exists("r/repodata/a-primary.xml.gz").unwrap());
+        assert!(b.exists("r/repodata/b-primary.xml.gz").unwrap());
+        assert_eq!(b.get("r/repodata/repomd.xml").unwrap().unwrap(), b"c");
     }
 
     #[test]

@@ -412,9 +412,17 @@ impl Repositories {
             } else {
                 continue;
             };
+            // Content-named files (`<sha256>-*.xml.*`, `by-hash/`) outlive their index by
+            // one generation, for clients that read the previous one a moment ago.
+            let content_named = |name: &str| {
+                name.contains("/by-hash/")
+                    || name.split_once('-').is_some_and(|(h, _)| {
+                        h.len() == 64 && h.bytes().all(|b| b.is_ascii_hexdigit())
+                    })
+            };
             if self
                 .blobs
-                .replace_dir(&format!("{}/{dir}", repo.name), &files)?
+                .replace_dir(&format!("{}/{dir}", repo.name), &files, &content_named)?
             {
                 rewritten.push(index.clone());
             }

@@ -1622,3 +1622,26 @@ fn an_arch_all_package_shared_by_two_platforms_stays_listed_for_both() {
     );
     assert_eq!(check_consistent(d, "nightly"), 4);
 }
+
+#[test]
+fn a_client_on_the_previous_index_still_finds_its_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let tree = versions_tree(dir.path());
+    let d = &dir.path().join("data");
+    py_json(d, &["repo", "create", "nightly", "--kind", "volatile"]);
+    let (a, b) = (dir.path().join("a"), dir.path().join("b"));
+    pack_version(&tree, 0, &a, "1700000000");
+    pack_version(&tree, 1, &b, "1700000000");
+    py_json(d, &["publish", "--repo", "nightly", a.to_str().unwrap()]);
+    let base = d.join("repos/nightly/yum/el9_x86_64");
+    let old = fs::read_to_string(base.join("repodata/repomd.xml")).unwrap();
+    py_json(d, &["publish", "--repo", "nightly", b.to_str().unwrap()]);
+    assert_ne!(
+        fs::read_to_string(base.join("repodata/repomd.xml")).unwrap(),
+        old
+    );
+    // What the previous repomd.xml named is still there, with its bytes.
+    for r in repomd_records(&old) {
+        assert!(base.join(&r["href"]).is_file(), "{} is gone", r["href"]);
+    }
+}
