@@ -279,6 +279,18 @@ impl Repositories {
                 "clients trust that key; replace it only with --force, then give them the new key.asc",
             ));
         }
+        // First mark every index tree pending, so that a crash anywhere below leaves the
+        // next publish to re-sign them (and to put the matching key.asc in place).
+        let trees: Vec<String> = self
+            .store
+            .packages(&record.name)?
+            .iter()
+            .filter_map(|p| self.index_of(p))
+            .collect();
+        record.pending.extend(trees);
+        record.pending.sort();
+        record.pending.dedup();
+        self.store.apply(vec![Change::PutRepo(record.clone())])?;
         // The secret: owner-only, written whole or not at all.
         fs::create_dir_all(&self.keys_dir).map_err(|source| RepoError::Io {
             path: self.keys_dir.clone(),
@@ -293,21 +305,7 @@ impl Repositories {
         tmp.write_all(armored.as_bytes()).map_err(io)?;
         tmp.as_file().sync_all().map_err(io)?;
         tmp.persist(&path).map_err(|e| io(e.error))?;
-        self.blobs.put(
-            &format!("{}/{}", record.name, self.layout.repository.key),
-            signer.public_armored()?.as_bytes(),
-        )?;
         record.key = Some(signer.fingerprint());
-        // Every index is re-signed with the new key.
-        let platforms: Vec<String> = self
-            .store
-            .packages(&record.name)?
-            .iter()
-            .filter_map(|p| self.index_of(p))
-            .collect();
-        record.pending.extend(platforms);
-        record.pending.sort();
-        record.pending.dedup();
         self.store.apply(vec![Change::PutRepo(record.clone())])?;
         let pending: std::collections::BTreeSet<String> = record.pending.iter().cloned().collect();
         self.rebuild_indexes(&record, &pending, Some(&signer))?;

@@ -377,6 +377,14 @@ impl Repositories {
             (None, Some(_)) => Some(self.signer(repo)?),
             (None, None) => None,
         };
+        // The public key next to the indexes is always the one that signs them.
+        if let Some(s) = &signer {
+            let key = format!("{}/{}", repo.name, self.layout.repository.key);
+            let public = s.public_armored()?;
+            if self.blobs.get(&key)?.as_deref() != Some(public.as_bytes()) {
+                self.blobs.put(&key, public.as_bytes())?;
+            }
+        }
         let mut rewritten = Vec::new();
         for index in which {
             let rows = self.store.index_entries(&repo.name, index)?;
