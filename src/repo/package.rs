@@ -174,12 +174,18 @@ fn control_text(member: &str, data: &[u8]) -> Result<String, String> {
     let mut tar = tar::Archive::new(decompress(member, data)?);
     let entries = tar.entries().map_err(|e| format!("{member}: {e}"))?;
     for e in entries {
-        let mut e = e.map_err(|e| format!("{member}: {e}"))?;
+        let e = e.map_err(|e| format!("{member}: {e}"))?;
         let path = e.path().map_err(|e| format!("{member}: {e}"))?;
         if path.to_string_lossy().trim_start_matches("./") == "control" {
+            // Real control files are a few KB; a huge one is an attack, not a package.
+            const LIMIT: u64 = 1 << 20;
             let mut s = String::new();
-            e.read_to_string(&mut s)
+            e.take(LIMIT + 1)
+                .read_to_string(&mut s)
                 .map_err(|e| format!("{member}: control: {e}"))?;
+            if s.len() as u64 > LIMIT {
+                return Err(format!("{member}: the control file is over 1 MiB"));
+            }
             return Ok(s);
         }
     }

@@ -140,6 +140,9 @@ impl Repositories {
         opts: &PublishOptions,
         progress: &dyn Progress,
     ) -> Result<PublishReport, RepoError> {
+        // The record is read under the lock: another publish may have just changed it.
+        self.repo(name)?;
+        let _guard = self.lock_repo(name)?;
         let repo = self.repo(name)?;
         let total: u64 = candidates
             .iter()
@@ -147,7 +150,6 @@ impl Repositories {
             .map(|m| m.len())
             .sum();
         progress.start("checking", total);
-        let _guard = self.lock_repo(name)?;
         // Loaded before anything is written: a key that does not load stops the publish
         // here. It signs the indexes, and the RPMs too with --sign.
         let key = if opts.sign || repo.key.is_some() {
