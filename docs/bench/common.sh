@@ -1,5 +1,24 @@
-# Shared by the benchmark scripts: a one-component module tree in DIR that every staged
-# prefix is packed as (packages differ by `-p packageName=...` or by prefix).
+# Shared by the benchmark scripts (sourced from the repository root).
+
+# bench_setup SCRIPT "APT PACKAGES" TOOL...: checks the reference tools are there, builds
+# packyard in release mode, and sets PY (the binary), W (a work directory removed on exit,
+# holding the benchmark tree in $W/tree) and SOURCE_DATE_EPOCH.
+bench_setup() {
+  local name=$1 hint=$2 t
+  shift 2
+  for t in "$@"; do
+    command -v "$t" >/dev/null || { echo "$name needs $t (apt-get install $hint)" >&2; exit 1; }
+  done
+  cargo build --release -q
+  PY=$PWD/target/release/packyard
+  W=$(mktemp -d)
+  trap 'rm -rf "$W"' EXIT
+  export SOURCE_DATE_EPOCH=1700000000
+  bench_tree "$W/tree"
+}
+
+# A one-component module tree in DIR that every staged prefix is packed as (packages
+# differ by `-p packageName=...` or by prefix).
 bench_tree() { # DIR
   mkdir -p "$1/bench"
   cat > "$1/module.toml" <<'TOML'

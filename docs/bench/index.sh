@@ -19,17 +19,8 @@ cd "$(dirname "$0")/../.."
 N=${1:-2000}
 BIG_N=${2:-20000}
 
-for t in createrepo_c apt-ftparchive gzip xz python3; do
-  command -v "$t" >/dev/null || { echo "index.sh needs $t (apt-get install createrepo-c apt-utils xz-utils python3)" >&2; exit 1; }
-done
-cargo build --release -q
-PY=$PWD/target/release/packyard
-W=$(mktemp -d)
-trap 'rm -rf "$W"' EXIT
-export SOURCE_DATE_EPOCH=1700000000
-
 . docs/bench/common.sh
-bench_tree "$W/tree"
+bench_setup index.sh "createrepo-c apt-utils xz-utils python3" createrepo_c apt-ftparchive gzip xz python3
 mkdir -p "$W/prefix/usr/share/bench"
 for j in 1 2 3; do echo "file $j of a benchmark package" > "$W/prefix/usr/share/bench/f$j.txt"; done
 

@@ -18,18 +18,8 @@ SMALL=${1:-2000}
 BIG_MB=${2:-200}
 LEVEL=9
 
-for t in rpmbuild dpkg-deb tar gzip python3; do
-  command -v "$t" >/dev/null || { echo "pack.sh needs $t (apt-get install rpm dpkg-dev tar gzip python3)" >&2; exit 1; }
-done
-cargo build --release -q
-PY=$PWD/target/release/packyard
-W=$(mktemp -d)
-trap 'rm -rf "$W"' EXIT
-export SOURCE_DATE_EPOCH=1700000000
-
-# A one-component tree; every staged prefix is packed as this component.
 . docs/bench/common.sh
-bench_tree "$W/tree"
+bench_setup pack.sh "rpm dpkg-dev tar gzip python3" rpmbuild dpkg-deb tar gzip python3
 
 # rpmbuild: files copied from the prefix in %install; post-install scripts (strip,
 # debuginfo, bytecode) switched off so it does no more than packyard does.

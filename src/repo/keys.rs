@@ -73,11 +73,16 @@ impl Signer {
             )
         })?;
         key.verify_bindings().map_err(pgp_error)?;
-        let s = Signer {
+        Ok(Signer {
             key,
             armored: armored.to_string(),
-        };
-        // Fail now, not at the first publish, on a key that is protected or cannot sign.
+        })
+    }
+
+    /// [`Signer::from_armored`], and a trial signature: a key that is protected or cannot
+    /// sign is refused when it is installed, not at a later publish.
+    pub fn checked(armored: &str) -> Result<Signer, RepoError> {
+        let s = Signer::from_armored(armored)?;
         s.detached(b"probe", 0)?;
         Ok(s)
     }
@@ -272,7 +277,7 @@ impl Repositories {
         armored: &str,
         force: bool,
     ) -> Result<KeyInfo, RepoError> {
-        let signer = Signer::from_armored(armored)?;
+        let signer = Signer::checked(armored)?;
         if record.key.is_some() && !force {
             return Err(key_error(
                 format!("repository {} already has a key", record.name),

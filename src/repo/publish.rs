@@ -391,13 +391,12 @@ impl Repositories {
         for index in which {
             let rows = self.store.index_entries(&repo.name, index)?;
             // Compressed segments of earlier builds of this tree.
-            let mut known = std::collections::HashMap::new();
-            let old_keys = self.store.segment_keys(&repo.name, index)?;
-            for k in &old_keys {
-                if let Some(b) = self.store.segment(&repo.name, index, k)? {
-                    known.insert(k.clone(), b);
-                }
-            }
+            let known: std::collections::HashMap<String, Vec<u8>> = self
+                .store
+                .segments(&repo.name, index)?
+                .into_iter()
+                .collect();
+            let old_keys: Vec<String> = known.keys().cloned().collect();
             let mut cache = super::segments::Cache::new(known);
             let (files, dir) = if let Some(platform) = index.strip_prefix("yum/") {
                 let files =

@@ -271,9 +271,8 @@ pub trait Store: Send + Sync {
     fn lock(&self, configuration: &str) -> Result<Option<LockRecord>, StoreError>;
     /// The index entries of one index tree, in their listing order.
     fn index_entries(&self, repo: &str, tree: &str) -> Result<Vec<IndexRow>, StoreError>;
-    fn segment(&self, repo: &str, tree: &str, key: &str) -> Result<Option<Vec<u8>>, StoreError>;
-    /// The keys of an index tree's cached segments.
-    fn segment_keys(&self, repo: &str, tree: &str) -> Result<Vec<String>, StoreError>;
+    /// An index tree's cached segments, by key.
+    fn segments(&self, repo: &str, tree: &str) -> Result<Vec<(String, Vec<u8>)>, StoreError>;
 }
 
 #[cfg(test)]

@@ -247,20 +247,16 @@ impl Store for SledStore {
             .collect()
     }
 
-    fn segment(&self, repo: &str, tree: &str, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
-        let mut k = seg_prefix(repo, tree);
-        k.extend_from_slice(key.as_bytes());
-        Ok(self.db.get(k).map_err(backend)?.map(|v| v.to_vec()))
-    }
-
-    fn segment_keys(&self, repo: &str, tree: &str) -> Result<Vec<String>, StoreError> {
+    fn segments(&self, repo: &str, tree: &str) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
         let prefix = seg_prefix(repo, tree);
         self.db
             .scan_prefix(&prefix)
-            .keys()
-            .map(|k| {
-                let k = k.map_err(backend)?;
-                Ok(String::from_utf8_lossy(&k[prefix.len()..]).into_owned())
+            .map(|kv| {
+                let (k, v) = kv.map_err(backend)?;
+                Ok((
+                    String::from_utf8_lossy(&k[prefix.len()..]).into_owned(),
+                    v.to_vec(),
+                ))
             })
             .collect()
     }

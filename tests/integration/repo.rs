@@ -196,23 +196,32 @@ fn copy_tree(from: &Path, to: &Path) {
 }
 
 /// A data directory with one volatile repository holding the packed fixture release.
-fn published(platform: &'static str, extra: &[&str]) -> (tempfile::TempDir, Value) {
+fn published(platform: &'static str) -> (tempfile::TempDir, Value) {
     let data = tempfile::tempdir().unwrap();
-    py_json(
-        data.path(),
-        &["repo", "create", "nightly", "--kind", "volatile"],
-    );
+    create_nightly(data.path(), &[]);
+    let report = publish_packed(data.path(), platform, &[]);
+    (data, report)
+}
+
+/// Volatile repository `nightly` in data directory `d`; `extra` adds `repo create` options.
+fn create_nightly(d: &Path, extra: &[&str]) {
+    let mut args = vec!["repo", "create", "nightly", "--kind", "volatile"];
+    args.extend_from_slice(extra);
+    py_json(d, &args);
+}
+
+/// Publishes the packed fixture release of `platform` into `nightly`; its report.
+fn publish_packed(d: &Path, platform: &'static str, extra: &[&str]) -> Value {
+    let out = packed(platform).to_str().unwrap().to_string();
     let mut args = vec!["publish", "--repo", "nightly"];
     args.extend_from_slice(extra);
-    let out = packed(platform).to_str().unwrap().to_string();
     args.push(&out);
-    let report = py_json(data.path(), &args);
-    (data, report)
+    py_json(d, &args)
 }
 
 #[test]
 fn yum_indexes_match_createrepo_c() {
-    let (data, report) = published("el9_x86_64", &[]);
+    let (data, report) = published("el9_x86_64");
     let files = report["files"].as_array().unwrap();
     assert_eq!(files.len(), 12, "6 tarballs and 6 RPMs: {report}");
     assert!(files.iter().all(|f| f["action"] == "added"));
@@ -269,7 +278,7 @@ fn stanzas(text: &str) -> BTreeMap<String, String> {
 
 #[test]
 fn apt_indexes_match_apt_ftparchive() {
-    let (data, report) = published("deb12_amd64", &[]);
+    let (data, report) = published("deb12_amd64");
     assert_eq!(report["files"].as_array().unwrap().len(), 12, "{report}");
     assert_eq!(report["indexes"], serde_json::json!(["apt/deb12"]));
     let apt = data.path().join("repos/nightly/apt");
@@ -360,12 +369,11 @@ fn keyring(armored: &Path, out: &Path) {
 fn dnf_installs_signed_packages_from_a_signed_repository() {
     let data = tempfile::tempdir().unwrap();
     let d = data.path();
-    py_json(d, &["repo", "create", "nightly", "--kind", "volatile"]);
+    create_nightly(d, &[]);
     // RSA: the key kind every rpm reads.
     let key = py_json(d, &["key", "generate", "--repo", "nightly"]);
     let fingerprint = key["fingerprint"].as_str().unwrap().to_string();
-    let out = packed("el9_x86_64").to_str().unwrap().to_string();
-    let report = py_json(d, &["publish", "--repo", "nightly", "--sign", &out]);
+    let report = publish_packed(d, "el9_x86_64", &["--sign"]);
     let repo = d.join("repos/nightly");
     let key_file = repo.join("key.asc");
     let exported = stdout(&py(d, &["key", "export", "--repo", "nightly"]));
@@ -483,20 +491,8 @@ fn dnf_install(d: &Path, base: &Path, key: Option<&Path>, package: &str) {
 fn zstd_repodata_reads_the_same_and_installs() {
     let data = tempfile::tempdir().unwrap();
     let d = data.path();
-    py_json(
-        d,
-        &[
-            "repo",
-            "create",
-            "nightly",
-            "--kind",
-            "volatile",
-            "--yum-compression",
-            "zstd",
-        ],
-    );
-    let out = packed("el9_x86_64").to_str().unwrap().to_string();
-    py_json(d, &["publish", "--repo", "nightly", &out]);
+    create_nightly(d, &["--yum-compression", "zstd"]);
+    publish_packed(d, "el9_x86_64", &[]);
     let base = d.join("repos/nightly/yum/el9_x86_64");
     let repomd = fs::read_to_string(base.join("repodata/repomd.xml")).unwrap();
     assert_eq!(repomd.matches(".xml.zst\"").count(), 3, "{repomd}");
@@ -509,7 +505,7 @@ fn zstd_repodata_reads_the_same_and_installs() {
 fn apt_get_fetches_from_a_signed_repository() {
     let data = tempfile::tempdir().unwrap();
     let d = data.path();
-    py_json(d, &["repo", "create", "nightly", "--kind", "volatile"]);
+    create_nightly(d, &[]);
     py_json(
         d,
         &[
@@ -521,8 +517,7 @@ fn apt_get_fetches_from_a_signed_repository() {
             "ed25519",
         ],
     );
-    let out = packed("deb12_amd64").to_str().unwrap().to_string();
-    py_json(d, &["publish", "--repo", "nightly", &out]);
+    publish_packed(d, "deb12_amd64", &[]);
     let repo = d.join("repos/nightly");
     if !have_tool("apt-get", &["--version"]) {
         return;
@@ -774,12 +769,7 @@ fn volatile_repositories_replace_and_keep_the_newest() {
     let dir = tempfile::tempdir().unwrap();
     let tree = versions_tree(dir.path());
     let d = &dir.path().join("data");
-    py_json(
-        d,
-        &[
-            "repo", "create", "nightly", "--kind", "volatile", "--keep", "2",
-        ],
-    );
+    create_nightly(d, &["--keep", "2"]);
     let out = |name: &str| dir.path().join(name);
     pack_version(&tree, 0, &out("v0"), "1700000000");
     pack_version(&tree, 0, &out("v0b"), "1700005555");
@@ -876,7 +866,7 @@ fn lock_edit_clone_and_register() {
     let t = tree.to_str().unwrap();
     let d = &dir.path().join("data");
     py_json(d, &["repo", "create", "reg", "--kind", "registered"]);
-    py_json(d, &["repo", "create", "nightly", "--kind", "volatile"]);
+    create_nightly(d, &[]);
 
     let locked = py_json(d, &["lock", "tool_R_1_0_0_1", "--tree", t]);
     assert_eq!(locked["new"], true);
@@ -1164,12 +1154,7 @@ fn a_killed_publish_leaves_a_consistent_repository() {
     let dir = tempfile::tempdir().unwrap();
     let tree = versions_tree(dir.path());
     let d = &dir.path().join("data");
-    py_json(
-        d,
-        &[
-            "repo", "create", "nightly", "--kind", "volatile", "--keep", "2",
-        ],
-    );
+    create_nightly(d, &["--keep", "2"]);
     py_json(
         d,
         &[
@@ -1250,7 +1235,7 @@ fn concurrent_publishes_all_land() {
     let dir = tempfile::tempdir().unwrap();
     let tree = versions_tree(dir.path());
     let d = &dir.path().join("data");
-    py_json(d, &["repo", "create", "nightly", "--kind", "volatile"]);
+    create_nightly(d, &[]);
     let mut inputs = vec![packed("el9_x86_64").to_path_buf()];
     for minor in 0..3 {
         let out = dir.path().join(format!("v{minor}"));
@@ -1394,7 +1379,7 @@ fn loose_files_go_to_name_version_platform() {
     let dir = tempfile::tempdir().unwrap();
     let tree = versions_tree(dir.path());
     let d = &dir.path().join("data");
-    py_json(d, &["repo", "create", "nightly", "--kind", "volatile"]);
+    create_nightly(d, &[]);
     let out = dir.path().join("v1");
     pack_version(&tree, 1, &out, "1700000000");
     let dir1 = out.join("vt/vt.tool/1.1.0/el9_x86_64");
@@ -1458,9 +1443,8 @@ fn an_imported_gpg_key_signs_the_indexes() {
     let secret = dir.path().join("secret.asc");
     fs::write(&secret, gpg(&["--armor", "--export-secret-keys"])).unwrap();
     let d = &dir.path().join("data");
-    py_json(d, &["repo", "create", "nightly", "--kind", "volatile"]);
-    let out = packed("deb12_amd64").to_str().unwrap().to_string();
-    py_json(d, &["publish", "--repo", "nightly", &out]);
+    create_nightly(d, &[]);
+    publish_packed(d, "deb12_amd64", &[]);
     // Importing signs what is already there.
     let info = py_json(
         d,
@@ -1530,7 +1514,7 @@ fn package_paths_cannot_reach_into_the_index_trees() {
     let dir = tempfile::tempdir().unwrap();
     let tree = versions_tree(dir.path());
     let d = &dir.path().join("data");
-    py_json(d, &["repo", "create", "nightly", "--kind", "volatile"]);
+    create_nightly(d, &[]);
     let good = dir.path().join("good");
     pack_version(&tree, 0, &good, "1700000000");
     py_json(d, &["publish", "--repo", "nightly", good.to_str().unwrap()]);
@@ -1553,12 +1537,7 @@ fn an_older_version_than_keep_allows_leaves_nothing_behind() {
     let dir = tempfile::tempdir().unwrap();
     let tree = versions_tree(dir.path());
     let d = &dir.path().join("data");
-    py_json(
-        d,
-        &[
-            "repo", "create", "nightly", "--kind", "volatile", "--keep", "1",
-        ],
-    );
+    create_nightly(d, &["--keep", "1"]);
     let (new, old) = (dir.path().join("v2"), dir.path().join("v0"));
     pack_version(&tree, 2, &new, "1700000000");
     pack_version(&tree, 0, &old, "1700000000");
@@ -1585,7 +1564,7 @@ fn an_arch_all_package_shared_by_two_platforms_stays_listed_for_both() {
     let dir = tempfile::tempdir().unwrap();
     let tree = versions_tree(dir.path());
     let d = &dir.path().join("data");
-    py_json(d, &["repo", "create", "nightly", "--kind", "volatile"]);
+    create_nightly(d, &[]);
     let (a, b) = (dir.path().join("a"), dir.path().join("b"));
     pack_version_for(&tree, 0, &a, "1700000000", "deb12_all");
     pack_version_for(&tree, 0, &b, "1700000001", "deb12_all");
@@ -1628,7 +1607,7 @@ fn a_client_on_the_previous_index_still_finds_its_files() {
     let dir = tempfile::tempdir().unwrap();
     let tree = versions_tree(dir.path());
     let d = &dir.path().join("data");
-    py_json(d, &["repo", "create", "nightly", "--kind", "volatile"]);
+    create_nightly(d, &[]);
     let (a, b) = (dir.path().join("a"), dir.path().join("b"));
     pack_version(&tree, 0, &a, "1700000000");
     pack_version(&tree, 1, &b, "1700000000");
