@@ -210,6 +210,21 @@ fn create_nightly(d: &Path, extra: &[&str]) {
     py_json(d, &args);
 }
 
+/// An Ed25519 signing key for `nightly` (generated in a millisecond; RSA takes seconds).
+fn ed25519_key(d: &Path) {
+    py_json(
+        d,
+        &[
+            "key",
+            "generate",
+            "--repo",
+            "nightly",
+            "--algorithm",
+            "ed25519",
+        ],
+    );
+}
+
 /// Publishes the packed fixture release of `platform` into `nightly`; its report.
 fn publish_packed(d: &Path, platform: &'static str, extra: &[&str]) -> Value {
     let out = packed(platform).to_str().unwrap().to_string();
@@ -506,17 +521,7 @@ fn apt_get_fetches_from_a_signed_repository() {
     let data = tempfile::tempdir().unwrap();
     let d = data.path();
     create_nightly(d, &[]);
-    py_json(
-        d,
-        &[
-            "key",
-            "generate",
-            "--repo",
-            "nightly",
-            "--algorithm",
-            "ed25519",
-        ],
-    );
+    ed25519_key(d);
     publish_packed(d, "deb12_amd64", &[]);
     let repo = d.join("repos/nightly");
     if !have_tool("apt-get", &["--version"]) {
@@ -1155,17 +1160,7 @@ fn a_killed_publish_leaves_a_consistent_repository() {
     let tree = versions_tree(dir.path());
     let d = &dir.path().join("data");
     create_nightly(d, &["--keep", "2"]);
-    py_json(
-        d,
-        &[
-            "key",
-            "generate",
-            "--repo",
-            "nightly",
-            "--algorithm",
-            "ed25519",
-        ],
-    );
+    ed25519_key(d);
     // Rebuilds with other dates give other bytes, so every publish has work to do.
     let mut inputs = Vec::new();
     for i in 0..24u32 {
