@@ -5,9 +5,11 @@
 //! [`pack`] (staged prefix → packages) → [`repo`] (publishing, indexes, keys), which keeps
 //! metadata in [`store`] and bytes in [`blobs`]; [`lock`] freezes configurations.
 //! [`version`] gives RPM and Debian ordering, [`layout`] the platforms and path templates.
-//! [`cli`] is the thin command-line edge.
+//! [`server`] serves it all over HTTP, with [`auth`] tokens for writers; [`cli`] is the
+//! thin command-line edge. Both call the same library functions.
 
 pub mod atomic;
+pub mod auth;
 pub mod blobs;
 pub mod cli;
 pub mod config;
@@ -17,5 +19,6 @@ pub mod lock;
 pub mod pack;
 pub mod progress;
 pub mod repo;
+pub mod server;
 pub mod store;
 pub mod version;

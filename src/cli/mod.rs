@@ -4,6 +4,7 @@
 mod progress;
 mod render;
 mod repo;
+mod serve;
 
 use std::io::{BufRead, BufWriter, Write};
 use std::path::{Path, PathBuf};
@@ -75,6 +76,11 @@ enum Command {
     Clone(repo::CloneArgs),
     /// Publish packages of a locked configuration into a registered repository.
     Register(repo::RegisterArgs),
+    /// Serve the repositories, the JSON API and the browse pages over HTTP.
+    Serve(serve::ServeArgs),
+    /// API tokens for the server: create, list, revoke.
+    #[command(subcommand)]
+    Token(serve::TokenCommand),
     /// Compare two versions in RPM or Debian ordering: prints <, = or >.
     Vercmp(VercmpArgs),
     /// List the known platforms.
@@ -215,6 +221,8 @@ fn run(cli: Cli) -> Outcome {
         Command::Lock(args) => repo::cmd_lock(args, &cli.data, &layout, cli.json),
         Command::Clone(args) => repo::cmd_clone(args, cli.json),
         Command::Register(args) => repo::cmd_register(args, &cli.data, &layout, cli.json),
+        Command::Serve(args) => serve::cmd_serve(args, &cli.data, &layout, cli.json),
+        Command::Token(cmd) => serve::cmd_token(cmd, &cli.data, &layout, cli.json),
         Command::Platforms => {
             let platforms: Vec<_> = layout.platforms.values().collect();
             if cli.json {

@@ -27,6 +27,9 @@ pub enum RepoCommand {
         /// Compression of the YUM metadata.
         #[arg(long, value_enum, default_value = "gzip")]
         yum_compression: crate::store::MetadataCompression,
+        /// Serve it only to callers with a token.
+        #[arg(long)]
+        private: bool,
     },
     /// List the repositories.
     List,
@@ -96,9 +99,17 @@ pub fn cmd_repo(cmd: RepoCommand, data: &Path, layout: &Layout, json: bool) -> O
             platforms,
             keep,
             yum_compression,
+            private,
         } => {
             let r = repos
-                .create(&name, kind, &platforms, keep, yum_compression)
+                .create(&crate::repo::NewRepo {
+                    name: name.clone(),
+                    kind,
+                    platforms,
+                    keep,
+                    yum_compression,
+                    private,
+                })
                 .map_err(failure)?;
             if json {
                 print_json(&r)?;

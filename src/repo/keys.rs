@@ -22,7 +22,8 @@ use super::{RepoError, Repositories};
 use crate::store::{Change, RepoRecord};
 
 /// Key algorithms offered by `key generate`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum Algorithm {
     /// RSA 4096: every rpm, dnf and apt reads it (EL8's rpm 4.14 included).
     Rsa4096,

@@ -10,6 +10,7 @@
 //! ```
 
 pub mod apt;
+pub mod details;
 pub mod keys;
 pub mod package;
 pub mod publish;
@@ -19,7 +20,7 @@ pub mod yum;
 
 use std::path::{Path, PathBuf};
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::blobs::{BlobError, Blobs, FsBlobs};
 use crate::layout::Layout;
@@ -35,6 +36,8 @@ pub enum RepoError {
     Blob(#[from] BlobError),
     #[error("no repository named {0:?}")]
     NoSuchRepo(String),
+    #[error("no package {path} in repository {repo}")]
+    NoSuchPackage { repo: String, path: String },
     #[error("a repository named {0:?} already exists")]
     Exists(String),
     #[error("{0:?} is not a valid repository name")]
@@ -63,6 +66,8 @@ pub enum RepoError {
     Key { what: String, hint: String },
     #[error("{what}")]
     Lock { what: String, hint: String },
+    #[error("the data directory is in use by `packyard serve` (pid {pid}) at {url}")]
+    InUse { url: String, pid: u32 },
     #[error("{path}: {source}")]
     Io {
         path: PathBuf,
@@ -78,6 +83,9 @@ impl RepoError {
             RepoError::NoSuchRepo(_) => "see `packyard repo list`, or create it with \
                                          `packyard repo create NAME --kind volatile|registered`"
                 .into(),
+            RepoError::NoSuchPackage { repo, .. } => {
+                format!("list what it holds with `packyard repo show {repo}`")
+            }
             RepoError::Exists(_) => "pick another name, or use the existing one".into(),
             RepoError::BadName(_) => {
                 "use lowercase letters, digits, `.`, `_` and `-`, starting with a letter or digit"
@@ -95,9 +103,32 @@ impl RepoError {
                 "publish it to a repository that takes this platform".into()
             }
             RepoError::Key { hint, .. } | RepoError::Lock { hint, .. } => hint.clone(),
+            RepoError::InUse { url, .. } => format!(
+                "send the command to the server: add `--server {url} --token TOKEN` \
+                 (an admin makes tokens with `packyard token create`), or stop the server first"
+            ),
             RepoError::Io { .. } => "check the path and its permissions".into(),
         })
     }
+}
+
+/// What `repo create` (or `POST /api/v1/repos`) asks for.
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NewRepo {
+    pub name: String,
+    pub kind: RepoKind,
+    /// Platforms it takes; empty: every known platform.
+    #[serde(default)]
+    pub platforms: Vec<String>,
+    /// Volatile only: keep the newest N versions of each package.
+    #[serde(default)]
+    pub keep: Option<u32>,
+    #[serde(default)]
+    pub yum_compression: MetadataCompression,
+    /// Served only to callers with a token.
+    #[serde(default)]
+    pub private: bool,
 }
 
 /// A repository with what it holds, for `repo list` / `repo show`.
@@ -112,6 +143,23 @@ pub struct RepoSummary {
 /// How long a command waits for another packyard process to let go of the store (one
 /// process holds it at a time): concurrent publishes queue instead of failing.
 const STORE_WAIT: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// Written to `<data>/server.json` while a server runs, so the command line can say
+/// where to send what it cannot do itself.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct ServerInfo {
+    pub url: String,
+    pub pid: u32,
+}
+
+/// The server running on `data`, if one is (its file names a live process).
+pub fn running(data: &Path) -> Option<ServerInfo> {
+    let text = std::fs::read_to_string(data.join("server.json")).ok()?;
+    let info: ServerInfo = serde_json::from_str(&text).ok()?;
+    // SAFETY: signal 0 only asks whether the process exists.
+    let alive = unsafe { libc::kill(info.pid as libc::pid_t, 0) } == 0;
+    (alive && info.pid != std::process::id()).then_some(info)
+}
 
 /// The data directory, opened: store, blobs, keys, layout.
 pub struct Repositories {
@@ -144,6 +192,12 @@ impl Repositories {
             source,
         };
         std::fs::create_dir_all(data.join("repos")).map_err(io)?;
+        if let Some(info) = running(data) {
+            return Err(RepoError::InUse {
+                url: info.url,
+                pid: info.pid,
+            });
+        }
         let store = SledStore::open_waiting(&data.join("store"), STORE_WAIT)?;
         Ok(Repositories {
             store: Box::new(store),
@@ -153,47 +207,42 @@ impl Repositories {
         })
     }
 
-    pub fn create(
-        &self,
-        name: &str,
-        kind: RepoKind,
-        platforms: &[String],
-        keep: Option<u32>,
-        yum_compression: MetadataCompression,
-    ) -> Result<RepoRecord, RepoError> {
+    pub fn create(&self, new: &NewRepo) -> Result<RepoRecord, RepoError> {
+        let name = new.name.as_str();
         check_repo_name(name)?;
         if self.store.repo(name)?.is_some() {
             return Err(RepoError::Exists(name.into()));
         }
-        for p in platforms {
+        for p in &new.platforms {
             if !self.layout.platforms.contains_key(p) {
                 return Err(RepoError::UnknownPlatform(p.clone()));
             }
         }
-        if keep == Some(0) {
+        if new.keep == Some(0) {
             return Err(RepoError::Key {
                 what: "--keep 0 would remove every package at each publish".into(),
                 hint: "give --keep 1 or more, or leave it out to keep every version".into(),
             });
         }
-        if keep.is_some() && kind == RepoKind::Registered {
+        if new.keep.is_some() && new.kind == RepoKind::Registered {
             return Err(RepoError::Key {
                 what: "--keep applies to volatile repositories only".into(),
                 hint: "a registered repository keeps every package for good; drop --keep".into(),
             });
         }
-        let mut platforms = platforms.to_vec();
+        let mut platforms = new.platforms.clone();
         platforms.sort();
         platforms.dedup();
         let record = RepoRecord {
             name: name.into(),
-            kind,
+            kind: new.kind,
             platforms,
-            keep,
+            keep: new.keep,
             created: chrono::Utc::now().timestamp(),
             key: None,
-            yum_compression,
+            yum_compression: new.yum_compression,
             pending: vec![],
+            private: new.private,
         };
         self.store
             .apply(vec![crate::store::Change::PutRepo(record.clone())])?;

@@ -53,6 +53,19 @@ impl Parsed {
     }
 }
 
+/// Whether an RPM's signature header holds an OpenPGP signature (of any algorithm).
+pub fn rpm_signed(m: &rpm::PackageMetadata) -> bool {
+    use rpm::IndexSignatureTag as T;
+    [
+        T::RPMSIGTAG_RSA,
+        T::RPMSIGTAG_PGP,
+        T::RPMSIGTAG_DSA,
+        T::RPMSIGTAG_OPENPGP,
+    ]
+    .into_iter()
+    .any(|t| m.signature.entry_is_present(t as u32))
+}
+
 /// The kind a file name says it is.
 pub fn kind_of(name: &str) -> Option<FileKind> {
     if name.ends_with(".rpm") {
@@ -159,7 +172,7 @@ fn parse_deb(bytes: &[u8]) -> Result<DebControl, String> {
     Ok(c)
 }
 
-fn decompress<'a>(member: &str, data: &'a [u8]) -> Result<Box<dyn Read + 'a>, String> {
+pub(super) fn decompress<'a>(member: &str, data: &'a [u8]) -> Result<Box<dyn Read + 'a>, String> {
     let ext = member.rsplit_once(".tar").map(|(_, e)| e).unwrap_or("");
     Ok(match ext {
         "" => Box::new(data),

@@ -73,6 +73,24 @@ pub(super) struct Candidate {
     pub expect: Option<(String, String, String)>,
     /// The configuration it was built from, when known.
     pub configuration: Option<String>,
+    /// How messages name it, when not by its source path (an upload's URL path).
+    pub label: Option<String>,
+}
+
+/// A file to publish: where it comes from and where it goes.
+pub(super) fn candidate(
+    source: PathBuf,
+    key: Option<String>,
+    platform: Option<String>,
+) -> Candidate {
+    Candidate {
+        source,
+        key,
+        platform,
+        expect: None,
+        configuration: None,
+        label: None,
+    }
 }
 
 /// A checked file, ready to store.
@@ -131,6 +149,28 @@ impl Repositories {
     ) -> Result<PublishReport, RepoError> {
         let candidates = collect(inputs, opts, &self.layout)?;
         self.publish_candidates(name, candidates, opts, progress)
+    }
+
+    /// Publishes uploaded files: each is a `(temporary file, download-from path)` pair;
+    /// the platform comes from the path. Messages name the path, not the temporary file.
+    pub fn publish_uploads(
+        &self,
+        name: &str,
+        uploads: &[(PathBuf, String)],
+        opts: &PublishOptions,
+    ) -> Result<PublishReport, RepoError> {
+        let candidates = uploads
+            .iter()
+            .map(|(source, key)| Candidate {
+                label: Some(key.clone()),
+                ..candidate(
+                    source.clone(),
+                    Some(key.clone()),
+                    platform_in_path(key, &self.layout).or_else(|| opts.platform.clone()),
+                )
+            })
+            .collect();
+        self.publish_candidates(name, candidates, opts, &crate::progress::Quiet)
     }
 
     pub(super) fn publish_candidates(
@@ -546,16 +586,24 @@ impl Repositories {
         c: Candidate,
         signer: Option<&super::keys::Signer>,
     ) -> Result<Ready, RepoError> {
-        let shown = c.source.display().to_string();
+        let shown = c
+            .label
+            .clone()
+            .unwrap_or_else(|| c.source.display().to_string());
         let bad = |why: String| RepoError::BadPackage {
             path: shown.clone(),
             why,
         };
-        let file_name = c
-            .source
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_default();
+        // The name says what the file is: a key's last part (an upload's source is a
+        // temporary file), else the source's own name.
+        let file_name = match &c.key {
+            Some(k) => k.rsplit('/').next().unwrap_or(k).to_string(),
+            None => c
+                .source
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default(),
+        };
         let mut bytes = fs::read(&c.source).map_err(|source| RepoError::Io {
             path: c.source.clone(),
             source,
@@ -633,6 +681,10 @@ impl Repositories {
             sha256,
             published: chrono::Utc::now().timestamp(),
             configuration: c.configuration.clone(),
+            signed: match &parsed {
+                Parsed::Rpm(m) => signer.is_some() || package::rpm_signed(m),
+                _ => false,
+            },
             listed: None,
             index: IndexEntry::None,
         };
@@ -714,6 +766,20 @@ fn same_identity(a: &PackageRecord, b: &PackageRecord) -> bool {
         && a.arch == b.arch
 }
 
+fn evr(r: &PackageRecord) -> String {
+    format!("{}:{}-{}", r.epoch, r.version, r.release)
+}
+
+/// Orders two records of one package by version, in their format's ordering.
+pub fn compare_versions(a: &PackageRecord, b: &PackageRecord) -> std::cmp::Ordering {
+    let scheme = if a.kind == FileKind::Deb {
+        Scheme::Deb
+    } else {
+        Scheme::Rpm
+    };
+    version::compare(scheme, &evr(a), &evr(b))
+}
+
 /// Records to drop so that each (kind, platform, name) keeps its newest `keep` versions.
 fn prune<'a>(
     records: impl Iterator<Item = &'a PackageRecord>,
@@ -727,14 +793,8 @@ fn prune<'a>(
             .push(r);
     }
     let mut out = Vec::new();
-    for ((kind, _, _), mut rs) in groups {
-        let scheme = if kind == FileKind::Deb {
-            Scheme::Deb
-        } else {
-            Scheme::Rpm
-        };
-        let evr = |r: &PackageRecord| format!("{}:{}-{}", r.epoch, r.version, r.release);
-        rs.sort_by(|a, b| version::compare(scheme, &evr(b), &evr(a)));
+    for (_, mut rs) in groups {
+        rs.sort_by(|a, b| compare_versions(b, a));
         let mut versions: Vec<String> = Vec::new();
         for r in rs {
             let v = evr(r);
@@ -809,27 +869,11 @@ pub(super) fn collect(
             let mut files = Vec::new();
             walk(input, input, &mut files)?;
             for (rel, source) in files {
-                let platform = rel
-                    .split('/')
-                    .find(|part| layout.platforms.contains_key(*part))
-                    .map(str::to_string)
-                    .or_else(|| opts.platform.clone());
-                out.push(Candidate {
-                    source,
-                    key: Some(rel),
-                    platform,
-                    expect: None,
-                    configuration: None,
-                });
+                let platform = platform_in_path(&rel, layout).or_else(|| opts.platform.clone());
+                out.push(candidate(source, Some(rel), platform));
             }
         } else {
-            out.push(Candidate {
-                source: input.clone(),
-                key: None,
-                platform: opts.platform.clone(),
-                expect: None,
-                configuration: None,
-            });
+            out.push(candidate(input.clone(), None, opts.platform.clone()));
         }
     }
     if out.is_empty() {
@@ -843,6 +887,13 @@ pub(super) fn collect(
         });
     }
     Ok(out)
+}
+
+/// The platform a download-from path names (one of its parts), if any.
+pub fn platform_in_path(path: &str, layout: &crate::layout::Layout) -> Option<String> {
+    path.split('/')
+        .find(|part| layout.platforms.contains_key(*part))
+        .map(str::to_string)
 }
 
 /// Regular files under `dir` (hidden entries skipped; symlinks refused: a tree to publish
@@ -906,6 +957,7 @@ mod tests {
             sha256: String::new(),
             published: 0,
             configuration: None,
+            signed: false,
             listed: None,
             index: IndexEntry::None,
         }

@@ -74,6 +74,9 @@ pub struct RepoRecord {
     /// files were not rewritten yet: an interrupted publish; the next one rebuilds them.
     #[serde(default)]
     pub pending: Vec<String>,
+    /// Private repositories are served only to callers with a token.
+    #[serde(default)]
+    pub private: bool,
 }
 
 /// Compression of YUM metadata: gzip reads everywhere; zstd is smaller and faster to read
@@ -115,9 +118,12 @@ pub struct PackageRecord {
     pub published: i64,
     /// The configuration it was built from, when known.
     pub configuration: Option<String>,
+    /// An RPM carrying an OpenPGP signature (so clients may check it: `gpgcheck=1`).
+    #[serde(default)]
+    pub signed: bool,
     /// The index tree it is listed in (`yum/<platform>`, `apt/<suite>`) and its place
     /// there (the order createrepo_c or apt-ftparchive gives).
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub listed: Option<Listing>,
     /// The pre-rendered index entries. Kept apart from the record in the store (see
     /// [`Store::index_entries`]), so reading records stays cheap.
@@ -228,6 +234,45 @@ pub struct LockRecord {
     pub locked: i64,
 }
 
+/// What a token may do. Each role can do what the roles below it can:
+/// `admin` ⊇ `release` ⊇ `builder`.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, clap::ValueEnum,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    /// Uploads to volatile repositories.
+    Builder,
+    /// Also locks configurations and registers packages into registered repositories.
+    Release,
+    /// Also manages repositories and tokens.
+    Admin,
+}
+
+impl Role {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Builder => "builder",
+            Role::Release => "release",
+            Role::Admin => "admin",
+        }
+    }
+}
+
+/// An API token. Only the SHA-256 of its secret is stored; the secret is shown once.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TokenRecord {
+    pub id: String,
+    pub role: Role,
+    /// What it is for (free text).
+    pub name: String,
+    /// Hex SHA-256 of the secret.
+    pub hash: String,
+    pub created: i64,
+    /// When it was revoked; a revoked token is refused.
+    pub revoked: Option<i64>,
+}
+
 /// One change, applied with others in a single atomic batch.
 #[derive(Debug, Clone)]
 #[allow(clippy::large_enum_variant)] // built a handful at a time; boxing buys nothing
@@ -242,6 +287,7 @@ pub enum Change {
         path: String,
     },
     PutLock(LockRecord),
+    PutToken(TokenRecord),
     /// A compressed segment of an index file, by its key (see `repo::segments`).
     PutSegment {
         repo: String,
@@ -269,6 +315,13 @@ pub trait Store: Send + Sync {
     /// The packages of a repository with this name (any kind, platform, version).
     fn packages_named(&self, repo: &str, name: &str) -> Result<Vec<PackageRecord>, StoreError>;
     fn lock(&self, configuration: &str) -> Result<Option<LockRecord>, StoreError>;
+    /// Every configuration lock, by configuration name.
+    fn locks(&self) -> Result<Vec<LockRecord>, StoreError>;
+    fn token(&self, id: &str) -> Result<Option<TokenRecord>, StoreError>;
+    /// Every token (revoked ones too), by id.
+    fn tokens(&self) -> Result<Vec<TokenRecord>, StoreError>;
+    /// Makes everything applied so far durable (on shutdown).
+    fn flush(&self) -> Result<(), StoreError>;
     /// The index entries of one index tree, in their listing order.
     fn index_entries(&self, repo: &str, tree: &str) -> Result<Vec<IndexRow>, StoreError>;
     /// An index tree's cached segments, by key.
@@ -293,6 +346,7 @@ mod tests {
             sha256: "00".repeat(32),
             published: 1,
             configuration: None,
+            signed: false,
             listed: None,
             index: IndexEntry::None,
         }
@@ -311,6 +365,7 @@ mod tests {
             key: None,
             yum_compression: Default::default(),
             pending: vec![],
+            private: false,
         };
         store
             .apply(vec![

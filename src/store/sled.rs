@@ -9,6 +9,7 @@ use serde::de::DeserializeOwned;
 
 use super::{
     Change, IndexEntry, IndexRow, LockRecord, PackageRecord, RepoRecord, Store, StoreError,
+    TokenRecord,
 };
 
 pub struct SledStore {
@@ -28,6 +29,9 @@ fn pkg_key(repo: &str, path: &str) -> Vec<u8> {
 }
 fn lock_key(conf: &str) -> Vec<u8> {
     format!("lock\0{conf}").into_bytes()
+}
+fn token_key(id: &str) -> Vec<u8> {
+    format!("tok\0{id}").into_bytes()
 }
 // Index entries: `ent\0<repo>\0<tree>\0<order>\0<path>`, so a prefix scan lists a tree's
 // entries in their order. Segments: `seg\0<repo>\0<tree>\0<key>`.
@@ -173,6 +177,7 @@ impl Store for SledStore {
                     batch.remove(pkg_key(repo, path))
                 }
                 Change::PutLock(l) => batch.insert(lock_key(&l.configuration), encode(l)),
+                Change::PutToken(t) => batch.insert(token_key(&t.id), encode(t)),
                 Change::PutSegment {
                     repo,
                     tree,
@@ -213,6 +218,22 @@ impl Store for SledStore {
 
     fn lock(&self, configuration: &str) -> Result<Option<LockRecord>, StoreError> {
         self.get(&lock_key(configuration))
+    }
+
+    fn locks(&self) -> Result<Vec<LockRecord>, StoreError> {
+        self.scan(b"lock\0")
+    }
+
+    fn token(&self, id: &str) -> Result<Option<TokenRecord>, StoreError> {
+        self.get(&token_key(id))
+    }
+
+    fn tokens(&self) -> Result<Vec<TokenRecord>, StoreError> {
+        self.scan(b"tok\0")
+    }
+
+    fn flush(&self) -> Result<(), StoreError> {
+        self.db.flush().map(drop).map_err(backend)
     }
 
     fn packages_named(&self, repo: &str, name: &str) -> Result<Vec<PackageRecord>, StoreError> {

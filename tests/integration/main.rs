@@ -7,4 +7,5 @@ mod cli;
 mod fixtures_build;
 mod pack;
 mod repo;
+mod serve;
 mod versions;

@@ -13,7 +13,7 @@ use serde_json::Value;
 use crate::support::{have_tool, packed, stderr, stdout};
 
 /// `packyard --data DATA args...`
-fn py(data: &Path, args: &[&str]) -> Output {
+pub(crate) fn py(data: &Path, args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_packyard"))
         .arg("--data")
         .arg(data)
@@ -24,7 +24,7 @@ fn py(data: &Path, args: &[&str]) -> Output {
 }
 
 /// Runs packyard, which must succeed; returns its `--json` output.
-fn py_json(data: &Path, args: &[&str]) -> Value {
+pub(crate) fn py_json(data: &Path, args: &[&str]) -> Value {
     let mut all = vec!["--json"];
     all.extend_from_slice(args);
     let o = py(data, &all);
@@ -37,7 +37,7 @@ fn py_json(data: &Path, args: &[&str]) -> Value {
     serde_json::from_slice(&o.stdout).unwrap_or(Value::Null)
 }
 
-fn run_ok(cmd: &mut Command) -> String {
+pub(crate) fn run_ok(cmd: &mut Command) -> String {
     let o = cmd.output().unwrap();
     assert!(o.status.success(), "{cmd:?}: {}{}", stdout(&o), stderr(&o));
     stdout(&o)
@@ -96,7 +96,7 @@ fn repomd_records(repomd: &str) -> Vec<BTreeMap<String, String>> {
 /// Every `<package>` of a primary/filelists/other document, keyed by its pkgid, as a list
 /// of `path [attrs] text` lines (text and attributes raw, i.e. still escaped, so the
 /// escaping is compared too). `skip` drops attributes by `element@attribute`.
-fn xml_packages(xml: &[u8], skip: &[&str]) -> BTreeMap<String, Vec<String>> {
+pub(crate) fn xml_packages(xml: &[u8], skip: &[&str]) -> BTreeMap<String, Vec<String>> {
     let mut reader = quick_xml::Reader::from_reader(xml);
     reader.config_mut().trim_text(true);
     let mut out = BTreeMap::new();
@@ -163,7 +163,7 @@ fn xml_packages(xml: &[u8], skip: &[&str]) -> BTreeMap<String, Vec<String>> {
 
 /// The primary, filelists and other documents a `repodata/` directory's repomd.xml names,
 /// checked against the sizes and checksums it gives.
-fn repodata_docs(dir: &Path) -> BTreeMap<String, Vec<u8>> {
+pub(crate) fn repodata_docs(dir: &Path) -> BTreeMap<String, Vec<u8>> {
     use sha2::{Digest, Sha256};
     let repomd = fs::read_to_string(dir.join("repodata/repomd.xml")).unwrap();
     let mut docs = BTreeMap::new();
@@ -204,14 +204,14 @@ fn published(platform: &'static str) -> (tempfile::TempDir, Value) {
 }
 
 /// Volatile repository `nightly` in data directory `d`; `extra` adds `repo create` options.
-fn create_nightly(d: &Path, extra: &[&str]) {
+pub(crate) fn create_nightly(d: &Path, extra: &[&str]) {
     let mut args = vec!["repo", "create", "nightly", "--kind", "volatile"];
     args.extend_from_slice(extra);
     py_json(d, &args);
 }
 
 /// An Ed25519 signing key for `nightly` (generated in a millisecond; RSA takes seconds).
-fn ed25519_key(d: &Path) {
+pub(crate) fn ed25519_key(d: &Path) {
     py_json(
         d,
         &[
@@ -362,7 +362,7 @@ fn published_file(data: &Path, report: &Value, suffix: &str, package: &str) -> s
 }
 
 /// An armored key turned into the binary keyring gpgv reads.
-fn keyring(armored: &Path, out: &Path) {
+pub(crate) fn keyring(armored: &Path, out: &Path) {
     let mut gpg = Command::new("gpg")
         .arg("--dearmor")
         .stdin(std::process::Stdio::piped())
@@ -444,24 +444,8 @@ fn dnf_installs_signed_packages_from_a_signed_repository() {
 fn dnf(work: &Path, base: &Path, key: Option<&Path>, args: &[&str]) -> String {
     let empty = work.join("no-repos");
     fs::create_dir_all(&empty).unwrap();
-    let conf = work.join("dnf.conf");
-    fs::write(&conf, "[main]\ngpgcheck=1\n").unwrap();
-    let mut cmd = Command::new("dnf");
-    cmd.arg("-y")
-        .arg("-c")
-        .arg(&conf)
-        .arg(format!("--installroot={}", work.join("root").display()))
-        .args([
-            "--releasever=9",
-            "--nodocs",
-            "--setopt=install_weak_deps=False",
-        ])
-        .arg(format!("--setopt=reposdir={}", empty.display()))
-        .arg(format!(
-            "--setopt=cachedir={}",
-            work.join("cache").display()
-        ))
-        .arg(format!("--repofrompath=nightly,file://{}", base.display()));
+    let mut cmd = dnf_command(work, &empty);
+    cmd.arg(format!("--repofrompath=nightly,file://{}", base.display()));
     match key {
         Some(k) => {
             cmd.args([
@@ -477,6 +461,34 @@ fn dnf(work: &Path, base: &Path, key: Option<&Path>, args: &[&str]) -> String {
             ]);
         }
     }
+    dnf_run(cmd, args)
+}
+
+/// dnf with a throwaway root, cache and config under `work`, reading repository files
+/// from `reposdir` only.
+pub(crate) fn dnf_command(work: &Path, reposdir: &Path) -> Command {
+    let conf = work.join("dnf.conf");
+    fs::write(&conf, "[main]\ngpgcheck=1\n").unwrap();
+    let mut cmd = Command::new("dnf");
+    cmd.arg("-y")
+        .arg("-c")
+        .arg(&conf)
+        .arg(format!("--installroot={}", work.join("root").display()))
+        .args([
+            "--releasever=9",
+            "--nodocs",
+            "--setopt=install_weak_deps=False",
+        ])
+        .arg(format!("--setopt=reposdir={}", reposdir.display()))
+        .arg(format!(
+            "--setopt=cachedir={}",
+            work.join("cache").display()
+        ));
+    cmd
+}
+
+/// Runs a dnf command, which must succeed; its output.
+pub(crate) fn dnf_run(mut cmd: Command, args: &[&str]) -> String {
     let o = cmd.args(args).output().unwrap();
     assert!(
         o.status.success(),
@@ -560,22 +572,13 @@ fn apt_get_fetches_from_a_signed_repository() {
 
 /// A throwaway apt root whose only source is repository `repo` (suite deb12, signed-by its
 /// key.asc): apt-get and apt-cache touch nothing of the machine's own.
-struct AptRoot {
-    root: std::path::PathBuf,
+pub(crate) struct AptRoot {
+    pub(crate) root: std::path::PathBuf,
 }
 
 impl AptRoot {
     fn new(root: &Path, repo: &Path) -> AptRoot {
-        for dir in [
-            "etc/apt/sources.list.d",
-            "etc/apt/preferences.d",
-            "var/lib/apt/lists/partial",
-            "var/cache/apt/archives/partial",
-            "var/lib/dpkg",
-        ] {
-            fs::create_dir_all(root.join(dir)).unwrap();
-        }
-        fs::write(root.join("var/lib/dpkg/status"), "").unwrap();
+        let apt = AptRoot::empty(root);
         fs::write(
             root.join("etc/apt/sources.list"),
             format!(
@@ -585,12 +588,39 @@ impl AptRoot {
             ),
         )
         .unwrap();
+        apt
+    }
+
+    /// A root whose only source is the deb822 file `sources`.
+    pub(crate) fn from_sources(root: &Path, sources: &str) -> AptRoot {
+        let apt = AptRoot::empty(root);
+        fs::write(root.join("etc/apt/sources.list"), "").unwrap();
+        fs::write(
+            root.join("etc/apt/sources.list.d/packyard.sources"),
+            sources,
+        )
+        .unwrap();
+        apt
+    }
+
+    fn empty(root: &Path) -> AptRoot {
+        for dir in [
+            "etc/apt/sources.list.d",
+            "etc/apt/preferences.d",
+            "var/lib/apt/lists/partial",
+            "var/cache/apt/archives/partial",
+            "var/lib/dpkg",
+            "var/log/apt",
+        ] {
+            fs::create_dir_all(root.join(dir)).unwrap();
+        }
+        fs::write(root.join("var/lib/dpkg/status"), "").unwrap();
         AptRoot {
             root: root.to_path_buf(),
         }
     }
 
-    fn cmd(&self, tool: &str) -> Command {
+    pub(crate) fn cmd(&self, tool: &str) -> Command {
         let mut c = Command::new(tool);
         c.arg("-o")
             .arg(format!("Dir={}", self.root.display()))
@@ -605,7 +635,7 @@ impl AptRoot {
     }
 
     /// apt-get ARGS in `cwd`, which must succeed; its output.
-    fn run(&self, args: &[&str], cwd: &Path) -> String {
+    pub(crate) fn run(&self, args: &[&str], cwd: &Path) -> String {
         let o = self
             .cmd("apt-get")
             .args(args)
@@ -622,7 +652,7 @@ impl AptRoot {
     }
 
     /// `apt-get update`, refusing warnings too (a bad signature is only a warning).
-    fn update(&self, options: &[&str]) {
+    pub(crate) fn update(&self, options: &[&str]) {
         let mut args = options.to_vec();
         args.push("update");
         let out = self.run(&args, &self.root);
@@ -631,7 +661,7 @@ impl AptRoot {
     }
 
     /// How many packages apt knows.
-    fn available(&self) -> usize {
+    pub(crate) fn available(&self) -> usize {
         let o = self.cmd("apt-cache").arg("dumpavail").output().unwrap();
         stdout(&o)
             .lines()
@@ -688,7 +718,7 @@ fn pack_version_for(tree: &Path, minor: u32, out: &Path, epoch: &str, platform: 
 }
 
 /// Every file under `dir` with its bytes' sha256.
-fn snapshot(dir: &Path) -> BTreeMap<String, String> {
+pub(crate) fn snapshot(dir: &Path) -> BTreeMap<String, String> {
     use sha2::{Digest, Sha256};
     fn go(root: &Path, dir: &Path, out: &mut BTreeMap<String, String>) {
         for e in fs::read_dir(dir).unwrap().flatten() {
@@ -1022,7 +1052,7 @@ fn lock_edit_clone_and_register() {
 
 /// Checks that every index of `repo` names only files that exist with the stated sizes
 /// and checksums, and that signatures verify. Returns how many packages the indexes name.
-fn check_consistent(data: &Path, repo: &str) -> usize {
+pub(crate) fn check_consistent(data: &Path, repo: &str) -> usize {
     use sha2::{Digest, Sha256};
     let root = data.join("repos").join(repo);
     let ring = data.join("check-keyring.gpg");

@@ -1,0 +1,120 @@
+//! `serve` and `token`: arguments and output; the work is in [`crate::server`] and
+//! [`crate::auth`].
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use clap::{Args, Subcommand};
+
+use super::repo::failure;
+use super::{Failure, Outcome, print_json};
+use crate::layout::Layout;
+use crate::repo::Repositories;
+use crate::server::{self, ServeOptions, Settings};
+use crate::store::Role;
+
+#[derive(Args)]
+pub struct ServeArgs {
+    /// Address to listen on (port 0: any free port; the chosen one is printed and
+    /// written to <data>/server.json).
+    #[arg(long, value_name = "HOST:PORT")]
+    listen: Option<String>,
+    /// Settings file (TOML): listen, max_upload_bytes, workers, base_url, shutdown_timeout.
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// If the data directory has no repositories, fill it with the sample release from
+    /// this module tree first.
+    #[arg(long, value_name = "TREE", num_args = 0..=1,
+          default_missing_value = "fixtures/trees/my-project")]
+    demo: Option<PathBuf>,
+}
+
+#[derive(Subcommand)]
+pub enum TokenCommand {
+    /// Create an API token; its secret is printed once.
+    Create {
+        #[arg(long, value_enum)]
+        role: Role,
+        /// What it is for.
+        #[arg(long, default_value = "")]
+        name: String,
+    },
+    /// List tokens (never their secrets).
+    List,
+    /// Revoke a token for good.
+    Revoke { id: String },
+}
+
+pub fn cmd_serve(args: ServeArgs, data: &Path, layout: &Layout, json: bool) -> Outcome {
+    server::init_logging(json);
+    let mut settings = match &args.config {
+        Some(path) => Settings::load(path).map_err(|e| {
+            let hint = e.hint();
+            Failure::new(e, hint)
+        })?,
+        None => Settings::default(),
+    };
+    if let Some(l) = args.listen {
+        settings.listen = l;
+    }
+    server::run(ServeOptions {
+        data: data.to_path_buf(),
+        layout: layout.clone(),
+        settings,
+        demo: args.demo,
+    })
+    .map_err(|e| {
+        let hint = e.hint();
+        Failure::new(e, hint)
+    })?;
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn cmd_token(cmd: TokenCommand, data: &Path, layout: &Layout, json: bool) -> Outcome {
+    let repos = Repositories::open(data, layout.clone()).map_err(failure)?;
+    let store = repos.store.as_ref();
+    let auth = |e: crate::auth::AuthError| {
+        let hint = e.hint();
+        Failure::new(e, hint)
+    };
+    match cmd {
+        TokenCommand::Create { role, name } => {
+            let t = crate::auth::create(store, role, &name).map_err(auth)?;
+            if json {
+                print_json(&t)?;
+            } else {
+                println!("{}", t.token);
+                eprintln!(
+                    "token {} ({}) created; keep it secret, it is not shown again",
+                    t.record.id,
+                    role.as_str()
+                );
+            }
+        }
+        TokenCommand::List => {
+            let list = store.tokens().map_err(|e| auth(e.into()))?;
+            if json {
+                print_json(&list)?;
+            } else if list.is_empty() {
+                println!("no tokens; create one with `packyard token create --role admin`");
+            } else {
+                for t in list {
+                    let state = match t.revoked {
+                        Some(_) => "revoked",
+                        None => "active",
+                    };
+                    println!("{}  {:<8} {:<8} {}", t.id, t.role.as_str(), state, t.name);
+                }
+            }
+        }
+        TokenCommand::Revoke { id } => {
+            let t = crate::auth::revoke(store, &id).map_err(auth)?;
+            if json {
+                print_json(&t)?;
+            } else {
+                println!("revoked token {}", t.id);
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}

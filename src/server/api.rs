@@ -1,0 +1,429 @@
+//! `/api/v1`: the JSON API (described in `docs/openapi.yaml`). Reads are anonymous unless
+//! a repository is private; writes need a bearer token: `builder` uploads to volatile
+//! repositories, `release` also to registered ones, `admin` manages repositories, keys
+//! and tokens.
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::time::Instant;
+
+use actix_web::http::StatusCode;
+use actix_web::{HttpRequest, HttpResponse, web};
+use futures_util::StreamExt;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use super::Shared;
+use super::errors::ApiError;
+use super::queue::PublishQueue;
+use crate::auth;
+use crate::repo::NewRepo;
+use crate::repo::publish::Action;
+use crate::store::{FileKind, PackageRecord, RepoKind, Role};
+
+pub fn routes(cfg: &mut web::ServiceConfig) {
+    cfg.service(
+        web::scope("/api/v1")
+            .route("/repos", web::get().to(list_repos))
+            .route("/repos", web::post().to(create_repo))
+            .route("/repos/{repo}", web::get().to(show_repo))
+            .route("/repos/{repo}/key", web::post().to(generate_key))
+            .route("/repos/{repo}/packages", web::get().to(list_packages))
+            .route(
+                "/repos/{repo}/packages/{path:.*}",
+                web::get().to(show_package),
+            )
+            .route("/repos/{repo}/files/{path:.*}", web::put().to(upload))
+            .route("/locks", web::get().to(list_locks))
+            .route("/locks/{configuration}", web::get().to(show_lock))
+            .route("/tokens", web::get().to(list_tokens))
+            .route("/tokens", web::post().to(create_token))
+            .route("/tokens/{id}", web::delete().to(revoke_token))
+            .default_service(web::to(|req: HttpRequest| async move {
+                Err::<HttpResponse, _>(
+                    ApiError::not_found(format!("no API route {} {}", req.method(), req.path()))
+                        .hint("see docs/openapi.yaml"),
+                )
+            })),
+    );
+}
+
+/// Runs blocking library work (disk writes, fsync, key generation) off the HTTP workers.
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, ApiError> + Send + 'static,
+) -> Result<T, ApiError> {
+    web::block(f)
+        .await
+        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()))?
+}
+
+async fn list_repos(req: HttpRequest, state: Shared) -> Result<HttpResponse, ApiError> {
+    let signed_in = state.caller(&req)?.is_some();
+    let list: Vec<_> = state
+        .repos
+        .list()?
+        .into_iter()
+        .filter(|r| signed_in || !r.record.private)
+        .collect();
+    Ok(HttpResponse::Ok().json(list))
+}
+
+async fn create_repo(
+    req: HttpRequest,
+    body: web::Json<NewRepo>,
+    state: Shared,
+) -> Result<HttpResponse, ApiError> {
+    state.require(&req, Role::Admin)?;
+    let s = state.clone();
+    let record = blocking(move || Ok(s.repos.create(&body)?)).await?;
+    Ok(HttpResponse::Created()
+        .insert_header(("Location", format!("/api/v1/repos/{}", record.name)))
+        .json(record))
+}
+
+async fn show_repo(
+    req: HttpRequest,
+    path: web::Path<String>,
+    state: Shared,
+) -> Result<HttpResponse, ApiError> {
+    let record = state.readable(&req, &path)?;
+    Ok(HttpResponse::Ok().json(state.repos.show(&record.name)?))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct KeyRequest {
+    #[serde(default)]
+    algorithm: Option<crate::repo::keys::Algorithm>,
+    #[serde(default)]
+    force: bool,
+}
+
+async fn generate_key(
+    req: HttpRequest,
+    path: web::Path<String>,
+    body: web::Json<KeyRequest>,
+    state: Shared,
+) -> Result<HttpResponse, ApiError> {
+    state.require(&req, Role::Admin)?;
+    let repo = path.into_inner();
+    let s = state.clone();
+    let info = blocking(move || {
+        Ok(s.repos.generate_key(
+            &repo,
+            body.algorithm
+                .unwrap_or(crate::repo::keys::Algorithm::Rsa4096),
+            body.force,
+        )?)
+    })
+    .await?;
+    Ok(HttpResponse::Created().json(info))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PackageQuery {
+    /// Exact package name.
+    name: Option<String>,
+    version: Option<String>,
+    arch: Option<String>,
+    platform: Option<String>,
+    kind: Option<FileKind>,
+    /// Search: a part of the name or path, any case.
+    q: Option<String>,
+}
+
+/// A package as the API lists it: its record and where to download it.
+#[derive(Serialize)]
+pub struct Listed {
+    #[serde(flatten)]
+    pub record: PackageRecord,
+    pub url: String,
+}
+
+pub fn listed(repo: &str, mut record: PackageRecord) -> Listed {
+    // Where it sits in its index is the store's business.
+    record.listed = None;
+    Listed {
+        url: format!("/repos/{repo}/{}", record.path),
+        record,
+    }
+}
+
+/// The packages of `repo` that match the query, newest first within a name.
+pub fn find_packages(
+    state: &Shared,
+    repo: &str,
+    q: &PackageFilter,
+) -> Result<Vec<PackageRecord>, ApiError> {
+    let mut found: Vec<PackageRecord> = match &q.name {
+        Some(n) => state.repos.store.packages_named(repo, n)?,
+        None => state.repos.store.packages(repo)?,
+    };
+    let needle = q.q.as_ref().map(|s| s.to_lowercase());
+    found.retain(|p| {
+        q.version.as_ref().is_none_or(|v| &p.version == v)
+            && q.arch.as_ref().is_none_or(|a| &p.arch == a)
+            && q.platform.as_ref().is_none_or(|x| &p.platform == x)
+            && q.kind.is_none_or(|k| p.kind == k)
+            && needle.as_ref().is_none_or(|n| {
+                p.name.to_lowercase().contains(n) || p.path.to_lowercase().contains(n)
+            })
+    });
+    found.sort_by(|a, b| {
+        a.name.cmp(&b.name).then_with(|| {
+            crate::repo::publish::compare_versions(b, a).then_with(|| a.path.cmp(&b.path))
+        })
+    });
+    Ok(found)
+}
+
+/// Filters for [`find_packages`].
+#[derive(Default)]
+pub struct PackageFilter {
+    pub name: Option<String>,
+    pub version: Option<String>,
+    pub arch: Option<String>,
+    pub platform: Option<String>,
+    pub kind: Option<FileKind>,
+    pub q: Option<String>,
+}
+
+async fn list_packages(
+    req: HttpRequest,
+    path: web::Path<String>,
+    query: web::Query<PackageQuery>,
+    state: Shared,
+) -> Result<HttpResponse, ApiError> {
+    let record = state.readable(&req, &path)?;
+    let q = query.into_inner();
+    let filter = PackageFilter {
+        name: q.name,
+        version: q.version,
+        arch: q.arch,
+        platform: q.platform,
+        kind: q.kind,
+        q: q.q,
+    };
+    let list: Vec<Listed> = find_packages(&state, &record.name, &filter)?
+        .into_iter()
+        .map(|p| listed(&record.name, p))
+        .collect();
+    Ok(HttpResponse::Ok().json(list))
+}
+
+async fn show_package(
+    req: HttpRequest,
+    path: web::Path<(String, String)>,
+    state: Shared,
+) -> Result<HttpResponse, ApiError> {
+    let (repo, key) = path.into_inner();
+    let record = state.readable(&req, &repo)?;
+    let s = state.clone();
+    let name = record.name.clone();
+    let (package, details) = blocking(move || Ok(s.repos.package_details(&name, &key)?)).await?;
+    #[derive(Serialize)]
+    struct Shown {
+        #[serde(flatten)]
+        listed: Listed,
+        #[serde(flatten)]
+        details: crate::repo::details::Details,
+    }
+    Ok(HttpResponse::Ok().json(Shown {
+        listed: listed(&record.name, package),
+        details,
+    }))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct UploadQuery {
+    /// Sign an RPM with the repository key.
+    #[serde(default)]
+    sign: bool,
+}
+
+/// Removes a partial upload however the request ends.
+struct TempFile(PathBuf);
+
+impl Drop for TempFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+/// `PUT /api/v1/repos/<repo>/files/<download-from path>`: the raw body is the package.
+async fn upload(
+    req: HttpRequest,
+    path: web::Path<(String, String)>,
+    query: web::Query<UploadQuery>,
+    mut body: web::Payload,
+    state: Shared,
+) -> Result<HttpResponse, ApiError> {
+    let (repo, key) = path.into_inner();
+    let result = receive(&req, &repo, &key, query.sign, &mut body, &state).await;
+    match &result {
+        Ok((_, seconds, action)) => state.metrics.upload(action.as_str(), Some(*seconds)),
+        Err(e) => state.metrics.upload(e.code, None),
+    }
+    let (outcome, _, action) = result?;
+    let status = if action == Action::Unchanged {
+        StatusCode::OK
+    } else {
+        StatusCode::CREATED
+    };
+    Ok(HttpResponse::build(status)
+        .insert_header(("Location", format!("/repos/{repo}/{key}")))
+        .json(outcome))
+}
+
+async fn receive(
+    req: &HttpRequest,
+    repo: &str,
+    key: &str,
+    sign: bool,
+    body: &mut web::Payload,
+    state: &Shared,
+) -> Result<(super::queue::UploadOutcome, f64, Action), ApiError> {
+    let caller = state.require(req, Role::Builder)?;
+    let record = state.repos.repo(repo)?;
+    if record.kind == RepoKind::Registered {
+        auth::require(caller.role, Role::Release)?;
+    }
+    crate::blobs::check_key(key).map_err(crate::repo::RepoError::from)?;
+    let file_name = key.rsplit('/').next().unwrap_or(key);
+    if crate::repo::package::kind_of(file_name).is_none() {
+        return Err(ApiError::bad_request(
+            "bad_package",
+            format!("{key}: not a package: the name must end in .rpm, .deb or .tar.gz"),
+        )
+        .hint("upload to the package's download-from path, e.g. what `packyard pack` wrote under --out"));
+    }
+    let limit = state.settings.max_upload_bytes;
+    let too_big = || {
+        ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "too_large",
+            format!("{key}: the upload is larger than the server's limit of {limit} bytes"),
+        )
+        .hint("raise max_upload_bytes in the server's --config file")
+    };
+    let declared = req
+        .headers()
+        .get(actix_web::http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > limit) {
+        return Err(too_big());
+    }
+    let expected = match req.headers().get("X-Checksum-Sha256") {
+        None => None,
+        Some(v) => {
+            let v = v.to_str().unwrap_or_default().trim().to_ascii_lowercase();
+            if v.len() != 64 || !v.bytes().all(|b| b.is_ascii_hexdigit()) {
+                return Err(ApiError::bad_request(
+                    "bad_checksum",
+                    "X-Checksum-Sha256 must be 64 hexadecimal digits",
+                )
+                .hint(
+                    "send the file's SHA-256 as `sha256sum` prints it, or leave the header out",
+                ));
+            }
+            Some(v)
+        }
+    };
+
+    // Stream the body to a temporary file, hashing as it comes.
+    let temp = TempFile(
+        state
+            .uploads
+            .join(format!("{:016x}.part", rand::random::<u64>())),
+    );
+    let mut file = std::fs::File::create(&temp.0).map_err(io_error)?;
+    let mut hasher = Sha256::new();
+    let mut size = 0u64;
+    while let Some(chunk) = body.next().await {
+        let chunk = chunk.map_err(|e| {
+            ApiError::bad_request("bad_body", format!("{key}: the upload broke off: {e}"))
+        })?;
+        size += chunk.len() as u64;
+        if size > limit {
+            return Err(too_big());
+        }
+        hasher.update(&chunk);
+        file.write_all(&chunk).map_err(io_error)?;
+    }
+    drop(file);
+    let got = format!("{:x}", hasher.finalize());
+    if let Some(want) = expected
+        && want != got
+    {
+        return Err(ApiError::bad_request(
+            "checksum_mismatch",
+            format!("{key}: the body's sha256 is {got}, X-Checksum-Sha256 says {want}"),
+        )
+        .hint("the upload was damaged or the checksum is of another file; nothing was stored"));
+    }
+    let start = Instant::now();
+    let outcome = PublishQueue::publish(state, repo, temp.0.clone(), key.to_string(), sign).await?;
+    let action = outcome.file.action;
+    Ok((outcome, start.elapsed().as_secs_f64(), action))
+}
+
+fn io_error(e: std::io::Error) -> ApiError {
+    tracing::error!(error = %e, "upload spool");
+    ApiError::new(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "internal",
+        format!("the server could not spool the upload: {e}"),
+    )
+}
+
+async fn list_locks(state: Shared) -> Result<HttpResponse, ApiError> {
+    Ok(HttpResponse::Ok().json(state.repos.store.locks()?))
+}
+
+async fn show_lock(path: web::Path<String>, state: Shared) -> Result<HttpResponse, ApiError> {
+    let lock = state.repos.store.lock(&path)?.ok_or_else(|| {
+        ApiError::not_found(format!("{} is not locked", path.as_str()))
+            .hint("lock it with `packyard lock CONFIGURATION --tree DIR`")
+    })?;
+    Ok(HttpResponse::Ok().json(lock))
+}
+
+async fn list_tokens(req: HttpRequest, state: Shared) -> Result<HttpResponse, ApiError> {
+    state.require(&req, Role::Admin)?;
+    Ok(HttpResponse::Ok().json(state.repos.store.tokens()?))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TokenRequest {
+    role: Role,
+    #[serde(default)]
+    name: String,
+}
+
+async fn create_token(
+    req: HttpRequest,
+    body: web::Json<TokenRequest>,
+    state: Shared,
+) -> Result<HttpResponse, ApiError> {
+    state.require(&req, Role::Admin)?;
+    let s = state.clone();
+    let t =
+        blocking(move || Ok(auth::create(s.repos.store.as_ref(), body.role, &body.name)?)).await?;
+    Ok(HttpResponse::Created().json(t))
+}
+
+async fn revoke_token(
+    req: HttpRequest,
+    path: web::Path<String>,
+    state: Shared,
+) -> Result<HttpResponse, ApiError> {
+    state.require(&req, Role::Admin)?;
+    let s = state.clone();
+    let id = path.into_inner();
+    let t = blocking(move || Ok(auth::revoke(s.repos.store.as_ref(), &id)?)).await?;
+    Ok(HttpResponse::Ok().json(t))
+}

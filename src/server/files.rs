@@ -1,0 +1,239 @@
+//! `/repos/<repo>/...`: the repository trees as plain files (Range, ETag, Last-Modified,
+//! conditional requests — actix-files does those), and the generated client set-up files
+//! `<platform>.repo` and `<suite>.sources`. Paths are checked twice: as text (no `..`,
+//! no hidden parts, no absolute paths) and, once resolved, as a place below the
+//! repository's directory. Directories are never listed.
+
+use std::path::{Path, PathBuf};
+
+use actix_files::NamedFile;
+use actix_web::http::header::{ContentDisposition, DispositionType};
+use actix_web::{HttpRequest, HttpResponse, web};
+
+use super::Shared;
+use super::errors::ApiError;
+use crate::layout::{Layout, PackageFormat};
+use crate::store::{FileKind, RepoRecord};
+
+/// Files up to this size are read on the worker thread: from the page cache that is
+/// faster than a hop to the blocking pool, and repository files are mostly small.
+const SYNC_READ_LIMIT: u64 = 1 << 30;
+
+pub async fn get(
+    req: HttpRequest,
+    path: web::Path<(String, String)>,
+    state: Shared,
+) -> Result<HttpResponse, ApiError> {
+    let (repo, tail) = path.into_inner();
+    let record = state.readable(&req, &repo)?;
+    if !tail.contains('/') {
+        if let Some(platform) = tail.strip_suffix(".repo") {
+            return dnf_repo_file(&state, &req, &record, platform);
+        }
+        if let Some(suite) = tail.strip_suffix(".sources") {
+            return apt_sources_file(&state, &req, &record, suite);
+        }
+    }
+    let file = resolve(&state.repos_root, &repo, &tail)
+        .ok_or_else(|| ApiError::not_found(format!("no file {tail} in repository {repo}")))?;
+    let named = NamedFile::open(&file)
+        .map_err(|_| ApiError::not_found(format!("no file {tail} in repository {repo}")))?;
+    let named = named
+        .set_content_type(content_type(&tail))
+        .set_content_disposition(ContentDisposition {
+            disposition: DispositionType::Inline,
+            parameters: vec![],
+        })
+        .read_mode_threshold(SYNC_READ_LIMIT);
+    Ok(named.into_response(&req))
+}
+
+/// The file `tail` names in repository `repo`, if it is a regular file below the
+/// repository's directory (following the tree's own symlinks, never out of it).
+pub fn resolve(repos_root: &Path, repo: &str, tail: &str) -> Option<PathBuf> {
+    if crate::blobs::check_key(tail).is_err() || tail.split('/').any(|p| p.starts_with('.')) {
+        return None;
+    }
+    let base = repos_root.join(repo);
+    let full = std::fs::canonicalize(base.join(tail)).ok()?;
+    let base = std::fs::canonicalize(&base).ok()?;
+    (full.starts_with(&base) && full.is_file()).then_some(full)
+}
+
+fn content_type(path: &str) -> mime::Mime {
+    let name = path.rsplit('/').next().unwrap_or(path);
+    let ext = name.rsplit_once('.').map(|(_, e)| e).unwrap_or("");
+    let t = match ext {
+        "rpm" => "application/x-rpm",
+        "deb" => "application/vnd.debian.binary-package",
+        "gz" => "application/gzip",
+        "xz" => "application/x-xz",
+        "zst" => "application/zstd",
+        "xml" => "application/xml",
+        "asc" if name == "key.asc" => "application/pgp-keys",
+        "asc" | "gpg" => "application/pgp-signature",
+        _ if matches!(name, "Release" | "InRelease" | "Packages") => "text/plain; charset=utf-8",
+        _ => "application/octet-stream",
+    };
+    t.parse().unwrap_or(mime::APPLICATION_OCTET_STREAM)
+}
+
+/// The platforms of `format` that repository `record` takes.
+fn platforms_of<'a>(
+    layout: &'a Layout,
+    record: &'a RepoRecord,
+    format: PackageFormat,
+) -> impl Iterator<Item = &'a crate::layout::Platform> + 'a {
+    layout.platforms.values().filter(move |p| {
+        p.format == format && (record.platforms.is_empty() || record.platforms.contains(&p.name))
+    })
+}
+
+fn text(body: String) -> HttpResponse {
+    HttpResponse::Ok()
+        .content_type("text/plain; charset=utf-8")
+        .body(body)
+}
+
+/// `<platform>.repo`: drop it into `/etc/yum.repos.d/` as is.
+fn dnf_repo_file(
+    state: &Shared,
+    req: &HttpRequest,
+    record: &RepoRecord,
+    platform: &str,
+) -> Result<HttpResponse, ApiError> {
+    let layout = &state.repos.layout;
+    if !platforms_of(layout, record, PackageFormat::Rpm).any(|p| p.name == platform) {
+        return Err(ApiError::not_found(format!(
+            "repository {} has no RPM platform {platform}",
+            record.name
+        ))
+        .hint("see `/api/v1/repos/<repo>` for its platforms"));
+    }
+    // Packages are checked (gpgcheck) only when every RPM of the platform is signed;
+    // the signed metadata (repo_gpgcheck) vouches for their checksums either way.
+    let rpms: Vec<_> = state
+        .repos
+        .store
+        .packages(&record.name)?
+        .into_iter()
+        .filter(|p| p.kind == FileKind::Rpm && p.platform == platform)
+        .collect();
+    let signed_rpms = !rpms.is_empty() && rpms.iter().all(|p| p.signed);
+    let base = format!("{}/repos/{}", state.base_url(req), record.name);
+    let yum = crate::repo::publish::yum_dir(&state.repos, platform);
+    let signed = record.key.is_some();
+    let mut out = format!(
+        "[packyard-{repo}-{platform}]\n\
+         name=packyard {repo} ({platform})\n\
+         baseurl={base}/{yum}/\n\
+         enabled=1\n",
+        repo = record.name,
+    );
+    if signed {
+        out += &format!(
+            "gpgcheck={}\nrepo_gpgcheck=1\ngpgkey={base}/{}\n",
+            u8::from(signed_rpms),
+            layout.repository.key
+        );
+    } else {
+        out += "# the repository has no signing key: nothing can be checked\n\
+                gpgcheck=0\nrepo_gpgcheck=0\n";
+    }
+    if record.kind == crate::store::RepoKind::Volatile {
+        // Nightly builds replace each other: look again after a minute, not a day.
+        out += "metadata_expire=60\n";
+    }
+    Ok(text(out))
+}
+
+/// `<suite>.sources`: drop it into `/etc/apt/sources.list.d/` as is (deb822, the key
+/// inline in `Signed-By`).
+fn apt_sources_file(
+    state: &Shared,
+    req: &HttpRequest,
+    record: &RepoRecord,
+    suite: &str,
+) -> Result<HttpResponse, ApiError> {
+    let layout = &state.repos.layout;
+    let arches: Vec<&str> = platforms_of(layout, record, PackageFormat::Deb)
+        .filter(|p| p.os == suite)
+        .map(|p| p.deb_arch.as_str())
+        .collect();
+    if arches.is_empty() {
+        return Err(ApiError::not_found(format!(
+            "repository {} has no APT suite {suite}",
+            record.name
+        ))
+        .hint("suites are the os tags of its DEB platforms, e.g. deb12"));
+    }
+    let base = format!("{}/repos/{}", state.base_url(req), record.name);
+    let mut out = format!(
+        "Types: deb\nURIs: {base}/{}\nSuites: {suite}\nComponents: {}\nArchitectures: {}\n",
+        layout.repository.apt,
+        layout.repository.apt_component,
+        arches.join(" ")
+    );
+    if record.key.is_some() {
+        let key = state.repos.public_key(&record.name)?;
+        out += "Signed-By:\n";
+        for line in key.trim_end().lines() {
+            // deb822 continuation lines: an empty line is written as ` .`.
+            out += if line.trim().is_empty() { " ." } else { " " };
+            if !line.trim().is_empty() {
+                out += line;
+            }
+            out += "\n";
+        }
+    } else {
+        out += "# the repository has no signing key\nTrusted: yes\n";
+    }
+    Ok(text(out))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn resolve_stays_inside_the_repository() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        std::fs::create_dir_all(root.join("r/a/.hidden")).unwrap();
+        std::fs::create_dir_all(root.join("other")).unwrap();
+        std::fs::write(root.join("r/a/x.rpm"), b"x").unwrap();
+        std::fs::write(root.join("r/a/.hidden/y"), b"y").unwrap();
+        std::fs::write(root.join("other/secret"), b"s").unwrap();
+        std::os::unix::fs::symlink("../other/secret", root.join("r/leak")).unwrap();
+        std::os::unix::fs::symlink("a", root.join("r/inside")).unwrap();
+        assert!(resolve(root, "r", "a/x.rpm").is_some());
+        assert!(resolve(root, "r", "inside/x.rpm").is_some());
+        for bad in [
+            "../other/secret",
+            "a/../../other/secret",
+            "/etc/passwd",
+            "leak",
+            "a",
+            "a/.hidden/y",
+            "a//x.rpm",
+            "a/x.rpm\0",
+            "",
+        ] {
+            assert!(resolve(root, "r", bad).is_none(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn content_types() {
+        assert_eq!(content_type("a/b.rpm").as_ref(), "application/x-rpm");
+        assert_eq!(
+            content_type("dists/deb12/InRelease").essence_str(),
+            "text/plain"
+        );
+        assert_eq!(content_type("key.asc").as_ref(), "application/pgp-keys");
+        assert_eq!(
+            content_type("repodata/x-primary.xml.gz").as_ref(),
+            "application/gzip"
+        );
+    }
+}

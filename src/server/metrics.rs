@@ -1,0 +1,213 @@
+//! `/metrics` (Prometheus, OpenMetrics text), `/healthz`, and the middleware that counts
+//! and logs every request. Routes are labelled by their pattern (`/repos/{repo}/{tail:.*}`),
+//! not their path, so the number of series stays bounded.
+
+use std::sync::Mutex;
+use std::time::Instant;
+
+use actix_web::body::{BodySize, MessageBody};
+use actix_web::dev::{ServiceRequest, ServiceResponse};
+use actix_web::middleware::Next;
+use actix_web::{HttpResponse, web};
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+
+use super::Shared;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RequestLabels {
+    route: String,
+    method: String,
+    status: u16,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RouteLabels {
+    route: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ResultLabels {
+    result: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RepoLabels {
+    repo: String,
+}
+
+pub struct Metrics {
+    registry: Mutex<Registry>,
+    requests: Family<RequestLabels, Counter>,
+    bytes: Family<RouteLabels, Counter>,
+    uploads: Family<ResultLabels, Counter>,
+    publish_seconds: Histogram,
+    repo_bytes: Family<RepoLabels, Gauge>,
+    repo_packages: Family<RepoLabels, Gauge>,
+}
+
+impl Metrics {
+    pub fn new() -> Metrics {
+        let requests = Family::<RequestLabels, Counter>::default();
+        let bytes = Family::<RouteLabels, Counter>::default();
+        let uploads = Family::<ResultLabels, Counter>::default();
+        let publish_seconds = Histogram::new(exponential_buckets(0.005, 2.0, 14));
+        let repo_bytes = Family::<RepoLabels, Gauge>::default();
+        let repo_packages = Family::<RepoLabels, Gauge>::default();
+        let mut r = Registry::with_prefix("packyard");
+        r.register(
+            "http_requests",
+            "HTTP requests by route, method and status",
+            requests.clone(),
+        );
+        r.register(
+            "http_response_bytes",
+            "Response body bytes sent, by route",
+            bytes.clone(),
+        );
+        r.register(
+            "uploads",
+            "Package uploads by result (added, replaced, unchanged, or the error code)",
+            uploads.clone(),
+        );
+        r.register(
+            "publish_duration_seconds",
+            "Time from a complete upload to its publish being durable",
+            publish_seconds.clone(),
+        );
+        r.register(
+            "repository_bytes",
+            "Bytes of package files in each repository",
+            repo_bytes.clone(),
+        );
+        r.register(
+            "repository_packages",
+            "Package files in each repository",
+            repo_packages.clone(),
+        );
+        Metrics {
+            registry: Mutex::new(r),
+            requests,
+            bytes,
+            uploads,
+            publish_seconds,
+            repo_bytes,
+            repo_packages,
+        }
+    }
+
+    pub fn upload(&self, result: &str, seconds: Option<f64>) {
+        self.uploads
+            .get_or_create(&ResultLabels {
+                result: result.to_string(),
+            })
+            .inc();
+        if let Some(s) = seconds {
+            self.publish_seconds.observe(s);
+        }
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Metrics {
+        Metrics::new()
+    }
+}
+
+pub async fn healthz(state: Shared) -> HttpResponse {
+    match state.repos.store.repos() {
+        Ok(_) => HttpResponse::Ok().content_type("text/plain").body("ok\n"),
+        Err(e) => HttpResponse::ServiceUnavailable()
+            .content_type("text/plain")
+            .body(format!("store: {e}\n")),
+    }
+}
+
+pub async fn scrape(state: Shared) -> HttpResponse {
+    // Repository sizes are read from the store at scrape time: always current, and
+    // nothing to keep in step on publish.
+    if let Ok(list) = state.repos.list() {
+        for r in list {
+            let l = RepoLabels {
+                repo: r.record.name.clone(),
+            };
+            state
+                .metrics
+                .repo_bytes
+                .get_or_create(&l)
+                .set(r.bytes as i64);
+            state
+                .metrics
+                .repo_packages
+                .get_or_create(&l)
+                .set(r.packages as i64);
+        }
+    }
+    let mut out = String::new();
+    let registry = state
+        .metrics
+        .registry
+        .lock()
+        .unwrap_or_else(|p| p.into_inner());
+    if prometheus_client::encoding::text::encode(&mut out, &registry).is_err() {
+        return HttpResponse::InternalServerError().finish();
+    }
+    HttpResponse::Ok()
+        .content_type("application/openmetrics-text; version=1.0.0; charset=utf-8")
+        .body(out)
+}
+
+/// Counts and logs each request.
+pub async fn account(
+    req: ServiceRequest,
+    next: Next<impl MessageBody>,
+) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
+    let start = Instant::now();
+    let state = req.app_data::<Shared>().cloned();
+    let method = req.method().to_string();
+    let path = req.path().to_string();
+    let res = next.call(req).await?;
+    let route = res
+        .request()
+        .match_pattern()
+        .unwrap_or_else(|| "unmatched".into());
+    let status = res.status().as_u16();
+    let bytes = match res.response().body().size() {
+        BodySize::Sized(n) => n,
+        _ => 0,
+    };
+    if let Some(state) = state {
+        state
+            .metrics
+            .requests
+            .get_or_create(&RequestLabels {
+                route: route.clone(),
+                method: method.clone(),
+                status,
+            })
+            .inc();
+        state
+            .metrics
+            .bytes
+            .get_or_create(&RouteLabels { route })
+            .inc_by(bytes);
+    }
+    tracing::info!(
+        %method,
+        %path,
+        status,
+        bytes,
+        ms = start.elapsed().as_secs_f64() * 1000.0,
+        "request"
+    );
+    Ok(res)
+}
+
+pub fn routes(cfg: &mut web::ServiceConfig) {
+    cfg.route("/healthz", web::get().to(healthz))
+        .route("/metrics", web::get().to(scrape));
+}

@@ -1,0 +1,269 @@
+//! `packyard serve`: one data directory over HTTP — the repository trees, client set-up
+//! files, the JSON API, browse pages, health and metrics. Handlers are thin: they check
+//! the caller, then call the same library functions as the command line.
+//!
+//! | module | routes |
+//! |---|---|
+//! | [`files`] | `/repos/<repo>/...`: tree files, `<platform>.repo`, `<suite>.sources` |
+//! | [`api`] | `/api/v1/...`: repositories, packages, uploads, tokens |
+//! | [`browse`] | `/`: HTML pages |
+//! | [`metrics`] | `/metrics`, `/healthz`, and the per-request accounting |
+//! | [`queue`] | uploads to one repository published together (group commit) |
+
+pub mod api;
+pub mod browse;
+pub mod demo;
+pub mod errors;
+pub mod files;
+pub mod metrics;
+pub mod queue;
+
+use std::path::{Path, PathBuf};
+
+use actix_web::{App, HttpRequest, HttpServer, web};
+use serde::Deserialize;
+
+use crate::auth::{self, AuthError};
+use crate::layout::Layout;
+use crate::repo::{RepoError, Repositories, ServerInfo, running};
+use crate::store::{RepoRecord, Role, TokenRecord};
+
+/// Settings from `--config FILE` (TOML); every one has a default.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Settings {
+    /// Address to listen on; `--listen` wins.
+    pub listen: String,
+    /// Largest upload accepted, in bytes.
+    pub max_upload_bytes: u64,
+    /// HTTP worker threads; default: one per core.
+    pub workers: Option<usize>,
+    /// The URL clients reach the server at, for the set-up files (behind a proxy);
+    /// default: what the request's Host header says.
+    pub base_url: Option<String>,
+    /// Seconds to let in-flight requests finish after SIGTERM.
+    pub shutdown_timeout: u64,
+}
+
+impl Default for Settings {
+    fn default() -> Settings {
+        Settings {
+            listen: "127.0.0.1:8080".into(),
+            max_upload_bytes: 2 << 30,
+            workers: None,
+            base_url: None,
+            shutdown_timeout: 60,
+        }
+    }
+}
+
+impl Settings {
+    pub fn load(path: &Path) -> Result<Settings, ServeError> {
+        let text = std::fs::read_to_string(path).map_err(|e| ServeError::Config {
+            path: path.to_path_buf(),
+            why: e.to_string(),
+        })?;
+        toml::from_str(&text).map_err(|e| ServeError::Config {
+            path: path.to_path_buf(),
+            why: e.to_string(),
+        })
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    #[error("{path}: {why}")]
+    Config { path: PathBuf, why: String },
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        addr: String,
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Repo(#[from] RepoError),
+    #[error("the demo data could not be made: {0}")]
+    Demo(String),
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+}
+
+impl ServeError {
+    pub fn hint(&self) -> Option<String> {
+        match self {
+            ServeError::Config { .. } => {
+                Some("see `docs/guide.md` (Serving) for the settings".into())
+            }
+            ServeError::Bind { .. } => {
+                Some("pick another address with --listen HOST:PORT (port 0: any free port)".into())
+            }
+            ServeError::Repo(e) => e.hint(),
+            _ => None,
+        }
+    }
+}
+
+/// What every handler shares.
+pub struct State {
+    pub repos: Repositories,
+    pub data: PathBuf,
+    /// `<data>/repos`, resolved: served files must resolve to below it.
+    pub repos_root: PathBuf,
+    /// Where uploads are streamed before they are published.
+    pub uploads: PathBuf,
+    pub settings: Settings,
+    pub metrics: metrics::Metrics,
+    pub queue: queue::PublishQueue,
+}
+
+pub type Shared = web::Data<State>;
+
+impl State {
+    /// The token the request carries, checked; `None` when it carries none.
+    pub fn caller(&self, req: &HttpRequest) -> Result<Option<TokenRecord>, AuthError> {
+        let Some(value) = req.headers().get(actix_web::http::header::AUTHORIZATION) else {
+            return Ok(None);
+        };
+        let token = value
+            .to_str()
+            .ok()
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .ok_or(AuthError::Invalid)?;
+        auth::check(self.repos.store.as_ref(), token.trim()).map(Some)
+    }
+
+    /// The caller, who must hold at least `role`.
+    pub fn require(&self, req: &HttpRequest, role: Role) -> Result<TokenRecord, AuthError> {
+        let caller = self.caller(req)?.ok_or(AuthError::Missing)?;
+        auth::require(caller.role, role)?;
+        Ok(caller)
+    }
+
+    /// A repository the caller may read: private ones need a token.
+    pub fn readable(&self, req: &HttpRequest, name: &str) -> Result<RepoRecord, errors::ApiError> {
+        crate::repo::check_repo_name(name).map_err(|_| RepoError::NoSuchRepo(name.into()))?;
+        let record = self.repos.repo(name)?;
+        if record.private {
+            self.require(req, Role::Builder)?;
+        }
+        Ok(record)
+    }
+
+    /// The URL clients reach this server at: the configured one, else the request's.
+    pub fn base_url(&self, req: &HttpRequest) -> String {
+        match &self.settings.base_url {
+            Some(u) => u.trim_end_matches('/').to_string(),
+            None => {
+                let info = req.connection_info();
+                format!("{}://{}", info.scheme(), info.host())
+            }
+        }
+    }
+}
+
+pub struct ServeOptions {
+    pub data: PathBuf,
+    pub layout: Layout,
+    pub settings: Settings,
+    /// Seed an empty data directory with the fixture release.
+    pub demo: Option<PathBuf>,
+}
+
+/// Runs the server until SIGTERM or SIGINT, then lets in-flight requests finish and
+/// flushes the store.
+pub fn run(opts: ServeOptions) -> Result<(), ServeError> {
+    if let Some(info) = running(&opts.data) {
+        return Err(RepoError::InUse {
+            url: info.url,
+            pid: info.pid,
+        }
+        .into());
+    }
+    let repos = Repositories::open(&opts.data, opts.layout.clone())?;
+    if let Some(tree) = &opts.demo {
+        demo::seed(&repos, tree)?;
+    }
+    let uploads = opts.data.join("uploads");
+    // Left by a server that stopped mid-upload: never published, safe to drop.
+    let _ = std::fs::remove_dir_all(&uploads);
+    std::fs::create_dir_all(&uploads)?;
+    let repos_root = std::fs::canonicalize(opts.data.join("repos"))?;
+    let settings = opts.settings.clone();
+    let state = web::Data::new(State {
+        repos,
+        data: opts.data.clone(),
+        repos_root,
+        uploads,
+        settings: settings.clone(),
+        metrics: metrics::Metrics::new(),
+        queue: queue::PublishQueue::default(),
+    });
+
+    actix_web::rt::System::new().block_on(async move {
+        let app_state = state.clone();
+        let max_upload = settings.max_upload_bytes;
+        let mut server = HttpServer::new(move || {
+            App::new()
+                .app_data(app_state.clone())
+                .app_data(web::PayloadConfig::new(max_upload as usize))
+                .wrap(actix_web::middleware::from_fn(metrics::account))
+                .configure(routes)
+        })
+        .shutdown_timeout(settings.shutdown_timeout);
+        if let Some(w) = settings.workers {
+            server = server.workers(w);
+        }
+        let server = server
+            .bind(&settings.listen)
+            .map_err(|source| ServeError::Bind {
+                addr: settings.listen.clone(),
+                source,
+            })?;
+        let addr = server
+            .addrs()
+            .first()
+            .copied()
+            .ok_or_else(|| ServeError::Bind {
+                addr: settings.listen.clone(),
+                source: std::io::Error::other("no address bound"),
+            })?;
+        let url = format!("http://{addr}");
+        let info = ServerInfo {
+            url: url.clone(),
+            pid: std::process::id(),
+        };
+        crate::atomic::write(
+            &opts.data.join("server.json"),
+            serde_json::to_string(&info).unwrap_or_default().as_bytes(),
+        )?;
+        tracing::info!(%url, data = %opts.data.display(), "listening");
+        println!("packyard serve: listening on {url}");
+        let result = server.run().await;
+        tracing::info!("stopped; flushing the store");
+        let _ = std::fs::remove_file(opts.data.join("server.json"));
+        state.repos.store.flush().map_err(RepoError::from)?;
+        result.map_err(ServeError::Io)
+    })
+}
+
+/// Every route, in one place.
+pub fn routes(cfg: &mut web::ServiceConfig) {
+    cfg.configure(metrics::routes)
+        .configure(api::routes)
+        .route("/repos/{repo}/{tail:.*}", web::get().to(files::get))
+        .route("/repos/{repo}/{tail:.*}", web::head().to(files::get))
+        .configure(browse::routes);
+}
+
+/// Starts logging to stderr (`PACKYARD_LOG` sets the filter, e.g. `debug`).
+pub fn init_logging(json: bool) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("PACKYARD_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    if json {
+        let _ = builder.json().try_init();
+    } else {
+        let _ = builder.try_init();
+    }
+}

@@ -1,0 +1,907 @@
+//! `packyard serve`: the server on a loopback port, judged by dnf and apt-get through the
+//! files it serves, by plain HTTP requests (raw ones for the path tricks), and by what is
+//! on disk and in the store afterwards.
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+use crate::repo::{
+    AptRoot, check_consistent, create_nightly, dnf_command, dnf_run, ed25519_key, py, py_json,
+    snapshot,
+};
+use crate::support::{have_tool, packed, stderr, stdout};
+
+/// A running `packyard serve`, stopped (SIGTERM) when dropped.
+pub struct Server {
+    child: Option<Child>,
+    pub url: String,
+    agent: ureq::Agent,
+}
+
+impl Server {
+    pub fn start(data: &Path, extra: &[&str]) -> Server {
+        let child = Command::new(env!("CARGO_BIN_EXE_packyard"))
+            .arg("--data")
+            .arg(data)
+            .args(["serve", "--listen", "127.0.0.1:0"])
+            .args(extra)
+            .current_dir(crate::support::root())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let pid = child.id();
+        let start = Instant::now();
+        let url = loop {
+            if let Ok(text) = fs::read_to_string(data.join("server.json"))
+                && let Ok(v) = serde_json::from_str::<Value>(&text)
+                && v["pid"] == pid
+            {
+                break v["url"].as_str().unwrap().to_string();
+            }
+            assert!(
+                start.elapsed() < Duration::from_secs(120),
+                "the server did not start"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        };
+        let agent = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .build()
+            .new_agent();
+        Server {
+            child: Some(child),
+            url,
+            agent,
+        }
+    }
+
+    /// SIGTERM, then the exit status.
+    pub fn stop(mut self) -> std::process::ExitStatus {
+        let mut child = self.child.take().unwrap();
+        // SAFETY: signalling our own child.
+        unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGTERM) };
+        child.wait().unwrap()
+    }
+
+    pub fn get(&self, path: &str) -> (u16, Vec<u8>) {
+        let mut r = self
+            .agent
+            .get(format!("{}{path}", self.url))
+            .call()
+            .unwrap();
+        let status = r.status().as_u16();
+        let body = r
+            .body_mut()
+            .with_config()
+            .limit(1 << 30)
+            .read_to_vec()
+            .unwrap();
+        (status, body)
+    }
+
+    pub fn get_json(&self, path: &str) -> Value {
+        let (status, body) = self.get(path);
+        assert_eq!(
+            status,
+            200,
+            "GET {path}: {}",
+            String::from_utf8_lossy(&body)
+        );
+        serde_json::from_slice(&body).unwrap()
+    }
+
+    /// PUT `body` to the upload route; status and JSON answer.
+    pub fn upload(
+        &self,
+        repo: &str,
+        key: &str,
+        body: &[u8],
+        token: Option<&str>,
+        headers: &[(&str, &str)],
+    ) -> (u16, Value) {
+        let mut req = self
+            .agent
+            .put(format!("{}/api/v1/repos/{repo}/files/{key}", self.url));
+        if let Some(t) = token {
+            req = req.header("Authorization", format!("Bearer {t}"));
+        }
+        for (k, v) in headers {
+            req = req.header(*k, *v);
+        }
+        let mut r = req.send(body).unwrap();
+        let status = r.status().as_u16();
+        let text = r.body_mut().read_to_string().unwrap_or_default();
+        (status, serde_json::from_str(&text).unwrap_or(Value::Null))
+    }
+
+    /// POST JSON to an API route; status and JSON answer.
+    pub fn post(&self, path: &str, body: &Value, token: Option<&str>) -> (u16, Value) {
+        let mut req = self.agent.post(format!("{}{path}", self.url));
+        if let Some(t) = token {
+            req = req.header("Authorization", format!("Bearer {t}"));
+        }
+        let mut r = req.send_json(body).unwrap();
+        let status = r.status().as_u16();
+        let text = r.body_mut().read_to_string().unwrap_or_default();
+        (status, serde_json::from_str(&text).unwrap_or(Value::Null))
+    }
+
+    /// A request written byte for byte (no client normalises the path); status and body.
+    pub fn raw(&self, method: &str, target: &[u8], extra: &str) -> (u16, String) {
+        let addr = self.url.trim_start_matches("http://");
+        let mut s = TcpStream::connect(addr).unwrap();
+        let mut req = Vec::new();
+        req.extend_from_slice(method.as_bytes());
+        req.push(b' ');
+        req.extend_from_slice(target);
+        req.extend_from_slice(
+            format!(" HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n{extra}\r\n").as_bytes(),
+        );
+        s.write_all(&req).unwrap();
+        let mut out = Vec::new();
+        let _ = s.read_to_end(&mut out);
+        let text = String::from_utf8_lossy(&out).into_owned();
+        let status = text
+            .split_whitespace()
+            .nth(1)
+            .and_then(|c| c.parse().ok())
+            .unwrap_or(0);
+        (status, text)
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+/// A token with `role`, made with the command line before the server starts.
+fn token(data: &Path, role: &str) -> String {
+    py_json(data, &["token", "create", "--role", role])["token"]
+        .as_str()
+        .unwrap()
+        .to_string()
+}
+
+/// Every file of a `pack --out` tree, by its download-from path.
+fn tree_files(dir: &Path) -> BTreeMap<String, PathBuf> {
+    let mut out = BTreeMap::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in fs::read_dir(&d).unwrap().flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                stack.push(p);
+            } else {
+                let rel = p.strip_prefix(dir).unwrap().to_string_lossy().into_owned();
+                out.insert(rel, p);
+            }
+        }
+    }
+    out
+}
+
+/// Uploads the packed fixture release of `platform`; every answer must be 201.
+fn upload_packed(server: &Server, repo: &str, platform: &'static str, token: &str) {
+    for (key, path) in tree_files(packed(platform)) {
+        let (status, body) = server.upload(repo, &key, &fs::read(path).unwrap(), Some(token), &[]);
+        assert_eq!(status, 201, "{key}: {body}");
+        assert_eq!(body["path"], key.as_str(), "{body}");
+    }
+}
+
+#[test]
+fn dnf_and_apt_install_through_the_served_setup_files() {
+    let data = tempfile::tempdir().unwrap();
+    let d = data.path();
+    create_nightly(d, &[]);
+    ed25519_key(d);
+    let builder = token(d, "builder");
+    let server = Server::start(d, &[]);
+    upload_packed(&server, "nightly", "el9_x86_64", &builder);
+    upload_packed(&server, "nightly", "deb12_amd64", &builder);
+
+    let work = tempfile::tempdir().unwrap();
+    let w = work.path();
+    // dnf: the .repo file as served, dropped into an empty repository directory.
+    let (status, repo_file) = server.get("/repos/nightly/el9_x86_64.repo");
+    assert_eq!(status, 200);
+    let repo_file = String::from_utf8(repo_file).unwrap();
+    assert!(repo_file.contains("repo_gpgcheck=1"), "{repo_file}");
+    assert!(
+        repo_file.contains(&format!("gpgkey={}/repos/nightly/key.asc", server.url)),
+        "{repo_file}"
+    );
+    if have_tool("dnf", &["--version"]) {
+        let reposdir = w.join("yum.repos.d");
+        fs::create_dir_all(&reposdir).unwrap();
+        fs::write(reposdir.join("nightly.repo"), &repo_file).unwrap();
+        dnf_run(
+            dnf_command(w, &reposdir),
+            &["install", "my-database-schemas"],
+        );
+        let q = Command::new("rpm")
+            .arg("--root")
+            .arg(w.join("root"))
+            .args(["-q", "my-database-schemas"])
+            .output()
+            .unwrap();
+        assert!(
+            stdout(&q).starts_with("my-database-schemas-3.0.0"),
+            "{}",
+            stdout(&q)
+        );
+    }
+
+    // apt: the deb822 .sources file as served (key inline), then update and install.
+    let (status, sources) = server.get("/repos/nightly/deb12.sources");
+    assert_eq!(status, 200);
+    let sources = String::from_utf8(sources).unwrap();
+    assert!(
+        sources.contains("Signed-By:\n -----BEGIN PGP PUBLIC KEY BLOCK-----"),
+        "{sources}"
+    );
+    if have_tool("apt-get", &["--version"]) {
+        let root = w.join("aptroot");
+        let apt = AptRoot::from_sources(&root, &sources);
+        apt.update(&[]);
+        assert_eq!(apt.available(), 6);
+        for dir in [
+            "var/lib/dpkg/info",
+            "var/lib/dpkg/updates",
+            "var/lib/dpkg/triggers",
+        ] {
+            fs::create_dir_all(root.join(dir)).unwrap();
+        }
+        let dpkg_root = format!("DPkg::Options::=--root={}", root.display());
+        apt.run(
+            &[
+                "-y",
+                "-o",
+                &dpkg_root,
+                "-o",
+                "DPkg::Options::=--force-script-chrootless",
+                "-o",
+                "DPkg::Options::=--force-not-root",
+                "install",
+                "my-database-schemas",
+            ],
+            &root,
+        );
+        let status = fs::read_to_string(root.join("var/lib/dpkg/status")).unwrap();
+        assert!(
+            status.contains("Package: my-database-schemas\nStatus: install ok installed"),
+            "{status}"
+        );
+    }
+    assert!(server.stop().success());
+}
+
+#[test]
+fn uploads_answer_201_401_403_and_409() {
+    let data = tempfile::tempdir().unwrap();
+    let d = data.path();
+    create_nightly(d, &[]);
+    py_json(d, &["repo", "create", "releases", "--kind", "registered"]);
+    let builder = token(d, "builder");
+    let release = token(d, "release");
+    let admin = token(d, "admin");
+    let server = Server::start(d, &[]);
+    let files = tree_files(packed("el9_x86_64"));
+    let (key, path) = files.iter().find(|(k, _)| k.ends_with(".rpm")).unwrap();
+    let bytes = fs::read(path).unwrap();
+
+    // No token, a made-up token, a revoked token: 401.
+    let (s, body) = server.upload("nightly", key, &bytes, None, &[]);
+    assert_eq!(s, 401, "{body}");
+    assert_eq!(body["code"], "unauthorized");
+    assert!(
+        body["hint"].as_str().unwrap().contains("token create"),
+        "{body}"
+    );
+    let (s, _) = server.upload("nightly", key, &bytes, Some("pky_0123456789ab_00"), &[]);
+    assert_eq!(s, 401);
+    // A builder may not write a registered repository, nor create repositories.
+    let (s, body) = server.upload("releases", key, &bytes, Some(&builder), &[]);
+    assert_eq!(s, 403, "{body}");
+    let (s, _) = server.post(
+        "/api/v1/repos",
+        &json!({"name": "more", "kind": "volatile"}),
+        Some(&builder),
+    );
+    assert_eq!(s, 403);
+    assert!(!d.join("repos/releases").join(key).exists());
+
+    // The right roles: 201, with the checksum checked when given.
+    let sha = {
+        use sha2::{Digest, Sha256};
+        format!("{:x}", Sha256::digest(&bytes))
+    };
+    let (s, body) = server.upload(
+        "nightly",
+        key,
+        &bytes,
+        Some(&builder),
+        &[("X-Checksum-Sha256", &sha)],
+    );
+    assert_eq!(s, 201, "{body}");
+    assert_eq!(body["action"], "added");
+    assert_eq!(body["sha256"], sha.as_str());
+    // The same bytes again: nothing to do, 200.
+    let (s, body) = server.upload("nightly", key, &bytes, Some(&builder), &[]);
+    assert_eq!(s, 200, "{body}");
+    assert_eq!(body["action"], "unchanged");
+    let (s, body) = server.upload("releases", key, &bytes, Some(&release), &[]);
+    assert_eq!(s, 201, "{body}");
+    let (s, _) = server.post(
+        "/api/v1/repos",
+        &json!({"name": "more", "kind": "volatile"}),
+        Some(&admin),
+    );
+    assert_eq!(s, 201);
+
+    // Other bytes under a registered path: 409 naming both checksums; nothing changes.
+    let other = tree_files(packed("el9_x86_64"))
+        .into_iter()
+        .find(|(k, _)| k.ends_with(".rpm") && k != key)
+        .map(|(_, p)| fs::read(p).unwrap())
+        .unwrap();
+    let before = snapshot(&d.join("repos/releases"));
+    let (s, body) = server.upload("releases", key, &other, Some(&release), &[]);
+    assert_eq!(s, 409, "{body}");
+    assert_eq!(body["code"], "overwrite");
+    assert!(body["message"].as_str().unwrap().contains(&sha), "{body}");
+    assert_eq!(snapshot(&d.join("repos/releases")), before);
+    assert_eq!(fs::read(d.join("repos/releases").join(key)).unwrap(), bytes);
+
+    // An admin revokes the builder's token: 401 from then on.
+    let id = &builder[4..16];
+    let mut r = ureq::delete(format!("{}/api/v1/tokens/{id}", server.url))
+        .header("Authorization", format!("Bearer {admin}"))
+        .call()
+        .unwrap();
+    assert_eq!(
+        r.status().as_u16(),
+        200,
+        "{}",
+        r.body_mut().read_to_string().unwrap()
+    );
+    let (s, body) = server.upload("nightly", key, &bytes, Some(&builder), &[]);
+    assert_eq!(s, 401, "{body}");
+    assert!(
+        body["message"].as_str().unwrap().contains("revoked"),
+        "{body}"
+    );
+    server.stop();
+}
+
+/// What a failed upload must leave as it was: the repository tree, the store's records,
+/// and the spool directory (empty).
+fn state_of(server: &Server, d: &Path) -> (BTreeMap<String, String>, Value, usize) {
+    (
+        snapshot(&d.join("repos")),
+        server.get_json("/api/v1/repos/nightly/packages"),
+        fs::read_dir(d.join("uploads")).unwrap().count(),
+    )
+}
+
+#[test]
+fn bad_uploads_are_refused_and_leave_no_trace() {
+    let data = tempfile::tempdir().unwrap();
+    let d = data.path();
+    create_nightly(d, &[]);
+    let builder = token(d, "builder");
+    let config = d.join("serve.toml");
+    fs::write(&config, "max_upload_bytes = 200000\n").unwrap();
+    let server = Server::start(d, &["--config", config.to_str().unwrap()]);
+    upload_packed(&server, "nightly", "deb12_amd64", &builder);
+    let before = state_of(&server, d);
+    assert_eq!(before.2, 0);
+    let good = tree_files(packed("el9_x86_64"))
+        .into_iter()
+        .find(|(k, _)| k.ends_with(".rpm"))
+        .unwrap();
+    let good_bytes = fs::read(&good.1).unwrap();
+    let mut broken = good_bytes.clone();
+    let n = broken.len();
+    broken[n - 10] ^= 0xff;
+
+    // (path, body, headers, status, part of the message)
+    type Case<'a> = (&'a str, Vec<u8>, Vec<(&'a str, &'a str)>, u16, &'a str);
+    let cases: Vec<Case> = vec![
+        (
+            "p/1.0/el9_x86_64/junk-1.0-1.x86_64.rpm",
+            b"not an rpm".to_vec(),
+            vec![],
+            400,
+            "not a valid RPM",
+        ),
+        (&good.0, broken, vec![], 400, "digests do not match"),
+        (
+            "p/1.0/deb12_amd64/junk_1.0-1_amd64.deb",
+            b"!<arch>\nnonsense".to_vec(),
+            vec![],
+            400,
+            "not a valid DEB",
+        ),
+        (
+            "p/1.0/deb12_amd64/junk-1.0-1.tar.gz",
+            vec![0x1f, 0x8b, 8, 0, 1, 2],
+            vec![],
+            400,
+            "not a valid .tar.gz",
+        ),
+        (
+            "p/1.0/el9_x86_64/readme.txt",
+            b"text".to_vec(),
+            vec![],
+            400,
+            "must end in .rpm",
+        ),
+        (
+            &good.0,
+            good_bytes.clone(),
+            vec![(
+                "X-Checksum-Sha256",
+                "0000000000000000000000000000000000000000000000000000000000000000",
+            )],
+            400,
+            "X-Checksum-Sha256 says 0000",
+        ),
+        (
+            &good.0,
+            good_bytes.clone(),
+            vec![("X-Checksum-Sha256", "xyz")],
+            400,
+            "64 hexadecimal",
+        ),
+        (
+            "p/1.0/el9_x86_64/big-1.0-1.x86_64.rpm",
+            vec![0u8; 300_000],
+            vec![],
+            413,
+            "limit of 200000 bytes",
+        ),
+    ];
+    for (key, body, headers, want, message) in cases {
+        let (s, answer) = server.upload("nightly", key, &body, Some(&builder), &headers);
+        assert_eq!(s, want, "{key}: {answer}");
+        assert!(
+            answer["message"]
+                .as_str()
+                .unwrap_or_default()
+                .contains(message),
+            "{key}: {answer}"
+        );
+        assert!(answer["hint"].is_string(), "{answer}");
+        assert_eq!(state_of(&server, d), before, "{key} left a trace");
+    }
+    // A body larger than the limit that does not say so up front (chunked) is cut off.
+    let (s, _) = server.raw(
+        "PUT",
+        b"/api/v1/repos/nightly/files/p/1.0/el9_x86_64/big-1.0-1.x86_64.rpm",
+        &format!(
+            "Authorization: Bearer {builder}\r\nTransfer-Encoding: chunked\r\n\r\n{:x}\r\n{}\r\n0\r\n",
+            250_000,
+            "x".repeat(250_000)
+        ),
+    );
+    assert_eq!(s, 413);
+    assert_eq!(state_of(&server, d), before);
+    server.stop();
+}
+
+#[test]
+fn path_tricks_never_reach_outside_the_data_directory() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = &dir.path().join("data");
+    create_nightly(d, &[]);
+    let builder = token(d, "builder");
+    fs::write(dir.path().join("secret.txt"), "TOP-SECRET").unwrap();
+    fs::write(d.join("keys-not-served"), "TOP-SECRET").unwrap();
+    let server = Server::start(d, &[]);
+    let reads: [&[u8]; 12] = [
+        b"/repos/nightly/../../secret.txt",
+        b"/repos/nightly/%2e%2e/%2e%2e/secret.txt",
+        b"/repos/nightly/%2E%2E%2F%2E%2E%2Fsecret.txt",
+        b"/repos/nightly/..%2f..%2fsecret.txt",
+        b"/repos/nightly//etc/passwd",
+        b"/repos/nightly/%2fetc%2fpasswd",
+        b"/repos/..%2f..%2fsecret.txt/x",
+        b"/repos/%2e%2e/secret.txt",
+        b"/repos/nightly/key.asc%00",
+        b"/repos/nightly/.%2e/keys-not-served",
+        b"/api/v1/repos/nightly/packages/..%2f..%2f..%2fsecret.txt",
+        b"/r/nightly/f/../../../secret.txt",
+    ];
+    for target in reads {
+        let (s, body) = server.raw("GET", target, "");
+        assert!(
+            (400..500).contains(&s),
+            "{}: {s}",
+            String::from_utf8_lossy(target)
+        );
+        assert!(
+            !body.contains("TOP-SECRET"),
+            "{}",
+            String::from_utf8_lossy(target)
+        );
+        assert!(
+            !body.contains("root:x:0"),
+            "{}",
+            String::from_utf8_lossy(target)
+        );
+    }
+    let rpm = tree_files(packed("el9_x86_64"))
+        .into_iter()
+        .find(|(k, _)| k.ends_with(".rpm"))
+        .map(|(_, p)| fs::read(p).unwrap())
+        .unwrap();
+    let auth = format!(
+        "Authorization: Bearer {builder}\r\nContent-Length: {}\r\n",
+        rpm.len()
+    );
+    let writes: [&[u8]; 6] = [
+        b"/api/v1/repos/nightly/files/../../../escaped.rpm",
+        b"/api/v1/repos/nightly/files/%2e%2e/%2e%2e/%2e%2e/escaped.rpm",
+        b"/api/v1/repos/nightly/files/..%2f..%2f..%2fescaped.rpm",
+        b"/api/v1/repos/nightly/files/%2ftmp%2fescaped.rpm",
+        b"/api/v1/repos/nightly/files//tmp/escaped.rpm",
+        b"/api/v1/repos/nightly/files/a/%00/escaped.rpm",
+    ];
+    for target in writes {
+        let addr = server.url.trim_start_matches("http://");
+        let mut s = TcpStream::connect(addr).unwrap();
+        let mut req = b"PUT ".to_vec();
+        req.extend_from_slice(target);
+        req.extend_from_slice(
+            format!(" HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n{auth}\r\n").as_bytes(),
+        );
+        req.extend_from_slice(&rpm);
+        s.write_all(&req).unwrap();
+        let mut out = Vec::new();
+        let _ = s.read_to_end(&mut out);
+        let text = String::from_utf8_lossy(&out);
+        let status: u16 = text.split_whitespace().nth(1).unwrap().parse().unwrap();
+        assert!(
+            (400..500).contains(&status),
+            "{}: {text}",
+            String::from_utf8_lossy(target)
+        );
+    }
+    // Nothing named escaped.rpm anywhere under the work directory or /tmp.
+    let mut stack = vec![dir.path().to_path_buf()];
+    while let Some(p) = stack.pop() {
+        for e in fs::read_dir(&p).unwrap().flatten() {
+            assert_ne!(e.file_name(), "escaped.rpm", "{}", e.path().display());
+            if e.file_type().unwrap().is_dir() {
+                stack.push(e.path());
+            }
+        }
+    }
+    assert!(!Path::new("/tmp/escaped.rpm").exists());
+    assert_eq!(server.get_json("/api/v1/repos/nightly/packages"), json!([]));
+    server.stop();
+}
+
+#[test]
+fn files_are_served_with_ranges_etags_and_types() {
+    let data = tempfile::tempdir().unwrap();
+    let d = data.path();
+    create_nightly(d, &[]);
+    ed25519_key(d);
+    let builder = token(d, "builder");
+    let server = Server::start(d, &[]);
+    upload_packed(&server, "nightly", "deb12_amd64", &builder);
+    let listed =
+        server.get_json("/api/v1/repos/nightly/packages?kind=deb&name=my-database-schemas");
+    let url = listed[0]["url"].as_str().unwrap();
+    let on_disk = fs::read(
+        d.join("repos/nightly")
+            .join(listed[0]["path"].as_str().unwrap()),
+    )
+    .unwrap();
+
+    let (s, head) = server.raw("GET", url.as_bytes(), "");
+    assert_eq!(s, 200);
+    assert!(
+        head.contains("content-type: application/vnd.debian.binary-package"),
+        "{head}"
+    );
+    assert!(
+        head.contains(&format!("content-length: {}", on_disk.len())),
+        "{head}"
+    );
+    let etag = head
+        .lines()
+        .find_map(|l| l.strip_prefix("etag: "))
+        .unwrap()
+        .trim()
+        .to_string();
+    let modified = head
+        .lines()
+        .find_map(|l| l.strip_prefix("last-modified: "))
+        .unwrap()
+        .trim()
+        .to_string();
+    let (s, _) = server.raw("GET", url.as_bytes(), &format!("If-None-Match: {etag}\r\n"));
+    assert_eq!(s, 304);
+    let (s, _) = server.raw(
+        "GET",
+        url.as_bytes(),
+        &format!("If-Modified-Since: {modified}\r\n"),
+    );
+    assert_eq!(s, 304);
+    let (s, part) = server.raw("GET", url.as_bytes(), "Range: bytes=0-7\r\n");
+    assert_eq!(s, 206);
+    assert!(part.ends_with("!<arch>\n"), "{part}");
+    let (s, head) = server.raw("HEAD", url.as_bytes(), "");
+    assert_eq!(s, 200);
+    assert!(head.ends_with("\r\n\r\n"), "HEAD has no body: {head}");
+    let (s, body) = server.get(url);
+    assert_eq!((s, body), (200, on_disk));
+
+    for (path, kind) in [
+        ("/repos/nightly/key.asc", "application/pgp-keys"),
+        ("/repos/nightly/apt/dists/deb12/InRelease", "text/plain"),
+        (
+            "/repos/nightly/apt/dists/deb12/main/binary-amd64/Packages.xz",
+            "application/x-xz",
+        ),
+    ] {
+        let (s, head) = server.raw("HEAD", path.as_bytes(), "");
+        assert_eq!(s, 200, "{path}");
+        assert!(
+            head.contains(&format!("content-type: {kind}")),
+            "{path}: {head}"
+        );
+    }
+    // Directories are not listed; unknown things are 404 with a JSON reason.
+    for path in [
+        "/repos/nightly/apt/",
+        "/repos/nightly/apt",
+        "/repos/nightly/yum/el9_x86_64/repodata/",
+    ] {
+        assert_eq!(server.get(path).0, 404, "{path}");
+    }
+    let (s, body) = server.get("/repos/nope/key.asc");
+    assert_eq!(s, 404);
+    let v: Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(v["code"], "no_such_repo");
+    assert!(v["hint"].is_string());
+    server.stop();
+}
+
+/// 100 RPMs and 100 DEBs of distinct names, packed with the library from one tiny prefix.
+fn many_packages(dir: &Path) -> Vec<(String, Vec<u8>)> {
+    use packyard::config::{ResolveOptions, Tree};
+    use packyard::layout::Layout;
+    let tree_dir = dir.join("tree");
+    crate::support::write(
+        &tree_dir.join("module.toml"),
+        "[module]\nname = \"proj\"\nkind = \"project\"\ndescription = \"Many\"\nlicense = \"MIT\"\nvendor = \"Tests\"\n\
+         [[configuration]]\nname = \"proj_R_1_0_0_1\"\nversion = \"1.0.0\"\nage = 1\nchildren = [\"c_R_1_0_0_1\"]\n\
+         [configuration.properties]\n\"package.maintainer\" = \"Tests <tests@example.org>\"\n",
+    );
+    crate::support::write(
+        &tree_dir.join("c/module.toml"),
+        "[module]\nname = \"proj.c\"\nkind = \"component\"\ndescription = \"One of many\"\npackage_name = \"many\"\n\
+         [[configuration]]\nname = \"c_R_1_0_0_1\"\nversion = \"1.0.0\"\nage = 1\ntag = \"v1\"\n\
+         [configuration.commands]\ncheckout = \"true\"\n",
+    );
+    let prefix = dir.join("prefix");
+    crate::support::write(&prefix.join("usr/share/many/README"), "many\n");
+    let tree = Tree::load(&tree_dir).unwrap();
+    let layout = Layout::builtin();
+    let out = dir.join("out");
+    for i in 0..100 {
+        for platform in ["el9_x86_64", "deb12_amd64"] {
+            let request = packyard::pack::PackRequest {
+                tree: &tree,
+                layout: &layout,
+                configuration: "c_R_1_0_0_1",
+                options: ResolveOptions {
+                    platform: Some(platform.into()),
+                    overrides: vec![("packageName".into(), format!("many-{i:03}"))],
+                    ..ResolveOptions::default()
+                },
+                prefix: &prefix,
+                out: &out,
+                source_date_epoch: Some(1_700_000_000),
+                formats: &[if platform.starts_with("el") {
+                    packyard::pack::ArtifactFormat::Rpm
+                } else {
+                    packyard::pack::ArtifactFormat::Deb
+                }],
+            };
+            packyard::pack::pack(&request, &packyard::progress::Quiet).unwrap();
+        }
+    }
+    tree_files(&out)
+        .into_iter()
+        .map(|(k, p)| (k, fs::read(p).unwrap()))
+        .collect()
+}
+
+#[test]
+fn sixteen_clients_upload_two_hundred_packages_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = &dir.path().join("data");
+    create_nightly(d, &[]);
+    ed25519_key(d);
+    let builder = token(d, "builder");
+    let packages = many_packages(dir.path());
+    assert_eq!(packages.len(), 200);
+    let server = Server::start(d, &[]);
+    let batches = std::sync::Mutex::new(Vec::new());
+    std::thread::scope(|s| {
+        for client in 0..16 {
+            let (server, packages, builder, batches) = (&server, &packages, &builder, &batches);
+            s.spawn(move || {
+                for (key, bytes) in packages.iter().skip(client).step_by(16) {
+                    let (status, body) = server.upload("nightly", key, bytes, Some(builder), &[]);
+                    assert_eq!(status, 201, "{key}: {body}");
+                    batches
+                        .lock()
+                        .unwrap()
+                        .push(body["batch"].as_u64().unwrap());
+                }
+            });
+        }
+    });
+    let listed = server.get_json("/api/v1/repos/nightly/packages");
+    assert_eq!(listed.as_array().unwrap().len(), 200);
+    let batches = batches.into_inner().unwrap();
+    eprintln!(
+        "200 uploads published in {} batches of up to {}",
+        batches.iter().filter(|b| **b > 0).count(),
+        batches.iter().max().unwrap()
+    );
+    assert!(server.stop().success());
+    // Both indexes name all of them (100 each), and each entry matches its file.
+    assert_eq!(check_consistent(d, "nightly"), 200);
+}
+
+#[test]
+fn a_restart_keeps_packages_tokens_and_locks() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = &dir.path().join("data");
+    create_nightly(d, &[]);
+    let admin = token(d, "admin");
+    let tree = crate::support::fixture("trees/my-project");
+    py_json(
+        d,
+        &[
+            "lock",
+            "web_server_R_2_5_1_1",
+            "--tree",
+            tree.to_str().unwrap(),
+        ],
+    );
+    let server = Server::start(d, &[]);
+    // The command line says where the data directory went, instead of waiting.
+    let start = Instant::now();
+    let o = py(d, &["repo", "list"]);
+    assert!(!o.status.success());
+    assert!(start.elapsed() < Duration::from_secs(5));
+    let err = stderr(&o);
+    assert!(
+        err.contains("in use by `packyard serve`") && err.contains(&server.url),
+        "{err}"
+    );
+    assert!(err.contains("--server"), "{err}");
+
+    upload_packed(&server, "nightly", "el9_x86_64", &admin);
+    let (s, made) = server.post(
+        "/api/v1/tokens",
+        &json!({"role": "builder", "name": "ci"}),
+        Some(&admin),
+    );
+    assert_eq!(s, 201, "{made}");
+    let builder = made["token"].as_str().unwrap().to_string();
+    let before = server.get_json("/api/v1/repos/nightly/packages");
+    // Each component's RPM and tarball.
+    assert_eq!(before.as_array().unwrap().len(), 12);
+    assert!(server.stop().success(), "SIGTERM ends the server cleanly");
+    assert!(!d.join("server.json").exists());
+
+    let server = Server::start(d, &[]);
+    assert_eq!(server.get_json("/api/v1/repos/nightly/packages"), before);
+    let locks = server.get_json("/api/v1/locks");
+    assert_eq!(locks[0]["configuration"], "web_server_R_2_5_1_1", "{locks}");
+    // The token made through the API before the restart still works.
+    let rpm = tree_files(packed("el9_x86_64"))
+        .into_iter()
+        .find(|(k, _)| k.ends_with(".rpm"))
+        .unwrap();
+    let (s, body) = server.upload(
+        "nightly",
+        &rpm.0,
+        &fs::read(&rpm.1).unwrap(),
+        Some(&builder),
+        &[],
+    );
+    assert_eq!(s, 200, "{body}");
+    server.stop();
+    // And the command line has the data directory back.
+    assert_eq!(py_json(d, &["repo", "show", "nightly"])["packages"], 12);
+}
+
+#[test]
+fn health_and_metrics() {
+    let data = tempfile::tempdir().unwrap();
+    let d = data.path();
+    create_nightly(d, &[]);
+    let builder = token(d, "builder");
+    let server = Server::start(d, &[]);
+    assert_eq!(server.get("/healthz"), (200, b"ok\n".to_vec()));
+    upload_packed(&server, "nightly", "deb12_amd64", &builder);
+    server.get("/repos/nightly/apt/dists/deb12/Release");
+    server.get("/repos/nightly/nope");
+    let (s, text) = server.get("/metrics");
+    assert_eq!(s, 200);
+    let text = String::from_utf8(text).unwrap();
+    for want in [
+        "packyard_http_requests_total{route=\"/repos/{repo}/{tail:.*}\",method=\"GET\",status=\"200\"} 1",
+        "packyard_http_requests_total{route=\"/repos/{repo}/{tail:.*}\",method=\"GET\",status=\"404\"} 1",
+        "packyard_uploads_total{result=\"added\"} 12",
+        "packyard_publish_duration_seconds_count 12",
+        "packyard_repository_packages{repo=\"nightly\"} 12",
+        "packyard_http_response_bytes_total{route=\"/repos/{repo}/{tail:.*}\"}",
+    ] {
+        assert!(text.contains(want), "{want}\n{text}");
+    }
+    server.stop();
+}
+
+#[test]
+fn private_repositories_need_a_token_to_read() {
+    let data = tempfile::tempdir().unwrap();
+    let d = data.path();
+    py_json(
+        d,
+        &[
+            "repo",
+            "create",
+            "secret",
+            "--kind",
+            "volatile",
+            "--private",
+        ],
+    );
+    create_nightly(d, &[]);
+    let builder = token(d, "builder");
+    let server = Server::start(d, &[]);
+    upload_packed(&server, "secret", "deb12_amd64", &builder);
+    let (s, _) = server.get("/repos/secret/apt/dists/deb12/Release");
+    assert_eq!(s, 401);
+    let (s, _) = server.get("/api/v1/repos/secret/packages");
+    assert_eq!(s, 401);
+    let names: Vec<_> = server
+        .get_json("/api/v1/repos")
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["name"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(names, ["nightly"]);
+    let (s, _) = server.raw(
+        "GET",
+        b"/repos/secret/apt/dists/deb12/Release",
+        &format!("Authorization: Bearer {builder}\r\n"),
+    );
+    assert_eq!(s, 200);
+    server.stop();
+}
