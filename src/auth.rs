@@ -43,7 +43,7 @@ impl AuthError {
 }
 
 /// A token just created: the only time its secret is known.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
 pub struct NewToken {
     #[serde(flatten)]
     pub record: TokenRecord,

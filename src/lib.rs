@@ -12,6 +12,7 @@ pub mod atomic;
 pub mod auth;
 pub mod blobs;
 pub mod cli;
+pub mod client;
 pub mod config;
 pub mod layout;
 pub mod lint;

@@ -42,6 +42,19 @@ struct Cli {
         default_value = "packyard-data"
     )]
     data: PathBuf,
+    /// Send repository commands to this running `packyard serve` instead of opening the
+    /// data directory (which the server holds).
+    #[arg(long, global = true, value_name = "URL", env = "PACKYARD_SERVER")]
+    server: Option<String>,
+    /// The API token for --server (`packyard token create`).
+    #[arg(
+        long,
+        global = true,
+        value_name = "TOKEN",
+        env = "PACKYARD_TOKEN",
+        hide_env_values = true
+    )]
+    token: Option<String>,
     #[command(subcommand)]
     command: Command,
 }
@@ -210,19 +223,30 @@ fn run(cli: Cli) -> Outcome {
         Some(dir) => Layout::from_dir(dir)?,
         None => Layout::builtin(),
     };
+    let target = match &cli.server {
+        Some(url) => repo::Target::Remote {
+            client: crate::client::Client::new(url, cli.token.clone()),
+            url: url.trim_end_matches('/').to_string(),
+            layout: &layout,
+        },
+        None => repo::Target::Local {
+            data: &cli.data,
+            layout: &layout,
+        },
+    };
     match cli.command {
         Command::Lint { tree } => cmd_lint(&tree, &layout, cli.json),
         Command::Show { configuration, ctx } => cmd_show(&configuration, &ctx, &layout, cli.json),
-        Command::Pack(args) => cmd_pack(&args, &layout, &cli.data, cli.json),
+        Command::Pack(args) => cmd_pack(&args, &layout, &target, cli.json),
         Command::Vercmp(args) => cmd_vercmp(&args),
-        Command::Repo(cmd) => repo::cmd_repo(cmd, &cli.data, &layout, cli.json),
-        Command::Key(cmd) => repo::cmd_key(cmd, &cli.data, &layout, cli.json),
-        Command::Publish(args) => repo::cmd_publish(args, &cli.data, &layout, cli.json),
-        Command::Lock(args) => repo::cmd_lock(args, &cli.data, &layout, cli.json),
+        Command::Repo(cmd) => repo::cmd_repo(cmd, &target, cli.json),
+        Command::Key(cmd) => repo::cmd_key(cmd, &target, cli.json),
+        Command::Publish(args) => repo::cmd_publish(args, &target, cli.json),
+        Command::Lock(args) => repo::cmd_lock(args, &target, cli.json),
         Command::Clone(args) => repo::cmd_clone(args, cli.json),
-        Command::Register(args) => repo::cmd_register(args, &cli.data, &layout, cli.json),
+        Command::Register(args) => repo::cmd_register(args, &target, cli.json),
         Command::Serve(args) => serve::cmd_serve(args, &cli.data, &layout, cli.json),
-        Command::Token(cmd) => serve::cmd_token(cmd, &cli.data, &layout, cli.json),
+        Command::Token(cmd) => serve::cmd_token(cmd, &target, cli.json),
         Command::Platforms => {
             let platforms: Vec<_> = layout.platforms.values().collect();
             if cli.json {
@@ -300,10 +324,10 @@ fn refuse_broken_tree(tree: &Tree) -> Result<(), Failure> {
     Ok(())
 }
 
-fn cmd_pack(args: &PackArgs, layout: &Layout, data: &Path, json: bool) -> Outcome {
+fn cmd_pack(args: &PackArgs, layout: &Layout, target: &repo::Target, json: bool) -> Outcome {
     let tree = Tree::load(&args.ctx.tree)?;
     refuse_broken_tree(&tree)?;
-    repo::check_lock(&tree, &args.configuration, data, layout)?;
+    repo::check_lock(&tree, &args.configuration, target)?;
     let source_date_epoch = match std::env::var("SOURCE_DATE_EPOCH") {
         Ok(v) if !v.trim().is_empty() => Some(v.trim().parse::<i64>().map_err(|_| {
             Failure::new(

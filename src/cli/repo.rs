@@ -1,4 +1,5 @@
-//! `repo`, `key` and `publish`: arguments and output; the work is in [`crate::repo`].
+//! `repo`, `key`, `publish`, `lock`, `clone` and `register`: arguments and output; the
+//! work is in [`crate::repo`], or on a server through [`crate::client`].
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -6,7 +7,10 @@ use std::process::ExitCode;
 use clap::{Args, Subcommand};
 
 use super::{Failure, Outcome, print_json};
+use crate::client::{Client, ClientError};
 use crate::layout::Layout;
+use crate::repo::publish::UploadRegistration;
+use crate::repo::release::{new_lock, registration};
 use crate::repo::{PublishOptions, RepoError, Repositories};
 use crate::store::RepoKind;
 
@@ -90,8 +94,26 @@ pub fn failure(e: RepoError) -> Failure {
     Failure::new(e, hint)
 }
 
-pub fn cmd_repo(cmd: RepoCommand, data: &Path, layout: &Layout, json: bool) -> Outcome {
-    let repos = open(data, layout)?;
+pub fn remote_failure(e: ClientError) -> Failure {
+    let hint = e.hint();
+    Failure::new(e, hint)
+}
+
+/// Where a command does its work: on the data directory itself, or through a running
+/// server (`--server URL --token T`).
+pub enum Target<'a> {
+    Local {
+        data: &'a Path,
+        layout: &'a Layout,
+    },
+    Remote {
+        client: Client,
+        url: String,
+        layout: &'a Layout,
+    },
+}
+
+pub fn cmd_repo(cmd: RepoCommand, target: &Target, json: bool) -> Outcome {
     match cmd {
         RepoCommand::Create {
             name,
@@ -101,30 +123,40 @@ pub fn cmd_repo(cmd: RepoCommand, data: &Path, layout: &Layout, json: bool) -> O
             yum_compression,
             private,
         } => {
-            let r = repos
-                .create(&crate::repo::NewRepo {
-                    name: name.clone(),
-                    kind,
-                    platforms,
-                    keep,
-                    yum_compression,
-                    private,
-                })
-                .map_err(failure)?;
+            let new = crate::repo::NewRepo {
+                name: name.clone(),
+                kind,
+                platforms,
+                keep,
+                yum_compression,
+                private,
+            };
+            let (r, place) = match target {
+                Target::Local { data, layout } => (
+                    open(data, layout)?.create(&new).map_err(failure)?,
+                    data.join("repos").join(&name).display().to_string(),
+                ),
+                Target::Remote { client, url, .. } => (
+                    client.create_repo(&new).map_err(remote_failure)?,
+                    format!("{url}/repos/{name}/"),
+                ),
+            };
             if json {
                 print_json(&r)?;
             } else {
                 println!(
-                    "created {} repository {} in {}",
+                    "created {} repository {} in {place}",
                     r.kind.as_str(),
-                    r.name,
-                    data.join("repos").join(&r.name).display()
+                    r.name
                 );
                 println!("next: packyard key generate --repo {name}");
             }
         }
         RepoCommand::List => {
-            let list = repos.list().map_err(failure)?;
+            let list = match target {
+                Target::Local { data, layout } => open(data, layout)?.list().map_err(failure)?,
+                Target::Remote { client, .. } => client.repos().map_err(remote_failure)?,
+            };
             if json {
                 print_json(&list)?;
             } else if list.is_empty() {
@@ -144,7 +176,16 @@ pub fn cmd_repo(cmd: RepoCommand, data: &Path, layout: &Layout, json: bool) -> O
             }
         }
         RepoCommand::Show { name } => {
-            let r = repos.show(&name).map_err(failure)?;
+            let (r, place) = match target {
+                Target::Local { data, layout } => (
+                    open(data, layout)?.show(&name).map_err(failure)?,
+                    data.join("repos").join(&name).display().to_string(),
+                ),
+                Target::Remote { client, url, .. } => (
+                    client.repo(&name).map_err(remote_failure)?,
+                    format!("{url}/repos/{name}/"),
+                ),
+            };
             if json {
                 print_json(&r)?;
             } else {
@@ -159,19 +200,47 @@ pub fn cmd_repo(cmd: RepoCommand, data: &Path, layout: &Layout, json: bool) -> O
                 if let Some(k) = r.record.keep {
                     println!("keep        {k} versions per package");
                 }
+                if r.record.private {
+                    println!("private     served only with a token");
+                }
                 println!(
                     "key         {}",
                     r.record.key.as_deref().unwrap_or("none (indexes unsigned)")
                 );
                 println!("packages    {} ({} bytes)", r.packages, r.bytes);
-                println!("tree        {}", data.join("repos").join(&name).display());
+                println!("tree        {place}");
             }
         }
     }
     Ok(ExitCode::SUCCESS)
 }
 
-pub fn cmd_key(cmd: KeyCommand, data: &Path, layout: &Layout, json: bool) -> Outcome {
+pub fn cmd_key(cmd: KeyCommand, target: &Target, json: bool) -> Outcome {
+    let (data, layout) = match target {
+        Target::Local { data, layout } => (*data, *layout),
+        Target::Remote { client, url, .. } => {
+            return match cmd {
+                KeyCommand::Generate {
+                    repo,
+                    algorithm,
+                    force,
+                } => {
+                    let info = client
+                        .generate_key(&repo, algorithm, force)
+                        .map_err(remote_failure)?;
+                    print_key(&info, &format!("{url}/repos/{repo}/key.asc"), json)
+                }
+                KeyCommand::Export { repo } => Err(Failure::new(
+                    "`key export` reads the data directory, which the server holds",
+                    format!("the server serves the public key: curl {url}/repos/{repo}/key.asc"),
+                )),
+                KeyCommand::Import { .. } => Err(Failure::new(
+                    "`key import` needs the data directory, which the server holds",
+                    "stop the server, import the key, and start it again".to_string(),
+                )),
+            };
+        }
+    };
     let repos = open(data, layout)?;
     let (repo, info) = match cmd {
         KeyCommand::Generate {
@@ -195,29 +264,134 @@ pub fn cmd_key(cmd: KeyCommand, data: &Path, layout: &Layout, json: bool) -> Out
             return Ok(ExitCode::SUCCESS);
         }
     };
+    let place = data.join("repos").join(&repo).join("key.asc");
+    print_key(&info, &place.display().to_string(), json)
+}
+
+fn print_key(info: &crate::repo::keys::KeyInfo, public: &str, json: bool) -> Outcome {
     if json {
-        print_json(&info)?;
+        print_json(info)?;
     } else {
-        println!("repository {repo} signs with key {}", info.fingerprint);
         println!(
-            "public key: {}",
-            data.join("repos").join(&repo).join("key.asc").display()
+            "repository {} signs with key {}",
+            info.repo, info.fingerprint
         );
+        println!("public key: {public}");
     }
     Ok(ExitCode::SUCCESS)
 }
 
-pub fn cmd_publish(args: PublishArgs, data: &Path, layout: &Layout, json: bool) -> Outcome {
-    let repos = open(data, layout)?;
-    let opts = PublishOptions {
-        sign: args.sign,
-        platform: args.platform,
-    };
+pub fn cmd_publish(args: PublishArgs, target: &Target, json: bool) -> Outcome {
     let bar = super::progress::Bar::new(!json);
-    let report = repos
-        .publish(&args.repo, &args.paths, &opts, &bar)
-        .map_err(failure)?;
+    let report = match target {
+        Target::Local { data, layout } => {
+            let opts = PublishOptions {
+                sign: args.sign,
+                platform: args.platform,
+            };
+            open(data, layout)?
+                .publish(&args.repo, &args.paths, &opts, &bar)
+                .map_err(failure)?
+        }
+        Target::Remote { client, layout, .. } => {
+            let files = crate::repo::publish::input_files(&args.paths, layout).map_err(failure)?;
+            let uploads = files
+                .into_iter()
+                .map(|(source, key)| {
+                    // A loose file goes up under its bare name; the server places it.
+                    let key = key.unwrap_or_else(|| {
+                        source
+                            .file_name()
+                            .map(|n| n.to_string_lossy().into_owned())
+                            .unwrap_or_default()
+                    });
+                    (source, key, None)
+                })
+                .collect();
+            upload_all(
+                client,
+                &args.repo,
+                uploads,
+                args.sign,
+                args.platform.as_deref(),
+                &bar,
+            )?
+        }
+    };
     print_report(&report, json)
+}
+
+/// Uploads `files` (source, download-from path, registration) a few at a time — the
+/// server publishes concurrent uploads together — and sums up the answers.
+fn upload_all(
+    client: &Client,
+    repo: &str,
+    files: Vec<(PathBuf, String, Option<UploadRegistration>)>,
+    sign: bool,
+    platform: Option<&str>,
+    bar: &dyn crate::progress::Progress,
+) -> Result<crate::repo::PublishReport, Failure> {
+    let total = files
+        .iter()
+        .filter_map(|(p, _, _)| std::fs::metadata(p).ok())
+        .map(|m| m.len())
+        .sum();
+    bar.start("uploading", total);
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let results = std::sync::Mutex::new(Vec::new());
+    std::thread::scope(|s| {
+        for _ in 0..4.min(files.len()) {
+            s.spawn(|| {
+                loop {
+                    let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    let Some((source, key, register)) = files.get(i) else {
+                        break;
+                    };
+                    let r = client.upload(repo, key, source, sign, platform, register.as_ref());
+                    if let Ok(m) = std::fs::metadata(source) {
+                        bar.advance(m.len());
+                    }
+                    let failed = r.is_err();
+                    results
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .push((i, r));
+                    if failed {
+                        // Stop handing out more files after the first failure.
+                        next.store(files.len(), std::sync::atomic::Ordering::Relaxed);
+                    }
+                }
+            });
+        }
+    });
+    bar.finish();
+    let mut results = results.into_inner().unwrap_or_else(|p| p.into_inner());
+    results.sort_by_key(|(i, _)| *i);
+    let mut report = crate::repo::PublishReport {
+        repo: repo.to_string(),
+        files: vec![],
+        removed: vec![],
+        indexes: vec![],
+    };
+    for (i, r) in results {
+        let up = r.map_err(|e| {
+            let hint = e.hint();
+            Failure::new(format!("{}: {e}", files[i].0.display()), hint)
+        })?;
+        report.files.push(up.file);
+        for p in up.removed {
+            if !report.removed.contains(&p) {
+                report.removed.push(p);
+            }
+        }
+        for x in up.indexes {
+            if !report.indexes.contains(&x) {
+                report.indexes.push(x);
+            }
+        }
+    }
+    report.indexes.sort();
+    Ok(report)
 }
 
 fn print_report(report: &crate::repo::PublishReport, json: bool) -> Outcome {
@@ -290,10 +464,17 @@ fn load_tree(dir: &Path) -> Result<crate::config::Tree, Failure> {
     Ok(tree)
 }
 
-pub fn cmd_lock(args: LockArgs, data: &Path, layout: &Layout, json: bool) -> Outcome {
+pub fn cmd_lock(args: LockArgs, target: &Target, json: bool) -> Outcome {
     let tree = load_tree(&args.tree)?;
-    let repos = open(data, layout)?;
-    let out = repos.lock(&tree, &args.configuration).map_err(failure)?;
+    let out = match target {
+        Target::Local { data, layout } => open(data, layout)?
+            .lock(&tree, &args.configuration)
+            .map_err(failure)?,
+        Target::Remote { client, .. } => {
+            let lock = new_lock(&tree, &args.configuration).map_err(failure)?;
+            client.lock(&lock).map_err(remote_failure)?
+        }
+    };
     if json {
         print_json(&out)?;
     } else if out.new {
@@ -335,39 +516,96 @@ pub fn cmd_clone(args: CloneArgs, json: bool) -> Outcome {
     Ok(ExitCode::SUCCESS)
 }
 
-pub fn cmd_register(args: RegisterArgs, data: &Path, layout: &Layout, json: bool) -> Outcome {
+pub fn cmd_register(args: RegisterArgs, target: &Target, json: bool) -> Outcome {
     let tree = load_tree(&args.tree)?;
-    let repos = open(data, layout)?;
     let options = crate::config::ResolveOptions {
         project: args.project,
         ..Default::default()
     };
     let bar = super::progress::Bar::new(!json);
-    let report = repos
-        .register(
-            &tree,
-            &args.configuration,
-            options,
-            &args.repo,
-            &args.paths,
-            &bar,
-        )
-        .map_err(failure)?;
+    let report = match target {
+        Target::Local { data, layout } => open(data, layout)?
+            .register(
+                &tree,
+                &args.configuration,
+                options,
+                &args.repo,
+                &args.paths,
+                &bar,
+            )
+            .map_err(failure)?,
+        Target::Remote { client, layout, .. } => {
+            // The tree is here: check the lock and the files here, then let the server
+            // check the lock's hash again and each header against what it must say.
+            let lock = check_remote_lock(client, &tree, &args.configuration)?.ok_or_else(|| {
+                Failure::new(
+                    format!("{} is not locked", args.configuration),
+                    format!(
+                        "only packages of a locked configuration are registered: `packyard lock {} --tree {}`",
+                        args.configuration,
+                        args.tree.display()
+                    ),
+                )
+            })?;
+            let files = registration(&tree, layout, &args.configuration, options, &args.paths)
+                .map_err(failure)?
+                .into_iter()
+                .map(|r| {
+                    let register = UploadRegistration {
+                        configuration: args.configuration.clone(),
+                        lock_sha256: lock.sha256.clone(),
+                        expect: r.expect,
+                    };
+                    (r.source, r.key, Some(register))
+                })
+                .collect();
+            upload_all(client, &args.repo, files, false, None, &bar)?
+        }
+    };
     print_report(&report, json)
 }
 
-/// Refuses to pack a locked configuration whose entry changed. Without a data directory
-/// there are no locks to check.
+/// The server's lock of `configuration`, after checking that the tree still matches it.
+fn check_remote_lock(
+    client: &Client,
+    tree: &crate::config::Tree,
+    configuration: &str,
+) -> Result<Option<crate::store::LockRecord>, Failure> {
+    let Some(existing) = client.get_lock(configuration).map_err(remote_failure)? else {
+        return Ok(None);
+    };
+    let now = new_lock(tree, configuration).map_err(failure)?;
+    if now.sha256 != existing.sha256 {
+        return Err(failure(crate::repo::release::changed(
+            &existing,
+            &now.canonical,
+        )));
+    }
+    Ok(Some(existing))
+}
+
+/// Refuses to pack a locked configuration whose entry changed. Locks are read from the
+/// server when one holds the data directory (or `--server` names one); without a data
+/// directory there are no locks to check.
 pub fn check_lock(
     tree: &crate::config::Tree,
     configuration: &str,
-    data: &Path,
-    layout: &Layout,
+    target: &Target,
 ) -> Result<(), Failure> {
-    if !data.join("store").is_dir() {
-        return Ok(());
+    match target {
+        Target::Remote { client, .. } => {
+            check_remote_lock(client, tree, configuration)?;
+        }
+        Target::Local { data, layout } => {
+            if let Some(server) = crate::repo::running(data) {
+                let client = Client::new(&server.url, None);
+                check_remote_lock(&client, tree, configuration)?;
+            } else if data.join("store").is_dir() {
+                open(data, layout)?
+                    .check_lock(tree, configuration)
+                    .map_err(failure)?;
+            }
+        }
     }
-    let repos = open(data, layout)?;
-    repos.check_lock(tree, configuration).map_err(failure)?;
     Ok(())
 }

@@ -6,7 +6,7 @@ use std::process::ExitCode;
 
 use clap::{Args, Subcommand};
 
-use super::repo::failure;
+use super::repo::{Target, failure, remote_failure};
 use super::{Failure, Outcome, print_json};
 use crate::layout::Layout;
 use crate::repo::Repositories;
@@ -70,16 +70,30 @@ pub fn cmd_serve(args: ServeArgs, data: &Path, layout: &Layout, json: bool) -> O
     Ok(ExitCode::SUCCESS)
 }
 
-pub fn cmd_token(cmd: TokenCommand, data: &Path, layout: &Layout, json: bool) -> Outcome {
-    let repos = Repositories::open(data, layout.clone()).map_err(failure)?;
-    let store = repos.store.as_ref();
+pub fn cmd_token(cmd: TokenCommand, target: &Target, json: bool) -> Outcome {
     let auth = |e: crate::auth::AuthError| {
         let hint = e.hint();
         Failure::new(e, hint)
     };
+    // Tokens are made on the data directory, or by an admin through the server.
+    enum Tokens<'a> {
+        Local(Repositories),
+        Remote(&'a crate::client::Client),
+    }
+    let tokens = match target {
+        Target::Local { data, layout } => {
+            Tokens::Local(Repositories::open(data, (*layout).clone()).map_err(failure)?)
+        }
+        Target::Remote { client, .. } => Tokens::Remote(client),
+    };
     match cmd {
         TokenCommand::Create { role, name } => {
-            let t = crate::auth::create(store, role, &name).map_err(auth)?;
+            let t = match &tokens {
+                Tokens::Local(repos) => {
+                    crate::auth::create(repos.store.as_ref(), role, &name).map_err(auth)?
+                }
+                Tokens::Remote(c) => c.create_token(role, &name).map_err(remote_failure)?,
+            };
             if json {
                 print_json(&t)?;
             } else {
@@ -92,7 +106,10 @@ pub fn cmd_token(cmd: TokenCommand, data: &Path, layout: &Layout, json: bool) ->
             }
         }
         TokenCommand::List => {
-            let list = store.tokens().map_err(|e| auth(e.into()))?;
+            let list = match &tokens {
+                Tokens::Local(repos) => repos.store.tokens().map_err(|e| auth(e.into()))?,
+                Tokens::Remote(c) => c.tokens().map_err(remote_failure)?,
+            };
             if json {
                 print_json(&list)?;
             } else if list.is_empty() {
@@ -108,7 +125,12 @@ pub fn cmd_token(cmd: TokenCommand, data: &Path, layout: &Layout, json: bool) ->
             }
         }
         TokenCommand::Revoke { id } => {
-            let t = crate::auth::revoke(store, &id).map_err(auth)?;
+            let t = match &tokens {
+                Tokens::Local(repos) => {
+                    crate::auth::revoke(repos.store.as_ref(), &id).map_err(auth)?
+                }
+                Tokens::Remote(c) => c.revoke_token(&id).map_err(remote_failure)?,
+            };
             if json {
                 print_json(&t)?;
             } else {

@@ -32,7 +32,7 @@ pub enum Algorithm {
 }
 
 /// What `key generate` / `key import` report.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
 pub struct KeyInfo {
     pub repo: String,
     pub fingerprint: String,

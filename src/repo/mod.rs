@@ -132,7 +132,7 @@ pub struct NewRepo {
 }
 
 /// A repository with what it holds, for `repo list` / `repo show`.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
 pub struct RepoSummary {
     #[serde(flatten)]
     pub record: RepoRecord,

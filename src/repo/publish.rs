@@ -26,7 +26,7 @@ pub struct PublishOptions {
     pub platform: Option<String>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Action {
     Added,
@@ -44,7 +44,7 @@ impl Action {
     }
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
 pub struct FileOutcome {
     pub path: String,
     pub kind: FileKind,
@@ -53,7 +53,7 @@ pub struct FileOutcome {
     pub sha256: String,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
 pub struct PublishReport {
     pub repo: String,
     pub files: Vec<FileOutcome>,
@@ -61,6 +61,26 @@ pub struct PublishReport {
     pub removed: Vec<String>,
     /// Index trees rewritten (`yum/el9_x86_64`, `apt/deb12`).
     pub indexes: Vec<String>,
+}
+
+/// An uploaded file to publish.
+#[derive(Debug, Clone)]
+pub struct Upload {
+    /// The temporary file holding it.
+    pub file: PathBuf,
+    /// Its download-from path.
+    pub key: String,
+    pub register: Option<UploadRegistration>,
+}
+
+/// What an upload that registers a package claims (see [`super::release::registration`]).
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
+pub struct UploadRegistration {
+    pub configuration: String,
+    /// The lock's hash, computed from the client's tree.
+    pub lock_sha256: String,
+    /// Name, version and release the header must give.
+    pub expect: (String, String, String),
 }
 
 /// A file to publish: where it comes from and where it goes.
@@ -151,26 +171,64 @@ impl Repositories {
         self.publish_candidates(name, candidates, opts, progress)
     }
 
-    /// Publishes uploaded files: each is a `(temporary file, download-from path)` pair;
-    /// the platform comes from the path. Messages name the path, not the temporary file.
+    /// Publishes uploaded files (temporary files with the download-from path each goes
+    /// to; the platform comes from the path). Messages name the path, not the temporary
+    /// file. An upload that registers must name a locked configuration with the lock's
+    /// hash as the client computed it, and goes to a registered repository only.
     pub fn publish_uploads(
         &self,
         name: &str,
-        uploads: &[(PathBuf, String)],
+        uploads: &[Upload],
         opts: &PublishOptions,
     ) -> Result<PublishReport, RepoError> {
-        let candidates = uploads
-            .iter()
-            .map(|(source, key)| Candidate {
-                label: Some(key.clone()),
+        let mut candidates = Vec::new();
+        for u in uploads {
+            // A bare file name is a loose file: it goes to `<name>/<version>/<platform>/`.
+            let key = u.key.contains('/').then(|| u.key.clone());
+            let mut c = Candidate {
+                label: Some(u.key.clone()),
                 ..candidate(
-                    source.clone(),
-                    Some(key.clone()),
-                    platform_in_path(key, &self.layout).or_else(|| opts.platform.clone()),
+                    u.file.clone(),
+                    key,
+                    platform_in_path(&u.key, &self.layout).or_else(|| opts.platform.clone()),
                 )
-            })
-            .collect();
+            };
+            if let Some(r) = &u.register {
+                self.check_registration(name, r)?;
+                c.expect = Some(r.expect.clone());
+                c.configuration = Some(r.configuration.clone());
+            }
+            candidates.push(c);
+        }
         self.publish_candidates(name, candidates, opts, &crate::progress::Quiet)
+    }
+
+    fn check_registration(&self, repo: &str, r: &UploadRegistration) -> Result<(), RepoError> {
+        if self.repo(repo)?.kind != RepoKind::Registered {
+            return Err(RepoError::Lock {
+                what: format!("{repo} is a volatile repository"),
+                hint: "register into a registered repository; publish fills volatile ones".into(),
+            });
+        }
+        match self.store.lock(&r.configuration)? {
+            None => Err(RepoError::Lock {
+                what: format!("{} is not locked", r.configuration),
+                hint: format!(
+                    "only packages of a locked configuration are registered: `packyard lock {}`",
+                    r.configuration
+                ),
+            }),
+            Some(l) if l.sha256 != r.lock_sha256 => Err(RepoError::Lock {
+                what: format!(
+                    "{} is locked with sha256 {}, but the client's tree gives {}",
+                    r.configuration, l.sha256, r.lock_sha256
+                ),
+                hint: "the configuration's entry changed since it was locked; undo the edit, \
+                       or `packyard clone` a new version"
+                    .into(),
+            }),
+            Some(_) => Ok(()),
+        }
     }
 
     pub(super) fn publish_candidates(
@@ -594,9 +652,9 @@ impl Repositories {
             path: shown.clone(),
             why,
         };
-        // The name says what the file is: a key's last part (an upload's source is a
-        // temporary file), else the source's own name.
-        let file_name = match &c.key {
+        // The name says what the file is: a key's or label's last part (an upload's
+        // source is a temporary file), else the source's own name.
+        let file_name = match c.key.as_ref().or(c.label.as_ref()) {
             Some(k) => k.rsplit('/').next().unwrap_or(k).to_string(),
             None => c
                 .source
@@ -887,6 +945,18 @@ pub(super) fn collect(
         });
     }
     Ok(out)
+}
+
+/// The files `inputs` stand for, each with its download-from path when a `pack --out`
+/// tree gives it (`None`: a loose file, placed by its header).
+pub fn input_files(
+    inputs: &[PathBuf],
+    layout: &crate::layout::Layout,
+) -> Result<Vec<(PathBuf, Option<String>)>, RepoError> {
+    Ok(collect(inputs, &PublishOptions::default(), layout)?
+        .into_iter()
+        .map(|c| (c.source, c.key))
+        .collect())
 }
 
 /// The platform a download-from path names (one of its parts), if any.

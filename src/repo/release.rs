@@ -14,7 +14,7 @@ use crate::lock;
 use crate::store::{Change, LockRecord, RepoKind};
 
 /// What `lock` did.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
 pub struct LockOutcome {
     #[serde(flatten)]
     pub lock: LockRecord,
@@ -25,47 +25,26 @@ pub struct LockOutcome {
 impl Repositories {
     /// Locks `configuration` of `tree`: records its canonical content hash.
     pub fn lock(&self, tree: &Tree, configuration: &str) -> Result<LockOutcome, RepoError> {
-        let id = find(tree, configuration)?;
-        let c = &tree.configurations[id];
-        if c.commands().is_none() || c.version.is_none() {
-            return Err(RepoError::Lock {
-                what: format!("{configuration} is not a component configuration with a version"),
-                hint: "lock the component configurations a release is built from".into(),
-            });
-        }
-        let canonical = lock::canonical(tree, id);
-        let sha256 = lock::hash(&canonical);
-        if let Some(existing) = self.store.lock(configuration)? {
-            if existing.sha256 == sha256 {
+        self.record_lock(new_lock(tree, configuration)?)
+    }
+
+    /// Records `lock` (made by [`new_lock`], here or on a client), unless the
+    /// configuration is locked already: with the same content that is no change, with
+    /// other content an error naming what changed. The hash is computed again here.
+    pub fn record_lock(&self, mut lock: LockRecord) -> Result<LockOutcome, RepoError> {
+        lock.sha256 = lock::hash(&lock.canonical);
+        if let Some(existing) = self.store.lock(&lock.configuration)? {
+            if existing.sha256 == lock.sha256 {
                 return Ok(LockOutcome {
                     lock: existing,
                     new: false,
                 });
             }
-            return Err(changed(&existing, &canonical));
+            return Err(changed(&existing, &lock.canonical));
         }
-        let record = LockRecord {
-            configuration: configuration.into(),
-            module: tree.modules[c.module].name.clone(),
-            version: c
-                .version
-                .as_ref()
-                .map(|(v, _)| v.clone())
-                .unwrap_or_default(),
-            age: c
-                .age
-                .as_ref()
-                .and_then(|(a, _)| u32::try_from(*a).ok())
-                .unwrap_or(0),
-            sha256,
-            canonical,
-            locked: chrono::Utc::now().timestamp(),
-        };
-        self.store.apply(vec![Change::PutLock(record.clone())])?;
-        Ok(LockOutcome {
-            lock: record,
-            new: true,
-        })
+        lock.locked = chrono::Utc::now().timestamp();
+        self.store.apply(vec![Change::PutLock(lock.clone())])?;
+        Ok(LockOutcome { lock, new: true })
     }
 
     /// Fails when `configuration` is locked and its file no longer matches the lock.
@@ -117,61 +96,120 @@ impl Repositories {
                 ),
             });
         }
-        let candidates = super::publish::collect(inputs, &PublishOptions::default(), &self.layout)?;
-        let mut checked = Vec::new();
-        for c in candidates {
-            let platform = c.platform.clone().ok_or_else(|| RepoError::BadPackage {
-                path: c.source.display().to_string(),
-                why: "its path names no platform; register the `pack --out` tree".into(),
-            })?;
-            let mut opts = options.clone();
-            opts.platform = Some(platform.clone());
-            let (resolver, id) =
-                Resolver::for_configuration(tree, &self.layout, opts, configuration).map_err(
-                    |e| RepoError::Lock {
-                        what: e.to_string(),
-                        hint: e.hint(),
-                    },
-                )?;
-            let resolved = resolver.resolve(id).map_err(|e| RepoError::Lock {
+        let candidates = registration(tree, &self.layout, configuration, options, inputs)?
+            .into_iter()
+            .map(|r| Candidate {
+                expect: Some(r.expect),
+                configuration: Some(configuration.to_string()),
+                ..super::publish::candidate(r.source, Some(r.key), Some(r.platform))
+            })
+            .collect();
+        self.publish_candidates(repo, candidates, &PublishOptions::default(), progress)
+    }
+}
+
+/// A file to register: where it is, its download-from path and platform, and the name,
+/// version and release its header must give.
+#[derive(Debug, Clone)]
+pub struct Registration {
+    pub source: PathBuf,
+    pub key: String,
+    pub platform: String,
+    pub expect: (String, String, String),
+}
+
+/// Checks that every file of `inputs` (`pack --out` trees) is one of `configuration`'s
+/// download-from paths for its platform, and says what each header must hold. Reads the
+/// tree only, so a client can check before it uploads.
+pub fn registration(
+    tree: &Tree,
+    layout: &crate::layout::Layout,
+    configuration: &str,
+    options: ResolveOptions,
+    inputs: &[PathBuf],
+) -> Result<Vec<Registration>, RepoError> {
+    let candidates = super::publish::collect(inputs, &PublishOptions::default(), layout)?;
+    let mut checked = Vec::new();
+    for c in candidates {
+        let platform = c.platform.clone().ok_or_else(|| RepoError::BadPackage {
+            path: c.source.display().to_string(),
+            why: "its path names no platform; register the `pack --out` tree".into(),
+        })?;
+        let mut opts = options.clone();
+        opts.platform = Some(platform.clone());
+        let (resolver, id) = Resolver::for_configuration(tree, layout, opts, configuration)
+            .map_err(|e| RepoError::Lock {
                 what: e.to_string(),
                 hint: e.hint(),
             })?;
-            let expected = resolved
-                .download
-                .as_ref()
-                .map(|d| [d.tarball.clone(), d.package.clone()]);
-            let key = c.key.clone().unwrap_or_default();
-            if !expected.as_ref().is_some_and(|e| e.contains(&key)) {
-                return Err(not_from(
-                    &c,
-                    configuration,
-                    format!(
-                        "its path is not one of the configuration's download-from paths for {platform} ({})",
-                        expected.map(|e| e.join(", ")).unwrap_or_default()
-                    ),
-                ));
-            }
-            let want = (
-                resolved
-                    .value("packageName")
-                    .unwrap_or_default()
-                    .to_string(),
-                resolved.value("version").unwrap_or_default().to_string(),
-                resolved.value("age").unwrap_or_default().to_string(),
-            );
-            checked.push((c, want));
+        let resolved = resolver.resolve(id).map_err(|e| RepoError::Lock {
+            what: e.to_string(),
+            hint: e.hint(),
+        })?;
+        let expected = resolved
+            .download
+            .as_ref()
+            .map(|d| [d.tarball.clone(), d.package.clone()]);
+        let key = c.key.clone().unwrap_or_default();
+        if !expected.as_ref().is_some_and(|e| e.contains(&key)) {
+            return Err(not_from(
+                &c,
+                configuration,
+                format!(
+                    "its path is not one of the configuration's download-from paths for {platform} ({})",
+                    expected.map(|e| e.join(", ")).unwrap_or_default()
+                ),
+            ));
         }
-        let mut candidates = Vec::new();
-        for (c, want) in checked {
-            candidates.push(Candidate {
-                expect: Some(want),
-                configuration: Some(configuration.to_string()),
-                ..c
-            });
-        }
-        self.publish_candidates(repo, candidates, &PublishOptions::default(), progress)
+        let want = (
+            resolved
+                .value("packageName")
+                .unwrap_or_default()
+                .to_string(),
+            resolved.value("version").unwrap_or_default().to_string(),
+            resolved.value("age").unwrap_or_default().to_string(),
+        );
+        checked.push((c, want));
     }
+    Ok(checked
+        .into_iter()
+        .map(|(c, expect)| Registration {
+            key: c.key.clone().unwrap_or_default(),
+            platform: c.platform.clone().unwrap_or_default(),
+            source: c.source,
+            expect,
+        })
+        .collect())
+}
+
+/// The lock of `configuration` as its tree has it now (not recorded anywhere yet).
+pub fn new_lock(tree: &Tree, configuration: &str) -> Result<LockRecord, RepoError> {
+    let id = find(tree, configuration)?;
+    let c = &tree.configurations[id];
+    if c.commands().is_none() || c.version.is_none() {
+        return Err(RepoError::Lock {
+            what: format!("{configuration} is not a component configuration with a version"),
+            hint: "lock the component configurations a release is built from".into(),
+        });
+    }
+    let canonical = lock::canonical(tree, id);
+    Ok(LockRecord {
+        configuration: configuration.into(),
+        module: tree.modules[c.module].name.clone(),
+        version: c
+            .version
+            .as_ref()
+            .map(|(v, _)| v.clone())
+            .unwrap_or_default(),
+        age: c
+            .age
+            .as_ref()
+            .and_then(|(a, _)| u32::try_from(*a).ok())
+            .unwrap_or(0),
+        sha256: lock::hash(&canonical),
+        canonical,
+        locked: 0,
+    })
 }
 
 fn find(tree: &Tree, configuration: &str) -> Result<crate::config::ConfigId, RepoError> {
@@ -192,7 +230,8 @@ fn not_from(c: &Candidate, configuration: &str, why: String) -> RepoError {
     }
 }
 
-fn changed(lock: &LockRecord, canonical: &str) -> RepoError {
+/// The error for a locked configuration whose entry is now `canonical`.
+pub fn changed(lock: &LockRecord, canonical: &str) -> RepoError {
     let changes = lock::changes(&lock.canonical, canonical);
     RepoError::Lock {
         what: format!(

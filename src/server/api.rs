@@ -18,7 +18,7 @@ use super::errors::ApiError;
 use super::queue::PublishQueue;
 use crate::auth;
 use crate::repo::NewRepo;
-use crate::repo::publish::Action;
+use crate::repo::publish::{Action, Upload, UploadRegistration};
 use crate::store::{FileKind, PackageRecord, RepoKind, Role};
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
@@ -35,6 +35,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
             )
             .route("/repos/{repo}/files/{path:.*}", web::put().to(upload))
             .route("/locks", web::get().to(list_locks))
+            .route("/locks", web::post().to(create_lock))
             .route("/locks/{configuration}", web::get().to(show_lock))
             .route("/tokens", web::get().to(list_tokens))
             .route("/tokens", web::post().to(create_token))
@@ -241,6 +242,39 @@ struct UploadQuery {
     /// Sign an RPM with the repository key.
     #[serde(default)]
     sign: bool,
+    /// The platform of a loose file (uploaded under its bare file name).
+    platform: Option<String>,
+    /// Registering: the locked configuration the package was built from, the lock's
+    /// hash as the client's tree gives it, and what the header must say.
+    configuration: Option<String>,
+    lock: Option<String>,
+    name: Option<String>,
+    version: Option<String>,
+    release: Option<String>,
+}
+
+impl UploadQuery {
+    fn registration(&self) -> Result<Option<UploadRegistration>, ApiError> {
+        match (
+            &self.configuration,
+            &self.lock,
+            &self.name,
+            &self.version,
+            &self.release,
+        ) {
+            (None, None, None, None, None) => Ok(None),
+            (Some(c), Some(l), Some(n), Some(v), Some(r)) => Ok(Some(UploadRegistration {
+                configuration: c.clone(),
+                lock_sha256: l.clone(),
+                expect: (n.clone(), v.clone(), r.clone()),
+            })),
+            _ => Err(ApiError::bad_request(
+                "invalid",
+                "registering takes all of configuration, lock, name, version and release",
+            )
+            .hint("`packyard register --server URL` sends them")),
+        }
+    }
 }
 
 /// Removes a partial upload however the request ends.
@@ -261,7 +295,7 @@ async fn upload(
     state: Shared,
 ) -> Result<HttpResponse, ApiError> {
     let (repo, key) = path.into_inner();
-    let result = receive(&req, &repo, &key, query.sign, &mut body, &state).await;
+    let result = receive(&req, &repo, &key, &query, &mut body, &state).await;
     match &result {
         Ok((_, seconds, action)) => state.metrics.upload(action.as_str(), Some(*seconds)),
         Err(e) => state.metrics.upload(e.code, None),
@@ -281,7 +315,7 @@ async fn receive(
     req: &HttpRequest,
     repo: &str,
     key: &str,
-    sign: bool,
+    query: &UploadQuery,
     body: &mut web::Payload,
     state: &Shared,
 ) -> Result<(super::queue::UploadOutcome, f64, Action), ApiError> {
@@ -291,6 +325,7 @@ async fn receive(
         auth::require(caller.role, Role::Release)?;
     }
     crate::blobs::check_key(key).map_err(crate::repo::RepoError::from)?;
+    let register = query.registration()?;
     let file_name = key.rsplit('/').next().unwrap_or(key);
     if crate::repo::package::kind_of(file_name).is_none() {
         return Err(ApiError::bad_request(
@@ -365,7 +400,16 @@ async fn receive(
         .hint("the upload was damaged or the checksum is of another file; nothing was stored"));
     }
     let start = Instant::now();
-    let outcome = PublishQueue::publish(state, repo, temp.0.clone(), key.to_string(), sign).await?;
+    let upload = Upload {
+        file: temp.0.clone(),
+        key: key.to_string(),
+        register,
+    };
+    let opts = crate::repo::PublishOptions {
+        sign: query.sign,
+        platform: query.platform.clone(),
+    };
+    let outcome = PublishQueue::publish(state, repo, upload, opts).await?;
     let action = outcome.file.action;
     Ok((outcome, start.elapsed().as_secs_f64(), action))
 }
@@ -381,6 +425,44 @@ fn io_error(e: std::io::Error) -> ApiError {
 
 async fn list_locks(state: Shared) -> Result<HttpResponse, ApiError> {
     Ok(HttpResponse::Ok().json(state.repos.store.locks()?))
+}
+
+/// A lock made on the client from its tree (`packyard lock --server`); the server
+/// hashes the canonical text itself.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct LockRequest {
+    configuration: String,
+    module: String,
+    version: String,
+    age: u32,
+    canonical: String,
+}
+
+async fn create_lock(
+    req: HttpRequest,
+    body: web::Json<LockRequest>,
+    state: Shared,
+) -> Result<HttpResponse, ApiError> {
+    state.require(&req, Role::Release)?;
+    let b = body.into_inner();
+    let lock = crate::store::LockRecord {
+        configuration: b.configuration,
+        module: b.module,
+        version: b.version,
+        age: b.age,
+        sha256: String::new(),
+        canonical: b.canonical,
+        locked: 0,
+    };
+    let s = state.clone();
+    let out = blocking(move || Ok(s.repos.record_lock(lock)?)).await?;
+    let status = if out.new {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
+    Ok(HttpResponse::build(status).json(out))
 }
 
 async fn show_lock(path: web::Path<String>, state: Shared) -> Result<HttpResponse, ApiError> {

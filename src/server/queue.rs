@@ -5,12 +5,11 @@
 //! and one bad file never fails another's upload.
 
 use std::collections::HashMap;
-use std::path::PathBuf;
 use std::sync::Mutex;
 
 use tokio::sync::oneshot;
 
-use crate::repo::publish::FileOutcome;
+use crate::repo::publish::{FileOutcome, Upload};
 use crate::repo::{PublishOptions, PublishReport, RepoError, Repositories};
 
 /// What one upload got: its file's outcome and the indexes the publish rewrote.
@@ -27,12 +26,15 @@ pub struct UploadOutcome {
 }
 
 struct Job {
-    file: PathBuf,
-    key: String,
+    upload: Upload,
     reply: oneshot::Sender<Result<UploadOutcome, RepoError>>,
 }
 
-/// The uploads waiting for one (repository, sign) pair, and whether a publisher thread
+/// Uploads published together share these: repository, signing, and the platform of
+/// loose files.
+type SlotKey = (String, bool, Option<String>);
+
+/// The uploads waiting for one slot key, and whether a publisher thread
 /// is draining them.
 #[derive(Default)]
 struct Slot {
@@ -42,7 +44,7 @@ struct Slot {
 
 #[derive(Default)]
 pub struct PublishQueue {
-    waiting: Mutex<HashMap<(String, bool), Slot>>,
+    waiting: Mutex<HashMap<SlotKey, Slot>>,
 }
 
 impl PublishQueue {
@@ -50,12 +52,11 @@ impl PublishQueue {
     pub async fn publish(
         state: &super::Shared,
         repo: &str,
-        file: PathBuf,
-        key: String,
-        sign: bool,
+        upload: Upload,
+        opts: PublishOptions,
     ) -> Result<UploadOutcome, RepoError> {
         let (tx, rx) = oneshot::channel();
-        let slot = (repo.to_string(), sign);
+        let slot = (repo.to_string(), opts.sign, opts.platform);
         let start = {
             let mut waiting = state
                 .queue
@@ -63,11 +64,7 @@ impl PublishQueue {
                 .lock()
                 .unwrap_or_else(|p| p.into_inner());
             let entry = waiting.entry(slot.clone()).or_default();
-            entry.jobs.push(Job {
-                file,
-                key,
-                reply: tx,
-            });
+            entry.jobs.push(Job { upload, reply: tx });
             !std::mem::replace(&mut entry.draining, true)
         };
         if start {
@@ -84,7 +81,7 @@ impl PublishQueue {
     }
 
     /// Publishes what waits for `slot` until nothing does.
-    fn drain(&self, repos: &Repositories, slot: (String, bool)) {
+    fn drain(&self, repos: &Repositories, slot: SlotKey) {
         loop {
             let jobs = {
                 let mut waiting = self.waiting.lock().unwrap_or_else(|p| p.into_inner());
@@ -97,7 +94,7 @@ impl PublishQueue {
             };
             let opts = PublishOptions {
                 sign: slot.1,
-                platform: None,
+                platform: slot.2.clone(),
             };
             publish_jobs(repos, &slot.0, jobs, &opts);
         }
@@ -105,15 +102,12 @@ impl PublishQueue {
 }
 
 fn publish_jobs(repos: &Repositories, repo: &str, jobs: Vec<Job>, opts: &PublishOptions) {
-    let files: Vec<(PathBuf, String)> = jobs
-        .iter()
-        .map(|j| (j.file.clone(), j.key.clone()))
-        .collect();
-    match repos.publish_uploads(repo, &files, opts) {
+    let uploads: Vec<Upload> = jobs.iter().map(|j| j.upload.clone()).collect();
+    match repos.publish_uploads(repo, &uploads, opts) {
         Ok(report) => {
             let batch = jobs.len();
             for job in jobs {
-                let _ = job.reply.send(outcome(&report, &job.key, batch));
+                let _ = job.reply.send(outcome(&report, &job.upload.key, batch));
             }
         }
         Err(e) if jobs.len() == 1 => {
@@ -124,8 +118,8 @@ fn publish_jobs(repos: &Repositories, repo: &str, jobs: Vec<Job>, opts: &Publish
         Err(_) => {
             for job in jobs {
                 let r = repos
-                    .publish_uploads(repo, &[(job.file.clone(), job.key.clone())], opts)
-                    .and_then(|report| outcome(&report, &job.key, 1));
+                    .publish_uploads(repo, std::slice::from_ref(&job.upload), opts)
+                    .and_then(|report| outcome(&report, &job.upload.key, 1));
                 let _ = job.reply.send(r);
             }
         }
@@ -136,7 +130,8 @@ fn outcome(report: &PublishReport, key: &str, batch: usize) -> Result<UploadOutc
     let file = report
         .files
         .iter()
-        .find(|f| f.path == key)
+        // A loose upload (a bare file name) lands at `<name>/<version>/<platform>/<file>`.
+        .find(|f| f.path == key || (!key.contains('/') && f.path.rsplit('/').next() == Some(key)))
         .cloned()
         .ok_or_else(|| RepoError::BadPackage {
             path: key.to_string(),

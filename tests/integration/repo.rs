@@ -183,7 +183,7 @@ pub(crate) fn repodata_docs(dir: &Path) -> BTreeMap<String, Vec<u8>> {
     docs
 }
 
-fn copy_tree(from: &Path, to: &Path) {
+pub(crate) fn copy_tree(from: &Path, to: &Path) {
     fs::create_dir_all(to).unwrap();
     for e in fs::read_dir(from).unwrap().flatten() {
         let (src, dst) = (e.path(), to.join(e.file_name()));

@@ -905,3 +905,226 @@ fn private_repositories_need_a_token_to_read() {
     assert_eq!(s, 200);
     server.stop();
 }
+
+/// `packyard --server URL --token T ...`, which must succeed; its `--json` output.
+fn remote(url: &str, token: &str, args: &[&str]) -> Value {
+    let o = remote_run(url, token, args);
+    assert!(o.status.success(), "{args:?}: {}{}", stdout(&o), stderr(&o));
+    serde_json::from_slice(&o.stdout).unwrap_or(Value::Null)
+}
+
+fn remote_run(url: &str, token: &str, args: &[&str]) -> std::process::Output {
+    let data = tempfile::tempdir().unwrap();
+    Command::new(env!("CARGO_BIN_EXE_packyard"))
+        // No data directory of its own: everything goes to the server.
+        .arg("--data")
+        .arg(data.path().join("none"))
+        .args(["--json", "--server", url, "--token", token])
+        .args(args)
+        .current_dir(crate::support::root())
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn the_command_line_works_through_the_server() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = &dir.path().join("data");
+    create_nightly(d, &[]);
+    let admin = token(d, "admin");
+    let server = Server::start(d, &[]);
+    let url = server.url.clone();
+
+    remote(
+        &url,
+        &admin,
+        &["repo", "create", "reg", "--kind", "registered"],
+    );
+    let key = remote(
+        &url,
+        &admin,
+        &[
+            "key",
+            "generate",
+            "--repo",
+            "nightly",
+            "--algorithm",
+            "ed25519",
+        ],
+    );
+    assert_eq!(key["repo"], "nightly");
+    let report = remote(
+        &url,
+        &admin,
+        &[
+            "publish",
+            "--repo",
+            "nightly",
+            packed("el9_x86_64").to_str().unwrap(),
+        ],
+    );
+    assert_eq!(report["files"].as_array().unwrap().len(), 12, "{report}");
+    assert!(
+        report["indexes"]
+            .as_array()
+            .unwrap()
+            .contains(&json!("yum/el9_x86_64")),
+        "{report}"
+    );
+    let shown = remote(&url, &admin, &["repo", "show", "nightly"]);
+    assert_eq!(shown["packages"], 12);
+    assert!(shown["key"].is_string());
+
+    // A loose file: the server places it by its header.
+    let loose_dir = dir.path().join("loose");
+    fs::create_dir_all(&loose_dir).unwrap();
+    let (_, rpm) = tree_files(packed("deb12_amd64"))
+        .into_iter()
+        .find(|(k, _)| k.ends_with(".deb"))
+        .unwrap();
+    let loose = loose_dir.join(rpm.file_name().unwrap());
+    fs::copy(&rpm, &loose).unwrap();
+    let report = remote(
+        &url,
+        &admin,
+        &[
+            "publish",
+            "--repo",
+            "nightly",
+            "--platform",
+            "deb12_amd64",
+            loose.to_str().unwrap(),
+        ],
+    );
+    let path = report["files"][0]["path"].as_str().unwrap();
+    assert!(
+        path.ends_with(&format!(
+            "/deb12_amd64/{}",
+            rpm.file_name().unwrap().to_str().unwrap()
+        )),
+        "{report}"
+    );
+
+    // Lock through the server; pack (which reads locks) still works while the server
+    // holds the data directory, and refuses once the entry changes.
+    let tree = dir.path().join("tree");
+    crate::repo::copy_tree(&crate::support::fixture("trees/my-project"), &tree);
+    let t = tree.to_str().unwrap();
+    let locked = remote(&url, &admin, &["lock", "web_server_R_2_5_1_1", "--tree", t]);
+    assert_eq!(locked["new"], true);
+    let web = crate::support::release("el9_x86_64")
+        .iter()
+        .find(|b| b.configuration == "web_server_R_2_5_1_1")
+        .unwrap();
+    let out = dir.path().join("out");
+    let pack = |tree: &str| {
+        Command::new(env!("CARGO_BIN_EXE_packyard"))
+            .arg("--data")
+            .arg(d)
+            .args([
+                "pack",
+                "--tree",
+                tree,
+                "--configuration",
+                "web_server_R_2_5_1_1",
+            ])
+            .args(["--platform", "el9_x86_64", "--prefix"])
+            .arg(&web.prefix)
+            .arg("--out")
+            .arg(&out)
+            .output()
+            .unwrap()
+    };
+    let o = pack(t);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let registered = remote(
+        &url,
+        &admin,
+        &[
+            "register",
+            "web_server_R_2_5_1_1",
+            "--tree",
+            t,
+            "--repo",
+            "reg",
+            out.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(
+        registered["files"].as_array().unwrap().len(),
+        2,
+        "{registered}"
+    );
+    let listed = server.get_json("/api/v1/repos/reg/packages");
+    assert!(
+        listed
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|p| p["configuration"] == "web_server_R_2_5_1_1"),
+        "{listed}"
+    );
+    // Registering into a volatile repository, or a configuration that is not locked, fails.
+    let o = remote_run(
+        &url,
+        &admin,
+        &[
+            "register",
+            "web_server_R_2_5_1_1",
+            "--tree",
+            t,
+            "--repo",
+            "nightly",
+            out.to_str().unwrap(),
+        ],
+    );
+    assert!(!o.status.success());
+    assert!(stdout(&o).contains("volatile"), "{}", stdout(&o));
+    let o = remote_run(
+        &url,
+        &admin,
+        &[
+            "register",
+            "cli_client_R_5_6_1_1",
+            "--tree",
+            t,
+            "--repo",
+            "reg",
+            out.to_str().unwrap(),
+        ],
+    );
+    assert!(!o.status.success());
+    assert!(stdout(&o).contains("not locked"), "{}", stdout(&o));
+
+    let module = tree.join("servers/web_server/module.toml");
+    let text = fs::read_to_string(&module).unwrap();
+    fs::write(
+        &module,
+        text.replacen("greets with the schema version", "greets louder", 1),
+    )
+    .unwrap();
+    let o = pack(t);
+    assert!(!o.status.success());
+    assert!(
+        stderr(&o).contains("is locked and its entry changed"),
+        "{}",
+        stderr(&o)
+    );
+
+    let tokens = remote(&url, &admin, &["token", "list"]);
+    assert_eq!(tokens.as_array().unwrap().len(), 1);
+    // A wrong token is refused with the server's reason and hint.
+    let o = remote_run(
+        &url,
+        "pky_000000000000_00",
+        &["repo", "create", "x", "--kind", "volatile"],
+    );
+    assert!(!o.status.success());
+    let err: Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert!(err["error"].as_str().unwrap().contains("HTTP 401"), "{err}");
+    assert!(
+        err["hint"].as_str().unwrap().contains("token create"),
+        "{err}"
+    );
+    server.stop();
+}

@@ -1,0 +1,257 @@
+//! The command line's way to a running `packyard serve`: the repository operations of the
+//! library, sent to `/api/v1` with a bearer token. While a server holds the data
+//! directory, `--server URL --token T` makes `publish`, `repo`, `key generate`, `token`,
+//! `lock` and `register` go through here.
+
+use std::path::Path;
+
+use serde::de::DeserializeOwned;
+
+use crate::auth::NewToken;
+use crate::repo::keys::{Algorithm, KeyInfo};
+use crate::repo::publish::{FileOutcome, UploadRegistration};
+use crate::repo::release::LockOutcome;
+use crate::repo::{NewRepo, RepoSummary};
+use crate::store::{LockRecord, RepoRecord, Role, TokenRecord};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    /// The server answered with an error.
+    #[error("{message} (HTTP {status} from {url})")]
+    Http {
+        url: String,
+        status: u16,
+        code: String,
+        message: String,
+        hint: Option<String>,
+    },
+    #[error("cannot reach the server at {url}: {why}")]
+    Unreachable { url: String, why: String },
+    #[error("{path}: {why}")]
+    File { path: String, why: String },
+}
+
+impl ClientError {
+    pub fn hint(&self) -> Option<String> {
+        match self {
+            ClientError::Http { hint, .. } => hint.clone(),
+            ClientError::Unreachable { .. } => Some(
+                "check --server (or PACKYARD_SERVER) and that `packyard serve` runs there".into(),
+            ),
+            ClientError::File { .. } => None,
+        }
+    }
+}
+
+/// What one upload got (the server's answer).
+#[derive(Debug, Clone, serde::Deserialize, serde::Serialize)]
+pub struct Uploaded {
+    #[serde(flatten)]
+    pub file: FileOutcome,
+    pub removed: Vec<String>,
+    pub indexes: Vec<String>,
+}
+
+pub struct Client {
+    base: String,
+    token: Option<String>,
+    agent: ureq::Agent,
+}
+
+impl Client {
+    pub fn new(url: &str, token: Option<String>) -> Client {
+        let agent = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .build()
+            .new_agent();
+        Client {
+            base: url.trim_end_matches('/').to_string(),
+            token,
+            agent,
+        }
+    }
+
+    fn answer<T: DeserializeOwned>(
+        &self,
+        url: &str,
+        r: Result<ureq::http::Response<ureq::Body>, ureq::Error>,
+    ) -> Result<T, ClientError> {
+        let mut r = r.map_err(|e| ClientError::Unreachable {
+            url: self.base.clone(),
+            why: e.to_string(),
+        })?;
+        let status = r.status().as_u16();
+        let text = r
+            .body_mut()
+            .read_to_string()
+            .map_err(|e| ClientError::Unreachable {
+                url: url.to_string(),
+                why: e.to_string(),
+            })?;
+        let value: serde_json::Value = serde_json::from_str(&text).unwrap_or_default();
+        if status >= 400 {
+            let field = |k: &str| value[k].as_str().map(str::to_string);
+            return Err(ClientError::Http {
+                url: url.to_string(),
+                status,
+                code: field("code").unwrap_or_default(),
+                message: field("message").unwrap_or_else(|| text.trim().to_string()),
+                hint: field("hint"),
+            });
+        }
+        serde_json::from_value(value).map_err(|e| ClientError::Unreachable {
+            url: url.to_string(),
+            why: format!("unexpected answer: {e}"),
+        })
+    }
+
+    fn auth<B>(&self, req: ureq::RequestBuilder<B>) -> ureq::RequestBuilder<B> {
+        match &self.token {
+            Some(t) => req.header("Authorization", format!("Bearer {t}")),
+            None => req,
+        }
+    }
+
+    fn get<T: DeserializeOwned>(&self, path: &str) -> Result<T, ClientError> {
+        let url = format!("{}/api/v1{path}", self.base);
+        let r = self.auth(self.agent.get(&url)).call();
+        self.answer(&url, r)
+    }
+
+    fn post<T: DeserializeOwned>(
+        &self,
+        path: &str,
+        body: &impl serde::Serialize,
+    ) -> Result<T, ClientError> {
+        let url = format!("{}/api/v1{path}", self.base);
+        let r = self.auth(self.agent.post(&url)).send_json(body);
+        self.answer(&url, r)
+    }
+
+    pub fn repos(&self) -> Result<Vec<RepoSummary>, ClientError> {
+        self.get("/repos")
+    }
+
+    pub fn repo(&self, name: &str) -> Result<RepoSummary, ClientError> {
+        self.get(&format!("/repos/{}", segment(name)))
+    }
+
+    pub fn create_repo(&self, new: &NewRepo) -> Result<RepoRecord, ClientError> {
+        self.post("/repos", new)
+    }
+
+    pub fn generate_key(
+        &self,
+        repo: &str,
+        algorithm: Algorithm,
+        force: bool,
+    ) -> Result<KeyInfo, ClientError> {
+        let algorithm = match algorithm {
+            Algorithm::Rsa4096 => "rsa4096",
+            Algorithm::Ed25519 => "ed25519",
+        };
+        self.post(
+            &format!("/repos/{}/key", segment(repo)),
+            &serde_json::json!({"algorithm": algorithm, "force": force}),
+        )
+    }
+
+    /// Uploads `file` to `key` (its download-from path; a bare file name for a loose file,
+    /// placed by the server).
+    pub fn upload(
+        &self,
+        repo: &str,
+        key: &str,
+        file: &Path,
+        sign: bool,
+        platform: Option<&str>,
+        register: Option<&UploadRegistration>,
+    ) -> Result<Uploaded, ClientError> {
+        let bytes = std::fs::read(file).map_err(|e| ClientError::File {
+            path: file.display().to_string(),
+            why: e.to_string(),
+        })?;
+        let sha = {
+            use sha2::Digest;
+            format!("{:x}", sha2::Sha256::digest(&bytes))
+        };
+        let path: Vec<String> = key.split('/').map(segment).collect();
+        let url = format!(
+            "{}/api/v1/repos/{}/files/{}",
+            self.base,
+            segment(repo),
+            path.join("/")
+        );
+        let mut req = self
+            .auth(self.agent.put(&url))
+            .header("X-Checksum-Sha256", &sha);
+        if sign {
+            req = req.query("sign", "true");
+        }
+        if let Some(p) = platform {
+            req = req.query("platform", p);
+        }
+        if let Some(r) = register {
+            req = req
+                .query("configuration", &r.configuration)
+                .query("lock", &r.lock_sha256)
+                .query("name", &r.expect.0)
+                .query("version", &r.expect.1)
+                .query("release", &r.expect.2);
+        }
+        let r = req.send(&bytes[..]);
+        self.answer(&url, r)
+    }
+
+    pub fn lock(&self, lock: &LockRecord) -> Result<LockOutcome, ClientError> {
+        self.post(
+            "/locks",
+            &serde_json::json!({
+                "configuration": lock.configuration,
+                "module": lock.module,
+                "version": lock.version,
+                "age": lock.age,
+                "canonical": lock.canonical,
+            }),
+        )
+    }
+
+    /// The lock of `configuration`, if it is locked.
+    pub fn get_lock(&self, configuration: &str) -> Result<Option<LockRecord>, ClientError> {
+        match self.get(&format!("/locks/{}", segment(configuration))) {
+            Ok(l) => Ok(Some(l)),
+            Err(ClientError::Http { status: 404, .. }) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    pub fn tokens(&self) -> Result<Vec<TokenRecord>, ClientError> {
+        self.get("/tokens")
+    }
+
+    pub fn create_token(&self, role: Role, name: &str) -> Result<NewToken, ClientError> {
+        self.post(
+            "/tokens",
+            &serde_json::json!({"role": role.as_str(), "name": name}),
+        )
+    }
+
+    pub fn revoke_token(&self, id: &str) -> Result<TokenRecord, ClientError> {
+        let url = format!("{}/api/v1/tokens/{}", self.base, segment(id));
+        let r = self.auth(self.agent.delete(&url)).call();
+        self.answer(&url, r)
+    }
+}
+
+/// Percent-encodes one path segment.
+fn segment(s: &str) -> String {
+    let mut out = String::new();
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || b"-._~+".contains(&b) {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
