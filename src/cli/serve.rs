@@ -77,13 +77,13 @@ pub fn cmd_token(cmd: TokenCommand, target: &Target, json: bool) -> Outcome {
     };
     // Tokens are made on the data directory, or by an admin through the server.
     enum Tokens<'a> {
-        Local(Repositories),
+        Local(Box<Repositories>),
         Remote(&'a crate::client::Client),
     }
     let tokens = match target {
-        Target::Local { data, layout } => {
-            Tokens::Local(Repositories::open(data, (*layout).clone()).map_err(failure)?)
-        }
+        Target::Local { data, layout } => Tokens::Local(Box::new(
+            Repositories::open(data, (*layout).clone()).map_err(failure)?,
+        )),
         Target::Remote { client, .. } => Tokens::Remote(client),
     };
     match cmd {
