@@ -337,9 +337,14 @@ async fn file(
         let _ = write!(body, "<tr><th>{k}</th><td>{v}</td></tr>");
     };
     row("name", esc(&p.name));
+    let epoch = if p.epoch > 0 {
+        format!("{}:", p.epoch)
+    } else {
+        String::new()
+    };
     row(
         "version",
-        esc(&format!("{}:{}-{}", p.epoch, p.version, p.release)),
+        esc(&format!("{epoch}{}-{}", p.version, p.release)),
     );
     row("platform", esc(&p.platform));
     row("arch", esc(&p.arch));

@@ -1128,3 +1128,224 @@ fn the_command_line_works_through_the_server() {
     );
     server.stop();
 }
+
+/// A headless Chromium driven through chromedriver's WebDriver protocol.
+struct Browser {
+    driver: Child,
+    base: String,
+    session: String,
+    agent: ureq::Agent,
+}
+
+impl Browser {
+    fn start(downloads: &Path) -> Browser {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let driver = Command::new("chromedriver")
+            .arg(format!("--port={port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let base = format!("http://127.0.0.1:{port}");
+        let agent = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .build()
+            .new_agent();
+        let start = Instant::now();
+        while agent.get(format!("{base}/status")).call().is_err() {
+            assert!(
+                start.elapsed() < Duration::from_secs(30),
+                "chromedriver did not start"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        let profile = downloads.with_file_name("chromium-profile");
+        let caps = json!({"capabilities": {"alwaysMatch": {
+            "browserName": "chrome",
+            "goog:chromeOptions": {
+                "binary": "/usr/bin/chromium",
+                "args": ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic",
+                         "--no-first-run", "--disable-background-networking",
+                         "--disable-component-update", "--disable-sync",
+                         "--window-size=1200,900",
+                         format!("--user-data-dir={}", profile.display())],
+                "prefs": {"download.default_directory": downloads.to_str().unwrap(),
+                          "download.prompt_for_download": false}
+            }
+        }}});
+        let mut b = Browser {
+            driver,
+            base,
+            session: String::new(),
+            agent,
+        };
+        let v = b.call("POST", "/session", Some(caps));
+        b.session = v["sessionId"].as_str().unwrap().to_string();
+        // Headless Chromium downloads only when told where to.
+        b.call(
+            "POST",
+            "/chromium/send_command",
+            Some(json!({"cmd": "Page.setDownloadBehavior",
+                        "params": {"behavior": "allow", "downloadPath": downloads.to_str().unwrap()}})),
+        );
+        b
+    }
+
+    /// A WebDriver command on the session (`path` starting with `/`); its `value`.
+    fn call(&self, method: &str, path: &str, body: Option<Value>) -> Value {
+        let url = if self.session.is_empty() {
+            format!("{}{path}", self.base)
+        } else {
+            format!("{}/session/{}{path}", self.base, self.session)
+        };
+        let r = match method {
+            "GET" => self.agent.get(&url).call(),
+            "DELETE" => self.agent.delete(&url).call(),
+            _ => self.agent.post(&url).send_json(body.unwrap_or(json!({}))),
+        };
+        let mut r = r.unwrap();
+        let status = r.status().as_u16();
+        let v: Value = r.body_mut().read_json().unwrap();
+        assert_eq!(status, 200, "{method} {path}: {v}");
+        v.get("value").cloned().unwrap_or(Value::Null)
+    }
+
+    fn go(&self, url: &str) {
+        self.call("POST", "/url", Some(json!({"url": url})));
+    }
+
+    fn find(&self, css: &str) -> String {
+        let v = self.call(
+            "POST",
+            "/element",
+            Some(json!({"using": "css selector", "value": css})),
+        );
+        v.as_object()
+            .unwrap()
+            .values()
+            .next()
+            .unwrap()
+            .as_str()
+            .unwrap()
+            .to_string()
+    }
+
+    fn click(&self, css: &str) {
+        let e = self.find(css);
+        self.call("POST", &format!("/element/{e}/click"), None);
+    }
+
+    fn type_into(&self, css: &str, text: &str) {
+        let e = self.find(css);
+        self.call(
+            "POST",
+            &format!("/element/{e}/value"),
+            Some(json!({"text": text})),
+        );
+    }
+
+    fn source(&self) -> String {
+        self.call("GET", "/source", None)
+            .as_str()
+            .unwrap()
+            .to_string()
+    }
+
+    fn screenshot(&self) -> Vec<u8> {
+        use base64::Engine;
+        let b64 = self.call("GET", "/screenshot", None);
+        base64::engine::general_purpose::STANDARD
+            .decode(b64.as_str().unwrap())
+            .unwrap()
+    }
+}
+
+impl Drop for Browser {
+    fn drop(&mut self) {
+        if !self.session.is_empty() {
+            let _ = self
+                .agent
+                .delete(format!("{}/session/{}", self.base, self.session))
+                .call();
+        }
+        let _ = self.driver.kill();
+        let _ = self.driver.wait();
+    }
+}
+
+#[test]
+fn browse_pages_in_chromium_find_and_download_a_package() {
+    if !have_tool("chromedriver", &["--version"]) || !have_tool("chromium", &["--version"]) {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let d = &dir.path().join("data");
+    create_nightly(d, &[]);
+    let builder = token(d, "builder");
+    let server = Server::start(d, &[]);
+    upload_packed(&server, "nightly", "el9_x86_64", &builder);
+    let downloads = dir.path().join("downloads");
+    fs::create_dir_all(&downloads).unwrap();
+    let b = Browser::start(&downloads);
+
+    // The front page lists the repository; following it shows every package.
+    b.go(&format!("{}/", server.url));
+    assert!(b.source().contains("Repositories"));
+    b.click("a[href='/r/nightly']");
+    let page = b.source();
+    assert!(
+        page.contains("my-web-server") && page.contains("my-database-schemas"),
+        "{page}"
+    );
+    // Search narrows the list.
+    b.type_into("input[name=q]", "schemas");
+    b.click("button[type=submit]");
+    let page = b.source();
+    assert!(page.contains("my-database-schemas"), "{page}");
+    assert!(
+        !page.contains("my-web-server"),
+        "search did not filter: {page}"
+    );
+    // The package, its RPM, and the download link.
+    b.click("a[href='/r/nightly/p/my-database-schemas']");
+    b.click("a[href$='.rpm']");
+    let page = b.source();
+    assert!(
+        page.contains("dnf install my-database-schemas-3.0.0-1"),
+        "{page}"
+    );
+    assert!(page.contains("/usr/share/"), "file list: {page}");
+    if let Some(path) = std::env::var_os("PACKYARD_SCREENSHOT") {
+        fs::write(path, b.screenshot()).unwrap();
+    }
+    b.click("#download");
+    let listed =
+        server.get_json("/api/v1/repos/nightly/packages?name=my-database-schemas&kind=rpm");
+    let key = listed[0]["path"].as_str().unwrap();
+    let want = fs::read(d.join("repos/nightly").join(key)).unwrap();
+    let name = key.rsplit('/').next().unwrap();
+    let start = Instant::now();
+    loop {
+        if let Ok(got) = fs::read(downloads.join(name))
+            && got == want
+        {
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "no download of {name}: {:?}",
+            fs::read_dir(&downloads)
+                .unwrap()
+                .flatten()
+                .map(|e| e.file_name())
+                .collect::<Vec<_>>()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    drop(b);
+    server.stop();
+}
