@@ -27,6 +27,8 @@ pub enum ClientError {
     },
     #[error("cannot reach the server at {url}: {why}")]
     Unreachable { url: String, why: String },
+    #[error("{url} answered what this packyard does not understand: {why}")]
+    Answer { url: String, why: String },
     #[error("{path}: {why}")]
     File { path: String, why: String },
 }
@@ -37,6 +39,9 @@ impl ClientError {
             ClientError::Http { hint, .. } => hint.clone(),
             ClientError::Unreachable { .. } => Some(
                 "check --server (or PACKYARD_SERVER) and that `packyard serve` runs there".into(),
+            ),
+            ClientError::Answer { .. } => Some(
+                "the server may run another packyard version; use the same on both sides".into(),
             ),
             ClientError::File { .. } => None,
         }
@@ -99,9 +104,9 @@ impl Client {
                 hint: field("hint"),
             });
         }
-        serde_json::from_value(value).map_err(|e| ClientError::Unreachable {
+        serde_json::from_value(value).map_err(|e| ClientError::Answer {
             url: url.to_string(),
-            why: format!("unexpected answer: {e}"),
+            why: e.to_string(),
         })
     }
 

@@ -1,23 +1,25 @@
 #!/usr/bin/env bash
 # Serving speed: `packyard serve` against nginx serving the same repository tree on loopback.
 #
-#   docs/bench/serve.sh [SECONDS] [UPLOADS]      (defaults: 10 s per wrk run, 200 uploads)
+#   docs/bench/serve.sh [SECONDS] [ROUNDS] [UPLOADS]    (defaults: 10 s a run, 3 rounds, 200)
 #
 # One volatile repository holding two published .tar.gz packages of random bytes, ~4 KB
 # and ~10 MB. nginx (sendfile on, access_log off, worker_processes auto) has the data
-# directory's repos/ as its root, so /bench/<path> there is /repos/bench/<path> here; both
-# are checked to send the file's bytes first. wrk -t2, -c32 for the 4 KB file and -c8 for
-# the 10 MB one, after a 1 s warm-up: requests/s, MiB/s and the server's CPU (all its
-# processes and threads, in % of one core). packyard runs twice: PACKYARD_LOG=warn, and
-# the default info logging (one line a request, to a file). wrk runs on the same cores.
-# Then UPLOADS small RPMs of distinct names PUT to /api/v1/repos/bench/files/<path> with
-# a builder token, 16 at a time (xargs -P 16): uploads/s, each one published (no
-# reference: nginx does not publish packages).
+# directory's repos/ as its root, so its /bench/<path> is packyard's /repos/bench/<path>;
+# both are checked to send the file's bytes first. Downloads: wrk -t2, -c32 for the 4 KB
+# file and -c8 for the 10 MB one, each run after a 1 s warm-up; ROUNDS rounds taking turns
+# between the servers, medians shown: requests/s, MiB/s and the server's CPU (all its
+# processes and threads, % of one core). packyard runs with PACKYARD_LOG=warn, then again
+# with the default info logging (one line a request, to a file). wrk shares the cores.
+# Uploads: UPLOADS small RPMs of distinct names PUT to /api/v1/repos/bench/files/<path>
+# with a builder token, 16 at a time (xargs -P 16), each answered once published:
+# uploads/s (no reference: nginx does not publish packages).
 # Needs: nginx (nginx-light or nginx), wrk, curl, python3; builds packyard in release mode.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 SECS=${1:-10}
-UPLOADS=${2:-200}
+ROUNDS=${2:-3}
+UPLOADS=${3:-200}
 PATH=$PATH:/usr/sbin
 
 . docs/bench/common.sh
@@ -28,7 +30,7 @@ stop() { local p; for p in "$@"; do kill "$p" 2>/dev/null || true; wait "$p" 2>/
 trap 'stop "${PIDS[@]}"; rm -rf "$W"' EXIT
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 
-# Packages: content sized so that each .tar.gz is about 4096 bytes and 10 MiB.
+# Packages: content sized so that the .tar.gz files are about 4096 bytes and 10 MiB.
 pack() { # NAME PREFIX OUT FORMAT
   "$PY" pack --tree "$W/tree" --configuration bench_R_1_0_0_1 --platform el9_x86_64 \
     --formats "$4" --prefix "$2" --out "$3" -p "packageName=$1" >/dev/null
@@ -44,6 +46,7 @@ SMALL=$(cd "$W/out" && find . -name 'bench-small-*' -printf '%P\n')
 BIG=$(cd "$W/out" && find . -name 'bench-big-*' -printf '%P\n')
 echo "up" > "$W/up/usr/share/bench/up.txt"
 for ((i = 0; i < UPLOADS; i++)); do pack "up-$i" "$W/up" "$W/upl" rpm; done
+# Before the server starts: the command line cannot open a data directory being served.
 TOKEN=$("$PY" --data "$D" token create --role builder --name bench 2>/dev/null)
 
 NPORT=$(free_port)
@@ -82,15 +85,13 @@ start_packyard() { # LOG_FILTER (empty: the default)
   PURL=http://127.0.0.1:$PPORT
   ready "$PURL/healthz" "$PY_PID"
 }
-ticks() { # PID: CPU clock ticks of the process, its threads and its children
+ticks() { # PID: CPU clock ticks of the process (all threads) and its children
   local p t=0
-  for p in "$1" $(pgrep -P "$1" || true); do
-    t=$((t + $(awk '{print $14 + $15}' "/proc/$p/stat")))
-  done
+  for p in "$1" $(pgrep -P "$1" || true); do t=$((t + $(awk '{print $14 + $15}' "/proc/$p/stat"))); done
   echo "$t"
 }
 RESULTS=$W/results
-measure() { # LABEL PID URL CONNECTIONS
+measure() { # LABEL PID URL CONNECTIONS: one line "LABEL|req/s|transfer/s|CPU %" to $RESULTS
   local t0 t1 out
   wrk -t2 -c"$4" -d1s "$3" >/dev/null
   t0=$(ticks "$2")
@@ -98,6 +99,16 @@ measure() { # LABEL PID URL CONNECTIONS
   t1=$(ticks "$2")
   if grep -qE 'Non-2xx|Socket errors' <<<"$out"; then echo "$1: $out" >&2; fi
   echo "$1|$(awk '/^Requests\/sec/ {print $2}' <<<"$out")|$(awk '/^Transfer\/sec/ {print $2}' <<<"$out")|$(((t1 - t0) * 100 / $(getconf CLK_TCK) / SECS))" >> "$RESULTS"
+}
+rounds() { # PACKYARD_LABEL
+  local r size f c
+  for ((r = 0; r < ROUNDS; r++)); do
+    for size in 4KB 10MB; do
+      if [ $size = 4KB ]; then f=$SMALL c=32; else f=$BIG c=8; fi
+      measure "nginx $size" "$NGINX" "$NURL/$f" $c
+      measure "$1 $size" "$PY_PID" "$PURL/repos/bench/$f" $c
+    done
+  done
 }
 
 ready "$NURL/$SMALL" "$NGINX"
@@ -108,15 +119,9 @@ for f in "$SMALL" "$BIG"; do
     [ "$(curl -sf "$u" | sha256sum)" = "$want" ] || { echo "$u: not the file's bytes" >&2; exit 1; }
   done
 done
-echo "4 KB file: $(stat -c %s "$D/repos/bench/$SMALL") bytes; 10 MB file: $(stat -c %s "$D/repos/bench/$BIG") bytes; wrk ${SECS} s, $(nproc) cores"
+echo "files: $(stat -c %s "$D/repos/bench/$SMALL") and $(stat -c %s "$D/repos/bench/$BIG") bytes, same bytes from both servers; wrk ${SECS} s x $ROUNDS rounds; $(nproc) cores"
+rounds packyard-warn
 
-for size in small big; do
-  [ $size = small ] && { f=$SMALL; c=32; } || { f=$BIG; c=8; }
-  measure "nginx $size" "$NGINX" "$NURL/$f" $c
-  measure "packyard-warn $size" "$PY_PID" "$PURL/repos/bench/$f" $c
-done
-
-# Uploads, against the server with PACKYARD_LOG=warn.
 t0=$(date +%s.%N)
 (cd "$W/upl" && find . -name '*.rpm' -printf '%P\n') | xargs -P 16 -I{} curl -s -o /dev/null -w '%{http_code}\n' \
   -T "$W/upl/{}" -H "Authorization: Bearer $TOKEN" "$PURL/api/v1/repos/bench/files/{}" > "$W/codes"
@@ -125,28 +130,26 @@ created=$(grep -c '^201$' "$W/codes" || true)
 stop "$PY_PID"
 
 start_packyard ""
-for size in small big; do
-  [ $size = small ] && { f=$SMALL; c=32; } || { f=$BIG; c=8; }
-  measure "packyard-info $size" "$PY_PID" "$PURL/repos/bench/$f" $c
-done
+rounds packyard-info
 stop "$PY_PID" "$NGINX"
 
 python3 - "$RESULTS" "$t0" "$t1" "$created" "$UPLOADS" <<'PY'
-import sys
-rows = {}
+import statistics, sys
+runs = {}
 unit = {"B": 1 / 2**20, "KB": 1 / 1024, "MB": 1, "GB": 1024}
 for line in open(sys.argv[1]):
     label, rps, tr, cpu = line.strip().split("|")
-    n = tr.rstrip("BKMG"); u = tr[len(n):]
-    rows[label] = (float(rps), float(n) * unit[u], int(cpu))
-print(f"  {'server':28} {'req/s':>10} {'MiB/s':>9} {'server CPU':>11}")
-for label, (rps, mib, cpu) in rows.items():
-    print(f"  {label:28} {rps:10.0f} {mib:9.1f} {cpu:10d}%")
-for size in ("small", "big"):
-    ref = rows[f"nginx {size}"][0]
+    n = tr.rstrip("BKMG")
+    runs.setdefault(label, []).append((float(rps), float(n) * unit[tr[len(n):]], int(cpu)))
+med = lambda label, i: statistics.median(r[i] for r in runs[label])
+print(f"  {'server':20} {'req/s':>8} {'(min-max)':>15} {'MiB/s':>8} {'server CPU':>10}")
+for label, rs in sorted(runs.items(), key=lambda kv: (kv[0].split()[1], kv[0])):
+    lo, hi = min(r[0] for r in rs), max(r[0] for r in rs)
+    print(f"  {label:20} {med(label, 0):8.0f} {f'({lo:.0f}-{hi:.0f})':>15} {med(label, 1):8.1f} {med(label, 2):9.0f}%")
+for size in ("4KB", "10MB"):
     for v in ("warn", "info"):
-        r = rows[f"packyard-{v} {size}"][0] / ref
-        print(f"  {size:5} packyard ({v} log) / nginx: {r:5.2f}x" + ("" if r >= 0.9 else "  (target >= 0.9x: missed)"))
+        r = med(f"packyard-{v} {size}", 0) / med(f"nginx {size}", 0)
+        print(f"  {size:4} packyard ({v} log) / nginx: {r:5.2f}x" + ("" if r >= 0.9 else "  (target >= 0.9x: missed)"))
 t0, t1, created, n = float(sys.argv[2]), float(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5])
-print(f"  uploads: {created} of {n} created (201) in {t1 - t0:.2f} s -> {created / (t1 - t0):.1f} uploads/s (16 parallel)")
+print(f"  uploads: {created} of {n} created (201) in {t1 - t0:.2f} s -> {created / (t1 - t0):.1f} uploads/s, 16 in parallel")
 PY

@@ -210,6 +210,11 @@ impl Blobs for FsBlobs {
                     if p == self.root || fs::remove_dir(p).is_err() {
                         break;
                     }
+                    // Gone now: the next file put there must make it again.
+                    self.made
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .remove(p);
                     d = p.parent();
                 }
                 Ok(())
@@ -365,6 +370,18 @@ mod tests {
         ] {
             assert!(check_key(good).is_ok(), "{good:?} refused");
         }
+    }
+
+    #[test]
+    fn a_directory_emptied_by_remove_is_made_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let b = FsBlobs::new(dir.path());
+        b.put("r/a/b/x.rpm", b"1").unwrap();
+        b.remove("r/a/b/x.rpm").unwrap();
+        assert!(!dir.path().join("r/a").exists());
+        // The same process writes there again (a server runs for days).
+        b.put("r/a/b/x.rpm", b"2").unwrap();
+        assert_eq!(b.get("r/a/b/x.rpm").unwrap().unwrap(), b"2");
     }
 
     #[test]

@@ -230,9 +230,11 @@ impl super::Repositories {
                 path: path.into(),
             }
         })?;
-        let details = read(path, &bytes).map_err(|why| super::RepoError::BadPackage {
-            path: path.into(),
-            why,
+        // It was checked when published: failing now means the stored file is damaged.
+        let details = read(path, &bytes).map_err(|why| {
+            super::RepoError::Internal(format!(
+                "the stored file {repo}/{path} is unreadable: {why}"
+            ))
         })?;
         Ok((record, details))
     }

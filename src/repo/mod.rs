@@ -66,6 +66,9 @@ pub enum RepoError {
     Key { what: String, hint: String },
     #[error("{what}")]
     Lock { what: String, hint: String },
+    /// Something on the server's side that a client cannot fix.
+    #[error("{0}")]
+    Internal(String),
     #[error("the data directory is in use by `packyard serve` (pid {pid}) at {url}")]
     InUse { url: String, pid: u32 },
     #[error("{path}: {source}")]
@@ -79,7 +82,13 @@ impl RepoError {
     pub fn hint(&self) -> Option<String> {
         Some(match self {
             RepoError::Store(e) => e.hint(),
-            RepoError::Blob(_) => "paths inside a repository are relative, without `..`".into(),
+            RepoError::Blob(BlobError::BadKey { .. }) => {
+                "paths inside a repository are relative, without `..`".into()
+            }
+            RepoError::Blob(BlobError::Io { .. }) | RepoError::Internal(_) => {
+                "check the data directory's disk space and permissions, and the server's log"
+                    .into()
+            }
             RepoError::NoSuchRepo(_) => "see `packyard repo list`, or create it with \
                                          `packyard repo create NAME --kind volatile|registered`"
                 .into(),

@@ -146,7 +146,7 @@ pub fn listed(repo: &str, mut record: PackageRecord) -> Listed {
     // Where it sits in its index is the store's business.
     record.listed = None;
     Listed {
-        url: format!("/repos/{repo}/{}", record.path),
+        url: format!("/repos/{repo}/{}", super::url_path(&record.path)),
         record,
     }
 }
@@ -306,8 +306,10 @@ async fn upload(
     } else {
         StatusCode::CREATED
     };
+    // Where it landed: a loose upload's path is the server's choice.
+    let location = format!("/repos/{repo}/{}", super::url_path(&outcome.file.path));
     Ok(HttpResponse::build(status)
-        .insert_header(("Location", format!("/repos/{repo}/{key}")))
+        .insert_header(("Location", location))
         .json(outcome))
 }
 
@@ -475,7 +477,24 @@ async fn show_lock(path: web::Path<String>, state: Shared) -> Result<HttpRespons
 
 async fn list_tokens(req: HttpRequest, state: Shared) -> Result<HttpResponse, ApiError> {
     state.require(&req, Role::Admin)?;
-    Ok(HttpResponse::Ok().json(state.repos.store.tokens()?))
+    // The hashes stay in the store.
+    let list: Vec<serde_json::Value> = state
+        .repos
+        .store
+        .tokens()?
+        .iter()
+        .map(without_hash)
+        .collect();
+    Ok(HttpResponse::Ok().json(list))
+}
+
+/// A token record as the API shows it: the secret's hash stays in the store.
+fn without_hash(t: &impl Serialize) -> serde_json::Value {
+    let mut v = serde_json::to_value(t).unwrap_or_default();
+    if let Some(o) = v.as_object_mut() {
+        o.remove("hash");
+    }
+    v
 }
 
 #[derive(Deserialize)]
@@ -495,7 +514,7 @@ async fn create_token(
     let s = state.clone();
     let t =
         blocking(move || Ok(auth::create(s.repos.store.as_ref(), body.role, &body.name)?)).await?;
-    Ok(HttpResponse::Created().json(t))
+    Ok(HttpResponse::Created().json(without_hash(&t)))
 }
 
 async fn revoke_token(
@@ -507,5 +526,5 @@ async fn revoke_token(
     let s = state.clone();
     let id = path.into_inner();
     let t = blocking(move || Ok(auth::revoke(s.repos.store.as_ref(), &id)?)).await?;
-    Ok(HttpResponse::Ok().json(t))
+    Ok(HttpResponse::Ok().json(without_hash(&t)))
 }

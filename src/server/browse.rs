@@ -8,9 +8,9 @@ use std::fmt::Write;
 use actix_web::{HttpRequest, HttpResponse, web};
 use serde::Deserialize;
 
-use super::Shared;
 use super::api::{PackageFilter, find_packages};
 use super::errors::ApiError;
+use super::{Shared, url_path};
 use crate::store::{FileKind, PackageRecord, RepoRecord};
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
@@ -55,19 +55,6 @@ fn esc(s: &str) -> String {
             '"' => out.push_str("&quot;"),
             '\'' => out.push_str("&#39;"),
             c => out.push(c),
-        }
-    }
-    out
-}
-
-/// Escapes a path for use in a URL (each part percent-encoded, `/` kept).
-fn url_path(s: &str) -> String {
-    let mut out = String::new();
-    for b in s.bytes() {
-        if b.is_ascii_alphanumeric() || b"/-._~+".contains(&b) {
-            out.push(b as char);
-        } else {
-            let _ = write!(out, "%{b:02X}");
         }
     }
     out

@@ -78,6 +78,7 @@ impl From<RepoError> for ApiError {
             RepoError::Key { .. } => (S::BAD_REQUEST, "invalid"),
             RepoError::Lock { .. } => (S::CONFLICT, "lock"),
             RepoError::Blob(BlobError::BadKey { .. }) => (S::BAD_REQUEST, "bad_path"),
+            RepoError::Internal(_) => (S::INTERNAL_SERVER_ERROR, "internal"),
             RepoError::Store(StoreError::Busy { .. }) | RepoError::InUse { .. } => {
                 (S::SERVICE_UNAVAILABLE, "busy")
             }

@@ -123,10 +123,13 @@ impl State {
         let Some(value) = req.headers().get(actix_web::http::header::AUTHORIZATION) else {
             return Ok(None);
         };
+        // The scheme name is case-insensitive (RFC 9110 §11.1).
         let token = value
             .to_str()
             .ok()
-            .and_then(|v| v.strip_prefix("Bearer "))
+            .and_then(|v| v.split_once(' '))
+            .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+            .map(|(_, t)| t)
             .ok_or(AuthError::Invalid)?;
         auth::check(self.repos.store.as_ref(), token.trim()).map(Some)
     }
@@ -205,6 +208,16 @@ pub fn run(opts: ServeOptions) -> Result<(), ServeError> {
             App::new()
                 .app_data(app_state.clone())
                 .app_data(web::PayloadConfig::new(max_upload as usize))
+                .app_data(web::JsonConfig::default().error_handler(|e, _| {
+                    errors::ApiError::bad_request("bad_json", format!("the JSON body: {e}"))
+                        .hint("see docs/openapi.yaml for the fields")
+                        .into()
+                }))
+                .app_data(web::QueryConfig::default().error_handler(|e, _| {
+                    errors::ApiError::bad_request("bad_query", format!("the query string: {e}"))
+                        .hint("see docs/openapi.yaml for the parameters")
+                        .into()
+                }))
                 .wrap(actix_web::middleware::from_fn(metrics::account))
                 .configure(routes)
         })
@@ -243,6 +256,19 @@ pub fn run(opts: ServeOptions) -> Result<(), ServeError> {
         state.repos.store.flush().map_err(RepoError::from)?;
         result.map_err(ServeError::Io)
     })
+}
+
+/// Percent-encodes a repository path for a URL (each part encoded, `/` kept).
+pub fn url_path(s: &str) -> String {
+    let mut out = String::new();
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || b"/-._~+".contains(&b) {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
 }
 
 /// Every route, in one place.

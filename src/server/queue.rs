@@ -73,10 +73,9 @@ impl PublishQueue {
             std::thread::spawn(move || state.queue.drain(&state.repos, slot));
         }
         rx.await.unwrap_or_else(|_| {
-            Err(RepoError::BadPackage {
-                path: repo.to_string(),
-                why: "the publisher stopped before answering".into(),
-            })
+            Err(RepoError::Internal(format!(
+                "the publisher of {repo} stopped before answering"
+            )))
         })
     }
 
@@ -133,10 +132,7 @@ fn outcome(report: &PublishReport, key: &str, batch: usize) -> Result<UploadOutc
         // A loose upload (a bare file name) lands at `<name>/<version>/<platform>/<file>`.
         .find(|f| f.path == key || (!key.contains('/') && f.path.rsplit('/').next() == Some(key)))
         .cloned()
-        .ok_or_else(|| RepoError::BadPackage {
-            path: key.to_string(),
-            why: "the publish did not report this file".into(),
-        })?;
+        .ok_or_else(|| RepoError::Internal(format!("the publish did not report {key}")))?;
     Ok(UploadOutcome {
         repo: report.repo.clone(),
         file,

@@ -266,7 +266,8 @@ pub struct TokenRecord {
     pub role: Role,
     /// What it is for (free text).
     pub name: String,
-    /// Hex SHA-256 of the secret.
+    /// Hex SHA-256 of the secret. Never shown by the API (absent when read from it).
+    #[serde(default)]
     pub hash: String,
     pub created: i64,
     /// When it was revoked; a revoked token is refused.

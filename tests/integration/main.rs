@@ -3,6 +3,7 @@
 
 mod support;
 
+mod api_spec;
 mod cli;
 mod fixtures_build;
 mod pack;

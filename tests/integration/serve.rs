@@ -176,7 +176,7 @@ fn token(data: &Path, role: &str) -> String {
 }
 
 /// Every file of a `pack --out` tree, by its download-from path.
-fn tree_files(dir: &Path) -> BTreeMap<String, PathBuf> {
+pub(crate) fn tree_files(dir: &Path) -> BTreeMap<String, PathBuf> {
     let mut out = BTreeMap::new();
     let mut stack = vec![dir.to_path_buf()];
     while let Some(d) = stack.pop() {
@@ -1347,5 +1347,55 @@ fn browse_pages_in_chromium_find_and_download_a_package() {
         std::thread::sleep(Duration::from_millis(100));
     }
     drop(b);
+    server.stop();
+}
+
+#[test]
+fn sigterm_lets_an_upload_in_flight_finish() {
+    let data = tempfile::tempdir().unwrap();
+    let d = data.path();
+    create_nightly(d, &[]);
+    let builder = token(d, "builder");
+    let mut server = Server::start(d, &[]);
+    let (key, path) = tree_files(packed("el9_x86_64"))
+        .into_iter()
+        .find(|(k, _)| k.ends_with(".rpm"))
+        .unwrap();
+    let bytes = fs::read(path).unwrap();
+    // Half the body, then SIGTERM, then the rest.
+    let addr = server.url.trim_start_matches("http://").to_string();
+    let mut s = TcpStream::connect(&addr).unwrap();
+    s.write_all(
+        format!(
+            "PUT /api/v1/repos/nightly/files/{key} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\
+             Authorization: Bearer {builder}\r\nContent-Length: {}\r\n\r\n",
+            bytes.len()
+        )
+        .as_bytes(),
+    )
+    .unwrap();
+    let half = bytes.len() / 2;
+    s.write_all(&bytes[..half]).unwrap();
+    s.flush().unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    let child = server.child.take().unwrap();
+    // SAFETY: signalling our own child.
+    unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGTERM) };
+    std::thread::sleep(Duration::from_millis(300));
+    // New connections are refused while the old one finishes.
+    assert!(
+        TcpStream::connect(&addr).is_err(),
+        "still accepting after SIGTERM"
+    );
+    s.write_all(&bytes[half..]).unwrap();
+    let mut answer = String::new();
+    let _ = s.read_to_string(&mut answer);
+    assert!(answer.starts_with("HTTP/1.1 201"), "{answer}");
+    let mut child = child;
+    assert!(child.wait().unwrap().success());
+    // After a restart the package is there.
+    let server = Server::start(d, &[]);
+    let listed = server.get_json("/api/v1/repos/nightly/packages");
+    assert_eq!(listed[0]["path"], key.as_str());
     server.stop();
 }
