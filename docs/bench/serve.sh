@@ -78,9 +78,9 @@ ready() { # URL PID
   done
   echo "no answer from $1" >&2; exit 1
 }
-start_packyard() { # LOG_FILTER (empty: the default)
+start_packyard() { # LOG_FILTER (empty: PACKYARD_LOG unset, the default; set but empty means errors only)
   PPORT=$(free_port)
-  PACKYARD_LOG=$1 "$PY" --data "$D" serve --listen "127.0.0.1:$PPORT" >"$W/serve-${1:-info}.log" 2>&1 & PY_PID=$!
+  env -u PACKYARD_LOG ${1:+PACKYARD_LOG=$1} "$PY" --data "$D" serve --listen "127.0.0.1:$PPORT" >"$W/serve-${1:-info}.log" 2>&1 & PY_PID=$!
   PIDS+=("$PY_PID")
   PURL=http://127.0.0.1:$PPORT
   ready "$PURL/healthz" "$PY_PID"
@@ -132,6 +132,7 @@ stop "$PY_PID"
 start_packyard ""
 rounds packyard-info
 stop "$PY_PID" "$NGINX"
+echo "log lines written: $(wc -l < "$W/serve-warn.log") with PACKYARD_LOG=warn, $(wc -l < "$W/serve-info.log") with the default"
 
 python3 - "$RESULTS" "$t0" "$t1" "$created" "$UPLOADS" <<'PY'
 import statistics, sys
@@ -143,7 +144,7 @@ for line in open(sys.argv[1]):
     runs.setdefault(label, []).append((float(rps), float(n) * unit[tr[len(n):]], int(cpu)))
 med = lambda label, i: statistics.median(r[i] for r in runs[label])
 print(f"  {'server':20} {'req/s':>8} {'(min-max)':>15} {'MiB/s':>8} {'server CPU':>10}")
-for label, rs in sorted(runs.items(), key=lambda kv: (kv[0].split()[1], kv[0])):
+for label, rs in sorted(runs.items(), key=lambda kv: (kv[0].endswith("10MB"), kv[0])):
     lo, hi = min(r[0] for r in rs), max(r[0] for r in rs)
     print(f"  {label:20} {med(label, 0):8.0f} {f'({lo:.0f}-{hi:.0f})':>15} {med(label, 1):8.1f} {med(label, 2):9.0f}%")
 for size in ("4KB", "10MB"):

@@ -4,7 +4,7 @@
 //! no hidden parts, no absolute paths) and, once resolved, as a place below the
 //! repository's directory. Directories are never listed.
 
-use std::path::{Path, PathBuf};
+use std::fs::File;
 
 use actix_files::NamedFile;
 use actix_web::http::header::{ContentDisposition, DispositionType};
@@ -25,19 +25,29 @@ pub async fn get(
     state: Shared,
 ) -> Result<HttpResponse, ApiError> {
     let (repo, tail) = path.into_inner();
-    let record = state.readable(&req, &repo)?;
-    if !tail.contains('/') {
-        if let Some(platform) = tail.strip_suffix(".repo") {
-            return dnf_repo_file(&state, &req, &record, platform);
-        }
-        if let Some(suite) = tail.strip_suffix(".sources") {
-            return apt_sources_file(&state, &req, &record, suite);
-        }
+    if !tail.contains('/')
+        && let Some((stem, kind)) = tail.rsplit_once('.')
+        && matches!(kind, "repo" | "sources")
+    {
+        let record = state.readable(&req, &repo)?;
+        return match kind {
+            "repo" => dnf_repo_file(&state, &req, &record, stem),
+            _ => apt_sources_file(&state, &req, &record, stem),
+        };
     }
-    let file = resolve(&state.repos_root, &repo, &tail)
-        .ok_or_else(|| ApiError::not_found(format!("no file {tail} in repository {repo}")))?;
-    let named = NamedFile::open(&file)
-        .map_err(|_| ApiError::not_found(format!("no file {tail} in repository {repo}")))?;
+    state.may_read(&req, &repo)?;
+    let missing = || ApiError::not_found(format!("no file {tail} in repository {repo}"));
+    if !plain_path(&tail) {
+        return Err(missing());
+    }
+    let file = match state.repo_dir(&repo) {
+        Some(dir) => open_beneath(&dir, &tail).map_err(|_| missing())?,
+        None => return Err(missing()),
+    };
+    let named = NamedFile::from_file(file, &tail).map_err(|_| missing())?;
+    if !named.metadata().is_file() {
+        return Err(missing());
+    }
     let named = named
         .set_content_type(content_type(&tail))
         .set_content_disposition(ContentDisposition {
@@ -48,16 +58,48 @@ pub async fn get(
     Ok(named.into_response(&req))
 }
 
-/// The file `tail` names in repository `repo`, if it is a regular file below the
-/// repository's directory (following the tree's own symlinks, never out of it).
-pub fn resolve(repos_root: &Path, repo: &str, tail: &str) -> Option<PathBuf> {
-    if crate::blobs::check_key(tail).is_err() || tail.split('/').any(|p| p.starts_with('.')) {
-        return None;
+/// A relative path without `.`/`..`/empty parts, control characters or hidden parts
+/// (generation directories and other bookkeeping start with `.`).
+fn plain_path(tail: &str) -> bool {
+    crate::blobs::check_key(tail).is_ok() && !tail.split('/').any(|p| p.starts_with('.'))
+}
+
+/// Opens `tail` below the directory `dir` for reading. The kernel resolves the path and
+/// refuses any step out of `dir` — through `..`, an absolute symlink, or a symlink that
+/// leads outside — while symlinks inside it (the index generations) are followed
+/// (`openat2` with `RESOLVE_BENEATH`, Linux 5.6+). Older kernels get the same answer
+/// from resolving the whole path and comparing it with the directory's.
+pub fn open_beneath(dir: &File, tail: &str) -> std::io::Result<File> {
+    use std::os::fd::{AsRawFd, FromRawFd};
+    let c = std::ffi::CString::new(tail).map_err(std::io::Error::other)?;
+    // SAFETY: open_how is plain integers; all zero is a valid value.
+    let mut how: libc::open_how = unsafe { std::mem::zeroed() };
+    how.flags = (libc::O_RDONLY | libc::O_CLOEXEC | libc::O_NOCTTY) as u64;
+    how.resolve = libc::RESOLVE_BENEATH | libc::RESOLVE_NO_MAGICLINKS;
+    // SAFETY: a valid directory descriptor, a NUL-terminated path, and `how` with its size.
+    let fd = unsafe {
+        libc::syscall(
+            libc::SYS_openat2,
+            dir.as_raw_fd(),
+            c.as_ptr(),
+            &how as *const libc::open_how,
+            std::mem::size_of::<libc::open_how>(),
+        )
+    };
+    if fd >= 0 {
+        // SAFETY: the kernel just gave us this descriptor; nothing else owns it.
+        return Ok(unsafe { File::from_raw_fd(fd as i32) });
     }
-    let base = repos_root.join(repo);
-    let full = std::fs::canonicalize(base.join(tail)).ok()?;
-    let base = std::fs::canonicalize(&base).ok()?;
-    (full.starts_with(&base) && full.is_file()).then_some(full)
+    let err = std::io::Error::last_os_error();
+    if err.raw_os_error() != Some(libc::ENOSYS) {
+        return Err(err);
+    }
+    let base = std::fs::read_link(format!("/proc/self/fd/{}", dir.as_raw_fd()))?;
+    let full = std::fs::canonicalize(base.join(tail))?;
+    if !full.starts_with(&base) {
+        return Err(std::io::Error::from_raw_os_error(libc::EXDEV));
+    }
+    File::open(full)
 }
 
 fn content_type(path: &str) -> mime::Mime {
@@ -196,7 +238,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn resolve_stays_inside_the_repository() {
+    fn files_open_only_inside_the_repository() {
         let dir = tempfile::tempdir().unwrap();
         let root = dir.path();
         std::fs::create_dir_all(root.join("r/a/.hidden")).unwrap();
@@ -205,21 +247,28 @@ mod tests {
         std::fs::write(root.join("r/a/.hidden/y"), b"y").unwrap();
         std::fs::write(root.join("other/secret"), b"s").unwrap();
         std::os::unix::fs::symlink("../other/secret", root.join("r/leak")).unwrap();
+        std::os::unix::fs::symlink("/etc/passwd", root.join("r/abs")).unwrap();
         std::os::unix::fs::symlink("a", root.join("r/inside")).unwrap();
-        assert!(resolve(root, "r", "a/x.rpm").is_some());
-        assert!(resolve(root, "r", "inside/x.rpm").is_some());
+        let repo = File::open(root.join("r")).unwrap();
+        let open = |p: &str| plain_path(p) && open_beneath(&repo, p).is_ok();
+        assert!(open("a/x.rpm"));
+        assert!(open("inside/x.rpm"));
         for bad in [
             "../other/secret",
             "a/../../other/secret",
             "/etc/passwd",
             "leak",
-            "a",
+            "abs",
             "a/.hidden/y",
             "a//x.rpm",
             "a/x.rpm\0",
             "",
         ] {
-            assert!(resolve(root, "r", bad).is_none(), "{bad:?}");
+            assert!(!open(bad), "{bad:?}");
+        }
+        // The kernel check holds on its own, without the text check.
+        for bad in ["leak", "abs", "../other/secret", "a/../../other/secret"] {
+            assert!(open_beneath(&repo, bad).is_err(), "{bad:?}");
         }
     }
 

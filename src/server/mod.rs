@@ -113,6 +113,10 @@ pub struct State {
     pub settings: Settings,
     pub metrics: metrics::Metrics,
     pub queue: queue::PublishQueue,
+    /// Per repository: whether it is private. Fixed at creation, so it can be kept.
+    private: std::sync::RwLock<std::collections::HashMap<String, bool>>,
+    /// Per repository: its directory, open, for [`files::open_beneath`].
+    dirs: std::sync::RwLock<std::collections::HashMap<String, std::sync::Arc<std::fs::File>>>,
 }
 
 pub type Shared = web::Data<State>;
@@ -143,12 +147,60 @@ impl State {
 
     /// A repository the caller may read: private ones need a token.
     pub fn readable(&self, req: &HttpRequest, name: &str) -> Result<RepoRecord, errors::ApiError> {
-        crate::repo::check_repo_name(name).map_err(|_| RepoError::NoSuchRepo(name.into()))?;
-        let record = self.repos.repo(name)?;
+        let record = self.readable_record(name)?;
         if record.private {
             self.require(req, Role::Builder)?;
         }
         Ok(record)
+    }
+
+    /// Whether the caller may read files of repository `name`: the hot path of file
+    /// serving, so the answer per repository is kept (privacy never changes).
+    pub fn may_read(&self, req: &HttpRequest, name: &str) -> Result<(), errors::ApiError> {
+        let known = self
+            .private
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(name)
+            .copied();
+        let private = match known {
+            Some(p) => p,
+            None => {
+                let p = self.readable_record(name)?.private;
+                self.private
+                    .write()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .insert(name.to_string(), p);
+                p
+            }
+        };
+        if private {
+            self.require(req, Role::Builder)?;
+        }
+        Ok(())
+    }
+
+    fn readable_record(&self, name: &str) -> Result<RepoRecord, errors::ApiError> {
+        crate::repo::check_repo_name(name).map_err(|_| RepoError::NoSuchRepo(name.into()))?;
+        Ok(self.repos.repo(name)?)
+    }
+
+    /// Repository `name`'s directory, opened once.
+    pub fn repo_dir(&self, name: &str) -> Option<std::sync::Arc<std::fs::File>> {
+        if let Some(d) = self
+            .dirs
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(name)
+        {
+            return Some(d.clone());
+        }
+        let dir = std::sync::Arc::new(std::fs::File::open(self.repos_root.join(name)).ok()?);
+        self.dirs
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(name.to_string(), dir.clone());
+        Some(dir)
     }
 
     /// The URL clients reach this server at: the configured one, else the request's.
@@ -199,6 +251,8 @@ pub fn run(opts: ServeOptions) -> Result<(), ServeError> {
         settings: settings.clone(),
         metrics: metrics::Metrics::new(),
         queue: queue::PublishQueue::default(),
+        private: Default::default(),
+        dirs: Default::default(),
     });
 
     actix_web::rt::System::new().block_on(async move {
