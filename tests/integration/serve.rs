@@ -512,7 +512,7 @@ fn path_tricks_never_reach_outside_the_data_directory() {
     fs::write(dir.path().join("secret.txt"), "TOP-SECRET").unwrap();
     fs::write(d.join("keys-not-served"), "TOP-SECRET").unwrap();
     let server = Server::start(d, &[]);
-    let reads: [&[u8]; 12] = [
+    let reads: [&[u8]; 20] = [
         b"/repos/nightly/../../secret.txt",
         b"/repos/nightly/%2e%2e/%2e%2e/secret.txt",
         b"/repos/nightly/%2E%2E%2F%2E%2E%2Fsecret.txt",
@@ -525,6 +525,14 @@ fn path_tricks_never_reach_outside_the_data_directory() {
         b"/repos/nightly/.%2e/keys-not-served",
         b"/api/v1/repos/nightly/packages/..%2f..%2f..%2fsecret.txt",
         b"/r/nightly/f/../../../secret.txt",
+        b"/r/nightly/f/..%2f..%2f..%2fsecret.txt",
+        b"/r/..%2f..%2fsecret.txt/p/x",
+        b"/r/nightly/p/..%2f..%2f..%2fsecret.txt",
+        b"/api/v1/repos/..%2f..%2fsecret.txt",
+        b"/api/v1/repos/%2e%2e/packages",
+        b"/api/v1/locks/..%2f..%2fsecret.txt",
+        b"/repos/nightly/..%2f..%2fsecret.txt.repo",
+        b"/repos/nightly/%00.sources",
     ];
     for target in reads {
         let (s, body) = server.raw("GET", target, "");
