@@ -213,16 +213,34 @@ async fn list_packages(
     Ok(HttpResponse::Ok().json(list))
 }
 
+/// A package the caller may read, with what its file holds (read off the workers).
+pub async fn package_details(
+    req: &HttpRequest,
+    state: &Shared,
+    repo: &str,
+    key: String,
+) -> Result<
+    (
+        crate::store::RepoRecord,
+        PackageRecord,
+        crate::repo::details::Details,
+    ),
+    ApiError,
+> {
+    let record = state.readable(req, repo)?;
+    let s = state.clone();
+    let name = record.name.clone();
+    let (package, details) = blocking(move || Ok(s.repos.package_details(&name, &key)?)).await?;
+    Ok((record, package, details))
+}
+
 async fn show_package(
     req: HttpRequest,
     path: web::Path<(String, String)>,
     state: Shared,
 ) -> Result<HttpResponse, ApiError> {
     let (repo, key) = path.into_inner();
-    let record = state.readable(&req, &repo)?;
-    let s = state.clone();
-    let name = record.name.clone();
-    let (package, details) = blocking(move || Ok(s.repos.package_details(&name, &key)?)).await?;
+    let (record, package, details) = package_details(&req, &state, &repo, key).await?;
     #[derive(Serialize)]
     struct Shown {
         #[serde(flatten)]

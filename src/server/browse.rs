@@ -292,13 +292,7 @@ async fn file(
     state: Shared,
 ) -> Result<HttpResponse, ApiError> {
     let (repo, key) = path.into_inner();
-    let record = state.readable(&req, &repo)?;
-    let s = state.clone();
-    let name = record.name.clone();
-    let k = key.clone();
-    let (p, details) = web::block(move || s.repos.package_details(&name, &k))
-        .await
-        .map_err(|e| ApiError::not_found(e.to_string()))??;
+    let (record, p, details) = super::api::package_details(&req, &state, &repo, key).await?;
     let n = esc(&record.name);
     let download = format!("/repos/{}/{}", record.name, url_path(&p.path));
     let file_name = p.path.rsplit('/').next().unwrap_or(&p.path);

@@ -140,35 +140,9 @@ fn every_api_answer_matches_openapi_yaml() {
         ],
     );
     let server = Server::start(d, &[]);
-    let call =
-        |method: &str, path: &str, body: Option<Value>, token: Option<&str>| -> (u16, Value) {
-            let agent = ureq::Agent::config_builder()
-                .http_status_as_error(false)
-                .build()
-                .new_agent();
-            let url = format!("{}{path}", server.url);
-            let mut r = match (method, token) {
-                ("get", Some(t)) => agent
-                    .get(&url)
-                    .header("Authorization", format!("Bearer {t}"))
-                    .call(),
-                ("get", None) => agent.get(&url).call(),
-                ("delete", Some(t)) => agent
-                    .delete(&url)
-                    .header("Authorization", format!("Bearer {t}"))
-                    .call(),
-                ("delete", None) => agent.delete(&url).call(),
-                (_, Some(t)) => agent
-                    .post(&url)
-                    .header("Authorization", format!("Bearer {t}"))
-                    .send_json(body.unwrap_or(json!({}))),
-                (_, None) => agent.post(&url).send_json(body.unwrap_or(json!({}))),
-            }
-            .unwrap();
-            let status = r.status().as_u16();
-            let text = r.body_mut().read_to_string().unwrap();
-            (status, serde_json::from_str(&text).unwrap_or(Value::Null))
-        };
+    let call = |method: &str, path: &str, body: Option<Value>, token: Option<&str>| {
+        server.call(method, path, body, token)
+    };
 
     // Repositories.
     let (s, b) = call("get", "/api/v1/repos", None, None);

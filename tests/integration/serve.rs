@@ -122,16 +122,47 @@ impl Server {
         (status, serde_json::from_str(&text).unwrap_or(Value::Null))
     }
 
+    /// A JSON API call (`get`, `post` with `body`, `delete`); status and JSON answer.
+    pub fn call(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<Value>,
+        token: Option<&str>,
+    ) -> (u16, Value) {
+        let url = format!("{}{path}", self.url);
+        let bearer = token.map(|t| format!("Bearer {t}"));
+        let r = match method {
+            "get" => self.agent.get(&url).header("Accept", "application/json"),
+            "delete" => self.agent.delete(&url).header("Accept", "application/json"),
+            _ => {
+                let mut req = self.agent.post(&url);
+                if let Some(b) = &bearer {
+                    req = req.header("Authorization", b);
+                }
+                let mut r = req.send_json(body.unwrap_or(json!({}))).unwrap();
+                let text = r.body_mut().read_to_string().unwrap_or_default();
+                return (
+                    r.status().as_u16(),
+                    serde_json::from_str(&text).unwrap_or(Value::Null),
+                );
+            }
+        };
+        let r = match &bearer {
+            Some(b) => r.header("Authorization", b),
+            None => r,
+        };
+        let mut r = r.call().unwrap();
+        let text = r.body_mut().read_to_string().unwrap_or_default();
+        (
+            r.status().as_u16(),
+            serde_json::from_str(&text).unwrap_or(Value::Null),
+        )
+    }
+
     /// POST JSON to an API route; status and JSON answer.
     pub fn post(&self, path: &str, body: &Value, token: Option<&str>) -> (u16, Value) {
-        let mut req = self.agent.post(format!("{}{path}", self.url));
-        if let Some(t) = token {
-            req = req.header("Authorization", format!("Bearer {t}"));
-        }
-        let mut r = req.send_json(body).unwrap();
-        let status = r.status().as_u16();
-        let text = r.body_mut().read_to_string().unwrap_or_default();
-        (status, serde_json::from_str(&text).unwrap_or(Value::Null))
+        self.call("post", path, Some(body.clone()), token)
     }
 
     /// A request written byte for byte (no client normalises the path); status and body.
@@ -1074,36 +1105,26 @@ fn the_command_line_works_through_the_server() {
         "{listed}"
     );
     // Registering into a volatile repository, or a configuration that is not locked, fails.
-    let o = remote_run(
-        &url,
-        &admin,
-        &[
-            "register",
-            "web_server_R_2_5_1_1",
-            "--tree",
-            t,
-            "--repo",
-            "nightly",
-            out.to_str().unwrap(),
-        ],
-    );
-    assert!(!o.status.success());
-    assert!(stdout(&o).contains("volatile"), "{}", stdout(&o));
-    let o = remote_run(
-        &url,
-        &admin,
-        &[
-            "register",
-            "cli_client_R_5_6_1_1",
-            "--tree",
-            t,
-            "--repo",
-            "reg",
-            out.to_str().unwrap(),
-        ],
-    );
-    assert!(!o.status.success());
-    assert!(stdout(&o).contains("not locked"), "{}", stdout(&o));
+    for (conf, repo, why) in [
+        ("web_server_R_2_5_1_1", "nightly", "volatile"),
+        ("cli_client_R_5_6_1_1", "reg", "not locked"),
+    ] {
+        let o = remote_run(
+            &url,
+            &admin,
+            &[
+                "register",
+                conf,
+                "--tree",
+                t,
+                "--repo",
+                repo,
+                out.to_str().unwrap(),
+            ],
+        );
+        assert!(!o.status.success());
+        assert!(stdout(&o).contains(why), "{}", stdout(&o));
+    }
 
     let module = tree.join("servers/web_server/module.toml");
     let text = fs::read_to_string(&module).unwrap();
