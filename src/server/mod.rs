@@ -312,17 +312,20 @@ pub fn run(opts: ServeOptions) -> Result<(), ServeError> {
     })
 }
 
+/// What stays as is in a URL path segment: RFC 3986's unreserved characters and `+`.
+pub const SEGMENT: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'.')
+    .remove(b'_')
+    .remove(b'~')
+    .remove(b'+');
+
 /// Percent-encodes a repository path for a URL (each part encoded, `/` kept).
 pub fn url_path(s: &str) -> String {
-    let mut out = String::new();
-    for b in s.bytes() {
-        if b.is_ascii_alphanumeric() || b"/-._~+".contains(&b) {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
+    s.split('/')
+        .map(|part| percent_encoding::utf8_percent_encode(part, SEGMENT).to_string())
+        .collect::<Vec<_>>()
+        .join("/")
 }
 
 /// Every route, in one place.

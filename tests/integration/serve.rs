@@ -233,16 +233,23 @@ fn upload_packed(server: &Server, repo: &str, platform: &'static str, token: &st
     }
 }
 
-#[test]
-fn dnf_and_apt_install_through_the_served_setup_files() {
-    let data = tempfile::tempdir().unwrap();
-    let d = data.path();
+/// A server on `d` with a signed `nightly` holding the packed fixture release of
+/// `platforms` (uploaded with a builder token, which is returned).
+fn signed_nightly(d: &Path, platforms: &[&'static str]) -> (Server, String) {
     create_nightly(d, &[]);
     ed25519_key(d);
     let builder = token(d, "builder");
     let server = Server::start(d, &[]);
-    upload_packed(&server, "nightly", "el9_x86_64", &builder);
-    upload_packed(&server, "nightly", "deb12_amd64", &builder);
+    for p in platforms {
+        upload_packed(&server, "nightly", p, &builder);
+    }
+    (server, builder)
+}
+
+#[test]
+fn dnf_and_apt_install_through_the_served_setup_files() {
+    let data = tempfile::tempdir().unwrap();
+    let (server, _) = signed_nightly(data.path(), &["el9_x86_64", "deb12_amd64"]);
 
     let work = tempfile::tempdir().unwrap();
     let w = work.path();
@@ -639,11 +646,7 @@ fn path_tricks_never_reach_outside_the_data_directory() {
 fn files_are_served_with_ranges_etags_and_types() {
     let data = tempfile::tempdir().unwrap();
     let d = data.path();
-    create_nightly(d, &[]);
-    ed25519_key(d);
-    let builder = token(d, "builder");
-    let server = Server::start(d, &[]);
-    upload_packed(&server, "nightly", "deb12_amd64", &builder);
+    let (server, _) = signed_nightly(d, &["deb12_amd64"]);
     let listed =
         server.get_json("/api/v1/repos/nightly/packages?kind=deb&name=my-database-schemas");
     let url = listed[0]["url"].as_str().unwrap();
