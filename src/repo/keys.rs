@@ -280,10 +280,7 @@ impl Repositories {
     ) -> Result<KeyInfo, RepoError> {
         let signer = Signer::checked(armored)?;
         if record.key.is_some() && !force {
-            return Err(key_error(
-                format!("repository {} already has a key", record.name),
-                "clients trust that key; replace it only with --force, then give them the new key.asc",
-            ));
+            return Err(RepoError::KeyExists(record.name.clone()));
         }
         // First mark every index tree pending, so that a crash anywhere below leaves the
         // next publish to re-sign them (and to put the matching key.asc in place).

@@ -64,6 +64,8 @@ pub enum RepoError {
     },
     #[error("{what}")]
     Key { what: String, hint: String },
+    #[error("repository {0} already has a key")]
+    KeyExists(String),
     #[error("{what}")]
     Lock { what: String, hint: String },
     /// Something on the server's side that a client cannot fix.
@@ -112,6 +114,9 @@ impl RepoError {
                 "publish it to a repository that takes this platform".into()
             }
             RepoError::Key { hint, .. } | RepoError::Lock { hint, .. } => hint.clone(),
+            RepoError::KeyExists(_) => "clients trust that key; replace it only with --force, \
+                                        then give them the new key.asc"
+                .into(),
             RepoError::InUse { url, .. } => format!(
                 "send the command to the server: add `--server {url} --token TOKEN` \
                  (an admin makes tokens with `packyard token create`), or stop the server first"

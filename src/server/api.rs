@@ -24,22 +24,30 @@ use crate::store::{FileKind, PackageRecord, RepoKind, Role};
 pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.service(
         web::scope("/api/v1")
-            .route("/repos", web::get().to(list_repos))
-            .route("/repos", web::post().to(create_repo))
-            .route("/repos/{repo}", web::get().to(show_repo))
-            .route("/repos/{repo}/key", web::post().to(generate_key))
-            .route("/repos/{repo}/packages", web::get().to(list_packages))
-            .route(
-                "/repos/{repo}/packages/{path:.*}",
-                web::get().to(show_package),
+            .service(
+                resource("/repos")
+                    .route(web::get().to(list_repos))
+                    .route(web::post().to(create_repo)),
             )
-            .route("/repos/{repo}/files/{path:.*}", web::put().to(upload))
-            .route("/locks", web::get().to(list_locks))
-            .route("/locks", web::post().to(create_lock))
-            .route("/locks/{configuration}", web::get().to(show_lock))
-            .route("/tokens", web::get().to(list_tokens))
-            .route("/tokens", web::post().to(create_token))
-            .route("/tokens/{id}", web::delete().to(revoke_token))
+            .service(resource("/repos/{repo}").route(web::get().to(show_repo)))
+            .service(resource("/repos/{repo}/key").route(web::post().to(generate_key)))
+            .service(resource("/repos/{repo}/packages").route(web::get().to(list_packages)))
+            .service(
+                resource("/repos/{repo}/packages/{path:.*}").route(web::get().to(show_package)),
+            )
+            .service(resource("/repos/{repo}/files/{path:.*}").route(web::put().to(upload)))
+            .service(
+                resource("/locks")
+                    .route(web::get().to(list_locks))
+                    .route(web::post().to(create_lock)),
+            )
+            .service(resource("/locks/{configuration}").route(web::get().to(show_lock)))
+            .service(
+                resource("/tokens")
+                    .route(web::get().to(list_tokens))
+                    .route(web::post().to(create_token)),
+            )
+            .service(resource("/tokens/{id}").route(web::delete().to(revoke_token)))
             .default_service(web::to(|req: HttpRequest| async move {
                 Err::<HttpResponse, _>(
                     ApiError::not_found(format!("no API route {} {}", req.method(), req.path()))
@@ -47,6 +55,20 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
                 )
             })),
     );
+}
+
+/// A route whose other methods get 405 with a JSON reason.
+fn resource(path: &str) -> actix_web::Resource {
+    web::resource(path).default_service(web::to(|req: HttpRequest| async move {
+        Err::<HttpResponse, _>(
+            ApiError::new(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "method_not_allowed",
+                format!("{} does not take {}", req.path(), req.method()),
+            )
+            .hint("see docs/openapi.yaml for the methods of each route"),
+        )
+    }))
 }
 
 /// Runs blocking library work (disk writes, fsync, key generation) off the HTTP workers.
@@ -118,7 +140,9 @@ async fn generate_key(
         )?)
     })
     .await?;
-    Ok(HttpResponse::Created().json(info))
+    Ok(HttpResponse::Created()
+        .insert_header(("Location", format!("/repos/{}/key.asc", info.repo)))
+        .json(info))
 }
 
 #[derive(Deserialize)]
@@ -482,7 +506,12 @@ async fn create_lock(
     } else {
         StatusCode::OK
     };
-    Ok(HttpResponse::build(status).json(out))
+    Ok(HttpResponse::build(status)
+        .insert_header((
+            "Location",
+            format!("/api/v1/locks/{}", super::url_path(&out.lock.configuration)),
+        ))
+        .json(out))
 }
 
 async fn show_lock(path: web::Path<String>, state: Shared) -> Result<HttpResponse, ApiError> {
@@ -532,7 +561,9 @@ async fn create_token(
     let s = state.clone();
     let t =
         blocking(move || Ok(auth::create(s.repos.store.as_ref(), body.role, &body.name)?)).await?;
-    Ok(HttpResponse::Created().json(without_hash(&t)))
+    Ok(HttpResponse::Created()
+        .insert_header(("Location", format!("/api/v1/tokens/{}", t.record.id)))
+        .json(without_hash(&t)))
 }
 
 async fn revoke_token(

@@ -76,6 +76,7 @@ impl From<RepoError> for ApiError {
             RepoError::Overwrite { .. } => (S::CONFLICT, "overwrite"),
             RepoError::PlatformNotTaken { .. } => (S::BAD_REQUEST, "platform_not_taken"),
             RepoError::Key { .. } => (S::BAD_REQUEST, "invalid"),
+            RepoError::KeyExists(_) => (S::CONFLICT, "exists"),
             RepoError::Lock { .. } => (S::CONFLICT, "lock"),
             RepoError::Blob(BlobError::BadKey { .. }) => (S::BAD_REQUEST, "bad_path"),
             RepoError::Internal(_) => (S::INTERNAL_SERVER_ERROR, "internal"),

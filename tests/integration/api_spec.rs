@@ -287,6 +287,12 @@ fn every_api_answer_matches_openapi_yaml() {
         let (s, b) = call("delete", &format!("/api/v1/tokens/{t}"), None, Some(&admin));
         spec.check("delete", "/api/v1/tokens/{id}", s, &b);
     }
+    // A known route with a method it does not take: 405, with a JSON reason.
+    let (s, b) = call("delete", "/api/v1/repos/nightly", None, Some(&admin));
+    assert_eq!(s, 405, "{b}");
+    assert_eq!(b["code"], "method_not_allowed");
+    let (s, b) = call("get", "/api/v1/nope", None, None);
+    assert_eq!((s, b["code"].as_str()), (404, Some("not_found")));
     server.stop();
 
     let missing: Vec<_> = spec
