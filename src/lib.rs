@@ -20,6 +20,7 @@ pub mod lock;
 pub mod pack;
 pub mod progress;
 pub mod repo;
+pub mod resolve;
 pub mod server;
 pub mod store;
 pub mod version;

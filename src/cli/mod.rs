@@ -4,6 +4,7 @@
 mod progress;
 mod render;
 mod repo;
+mod resolve;
 mod serve;
 
 use std::io::{BufRead, BufWriter, Write};
@@ -89,6 +90,9 @@ enum Command {
     Clone(repo::CloneArgs),
     /// Publish packages of a locked configuration into a registered repository.
     Register(repo::RegisterArgs),
+    /// The build node's plan: for each dependency, use what is installed, install a
+    /// binary package, download a prebuilt tarball, or build from source.
+    Resolve(resolve::ResolveArgs),
     /// Serve the repositories, the JSON API and the browse pages over HTTP.
     Serve(serve::ServeArgs),
     /// API tokens for the server: create, list, revoke.
@@ -245,6 +249,7 @@ fn run(cli: Cli) -> Outcome {
         Command::Lock(args) => repo::cmd_lock(args, &target, cli.json),
         Command::Clone(args) => repo::cmd_clone(args, cli.json),
         Command::Register(args) => repo::cmd_register(args, &target, cli.json),
+        Command::Resolve(args) => resolve::cmd_resolve(args, &layout, cli.json),
         Command::Serve(args) => serve::cmd_serve(args, &cli.data, &layout, cli.json),
         Command::Token(cmd) => serve::cmd_token(cmd, &target, cli.json),
         Command::Platforms => {

@@ -8,5 +8,6 @@ mod cli;
 mod fixtures_build;
 mod pack;
 mod repo;
+mod resolve;
 mod serve;
 mod versions;

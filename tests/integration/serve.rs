@@ -225,7 +225,7 @@ pub(crate) fn tree_files(dir: &Path) -> BTreeMap<String, PathBuf> {
 }
 
 /// Uploads the packed fixture release of `platform`; every answer must be 201.
-fn upload_packed(server: &Server, repo: &str, platform: &'static str, token: &str) {
+pub(crate) fn upload_packed(server: &Server, repo: &str, platform: &'static str, token: &str) {
     for (key, path) in tree_files(packed(platform)) {
         let (status, body) = server.upload(repo, &key, &fs::read(path).unwrap(), Some(token), &[]);
         assert_eq!(status, 201, "{key}: {body}");

@@ -1,0 +1,50 @@
+//! The machine a plan is for: what its package manager says is installed, and whether
+//! it may install more.
+
+use std::process::Command;
+
+use super::Node;
+use crate::layout::PackageFormat;
+
+/// This machine. `privileged` overrides the check (`--privileged yes|no`).
+pub struct ThisNode {
+    pub privileged: Option<bool>,
+}
+
+impl Node for ThisNode {
+    fn installed(&self, format: PackageFormat, name: &str) -> Option<String> {
+        let out = match format {
+            PackageFormat::Rpm => Command::new("rpm")
+                .args(["-q", "--qf", "%{VERSION}-%{RELEASE}\\n", name])
+                .output(),
+            PackageFormat::Deb => Command::new("dpkg-query")
+                .args(["-W", "-f", "${Status}\\t${Version}\\n", name])
+                .output(),
+        }
+        .ok()?;
+        if !out.status.success() {
+            return None;
+        }
+        let text = String::from_utf8_lossy(&out.stdout);
+        let line = text.lines().next()?.trim();
+        match format {
+            PackageFormat::Rpm => Some(line.to_string()),
+            PackageFormat::Deb => {
+                let (status, version) = line.split_once('\t')?;
+                status.ends_with(" installed").then(|| version.to_string())
+            }
+        }
+    }
+
+    fn privileged(&self) -> bool {
+        self.privileged.unwrap_or_else(|| {
+            // SAFETY: geteuid has no preconditions.
+            let euid = unsafe { libc::geteuid() };
+            euid == 0
+                || Command::new("sudo")
+                    .args(["-n", "true"])
+                    .output()
+                    .is_ok_and(|o| o.status.success())
+        })
+    }
+}
