@@ -172,20 +172,24 @@ impl Client {
         platform: Option<&str>,
         register: Option<&UploadRegistration>,
     ) -> Result<Uploaded, ClientError> {
-        let bytes = std::fs::read(file).map_err(|e| ClientError::File {
+        use sha2::Digest;
+        use std::io::Seek;
+        let io = |e: std::io::Error| ClientError::File {
             path: file.display().to_string(),
             why: e.to_string(),
-        })?;
-        let sha = {
-            use sha2::Digest;
-            format!("{:x}", sha2::Sha256::digest(&bytes))
         };
-        let path: Vec<String> = key.split('/').map(segment).collect();
+        // Hashed as a stream, then sent from the file: a package of gigabytes never
+        // sits in memory.
+        let mut f = std::fs::File::open(file).map_err(io)?;
+        let mut hasher = sha2::Sha256::new();
+        std::io::copy(&mut f, &mut hasher).map_err(io)?;
+        let sha = format!("{:x}", hasher.finalize());
+        f.rewind().map_err(io)?;
         let url = format!(
             "{}/api/v1/repos/{}/files/{}",
             self.base,
             segment(repo),
-            path.join("/")
+            crate::server::url_path(key)
         );
         let mut req = self
             .auth(self.agent.put(&url))
@@ -204,7 +208,7 @@ impl Client {
                 .query("version", &r.expect.1)
                 .query("release", &r.expect.2);
         }
-        let r = req.send(&bytes[..]);
+        let r = req.send(f);
         self.answer(&url, r)
     }
 

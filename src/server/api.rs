@@ -4,7 +4,6 @@
 //! and tokens.
 
 use std::io::Write;
-use std::path::PathBuf;
 use std::time::Instant;
 
 use actix_web::http::StatusCode;
@@ -319,15 +318,6 @@ impl UploadQuery {
     }
 }
 
-/// Removes a partial upload however the request ends.
-struct TempFile(PathBuf);
-
-impl Drop for TempFile {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.0);
-    }
-}
-
 /// `PUT /api/v1/repos/<repo>/files/<download-from path>`: the raw body is the package.
 async fn upload(
     req: HttpRequest,
@@ -413,12 +403,9 @@ async fn receive(
     };
 
     // Stream the body to a temporary file, hashing as it comes.
-    let temp = TempFile(
-        state
-            .uploads
-            .join(format!("{:016x}.part", rand::random::<u64>())),
-    );
-    let mut file = std::fs::File::create(&temp.0).map_err(io_error)?;
+    // Removed however the request ends (NamedTempFile deletes on drop).
+    let mut temp = tempfile::NamedTempFile::new_in(&state.uploads).map_err(io_error)?;
+    let file = temp.as_file_mut();
     let mut hasher = Sha256::new();
     let mut size = 0u64;
     while let Some(chunk) = body.next().await {
@@ -432,7 +419,6 @@ async fn receive(
         hasher.update(&chunk);
         file.write_all(&chunk).map_err(io_error)?;
     }
-    drop(file);
     let got = format!("{:x}", hasher.finalize());
     if let Some(want) = expected
         && want != got
@@ -445,7 +431,7 @@ async fn receive(
     }
     let start = Instant::now();
     let upload = Upload {
-        file: temp.0.clone(),
+        file: temp.path().to_path_buf(),
         key: key.to_string(),
         register,
     };

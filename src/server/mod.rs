@@ -25,7 +25,7 @@ use serde::Deserialize;
 
 use crate::auth::{self, AuthError};
 use crate::layout::Layout;
-use crate::repo::{RepoError, Repositories, ServerInfo, running};
+use crate::repo::{RepoError, Repositories, ServerInfo};
 use crate::store::{RepoRecord, Role, TokenRecord};
 
 /// Settings from `--config FILE` (TOML); every one has a default.
@@ -226,13 +226,7 @@ pub struct ServeOptions {
 /// Runs the server until SIGTERM or SIGINT, then lets in-flight requests finish and
 /// flushes the store.
 pub fn run(opts: ServeOptions) -> Result<(), ServeError> {
-    if let Some(info) = running(&opts.data) {
-        return Err(RepoError::InUse {
-            url: info.url,
-            pid: info.pid,
-        }
-        .into());
-    }
+    // Refuses a data directory another server holds.
     let repos = Repositories::open(&opts.data, opts.layout.clone())?;
     if let Some(tree) = &opts.demo {
         demo::seed(&repos, tree)?;
