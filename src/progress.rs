@@ -5,6 +5,8 @@
 pub trait Progress: Sync {
     /// A phase starts with `total` units (bytes) to go.
     fn start(&self, _phase: &str, _total: u64) {}
+    /// The phase turns out to have `n` more units (a download's length, once known).
+    fn grow(&self, _n: u64) {}
     fn advance(&self, _n: u64) {}
     fn finish(&self) {}
 }

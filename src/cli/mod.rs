@@ -93,6 +93,9 @@ enum Command {
     /// The build node's plan: for each dependency, use what is installed, install a
     /// binary package, download a prebuilt tarball, or build from source.
     Resolve(resolve::ResolveArgs),
+    /// Carry the plan out: install packages, download and unpack tarballs into
+    /// ${stageDir}, check sources out into ${workspaceDir}.
+    Fetch(resolve::FetchArgs),
     /// Serve the repositories, the JSON API and the browse pages over HTTP.
     Serve(serve::ServeArgs),
     /// API tokens for the server: create, list, revoke.
@@ -249,7 +252,10 @@ fn run(cli: Cli) -> Outcome {
         Command::Lock(args) => repo::cmd_lock(args, &target, cli.json),
         Command::Clone(args) => repo::cmd_clone(args, cli.json),
         Command::Register(args) => repo::cmd_register(args, &target, cli.json),
-        Command::Resolve(args) => resolve::cmd_resolve(args, &layout, cli.json),
+        Command::Resolve(args) => {
+            resolve::cmd_resolve(args, &target, cli.token.as_deref(), cli.json)
+        }
+        Command::Fetch(args) => resolve::cmd_fetch(args, &target, cli.token.as_deref(), cli.json),
         Command::Serve(args) => serve::cmd_serve(args, &cli.data, &layout, cli.json),
         Command::Token(cmd) => serve::cmd_token(cmd, &target, cli.json),
         Command::Platforms => {

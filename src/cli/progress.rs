@@ -41,6 +41,15 @@ impl Progress for Bar {
         }
     }
 
+    fn grow(&self, n: u64) {
+        if let Some(b) = &self.0 {
+            b.inc_length(n);
+            if b.length().unwrap_or(0) >= WORTH_A_BAR && b.is_hidden() {
+                b.set_draw_target(ProgressDrawTarget::stderr());
+            }
+        }
+    }
+
     fn advance(&self, n: u64) {
         if let Some(b) = &self.0 {
             b.inc(n);

@@ -113,6 +113,14 @@ pub enum Target<'a> {
     },
 }
 
+impl Target<'_> {
+    pub fn layout(&self) -> &Layout {
+        match self {
+            Target::Local { layout, .. } | Target::Remote { layout, .. } => layout,
+        }
+    }
+}
+
 pub fn cmd_repo(cmd: RepoCommand, target: &Target, json: bool) -> Outcome {
     match cmd {
         RepoCommand::Create {

@@ -1,13 +1,20 @@
-//! `resolve`: arguments and output; the plan is made by [`crate::resolve`].
+//! `resolve` and `fetch`: arguments and output; the plan is made and carried out by
+//! [`crate::resolve`].
 
 use std::process::ExitCode;
 
+use std::path::PathBuf;
+
 use clap::{Args, ValueEnum};
 
+use super::progress::Bar;
+use super::repo::Target;
 use super::{ContextArgs, Failure, Outcome, print_json, refuse_broken_tree};
 use crate::config::Tree;
-use crate::layout::Layout;
-use crate::resolve::{self, Packages, PlanRequest};
+use crate::resolve::fetch::FetchOptions;
+use crate::resolve::node::ThisNode;
+use crate::resolve::{self, Packages, Plan, PlanRequest};
+use crate::store::RepoKind;
 
 #[derive(Clone, Copy, ValueEnum)]
 pub enum Privileged {
@@ -24,7 +31,8 @@ pub struct ResolveArgs {
     configuration: String,
     /// A repository to look for prebuilt packages in: a served one
     /// (`http://HOST/repos/NAME`) or a directory. Repeatable; the first that has a file
-    /// wins, so list the registered repository first.
+    /// wins, so list the registered repository first. Without it: every repository of
+    /// --data or --server, registered ones first.
     #[arg(long = "repo", value_name = "URL|PATH")]
     repos: Vec<String>,
     /// Whether this node may install packages.
@@ -40,21 +48,49 @@ pub struct ResolveArgs {
     ctx: ContextArgs,
 }
 
-pub fn cmd_resolve(args: ResolveArgs, layout: &Layout, json: bool) -> Outcome {
+/// `fetch`: the plan's arguments, and where to carry it out.
+#[derive(Args)]
+pub struct FetchArgs {
+    #[command(flatten)]
+    resolve: ResolveArgs,
+    /// Where tarballs are unpacked; the configuration's ${stageDir} if omitted.
+    #[arg(long, value_name = "DIR")]
+    stage: Option<PathBuf>,
+    /// Where downloads are kept (and resumed); ${workspaceDir}/.packyard-downloads if
+    /// omitted.
+    #[arg(long, value_name = "DIR")]
+    cache: Option<PathBuf>,
+    /// Parallel downloads.
+    #[arg(long, default_value_t = 4)]
+    jobs: usize,
+    /// Print what would be done, and do nothing.
+    #[arg(long)]
+    dry_run: bool,
+}
+
+/// The plan, made against the `--repo` repositories, or else against every repository
+/// of the data directory or `--server` (registered ones first, then volatile ones).
+fn make_plan(
+    args: &ResolveArgs,
+    target: &Target,
+    token: Option<&str>,
+    privileged: bool,
+) -> Result<(Plan, Vec<String>), Failure> {
+    let layout = target.layout();
     let tree = Tree::load(&args.ctx.tree)?;
     refuse_broken_tree(&tree)?;
-    let repos: Vec<Box<dyn Packages>> = args
-        .repos
+    let specs = if args.repos.is_empty() {
+        default_repos(target)?
+    } else {
+        args.repos.clone()
+    };
+    let repos: Vec<Box<dyn Packages>> = specs
         .iter()
-        .map(|r| resolve::sources::open(r))
+        .map(|r| resolve::sources::open(r, token))
         .collect();
     let repos: Vec<&dyn Packages> = repos.iter().map(|r| r.as_ref()).collect();
-    let node = resolve::node::ThisNode {
-        privileged: match args.privileged {
-            Privileged::Auto => None,
-            Privileged::Yes => Some(true),
-            Privileged::No => Some(false),
-        },
+    let node = ThisNode {
+        privileged: Some(privileged),
     };
     let request = PlanRequest {
         tree: &tree,
@@ -68,9 +104,66 @@ pub fn cmd_resolve(args: ResolveArgs, layout: &Layout, json: bool) -> Outcome {
         let hint = e.hint();
         Failure::new(e, hint)
     })?;
+    Ok((plan, specs))
+}
+
+/// Every repository of the target, registered ones first, as `--repo` values.
+fn default_repos(target: &Target) -> Result<Vec<String>, Failure> {
+    let (mut list, base) = match target {
+        Target::Remote { client, url, .. } => (client.repos()?, Some(url.clone())),
+        Target::Local { data, layout } => {
+            if !data.join("repos").is_dir() {
+                return Ok(vec![]);
+            }
+            match crate::repo::running(data) {
+                Some(info) => (
+                    crate::client::Client::new(&info.url, None).repos()?,
+                    Some(info.url.trim_end_matches('/').to_string()),
+                ),
+                None => (
+                    crate::repo::Repositories::open(data, (*layout).clone())?.list()?,
+                    None,
+                ),
+            }
+        }
+    };
+    list.sort_by_key(|r| (r.record.kind != RepoKind::Registered, r.record.name.clone()));
+    Ok(list
+        .iter()
+        .map(|r| match (&base, target) {
+            (Some(url), _) => format!("{url}/repos/{}", crate::server::url_path(&r.record.name)),
+            (None, Target::Local { data, .. }) => {
+                data.join("repos").join(&r.record.name).display().to_string()
+            }
+            (None, Target::Remote { .. }) => String::new(),
+        })
+        .collect())
+}
+
+fn privileged(p: Privileged) -> bool {
+    match p {
+        Privileged::Yes => true,
+        Privileged::No => false,
+        Privileged::Auto => resolve::node::can_install(),
+    }
+}
+
+fn failed_deps(plan: &Plan) -> bool {
+    plan.dependencies
+        .iter()
+        .any(|d| d.action == resolve::Action::Unresolved && !d.listed_only)
+}
+
+pub fn cmd_resolve(args: ResolveArgs, target: &Target, token: Option<&str>, json: bool) -> Outcome {
+    let (plan, repos) = make_plan(&args, target, token, privileged(args.privileged))?;
     if json {
         print_json(&plan)?;
     } else {
+        if repos.is_empty() {
+            println!("repositories: none (pass --repo, or --server)");
+        } else {
+            println!("repositories: {}", repos.join(", "));
+        }
         println!("build order: {}", plan.order.join(" → "));
         println!();
         println!(
@@ -92,13 +185,83 @@ pub fn cmd_resolve(args: ResolveArgs, layout: &Layout, json: bool) -> Outcome {
             }
         }
     }
-    let unresolved = plan
-        .dependencies
-        .iter()
-        .any(|d| d.action == resolve::Action::Unresolved && !d.listed_only);
-    Ok(if unresolved {
+    Ok(if failed_deps(&plan) {
         ExitCode::FAILURE
     } else {
         ExitCode::SUCCESS
+    })
+}
+
+pub fn cmd_fetch(args: FetchArgs, target: &Target, token: Option<&str>, json: bool) -> Outcome {
+    let can = privileged(args.resolve.privileged);
+    let (plan, _) = make_plan(&args.resolve, target, token, can)?;
+    let layout = target.layout();
+    let format = layout
+        .platform(args.resolve.ctx.platform.as_deref())
+        .map_err(|e| Failure::new(&e, "see `packyard platforms`".to_string()))?
+        .format;
+    // SAFETY: geteuid has no preconditions.
+    let root = unsafe { libc::geteuid() } == 0;
+    let opts = FetchOptions {
+        cache: args
+            .cache
+            .clone()
+            .unwrap_or_else(|| plan.workspace_dir.join(".packyard-downloads")),
+        stage_dir: args.stage.clone().unwrap_or_else(|| plan.stage_dir.clone()),
+        workspace_dir: plan.workspace_dir.clone(),
+        format,
+        privileged: can,
+        sudo: can && !root,
+        jobs: args.jobs,
+        token: token.map(str::to_string),
+        dry_run: args.dry_run,
+    };
+    let bar = Bar::new(!json);
+    let report = resolve::fetch::fetch(&plan, &opts, &bar).map_err(|e| {
+        let hint = e.hint();
+        Failure::new(e, hint)
+    })?;
+    if json {
+        print_json(&report)?;
+    } else {
+        let would = if report.dry_run { "would " } else { "" };
+        for f in &report.downloaded {
+            let how = if report.dry_run {
+                "fetch"
+            } else if f.cached {
+                "checked"
+            } else {
+                "downloaded"
+            };
+            println!("{would}{how:<10} {:<40} {}", f.module, f.source);
+        }
+        if !report.unpacked.is_empty() {
+            println!(
+                "{would}unpack {} into {}",
+                report.unpacked.join(", "),
+                report.stage_dir
+            );
+        }
+        if let Some(cmd) = &report.installed {
+            println!("{would}install    {cmd}");
+        }
+        for c in &report.checked_out {
+            let how = if c.skipped {
+                "there already"
+            } else if report.dry_run {
+                "would check out"
+            } else {
+                "checked out"
+            };
+            println!("{how:<14} {:<40} {}", c.module, c.dir);
+        }
+        for l in &report.left {
+            println!("not done      {:<40} {}", l.module, l.reason);
+        }
+    }
+    Ok(if report.left.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
     })
 }

@@ -407,6 +407,10 @@ impl Repositories {
             progress.advance(r.bytes.len() as u64);
             self.blobs
                 .put_unsynced(&format!("{name}/{}", r.key), &r.bytes)?;
+            self.blobs.put_unsynced(
+                &format!("{name}/{}", checksum_key(&r.key)),
+                checksum_line(&r.key, &r.record.sha256).as_bytes(),
+            )?;
             if let Some(alias) = alias_key(self, &r.record) {
                 self.blobs
                     .alias(&format!("{name}/{}", r.key), &format!("{name}/{alias}"))?;
@@ -438,6 +442,8 @@ impl Repositories {
             }
             if !written.contains(p.path.as_str()) {
                 self.blobs.remove(&format!("{name}/{}", p.path))?;
+                self.blobs
+                    .remove(&format!("{name}/{}", checksum_key(&p.path)))?;
             }
         }
         Ok(PublishReport {
@@ -812,6 +818,19 @@ impl RepoLock {
         }
         Ok(RepoLock { _file: file })
     }
+}
+
+/// Where the repository's record of a file's SHA-256 sits beside it: `<path>.sha256`,
+/// in `sha256sum` format. It lets a build node check a tarball (which no signed index
+/// lists) from a plain directory, a `file://` tree or any HTTP mirror.
+pub fn checksum_key(path: &str) -> String {
+    format!("{path}.sha256")
+}
+
+/// The text of a checksum file: `sha256sum -c` reads it in the file's directory.
+pub fn checksum_line(path: &str, sha256: &str) -> String {
+    let file = path.rsplit('/').next().unwrap_or(path);
+    format!("{sha256}  {file}\n")
 }
 
 fn same_identity(a: &PackageRecord, b: &PackageRecord) -> bool {

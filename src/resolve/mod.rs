@@ -4,10 +4,13 @@
 //! the order to build in. Pure: what repositories hold and what the node has come in
 //! through [`Packages`] and [`Node`]; `sources` and `node` implement them for real.
 
+pub mod fetch;
 pub mod node;
 pub mod sources;
+pub mod unpack;
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::path::PathBuf;
 
 use serde::Serialize;
 
@@ -49,6 +52,9 @@ pub struct Planned {
     pub reason: String,
     /// Where it comes from: a repository path or URL, or the install command.
     pub source: Option<String>,
+    /// The download-from path of the file `source` names.
+    #[serde(skip)]
+    pub path: Option<String>,
     /// The package name (RPM/DEB and the tarball's), for installing and checking.
     #[serde(skip)]
     pub package_name: Option<String>,
@@ -65,6 +71,12 @@ pub struct Plan {
     /// Configurations in build order (dependencies first), ending with the one asked for.
     pub order: Vec<String>,
     pub dependencies: Vec<Planned>,
+    /// `${stageDir}` and `${workspaceDir}` of the configuration asked for: where `fetch`
+    /// unpacks tarballs and checks sources out.
+    #[serde(skip)]
+    pub stage_dir: PathBuf,
+    #[serde(skip)]
+    pub workspace_dir: PathBuf,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -197,9 +209,13 @@ pub fn plan(
         }
     }
     let order = build_order(req.tree, root, &edges)?;
+    let top = resolver.resolve(root)?;
+    let dir = |key: &str, default: &str| PathBuf::from(top.value(key).unwrap_or(default));
     Ok(Plan {
         order,
         dependencies,
+        stage_dir: dir("stageDir", "workspace/stage"),
+        workspace_dir: dir("workspaceDir", "workspace"),
     })
 }
 
@@ -263,6 +279,7 @@ fn external(
         action,
         reason,
         source,
+        path: None,
         package_name: Some(dep.name.clone()),
         checkout: None,
         listed_only: false,
@@ -294,6 +311,7 @@ fn decide(
         action: Action::Source,
         reason: String::new(),
         source: None,
+        path: None,
         package_name: package.clone(),
         checkout: target
             .commands
@@ -317,11 +335,13 @@ fn decide(
             out.action = Action::Install;
             out.reason = format!("prebuilt package in the repository ({why})");
             out.source = Some(b);
+            out.path = paths.map(|d| d.package.clone());
         }
         (_, Some(t)) => {
             out.action = Action::Download;
             out.reason = format!("prebuilt tarball in the repository ({why})");
             out.source = Some(t);
+            out.path = paths.map(|d| d.tarball.clone());
         }
         (Some(b), None) => {
             out.action = Action::Install;
@@ -333,6 +353,7 @@ fn decide(
                 "only a binary package is published and this node cannot install packages: run `{cmd}` ({why})"
             );
             out.source = Some(b);
+            out.path = paths.map(|d| d.package.clone());
         }
         (None, None) => {
             out.reason = match paths {

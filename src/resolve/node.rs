@@ -37,14 +37,17 @@ impl Node for ThisNode {
     }
 
     fn privileged(&self) -> bool {
-        self.privileged.unwrap_or_else(|| {
-            // SAFETY: geteuid has no preconditions.
-            let euid = unsafe { libc::geteuid() };
-            euid == 0
-                || Command::new("sudo")
-                    .args(["-n", "true"])
-                    .output()
-                    .is_ok_and(|o| o.status.success())
-        })
+        self.privileged.unwrap_or_else(can_install)
     }
+}
+
+/// Whether this process may install packages: root, or passwordless sudo.
+pub fn can_install() -> bool {
+    // SAFETY: geteuid has no preconditions.
+    let euid = unsafe { libc::geteuid() };
+    euid == 0
+        || Command::new("sudo")
+            .args(["-n", "true"])
+            .output()
+            .is_ok_and(|o| o.status.success())
 }

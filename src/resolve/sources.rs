@@ -28,10 +28,12 @@ impl Packages for LocalRepo {
 pub struct RemoteRepo {
     pub url: String,
     agent: ureq::Agent,
+    /// For private repositories.
+    token: Option<String>,
 }
 
 impl RemoteRepo {
-    pub fn new(url: &str) -> RemoteRepo {
+    pub fn new(url: &str, token: Option<&str>) -> RemoteRepo {
         RemoteRepo {
             url: url.trim_end_matches('/').to_string(),
             agent: ureq::Agent::config_builder()
@@ -39,6 +41,7 @@ impl RemoteRepo {
                 .timeout_global(Some(std::time::Duration::from_secs(30)))
                 .build()
                 .new_agent(),
+            token: token.map(str::to_string),
         }
     }
 }
@@ -46,7 +49,11 @@ impl RemoteRepo {
 impl Packages for RemoteRepo {
     fn find(&self, path: &str) -> Option<String> {
         let url = format!("{}/{}", self.url, crate::server::url_path(path));
-        let r = self.agent.head(&url).call().ok()?;
+        let mut req = self.agent.head(&url);
+        if let Some(t) = &self.token {
+            req = req.header("Authorization", format!("Bearer {t}"));
+        }
+        let r = req.call().ok()?;
         (r.status().as_u16() == 200).then_some(url)
     }
 
@@ -56,9 +63,9 @@ impl Packages for RemoteRepo {
 }
 
 /// `--repo` values: URLs are served repositories, anything else a directory.
-pub fn open(spec: &str) -> Box<dyn Packages> {
+pub fn open(spec: &str, token: Option<&str>) -> Box<dyn Packages> {
     if spec.starts_with("http://") || spec.starts_with("https://") {
-        Box::new(RemoteRepo::new(spec))
+        Box::new(RemoteRepo::new(spec, token))
     } else {
         let dir = spec.strip_prefix("file://").unwrap_or(spec);
         Box::new(LocalRepo {
