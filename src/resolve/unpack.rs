@@ -214,9 +214,12 @@ fn plan_moves(from: &Path, to: &Path, out: &mut Vec<(PathBuf, PathBuf)>) -> Resu
 mod tests {
     use super::*;
 
+    /// A raw tar entry: path, type, link target, data.
+    type Raw<'a> = (&'a str, EntryType, &'a str, &'a [u8]);
+
     /// A gzip tarball of raw entries: (path, type, link target, data). Paths are written
     /// into the header bytes as given, so `../` and absolute names get through.
-    fn tarball(entries: &[(&str, EntryType, &str, &[u8])]) -> Vec<u8> {
+    fn tarball(entries: &[Raw]) -> Vec<u8> {
         let mut b = tar::Builder::new(Vec::new());
         for (path, kind, link, data) in entries {
             let mut h = tar::Header::new_gnu();
@@ -242,7 +245,7 @@ mod tests {
         gz.finish().unwrap()
     }
 
-    fn try_unpack(entries: &[(&str, EntryType, &str, &[u8])]) -> (tempfile::TempDir, String) {
+    fn try_unpack(entries: &[Raw]) -> (tempfile::TempDir, String) {
         let work = tempfile::tempdir().unwrap();
         let file = work.path().join("t.tar.gz");
         fs::write(&file, tarball(entries)).unwrap();
@@ -310,7 +313,7 @@ mod tests {
 
     #[test]
     fn escaping_entries_are_refused_and_nothing_lands_outside() {
-        let cases: &[(&[(&str, EntryType, &str, &[u8])], &str)] = &[
+        let cases: &[(&[Raw], &str)] = &[
             (
                 &[("../evil", EntryType::Regular, "", b"x")],
                 "contains `..`",
