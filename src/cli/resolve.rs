@@ -87,7 +87,15 @@ fn make_plan(
     let repos: Vec<Box<dyn Packages>> = specs
         .iter()
         .map(|r| resolve::sources::open(r, token))
-        .collect();
+        .collect::<Result<_, _>>()
+        .map_err(|e| {
+            Failure::new(
+                e,
+                "--repo takes a repository directory (<data>/repos/NAME) or a served \
+                 repository's URL (http://HOST/repos/NAME)"
+                    .to_string(),
+            )
+        })?;
     let repos: Vec<&dyn Packages> = repos.iter().map(|r| r.as_ref()).collect();
     let node = ThisNode {
         privileged: Some(privileged),
@@ -132,9 +140,11 @@ fn default_repos(target: &Target) -> Result<Vec<String>, Failure> {
         .iter()
         .map(|r| match (&base, target) {
             (Some(url), _) => format!("{url}/repos/{}", crate::server::url_path(&r.record.name)),
-            (None, Target::Local { data, .. }) => {
-                data.join("repos").join(&r.record.name).display().to_string()
-            }
+            (None, Target::Local { data, .. }) => data
+                .join("repos")
+                .join(&r.record.name)
+                .display()
+                .to_string(),
             (None, Target::Remote { .. }) => String::new(),
         })
         .collect())

@@ -27,6 +27,9 @@ pub struct ServeArgs {
     #[arg(long, value_name = "TREE", num_args = 0..=1,
           default_missing_value = "fixtures/trees/my-project")]
     demo: Option<PathBuf>,
+    /// The module tree `GET /api/v1/resolve` plans from (default: the --demo tree).
+    #[arg(long, value_name = "DIR")]
+    tree: Option<PathBuf>,
 }
 
 #[derive(Subcommand)]
@@ -56,6 +59,9 @@ pub fn cmd_serve(args: ServeArgs, data: &Path, layout: &Layout, json: bool) -> O
     };
     if let Some(l) = args.listen {
         settings.listen = l;
+    }
+    if let Some(t) = args.tree {
+        settings.tree = Some(t);
     }
     server::run(ServeOptions {
         data: data.to_path_buf(),

@@ -33,7 +33,9 @@ pub enum FetchError {
     BadRecord { record: String },
     #[error("cannot download {url}: {why}")]
     Download { url: String, why: String },
-    #[error("{file} does not match the repository's record: its sha256 is {actual}, the record says {expected}")]
+    #[error(
+        "{file} does not match the repository's record: its sha256 is {actual}, the record says {expected}"
+    )]
     Checksum {
         file: String,
         expected: String,
@@ -244,9 +246,13 @@ pub fn fetch(
                 cached: false,
             });
         }
-        let files: Vec<PathBuf> = work.binaries.iter().map(|d| where_to(d, &cache).1).collect();
-        report.installed = install_command(opts.format, opts.sudo, have_dnf, &files, &names)
-            .map(|c| c.join(" "));
+        let files: Vec<PathBuf> = work
+            .binaries
+            .iter()
+            .map(|d| where_to(d, &cache).1)
+            .collect();
+        report.installed =
+            install_command(opts.format, opts.sudo, have_dnf, &files, &names).map(|c| c.join(" "));
         report.unpacked = work.tarballs.iter().map(|d| d.module.clone()).collect();
         report.checked_out = work
             .sources
@@ -263,7 +269,12 @@ pub fn fetch(
     }
 
     // 1. Every file, checked.
-    let wanted: Vec<&Planned> = work.tarballs.iter().chain(&work.binaries).copied().collect();
+    let wanted: Vec<&Planned> = work
+        .tarballs
+        .iter()
+        .chain(&work.binaries)
+        .copied()
+        .collect();
     let fetched = download_all(&wanted, &cache, opts, progress)?;
     let (tarballs, binaries) = fetched.split_at(work.tarballs.len());
 
@@ -617,7 +628,10 @@ fn checkout(d: &Planned, workspace: &Path) -> Result<CheckedOut, FetchError> {
         why,
     };
     let Some(command) = d.checkout.clone() else {
-        return Err(err(None, "its configuration has no `checkout` command".into()));
+        return Err(err(
+            None,
+            "its configuration has no `checkout` command".into(),
+        ));
     };
     let mut out = CheckedOut {
         module: d.module.clone(),
@@ -744,8 +758,14 @@ mod tests {
             Some("rpm -U --replacepkgs /c/p-1.rpm")
         );
         assert_eq!(
-            line(PackageFormat::Deb, false, false, &[PathBuf::from("/c/p.deb")], &names)
-                .as_deref(),
+            line(
+                PackageFormat::Deb,
+                false,
+                false,
+                &[PathBuf::from("/c/p.deb")],
+                &names
+            )
+            .as_deref(),
             Some("apt-get install -y /c/p.deb gcc")
         );
     }
@@ -768,7 +788,10 @@ mod tests {
         let mut e = planned("p.e", Action::Source, DependencyType::Dynamic);
         e.checkout = Some("true".into());
         let msg = checkout(&e, ws.path()).unwrap_err().to_string();
-        assert!(msg.contains("did not create") && msg.contains("p.e"), "{msg}");
+        assert!(
+            msg.contains("did not create") && msg.contains("p.e"),
+            "{msg}"
+        );
         e.checkout = Some("exit 3".into());
         let msg = checkout(&e, ws.path()).unwrap_err().to_string();
         assert!(msg.contains("exited with"), "{msg}");

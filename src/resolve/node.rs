@@ -1,6 +1,7 @@
 //! The machine a plan is for: what its package manager says is installed, and whether
 //! it may install more.
 
+use std::collections::HashMap;
 use std::process::Command;
 
 use super::Node;
@@ -50,4 +51,21 @@ pub fn can_install() -> bool {
             .args(["-n", "true"])
             .output()
             .is_ok_and(|o| o.status.success())
+}
+
+/// A node that said what it has (`GET /api/v1/resolve?installed=NAME=VERSION`): the
+/// server cannot look at it.
+pub struct ReportedNode {
+    pub installed: HashMap<String, String>,
+    pub privileged: bool,
+}
+
+impl Node for ReportedNode {
+    fn installed(&self, _: PackageFormat, name: &str) -> Option<String> {
+        self.installed.get(name).cloned()
+    }
+
+    fn privileged(&self) -> bool {
+        self.privileged
+    }
 }

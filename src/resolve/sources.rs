@@ -5,9 +5,11 @@ use std::path::PathBuf;
 
 use super::Packages;
 
-/// A repository directory: `<dir>/<download-from path>`.
+/// A repository directory: `<dir>/<download-from path>`. With `url`, the server's own
+/// view of a repository it serves: found on disk, named by URL.
 pub struct LocalRepo {
     pub dir: PathBuf,
+    pub url: Option<String>,
 }
 
 impl Packages for LocalRepo {
@@ -16,11 +18,20 @@ impl Packages for LocalRepo {
             return None;
         }
         let full = self.dir.join(path);
-        full.is_file().then(|| full.display().to_string())
+        if !full.is_file() {
+            return None;
+        }
+        Some(match &self.url {
+            Some(u) => format!("{u}/{}", crate::server::url_path(path)),
+            None => full.display().to_string(),
+        })
     }
 
     fn name(&self) -> String {
-        self.dir.display().to_string()
+        match &self.url {
+            Some(u) => u.clone(),
+            None => self.dir.display().to_string(),
+        }
     }
 }
 
@@ -62,14 +73,19 @@ impl Packages for RemoteRepo {
     }
 }
 
-/// `--repo` values: URLs are served repositories, anything else a directory.
-pub fn open(spec: &str, token: Option<&str>) -> Box<dyn Packages> {
+/// `--repo` values: URLs are served repositories, anything else a directory (which must
+/// exist: a mistyped path would otherwise quietly mean "build everything from source").
+pub fn open(spec: &str, token: Option<&str>) -> Result<Box<dyn Packages>, String> {
     if spec.starts_with("http://") || spec.starts_with("https://") {
-        Box::new(RemoteRepo::new(spec, token))
+        Ok(Box::new(RemoteRepo::new(spec, token)))
     } else {
-        let dir = spec.strip_prefix("file://").unwrap_or(spec);
-        Box::new(LocalRepo {
-            dir: PathBuf::from(dir),
-        })
+        let dir = PathBuf::from(spec.strip_prefix("file://").unwrap_or(spec));
+        if !dir.is_dir() {
+            return Err(format!(
+                "repository directory {} does not exist",
+                dir.display()
+            ));
+        }
+        Ok(Box::new(LocalRepo { dir, url: None }))
     }
 }

@@ -103,9 +103,8 @@ pub fn unpack(file: &Path, dir: &Path) -> Result<u64, UnpackError> {
                     .link_name()
                     .map_err(|e| broken(e.to_string()))?
                     .ok_or_else(|| unsafe_entry("a hard link without a target"))?;
-                relative_parts(&target).map_err(|_| {
-                    unsafe_entry("its hard link target is outside the directory")
-                })?;
+                relative_parts(&target)
+                    .map_err(|_| unsafe_entry("its hard link target is outside the directory"))?;
             }
             other => {
                 return Err(unsafe_entry(&format!(

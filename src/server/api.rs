@@ -47,6 +47,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
                     .route(web::post().to(create_token)),
             )
             .service(resource("/tokens/{id}").route(web::delete().to(revoke_token)))
+            .service(resource("/resolve").route(web::get().to(resolve)))
             .default_service(web::to(|req: HttpRequest| async move {
                 Err::<HttpResponse, _>(
                     ApiError::not_found(format!("no API route {} {}", req.method(), req.path()))
@@ -562,4 +563,115 @@ async fn revoke_token(
     let id = path.into_inner();
     let t = blocking(move || Ok(auth::revoke(s.repos.store.as_ref(), &id)?)).await?;
     Ok(HttpResponse::Ok().json(without_hash(&t)))
+}
+
+/// `GET /resolve`: the build node's plan, for nodes that only have curl. The node says
+/// what it has (`installed=NAME=VERSION`, repeatable) and whether it may install
+/// (`privileged`); the repositories are this server's (`repo=NAME`, repeatable; default:
+/// every one the caller may read, registered ones first).
+async fn resolve(req: HttpRequest, state: Shared) -> Result<HttpResponse, ApiError> {
+    let bad = |m: String| {
+        ApiError::new(StatusCode::BAD_REQUEST, "bad_query", m)
+            .hint("see docs/openapi.yaml for /api/v1/resolve's parameters")
+    };
+    let mut configuration = None;
+    let mut options = crate::config::ResolveOptions::default();
+    let mut repos = Vec::new();
+    let mut installed = std::collections::HashMap::new();
+    let (mut privileged, mut runtime_deps, mut shallow) = (false, false, false);
+    let flag = |k: &str, v: &str| match v {
+        "" | "true" | "yes" | "1" => Ok(true),
+        "false" | "no" | "0" => Ok(false),
+        _ => Err(bad(format!("`{k}` takes true or false, not `{v}`"))),
+    };
+    let pair = |k: &str, v: &str| {
+        v.split_once('=')
+            .map(|(a, b)| (a.to_string(), b.to_string()))
+            .ok_or_else(|| bad(format!("`{k}` takes NAME=VALUE, not `{v}`")))
+    };
+    for (k, v) in form_urlencoded::parse(req.query_string().as_bytes()) {
+        match &*k {
+            "configuration" => configuration = Some(v.into_owned()),
+            "platform" => options.platform = Some(v.into_owned()),
+            "project" => options.project = Some(v.into_owned()),
+            "p" => options.overrides.push(pair(&k, &v)?),
+            "repo" => repos.push(v.into_owned()),
+            "installed" => {
+                let (n, ver) = pair(&k, &v)?;
+                installed.insert(n, ver);
+            }
+            "privileged" => privileged = flag(&k, &v)?,
+            "runtime_deps" => runtime_deps = flag(&k, &v)?,
+            "shallow" => shallow = flag(&k, &v)?,
+            other => return Err(bad(format!("unknown parameter `{other}`"))),
+        }
+    }
+    let configuration = configuration.ok_or_else(|| bad("`configuration` is required".into()))?;
+    let Some(tree_dir) = state.settings.tree.clone() else {
+        return Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            "no_tree",
+            "this server has no module tree to plan from",
+        )
+        .hint("start it with `packyard serve --tree DIR` (or `tree = ...` in its settings)"));
+    };
+    // The repositories: readable ones, named or all, registered first.
+    let records: Vec<crate::store::RepoRecord> = if repos.is_empty() {
+        let signed_in = state.caller(&req)?.is_some();
+        let mut all: Vec<_> = state
+            .repos
+            .list()?
+            .into_iter()
+            .map(|r| r.record)
+            .filter(|r| signed_in || !r.private)
+            .collect();
+        all.sort_by_key(|r| (r.kind != RepoKind::Registered, r.name.clone()));
+        all
+    } else {
+        repos
+            .iter()
+            .map(|r| state.readable(&req, r))
+            .collect::<Result<_, _>>()?
+    };
+    let base = state.base_url(&req);
+    let sources: Vec<crate::resolve::sources::LocalRepo> = records
+        .iter()
+        .map(|r| crate::resolve::sources::LocalRepo {
+            dir: state.repos_root.join(&r.name),
+            url: Some(format!("{base}/repos/{}", super::url_path(&r.name))),
+        })
+        .collect();
+    let s = state.clone();
+    let plan = blocking(move || {
+        let tree = crate::config::Tree::load(&tree_dir).map_err(|e| {
+            ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "bad_tree", e.to_string())
+        })?;
+        let node = crate::resolve::node::ReportedNode {
+            installed,
+            privileged,
+        };
+        let packages: Vec<&dyn crate::resolve::Packages> = sources
+            .iter()
+            .map(|r| r as &dyn crate::resolve::Packages)
+            .collect();
+        let request = crate::resolve::PlanRequest {
+            tree: &tree,
+            layout: &s.layout,
+            configuration: &configuration,
+            options,
+            runtime_deps,
+            shallow,
+        };
+        crate::resolve::plan(&request, &packages, &node).map_err(|e| {
+            let hint = e.hint();
+            ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "unresolvable",
+                e.to_string(),
+            )
+            .hint(hint)
+        })
+    })
+    .await?;
+    Ok(HttpResponse::Ok().json(plan))
 }

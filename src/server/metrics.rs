@@ -177,6 +177,8 @@ pub async fn account(
         .unwrap_or_else(|| "unmatched".into());
     let status = res.status().as_u16();
     let bytes = match res.response().body().size() {
+        // A HEAD answer says how long the body would be, and sends none.
+        _ if method == "HEAD" => 0,
         BodySize::Sized(n) => n,
         _ => 0,
     };

@@ -43,6 +43,8 @@ pub struct Settings {
     pub base_url: Option<String>,
     /// Seconds to let in-flight requests finish after SIGTERM.
     pub shutdown_timeout: u64,
+    /// The module tree `GET /api/v1/resolve` plans from; `--tree` wins.
+    pub tree: Option<PathBuf>,
 }
 
 impl Default for Settings {
@@ -53,6 +55,7 @@ impl Default for Settings {
             workers: None,
             base_url: None,
             shutdown_timeout: 60,
+            tree: None,
         }
     }
 }
@@ -117,6 +120,8 @@ pub struct State {
     private: std::sync::RwLock<std::collections::HashMap<String, bool>>,
     /// Per repository: its directory, open, for [`files::open_beneath`].
     dirs: std::sync::RwLock<std::collections::HashMap<String, std::sync::Arc<std::fs::File>>>,
+    /// Platforms and download-from templates, for plans.
+    pub layout: crate::layout::Layout,
 }
 
 pub type Shared = web::Data<State>;
@@ -236,7 +241,10 @@ pub fn run(opts: ServeOptions) -> Result<(), ServeError> {
     let _ = std::fs::remove_dir_all(&uploads);
     std::fs::create_dir_all(&uploads)?;
     let repos_root = std::fs::canonicalize(opts.data.join("repos"))?;
-    let settings = opts.settings.clone();
+    let mut settings = opts.settings.clone();
+    if settings.tree.is_none() {
+        settings.tree = opts.demo.clone();
+    }
     let state = web::Data::new(State {
         repos,
         data: opts.data.clone(),
@@ -247,6 +255,7 @@ pub fn run(opts: ServeOptions) -> Result<(), ServeError> {
         queue: queue::PublishQueue::default(),
         private: Default::default(),
         dirs: Default::default(),
+        layout: opts.layout.clone(),
     });
 
     actix_web::rt::System::new().block_on(async move {

@@ -139,7 +139,7 @@ fn every_api_answer_matches_openapi_yaml() {
             tree.to_str().unwrap(),
         ],
     );
-    let server = Server::start(d, &[]);
+    let server = Server::start(d, &["--tree", tree.to_str().unwrap()]);
     let call = |method: &str, path: &str, body: Option<Value>, token: Option<&str>| {
         server.call(method, path, body, token)
     };
@@ -287,6 +287,25 @@ fn every_api_answer_matches_openapi_yaml() {
         let (s, b) = call("delete", &format!("/api/v1/tokens/{t}"), None, Some(&admin));
         spec.check("delete", "/api/v1/tokens/{id}", s, &b);
     }
+    // Plans.
+    for (query, status) in [
+        (
+            "configuration=web_server_R_2_5_1_1&platform=el9_x86_64&installed=make%3D4.3-1",
+            200,
+        ),
+        (
+            "configuration=web_server_R_2_5_1_1&repo=nightly&privileged=true&shallow=1",
+            200,
+        ),
+        ("configuration=web_server_R_2_5_1_1&privileged=maybe", 400),
+        ("configuration=web_server_R_2_5_1_1&repo=nope", 404),
+        ("configuration=nope", 422),
+    ] {
+        let (s, b) = call("get", &format!("/api/v1/resolve?{query}"), None, None);
+        assert_eq!(s, status, "{query}: {b}");
+        spec.check("get", "/api/v1/resolve", s, &b);
+    }
+
     // A known route with a method it does not take: 405, with a JSON reason.
     let (s, b) = call("delete", "/api/v1/repos/nightly", None, Some(&admin));
     assert_eq!(s, 405, "{b}");

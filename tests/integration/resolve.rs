@@ -1,13 +1,17 @@
 //! `packyard resolve`: the plan against a repository directory and against the same
 //! packages served by `packyard serve`.
 
+use std::collections::{BTreeMap, BTreeSet};
+use std::fs;
+use std::os::unix::ffi::OsStringExt;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use serde_json::Value;
+use serde_json::{Value, json};
 
-use crate::repo::create_nightly;
-use crate::serve::{Server, upload_packed};
-use crate::support::{fixture, packed, stderr};
+use crate::repo::{copy_tree, create_nightly, py_json};
+use crate::serve::{Server, tree_files, upload_packed};
+use crate::support::{fixture, packed, stderr, stdout};
 
 fn resolve(repo: &str, privileged: &str) -> (bool, Value) {
     let tree = fixture("trees/my-project");
@@ -108,6 +112,556 @@ fn resolve_plans_the_same_from_a_directory_and_from_a_server() {
     assert!(
         src.starts_with(&format!("{}/repos/nightly/my-project/", server.url)),
         "{served}"
+    );
+    server.stop();
+}
+
+// ---------------------------------------------------------------------------------------
+// The scenario: the fixture release on deb12, partly published.
+
+const WEB: &str = "web_server_R_2_5_1_1";
+const ABSENT: &str = "packyard-absent-tool";
+
+/// A copy of the fixture tree whose web server also needs, at build time, `dpkg` (on every
+/// Debian node) and a package no node has. Its sources stay reachable (`src.root`).
+fn scenario_tree(dir: &Path) -> PathBuf {
+    let tree = dir.join("trees/my-project");
+    copy_tree(&fixture("trees/my-project"), &tree);
+    std::os::unix::fs::symlink(fixture("src"), dir.join("src")).unwrap();
+    let file = tree.join("servers/web_server/module.toml");
+    let text = fs::read_to_string(&file).unwrap();
+    let make = "external = \"make\"\nscope = \"build\"\nconstraint = \">= 4.0\"\n";
+    assert!(text.contains(make));
+    let more = format!(
+        "{make}\n[[configuration.dependencies]]\nexternal = \"dpkg\"\nscope = \"build\"\n\n\
+         [[configuration.dependencies]]\nexternal = \"{ABSENT}\"\nscope = \"build\"\n"
+    );
+    fs::write(&file, text.replacen(make, &more, 1)).unwrap();
+    tree
+}
+
+/// A data directory whose `nightly` holds, of the packed deb12 release: the database
+/// schemas as DEB and tarball, the database server as tarball only, the Java API not at
+/// all. Returns the repository directory and the published download-from paths.
+fn scenario_repo(d: &Path) -> (PathBuf, BTreeMap<&'static str, String>) {
+    create_nightly(d, &[]);
+    let packed = tree_files(packed("deb12_amd64"));
+    let pick = |prefix: &str, suffix: &str| -> String {
+        let found: Vec<&String> = packed
+            .keys()
+            .filter(|k| {
+                let f = k.rsplit('/').next().unwrap();
+                f.starts_with(prefix) && f.ends_with(suffix)
+            })
+            .collect();
+        assert_eq!(found.len(), 1, "{prefix}*{suffix} in {packed:?}");
+        found[0].clone()
+    };
+    let chosen = BTreeMap::from([
+        ("schemas.deb", pick("my-database-schemas_", ".deb")),
+        ("schemas.tgz", pick("my-database-schemas-", ".tar.gz")),
+        ("server.tgz", pick("my-database-server-", ".tar.gz")),
+    ]);
+    let sel = d.join("selection");
+    for key in chosen.values() {
+        let to = sel.join(key);
+        fs::create_dir_all(to.parent().unwrap()).unwrap();
+        fs::copy(&packed[key], &to).unwrap();
+    }
+    py_json(d, &["publish", "--repo", "nightly", sel.to_str().unwrap()]);
+    (d.join("repos/nightly"), chosen)
+}
+
+/// `packyard --json <cmd> ...` on the scenario: (success, JSON on stdout, stderr).
+fn scenario_run(cmd: &str, tree: &Path, repo: &str, extra: &[&str]) -> (bool, Value, String) {
+    let o = Command::new(env!("CARGO_BIN_EXE_packyard"))
+        .args(["--json", cmd, "--tree", tree.to_str().unwrap()])
+        .args(["--configuration", WEB, "--platform", "deb12_amd64"])
+        .args(["--repo", repo, "--runtime-deps"])
+        .args(extra)
+        .output()
+        .unwrap();
+    let v: Value = serde_json::from_slice(&o.stdout).unwrap_or(Value::Null);
+    // With --json a failure is reported on stdout.
+    let err = format!("{}{}", stderr(&o), v["error"].as_str().unwrap_or(""));
+    (o.status.success(), v, err)
+}
+
+fn dpkg_version(name: &str) -> String {
+    let o = Command::new("dpkg-query")
+        .args(["-W", "-f", "${Version}", name])
+        .output()
+        .expect("dpkg-query (dpkg) is needed");
+    assert!(o.status.success(), "{name} must be installed for this test");
+    stdout(&o)
+}
+
+/// Every path under `dir` (files, directories, links), relative, with file contents.
+fn snapshot_dir(dir: &Path) -> BTreeMap<String, Vec<u8>> {
+    let mut out = BTreeMap::new();
+    if !dir.exists() {
+        return out;
+    }
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in fs::read_dir(&d).unwrap().flatten() {
+            let p = e.path();
+            let rel = p.strip_prefix(dir).unwrap().display().to_string();
+            let t = e.file_type().unwrap();
+            if t.is_dir() {
+                stack.push(p);
+                out.insert(rel + "/", vec![]);
+            } else if t.is_symlink() {
+                out.insert(rel, fs::read_link(&p).unwrap().into_os_string().into_vec());
+            } else {
+                out.insert(rel, fs::read(&p).unwrap());
+            }
+        }
+    }
+    out
+}
+
+/// The entries of a tarball as `tar` lists them (directories with a trailing slash).
+fn tar_entries(file: &Path) -> BTreeSet<String> {
+    let o = Command::new("tar").arg("tzf").arg(file).output().unwrap();
+    assert!(o.status.success());
+    stdout(&o)
+        .lines()
+        .map(|l| l.trim_start_matches("./").to_string())
+        .filter(|l| !l.is_empty())
+        .collect()
+}
+
+#[test]
+fn scenario_resolve_gives_each_dependency_its_action_and_fetch_carries_it_out() {
+    let work = tempfile::tempdir().unwrap();
+    let w = work.path();
+    let tree = scenario_tree(w);
+    let (repo, chosen) = scenario_repo(&w.join("data"));
+    let repo_s = repo.to_str().unwrap();
+    let at = |k: &str| repo.join(&chosen[k]).display().to_string();
+
+    let (ok, plan, err) = scenario_run("resolve", &tree, repo_s, &["--privileged", "no"]);
+    // The absent external makes the plan fail, and says so.
+    assert!(!ok, "{plan}");
+    assert!(plan.is_object(), "{err}");
+    let (make, dpkg) = (dpkg_version("make"), dpkg_version("dpkg"));
+    let expected = json!({
+        "order": [
+            "database_schemas_R_3_0_0_1",
+            "database_server_R_2_0_1_1",
+            "java_api_R_5_2_2_1",
+            WEB
+        ],
+        "dependencies": [
+            {
+                "module": "my-project.servers.database_schemas",
+                "configuration": "database_schemas_R_3_0_0_1",
+                "version": "3.0.0-1",
+                "scope": "build",
+                "type": "dynamic",
+                "action": "download",
+                "reason": "prebuilt tarball in the repository (my-project.servers.database_schemas.DEFAULT in project my-project_R_2_0_0_1)",
+                "source": at("schemas.tgz"),
+            },
+            {
+                "module": "my-project.servers.database_server",
+                "configuration": "database_server_R_2_0_1_1",
+                "version": "2.0.1-1",
+                "scope": "both",
+                "type": "static",
+                "action": "download",
+                "reason": "prebuilt tarball in the repository (static: the configuration is named)",
+                "source": at("server.tgz"),
+            },
+            {
+                "module": "my-project.clients.java_api",
+                "configuration": "java_api_R_5_2_2_1",
+                "version": "5.2.2-1",
+                "scope": "runtime",
+                "type": "constrained",
+                "action": "source",
+                "reason": format!(
+                    "no prebuilt my-api-java_5.2.2-1_deb12_amd64.deb or my-api-java-5.2.2-1.tar.gz in {repo_s} \
+                     (latest in the release wins: java_api_R_5_2_2_1 is newer than \
+                     my-project.clients.java_api.DEFAULT = java_api_R_5_1_0_1; satisfies >= 5.2.0)"
+                ),
+                "source": null,
+            },
+            {
+                "module": "dpkg",
+                "configuration": null,
+                "version": dpkg,
+                "scope": "build",
+                "type": "external",
+                "action": "installed",
+                "reason": format!("OS package dpkg {dpkg} is installed"),
+                "source": null,
+            },
+            {
+                "module": "make",
+                "configuration": null,
+                "version": make,
+                "scope": "build",
+                "type": "external",
+                "action": "installed",
+                "reason": format!("OS package make {make} is installed"),
+                "source": null,
+            },
+            {
+                "module": ABSENT,
+                "configuration": null,
+                "version": null,
+                "scope": "build",
+                "type": "external",
+                "action": "unresolved",
+                "reason": format!(
+                    "OS package {ABSENT} is not installed, and this node cannot install packages: \
+                     run `sudo apt-get install {ABSENT}`"
+                ),
+                "source": format!("apt-get install -y {ABSENT}"),
+            },
+        ]
+    });
+    assert_eq!(plan, expected);
+
+    // A node that may install: the DEB instead of the tarball, and the OS package.
+    let (_, plan, _) = scenario_run("resolve", &tree, repo_s, &["--privileged", "yes"]);
+    let deps = plan["dependencies"].as_array().unwrap();
+    assert_eq!(deps[0]["action"], "install");
+    assert_eq!(deps[0]["source"], at("schemas.deb"));
+    assert_eq!(deps[1]["action"], "download", "only a tarball: {plan}");
+    assert_eq!(deps[5]["action"], "install");
+
+    // fetch: the tarballs unpacked into the stage dir, the Java API checked out; the
+    // absent OS package is left for the user, so it fails, after doing the rest.
+    let stage = w.join("stage");
+    let ws = w.join("ws");
+    let args = [
+        "--privileged",
+        "no",
+        "--stage",
+        stage.to_str().unwrap(),
+        "--workspace",
+        ws.to_str().unwrap(),
+    ];
+    let (ok, report, err) = scenario_run("fetch", &tree, repo_s, &args);
+    assert!(!ok, "{report}");
+    assert!(report.is_object(), "{err}");
+    assert_eq!(report["left"][0]["module"], ABSENT, "{report}");
+    assert_eq!(report["left"].as_array().unwrap().len(), 1, "{report}");
+    assert_eq!(
+        report["unpacked"],
+        json!([
+            "my-project.servers.database_schemas",
+            "my-project.servers.database_server"
+        ])
+    );
+    let mut want: BTreeSet<String> = tar_entries(&repo.join(&chosen["schemas.tgz"]));
+    want.extend(tar_entries(&repo.join(&chosen["server.tgz"])));
+    let got: BTreeSet<String> = snapshot_dir(&stage).into_keys().collect();
+    assert_eq!(got, want);
+    // The unpacked files are the tarballs' bytes.
+    let some_file = want.iter().find(|e| !e.ends_with('/')).unwrap();
+    assert!(!fs::read(stage.join(some_file)).unwrap().is_empty() || some_file.is_empty());
+    let java = ws.join("my-project.clients.java_api");
+    let src_files: BTreeSet<String> = snapshot_dir(&fixture("src/java_api")).into_keys().collect();
+    let checked_out: BTreeSet<String> = snapshot_dir(&java).into_keys().collect();
+    assert_eq!(checked_out, src_files);
+    assert_eq!(report["checked_out"][0]["skipped"], false, "{report}");
+    // Nothing else beside the stage dir: the scratch directory is gone.
+    let beside: Vec<String> = fs::read_dir(w)
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with(".packyard"))
+        .collect();
+    assert!(beside.is_empty(), "{beside:?}");
+
+    // Again: the same stage dir, the checkout is not run twice.
+    let before = snapshot_dir(&stage);
+    let (_, report, _) = scenario_run("fetch", &tree, repo_s, &args);
+    assert_eq!(report["checked_out"][0]["skipped"], true, "{report}");
+    assert_eq!(snapshot_dir(&stage), before);
+
+    // --dry-run says what it would do and does nothing.
+    let fresh = w.join("stage2");
+    let mut dry = args.to_vec();
+    dry[3] = fresh.to_str().unwrap();
+    dry.push("--dry-run");
+    let (_, report, _) = scenario_run("fetch", &tree, repo_s, &dry);
+    assert_eq!(report["dry_run"], true);
+    assert_eq!(
+        report["downloaded"].as_array().unwrap().len(),
+        2,
+        "{report}"
+    );
+    assert!(!fresh.exists());
+}
+
+#[test]
+fn a_tampered_tarball_is_refused_and_the_stage_dir_is_unchanged() {
+    let work = tempfile::tempdir().unwrap();
+    let w = work.path();
+    let tree = scenario_tree(w);
+    let data = w.join("data");
+    let (repo, chosen) = scenario_repo(&data);
+    let stage = w.join("stage");
+    fs::create_dir_all(stage.join("lib")).unwrap();
+    fs::write(stage.join("lib/already-here"), "keep me").unwrap();
+    let before = snapshot_dir(&stage);
+    // One byte changed in the published file, after the publish.
+    let file = repo.join(&chosen["server.tgz"]);
+    let mut bytes = fs::read(&file).unwrap();
+    let last = bytes.len() - 1;
+    bytes[last] ^= 0xff;
+    fs::write(&file, &bytes).unwrap();
+
+    let ws = w.join("ws");
+    let server = Server::start(&data, &[]);
+    let url = format!("{}/repos/nightly", server.url);
+    for source in [repo.to_str().unwrap(), url.as_str()] {
+        let cache = w.join("cache");
+        let args = [
+            "--privileged",
+            "no",
+            "--stage",
+            stage.to_str().unwrap(),
+            "--workspace",
+            ws.to_str().unwrap(),
+            "--cache",
+            cache.to_str().unwrap(),
+        ];
+        let (ok, _, err) = scenario_run("fetch", &tree, source, &args);
+        assert!(!ok);
+        assert!(
+            err.contains("does not match the repository's record")
+                && err.contains(&chosen["server.tgz"]),
+            "{source}: {err}"
+        );
+        assert_eq!(snapshot_dir(&stage), before, "{source}");
+        // Nothing of the bad download is kept.
+        let kept: Vec<String> = snapshot_dir(&cache)
+            .into_keys()
+            .filter(|k| k.contains("my-database-server"))
+            .collect();
+        assert!(kept.is_empty(), "{kept:?}");
+        // No source was checked out either: nothing happens after a failed download.
+        assert!(!w.join("ws/my-project.clients.java_api").exists());
+    }
+    server.stop();
+}
+
+/// A gzip tarball with the given raw (unchecked) entry names.
+fn evil_tarball(names: &[&str]) -> Vec<u8> {
+    let mut b = tar::Builder::new(Vec::new());
+    for name in names {
+        let mut h = tar::Header::new_gnu();
+        h.set_entry_type(tar::EntryType::Regular);
+        h.set_mode(0o644);
+        h.set_size(4);
+        h.as_old_mut().name[..name.len()].copy_from_slice(name.as_bytes());
+        h.set_cksum();
+        b.append(&h, &b"evil"[..]).unwrap();
+    }
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    std::io::Write::write_all(&mut gz, &b.into_inner().unwrap()).unwrap();
+    gz.finish().unwrap()
+}
+
+#[test]
+fn a_tarball_with_escaping_entries_is_refused_and_nothing_is_written_outside() {
+    use sha2::Digest;
+    let work = tempfile::tempdir().unwrap();
+    let w = work.path();
+    let tree = scenario_tree(w);
+    let (repo, chosen) = scenario_repo(&w.join("data"));
+    let stage = w.join("deep/stage");
+    fs::create_dir_all(&stage).unwrap();
+    fs::write(stage.join("keep"), "keep").unwrap();
+    let abs = w.join("absolute-target");
+    let ws = w.join("ws");
+    let cases = [
+        vec!["usr/share/ok.txt".to_string(), "../escaped.txt".to_string()],
+        vec![
+            "usr/share/ok.txt".to_string(),
+            format!("{}/abs.txt", abs.display()),
+        ],
+    ];
+    for names in cases {
+        // The repository's record matches: only the unpacking can stop it.
+        let file = repo.join(&chosen["server.tgz"]);
+        let names: Vec<&str> = names.iter().map(String::as_str).collect();
+        let bytes = evil_tarball(&names);
+        fs::write(&file, &bytes).unwrap();
+        let file_name = file.file_name().unwrap().to_string_lossy().into_owned();
+        fs::write(
+            format!("{}.sha256", file.display()),
+            format!("{:x}  {file_name}\n", sha2::Sha256::digest(&bytes)),
+        )
+        .unwrap();
+        let before = snapshot_dir(w);
+        let args = [
+            "--privileged",
+            "no",
+            "--stage",
+            stage.to_str().unwrap(),
+            "--workspace",
+            ws.to_str().unwrap(),
+        ];
+        let (ok, _, err) = scenario_run("fetch", &tree, repo.to_str().unwrap(), &args);
+        assert!(!ok);
+        assert!(
+            err.contains("refused") && err.contains(names[1]),
+            "{names:?}: {err}"
+        );
+        // Nothing anywhere in the work dir changed (the stage dir included), and the
+        // escaping paths do not exist.
+        assert_eq!(snapshot_dir(w), before, "{names:?}");
+        assert!(!w.join("deep/escaped.txt").exists());
+        assert!(!abs.exists());
+    }
+}
+
+#[test]
+fn downloads_resume_and_are_kept() {
+    let work = tempfile::tempdir().unwrap();
+    let w = work.path();
+    let tree = scenario_tree(w);
+    let data = w.join("data");
+    let (repo, chosen) = scenario_repo(&data);
+    let server = Server::start(&data, &[]);
+    let url = format!("{}/repos/nightly", server.url);
+    let cache = w.join("cache");
+    // Half of the server tarball is there from an interrupted run.
+    let full = fs::read(repo.join(&chosen["server.tgz"])).unwrap();
+    let part = cache.join(format!("{}.part", chosen["server.tgz"]));
+    fs::create_dir_all(part.parent().unwrap()).unwrap();
+    fs::write(&part, &full[..full.len() / 2]).unwrap();
+    let sent = |server: &Server| -> f64 {
+        let (_, text) = server.get("/metrics");
+        String::from_utf8(text)
+            .unwrap()
+            .lines()
+            .filter(|l| {
+                l.starts_with("packyard_http_response_bytes_total{") && l.contains("/repos/")
+            })
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum()
+    };
+    let before = sent(&server);
+    let stage = w.join("stage");
+    let ws = w.join("ws");
+    let args = [
+        "--privileged",
+        "no",
+        "--stage",
+        stage.to_str().unwrap(),
+        "--workspace",
+        ws.to_str().unwrap(),
+        "--cache",
+        cache.to_str().unwrap(),
+    ];
+    let (_, report, err) = scenario_run("fetch", &tree, &url, &args);
+    assert_eq!(
+        report["unpacked"].as_array().map(Vec::len),
+        Some(2),
+        "{err}"
+    );
+    let schemas = fs::read(repo.join(&chosen["schemas.tgz"])).unwrap();
+    let sent_first = sent(&server) - before;
+    // Exactly: the schemas tarball whole, the server tarball's second half, and the two
+    // checksum records.
+    let record = |k: &str| {
+        fs::metadata(format!("{}.sha256", repo.join(&chosen[k]).display()))
+            .unwrap()
+            .len() as usize
+    };
+    let records = record("schemas.tgz") + record("server.tgz");
+    let expected = (schemas.len() + full.len() - full.len() / 2 + records) as f64;
+    assert_eq!(sent_first, expected);
+    assert_eq!(
+        fs::read(cache.join(&chosen["server.tgz"])).unwrap(),
+        full,
+        "the resumed download is whole"
+    );
+    assert!(!part.exists());
+    // A second run downloads nothing: the kept files are checked and used.
+    let before = sent(&server);
+    let (_, report, _) = scenario_run("fetch", &tree, &url, &args);
+    assert!(
+        report["downloaded"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|f| f["cached"] == true),
+        "{report}"
+    );
+    assert_eq!(sent(&server) - before, records as f64);
+    server.stop();
+}
+
+#[test]
+fn the_server_plans_for_curl_only_nodes() {
+    let work = tempfile::tempdir().unwrap();
+    let w = work.path();
+    let tree = scenario_tree(w);
+    let data = w.join("data");
+    let (_, chosen) = scenario_repo(&data);
+    let server = Server::start(&data, &["--tree", tree.to_str().unwrap()]);
+    let get = |path: &str| -> (u16, Value) {
+        let (s, b) = server.get(path);
+        (s, serde_json::from_slice(&b).unwrap_or(Value::Null))
+    };
+    let (status, plan) = get(&format!(
+        "/api/v1/resolve?configuration={WEB}&platform=deb12_amd64&runtime_deps=true\
+         &installed=dpkg%3D1.21.22&installed=make%3D4.3-4.1"
+    ));
+    assert_eq!(status, 200, "{plan}");
+    // The same plan as the command line's against the served repository.
+    let (_, cli, _) = scenario_run(
+        "resolve",
+        &tree,
+        &format!("{}/repos/nightly", server.url),
+        &["--privileged", "no"],
+    );
+    let actions = |p: &Value| -> Vec<(String, String, Value)> {
+        p["dependencies"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|d| {
+                (
+                    d["module"].as_str().unwrap().to_string(),
+                    d["action"].as_str().unwrap().to_string(),
+                    d["source"].clone(),
+                )
+            })
+            .collect()
+    };
+    assert_eq!(plan["order"], cli["order"]);
+    assert_eq!(actions(&plan), actions(&cli));
+    assert_eq!(
+        plan["dependencies"][0]["source"],
+        format!("{}/repos/nightly/{}", server.url, chosen["schemas.tgz"])
+    );
+    // Privileged: the DEB; the absent OS package is installed by apt-get.
+    let (_, plan) = get(&format!(
+        "/api/v1/resolve?configuration={WEB}&platform=deb12_amd64&privileged=true"
+    ));
+    assert_eq!(plan["dependencies"][0]["action"], "install", "{plan}");
+    // Errors: a failing plan, a bad parameter.
+    let (status, e) = get("/api/v1/resolve?configuration=nope&platform=deb12_amd64");
+    assert_eq!(
+        (status, e["code"].as_str()),
+        (422, Some("unresolvable")),
+        "{e}"
+    );
+    let (status, e) = get(&format!("/api/v1/resolve?configuration={WEB}&colour=red"));
+    assert_eq!(
+        (status, e["code"].as_str()),
+        (400, Some("bad_query")),
+        "{e}"
     );
     server.stop();
 }
