@@ -199,7 +199,9 @@ impl ResolveError {
                 "add \"{module}.DEFAULT\" = \"<configuration>\" to the project configuration's properties, or -p {module}.DEFAULT=<configuration>"
             ),
             ResolveError::ConstraintUnsatisfied { module, .. } => format!(
-                "point {module}.DEFAULT at a configuration inside the range, or change the constraint"
+                "the latest configuration of {module} in the release (or {module}.DEFAULT) must \
+                 be inside the range: change the release's children or {module}.DEFAULT, or \
+                 the constraint"
             ),
             ResolveError::BadConstraint { .. } => "write constraints like `>= 1.2.0` or `>= 1.2, < 2`".into(),
             ResolveError::Cycle { .. } => "break the cycle: a ${dep.KEY} must not lead back to the configuration reading it".into(),
@@ -735,6 +737,15 @@ impl<'a> Resolver<'a> {
                             Some((d, _)) => format!(
                                 "latest in the release wins: {} is newer than {key} = {}",
                                 tree.configurations[cid].name, tree.configurations[*d].name
+                            ),
+                            None if members.len() > 1 => format!(
+                                "latest in the release wins: {} is the newest of {}",
+                                tree.configurations[cid].name,
+                                members
+                                    .iter()
+                                    .map(|m| tree.configurations[*m].name.as_str())
+                                    .collect::<Vec<_>>()
+                                    .join(", ")
                             ),
                             None => "the release's configuration of the module".to_string(),
                         };

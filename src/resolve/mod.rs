@@ -709,4 +709,93 @@ mod tests {
         );
         assert!(run(&t, &Repo(vec![]), &node(false, &[]), false, false).is_ok());
     }
+
+    /// A release naming two configurations of `p.b` (1.0.0 and 2.0.0); a and c both
+    /// depend on b (c with `b_constraint`, if any), and a on c.
+    fn two_b_tree(dir: &Path, b_constraint: Option<&str>) -> Tree {
+        let write = |rel: &str, text: &str| {
+            let path = dir.join(rel);
+            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+            std::fs::write(path, text).unwrap();
+        };
+        write(
+            "module.toml",
+            "[module]\nname = \"p\"\nkind = \"project\"\ndescription = \"P\"\nlicense = \"MIT\"\nvendor = \"T\"\n\
+             [[configuration]]\nname = \"p_R_1_0_0_1\"\nversion = \"1.0.0\"\nage = 1\n\
+             children = [\"a_R_1_0_0_1\", \"c_R_1_0_0_1\", \"b_R_1_0_0_1\", \"b_R_2_0_0_1\"]\n",
+        );
+        let component = |n: &str, confs: &[&str], deps: &str| {
+            let mut t = format!(
+                "[module]\nname = \"p.{n}\"\nkind = \"component\"\ndescription = \"{n}\"\n"
+            );
+            for v in confs {
+                let name = format!("{n}_R_{}_1", v.replace('.', "_"));
+                t += &format!(
+                    "[[configuration]]\nname = \"{name}\"\nversion = \"{v}\"\nage = 1\ntag = \"v\"\n{deps}\
+                     [configuration.commands]\ncheckout = \"true\"\n"
+                );
+            }
+            write(&format!("{n}/module.toml"), &t);
+        };
+        component("b", &["1.0.0", "2.0.0"], "");
+        let c_dep = match b_constraint {
+            Some(con) => format!(
+                "[[configuration.dependencies]]\nmodule = \"p.b\"\nscope = \"build\"\nconstraint = \"{con}\"\n"
+            ),
+            None => "[[configuration.dependencies]]\nmodule = \"p.b\"\nscope = \"build\"\n".into(),
+        };
+        component("c", &["1.0.0"], &c_dep);
+        component(
+            "a",
+            &["1.0.0"],
+            "[[configuration.dependencies]]\nmodule = \"p.b\"\nscope = \"build\"\n\
+             [[configuration.dependencies]]\nmodule = \"p.c\"\nscope = \"build\"\n",
+        );
+        Tree::load(dir).unwrap()
+    }
+
+    #[test]
+    fn the_latest_configuration_in_the_release_wins_for_every_component() {
+        let dir = tempfile::tempdir().unwrap();
+        let t = two_b_tree(dir.path(), None);
+        let p = run(&t, &Repo(vec![]), &node(false, &[]), false, false).unwrap();
+        // b once, at 2.0.0, for a and c alike; the plan says why.
+        let bs: Vec<&Planned> = p
+            .dependencies
+            .iter()
+            .filter(|d| d.module == "p.b")
+            .collect();
+        assert_eq!(bs.len(), 1, "{p:?}");
+        assert_eq!(bs[0].configuration.as_deref(), Some("b_R_2_0_0_1"));
+        assert!(
+            bs[0]
+                .reason
+                .contains("latest in the release wins: b_R_2_0_0_1 is the newest of"),
+            "{}",
+            bs[0].reason
+        );
+        assert_eq!(p.order, ["b_R_2_0_0_1", "c_R_1_0_0_1", "a_R_1_0_0_1"]);
+        assert!(!p.order.iter().any(|o| o == "b_R_1_0_0_1"));
+    }
+
+    #[test]
+    fn a_failing_constraint_names_both_versions_and_the_constraint() {
+        let dir = tempfile::tempdir().unwrap();
+        let t = two_b_tree(dir.path(), Some("< 2.0"));
+        let e = run(&t, &Repo(vec![]), &node(false, &[]), false, false).unwrap_err();
+        let msg = e.to_string();
+        assert!(
+            msg.contains("`p.b` must satisfy `< 2.0`")
+                && msg.contains("b_R_2_0_0_1 (2.0.0-1)")
+                && msg.starts_with("c_R_1_0_0_1"),
+            "{msg}"
+        );
+        assert!(e.hint().contains("p.b.DEFAULT"), "{}", e.hint());
+        // A constraint the latest meets is fine, and said so.
+        let dir = tempfile::tempdir().unwrap();
+        let t = two_b_tree(dir.path(), Some(">= 1.5"));
+        let p = run(&t, &Repo(vec![]), &node(false, &[]), false, false).unwrap();
+        let b = p.dependencies.iter().find(|d| d.module == "p.b").unwrap();
+        assert_eq!(b.configuration.as_deref(), Some("b_R_2_0_0_1"));
+    }
 }
