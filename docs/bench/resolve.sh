@@ -4,8 +4,9 @@
 #   docs/bench/resolve.sh [COMPONENTS] [EDGES_PER_COMPONENT]   (defaults: 10000 and 5)
 #
 # The release: one project configuration holding COMPONENTS components; component i
-# depends on i-1 (so everything is reachable from the last) and on up to
-# EDGES_PER_COMPONENT-1 more of the lower-numbered ones, chosen at random (seeded), all at
+# depends on i-1 (so everything is reachable from the last) and on EDGES_PER_COMPONENT-1
+# more of the lower-numbered ones, chosen at random (seeded) — COMPONENTS ×
+# EDGES_PER_COMPONENT edges in all (the first few have fewer, the last more), all at
 # build time, all dynamic (resolved through the release). One in ten also has an external
 # OS dependency. `packyard resolve --json` plans the last component against an empty
 # repository directory: every component is read, resolved, looked up in the repository
@@ -45,11 +46,14 @@ children = [{children}]
 edges = 0
 with open(f"{root}/../edges.txt", "w") as e:
     for i in range(n):
+        # The first components have fewer to choose from; the last makes up for them, so
+        # there are n*k edges in all.
+        want = min(i, k) + (k * (k + 1) // 2 if i == n - 1 else 0)
         deps = set()
         if i > 0:
             deps.add(i - 1)
             deps.update(random.sample(range(i), min(i, k - 1)))
-        while len(deps) < min(i, k):
+        while len(deps) < want:
             deps.add(random.randrange(i))
         d = f"{root}/c{i}"
         os.makedirs(d, exist_ok=True)

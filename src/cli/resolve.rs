@@ -10,7 +10,7 @@ use clap::{Args, ValueEnum};
 use super::progress::Bar;
 use super::repo::Target;
 use super::{ContextArgs, Failure, Outcome, print_json, refuse_broken_tree};
-use crate::config::Tree;
+use crate::config::{Resolver, Tree};
 use crate::resolve::fetch::FetchOptions;
 use crate::resolve::node::ThisNode;
 use crate::resolve::{self, Packages, Plan, PlanRequest};
@@ -97,9 +97,7 @@ fn make_plan(
             )
         })?;
     let repos: Vec<&dyn Packages> = repos.iter().map(|r| r.as_ref()).collect();
-    let node = ThisNode {
-        privileged: Some(privileged),
-    };
+    let node = ThisNode::new(Some(privileged));
     let request = PlanRequest {
         tree: &tree,
         layout,
@@ -108,10 +106,18 @@ fn make_plan(
         runtime_deps: args.runtime_deps,
         shallow: args.shallow,
     };
-    let plan = resolve::plan(&request, &repos, &node).map_err(|e| {
+    let failed = |e: resolve::PlanError| {
         let hint = e.hint();
         Failure::new(e, hint)
-    })?;
+    };
+    let (resolver, root) =
+        Resolver::for_configuration(&tree, layout, request.options.clone(), &args.configuration)
+            .map_err(|e| failed(e.into()))?;
+    let plan = resolve::plan_with(&resolver, root, &request, &repos, &node).map_err(failed)?;
+    // The command ends soon after: freeing every resolved configuration and the tree
+    // would cost a big release a sixth of its time, for nothing.
+    std::mem::forget(resolver);
+    std::mem::forget(tree);
     Ok((plan, specs))
 }
 

@@ -118,6 +118,85 @@ pub enum TreeError {
     },
 }
 
+/// A module folder, and the index of its parent folder among those found.
+struct Found {
+    dir: PathBuf,
+    parent: Option<usize>,
+}
+
+/// The module folders under `dir` (itself first), depth first, sub-folders by name.
+/// Symlinked folders are not followed (one pointing up would loop), nor hidden ones.
+fn find_modules(dir: &Path, parent: Option<usize>, out: &mut Vec<Found>) -> Result<(), TreeError> {
+    let index = out.len();
+    out.push(Found {
+        dir: dir.to_path_buf(),
+        parent,
+    });
+    let mut subdirs: Vec<PathBuf> = std::fs::read_dir(dir)
+        .map_err(|source| TreeError::Io {
+            path: dir.to_path_buf(),
+            source,
+        })?
+        .filter_map(|e| e.ok())
+        .filter(|e| {
+            e.file_type().is_ok_and(|t| t.is_dir())
+                && !e.file_name().to_string_lossy().starts_with('.')
+        })
+        .map(|e| e.path())
+        .filter(|p| p.join("module.toml").is_file())
+        .collect();
+    subdirs.sort();
+    for sub in subdirs {
+        find_modules(&sub, Some(index), out)?;
+    }
+    Ok(())
+}
+
+/// A module file, read and parsed.
+enum Read {
+    Failed(std::io::Error),
+    NotUtf8 { line: usize },
+    Text(String, Box<Result<ModuleFile, toml::de::Error>>),
+}
+
+fn read_one(dir: &Path) -> Read {
+    match std::fs::read(dir.join("module.toml")) {
+        Err(e) => Read::Failed(e),
+        Ok(bytes) => match String::from_utf8(bytes) {
+            Ok(text) => {
+                let parsed = Box::new(toml::from_str(&text));
+                Read::Text(text, parsed)
+            }
+            Err(e) => {
+                let good = &e.as_bytes()[..e.utf8_error().valid_up_to()];
+                Read::NotUtf8 {
+                    line: 1 + good.iter().filter(|b| **b == b'\n').count(),
+                }
+            }
+        },
+    }
+}
+
+/// Reads and parses the module files of `found` on every core, in order.
+fn read_all(found: &[Found]) -> Vec<Read> {
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    // Small trees are not worth a thread.
+    if threads == 1 || found.len() < 64 {
+        return found.iter().map(|f| read_one(&f.dir)).collect();
+    }
+    let chunk = found.len().div_ceil(threads);
+    std::thread::scope(|s| {
+        let handles: Vec<_> = found
+            .chunks(chunk)
+            .map(|part| s.spawn(move || part.iter().map(|f| read_one(&f.dir)).collect::<Vec<_>>()))
+            .collect();
+        handles
+            .into_iter()
+            .flat_map(|h| h.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
+            .collect()
+    })
+}
+
 impl Tree {
     /// Reads the tree rooted at `root` (which holds the project's `module.toml`).
     pub fn load(root: &Path) -> Result<Tree, TreeError> {
@@ -135,64 +214,41 @@ impl Tree {
             module_index: HashMap::new(),
             config_index: HashMap::new(),
         };
-        tree.load_dir(root, None)?;
-        Ok(tree)
-    }
-
-    fn load_dir(&mut self, dir: &Path, parent: Option<ModuleId>) -> Result<(), TreeError> {
-        let file = dir.join("module.toml");
-        let bytes = std::fs::read(&file).map_err(|source| TreeError::Io {
-            path: file.clone(),
-            source,
-        })?;
-        let parsed = match String::from_utf8(bytes) {
-            Ok(text) => self.add_module_file(&file, &text, dir, parent),
-            Err(e) => {
-                let good = &e.as_bytes()[..e.utf8_error().valid_up_to()];
-                let line = 1 + good.iter().filter(|b| **b == b'\n').count();
-                self.problems.push(LoadProblem {
-                    location: Location {
-                        file: file.clone(),
-                        line,
-                    },
-                    message: "the file is not UTF-8 text".into(),
-                });
-                None
-            }
-        };
-        let here = match parsed {
-            Some(id) => Some(id),
-            // An unparsable module still has children worth checking; hang them on its parent.
-            None => parent,
-        };
-        let mut subdirs: Vec<PathBuf> = std::fs::read_dir(dir)
-            .map_err(|source| TreeError::Io {
-                path: dir.to_path_buf(),
-                source,
-            })?
-            .filter_map(|e| e.ok())
-            .map(|e| e.path())
-            .filter(|p| {
-                // Symlinked folders are not followed: one pointing up would loop.
-                p.is_dir()
-                    && !p.is_symlink()
-                    && p.join("module.toml").is_file()
-                    && !p
-                        .file_name()
-                        .is_some_and(|n| n.to_string_lossy().starts_with('.'))
-            })
-            .collect();
-        subdirs.sort();
-        for sub in subdirs {
-            self.load_dir(&sub, here)?;
+        // Three steps: find the module folders (in order), read and parse their files on
+        // every core (a release of ten thousand components is ten thousand files), then
+        // add them in folder order, so ids and problems come out as from a plain walk.
+        let mut found = Vec::new();
+        find_modules(root, None, &mut found)?;
+        let read = read_all(&found);
+        // Per folder, the module its children hang on: its own, or (when its file does
+        // not parse) its parent's.
+        let mut here: Vec<Option<ModuleId>> = Vec::with_capacity(found.len());
+        for (f, r) in found.iter().zip(read) {
+            let parent = f.parent.and_then(|p| here[p]);
+            let file = f.dir.join("module.toml");
+            let id = match r {
+                Read::Failed(source) => return Err(TreeError::Io { path: file, source }),
+                Read::NotUtf8 { line } => {
+                    tree.problems.push(LoadProblem {
+                        location: Location { file, line },
+                        message: "the file is not UTF-8 text".into(),
+                    });
+                    None
+                }
+                Read::Text(text, parsed) => {
+                    tree.add_module_file(&file, &text, *parsed, &f.dir, parent)
+                }
+            };
+            here.push(id.or(parent));
         }
-        Ok(())
+        Ok(tree)
     }
 
     fn add_module_file(
         &mut self,
         file: &Path,
         text: &str,
+        parsed: Result<ModuleFile, toml::de::Error>,
         dir: &Path,
         parent: Option<ModuleId>,
     ) -> Option<ModuleId> {
@@ -201,7 +257,7 @@ impl Tree {
             file: file.to_path_buf(),
             line: lines.line(offset),
         };
-        let parsed: ModuleFile = match toml::from_str(text) {
+        let parsed: ModuleFile = match parsed {
             Ok(p) => p,
             Err(e) => {
                 let line = e.span().map_or(1, |s| lines.line(s.start));

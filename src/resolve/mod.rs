@@ -108,8 +108,9 @@ pub trait Packages {
 
 /// The build node.
 pub trait Node {
-    /// The installed version (`version-release`) of package `name`, if it is installed.
-    fn installed(&self, format: PackageFormat, name: &str) -> Option<String>;
+    /// The installed versions (`version-release`) of package `name`: none if it is not
+    /// installed, several for packages like kernels.
+    fn installed(&self, format: PackageFormat, name: &str) -> Vec<String>;
     /// Whether packages can be installed here (root, or passwordless sudo).
     fn privileged(&self) -> bool;
 }
@@ -133,6 +134,18 @@ pub fn plan(
 ) -> Result<Plan, PlanError> {
     let (resolver, root) =
         Resolver::for_configuration(req.tree, req.layout, req.options.clone(), req.configuration)?;
+    plan_with(&resolver, root, req, repos, node)
+}
+
+/// [`plan`] with the caller's resolver for `req`, which keeps what it resolved (a command
+/// that exits next need not spend time freeing ten thousand resolved configurations).
+pub fn plan_with(
+    resolver: &Resolver,
+    root: ConfigId,
+    req: &PlanRequest,
+    repos: &[&dyn Packages],
+    node: &dyn Node,
+) -> Result<Plan, PlanError> {
     let platform = req
         .layout
         .platform(req.options.platform.as_deref())
@@ -230,8 +243,10 @@ fn external(
         PackageFormat::Rpm => crate::version::Scheme::Rpm,
         PackageFormat::Deb => crate::version::Scheme::Deb,
     };
-    let installed = node.installed(format, &dep.name);
+    let versions = node.installed(format, &dep.name);
     // An installed version that misses the constraint counts as missing.
+    let fits = |v: &&String| dep.constraint.as_ref().is_none_or(|c| c.matches(scheme, v));
+    let installed = versions.iter().find(fits).or(versions.first()).cloned();
     let too_old = match (&installed, &dep.constraint) {
         (Some(v), Some(c)) if !c.matches(scheme, v) => Some(format!(
             "OS package {} {v} is installed but `{c}` is wanted",
@@ -321,7 +336,7 @@ fn decide(
         listed_only: false,
     };
     if let (Some(p), Some(v)) = (&package, &version)
-        && node.installed(format, p).as_deref() == Some(v.as_str())
+        && node.installed(format, p).contains(v)
     {
         out.action = Action::Installed;
         out.reason = format!("{p} {v} is installed ({why})");
@@ -384,60 +399,70 @@ fn file_of(path: &str) -> &str {
 
 /// Configurations in build order: each after its build-time dependencies; ties broken by
 /// name, so the order is the same on every run. A cycle is an error naming it.
+///
+/// The order is Kahn's, layer by layer (a configuration's layer is one more than its
+/// deepest dependency's; names sort within a layer), computed with one depth-first walk:
+/// O(V + E) even for a release that is one long chain.
 fn build_order(
     tree: &Tree,
     root: ConfigId,
     edges: &BTreeMap<ConfigId, BTreeSet<ConfigId>>,
 ) -> Result<Vec<String>, PlanError> {
     let name = |id: ConfigId| tree.configurations[id].name.clone();
-    let mut remaining: BTreeMap<ConfigId, BTreeSet<ConfigId>> = edges.clone();
-    let mut order = Vec::new();
-    while !remaining.is_empty() {
-        let mut ready: Vec<ConfigId> = remaining
+    // Only configurations the plan visited take part (a dependency below a binary under
+    // --shallow is not built).
+    let deps_of = |id: ConfigId| -> Vec<ConfigId> {
+        edges[&id]
             .iter()
-            .filter(|(_, deps)| deps.iter().all(|d| !remaining.contains_key(d)))
-            .map(|(id, _)| *id)
-            .collect();
-        if ready.is_empty() {
-            return Err(PlanError::Cycle(find_cycle(&remaining, &name)));
-        }
-        ready.sort_by_key(|id| name(*id));
-        for id in ready {
-            remaining.remove(&id);
-            order.push(id);
-        }
-    }
-    // The configuration asked for comes last, whatever its name.
-    order.retain(|id| *id != root);
-    order.push(root);
-    Ok(order.into_iter().map(name).collect())
-}
-
-fn find_cycle(
-    remaining: &BTreeMap<ConfigId, BTreeSet<ConfigId>>,
-    name: &dyn Fn(ConfigId) -> String,
-) -> Vec<String> {
-    // Walk dependencies that are still remaining until a node repeats.
-    let Some(mut at) = remaining.keys().next().copied() else {
-        return vec![];
+            .copied()
+            .filter(|d| edges.contains_key(d))
+            .collect()
     };
-    let mut path = vec![at];
-    loop {
-        let next = remaining[&at]
-            .iter()
-            .find(|d| remaining.contains_key(d))
-            .copied();
-        let Some(n) = next else {
-            return path.into_iter().map(name).collect();
-        };
-        if let Some(pos) = path.iter().position(|p| *p == n) {
-            let mut cycle: Vec<String> = path[pos..].iter().map(|p| name(*p)).collect();
-            cycle.push(name(n));
-            return cycle;
+    let mut layer: BTreeMap<ConfigId, usize> = BTreeMap::new();
+    let mut on_path: BTreeSet<ConfigId> = BTreeSet::new();
+    for &start in edges.keys() {
+        if layer.contains_key(&start) {
+            continue;
         }
-        path.push(n);
-        at = n;
+        // (configuration, its dependencies, how many of them are done)
+        let mut stack: Vec<(ConfigId, Vec<ConfigId>, usize)> = vec![(start, deps_of(start), 0)];
+        on_path.insert(start);
+        while let Some((id, deps, next)) = stack.last_mut() {
+            if let Some(&d) = deps.get(*next) {
+                *next += 1;
+                if layer.contains_key(&d) {
+                    continue;
+                }
+                if on_path.contains(&d) {
+                    // The cycle: from d's place on the path to here, and back to d.
+                    let from = stack.iter().position(|(n, _, _)| *n == d).unwrap_or(0);
+                    let mut cycle: Vec<String> =
+                        stack[from..].iter().map(|(n, _, _)| name(*n)).collect();
+                    cycle.push(name(d));
+                    return Err(PlanError::Cycle(cycle));
+                }
+                on_path.insert(d);
+                let dd = deps_of(d);
+                stack.push((d, dd, 0));
+            } else {
+                let id = *id;
+                let depth = deps.iter().map(|d| layer[d] + 1).max().unwrap_or(0);
+                layer.insert(id, depth);
+                on_path.remove(&id);
+                stack.pop();
+            }
+        }
     }
+    let mut order: Vec<(usize, String, ConfigId)> = layer
+        .into_iter()
+        .filter(|(id, _)| *id != root)
+        .map(|(id, l)| (l, name(id), id))
+        .collect();
+    order.sort();
+    // The configuration asked for comes last, whatever its name.
+    let mut names: Vec<String> = order.into_iter().map(|(_, n, _)| n).collect();
+    names.push(name(root));
+    Ok(names)
 }
 
 #[cfg(test)]
@@ -506,8 +531,8 @@ mod tests {
         privileged: bool,
     }
     impl Node for FakeNode {
-        fn installed(&self, _: PackageFormat, name: &str) -> Option<String> {
-            self.installed.get(name).cloned()
+        fn installed(&self, _: PackageFormat, name: &str) -> Vec<String> {
+            self.installed.get(name).cloned().into_iter().collect()
         }
         fn privileged(&self) -> bool {
             self.privileged

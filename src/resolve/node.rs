@@ -3,38 +3,69 @@
 
 use std::collections::HashMap;
 use std::process::Command;
+use std::sync::OnceLock;
 
 use super::Node;
 use crate::layout::PackageFormat;
 
-/// This machine. `privileged` overrides the check (`--privileged yes|no`).
+/// This machine. `privileged` overrides the check (`--privileged yes|no`). The package
+/// database is read once, on first use (one `rpm -qa` / `dpkg-query -W`, not one query per
+/// dependency: a release has thousands).
 pub struct ThisNode {
     pub privileged: Option<bool>,
+    /// The RPM and the DEB database.
+    installed: [OnceLock<HashMap<String, Vec<String>>>; 2],
+}
+
+impl ThisNode {
+    pub fn new(privileged: Option<bool>) -> ThisNode {
+        ThisNode {
+            privileged,
+            installed: Default::default(),
+        }
+    }
+}
+
+/// `name → versions` from the package database's listing.
+fn read_database(format: PackageFormat) -> HashMap<String, Vec<String>> {
+    let out = match format {
+        PackageFormat::Rpm => Command::new("rpm")
+            .args(["-qa", "--qf", "%{NAME}\\t%{VERSION}-%{RELEASE}\\n"])
+            .output(),
+        PackageFormat::Deb => Command::new("dpkg-query")
+            .args(["-W", "-f", "${Package}\\t${Status}\\t${Version}\\n"])
+            .output(),
+    };
+    let mut map: HashMap<String, Vec<String>> = HashMap::new();
+    let Ok(out) = out else { return map };
+    for line in String::from_utf8_lossy(&out.stdout).lines() {
+        let mut f = line.split('\t');
+        let name = f.next().unwrap_or_default();
+        let version = match format {
+            PackageFormat::Rpm => f.next(),
+            // Removed packages whose configuration files remain are listed too.
+            PackageFormat::Deb => match (f.next(), f.next()) {
+                (Some(status), v) if status.ends_with(" installed") => v,
+                _ => None,
+            },
+        };
+        if let Some(v) = version.filter(|_| !name.is_empty()) {
+            map.entry(name.to_string()).or_default().push(v.to_string());
+        }
+    }
+    map
 }
 
 impl Node for ThisNode {
-    fn installed(&self, format: PackageFormat, name: &str) -> Option<String> {
-        let out = match format {
-            PackageFormat::Rpm => Command::new("rpm")
-                .args(["-q", "--qf", "%{VERSION}-%{RELEASE}\\n", name])
-                .output(),
-            PackageFormat::Deb => Command::new("dpkg-query")
-                .args(["-W", "-f", "${Status}\\t${Version}\\n", name])
-                .output(),
-        }
-        .ok()?;
-        if !out.status.success() {
-            return None;
-        }
-        let text = String::from_utf8_lossy(&out.stdout);
-        let line = text.lines().next()?.trim();
-        match format {
-            PackageFormat::Rpm => Some(line.to_string()),
-            PackageFormat::Deb => {
-                let (status, version) = line.split_once('\t')?;
-                status.ends_with(" installed").then(|| version.to_string())
-            }
-        }
+    fn installed(&self, format: PackageFormat, name: &str) -> Vec<String> {
+        let slot = match format {
+            PackageFormat::Rpm => &self.installed[0],
+            PackageFormat::Deb => &self.installed[1],
+        };
+        slot.get_or_init(|| read_database(format))
+            .get(name)
+            .cloned()
+            .unwrap_or_default()
     }
 
     fn privileged(&self) -> bool {
@@ -61,8 +92,8 @@ pub struct ReportedNode {
 }
 
 impl Node for ReportedNode {
-    fn installed(&self, _: PackageFormat, name: &str) -> Option<String> {
-        self.installed.get(name).cloned()
+    fn installed(&self, _: PackageFormat, name: &str) -> Vec<String> {
+        self.installed.get(name).cloned().into_iter().collect()
     }
 
     fn privileged(&self) -> bool {

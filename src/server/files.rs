@@ -114,6 +114,7 @@ fn content_type(path: &str) -> mime::Mime {
         "xml" => "application/xml",
         "asc" if name == "key.asc" => "application/pgp-keys",
         "asc" | "gpg" => "application/pgp-signature",
+        "sha256" => "text/plain; charset=utf-8",
         _ if matches!(name, "Release" | "InRelease" | "Packages") => "text/plain; charset=utf-8",
         _ => "application/octet-stream",
     };
@@ -280,6 +281,10 @@ mod tests {
             "text/plain"
         );
         assert_eq!(content_type("key.asc").as_ref(), "application/pgp-keys");
+        assert_eq!(
+            content_type("a/b.tar.gz.sha256").essence_str(),
+            "text/plain"
+        );
         assert_eq!(
             content_type("repodata/x-primary.xml.gz").as_ref(),
             "application/gzip"

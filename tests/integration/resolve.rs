@@ -187,6 +187,63 @@ fn scenario_run(cmd: &str, tree: &Path, repo: &str, extra: &[&str]) -> (bool, Va
     (o.status.success(), v, err)
 }
 
+/// The scenario, set up in a fresh work directory `w`: the tree, the data directory with
+/// its partly filled `nightly`, and where fetch puts things.
+struct Scenario {
+    _work: tempfile::TempDir,
+    w: PathBuf,
+    tree: PathBuf,
+    data: PathBuf,
+    repo: PathBuf,
+    chosen: BTreeMap<&'static str, String>,
+    stage: PathBuf,
+    ws: PathBuf,
+    cache: PathBuf,
+}
+
+impl Scenario {
+    fn new() -> Scenario {
+        let work = tempfile::tempdir().unwrap();
+        let w = work.path().to_path_buf();
+        let tree = scenario_tree(&w);
+        let data = w.join("data");
+        let (repo, chosen) = scenario_repo(&data);
+        Scenario {
+            _work: work,
+            stage: w.join("stage"),
+            ws: w.join("ws"),
+            cache: w.join("cache"),
+            w,
+            tree,
+            data,
+            repo,
+            chosen,
+        }
+    }
+
+    /// Where the published file `key` (`schemas.tgz`...) is.
+    fn at(&self, key: &str) -> PathBuf {
+        self.repo.join(&self.chosen[key])
+    }
+
+    fn resolve(&self, repo: &str, extra: &[&str]) -> (bool, Value, String) {
+        scenario_run("resolve", &self.tree, repo, extra)
+    }
+
+    /// `fetch` on an unprivileged node into `stage`, the workspace and the cache.
+    fn fetch_into(&self, repo: &str, stage: &Path, extra: &[&str]) -> (bool, Value, String) {
+        let mut args = vec!["--privileged", "no", "--stage", stage.to_str().unwrap()];
+        args.extend(["--workspace", self.ws.to_str().unwrap()]);
+        args.extend(["--cache", self.cache.to_str().unwrap()]);
+        args.extend_from_slice(extra);
+        scenario_run("fetch", &self.tree, repo, &args)
+    }
+
+    fn fetch(&self, repo: &str) -> (bool, Value, String) {
+        self.fetch_into(repo, &self.stage, &[])
+    }
+}
+
 fn dpkg_version(name: &str) -> String {
     let o = Command::new("dpkg-query")
         .args(["-W", "-f", "${Version}", name])
@@ -234,14 +291,11 @@ fn tar_entries(file: &Path) -> BTreeSet<String> {
 
 #[test]
 fn scenario_resolve_gives_each_dependency_its_action_and_fetch_carries_it_out() {
-    let work = tempfile::tempdir().unwrap();
-    let w = work.path();
-    let tree = scenario_tree(w);
-    let (repo, chosen) = scenario_repo(&w.join("data"));
-    let repo_s = repo.to_str().unwrap();
-    let at = |k: &str| repo.join(&chosen[k]).display().to_string();
+    let sc = Scenario::new();
+    let repo_s = sc.repo.to_str().unwrap();
+    let at = |k: &str| sc.at(k).display().to_string();
 
-    let (ok, plan, err) = scenario_run("resolve", &tree, repo_s, &["--privileged", "no"]);
+    let (ok, plan, err) = sc.resolve(repo_s, &["--privileged", "no"]);
     // The absent external makes the plan fail, and says so.
     assert!(!ok, "{plan}");
     assert!(plan.is_object(), "{err}");
@@ -326,7 +380,7 @@ fn scenario_resolve_gives_each_dependency_its_action_and_fetch_carries_it_out() 
     assert_eq!(plan, expected);
 
     // A node that may install: the DEB instead of the tarball, and the OS package.
-    let (_, plan, _) = scenario_run("resolve", &tree, repo_s, &["--privileged", "yes"]);
+    let (_, plan, _) = sc.resolve(repo_s, &["--privileged", "yes"]);
     let deps = plan["dependencies"].as_array().unwrap();
     assert_eq!(deps[0]["action"], "install");
     assert_eq!(deps[0]["source"], at("schemas.deb"));
@@ -335,17 +389,7 @@ fn scenario_resolve_gives_each_dependency_its_action_and_fetch_carries_it_out() 
 
     // fetch: the tarballs unpacked into the stage dir, the Java API checked out; the
     // absent OS package is left for the user, so it fails, after doing the rest.
-    let stage = w.join("stage");
-    let ws = w.join("ws");
-    let args = [
-        "--privileged",
-        "no",
-        "--stage",
-        stage.to_str().unwrap(),
-        "--workspace",
-        ws.to_str().unwrap(),
-    ];
-    let (ok, report, err) = scenario_run("fetch", &tree, repo_s, &args);
+    let (ok, report, err) = sc.fetch(repo_s);
     assert!(!ok, "{report}");
     assert!(report.is_object(), "{err}");
     assert_eq!(report["left"][0]["module"], ABSENT, "{report}");
@@ -357,20 +401,17 @@ fn scenario_resolve_gives_each_dependency_its_action_and_fetch_carries_it_out() 
             "my-project.servers.database_server"
         ])
     );
-    let mut want: BTreeSet<String> = tar_entries(&repo.join(&chosen["schemas.tgz"]));
-    want.extend(tar_entries(&repo.join(&chosen["server.tgz"])));
-    let got: BTreeSet<String> = snapshot_dir(&stage).into_keys().collect();
+    let mut want: BTreeSet<String> = tar_entries(&sc.at("schemas.tgz"));
+    want.extend(tar_entries(&sc.at("server.tgz")));
+    let got: BTreeSet<String> = snapshot_dir(&sc.stage).into_keys().collect();
     assert_eq!(got, want);
-    // The unpacked files are the tarballs' bytes.
-    let some_file = want.iter().find(|e| !e.ends_with('/')).unwrap();
-    assert!(!fs::read(stage.join(some_file)).unwrap().is_empty() || some_file.is_empty());
-    let java = ws.join("my-project.clients.java_api");
+    let java = sc.ws.join("my-project.clients.java_api");
     let src_files: BTreeSet<String> = snapshot_dir(&fixture("src/java_api")).into_keys().collect();
     let checked_out: BTreeSet<String> = snapshot_dir(&java).into_keys().collect();
     assert_eq!(checked_out, src_files);
     assert_eq!(report["checked_out"][0]["skipped"], false, "{report}");
     // Nothing else beside the stage dir: the scratch directory is gone.
-    let beside: Vec<String> = fs::read_dir(w)
+    let beside: Vec<String> = fs::read_dir(&sc.w)
         .unwrap()
         .flatten()
         .map(|e| e.file_name().to_string_lossy().into_owned())
@@ -379,17 +420,14 @@ fn scenario_resolve_gives_each_dependency_its_action_and_fetch_carries_it_out() 
     assert!(beside.is_empty(), "{beside:?}");
 
     // Again: the same stage dir, the checkout is not run twice.
-    let before = snapshot_dir(&stage);
-    let (_, report, _) = scenario_run("fetch", &tree, repo_s, &args);
+    let before = snapshot_dir(&sc.stage);
+    let (_, report, _) = sc.fetch(repo_s);
     assert_eq!(report["checked_out"][0]["skipped"], true, "{report}");
-    assert_eq!(snapshot_dir(&stage), before);
+    assert_eq!(snapshot_dir(&sc.stage), before);
 
     // --dry-run says what it would do and does nothing.
-    let fresh = w.join("stage2");
-    let mut dry = args.to_vec();
-    dry[3] = fresh.to_str().unwrap();
-    dry.push("--dry-run");
-    let (_, report, _) = scenario_run("fetch", &tree, repo_s, &dry);
+    let fresh = sc.w.join("stage2");
+    let (_, report, _) = sc.fetch_into(repo_s, &fresh, &["--dry-run"]);
     assert_eq!(report["dry_run"], true);
     assert_eq!(
         report["downloaded"].as_array().unwrap().len(),
@@ -401,53 +439,36 @@ fn scenario_resolve_gives_each_dependency_its_action_and_fetch_carries_it_out() 
 
 #[test]
 fn a_tampered_tarball_is_refused_and_the_stage_dir_is_unchanged() {
-    let work = tempfile::tempdir().unwrap();
-    let w = work.path();
-    let tree = scenario_tree(w);
-    let data = w.join("data");
-    let (repo, chosen) = scenario_repo(&data);
-    let stage = w.join("stage");
-    fs::create_dir_all(stage.join("lib")).unwrap();
-    fs::write(stage.join("lib/already-here"), "keep me").unwrap();
-    let before = snapshot_dir(&stage);
+    let sc = Scenario::new();
+    fs::create_dir_all(sc.stage.join("lib")).unwrap();
+    fs::write(sc.stage.join("lib/already-here"), "keep me").unwrap();
+    let before = snapshot_dir(&sc.stage);
     // One byte changed in the published file, after the publish.
-    let file = repo.join(&chosen["server.tgz"]);
+    let file = sc.at("server.tgz");
     let mut bytes = fs::read(&file).unwrap();
     let last = bytes.len() - 1;
     bytes[last] ^= 0xff;
     fs::write(&file, &bytes).unwrap();
 
-    let ws = w.join("ws");
-    let server = Server::start(&data, &[]);
+    let server = Server::start(&sc.data, &[]);
     let url = format!("{}/repos/nightly", server.url);
-    for source in [repo.to_str().unwrap(), url.as_str()] {
-        let cache = w.join("cache");
-        let args = [
-            "--privileged",
-            "no",
-            "--stage",
-            stage.to_str().unwrap(),
-            "--workspace",
-            ws.to_str().unwrap(),
-            "--cache",
-            cache.to_str().unwrap(),
-        ];
-        let (ok, _, err) = scenario_run("fetch", &tree, source, &args);
+    for source in [sc.repo.to_str().unwrap(), url.as_str()] {
+        let (ok, _, err) = sc.fetch(source);
         assert!(!ok);
         assert!(
             err.contains("does not match the repository's record")
-                && err.contains(&chosen["server.tgz"]),
+                && err.contains(&sc.chosen["server.tgz"]),
             "{source}: {err}"
         );
-        assert_eq!(snapshot_dir(&stage), before, "{source}");
+        assert_eq!(snapshot_dir(&sc.stage), before, "{source}");
         // Nothing of the bad download is kept.
-        let kept: Vec<String> = snapshot_dir(&cache)
+        let kept: Vec<String> = snapshot_dir(&sc.cache)
             .into_keys()
             .filter(|k| k.contains("my-database-server"))
             .collect();
         assert!(kept.is_empty(), "{kept:?}");
         // No source was checked out either: nothing happens after a failed download.
-        assert!(!w.join("ws/my-project.clients.java_api").exists());
+        assert!(!sc.ws.join("my-project.clients.java_api").exists());
     }
     server.stop();
 }
@@ -472,15 +493,11 @@ fn evil_tarball(names: &[&str]) -> Vec<u8> {
 #[test]
 fn a_tarball_with_escaping_entries_is_refused_and_nothing_is_written_outside() {
     use sha2::Digest;
-    let work = tempfile::tempdir().unwrap();
-    let w = work.path();
-    let tree = scenario_tree(w);
-    let (repo, chosen) = scenario_repo(&w.join("data"));
-    let stage = w.join("deep/stage");
+    let sc = Scenario::new();
+    let stage = sc.w.join("deep/stage");
     fs::create_dir_all(&stage).unwrap();
     fs::write(stage.join("keep"), "keep").unwrap();
-    let abs = w.join("absolute-target");
-    let ws = w.join("ws");
+    let abs = sc.w.join("absolute-target");
     let cases = [
         vec!["usr/share/ok.txt".to_string(), "../escaped.txt".to_string()],
         vec![
@@ -490,7 +507,7 @@ fn a_tarball_with_escaping_entries_is_refused_and_nothing_is_written_outside() {
     ];
     for names in cases {
         // The repository's record matches: only the unpacking can stop it.
-        let file = repo.join(&chosen["server.tgz"]);
+        let file = sc.at("server.tgz");
         let names: Vec<&str> = names.iter().map(String::as_str).collect();
         let bytes = evil_tarball(&names);
         fs::write(&file, &bytes).unwrap();
@@ -500,16 +517,8 @@ fn a_tarball_with_escaping_entries_is_refused_and_nothing_is_written_outside() {
             format!("{:x}  {file_name}\n", sha2::Sha256::digest(&bytes)),
         )
         .unwrap();
-        let before = snapshot_dir(w);
-        let args = [
-            "--privileged",
-            "no",
-            "--stage",
-            stage.to_str().unwrap(),
-            "--workspace",
-            ws.to_str().unwrap(),
-        ];
-        let (ok, _, err) = scenario_run("fetch", &tree, repo.to_str().unwrap(), &args);
+        let before = snapshot_dir(&sc.w);
+        let (ok, _, err) = sc.fetch_into(sc.repo.to_str().unwrap(), &stage, &[]);
         assert!(!ok);
         assert!(
             err.contains("refused") && err.contains(names[1]),
@@ -517,22 +526,18 @@ fn a_tarball_with_escaping_entries_is_refused_and_nothing_is_written_outside() {
         );
         // Nothing anywhere in the work dir changed (the stage dir included), and the
         // escaping paths do not exist.
-        assert_eq!(snapshot_dir(w), before, "{names:?}");
-        assert!(!w.join("deep/escaped.txt").exists());
+        assert_eq!(snapshot_dir(&sc.w), before, "{names:?}");
+        assert!(!sc.w.join("deep/escaped.txt").exists());
         assert!(!abs.exists());
     }
 }
 
 #[test]
 fn downloads_resume_and_are_kept() {
-    let work = tempfile::tempdir().unwrap();
-    let w = work.path();
-    let tree = scenario_tree(w);
-    let data = w.join("data");
-    let (repo, chosen) = scenario_repo(&data);
-    let server = Server::start(&data, &[]);
+    let sc = Scenario::new();
+    let (repo, chosen, cache) = (&sc.repo, &sc.chosen, &sc.cache);
+    let server = Server::start(&sc.data, &[]);
     let url = format!("{}/repos/nightly", server.url);
-    let cache = w.join("cache");
     // Half of the server tarball is there from an interrupted run.
     let full = fs::read(repo.join(&chosen["server.tgz"])).unwrap();
     let part = cache.join(format!("{}.part", chosen["server.tgz"]));
@@ -550,19 +555,7 @@ fn downloads_resume_and_are_kept() {
             .sum()
     };
     let before = sent(&server);
-    let stage = w.join("stage");
-    let ws = w.join("ws");
-    let args = [
-        "--privileged",
-        "no",
-        "--stage",
-        stage.to_str().unwrap(),
-        "--workspace",
-        ws.to_str().unwrap(),
-        "--cache",
-        cache.to_str().unwrap(),
-    ];
-    let (_, report, err) = scenario_run("fetch", &tree, &url, &args);
+    let (_, report, err) = sc.fetch(&url);
     assert_eq!(
         report["unpacked"].as_array().map(Vec::len),
         Some(2),
@@ -588,7 +581,7 @@ fn downloads_resume_and_are_kept() {
     assert!(!part.exists());
     // A second run downloads nothing: the kept files are checked and used.
     let before = sent(&server);
-    let (_, report, _) = scenario_run("fetch", &tree, &url, &args);
+    let (_, report, _) = sc.fetch(&url);
     assert!(
         report["downloaded"]
             .as_array()
@@ -603,12 +596,9 @@ fn downloads_resume_and_are_kept() {
 
 #[test]
 fn the_server_plans_for_curl_only_nodes() {
-    let work = tempfile::tempdir().unwrap();
-    let w = work.path();
-    let tree = scenario_tree(w);
-    let data = w.join("data");
-    let (_, chosen) = scenario_repo(&data);
-    let server = Server::start(&data, &["--tree", tree.to_str().unwrap()]);
+    let sc = Scenario::new();
+    let chosen = &sc.chosen;
+    let server = Server::start(&sc.data, &["--tree", sc.tree.to_str().unwrap()]);
     let get = |path: &str| -> (u16, Value) {
         let (s, b) = server.get(path);
         (s, serde_json::from_slice(&b).unwrap_or(Value::Null))
@@ -619,9 +609,7 @@ fn the_server_plans_for_curl_only_nodes() {
     ));
     assert_eq!(status, 200, "{plan}");
     // The same plan as the command line's against the served repository.
-    let (_, cli, _) = scenario_run(
-        "resolve",
-        &tree,
+    let (_, cli, _) = sc.resolve(
         &format!("{}/repos/nightly", server.url),
         &["--privileged", "no"],
     );
