@@ -197,7 +197,12 @@ pub fn cmd_resolve(args: ResolveArgs, target: &Target, token: Option<&str>, json
                 d.reason
             );
             if let Some(s) = &d.source {
-                println!("{:<40} from {s}", "");
+                let how = if d.kind == crate::config::DependencyType::External {
+                    "with"
+                } else {
+                    "from"
+                };
+                println!("{:<40} {how} {s}", "");
             }
         }
     }
@@ -251,15 +256,20 @@ pub fn cmd_fetch(args: FetchArgs, target: &Target, token: Option<&str>, json: bo
             };
             println!("{would}{how:<10} {:<40} {}", f.module, f.source);
         }
+        let (unpack, install) = if report.dry_run {
+            ("would unpack", "would install")
+        } else {
+            ("unpacked", "installed")
+        };
         if !report.unpacked.is_empty() {
             println!(
-                "{would}unpack {} into {}",
+                "{unpack} {} into {}",
                 report.unpacked.join(", "),
                 report.stage_dir
             );
         }
         if let Some(cmd) = &report.installed {
-            println!("{would}install    {cmd}");
+            println!("{install} with `{cmd}`");
         }
         for c in &report.checked_out {
             let how = if c.skipped {
