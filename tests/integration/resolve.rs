@@ -30,17 +30,20 @@ fn resolve(repo: &str, privileged: &str) -> (bool, Value) {
     (o.status.success(), v)
 }
 
-fn actions(plan: &Value) -> Vec<(String, String)> {
+/// Per dependency of a plan, the values of `keys`.
+fn fields(plan: &Value, keys: &[&str]) -> Vec<Vec<Value>> {
     plan["dependencies"]
         .as_array()
         .unwrap()
         .iter()
-        .map(|d| {
-            (
-                d["module"].as_str().unwrap().to_string(),
-                d["action"].as_str().unwrap().to_string(),
-            )
-        })
+        .map(|d| keys.iter().map(|k| d[*k].clone()).collect())
+        .collect()
+}
+
+fn actions(plan: &Value) -> Vec<(String, String)> {
+    fields(plan, &["module", "action"])
+        .into_iter()
+        .map(|f| (f[0].as_str().unwrap().into(), f[1].as_str().unwrap().into()))
         .collect()
 }
 
@@ -613,20 +616,7 @@ fn the_server_plans_for_curl_only_nodes() {
         &format!("{}/repos/nightly", server.url),
         &["--privileged", "no"],
     );
-    let actions = |p: &Value| -> Vec<(String, String, Value)> {
-        p["dependencies"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|d| {
-                (
-                    d["module"].as_str().unwrap().to_string(),
-                    d["action"].as_str().unwrap().to_string(),
-                    d["source"].clone(),
-                )
-            })
-            .collect()
-    };
+    let actions = |p: &Value| fields(p, &["module", "action", "source"]);
     assert_eq!(plan["order"], cli["order"]);
     assert_eq!(actions(&plan), actions(&cli));
     assert_eq!(
