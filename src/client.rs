@@ -57,6 +57,30 @@ pub struct Uploaded {
     pub indexes: Vec<String>,
 }
 
+/// An HTTP agent that hands error statuses back as answers (callers read their JSON
+/// reasons); `timeout` bounds a whole request (none for downloads of any size).
+pub fn agent(timeout: Option<std::time::Duration>) -> ureq::Agent {
+    ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .timeout_global(timeout)
+        .timeout_connect(Some(std::time::Duration::from_secs(30)))
+        .build()
+        .new_agent()
+}
+
+/// `req` with `Authorization: Bearer <token>`, when there is a token.
+pub fn authorized<B>(req: ureq::RequestBuilder<B>, token: Option<&str>) -> ureq::RequestBuilder<B> {
+    match token {
+        Some(t) => req.header("Authorization", format!("Bearer {t}")),
+        None => req,
+    }
+}
+
+/// Whether a `--repo`-style value names a served repository rather than a directory.
+pub fn is_url(s: &str) -> bool {
+    s.starts_with("http://") || s.starts_with("https://")
+}
+
 pub struct Client {
     base: String,
     token: Option<String>,
@@ -65,14 +89,10 @@ pub struct Client {
 
 impl Client {
     pub fn new(url: &str, token: Option<String>) -> Client {
-        let agent = ureq::Agent::config_builder()
-            .http_status_as_error(false)
-            .build()
-            .new_agent();
         Client {
             base: url.trim_end_matches('/').to_string(),
             token,
-            agent,
+            agent: agent(None),
         }
     }
 
@@ -111,10 +131,7 @@ impl Client {
     }
 
     fn auth<B>(&self, req: ureq::RequestBuilder<B>) -> ureq::RequestBuilder<B> {
-        match &self.token {
-            Some(t) => req.header("Authorization", format!("Bearer {t}")),
-            None => req,
-        }
+        authorized(req, self.token.as_deref())
     }
 
     fn get<T: DeserializeOwned>(&self, path: &str) -> Result<T, ClientError> {

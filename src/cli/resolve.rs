@@ -14,7 +14,6 @@ use crate::config::{Resolver, Tree};
 use crate::resolve::fetch::FetchOptions;
 use crate::resolve::node::ThisNode;
 use crate::resolve::{self, Packages, Plan, PlanRequest};
-use crate::store::RepoKind;
 
 #[derive(Clone, Copy, ValueEnum)]
 pub enum Privileged {
@@ -123,8 +122,13 @@ fn make_plan(
 
 /// Every repository of the target, registered ones first, as `--repo` values.
 fn default_repos(target: &Target) -> Result<Vec<String>, Failure> {
-    let (mut list, base) = match target {
-        Target::Remote { client, url, .. } => (client.repos()?, Some(url.clone())),
+    // Served repositories are named by URL, those of a data directory by their folder.
+    enum Place {
+        Served(String),
+        Dir(PathBuf),
+    }
+    let (mut list, place) = match target {
+        Target::Remote { client, url, .. } => (client.repos()?, Place::Served(url.clone())),
         Target::Local { data, layout } => {
             if !data.join("repos").is_dir() {
                 return Ok(vec![]);
@@ -132,26 +136,23 @@ fn default_repos(target: &Target) -> Result<Vec<String>, Failure> {
             match crate::repo::running(data) {
                 Some(info) => (
                     crate::client::Client::new(&info.url, None).repos()?,
-                    Some(info.url.trim_end_matches('/').to_string()),
+                    Place::Served(info.url.trim_end_matches('/').to_string()),
                 ),
                 None => (
                     crate::repo::Repositories::open(data, (*layout).clone())?.list()?,
-                    None,
+                    Place::Dir(data.join("repos")),
                 ),
             }
         }
     };
-    list.sort_by_key(|r| (r.record.kind != RepoKind::Registered, r.record.name.clone()));
+    list.sort_by(|a, b| a.record.search_order().cmp(&b.record.search_order()));
     Ok(list
         .iter()
-        .map(|r| match (&base, target) {
-            (Some(url), _) => format!("{url}/repos/{}", crate::server::url_path(&r.record.name)),
-            (None, Target::Local { data, .. }) => data
-                .join("repos")
-                .join(&r.record.name)
-                .display()
-                .to_string(),
-            (None, Target::Remote { .. }) => String::new(),
+        .map(|r| match &place {
+            Place::Served(url) => {
+                format!("{url}/repos/{}", crate::server::url_path(&r.record.name))
+            }
+            Place::Dir(dir) => dir.join(&r.record.name).display().to_string(),
         })
         .collect())
 }
@@ -216,11 +217,6 @@ pub fn cmd_resolve(args: ResolveArgs, target: &Target, token: Option<&str>, json
 pub fn cmd_fetch(args: FetchArgs, target: &Target, token: Option<&str>, json: bool) -> Outcome {
     let can = privileged(args.resolve.privileged);
     let (plan, _) = make_plan(&args.resolve, target, token, can)?;
-    let layout = target.layout();
-    let format = layout
-        .platform(args.resolve.ctx.platform.as_deref())
-        .map_err(|e| Failure::new(&e, "see `packyard platforms`".to_string()))?
-        .format;
     // SAFETY: geteuid has no preconditions.
     let root = unsafe { libc::geteuid() } == 0;
     let opts = FetchOptions {
@@ -230,7 +226,6 @@ pub fn cmd_fetch(args: FetchArgs, target: &Target, token: Option<&str>, json: bo
             .unwrap_or_else(|| plan.workspace_dir.join(".packyard-downloads")),
         stage_dir: args.stage.clone().unwrap_or_else(|| plan.stage_dir.clone()),
         workspace_dir: plan.workspace_dir.clone(),
-        format,
         privileged: can,
         sudo: can && !root,
         jobs: args.jobs,

@@ -12,6 +12,6 @@ pub use model::{ModuleKind, Scope};
 pub use properties::Origin;
 pub use resolve::{
     DependencyType, Release, ResolveError, ResolveOptions, ResolvedConfiguration, Resolver,
-    project_configurations, resolve_release,
+    absolute, project_configurations, resolve_release,
 };
 pub use tree::{ConfigId, Location, ModuleId, Tree, TreeError};

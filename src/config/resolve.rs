@@ -856,7 +856,8 @@ impl<'a> Resolver<'a> {
     }
 }
 
-fn absolute(p: &Path) -> PathBuf {
+/// `p` made absolute against the current directory (as given if that fails).
+pub fn absolute(p: &Path) -> PathBuf {
     std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf())
 }
 

@@ -21,7 +21,8 @@ use sha2::{Digest, Sha256};
 
 use super::unpack::{self, UnpackError};
 use super::{Action, Plan, Planned};
-use crate::config::DependencyType;
+use crate::client::is_url;
+use crate::config::{DependencyType, absolute};
 use crate::layout::PackageFormat;
 use crate::progress::Progress;
 
@@ -94,7 +95,6 @@ pub struct FetchOptions {
     pub cache: PathBuf,
     pub stage_dir: PathBuf,
     pub workspace_dir: PathBuf,
-    pub format: PackageFormat,
     /// Whether this node installs packages (as in the plan).
     pub privileged: bool,
     /// Run installs through `sudo -n` (privileged, but not root).
@@ -252,7 +252,7 @@ pub fn fetch(
             .map(|d| where_to(d, &cache).1)
             .collect();
         report.installed =
-            install_command(opts.format, opts.sudo, have_dnf, &files, &names).map(|c| c.join(" "));
+            install_command(plan.format, opts.sudo, have_dnf, &files, &names).map(|c| c.join(" "));
         report.unpacked = work.tarballs.iter().map(|d| d.module.clone()).collect();
         report.checked_out = work
             .sources
@@ -299,7 +299,7 @@ pub fn fetch(
 
     // 3. Packages installed, all in one transaction.
     let files: Vec<PathBuf> = binaries.iter().map(|f| PathBuf::from(&f.file)).collect();
-    if let Some(cmd) = install_command(opts.format, opts.sudo, have_dnf, &files, &names) {
+    if let Some(cmd) = install_command(plan.format, opts.sudo, have_dnf, &files, &names) {
         run_install(&cmd)?;
         report.installed = Some(cmd.join(" "));
     }
@@ -331,14 +331,6 @@ fn where_to(d: &Planned, cache: &Path) -> (String, PathBuf) {
     (source, cache.join(rel))
 }
 
-fn is_url(s: &str) -> bool {
-    s.starts_with("http://") || s.starts_with("https://")
-}
-
-fn absolute(p: &Path) -> PathBuf {
-    std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf())
-}
-
 fn io_at(path: &Path) -> impl Fn(io::Error) -> FetchError + '_ {
     move |e| FetchError::Io {
         path: path.display().to_string(),
@@ -359,13 +351,8 @@ fn download_all(
     opts: &FetchOptions,
     progress: &dyn Progress,
 ) -> Result<Vec<Fetched>, FetchError> {
-    let agent: ureq::Agent = ureq::Agent::config_builder()
-        .http_status_as_error(false)
-        .timeout_connect(Some(std::time::Duration::from_secs(30)))
-        .build()
-        .new_agent();
     let getter = Getter {
-        agent,
+        agent: crate::client::agent(None),
         token: opts.token.clone(),
     };
     progress.start("fetching", 0);
@@ -408,10 +395,7 @@ struct Getter {
 
 impl Getter {
     fn get(&self, url: &str, range_from: u64) -> Result<ureq::http::Response<ureq::Body>, String> {
-        let mut req = self.agent.get(url);
-        if let Some(t) = &self.token {
-            req = req.header("Authorization", format!("Bearer {t}"));
-        }
+        let mut req = crate::client::authorized(self.agent.get(url), self.token.as_deref());
         if range_from > 0 {
             req = req.header("Range", format!("bytes={range_from}-"));
         }
@@ -706,6 +690,7 @@ mod tests {
             ],
             stage_dir: "stage".into(),
             workspace_dir: "ws".into(),
+            format: PackageFormat::Rpm,
         }
     }
 

@@ -77,6 +77,9 @@ pub struct Plan {
     pub stage_dir: PathBuf,
     #[serde(skip)]
     pub workspace_dir: PathBuf,
+    /// The platform's package format: how `fetch` installs.
+    #[serde(skip)]
+    pub format: PackageFormat,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -229,6 +232,7 @@ pub fn plan_with(
         dependencies,
         stage_dir: dir("stageDir", "workspace/stage"),
         workspace_dir: dir("workspaceDir", "workspace"),
+        format,
     })
 }
 

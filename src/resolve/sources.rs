@@ -47,11 +47,7 @@ impl RemoteRepo {
     pub fn new(url: &str, token: Option<&str>) -> RemoteRepo {
         RemoteRepo {
             url: url.trim_end_matches('/').to_string(),
-            agent: ureq::Agent::config_builder()
-                .http_status_as_error(false)
-                .timeout_global(Some(std::time::Duration::from_secs(30)))
-                .build()
-                .new_agent(),
+            agent: crate::client::agent(Some(std::time::Duration::from_secs(30))),
             token: token.map(str::to_string),
         }
     }
@@ -60,11 +56,10 @@ impl RemoteRepo {
 impl Packages for RemoteRepo {
     fn find(&self, path: &str) -> Option<String> {
         let url = format!("{}/{}", self.url, crate::server::url_path(path));
-        let mut req = self.agent.head(&url);
-        if let Some(t) = &self.token {
-            req = req.header("Authorization", format!("Bearer {t}"));
-        }
-        let r = req.call().ok()?;
+        let req = self.agent.head(&url);
+        let r = crate::client::authorized(req, self.token.as_deref())
+            .call()
+            .ok()?;
         (r.status().as_u16() == 200).then_some(url)
     }
 
@@ -76,7 +71,7 @@ impl Packages for RemoteRepo {
 /// `--repo` values: URLs are served repositories, anything else a directory (which must
 /// exist: a mistyped path would otherwise quietly mean "build everything from source").
 pub fn open(spec: &str, token: Option<&str>) -> Result<Box<dyn Packages>, String> {
-    if spec.starts_with("http://") || spec.starts_with("https://") {
+    if crate::client::is_url(spec) {
         Ok(Box::new(RemoteRepo::new(spec, token)))
     } else {
         let dir = PathBuf::from(spec.strip_prefix("file://").unwrap_or(spec));

@@ -625,7 +625,7 @@ async fn resolve(req: HttpRequest, state: Shared) -> Result<HttpResponse, ApiErr
             .map(|r| r.record)
             .filter(|r| signed_in || !r.private)
             .collect();
-        all.sort_by_key(|r| (r.kind != RepoKind::Registered, r.name.clone()));
+        all.sort_by(|a, b| a.search_order().cmp(&b.search_order()));
         all
     } else {
         repos

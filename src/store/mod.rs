@@ -79,6 +79,14 @@ pub struct RepoRecord {
     pub private: bool,
 }
 
+impl RepoRecord {
+    /// Where a build node looks first: registered repositories (final artifacts), then
+    /// volatile ones, each by name.
+    pub fn search_order(&self) -> (bool, &str) {
+        (self.kind != RepoKind::Registered, &self.name)
+    }
+}
+
 /// Compression of YUM metadata: gzip reads everywhere; zstd is smaller and faster to read
 /// (dnf 4.x with a zstd-enabled libsolv, EL8 and later).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]

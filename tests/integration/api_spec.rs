@@ -7,7 +7,7 @@ use std::fs;
 
 use serde_json::{Value, json};
 
-use crate::repo::{create_nightly, py_json};
+use crate::repo::create_nightly;
 use crate::serve::Server;
 use crate::support::{packed, root};
 
@@ -120,25 +120,11 @@ fn every_api_answer_matches_openapi_yaml() {
     let dir = tempfile::tempdir().unwrap();
     let d = &dir.path().join("data");
     create_nightly(d, &[]);
-    let token = |role: &str| {
-        py_json(d, &["token", "create", "--role", role])["token"]
-            .as_str()
-            .unwrap()
-            .to_string()
-    };
+    let token = |role: &str| crate::serve::token(d, role);
     let admin = token("admin");
     let builder = token("builder");
     let release = token("release");
-    let tree = crate::support::fixture("trees/my-project");
-    py_json(
-        d,
-        &[
-            "lock",
-            "web_server_R_2_5_1_1",
-            "--tree",
-            tree.to_str().unwrap(),
-        ],
-    );
+    let tree = crate::serve::lock_web_server(d);
     let server = Server::start(d, &["--tree", tree.to_str().unwrap()]);
     let call = |method: &str, path: &str, body: Option<Value>, token: Option<&str>| {
         server.call(method, path, body, token)

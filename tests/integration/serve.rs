@@ -199,11 +199,26 @@ impl Drop for Server {
 }
 
 /// A token with `role`, made with the command line before the server starts.
-fn token(data: &Path, role: &str) -> String {
+pub(crate) fn token(data: &Path, role: &str) -> String {
     py_json(data, &["token", "create", "--role", role])["token"]
         .as_str()
         .unwrap()
         .to_string()
+}
+
+/// Locks the fixture release's web server configuration in `data`; the fixture tree.
+pub(crate) fn lock_web_server(data: &Path) -> PathBuf {
+    let tree = crate::support::fixture("trees/my-project");
+    py_json(
+        data,
+        &[
+            "lock",
+            "web_server_R_2_5_1_1",
+            "--tree",
+            tree.to_str().unwrap(),
+        ],
+    );
+    tree
 }
 
 /// Every file of a `pack --out` tree, by its download-from path.
@@ -823,16 +838,7 @@ fn a_restart_keeps_packages_tokens_and_locks() {
     let d = &dir.path().join("data");
     create_nightly(d, &[]);
     let admin = token(d, "admin");
-    let tree = crate::support::fixture("trees/my-project");
-    py_json(
-        d,
-        &[
-            "lock",
-            "web_server_R_2_5_1_1",
-            "--tree",
-            tree.to_str().unwrap(),
-        ],
-    );
+    lock_web_server(d);
     let server = Server::start(d, &[]);
     // The command line says where the data directory went, instead of waiting.
     let start = Instant::now();
