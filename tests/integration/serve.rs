@@ -1294,6 +1294,20 @@ impl Browser {
             .to_string()
     }
 
+    /// The page source once `ready` holds: a click that navigates returns
+    /// before the next page has loaded, so reading the source at once races.
+    fn source_when(&self, what: &str, ready: impl Fn(&str) -> bool) -> String {
+        let start = Instant::now();
+        loop {
+            let page = self.source();
+            if ready(&page) {
+                return page;
+            }
+            assert!(start.elapsed() < Duration::from_secs(20), "{what}: {page}");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
     fn screenshot(&self) -> Vec<u8> {
         use base64::Engine;
         let b64 = self.call("GET", "/screenshot", None);
@@ -1333,31 +1347,28 @@ fn browse_pages_in_chromium_find_and_download_a_package() {
 
     // The front page lists the repository; following it shows every package.
     b.go(&format!("{}/", server.url));
-    assert!(b.source().contains("Repositories"));
+    b.source_when("front page", |p| p.contains("Repositories"));
     b.click("a[href='/r/nightly']");
-    let page = b.source();
-    assert!(
-        page.contains("my-web-server") && page.contains("my-database-schemas"),
-        "{page}"
-    );
+    b.source_when("repository page", |p| {
+        p.contains("my-web-server") && p.contains("my-database-schemas")
+    });
     // Search narrows the list.
     b.type_into("input[name=q]", "schemas");
     b.click("button[type=submit]");
-    let page = b.source();
-    assert!(page.contains("my-database-schemas"), "{page}");
-    assert!(
-        !page.contains("my-web-server"),
-        "search did not filter: {page}"
-    );
+    b.source_when("search did not filter", |p| {
+        p.contains("value=\"schemas\"")
+            && p.contains("my-database-schemas")
+            && !p.contains("my-web-server")
+    });
     // The package, its RPM, and the download link.
     b.click("a[href='/r/nightly/p/my-database-schemas']");
+    b.source_when("package page", |p| {
+        p.contains("<h1>my-database-schemas") && p.contains("href=\"/r/nightly/f/")
+    });
     b.click("a[href$='.rpm']");
-    let page = b.source();
-    assert!(
-        page.contains("dnf install my-database-schemas-3.0.0-1"),
-        "{page}"
-    );
-    assert!(page.contains("/usr/share/"), "file list: {page}");
+    b.source_when("RPM page", |p| {
+        p.contains("dnf install my-database-schemas-3.0.0-1") && p.contains("/usr/share/")
+    });
     if let Some(path) = std::env::var_os("PACKYARD_SCREENSHOT") {
         fs::write(path, b.screenshot()).unwrap();
     }
