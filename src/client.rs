@@ -8,6 +8,7 @@ use std::path::Path;
 use serde::de::DeserializeOwned;
 
 use crate::auth::NewToken;
+use crate::repo::builds::{BuildRecord, StoredBuild};
 use crate::repo::keys::{Algorithm, KeyInfo};
 use crate::repo::publish::{FileOutcome, UploadRegistration};
 use crate::repo::release::LockOutcome;
@@ -227,6 +228,41 @@ impl Client {
         }
         let r = req.send(f);
         self.answer(&url, r)
+    }
+
+    /// The latest build recorded beside the tarball at `tarball`, if any.
+    pub fn build(&self, repo: &str, tarball: &str) -> Result<Option<StoredBuild>, ClientError> {
+        match self.get(&format!(
+            "/repos/{}/builds/{}",
+            segment(repo),
+            crate::server::url_path(tarball)
+        )) {
+            Ok(b) => Ok(Some(b)),
+            Err(ClientError::Http { code, .. }) if code == "no_such_build" => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Records a build (its log and record) beside the tarball at `tarball`.
+    pub fn record_build(
+        &self,
+        repo: &str,
+        tarball: &str,
+        record: &BuildRecord,
+        log: &[u8],
+    ) -> Result<(), ClientError> {
+        let url = format!(
+            "{}/api/v1/repos/{}/builds/{}",
+            self.base,
+            segment(repo),
+            crate::server::url_path(tarball)
+        );
+        let body = serde_json::json!({
+            "record": record,
+            "log": String::from_utf8_lossy(&crate::repo::builds::cut_log(log)),
+        });
+        let r = self.auth(self.agent.put(&url)).send_json(&body);
+        self.answer::<serde_json::Value>(&url, r).map(|_| ())
     }
 
     pub fn lock(&self, lock: &LockRecord) -> Result<LockOutcome, ClientError> {

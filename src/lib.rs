@@ -11,6 +11,7 @@
 pub mod atomic;
 pub mod auth;
 pub mod blobs;
+pub mod build;
 pub mod cli;
 pub mod client;
 pub mod config;

@@ -1,6 +1,7 @@
 //! The command line: parses arguments, calls the library, prints text or `--json`.
 //! No logic of its own beyond formatting.
 
+mod build;
 mod progress;
 mod render;
 mod repo;
@@ -96,6 +97,9 @@ enum Command {
     /// Carry the plan out: install packages, download and unpack tarballs into
     /// ${stageDir}, check sources out into ${workspaceDir}.
     Fetch(resolve::FetchArgs),
+    /// Build a release: checkout, targets, pack and publish every component in
+    /// dependency order, several at once, reusing what the repository holds.
+    Build(build::BuildArgs),
     /// Serve the repositories, the JSON API and the browse pages over HTTP.
     Serve(serve::ServeArgs),
     /// API tokens for the server: create, list, revoke.
@@ -256,6 +260,7 @@ fn run(cli: Cli) -> Outcome {
             resolve::cmd_resolve(args, &target, cli.token.as_deref(), cli.json)
         }
         Command::Fetch(args) => resolve::cmd_fetch(args, &target, cli.token.as_deref(), cli.json),
+        Command::Build(args) => build::cmd_build(args, &target, cli.token.as_deref(), cli.json),
         Command::Serve(args) => serve::cmd_serve(args, &cli.data, &layout, cli.json),
         Command::Token(cmd) => serve::cmd_token(cmd, &target, cli.json),
         Command::Platforms => {

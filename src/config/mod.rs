@@ -8,7 +8,7 @@ pub mod properties;
 pub mod resolve;
 pub mod tree;
 
-pub use model::{ModuleKind, Scope};
+pub use model::{ModuleKind, Scope, TARGETS};
 pub use properties::Origin;
 pub use resolve::{
     DependencyType, Release, ResolveError, ResolveOptions, ResolvedConfiguration, Resolver,

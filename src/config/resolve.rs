@@ -374,6 +374,14 @@ impl<'a> Resolver<'a> {
         self.release.as_ref()
     }
 
+    pub fn platform(&self) -> &Platform {
+        self.platform
+    }
+
+    pub fn options(&self) -> &ResolveOptions {
+        &self.options
+    }
+
     /// Resolves configuration `id` (cached).
     pub fn resolve(&self, id: ConfigId) -> Result<Rc<ResolvedConfiguration>, ResolveError> {
         if let Some(r) = self.cache.borrow().get(&id) {

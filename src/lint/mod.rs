@@ -97,6 +97,7 @@ const PROTECTED: &[&str] = &[
     "libDir",
     "prefix",
     "stageDir",
+    "artifactsDir",
     "workspaceDir",
     "treeDir",
 ];

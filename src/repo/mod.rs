@@ -10,6 +10,7 @@
 //! ```
 
 pub mod apt;
+pub mod builds;
 pub mod details;
 pub mod keys;
 pub mod package;
@@ -71,6 +72,8 @@ pub enum RepoError {
     /// Something on the server's side that a client cannot fix.
     #[error("{0}")]
     Internal(String),
+    #[error("{0}")]
+    BadBuild(String),
     #[error("the data directory is in use by `packyard serve` (pid {pid}) at {url}")]
     InUse { url: String, pid: u32 },
     #[error("{path}: {source}")]
@@ -122,6 +125,9 @@ impl RepoError {
                  (an admin makes tokens with `packyard token create`), or stop the server first"
             ),
             RepoError::Io { .. } => "check the path and its permissions".into(),
+            RepoError::BadBuild(_) => "`packyard build` publishes a component's artifacts, \
+                                       then records its build"
+                .into(),
         })
     }
 }

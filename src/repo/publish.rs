@@ -12,7 +12,7 @@ use serde::Serialize;
 use sha2::{Digest, Sha256};
 
 use super::package::{self, Identity, Parsed};
-use super::{RepoError, Repositories};
+use super::{RepoError, Repositories, builds};
 use crate::layout::{PackageFormat, Platform};
 use crate::progress::Progress;
 use crate::store::{Change, FileKind, IndexEntry, Listing, PackageRecord, RepoKind, RepoRecord};
@@ -444,6 +444,12 @@ impl Repositories {
                 self.blobs.remove(&format!("{name}/{}", p.path))?;
                 self.blobs
                     .remove(&format!("{name}/{}", checksum_key(&p.path)))?;
+                // A pruned component's build files go with its tarball.
+                if p.kind == FileKind::Tgz {
+                    for f in [builds::record_path(&p.path), builds::log_path(&p.path)] {
+                        self.blobs.remove(&format!("{name}/{f}"))?;
+                    }
+                }
             }
         }
         Ok(PublishReport {

@@ -413,8 +413,27 @@ fn build_order(
     edges: &BTreeMap<ConfigId, BTreeSet<ConfigId>>,
 ) -> Result<Vec<String>, PlanError> {
     let name = |id: ConfigId| tree.configurations[id].name.clone();
-    // Only configurations the plan visited take part (a dependency below a binary under
-    // --shallow is not built).
+    let layer =
+        layers(edges).map_err(|cycle| PlanError::Cycle(cycle.into_iter().map(name).collect()))?;
+    let mut order: Vec<(usize, String, ConfigId)> = layer
+        .into_iter()
+        .filter(|(id, _)| *id != root)
+        .map(|(id, l)| (l, name(id), id))
+        .collect();
+    order.sort();
+    // The configuration asked for comes last, whatever its name.
+    let mut names: Vec<String> = order.into_iter().map(|(_, n, _)| n).collect();
+    names.push(name(root));
+    Ok(names)
+}
+
+/// The layer of each configuration in `edges` (its build-time dependencies): 0 for one
+/// that needs none, else one more than its deepest dependency. Edges to configurations
+/// that are not keys of `edges` are ignored (a dependency below a binary under
+/// `--shallow` is not built). A cycle is returned as the path around it, first repeated.
+pub(crate) fn layers(
+    edges: &BTreeMap<ConfigId, BTreeSet<ConfigId>>,
+) -> Result<BTreeMap<ConfigId, usize>, Vec<ConfigId>> {
     let deps_of = |id: ConfigId| -> Vec<ConfigId> {
         edges[&id]
             .iter()
@@ -440,10 +459,9 @@ fn build_order(
                 if on_path.contains(&d) {
                     // The cycle: from d's place on the path to here, and back to d.
                     let from = stack.iter().position(|(n, _, _)| *n == d).unwrap_or(0);
-                    let mut cycle: Vec<String> =
-                        stack[from..].iter().map(|(n, _, _)| name(*n)).collect();
-                    cycle.push(name(d));
-                    return Err(PlanError::Cycle(cycle));
+                    let mut cycle: Vec<ConfigId> = stack[from..].iter().map(|(n, _, _)| *n).collect();
+                    cycle.push(d);
+                    return Err(cycle);
                 }
                 on_path.insert(d);
                 let dd = deps_of(d);
@@ -457,16 +475,7 @@ fn build_order(
             }
         }
     }
-    let mut order: Vec<(usize, String, ConfigId)> = layer
-        .into_iter()
-        .filter(|(id, _)| *id != root)
-        .map(|(id, l)| (l, name(id), id))
-        .collect();
-    order.sort();
-    // The configuration asked for comes last, whatever its name.
-    let mut names: Vec<String> = order.into_iter().map(|(_, n, _)| n).collect();
-    names.push(name(root));
-    Ok(names)
+    Ok(layer)
 }
 
 #[cfg(test)]

@@ -36,6 +36,11 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
             )
             .service(resource("/repos/{repo}/files/{path:.*}").route(web::put().to(upload)))
             .service(
+                resource("/repos/{repo}/builds/{path:.*}")
+                    .route(web::get().to(show_build))
+                    .route(web::put().to(record_build)),
+            )
+            .service(
                 resource("/locks")
                     .route(web::get().to(list_locks))
                     .route(web::post().to(create_lock)),
@@ -443,6 +448,71 @@ async fn receive(
     let outcome = PublishQueue::publish(state, repo, upload, opts).await?;
     let action = outcome.file.action;
     Ok((outcome, start.elapsed().as_secs_f64(), action))
+}
+
+/// `GET /api/v1/repos/<repo>/builds/<tarball path>`: the latest build of that component.
+async fn show_build(
+    req: HttpRequest,
+    path: web::Path<(String, String)>,
+    state: Shared,
+) -> Result<HttpResponse, ApiError> {
+    let (repo, tarball) = path.into_inner();
+    let record = state.readable(&req, &repo)?;
+    let s = state.clone();
+    let t = tarball.clone();
+    match blocking(move || Ok(s.repos.build(&record.name, &t)?)).await? {
+        Some(b) => Ok(HttpResponse::Ok().json(b)),
+        None => Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            "no_such_build",
+            format!("no build recorded beside {tarball} in repository {repo}"),
+        )
+        .hint("`packyard build` records one when it builds the component")),
+    }
+}
+
+/// What a build node sends when a component's build ends.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct BuildUpload {
+    record: crate::repo::builds::BuildRecord,
+    log: String,
+}
+
+/// `PUT /api/v1/repos/<repo>/builds/<tarball path>`: a build's record and log.
+async fn record_build(
+    req: HttpRequest,
+    path: web::Path<(String, String)>,
+    body: web::Bytes,
+    state: Shared,
+) -> Result<HttpResponse, ApiError> {
+    let caller = state.require(&req, Role::Builder)?;
+    let (repo, tarball) = path.into_inner();
+    let record = state.repos.repo(&repo)?;
+    if record.kind == RepoKind::Registered {
+        auth::require(caller.role, Role::Release)?;
+    }
+    let upload: BuildUpload = serde_json::from_slice(&body).map_err(|e| {
+        ApiError::bad_request("invalid", format!("the build record does not read: {e}"))
+            .hint("send {\"record\": {...}, \"log\": \"...\"} as `packyard build` does")
+    })?;
+    let s = state.clone();
+    let t = tarball.clone();
+    blocking(move || {
+        Ok(s
+            .repos
+            .record_build(&record.name, &t, &upload.record, upload.log.as_bytes())?)
+    })
+    .await?;
+    Ok(HttpResponse::Created()
+        .insert_header((
+            "Location",
+            format!(
+                "/repos/{repo}/{}",
+                super::url_path(&crate::repo::builds::log_path(&tarball))
+            ),
+        ))
+        .finish())
 }
 
 fn io_error(e: std::io::Error) -> ApiError {

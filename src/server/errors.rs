@@ -78,6 +78,7 @@ impl From<RepoError> for ApiError {
             RepoError::Key { .. } => (S::BAD_REQUEST, "invalid"),
             RepoError::KeyExists(_) => (S::CONFLICT, "exists"),
             RepoError::Lock { .. } => (S::CONFLICT, "lock"),
+            RepoError::BadBuild(_) => (S::UNPROCESSABLE_ENTITY, "bad_build"),
             RepoError::Blob(BlobError::BadKey { .. }) => (S::BAD_REQUEST, "bad_path"),
             RepoError::Internal(_) => (S::INTERNAL_SERVER_ERROR, "internal"),
             RepoError::Store(StoreError::Busy { .. }) | RepoError::InUse { .. } => {

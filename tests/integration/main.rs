@@ -4,6 +4,7 @@
 mod support;
 
 mod api_spec;
+mod build;
 mod cli;
 mod fixtures_build;
 mod pack;

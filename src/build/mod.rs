@@ -1,0 +1,502 @@
+//! `packyard build`: a release's components built as a graph. Each component gets a
+//! fresh checkout; its build key (see [`key`]) is looked up in the repository it
+//! publishes to, which doubles as the shared cache; a miss stages its build
+//! dependencies, runs its targets, packs its prefix and publishes the artifacts with the
+//! log and a build record. Independent components build at once, up to `jobs`; a failed
+//! one skips its dependents and nothing else.
+//!
+//! The coordinating thread owns the resolver (it is not shared across threads): it
+//! selects the graph, prepares each component's [`run::Job`] (commands, paths, the
+//! resolver's plan for its dependencies) when the component's dependencies are done, and
+//! hands it to a worker.
+
+pub mod cache;
+pub mod graph;
+pub mod key;
+pub mod run;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::mpsc;
+
+use serde::Serialize;
+
+use crate::config::{
+    ResolveError, ResolveOptions, Resolver, TARGETS, Tree, project_configurations,
+};
+use crate::layout::Layout;
+use crate::repo::builds::BuiltFile;
+use crate::resolve::{PlanError, PlanRequest};
+
+use cache::BuildRepo;
+use run::{Job, Steps};
+
+/// What happened to one component.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Outcome {
+    Built,
+    Cached,
+    Failed,
+    Skipped,
+}
+
+impl Outcome {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Built => "built",
+            Outcome::Cached => "cached",
+            Outcome::Failed => "failed",
+            Outcome::Skipped => "skipped",
+        }
+    }
+}
+
+/// One component's line of the summary (`--json` prints an array of these).
+#[derive(Debug, Clone, Serialize)]
+pub struct ComponentResult {
+    pub configuration: String,
+    pub module: String,
+    pub result: Outcome,
+    pub seconds: f64,
+    /// What the repository holds of it (published now, or by the cached build).
+    pub artifacts: Vec<BuiltFile>,
+    /// Where its log can be read: the published one, else the workspace's.
+    pub log: Option<String>,
+    pub key: Option<String>,
+    /// Why it failed or was skipped.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum BuildError {
+    #[error(transparent)]
+    Resolve(#[from] ResolveError),
+    #[error(transparent)]
+    Plan(#[from] PlanError),
+    #[error("the tree has no project configuration to build")]
+    NoRelease,
+    #[error("{name} is not a component of release {release}")]
+    NotInRelease { name: String, release: String },
+    #[error("module {module} is needed as both {a} and {b}; a build holds one configuration per module")]
+    TwoConfigurations { module: String, a: String, b: String },
+    #[error("build-time dependencies form a cycle: {}", .0.join(" -> "))]
+    Cycle(Vec<String>),
+    #[error("unknown target `{0}`")]
+    UnknownTarget(String),
+    #[error(transparent)]
+    Cache(#[from] cache::CacheError),
+}
+
+impl BuildError {
+    pub fn hint(&self) -> Option<String> {
+        match self {
+            BuildError::Resolve(e) => Some(e.hint()),
+            BuildError::Plan(e) => Some(e.hint()),
+            BuildError::NoRelease => {
+                Some("a build starts from a project configuration (kind = \"project\") that names its children".into())
+            }
+            BuildError::NotInRelease { .. } => Some(
+                "--only takes module names (full or last part) or configuration names of the release's components; \
+                 pick another release with --project"
+                    .into(),
+            ),
+            BuildError::TwoConfigurations { .. } => Some(
+                "make the dependencies agree (a .DEFAULT in the project configuration), or build the two apart".into(),
+            ),
+            BuildError::Cycle(_) => Some(
+                "a build-time dependency cycle cannot be built; make one of the edges runtime-only".into(),
+            ),
+            BuildError::UnknownTarget(_) => Some(format!(
+                "targets are checkout, {}, clean",
+                TARGETS.join(", ")
+            )),
+            BuildError::Cache(e) => e.hint.clone(),
+        }
+    }
+}
+
+pub struct BuildRequest<'a> {
+    pub tree: &'a Tree,
+    pub layout: &'a Layout,
+    /// Platform, release (`project`), `-p` overrides and `${workspaceDir}`.
+    pub options: ResolveOptions,
+    /// Build only these components (and what they need).
+    pub only: Vec<String>,
+    /// The steps to run; `None` for a whole build.
+    pub targets: Option<Vec<String>>,
+    pub jobs: usize,
+    /// Build even what the cache holds.
+    pub force: bool,
+    /// After a failing target, still run the component's other targets (not packing
+    /// or publishing), so one run shows every failure.
+    pub keep_going: bool,
+}
+
+/// Hears what the build does, for progress lines.
+pub trait Observer: Sync {
+    /// Component `index` of [`BuildReport::components`] moved on to `step`.
+    fn step(&self, _index: usize, _step: &str) {}
+    /// Component `index` is done.
+    fn done(&self, _index: usize, _result: &ComponentResult) {}
+}
+
+/// Observes nothing.
+pub struct Unobserved;
+impl Observer for Unobserved {}
+
+#[derive(Debug, Serialize)]
+pub struct BuildReport {
+    pub project: String,
+    pub platform: String,
+    pub repository: String,
+    pub workspace: String,
+    /// In build order.
+    pub components: Vec<ComponentResult>,
+}
+
+impl BuildReport {
+    pub fn ok(&self) -> bool {
+        self.components
+            .iter()
+            .all(|c| matches!(c.result, Outcome::Built | Outcome::Cached))
+    }
+}
+
+/// The configurations a build will handle, in order, before it starts (for progress).
+pub struct Prepared<'a> {
+    tree: &'a Tree,
+    resolver: Resolver<'a>,
+    graph: graph::Graph,
+    steps: Steps,
+    project: String,
+    workspace: PathBuf,
+}
+
+impl Prepared<'_> {
+    pub fn configurations(&self) -> Vec<String> {
+        self.graph
+            .nodes
+            .iter()
+            .map(|n| n.resolved.configuration.clone())
+            .collect()
+    }
+}
+
+/// Where a component's files go, below the workspace: the build's own settings of
+/// `${prefix}` and `${stageDir}`, and `${artifactsDir}` from the layout.
+fn build_overrides() -> Vec<(String, String)> {
+    vec![
+        (
+            "prefix".into(),
+            "${workspaceDir}/_output/${moduleName}/prefix".into(),
+        ),
+        (
+            "stageDir".into(),
+            "${workspaceDir}/_output/${moduleName}/stage".into(),
+        ),
+    ]
+}
+
+/// Resolves the release and selects what to build.
+pub fn prepare<'a>(req: &BuildRequest<'a>) -> Result<Prepared<'a>, BuildError> {
+    let tree = req.tree;
+    let steps = match &req.targets {
+        None => Steps::full(),
+        Some(list) => {
+            for t in list {
+                if t != "checkout" && t != "clean" && !TARGETS.contains(&t.as_str()) {
+                    return Err(BuildError::UnknownTarget(t.clone()));
+                }
+            }
+            Steps {
+                names: list.clone(),
+            }
+        }
+    };
+    let pid = match &req.options.project {
+        Some(p) => tree
+            .configuration(p)
+            .ok_or_else(|| ResolveError::UnknownConfiguration {
+                name: p.clone(),
+                similar: tree
+                    .similar_configurations(p)
+                    .into_iter()
+                    .map(str::to_string)
+                    .collect(),
+            })?,
+        None => *project_configurations(tree)
+            .first()
+            .ok_or(BuildError::NoRelease)?,
+    };
+    let project = tree.configurations[pid].name.clone();
+    let mut options = req.options.clone();
+    options.project = Some(project.clone());
+    // The user's -p still wins over the build's directories.
+    let mut overrides = build_overrides();
+    overrides.extend(options.overrides);
+    options.overrides = overrides;
+    let release = crate::config::Release::of(tree, pid);
+    if !release.contains(pid) {
+        return Err(BuildError::NoRelease);
+    }
+    let resolver = Resolver::new(tree, req.layout, options, Some(release))?;
+    let graph = graph::select(tree, &resolver, &req.only)?;
+    let workspace = crate::config::absolute(
+        req.options
+            .workspace
+            .as_deref()
+            .unwrap_or(Path::new(req.layout.system.get("workspaceDir").map_or("workspace", |s| s))),
+    );
+    Ok(Prepared {
+        tree,
+        resolver,
+        graph,
+        steps,
+        project,
+        workspace,
+    })
+}
+
+/// Runs the build `prepared` describes, publishing into (and reusing from) `repo`.
+pub fn build(
+    req: &BuildRequest,
+    prepared: &Prepared,
+    repo: &dyn BuildRepo,
+    observer: &dyn Observer,
+) -> Result<BuildReport, BuildError> {
+    let graph = &prepared.graph;
+    let n = graph.nodes.len();
+    let mut results: Vec<Option<ComponentResult>> = vec![None; n];
+    let mut keys: Vec<Option<String>> = vec![None; n];
+    let mut started = vec![false; n];
+    let packages = repo.packages()?;
+    let node = crate::resolve::node::ThisNode::new(Some(false));
+    let platform = prepared.resolver.platform().name.clone();
+    let jobs = req.jobs.max(1);
+    let (tx, rx) = mpsc::channel::<Msg>();
+
+    std::thread::scope(|s| -> Result<(), BuildError> {
+        let mut running = 0;
+        loop {
+            // Skip what can no longer build: a dependency failed or was skipped.
+            for i in 0..n {
+                if started[i] {
+                    continue;
+                }
+                let blocked = graph.nodes[i].deps.iter().find(|&&d| {
+                    results[d]
+                        .as_ref()
+                        .is_some_and(|r| matches!(r.result, Outcome::Failed | Outcome::Skipped))
+                });
+                if let Some(&d) = blocked {
+                    started[i] = true;
+                    let r = skipped(graph, i, &results[d]);
+                    observer.done(i, &r);
+                    results[i] = Some(r);
+                }
+            }
+            // Start what is ready, in build order.
+            while running < jobs {
+                let ready = (0..n).find(|&i| {
+                    !started[i]
+                        && graph.nodes[i]
+                            .deps
+                            .iter()
+                            .all(|&d| results[d].as_ref().is_some_and(|r| {
+                                matches!(r.result, Outcome::Built | Outcome::Cached)
+                            }))
+                });
+                let Some(i) = ready else { break };
+                started[i] = true;
+                let job = match job_for(req, prepared, i, &keys, tx.clone()) {
+                    Ok(job) => job,
+                    Err(e) => {
+                        let r = ComponentResult {
+                            configuration: graph.nodes[i].resolved.configuration.clone(),
+                            module: graph.nodes[i].resolved.module.clone(),
+                            result: Outcome::Failed,
+                            seconds: 0.0,
+                            artifacts: vec![],
+                            log: None,
+                            key: None,
+                            reason: Some(match e.hint() {
+                                Some(h) => format!("{e} ({h})"),
+                                None => e.to_string(),
+                            }),
+                        };
+                        observer.done(i, &r);
+                        results[i] = Some(r);
+                        continue;
+                    }
+                };
+                running += 1;
+                let tx = tx.clone();
+                let tree = prepared.tree;
+                let layout = req.layout;
+                s.spawn(move || {
+                    let (r, key) = run::run(&job, tree, layout, repo, observer);
+                    let _ = tx.send(Msg::Done(i, r, key));
+                });
+            }
+            if running == 0 {
+                break;
+            }
+            match rx.recv() {
+                Ok(Msg::Plan(i, reply)) => {
+                    let plan = plan_for(req, prepared, i, packages.as_ref(), &node);
+                    let _ = reply.send(plan.map_err(|e| match e.hint() {
+                        Some(h) => format!("{e} ({h})"),
+                        None => e.to_string(),
+                    }));
+                }
+                Ok(Msg::Done(i, r, key)) => {
+                    running -= 1;
+                    observer.done(i, &r);
+                    keys[i] = key;
+                    results[i] = Some(r);
+                }
+                Err(_) => break,
+            }
+        }
+        Ok(())
+    })?;
+
+    let components = results
+        .into_iter()
+        .enumerate()
+        .map(|(i, r)| r.unwrap_or_else(|| skipped(graph, i, &None)))
+        .collect();
+    Ok(BuildReport {
+        project: prepared.project.clone(),
+        platform,
+        repository: repo.describe(),
+        workspace: prepared.workspace.display().to_string(),
+        components,
+    })
+}
+
+/// What workers tell the coordinating thread.
+pub enum Msg {
+    /// Component `i` missed the cache and needs the plan for its dependencies (made
+    /// here, where the resolver is; only on a miss, as it may query the package database).
+    Plan(usize, mpsc::Sender<Result<crate::resolve::Plan, String>>),
+    Done(usize, ComponentResult, Option<String>),
+}
+
+/// The resolver's plan for component `i`'s dependencies, staged into its own stage dir.
+fn plan_for(
+    req: &BuildRequest,
+    prepared: &Prepared,
+    i: usize,
+    packages: &dyn crate::resolve::Packages,
+    node: &dyn crate::resolve::Node,
+) -> Result<crate::resolve::Plan, BuildError> {
+    let n = &prepared.graph.nodes[i];
+    let r = &n.resolved;
+    let plan_request = PlanRequest {
+        tree: prepared.tree,
+        layout: req.layout,
+        configuration: &r.configuration,
+        options: prepared.resolver.options().clone(),
+        runtime_deps: false,
+        shallow: false,
+    };
+    let mut plan =
+        crate::resolve::plan_with(&prepared.resolver, n.id, &plan_request, &[packages], node)?;
+    plan.stage_dir = PathBuf::from(r.value("stageDir").unwrap_or_default());
+    plan.workspace_dir = prepared.workspace.clone();
+    Ok(plan)
+}
+
+fn skipped(graph: &graph::Graph, i: usize, because: &Option<ComponentResult>) -> ComponentResult {
+    let node = &graph.nodes[i];
+    ComponentResult {
+        configuration: node.resolved.configuration.clone(),
+        module: node.resolved.module.clone(),
+        result: Outcome::Skipped,
+        seconds: 0.0,
+        artifacts: vec![],
+        log: None,
+        key: None,
+        reason: Some(match because {
+            Some(b) => format!(
+                "needs {}, which {}",
+                b.configuration,
+                if b.result == Outcome::Failed {
+                    "failed"
+                } else {
+                    "was skipped"
+                }
+            ),
+            None => "not started".into(),
+        }),
+    }
+}
+
+/// Prepares component `i`'s job on the coordinating thread.
+fn job_for(
+    req: &BuildRequest,
+    prepared: &Prepared,
+    i: usize,
+    keys: &[Option<String>],
+    plans: mpsc::Sender<Msg>,
+) -> Result<Job, BuildError> {
+    let graph = &prepared.graph;
+    let n = &graph.nodes[i];
+    let r = &n.resolved;
+    let path = |key: &str| PathBuf::from(r.value(key).unwrap_or_default());
+    let commands: BTreeMap<String, String> = r
+        .commands
+        .iter()
+        .filter(|c| !c.command.trim().is_empty())
+        .map(|c| (c.target.clone(), c.command.clone()))
+        .collect();
+    let tarball = r
+        .download
+        .as_ref()
+        .map(|d| d.tarball.clone())
+        .unwrap_or_default();
+    let workspace = prepared.workspace.clone();
+    let tree_dir = crate::config::absolute(&prepared.tree.root);
+    let configuration_text = key::configuration_text(
+        r,
+        &[
+            (workspace.display().to_string(), "workspaceDir"),
+            (tree_dir.display().to_string(), "treeDir"),
+        ],
+    );
+    let dependency_keys = n
+        .deps
+        .iter()
+        .map(|&d| {
+            (
+                graph.nodes[d].resolved.configuration.clone(),
+                keys[d].clone().unwrap_or_default(),
+            )
+        })
+        .collect();
+    let options = prepared.resolver.options().clone();
+    Ok(Job {
+        index: i,
+        configuration: r.configuration.clone(),
+        module: r.module.clone(),
+        platform: r.platform.clone(),
+        options,
+        commands,
+        checkout_dir: workspace.join(&r.module),
+        output: workspace.join("_output").join(&r.module),
+        prefix: path("prefix"),
+        stage: path("stageDir"),
+        artifacts: path("artifactsDir"),
+        workspace,
+        tarball,
+        configuration_text,
+        dependency_keys,
+        plans,
+        steps: prepared.steps.clone(),
+        force: req.force,
+        keep_going: req.keep_going,
+    })
+}

@@ -1,0 +1,496 @@
+//! One component's build, on a worker thread: a fresh checkout, its build key, the cache
+//! check, its build dependencies staged, the targets in order with their output in one
+//! log, packing, publishing, and the build record.
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::Instant;
+
+use super::cache::BuildRepo;
+use super::{ComponentResult, Observer, Outcome};
+use crate::config::{ResolveOptions, TARGETS, Tree};
+use crate::layout::Layout;
+use crate::repo::builds::{BuildRecord, BuildResult};
+use crate::resolve::Plan;
+use crate::resolve::fetch::{self, FetchOptions};
+
+/// Everything a worker needs about its component, prepared on the coordinating thread
+/// (the resolver is not shared across threads).
+pub struct Job {
+    pub index: usize,
+    pub configuration: String,
+    pub module: String,
+    pub platform: String,
+    /// The release's options, for packing in the same context.
+    pub options: ResolveOptions,
+    /// Target → expanded command; empty commands left out.
+    pub commands: BTreeMap<String, String>,
+    pub workspace: PathBuf,
+    /// `${workspaceDir}/<moduleName>`: where checkout puts the source and targets run.
+    pub checkout_dir: PathBuf,
+    /// `${workspaceDir}/_output/<moduleName>`: everything else of this component.
+    pub output: PathBuf,
+    pub prefix: PathBuf,
+    pub stage: PathBuf,
+    pub artifacts: PathBuf,
+    /// The tarball's download-from path: the build record and log sit beside it.
+    pub tarball: String,
+    pub configuration_text: String,
+    /// (configuration, key) of its build dependencies.
+    pub dependency_keys: Vec<(String, String)>,
+    /// Where to ask for the plan that stages its build dependencies.
+    pub plans: std::sync::mpsc::Sender<super::Msg>,
+    /// Which steps run (`checkout`, the targets, `clean`).
+    pub steps: Steps,
+    pub force: bool,
+    pub keep_going: bool,
+}
+
+/// The steps asked for.
+#[derive(Debug, Clone)]
+pub struct Steps {
+    pub names: Vec<String>,
+}
+
+impl Steps {
+    /// Every step but `clean`: a whole build, which may be taken from the cache.
+    pub fn full() -> Steps {
+        let mut names = vec!["checkout".to_string()];
+        names.extend(TARGETS.iter().map(|t| t.to_string()));
+        Steps { names }
+    }
+
+    pub fn has(&self, step: &str) -> bool {
+        self.names.iter().any(|n| n == step)
+    }
+
+    pub fn is_full(&self) -> bool {
+        let full = Steps::full();
+        full.names.iter().all(|n| self.has(n)) && !self.has("clean")
+    }
+}
+
+/// A failure inside a component's build: which step, and why.
+struct Failed {
+    step: String,
+    why: String,
+}
+
+fn failed(step: &str, why: impl std::fmt::Display) -> Failed {
+    Failed {
+        step: step.to_string(),
+        why: why.to_string(),
+    }
+}
+
+/// The log file of one component, with a line per step.
+struct Log {
+    path: PathBuf,
+    file: fs::File,
+}
+
+impl Log {
+    fn line(&mut self, text: &str) {
+        // A log that cannot be written must not fail the build it describes.
+        let _ = writeln!(self.file, "{text}");
+    }
+}
+
+/// Builds `job`; never panics on bad input, every failure ends up in the result.
+pub fn run(
+    job: &Job,
+    tree: &Tree,
+    layout: &Layout,
+    repo: &dyn BuildRepo,
+    observer: &dyn Observer,
+) -> (ComponentResult, Option<String>) {
+    let start = Instant::now();
+    let mut result = ComponentResult {
+        configuration: job.configuration.clone(),
+        module: job.module.clone(),
+        result: Outcome::Failed,
+        seconds: 0.0,
+        artifacts: vec![],
+        log: None,
+        key: None,
+        reason: None,
+    };
+    let log_path = job.output.join("build.log");
+    let prepared = (|| -> std::io::Result<Log> {
+        if job.steps.has("checkout") && job.checkout_dir.exists() {
+            fs::remove_dir_all(&job.checkout_dir)?;
+        }
+        if job.output.exists() {
+            fs::remove_dir_all(&job.output)?;
+        }
+        fs::create_dir_all(job.output.join("tmp"))?;
+        let file = fs::File::create(&log_path)?;
+        Ok(Log {
+            path: log_path.clone(),
+            file,
+        })
+    })();
+    let mut log = match prepared {
+        Ok(l) => l,
+        Err(e) => {
+            result.reason = Some(format!("{}: {e}", job.output.display()));
+            result.seconds = start.elapsed().as_secs_f64();
+            return (result, None);
+        }
+    };
+    log.line(&format!(
+        "packyard {} build of {} ({}) for {}",
+        env!("CARGO_PKG_VERSION"),
+        job.configuration,
+        job.module,
+        job.platform
+    ));
+    let outcome = build(job, tree, layout, repo, observer, &mut log, &mut result);
+    let key = result.key.clone();
+    match outcome {
+        Ok(Outcome::Cached) => {
+            result.result = Outcome::Cached;
+            // The log of the build that made the artifacts stays the published one.
+            result.log = Some(repo.location(&crate::repo::builds::log_path(&job.tarball)));
+        }
+        Ok(_) => result.result = Outcome::Built,
+        Err(f) => {
+            log.line(&format!("== {} failed: {}", f.step, f.why));
+            result.result = Outcome::Failed;
+            result.reason = Some(format!("{}: {}", f.step, f.why));
+            result.artifacts.clear();
+        }
+    }
+    result.seconds = start.elapsed().as_secs_f64();
+    let _ = fs::remove_dir_all(job.output.join("tmp"));
+    if result.result != Outcome::Cached {
+        publish_record(job, repo, &mut log, &mut result, key.as_deref());
+    }
+    if result.log.is_none() {
+        result.log = Some(log.path.display().to_string());
+    }
+    let key = (result.result != Outcome::Failed).then_some(key).flatten();
+    (result, key)
+}
+
+/// Publishes the log and the record of a finished build (also a failed one, so the
+/// failure can be read from the repository).
+fn publish_record(
+    job: &Job,
+    repo: &dyn BuildRepo,
+    log: &mut Log,
+    result: &mut ComponentResult,
+    key: Option<&str>,
+) {
+    if !job.steps.has("publish") {
+        return;
+    }
+    let record = BuildRecord {
+        configuration: job.configuration.clone(),
+        module: job.module.clone(),
+        platform: job.platform.clone(),
+        key: key.unwrap_or_default().to_string(),
+        result: if result.result == Outcome::Built {
+            BuildResult::Built
+        } else {
+            BuildResult::Failed
+        },
+        artifacts: result.artifacts.clone(),
+        failed_target: result
+            .reason
+            .as_ref()
+            .and_then(|r| r.split(':').next())
+            .map(str::to_string),
+        seconds: result.seconds,
+        finished: chrono::Utc::now().timestamp(),
+        packyard: env!("CARGO_PKG_VERSION").to_string(),
+    };
+    let text = fs::read(&log.path).unwrap_or_default();
+    match repo.record(&job.tarball, &record, &text) {
+        Ok(()) => {
+            result.log = Some(repo.location(&crate::repo::builds::log_path(&job.tarball)));
+        }
+        Err(e) => {
+            log.line(&format!("== the build record was not published: {e}"));
+            result.result = Outcome::Failed;
+            let why = format!("recording the build in {}: {e}", repo.describe());
+            result.reason = Some(match result.reason.take() {
+                Some(r) => format!("{r}; {why}"),
+                None => why,
+            });
+        }
+    }
+}
+
+fn build(
+    job: &Job,
+    tree: &Tree,
+    layout: &Layout,
+    repo: &dyn BuildRepo,
+    observer: &dyn Observer,
+    log: &mut Log,
+    result: &mut ComponentResult,
+) -> Result<Outcome, Failed> {
+    if job.steps.has("clean") {
+        observer.step(job.index, "clean");
+        if let Some(cmd) = job.commands.get("clean")
+            && job.checkout_dir.is_dir()
+        {
+            run_step(job, log, "clean", cmd, &job.checkout_dir)?;
+        }
+    }
+    if job.steps.has("checkout") {
+        observer.step(job.index, "checkout");
+        let cmd = job.commands.get("checkout").ok_or_else(|| {
+            failed(
+                "checkout",
+                "the configuration has no checkout command; add one under [configuration.commands]",
+            )
+        })?;
+        fs::create_dir_all(&job.workspace).map_err(|e| failed("checkout", e))?;
+        run_step(job, log, "checkout", cmd, &job.workspace)?;
+        if !job.checkout_dir.is_dir() {
+            return Err(failed(
+                "checkout",
+                format!(
+                    "the command did not create {} (checkout must create the directory named after the module)",
+                    job.checkout_dir.display()
+                ),
+            ));
+        }
+    }
+    let only_clean = job.steps.names.iter().all(|n| n == "clean");
+    if only_clean {
+        return Ok(Outcome::Built);
+    }
+    if !job.checkout_dir.is_dir() {
+        return Err(failed(
+            "checkout",
+            format!(
+                "no checkout at {}; run the build with the checkout target",
+                job.checkout_dir.display()
+            ),
+        ));
+    }
+
+    // The key, and the cache.
+    let source = super::key::source_hash(&job.checkout_dir).map_err(|e| failed("checkout", e))?;
+    let key = super::key::build_key(
+        &job.configuration_text,
+        &source,
+        &job.platform,
+        &job.dependency_keys,
+    );
+    log.line(&format!("key {key} (source {source})"));
+    result.key = Some(key.clone());
+    if job.steps.is_full() && !job.force {
+        observer.step(job.index, "cache");
+        match repo.build(&job.tarball) {
+            Ok(Some(b)) if b.current && b.record.key == key => {
+                log.line(&format!(
+                    "cached: {} holds this build's artifacts",
+                    repo.describe()
+                ));
+                result.artifacts = b.record.artifacts;
+                return Ok(Outcome::Cached);
+            }
+            Ok(_) => {}
+            Err(e) => log.line(&format!("the cache could not be read ({e}); building")),
+        }
+    }
+
+    // Build dependencies into this component's own stage dir.
+    observer.step(job.index, "fetch");
+    stage(job, repo, log)?;
+
+    let mut first_failure: Option<Failed> = None;
+    for target in TARGETS {
+        if !job.steps.has(target) {
+            continue;
+        }
+        // After a failure only --keep-going goes on, and never to packing or publishing.
+        if first_failure.is_some() && (!job.keep_going || matches!(target, "packaging" | "publish"))
+        {
+            continue;
+        }
+        observer.step(job.index, target);
+        let outcome = match (target, job.commands.get(target)) {
+            ("install", Some(cmd)) => fs::create_dir_all(&job.prefix)
+                .map_err(|e| failed("install", e))
+                .and_then(|_| run_step(job, log, target, cmd, &job.checkout_dir)),
+            ("packaging", None) => pack(job, tree, layout, log),
+            ("packaging", Some(cmd)) => fs::create_dir_all(&job.artifacts)
+                .map_err(|e| failed("packaging", e))
+                .and_then(|_| run_step(job, log, target, cmd, &job.checkout_dir)),
+            ("publish", cmd) => {
+                let published = publish(job, repo, log);
+                match (published, cmd) {
+                    (Ok(files), Some(cmd)) => {
+                        result.artifacts = files;
+                        run_step(job, log, target, cmd, &job.checkout_dir)
+                    }
+                    (Ok(files), None) => {
+                        result.artifacts = files;
+                        Ok(())
+                    }
+                    (Err(e), _) => Err(e),
+                }
+            }
+            (_, Some(cmd)) => run_step(job, log, target, cmd, &job.checkout_dir),
+            (_, None) => Ok(()),
+        };
+        if let Err(f) = outcome {
+            if job.keep_going {
+                log.line(&format!("== {} failed: {}; going on (--keep-going)", f.step, f.why));
+            }
+            first_failure.get_or_insert(f);
+        }
+    }
+    match first_failure {
+        Some(f) => Err(f),
+        None => Ok(Outcome::Built),
+    }
+}
+
+/// Stages the component's build dependencies (tarballs from the repository) into its
+/// own stage dir, as `packyard fetch` would. Installing packages is left to the node's
+/// owner: a build never changes the machine outside its workspace.
+fn stage(job: &Job, repo: &dyn BuildRepo, log: &mut Log) -> Result<(), Failed> {
+    let (reply, answer) = std::sync::mpsc::channel::<Result<Plan, String>>();
+    let asked = job.plans.send(super::Msg::Plan(job.index, reply)).is_ok();
+    let mut plan = match answer.recv() {
+        Ok(Ok(plan)) if asked => plan,
+        Ok(Err(why)) => return Err(failed("fetch", why)),
+        _ => return Err(failed("fetch", "the build is ending")),
+    };
+    let missing: Vec<String> = plan
+        .dependencies
+        .iter()
+        .filter(|d| d.action == crate::resolve::Action::Source && !d.listed_only)
+        .map(|d| d.configuration.clone().unwrap_or_else(|| d.module.clone()))
+        .collect();
+    if !missing.is_empty() {
+        return Err(failed(
+            "fetch",
+            format!(
+                "{} not in {} (built or cached by this build, but not found there)",
+                missing.join(", "),
+                repo.describe()
+            ),
+        ));
+    }
+    plan.dependencies
+        .retain(|d| d.action != crate::resolve::Action::Source);
+    let opts = FetchOptions {
+        cache: job.output.join("downloads"),
+        stage_dir: job.stage.clone(),
+        workspace_dir: job.workspace.clone(),
+        privileged: false,
+        sudo: false,
+        jobs: 4,
+        token: repo.token(),
+        dry_run: false,
+    };
+    let report = fetch::fetch(&plan, &opts, &crate::progress::Quiet).map_err(|e| {
+        let hint = e.hint();
+        failed("fetch", format!("{e} ({hint})"))
+    })?;
+    let _ = fs::remove_dir_all(job.output.join("downloads"));
+    for m in &report.unpacked {
+        log.line(&format!("== staged {m} into {}", job.stage.display()));
+    }
+    for l in &report.left {
+        log.line(&format!(
+            "warning: {}: {} (the build goes on; a target that needs it will fail)",
+            l.module, l.reason
+        ));
+    }
+    Ok(())
+}
+
+fn pack(job: &Job, tree: &Tree, layout: &Layout, log: &mut Log) -> Result<(), Failed> {
+    log.line(&format!(
+        "== packaging: packyard packs {} into {}",
+        job.prefix.display(),
+        job.artifacts.display()
+    ));
+    fs::create_dir_all(&job.prefix).map_err(|e| failed("packaging", e))?;
+    let request = crate::pack::PackRequest {
+        tree,
+        layout,
+        configuration: &job.configuration,
+        options: job.options.clone(),
+        prefix: &job.prefix,
+        out: &job.artifacts,
+        source_date_epoch: source_date_epoch(),
+        formats: &[],
+    };
+    let artifacts = crate::pack::pack(&request, &crate::progress::Quiet).map_err(|e| {
+        let hint = e.hint().map(|h| format!(" ({h})")).unwrap_or_default();
+        failed("packaging", format!("{e}{hint}"))
+    })?;
+    for a in artifacts {
+        log.line(&format!("   {} ({} bytes, sha256 {})", a.path, a.size, a.sha256));
+    }
+    Ok(())
+}
+
+/// `SOURCE_DATE_EPOCH` from the environment, when it is a number.
+fn source_date_epoch() -> Option<i64> {
+    std::env::var("SOURCE_DATE_EPOCH")
+        .ok()
+        .and_then(|v| v.trim().parse().ok())
+}
+
+fn publish(
+    job: &Job,
+    repo: &dyn BuildRepo,
+    log: &mut Log,
+) -> Result<Vec<crate::repo::builds::BuiltFile>, Failed> {
+    log.line(&format!("== publish: into {}", repo.describe()));
+    let files = repo.publish(&job.artifacts).map_err(|e| {
+        let hint = e.hint.as_ref().map(|h| format!(" ({h})")).unwrap_or_default();
+        failed("publish", format!("{e}{hint}"))
+    })?;
+    for f in &files {
+        log.line(&format!("   {}", f.path));
+    }
+    Ok(files)
+}
+
+/// Runs one step's command with `sh -c` in `dir`, its output appended to the log.
+fn run_step(job: &Job, log: &mut Log, step: &str, cmd: &str, dir: &Path) -> Result<(), Failed> {
+    log.line(&format!("== {step}: {cmd}"));
+    log.line(&format!("   (in {})", dir.display()));
+    let start = Instant::now();
+    let out = log.file.try_clone().map_err(|e| failed(step, e))?;
+    let err = log.file.try_clone().map_err(|e| failed(step, e))?;
+    let status = Command::new("sh")
+        .arg("-c")
+        .arg(cmd)
+        .current_dir(dir)
+        // Temporary files stay in the workspace and go with it.
+        .env("TMPDIR", job.output.join("tmp"))
+        .stdin(Stdio::null())
+        .stdout(out)
+        .stderr(err)
+        .status()
+        .map_err(|e| failed(step, format!("cannot run sh: {e}")))?;
+    let seconds = start.elapsed().as_secs_f64();
+    if status.success() {
+        log.line(&format!("== {step}: ok in {seconds:.2} s"));
+        Ok(())
+    } else {
+        let how = match status.code() {
+            Some(c) => format!("exit status {c}"),
+            None => "killed by a signal".to_string(),
+        };
+        Err(failed(
+            step,
+            format!("`{cmd}` failed ({how}) after {seconds:.2} s"),
+        ))
+    }
+}

@@ -1,0 +1,246 @@
+//! `build`: arguments, the repository to publish into, progress lines and the summary;
+//! the build itself is [`crate::build`].
+
+use std::collections::BTreeMap;
+use std::io::IsTerminal;
+use std::process::ExitCode;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use clap::Args;
+use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
+
+use super::repo::Target;
+use super::{ContextArgs, Failure, Outcome, print_json, refuse_broken_tree};
+use crate::build::cache::{LocalBuildRepo, RemoteBuildRepo};
+use crate::build::{self, BuildRequest, ComponentResult, Observer};
+use crate::config::Tree;
+use crate::repo::RepoSummary;
+use crate::store::RepoKind;
+
+#[derive(Args)]
+pub struct BuildArgs {
+    /// Parallel component builds.
+    #[arg(long, default_value_t = 4)]
+    jobs: usize,
+    /// Build only these components (module name, its last part, or configuration), and
+    /// what they need.
+    #[arg(long, num_args = 1.., value_name = "MODULE")]
+    only: Vec<String>,
+    /// Run only these steps (comma-separated): checkout, init, configure, compile, doc,
+    /// checkstyle, install, packaging, test, prepublish, publish, postpublish, clean.
+    #[arg(long, value_delimiter = ',', value_name = "LIST")]
+    targets: Option<Vec<String>>,
+    /// The repository to publish into (and take cached builds from); the data
+    /// directory's or server's only volatile repository if omitted.
+    #[arg(long, value_name = "NAME")]
+    repo: Option<String>,
+    /// Build everything, even what the repository holds already.
+    #[arg(long)]
+    force: bool,
+    /// After a failing target, still run the component's remaining targets (nothing is
+    /// packed or published), so one run shows every failure.
+    #[arg(long)]
+    keep_going: bool,
+    #[command(flatten)]
+    ctx: ContextArgs,
+}
+
+/// The repository named, or the only volatile one.
+fn pick_repo(list: &[RepoSummary], asked: Option<&str>, place: &str) -> Result<String, Failure> {
+    if let Some(name) = asked {
+        return Ok(name.to_string());
+    }
+    let volatile: Vec<&str> = list
+        .iter()
+        .filter(|r| r.record.kind == RepoKind::Volatile)
+        .map(|r| r.record.name.as_str())
+        .collect();
+    match volatile.as_slice() {
+        [one] => Ok(one.to_string()),
+        [] => Err(Failure::new(
+            format!("{place} has no volatile repository to publish builds into"),
+            "create one: `packyard repo create nightly --kind volatile`, or name one with --repo"
+                .to_string(),
+        )),
+        many => Err(Failure::new(
+            format!(
+                "{place} has several volatile repositories: {}",
+                many.join(", ")
+            ),
+            "name the one to publish into with --repo".to_string(),
+        )),
+    }
+}
+
+pub fn cmd_build(args: BuildArgs, target: &Target, token: Option<&str>, json: bool) -> Outcome {
+    let layout = target.layout();
+    let tree = Tree::load(&args.ctx.tree)?;
+    refuse_broken_tree(&tree)?;
+    let request = BuildRequest {
+        tree: &tree,
+        layout,
+        options: args.ctx.options(),
+        only: args.only.clone(),
+        targets: args.targets.clone(),
+        jobs: args.jobs,
+        force: args.force,
+        keep_going: args.keep_going,
+    };
+    let failed = |e: build::BuildError| {
+        let hint = e.hint();
+        Failure::new(e, hint)
+    };
+    let prepared = build::prepare(&request).map_err(failed)?;
+    let lines = Lines::new(!json, prepared.configurations());
+    let report = match target {
+        Target::Local { data, layout } => {
+            let repos = crate::repo::Repositories::open(data, (*layout).clone())
+                .map_err(super::repo::failure)?;
+            let list = repos.list().map_err(super::repo::failure)?;
+            let name = pick_repo(&list, args.repo.as_deref(), &data.display().to_string())?;
+            repos.repo(&name).map_err(super::repo::failure)?;
+            let repo = LocalBuildRepo {
+                dir: data.join("repos").join(&name),
+                repos: &repos,
+                name,
+            };
+            build::build(&request, &prepared, &repo, &lines).map_err(failed)?
+        }
+        Target::Remote {
+            client,
+            url,
+            layout,
+        } => {
+            let list = client.repos().map_err(super::repo::remote_failure)?;
+            let name = pick_repo(&list, args.repo.as_deref(), url)?;
+            client.repo(&name).map_err(super::repo::remote_failure)?;
+            let repo = RemoteBuildRepo {
+                client,
+                url: url.clone(),
+                name,
+                token: token.map(str::to_string),
+                layout,
+            };
+            build::build(&request, &prepared, &repo, &lines).map_err(failed)?
+        }
+    };
+    lines.finish();
+    if json {
+        print_json(&report.components)?;
+    } else {
+        summary(&report, lines.elapsed());
+    }
+    Ok(if report.ok() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
+
+fn summary(report: &build::BuildReport, elapsed: Duration) {
+    println!(
+        "{} for {} into {}",
+        report.project, report.platform, report.repository
+    );
+    let width = report
+        .components
+        .iter()
+        .map(|c| c.configuration.len())
+        .max()
+        .unwrap_or(0)
+        .max("component".len());
+    println!("{:<width$}  {:<8} {:>8}  log", "component", "result", "time");
+    let mut counts: BTreeMap<&str, usize> = BTreeMap::new();
+    for c in &report.components {
+        *counts.entry(c.result.as_str()).or_default() += 1;
+        println!(
+            "{:<width$}  {:<8} {:>6.2} s  {}",
+            c.configuration,
+            c.result.as_str(),
+            c.seconds,
+            c.log.as_deref().unwrap_or("-")
+        );
+        if let Some(r) = &c.reason {
+            println!("{:<width$}  └ {r}", "");
+        }
+    }
+    let part = |k: &str| format!("{} {k}", counts.get(k).copied().unwrap_or(0));
+    println!(
+        "{} components: {}, {}, {}, {} in {:.1} s",
+        report.components.len(),
+        part("built"),
+        part("cached"),
+        part("failed"),
+        part("skipped"),
+        elapsed.as_secs_f64()
+    );
+}
+
+/// One line per running component with its current step, on a terminal only.
+struct Lines {
+    multi: Option<MultiProgress>,
+    names: Vec<String>,
+    bars: Mutex<BTreeMap<usize, ProgressBar>>,
+    start: Instant,
+}
+
+impl Lines {
+    fn new(wanted: bool, names: Vec<String>) -> Lines {
+        let multi = (wanted && std::io::stderr().is_terminal())
+            .then(|| MultiProgress::with_draw_target(ProgressDrawTarget::stderr()));
+        Lines {
+            multi,
+            names,
+            bars: Mutex::new(BTreeMap::new()),
+            start: Instant::now(),
+        }
+    }
+
+    fn elapsed(&self) -> Duration {
+        self.start.elapsed()
+    }
+
+    fn finish(&self) {
+        if let Some(m) = &self.multi {
+            let _ = m.clear();
+        }
+    }
+}
+
+impl Observer for Lines {
+    fn step(&self, index: usize, step: &str) {
+        let Some(multi) = &self.multi else { return };
+        let mut bars = self.bars.lock().unwrap_or_else(|p| p.into_inner());
+        let bar = bars.entry(index).or_insert_with(|| {
+            let b = multi.add(ProgressBar::new_spinner());
+            b.set_style(
+                ProgressStyle::with_template("{spinner} {prefix:40} {msg:12} {elapsed}")
+                    .unwrap_or_else(|_| ProgressStyle::default_spinner()),
+            );
+            b.set_prefix(self.names.get(index).cloned().unwrap_or_default());
+            b.enable_steady_tick(Duration::from_millis(120));
+            b
+        });
+        bar.set_message(step.to_string());
+    }
+
+    fn done(&self, index: usize, result: &ComponentResult) {
+        let Some(multi) = &self.multi else { return };
+        if let Some(b) = self
+            .bars
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&index)
+        {
+            b.finish_and_clear();
+            multi.remove(&b);
+        }
+        let _ = multi.println(format!(
+            "{:<8} {} ({:.1} s)",
+            result.result.as_str(),
+            result.configuration,
+            result.seconds
+        ));
+    }
+}

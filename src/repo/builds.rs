@@ -1,0 +1,189 @@
+//! Build records: what `packyard build` leaves in a repository beside a component's
+//! artifacts, so that any build node can reuse them (the repository is the shared build
+//! cache) and anyone can read why a build failed.
+//!
+//! For a component whose tarball's download-from path is `<stem>.tar.gz`, the
+//! repository holds `<stem>.build.log` (every target's output) and `<stem>.build.json`
+//! (a [`BuildRecord`]). Both are plain files of the repository tree, so they are served
+//! like the packages; the record is written last and only names artifacts the
+//! repository holds with those checksums.
+
+use serde::{Deserialize, Serialize};
+
+use super::{RepoError, Repositories};
+
+/// How a component's build ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum BuildResult {
+    Built,
+    Failed,
+}
+
+/// One published file of a build.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BuiltFile {
+    /// Download-from path in the repository.
+    pub path: String,
+    pub sha256: String,
+}
+
+/// The latest build of one configuration for one platform.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BuildRecord {
+    pub configuration: String,
+    pub module: String,
+    pub platform: String,
+    /// The build key: equal keys mean equal inputs (see `build::key`).
+    pub key: String,
+    pub result: BuildResult,
+    /// What the build published (empty for a failed one).
+    pub artifacts: Vec<BuiltFile>,
+    /// The failed target, for a failed build.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failed_target: Option<String>,
+    pub seconds: f64,
+    /// Unix seconds when the build ended.
+    pub finished: i64,
+    /// The packyard version that built it.
+    pub packyard: String,
+}
+
+/// Logs bigger than this are cut (their end is kept: that is where failures are).
+pub const MAX_LOG_BYTES: usize = 16 << 20;
+
+/// The record's path for a component whose tarball is at `tarball`.
+pub fn record_path(tarball: &str) -> String {
+    format!("{}.build.json", stem(tarball))
+}
+
+/// The log's path for a component whose tarball is at `tarball`.
+pub fn log_path(tarball: &str) -> String {
+    format!("{}.build.log", stem(tarball))
+}
+
+fn stem(tarball: &str) -> &str {
+    tarball.strip_suffix(".tar.gz").unwrap_or(tarball)
+}
+
+/// Whether a repository path is a build file (log or record), not a package.
+pub fn is_build_file(path: &str) -> bool {
+    path.ends_with(".build.json") || path.ends_with(".build.log")
+}
+
+/// The end of a log that is too long, with a first line saying so.
+pub fn cut_log(log: &[u8]) -> std::borrow::Cow<'_, [u8]> {
+    if log.len() <= MAX_LOG_BYTES {
+        return log.into();
+    }
+    let keep = &log[log.len() - MAX_LOG_BYTES..];
+    let mut out = format!(
+        "[packyard: the first {} bytes of this log were cut]\n",
+        log.len() - keep.len()
+    )
+    .into_bytes();
+    out.extend_from_slice(keep);
+    out.into()
+}
+
+impl Repositories {
+    /// Stores a build's log and record in repository `repo`, beside the tarball at
+    /// `tarball`. Every artifact the record names must be in the repository with that
+    /// checksum, so a record never points at a missing or different file. The log goes
+    /// first: a crash between the two leaves the previous record, which is still true.
+    pub fn record_build(
+        &self,
+        repo: &str,
+        tarball: &str,
+        record: &BuildRecord,
+        log: &[u8],
+    ) -> Result<(), RepoError> {
+        let repo = self.repo(repo)?.name;
+        crate::blobs::check_key(tarball)?;
+        if !tarball.ends_with(".tar.gz") {
+            return Err(RepoError::BadBuild(format!(
+                "{tarball}: a build is recorded beside its tarball (a path ending in .tar.gz)"
+            )));
+        }
+        for a in &record.artifacts {
+            match self.store.package(&repo, &a.path)? {
+                Some(p) if p.sha256 == a.sha256 => {}
+                Some(p) => {
+                    return Err(RepoError::BadBuild(format!(
+                        "{}: the repository holds sha256 {}, the record says {}",
+                        a.path, p.sha256, a.sha256
+                    )));
+                }
+                None => {
+                    return Err(RepoError::BadBuild(format!(
+                        "{}: not in repository {repo}; publish the artifacts before recording the build",
+                        a.path
+                    )));
+                }
+            }
+        }
+        self.blobs
+            .put(&format!("{repo}/{}", log_path(tarball)), &cut_log(log))?;
+        let json = serde_json::to_vec_pretty(record).map_err(|e| RepoError::BadBuild(e.to_string()))?;
+        self.blobs
+            .put(&format!("{repo}/{}", record_path(tarball)), &json)?;
+        Ok(())
+    }
+
+    /// The latest build recorded beside the tarball at `tarball`, if any, and whether
+    /// the repository still holds every artifact it names with the recorded checksum (a
+    /// later publish may have replaced or pruned one).
+    pub fn build(&self, repo: &str, tarball: &str) -> Result<Option<StoredBuild>, RepoError> {
+        let repo = self.repo(repo)?.name;
+        crate::blobs::check_key(tarball)?;
+        let Some(bytes) = self.blobs.get(&format!("{repo}/{}", record_path(tarball)))? else {
+            return Ok(None);
+        };
+        // A record that no longer reads (hand-edited, older format) is no cache entry.
+        let Ok(record) = serde_json::from_slice::<BuildRecord>(&bytes) else {
+            return Ok(None);
+        };
+        let mut current = record.result == BuildResult::Built;
+        for a in &record.artifacts {
+            current &= self
+                .store
+                .package(&repo, &a.path)?
+                .is_some_and(|p| p.sha256 == a.sha256);
+        }
+        Ok(Some(StoredBuild { record, current }))
+    }
+}
+
+/// A build record as the repository holds it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct StoredBuild {
+    #[serde(flatten)]
+    pub record: BuildRecord,
+    /// A successful build whose artifacts are all still there, unchanged: usable as a
+    /// cached build.
+    pub current: bool,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn build_files_sit_beside_the_tarball() {
+        let t = "p/p.m/1.0/el9_x86_64/m-1.0-1.tar.gz";
+        assert_eq!(record_path(t), "p/p.m/1.0/el9_x86_64/m-1.0-1.build.json");
+        assert_eq!(log_path(t), "p/p.m/1.0/el9_x86_64/m-1.0-1.build.log");
+        assert!(is_build_file(&log_path(t)) && is_build_file(&record_path(t)));
+        assert!(!is_build_file(t));
+    }
+
+    #[test]
+    fn long_logs_keep_their_end() {
+        let mut log = vec![b'a'; MAX_LOG_BYTES];
+        log.extend_from_slice(b"error: the end\n");
+        let cut = cut_log(&log);
+        assert!(cut.starts_with(b"[packyard: the first 15 bytes of this log were cut]\n"));
+        assert!(cut.ends_with(b"error: the end\n"));
+        assert_eq!(&*cut_log(b"short"), b"short");
+    }
+}

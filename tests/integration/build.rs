@@ -1,0 +1,426 @@
+//! `packyard build`: the fixture release built from source into a repository, dnf and
+//! apt-get installing the results, the repository as the build cache, failures.
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::time::Instant;
+
+use serde_json::Value;
+
+use crate::repo::{AptRoot, copy_tree, create_nightly, dnf_command, dnf_run, ed25519_key, run_ok};
+use crate::serve::{Server, token};
+use crate::support::{have_tool, stderr, stdout};
+
+/// A copy of `fixtures/` (the tree and the sources its checkouts copy) to change freely.
+fn fixtures_copy(dir: &Path) -> PathBuf {
+    copy_tree(&crate::support::fixture(""), &dir.join("fixtures"));
+    dir.join("fixtures/trees/my-project")
+}
+
+/// `packyard --json [--data D] build --tree T ARGS`: exit status and the JSON array.
+fn build(data: Option<&Path>, tree: &Path, args: &[&str]) -> (Output, Vec<Value>) {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_packyard"));
+    cmd.arg("--json");
+    if let Some(d) = data {
+        cmd.arg("--data").arg(d);
+    }
+    let o = cmd
+        .args(["build", "--tree"])
+        .arg(tree)
+        .args(args)
+        .output()
+        .unwrap();
+    let v: Value = serde_json::from_slice(&o.stdout)
+        .unwrap_or_else(|e| panic!("build output is not JSON ({e}): {}{}", stdout(&o), stderr(&o)));
+    let list = v
+        .as_array()
+        .unwrap_or_else(|| panic!("not an array: {v}"))
+        .clone();
+    (o, list)
+}
+
+/// configuration → result.
+fn results(list: &[Value]) -> BTreeMap<String, String> {
+    list.iter()
+        .map(|c| {
+            (
+                c["configuration"].as_str().unwrap().to_string(),
+                c["result"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect()
+}
+
+fn all(result: &str) -> BTreeMap<String, String> {
+    [
+        "database_schemas_R_3_0_0_1",
+        "database_server_R_2_0_1_1",
+        "java_api_R_5_2_2_1",
+        "python_api_R_5_0_0_1",
+        "cli_client_R_5_6_1_1",
+        "web_server_R_2_5_1_1",
+    ]
+    .iter()
+    .map(|c| (c.to_string(), result.to_string()))
+    .collect()
+}
+
+fn component<'a>(list: &'a [Value], configuration: &str) -> &'a Value {
+    list.iter()
+        .find(|c| c["configuration"] == configuration)
+        .unwrap_or_else(|| panic!("{configuration} not in {list:?}"))
+}
+
+/// The artifact of `c` whose path ends with `suffix`.
+fn artifact(c: &Value, suffix: &str) -> String {
+    c["artifacts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["path"].as_str().unwrap().to_string())
+        .find(|p| p.ends_with(suffix))
+        .unwrap_or_else(|| panic!("no {suffix} artifact in {c}"))
+}
+
+fn need_build_tools() -> bool {
+    have_tool("make", &["--version"]) && have_tool("cc", &["--version"])
+}
+
+#[test]
+fn the_fixture_release_builds_from_source_and_dnf_and_apt_install_it() {
+    if !need_build_tools() {
+        return;
+    }
+    let t = tempfile::tempdir().unwrap();
+    let tree = fixtures_copy(t.path());
+    let d = &t.path().join("data");
+    create_nightly(d, &[]);
+    ed25519_key(d);
+
+    // el9 on the data directory itself.
+    let ws = t.path().join("ws-el9");
+    let (o, el9) = build(
+        Some(d),
+        &tree,
+        &["--platform", "el9_x86_64", "--workspace", ws.to_str().unwrap()],
+    );
+    assert!(o.status.success(), "{}{}", stdout(&o), stderr(&o));
+    assert_eq!(results(&el9), all("built"));
+    for c in &el9 {
+        for field in ["configuration", "result", "seconds", "artifacts", "log"] {
+            assert!(c.get(field).is_some(), "{field} missing: {c}");
+        }
+        // The published log has every target's output.
+        let log = fs::read_to_string(c["log"].as_str().unwrap()).unwrap();
+        assert!(log.contains("== checkout: ok"), "{log}");
+        assert!(log.contains("== publish: into repository nightly"), "{log}");
+    }
+    let server_rpm = artifact(component(&el9, "database_server_R_2_0_1_1"), ".rpm");
+    assert!(
+        server_rpm.ends_with("el9_x86_64/my-database-server-2.0.1-1.x86_64.rpm"),
+        "{server_rpm}"
+    );
+    // A build dependency is staged in the dependent's own stage dir.
+    let log = fs::read_to_string(component(&el9, "web_server_R_2_5_1_1")["log"].as_str().unwrap())
+        .unwrap();
+    assert!(
+        log.contains("== staged my-project.servers.database_schemas into"),
+        "{log}"
+    );
+    assert!(ws
+        .join("_output/my-project.servers.web_server/stage/usr/share/my-project/schemas/VERSION")
+        .is_file());
+
+    // deb12 through the server, as a build node would.
+    let server = Server::start(d, &[]);
+    let builder = token(d, "builder");
+    let ws = t.path().join("ws-deb12");
+    let (o, deb12) = build(
+        None,
+        &tree,
+        &[
+            "--platform",
+            "deb12_amd64",
+            "--workspace",
+            ws.to_str().unwrap(),
+            "--server",
+            &server.url,
+            "--token",
+            &builder,
+        ],
+    );
+    assert!(o.status.success(), "{}{}", stdout(&o), stderr(&o));
+    assert_eq!(results(&deb12), all("built"));
+    let cli = component(&deb12, "cli_client_R_5_6_1_1");
+    let log_url = cli["log"].as_str().unwrap();
+    assert!(log_url.starts_with(&format!("{}/repos/nightly/", server.url)), "{log_url}");
+    let (status, log) = server.get(&log_url[server.url.len()..]);
+    assert_eq!(status, 200);
+    assert!(String::from_utf8_lossy(&log).contains("== compile: make VERSION=5.6.1 API=5.2.2"));
+    let tarball = artifact(cli, ".tar.gz");
+    let record = server.get_json(&format!("/api/v1/repos/nightly/builds/{tarball}"));
+    assert_eq!(record["result"], "built");
+    assert_eq!(record["current"], true);
+    assert_eq!(record["key"], cli["key"]);
+
+    // The programs really compiled: run them out of the published packages.
+    let x = t.path().join("extract");
+    fs::create_dir_all(&x).unwrap();
+    let repo = d.join("repos/nightly");
+    run_ok(
+        Command::new("sh")
+            .arg("-c")
+            .arg(format!(
+                "rpm2cpio {} | cpio -idm --quiet",
+                repo.join(&server_rpm).display()
+            ))
+            .current_dir(&x),
+    );
+    let v = run_ok(Command::new(x.join("usr/sbin/dbserver")).arg("--version"));
+    assert!(v.contains("dbserver 2.0.1"), "{v}");
+    let deb = artifact(cli, ".deb");
+    run_ok(
+        Command::new("dpkg-deb")
+            .arg("-x")
+            .arg(repo.join(&deb))
+            .arg(&x),
+    );
+    let v = run_ok(&mut Command::new(x.join("usr/bin/mycli")));
+    assert_eq!(v.trim(), "mycli 5.6.1 (api 5.2.2)");
+
+    // dnf and apt-get install from the repository the build published into.
+    let w = t.path().join("clients");
+    if have_tool("dnf", &["--version"]) {
+        let (status, repo_file) = server.get("/repos/nightly/el9_x86_64.repo");
+        assert_eq!(status, 200);
+        let reposdir = w.join("yum.repos.d");
+        fs::create_dir_all(&reposdir).unwrap();
+        fs::write(reposdir.join("nightly.repo"), repo_file).unwrap();
+        dnf_run(
+            dnf_command(&w, &reposdir),
+            &["install", "my-database-schemas", "my-api-java"],
+        );
+        let q = run_ok(
+            Command::new("rpm")
+                .arg("--root")
+                .arg(w.join("root"))
+                .args(["-q", "my-database-schemas", "my-api-java"]),
+        );
+        assert!(q.contains("my-database-schemas-3.0.0-1") && q.contains("my-api-java-5.2.2-1"), "{q}");
+    }
+    if have_tool("apt-get", &["--version"]) {
+        let (status, sources) = server.get("/repos/nightly/deb12.sources");
+        assert_eq!(status, 200);
+        let root = w.join("aptroot");
+        let apt = AptRoot::from_sources(&root, &String::from_utf8(sources).unwrap());
+        apt.update(&[]);
+        for dir in ["var/lib/dpkg/info", "var/lib/dpkg/updates", "var/lib/dpkg/triggers"] {
+            fs::create_dir_all(root.join(dir)).unwrap();
+        }
+        let dpkg_root = format!("DPkg::Options::=--root={}", root.display());
+        apt.run(
+            &[
+                "-y",
+                "-o",
+                &dpkg_root,
+                "-o",
+                "DPkg::Options::=--force-script-chrootless",
+                "-o",
+                "DPkg::Options::=--force-not-root",
+                "install",
+                "my-database-schemas",
+                "my-api-java",
+            ],
+            &root,
+        );
+        let status = fs::read_to_string(root.join("var/lib/dpkg/status")).unwrap();
+        for p in ["my-database-schemas", "my-api-java"] {
+            assert!(
+                status.contains(&format!("Package: {p}\nStatus: install ok installed")),
+                "{status}"
+            );
+        }
+    }
+    assert!(server.stop().success());
+}
+
+/// Every artifact of a build: path → bytes, read from the repository.
+fn artifact_bytes(repo: &Path, list: &[Value]) -> BTreeMap<String, Vec<u8>> {
+    let mut out = BTreeMap::new();
+    for c in list {
+        for a in c["artifacts"].as_array().unwrap() {
+            let p = a["path"].as_str().unwrap();
+            out.insert(p.to_string(), fs::read(repo.join(p)).unwrap());
+        }
+    }
+    out
+}
+
+fn keys(list: &[Value]) -> BTreeMap<String, String> {
+    list.iter()
+        .map(|c| {
+            (
+                c["configuration"].as_str().unwrap().to_string(),
+                c["key"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn builds_are_reproducible_cached_and_rebuild_only_what_a_change_reaches() {
+    if !need_build_tools() {
+        return;
+    }
+    let t = tempfile::tempdir().unwrap();
+    let tree = fixtures_copy(t.path());
+    let (d1, d4) = (t.path().join("data1"), t.path().join("data4"));
+    create_nightly(&d1, &[]);
+    create_nightly(&d4, &[]);
+    let ws = |n: &str| t.path().join(n).to_str().unwrap().to_string();
+    let el9 = ["--platform", "el9_x86_64"];
+
+    let (o, one) = build(Some(&d1), &tree, &[&el9[..], &["--jobs", "1", "--workspace", &ws("ws1")]].concat());
+    assert!(o.status.success(), "{}", stderr(&o));
+    let start = Instant::now();
+    let (o, four) = build(Some(&d4), &tree, &[&el9[..], &["--jobs", "4", "--workspace", &ws("ws4")]].concat());
+    let first = start.elapsed();
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(results(&four), all("built"));
+
+    // --jobs 1 and --jobs 4, in other workspaces and repositories: the same bytes, and
+    // the same keys (no machine path enters a key).
+    let a1 = artifact_bytes(&d1.join("repos/nightly"), &one);
+    let a4 = artifact_bytes(&d4.join("repos/nightly"), &four);
+    assert_eq!(a1.len(), 12);
+    assert_eq!(a1.keys().collect::<Vec<_>>(), a4.keys().collect::<Vec<_>>());
+    for (path, bytes) in &a1 {
+        assert!(a4[path] == *bytes, "{path} differs between --jobs 1 and --jobs 4");
+    }
+    assert_eq!(keys(&one), keys(&four));
+
+    // Nothing changed: nothing builds, in a fraction of the time.
+    let start = Instant::now();
+    let (o, again) = build(Some(&d4), &tree, &[&el9[..], &["--workspace", &ws("ws4")]].concat());
+    let second = start.elapsed();
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(results(&again), all("cached"));
+    assert_eq!(keys(&again), keys(&four));
+    assert!(
+        second.as_secs_f64() < first.as_secs_f64() / 10.0,
+        "the cached build took {second:?}, the first {first:?}"
+    );
+    // Another node (workspace) uses the same cache.
+    let (_, elsewhere) = build(Some(&d4), &tree, &[&el9[..], &["--workspace", &ws("ws-other")]].concat());
+    assert_eq!(results(&elsewhere), all("cached"));
+
+    // A change to one component's source rebuilds it and what needs it at build time
+    // (the web server; the database server needs the schemas only at run time).
+    let sql = tree.join("../../src/database_schemas/users.sql");
+    let mut text = fs::read_to_string(&sql).unwrap();
+    text.push_str("-- a comment\n");
+    fs::write(&sql, text).unwrap();
+    let (o, changed) = build(Some(&d4), &tree, &[&el9[..], &["--workspace", &ws("ws4")]].concat());
+    assert!(o.status.success(), "{}", stderr(&o));
+    let mut want = all("cached");
+    want.insert("database_schemas_R_3_0_0_1".into(), "built".into());
+    want.insert("web_server_R_2_5_1_1".into(), "built".into());
+    assert_eq!(results(&changed), want);
+    // A change to a configuration does the same.
+    let module = tree.join("clients/java_api/module.toml");
+    let text = fs::read_to_string(&module).unwrap().replacen(
+        "test = \"make check\"",
+        "test = \"make check && true\"",
+        1,
+    );
+    fs::write(&module, text).unwrap();
+    let (_, changed) = build(Some(&d4), &tree, &[&el9[..], &["--workspace", &ws("ws4")]].concat());
+    let mut want = all("cached");
+    want.insert("java_api_R_5_2_2_1".into(), "built".into());
+    want.insert("cli_client_R_5_6_1_1".into(), "built".into());
+    assert_eq!(results(&changed), want);
+
+    // --only takes a component and what it needs; --force builds what is cached.
+    let (o, only) = build(
+        Some(&d4),
+        &tree,
+        &[&el9[..], &["--workspace", &ws("ws4"), "--only", "web_server", "--force"]].concat(),
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    let got: Vec<_> = results(&only).into_iter().collect();
+    assert_eq!(
+        got,
+        [
+            ("database_schemas_R_3_0_0_1".to_string(), "built".to_string()),
+            ("database_server_R_2_0_1_1".into(), "built".into()),
+            ("web_server_R_2_5_1_1".into(), "built".into()),
+        ]
+    );
+}
+
+#[test]
+fn a_failing_target_skips_its_dependents_and_its_log_is_published() {
+    if !need_build_tools() {
+        return;
+    }
+    let t = tempfile::tempdir().unwrap();
+    let tree = fixtures_copy(t.path());
+    let makefile = tree.join("../../src/database_schemas/Makefile");
+    let text = fs::read_to_string(&makefile)
+        .unwrap()
+        .replace("grep -q \"CREATE TABLE\"", "grep -q \"NO SUCH TABLE\"");
+    fs::write(&makefile, text).unwrap();
+    let d = &t.path().join("data");
+    create_nightly(d, &[]);
+    let server = Server::start(d, &[]);
+    let builder = token(d, "builder");
+    let (o, list) = build(
+        None,
+        &tree,
+        &[
+            "--platform",
+            "el9_x86_64",
+            "--workspace",
+            t.path().join("ws").to_str().unwrap(),
+            "--server",
+            &server.url,
+            "--token",
+            &builder,
+        ],
+    );
+    assert!(!o.status.success());
+    let mut want = all("built");
+    want.insert("database_schemas_R_3_0_0_1".into(), "failed".into());
+    want.insert("web_server_R_2_5_1_1".into(), "skipped".into());
+    assert_eq!(results(&list), want);
+    let failed = component(&list, "database_schemas_R_3_0_0_1");
+    assert!(
+        failed["reason"].as_str().unwrap().starts_with("test: `make check` failed"),
+        "{failed}"
+    );
+    assert!(failed["artifacts"].as_array().unwrap().is_empty());
+    let skipped = component(&list, "web_server_R_2_5_1_1");
+    assert_eq!(
+        skipped["reason"],
+        "needs database_schemas_R_3_0_0_1, which failed"
+    );
+
+    // The failure can be read from the server: the log, and the record.
+    let url = failed["log"].as_str().unwrap();
+    let (status, log) = server.get(&url[server.url.len()..]);
+    assert_eq!(status, 200, "{url}");
+    let log = String::from_utf8(log).unwrap();
+    assert!(log.contains("grep -q \"NO SUCH TABLE\" users.sql sessions.sql"), "{log}");
+    assert!(log.contains("== test failed: `make check` failed (exit status 2)"), "{log}");
+    let tarball = "my-project/my-project.servers.database_schemas/3.0.0/el9_x86_64/my-database-schemas-3.0.0-1.tar.gz";
+    let record = server.get_json(&format!("/api/v1/repos/nightly/builds/{tarball}"));
+    assert_eq!(record["result"], "failed");
+    assert_eq!(record["failed_target"], "test");
+    assert_eq!(record["current"], false);
+    // Nothing of it was published but the log and record.
+    let (status, _) = server.get(&format!("/repos/nightly/{tarball}"));
+    assert_eq!(status, 404);
+    assert!(server.stop().success());
+}
