@@ -52,25 +52,112 @@ pub trait BuildRepo: Sync {
     fn token(&self) -> Option<String>;
 }
 
-/// A repository of the data directory, opened by this process.
-pub struct LocalBuildRepo<'a> {
-    pub repos: &'a Repositories,
-    pub name: String,
-    /// `<data>/repos/<name>`.
-    pub dir: std::path::PathBuf,
+type Pick = Box<dyn Fn(&[crate::repo::RepoSummary]) -> Result<String, CacheError> + Send + Sync>;
+
+/// A repository of the data directory, opened by this process. Whether a component is
+/// cached is read from the repository's files (the record beside the tarball, the
+/// `.sha256` beside each artifact), so a build that turns out to be cached never opens
+/// the store; it is opened at the first publish.
+pub struct LocalBuildRepo {
+    data: std::path::PathBuf,
+    layout: crate::layout::Layout,
+    pick: Pick,
+    /// The repository: named by `--repo`, the only one there, or picked from the store.
+    name: String,
+    store: std::sync::Mutex<Option<std::sync::Arc<Repositories>>>,
 }
 
-impl BuildRepo for LocalBuildRepo<'_> {
+impl LocalBuildRepo {
+    /// The repository `asked` for, or the only one of `data`; else `pick` chooses from
+    /// the store's list (which opens it now).
+    pub fn open(
+        data: &Path,
+        layout: crate::layout::Layout,
+        asked: Option<String>,
+        pick: Pick,
+    ) -> Result<LocalBuildRepo, CacheError> {
+        let dirs: Vec<String> = std::fs::read_dir(data.join("repos"))
+            .map(|d| {
+                d.flatten()
+                    .filter(|e| e.path().is_dir())
+                    .map(|e| e.file_name().to_string_lossy().into_owned())
+                    .collect()
+            })
+            .unwrap_or_default();
+        let mut repo = LocalBuildRepo {
+            data: data.to_path_buf(),
+            layout,
+            pick,
+            name: String::new(),
+            store: std::sync::Mutex::new(None),
+        };
+        repo.name = match (asked, dirs.as_slice()) {
+            (Some(name), _) => name,
+            (None, [only]) => only.clone(),
+            (None, _) => {
+                let repos = repo.repositories()?;
+                (repo.pick)(&repos.list()?)?
+            }
+        };
+        if !repo.dir().is_dir() {
+            // No such repository, most likely: the store says so, with its hint.
+            repo.repositories()?;
+        }
+        Ok(repo)
+    }
+
+    /// The store, opened on first use; the repository is checked to be one to publish into.
+    fn repositories(&self) -> Result<std::sync::Arc<Repositories>, CacheError> {
+        let mut store = self.store.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(r) = store.as_ref() {
+            return Ok(r.clone());
+        }
+        let repos = Repositories::open(&self.data, self.layout.clone())?;
+        if !self.name.is_empty() {
+            let list = repos.list()?;
+            if !list.iter().any(|r| r.record.name == self.name) {
+                repos.repo(&self.name)?;
+            }
+            // Without --repo, the only repository must also be one builds may go to.
+            (self.pick)(&list)?;
+        }
+        let repos = std::sync::Arc::new(repos);
+        *store = Some(repos.clone());
+        Ok(repos)
+    }
+
+    fn dir(&self) -> std::path::PathBuf {
+        self.data.join("repos").join(&self.name)
+    }
+}
+
+impl BuildRepo for LocalBuildRepo {
     fn describe(&self) -> String {
-        format!("repository {} ({})", self.name, self.dir.display())
+        format!("repository {} ({})", self.name, self.dir().display())
     }
 
     fn build(&self, tarball: &str) -> Result<Option<StoredBuild>, CacheError> {
-        Ok(self.repos.build(&self.name, tarball)?)
+        crate::blobs::check_key(tarball).map_err(RepoError::from)?;
+        let dir = self.dir();
+        let Ok(bytes) = std::fs::read(dir.join(crate::repo::builds::record_path(tarball))) else {
+            return Ok(None);
+        };
+        let Ok(record) = serde_json::from_slice::<BuildRecord>(&bytes) else {
+            return Ok(None);
+        };
+        // Each artifact's `.sha256` is written with it by every publish.
+        let holds = |a: &BuiltFile| {
+            crate::blobs::check_key(&a.path).is_ok()
+                && std::fs::read_to_string(dir.join(crate::repo::publish::checksum_key(&a.path)))
+                    .is_ok_and(|t| t.split_whitespace().next() == Some(a.sha256.as_str()))
+        };
+        let current = record.result == crate::repo::builds::BuildResult::Built
+            && record.artifacts.iter().all(holds);
+        Ok(Some(StoredBuild { record, current }))
     }
 
     fn publish(&self, out: &Path) -> Result<Vec<BuiltFile>, CacheError> {
-        let report = self.repos.publish(
+        let report = self.repositories()?.publish(
             &self.name,
             &[out.to_path_buf()],
             &PublishOptions::default(),
@@ -87,16 +174,18 @@ impl BuildRepo for LocalBuildRepo<'_> {
     }
 
     fn record(&self, tarball: &str, record: &BuildRecord, log: &[u8]) -> Result<(), CacheError> {
-        Ok(self.repos.record_build(&self.name, tarball, record, log)?)
+        Ok(self
+            .repositories()?
+            .record_build(&self.name, tarball, record, log)?)
     }
 
     fn location(&self, path: &str) -> String {
-        self.dir.join(path).display().to_string()
+        self.dir().join(path).display().to_string()
     }
 
     fn packages(&self) -> Result<Box<dyn Packages>, CacheError> {
         Ok(Box::new(crate::resolve::sources::LocalRepo {
-            dir: self.dir.clone(),
+            dir: self.dir(),
             url: None,
         }))
     }

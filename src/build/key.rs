@@ -157,7 +157,10 @@ mod tests {
 
     #[test]
     fn the_key_changes_with_each_part_and_not_with_dependency_order() {
-        let deps = vec![("a_R_1_0_0_1".to_string(), "k1".to_string()), ("b_R_1_0_0_1".to_string(), "k2".to_string())];
+        let deps = vec![
+            ("a_R_1_0_0_1".to_string(), "k1".to_string()),
+            ("b_R_1_0_0_1".to_string(), "k2".to_string()),
+        ];
         let k = build_key("text", "src", "el9_x86_64", &deps);
         let mut reversed = deps.clone();
         reversed.reverse();

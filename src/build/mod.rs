@@ -79,8 +79,14 @@ pub enum BuildError {
     NoRelease,
     #[error("{name} is not a component of release {release}")]
     NotInRelease { name: String, release: String },
-    #[error("module {module} is needed as both {a} and {b}; a build holds one configuration per module")]
-    TwoConfigurations { module: String, a: String, b: String },
+    #[error(
+        "module {module} is needed as both {a} and {b}; a build holds one configuration per module"
+    )]
+    TwoConfigurations {
+        module: String,
+        a: String,
+        b: String,
+    },
     #[error("build-time dependencies form a cycle: {}", .0.join(" -> "))]
     Cycle(Vec<String>),
     #[error("unknown target `{0}`")]
@@ -244,10 +250,12 @@ pub fn prepare<'a>(req: &BuildRequest<'a>) -> Result<Prepared<'a>, BuildError> {
     let resolver = Resolver::new(tree, req.layout, options, Some(release))?;
     let graph = graph::select(tree, &resolver, &req.only)?;
     let workspace = crate::config::absolute(
-        req.options
-            .workspace
-            .as_deref()
-            .unwrap_or(Path::new(req.layout.system.get("workspaceDir").map_or("workspace", |s| s))),
+        req.options.workspace.as_deref().unwrap_or(Path::new(
+            req.layout
+                .system
+                .get("workspaceDir")
+                .map_or("workspace", |s| s),
+        )),
     );
     Ok(Prepared {
         tree,
@@ -260,6 +268,11 @@ pub fn prepare<'a>(req: &BuildRequest<'a>) -> Result<Prepared<'a>, BuildError> {
 }
 
 /// Runs the build `prepared` describes, publishing into (and reusing from) `repo`.
+///
+/// Each component runs in two phases on worker threads, `jobs` at a time: the first
+/// (fresh checkout, source hash) needs nothing of its dependencies, so it overlaps with
+/// their builds; the second (key, cache, targets, publish) starts once they are done.
+/// Second phases go first when both could start: they are on the critical path.
 pub fn build(
     req: &BuildRequest,
     prepared: &Prepared,
@@ -270,19 +283,26 @@ pub fn build(
     let n = graph.nodes.len();
     let mut results: Vec<Option<ComponentResult>> = vec![None; n];
     let mut keys: Vec<Option<String>> = vec![None; n];
-    let mut started = vec![false; n];
-    let packages = repo.packages()?;
+    // Per component: its job and first phase, once that is done.
+    let mut begun: Vec<Option<(Job, run::Begun)>> = (0..n).map(|_| None).collect();
+    let mut first_started = vec![false; n];
+    let mut second_started = vec![false; n];
+    let mut packages: Option<Box<dyn crate::resolve::Packages>> = None;
     let node = crate::resolve::node::ThisNode::new(Some(false));
     let platform = prepared.resolver.platform().name.clone();
     let jobs = req.jobs.max(1);
     let (tx, rx) = mpsc::channel::<Msg>();
+    let ok = |r: &Option<ComponentResult>| {
+        r.as_ref()
+            .is_some_and(|r| matches!(r.result, Outcome::Built | Outcome::Cached))
+    };
 
     std::thread::scope(|s| -> Result<(), BuildError> {
         let mut running = 0;
         loop {
             // Skip what can no longer build: a dependency failed or was skipped.
             for i in 0..n {
-                if started[i] {
+                if second_started[i] || results[i].is_some() {
                     continue;
                 }
                 let blocked = graph.nodes[i].deps.iter().find(|&&d| {
@@ -291,41 +311,56 @@ pub fn build(
                         .is_some_and(|r| matches!(r.result, Outcome::Failed | Outcome::Skipped))
                 });
                 if let Some(&d) = blocked {
-                    started[i] = true;
+                    // A first phase under way finishes; its component is skipped all the same.
+                    second_started[i] = true;
+                    first_started[i] = true;
                     let r = skipped(graph, i, &results[d]);
                     observer.done(i, &r);
                     results[i] = Some(r);
                 }
             }
-            // Start what is ready, in build order.
             while running < jobs {
-                let ready = (0..n).find(|&i| {
-                    !started[i]
-                        && graph.nodes[i]
-                            .deps
-                            .iter()
-                            .all(|&d| results[d].as_ref().is_some_and(|r| {
-                                matches!(r.result, Outcome::Built | Outcome::Cached)
-                            }))
+                // A second phase whose dependencies are done…
+                let second = (0..n).find(|&i| {
+                    !second_started[i]
+                        && begun[i].is_some()
+                        && graph.nodes[i].deps.iter().all(|&d| ok(&results[d]))
                 });
-                let Some(i) = ready else { break };
-                started[i] = true;
-                let job = match job_for(req, prepared, i, &keys, tx.clone()) {
+                if let Some(i) = second {
+                    let Some((job, first)) = begun[i].take() else {
+                        break;
+                    };
+                    second_started[i] = true;
+                    let deps: Vec<(String, String)> = graph.nodes[i]
+                        .deps
+                        .iter()
+                        .map(|&d| {
+                            (
+                                graph.nodes[d].resolved.configuration.clone(),
+                                keys[d].clone().unwrap_or_default(),
+                            )
+                        })
+                        .collect();
+                    running += 1;
+                    let tx = tx.clone();
+                    let (tree, layout) = (prepared.tree, req.layout);
+                    s.spawn(move || {
+                        let (r, key) =
+                            run::finish(&job, first, &deps, tree, layout, repo, observer);
+                        let _ = tx.send(Msg::Done(i, r, key));
+                    });
+                    continue;
+                }
+                // …else the next first phase, in build order.
+                let Some(i) = (0..n).find(|&i| !first_started[i]) else {
+                    break;
+                };
+                first_started[i] = true;
+                let job = match job_for(req, prepared, i, tx.clone()) {
                     Ok(job) => job,
                     Err(e) => {
-                        let r = ComponentResult {
-                            configuration: graph.nodes[i].resolved.configuration.clone(),
-                            module: graph.nodes[i].resolved.module.clone(),
-                            result: Outcome::Failed,
-                            seconds: 0.0,
-                            artifacts: vec![],
-                            log: None,
-                            key: None,
-                            reason: Some(match e.hint() {
-                                Some(h) => format!("{e} ({h})"),
-                                None => e.to_string(),
-                            }),
-                        };
+                        second_started[i] = true;
+                        let r = failed_before(graph, i, &e);
                         observer.done(i, &r);
                         results[i] = Some(r);
                         continue;
@@ -333,11 +368,9 @@ pub fn build(
                 };
                 running += 1;
                 let tx = tx.clone();
-                let tree = prepared.tree;
-                let layout = req.layout;
                 s.spawn(move || {
-                    let (r, key) = run::run(&job, tree, layout, repo, observer);
-                    let _ = tx.send(Msg::Done(i, r, key));
+                    let first = run::begin(&job, observer);
+                    let _ = tx.send(Msg::Begun(i, Box::new((job, first))));
                 });
             }
             if running == 0 {
@@ -345,11 +378,23 @@ pub fn build(
             }
             match rx.recv() {
                 Ok(Msg::Plan(i, reply)) => {
-                    let plan = plan_for(req, prepared, i, packages.as_ref(), &node);
+                    if packages.is_none() {
+                        packages = Some(repo.packages()?);
+                    }
+                    let plan = match &packages {
+                        Some(p) => plan_for(req, prepared, i, p.as_ref(), &node),
+                        None => continue,
+                    };
                     let _ = reply.send(plan.map_err(|e| match e.hint() {
                         Some(h) => format!("{e} ({h})"),
                         None => e.to_string(),
                     }));
+                }
+                Ok(Msg::Begun(i, b)) => {
+                    running -= 1;
+                    if results[i].is_none() {
+                        begun[i] = Some(*b);
+                    }
                 }
                 Ok(Msg::Done(i, r, key)) => {
                     running -= 1;
@@ -377,11 +422,30 @@ pub fn build(
     })
 }
 
+fn failed_before(graph: &graph::Graph, i: usize, e: &BuildError) -> ComponentResult {
+    let node = &graph.nodes[i];
+    ComponentResult {
+        configuration: node.resolved.configuration.clone(),
+        module: node.resolved.module.clone(),
+        result: Outcome::Failed,
+        seconds: 0.0,
+        artifacts: vec![],
+        log: None,
+        key: None,
+        reason: Some(match e.hint() {
+            Some(h) => format!("{e} ({h})"),
+            None => e.to_string(),
+        }),
+    }
+}
+
 /// What workers tell the coordinating thread.
 pub enum Msg {
     /// Component `i` missed the cache and needs the plan for its dependencies (made
     /// here, where the resolver is; only on a miss, as it may query the package database).
     Plan(usize, mpsc::Sender<Result<crate::resolve::Plan, String>>),
+    /// Component `i`'s first phase is done.
+    Begun(usize, Box<(Job, run::Begun)>),
     Done(usize, ComponentResult, Option<String>),
 }
 
@@ -440,7 +504,6 @@ fn job_for(
     req: &BuildRequest,
     prepared: &Prepared,
     i: usize,
-    keys: &[Option<String>],
     plans: mpsc::Sender<Msg>,
 ) -> Result<Job, BuildError> {
     let graph = &prepared.graph;
@@ -467,17 +530,14 @@ fn job_for(
             (tree_dir.display().to_string(), "treeDir"),
         ],
     );
-    let dependency_keys = n
-        .deps
-        .iter()
-        .map(|&d| {
-            (
-                graph.nodes[d].resolved.configuration.clone(),
-                keys[d].clone().unwrap_or_default(),
-            )
-        })
-        .collect();
     let options = prepared.resolver.options().clone();
+    let tag = match crate::config::names::ConfigurationName::parse(&r.configuration) {
+        Some(crate::config::names::ConfigurationName {
+            binding: crate::config::names::NameBinding::Release { .. },
+            ..
+        }) => r.value("tag").map(str::to_string),
+        _ => None,
+    };
     Ok(Job {
         index: i,
         configuration: r.configuration.clone(),
@@ -493,7 +553,7 @@ fn job_for(
         workspace,
         tarball,
         configuration_text,
-        dependency_keys,
+        tag,
         plans,
         steps: prepared.steps.clone(),
         force: req.force,

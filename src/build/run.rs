@@ -39,14 +39,23 @@ pub struct Job {
     /// The tarball's download-from path: the build record and log sit beside it.
     pub tarball: String,
     pub configuration_text: String,
-    /// (configuration, key) of its build dependencies.
-    pub dependency_keys: Vec<(String, String)>,
+    /// The VCS tag a release configuration (`_R_`) is bound to: it stands for the
+    /// source in the key, so a cached component needs no checkout. `None` (a branch
+    /// configuration, or no tag): the checked-out files are hashed.
+    pub tag: Option<String>,
     /// Where to ask for the plan that stages its build dependencies.
     pub plans: std::sync::mpsc::Sender<super::Msg>,
     /// Which steps run (`checkout`, the targets, `clean`).
     pub steps: Steps,
     pub force: bool,
     pub keep_going: bool,
+}
+
+impl Job {
+    /// A whole build without `--force` reads (and writes) the cache.
+    pub fn uses_cache(&self) -> bool {
+        self.steps.is_full() && !self.force
+    }
 }
 
 /// The steps asked for.
@@ -99,30 +108,24 @@ impl Log {
     }
 }
 
-/// Builds `job`; never panics on bad input, every failure ends up in the result.
-pub fn run(
-    job: &Job,
-    tree: &Tree,
-    layout: &Layout,
-    repo: &dyn BuildRepo,
-    observer: &dyn Observer,
-) -> (ComponentResult, Option<String>) {
+/// A component after its first phase — a fresh checkout and its source hash, which
+/// need nothing of its dependencies — waiting for them to be done.
+pub struct Begun {
+    start: Instant,
+    log: Result<Log, String>,
+    /// Whether the first phase checked the source out (a tagged source is checked out
+    /// only when the cache misses).
+    checked_out: bool,
+    /// The source hash (`None` when only `clean` runs), or why the phase failed.
+    source: Result<Option<String>, Failed>,
+}
+
+/// The first phase of `job`: its directories made afresh, `clean` and `checkout`, the
+/// source hash.
+pub fn begin(job: &Job, observer: &dyn Observer) -> Begun {
     let start = Instant::now();
-    let mut result = ComponentResult {
-        configuration: job.configuration.clone(),
-        module: job.module.clone(),
-        result: Outcome::Failed,
-        seconds: 0.0,
-        artifacts: vec![],
-        log: None,
-        key: None,
-        reason: None,
-    };
     let log_path = job.output.join("build.log");
     let prepared = (|| -> std::io::Result<Log> {
-        if job.steps.has("checkout") && job.checkout_dir.exists() {
-            fs::remove_dir_all(&job.checkout_dir)?;
-        }
         if job.output.exists() {
             fs::remove_dir_all(&job.output)?;
         }
@@ -136,9 +139,12 @@ pub fn run(
     let mut log = match prepared {
         Ok(l) => l,
         Err(e) => {
-            result.reason = Some(format!("{}: {e}", job.output.display()));
-            result.seconds = start.elapsed().as_secs_f64();
-            return (result, None);
+            return Begun {
+                start,
+                log: Err(format!("{}: {e}", job.output.display())),
+                checked_out: false,
+                source: Ok(None),
+            };
         }
     };
     log.line(&format!(
@@ -148,7 +154,69 @@ pub fn run(
         job.module,
         job.platform
     ));
-    let outcome = build(job, tree, layout, repo, observer, &mut log, &mut result);
+    if let Some(tag) = job.tag.as_ref().filter(|_| job.uses_cache()) {
+        log.line(&format!("source: tag {tag}"));
+        return Begun {
+            start,
+            log: Ok(log),
+            checked_out: false,
+            source: Ok(Some(format!("tag {tag}"))),
+        };
+    }
+    let source = check_out(job, observer, &mut log);
+    Begun {
+        start,
+        log: Ok(log),
+        checked_out: true,
+        source,
+    }
+}
+
+/// The second phase of `job`, once its build dependencies are done (`dependency_keys`:
+/// their configurations and keys): the key, the cache, or the targets, packing and
+/// publishing. Every failure ends up in the result; the key is returned for dependents.
+pub fn finish(
+    job: &Job,
+    begun: Begun,
+    dependency_keys: &[(String, String)],
+    tree: &Tree,
+    layout: &Layout,
+    repo: &dyn BuildRepo,
+    observer: &dyn Observer,
+) -> (ComponentResult, Option<String>) {
+    let mut result = ComponentResult {
+        configuration: job.configuration.clone(),
+        module: job.module.clone(),
+        result: Outcome::Failed,
+        seconds: 0.0,
+        artifacts: vec![],
+        log: None,
+        key: None,
+        reason: None,
+    };
+    let mut log = match begun.log {
+        Ok(l) => l,
+        Err(why) => {
+            result.reason = Some(why);
+            result.seconds = begun.start.elapsed().as_secs_f64();
+            return (result, None);
+        }
+    };
+    let outcome = begun.source.and_then(|source| match source {
+        Some(source) => build(
+            job,
+            &source,
+            begun.checked_out,
+            dependency_keys,
+            tree,
+            layout,
+            repo,
+            observer,
+            &mut log,
+            &mut result,
+        ),
+        None => Ok(Outcome::Built),
+    });
     let key = result.key.clone();
     match outcome {
         Ok(Outcome::Cached) => {
@@ -164,7 +232,7 @@ pub fn run(
             result.artifacts.clear();
         }
     }
-    result.seconds = start.elapsed().as_secs_f64();
+    result.seconds = begun.start.elapsed().as_secs_f64();
     let _ = fs::remove_dir_all(job.output.join("tmp"));
     if result.result != Outcome::Cached {
         publish_record(job, repo, &mut log, &mut result, key.as_deref());
@@ -225,15 +293,8 @@ fn publish_record(
     }
 }
 
-fn build(
-    job: &Job,
-    tree: &Tree,
-    layout: &Layout,
-    repo: &dyn BuildRepo,
-    observer: &dyn Observer,
-    log: &mut Log,
-    result: &mut ComponentResult,
-) -> Result<Outcome, Failed> {
+/// `clean` and `checkout` as asked, then the source hash (`None` when only `clean` runs).
+fn check_out(job: &Job, observer: &dyn Observer, log: &mut Log) -> Result<Option<String>, Failed> {
     if job.steps.has("clean") {
         observer.step(job.index, "clean");
         if let Some(cmd) = job.commands.get("clean")
@@ -250,6 +311,9 @@ fn build(
                 "the configuration has no checkout command; add one under [configuration.commands]",
             )
         })?;
+        if job.checkout_dir.exists() {
+            fs::remove_dir_all(&job.checkout_dir).map_err(|e| failed("checkout", e))?;
+        }
         fs::create_dir_all(&job.workspace).map_err(|e| failed("checkout", e))?;
         run_step(job, log, "checkout", cmd, &job.workspace)?;
         if !job.checkout_dir.is_dir() {
@@ -264,7 +328,7 @@ fn build(
     }
     let only_clean = job.steps.names.iter().all(|n| n == "clean");
     if only_clean {
-        return Ok(Outcome::Built);
+        return Ok(None);
     }
     if !job.checkout_dir.is_dir() {
         return Err(failed(
@@ -276,17 +340,34 @@ fn build(
         ));
     }
 
+    super::key::source_hash(&job.checkout_dir)
+        .map(Some)
+        .map_err(|e| failed("checkout", e))
+}
+
+#[allow(clippy::too_many_arguments)]
+fn build(
+    job: &Job,
+    source: &str,
+    checked_out: bool,
+    dependency_keys: &[(String, String)],
+    tree: &Tree,
+    layout: &Layout,
+    repo: &dyn BuildRepo,
+    observer: &dyn Observer,
+    log: &mut Log,
+    result: &mut ComponentResult,
+) -> Result<Outcome, Failed> {
     // The key, and the cache.
-    let source = super::key::source_hash(&job.checkout_dir).map_err(|e| failed("checkout", e))?;
     let key = super::key::build_key(
         &job.configuration_text,
-        &source,
+        source,
         &job.platform,
-        &job.dependency_keys,
+        dependency_keys,
     );
     log.line(&format!("key {key} (source {source})"));
     result.key = Some(key.clone());
-    if job.steps.is_full() && !job.force {
+    if job.uses_cache() {
         observer.step(job.index, "cache");
         match repo.build(&job.tarball) {
             Ok(Some(b)) if b.current && b.record.key == key => {
@@ -300,6 +381,10 @@ fn build(
             Ok(_) => {}
             Err(e) => log.line(&format!("the cache could not be read ({e}); building")),
         }
+    }
+
+    if !checked_out {
+        check_out(job, observer, log)?;
     }
 
     // Build dependencies into this component's own stage dir.
@@ -344,7 +429,10 @@ fn build(
         };
         if let Err(f) = outcome {
             if job.keep_going {
-                log.line(&format!("== {} failed: {}; going on (--keep-going)", f.step, f.why));
+                log.line(&format!(
+                    "== {} failed: {}; going on (--keep-going)",
+                    f.step, f.why
+                ));
             }
             first_failure.get_or_insert(f);
         }
@@ -433,7 +521,10 @@ fn pack(job: &Job, tree: &Tree, layout: &Layout, log: &mut Log) -> Result<(), Fa
         failed("packaging", format!("{e}{hint}"))
     })?;
     for a in artifacts {
-        log.line(&format!("   {} ({} bytes, sha256 {})", a.path, a.size, a.sha256));
+        log.line(&format!(
+            "   {} ({} bytes, sha256 {})",
+            a.path, a.size, a.sha256
+        ));
     }
     Ok(())
 }
@@ -452,7 +543,11 @@ fn publish(
 ) -> Result<Vec<crate::repo::builds::BuiltFile>, Failed> {
     log.line(&format!("== publish: into {}", repo.describe()));
     let files = repo.publish(&job.artifacts).map_err(|e| {
-        let hint = e.hint.as_ref().map(|h| format!(" ({h})")).unwrap_or_default();
+        let hint = e
+            .hint
+            .as_ref()
+            .map(|h| format!(" ({h})"))
+            .unwrap_or_default();
         failed("publish", format!("{e}{hint}"))
     })?;
     for f in &files {

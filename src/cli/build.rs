@@ -12,7 +12,7 @@ use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use super::repo::Target;
 use super::{ContextArgs, Failure, Outcome, print_json, refuse_broken_tree};
-use crate::build::cache::{LocalBuildRepo, RemoteBuildRepo};
+use crate::build::cache::{CacheError, LocalBuildRepo, RemoteBuildRepo};
 use crate::build::{self, BuildRequest, ComponentResult, Observer};
 use crate::config::Tree;
 use crate::repo::RepoSummary;
@@ -95,17 +95,28 @@ pub fn cmd_build(args: BuildArgs, target: &Target, token: Option<&str>, json: bo
     let lines = Lines::new(!json, prepared.configurations());
     let report = match target {
         Target::Local { data, layout } => {
-            let repos = crate::repo::Repositories::open(data, (*layout).clone())
-                .map_err(super::repo::failure)?;
-            let list = repos.list().map_err(super::repo::failure)?;
-            let name = pick_repo(&list, args.repo.as_deref(), &data.display().to_string())?;
-            repos.repo(&name).map_err(super::repo::failure)?;
-            let repo = LocalBuildRepo {
-                dir: data.join("repos").join(&name),
-                repos: &repos,
-                name,
-            };
-            build::build(&request, &prepared, &repo, &lines).map_err(failed)?
+            // A server holding the data directory is named at once, not after checkouts.
+            if let Some(info) = crate::repo::running(data) {
+                return Err(super::repo::failure(crate::repo::RepoError::InUse {
+                    url: info.url,
+                    pid: info.pid,
+                }));
+            }
+            let asked = args.repo.clone();
+            let place = data.display().to_string();
+            let pick = Box::new(move |list: &[RepoSummary]| {
+                pick_repo(list, asked.as_deref(), &place).map_err(|f| CacheError {
+                    what: f.message,
+                    hint: f.hint,
+                })
+            });
+            let repo = LocalBuildRepo::open(data, (*layout).clone(), args.repo.clone(), pick)
+                .map_err(|e| Failure::new(&e, e.hint.clone()))?;
+            let report = build::build(&request, &prepared, &repo, &lines).map_err(failed)?;
+            // Every store write was flushed when made; closing the store would only
+            // wait for its threads, which the command's exit ends anyway.
+            std::mem::forget(repo);
+            report
         }
         Target::Remote {
             client,
@@ -150,7 +161,10 @@ fn summary(report: &build::BuildReport, elapsed: Duration) {
         .max()
         .unwrap_or(0)
         .max("component".len());
-    println!("{:<width$}  {:<8} {:>8}  log", "component", "result", "time");
+    println!(
+        "{:<width$}  {:<8} {:>8}  log",
+        "component", "result", "time"
+    );
     let mut counts: BTreeMap<&str, usize> = BTreeMap::new();
     for c in &report.components {
         *counts.entry(c.result.as_str()).or_default() += 1;

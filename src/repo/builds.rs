@@ -124,7 +124,8 @@ impl Repositories {
         }
         self.blobs
             .put(&format!("{repo}/{}", log_path(tarball)), &cut_log(log))?;
-        let json = serde_json::to_vec_pretty(record).map_err(|e| RepoError::BadBuild(e.to_string()))?;
+        let json =
+            serde_json::to_vec_pretty(record).map_err(|e| RepoError::BadBuild(e.to_string()))?;
         self.blobs
             .put(&format!("{repo}/{}", record_path(tarball)), &json)?;
         Ok(())
@@ -136,7 +137,10 @@ impl Repositories {
     pub fn build(&self, repo: &str, tarball: &str) -> Result<Option<StoredBuild>, RepoError> {
         let repo = self.repo(repo)?.name;
         crate::blobs::check_key(tarball)?;
-        let Some(bytes) = self.blobs.get(&format!("{repo}/{}", record_path(tarball)))? else {
+        let Some(bytes) = self
+            .blobs
+            .get(&format!("{repo}/{}", record_path(tarball)))?
+        else {
             return Ok(None);
         };
         // A record that no longer reads (hand-edited, older format) is no cache entry.

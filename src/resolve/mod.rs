@@ -459,7 +459,8 @@ pub(crate) fn layers(
                 if on_path.contains(&d) {
                     // The cycle: from d's place on the path to here, and back to d.
                     let from = stack.iter().position(|(n, _, _)| *n == d).unwrap_or(0);
-                    let mut cycle: Vec<ConfigId> = stack[from..].iter().map(|(n, _, _)| *n).collect();
+                    let mut cycle: Vec<ConfigId> =
+                        stack[from..].iter().map(|(n, _, _)| *n).collect();
                     cycle.push(d);
                     return Err(cycle);
                 }

@@ -498,9 +498,12 @@ async fn record_build(
     })?;
     let s = state.clone();
     let t = tarball.clone();
+    let stored = crate::repo::builds::StoredBuild {
+        record: upload.record.clone(),
+        current: upload.record.result == crate::repo::builds::BuildResult::Built,
+    };
     blocking(move || {
-        Ok(s
-            .repos
+        Ok(s.repos
             .record_build(&record.name, &t, &upload.record, upload.log.as_bytes())?)
     })
     .await?;
@@ -512,7 +515,7 @@ async fn record_build(
                 super::url_path(&crate::repo::builds::log_path(&tarball))
             ),
         ))
-        .finish())
+        .json(stored))
 }
 
 fn io_error(e: std::io::Error) -> ApiError {

@@ -201,6 +201,45 @@ fn every_api_answer_matches_openapi_yaml() {
     assert_eq!(s, 409);
     spec.check("put", up, s, &b);
 
+    // Build records: beside a tarball path, naming what the repository holds.
+    let sha = {
+        use sha2::Digest;
+        format!("{:x}", sha2::Sha256::digest(&bytes))
+    };
+    let tarball = format!("{}.tar.gz", key.trim_end_matches(".rpm"));
+    let builds = "/api/v1/repos/{repo}/builds/{path}";
+    let at = format!("/api/v1/repos/nightly/builds/{tarball}");
+    let record = |sha: &str| {
+        json!({"record": {
+            "configuration": "database_schemas_R_3_0_0_1", "module": "m", "platform": "el9_x86_64",
+            "key": "k", "result": "built", "artifacts": [{"path": key, "sha256": sha}],
+            "seconds": 1.5, "finished": 0, "packyard": "0.1.0"}, "log": "== compile: ok\n"})
+    };
+    for (method, body, tok, status) in [
+        ("get", None, None, 404),
+        ("put", Some(record(&sha)), None, 401),
+        ("put", Some(record(&"0".repeat(64))), Some(&builder), 422),
+        (
+            "put",
+            Some(json!({"record": {}, "log": ""})),
+            Some(&builder),
+            400,
+        ),
+        ("put", Some(record(&sha)), Some(&builder), 201),
+        ("get", None, None, 200),
+    ] {
+        let (s, b) = call(method, &at, body, tok.map(String::as_str));
+        assert_eq!(s, status, "{method} {at}: {b}");
+        spec.check(method, builds, s, &b);
+    }
+    let (_, b) = call("get", &at, None, None);
+    assert_eq!(b["current"], true, "{b}");
+    let log_path = at
+        .replace("/api/v1/repos/nightly/builds/", "/repos/nightly/")
+        .replace(".tar.gz", ".build.log");
+    let (s, log) = server.get(&log_path);
+    assert_eq!((s, log.as_slice()), (200, &b"== compile: ok\n"[..]));
+
     // Packages.
     let list = "/api/v1/repos/{repo}/packages";
     for q in [

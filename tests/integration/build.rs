@@ -32,8 +32,13 @@ fn build(data: Option<&Path>, tree: &Path, args: &[&str]) -> (Output, Vec<Value>
         .args(args)
         .output()
         .unwrap();
-    let v: Value = serde_json::from_slice(&o.stdout)
-        .unwrap_or_else(|e| panic!("build output is not JSON ({e}): {}{}", stdout(&o), stderr(&o)));
+    let v: Value = serde_json::from_slice(&o.stdout).unwrap_or_else(|e| {
+        panic!(
+            "build output is not JSON ({e}): {}{}",
+            stdout(&o),
+            stderr(&o)
+        )
+    });
     let list = v
         .as_array()
         .unwrap_or_else(|| panic!("not an array: {v}"))
@@ -104,7 +109,12 @@ fn the_fixture_release_builds_from_source_and_dnf_and_apt_install_it() {
     let (o, el9) = build(
         Some(d),
         &tree,
-        &["--platform", "el9_x86_64", "--workspace", ws.to_str().unwrap()],
+        &[
+            "--platform",
+            "el9_x86_64",
+            "--workspace",
+            ws.to_str().unwrap(),
+        ],
     );
     assert!(o.status.success(), "{}{}", stdout(&o), stderr(&o));
     assert_eq!(results(&el9), all("built"));
@@ -123,19 +133,24 @@ fn the_fixture_release_builds_from_source_and_dnf_and_apt_install_it() {
         "{server_rpm}"
     );
     // A build dependency is staged in the dependent's own stage dir.
-    let log = fs::read_to_string(component(&el9, "web_server_R_2_5_1_1")["log"].as_str().unwrap())
-        .unwrap();
+    let log = fs::read_to_string(
+        component(&el9, "web_server_R_2_5_1_1")["log"]
+            .as_str()
+            .unwrap(),
+    )
+    .unwrap();
     assert!(
         log.contains("== staged my-project.servers.database_schemas into"),
         "{log}"
     );
-    assert!(ws
-        .join("_output/my-project.servers.web_server/stage/usr/share/my-project/schemas/VERSION")
-        .is_file());
+    assert!(
+        ws.join("_output/my-project.servers.web_server/stage/usr/share/my-project/schemas/VERSION")
+            .is_file()
+    );
 
     // deb12 through the server, as a build node would.
-    let server = Server::start(d, &[]);
     let builder = token(d, "builder");
+    let server = Server::start(d, &[]);
     let ws = t.path().join("ws-deb12");
     let (o, deb12) = build(
         None,
@@ -155,7 +170,10 @@ fn the_fixture_release_builds_from_source_and_dnf_and_apt_install_it() {
     assert_eq!(results(&deb12), all("built"));
     let cli = component(&deb12, "cli_client_R_5_6_1_1");
     let log_url = cli["log"].as_str().unwrap();
-    assert!(log_url.starts_with(&format!("{}/repos/nightly/", server.url)), "{log_url}");
+    assert!(
+        log_url.starts_with(&format!("{}/repos/nightly/", server.url)),
+        "{log_url}"
+    );
     let (status, log) = server.get(&log_url[server.url.len()..]);
     assert_eq!(status, 200);
     assert!(String::from_utf8_lossy(&log).contains("== compile: make VERSION=5.6.1 API=5.2.2"));
@@ -202,13 +220,15 @@ fn the_fixture_release_builds_from_source_and_dnf_and_apt_install_it() {
             dnf_command(&w, &reposdir),
             &["install", "my-database-schemas", "my-api-java"],
         );
-        let q = run_ok(
-            Command::new("rpm")
-                .arg("--root")
-                .arg(w.join("root"))
-                .args(["-q", "my-database-schemas", "my-api-java"]),
+        let q = run_ok(Command::new("rpm").arg("--root").arg(w.join("root")).args([
+            "-q",
+            "my-database-schemas",
+            "my-api-java",
+        ]));
+        assert!(
+            q.contains("my-database-schemas-3.0.0-1") && q.contains("my-api-java-5.2.2-1"),
+            "{q}"
         );
-        assert!(q.contains("my-database-schemas-3.0.0-1") && q.contains("my-api-java-5.2.2-1"), "{q}");
     }
     if have_tool("apt-get", &["--version"]) {
         let (status, sources) = server.get("/repos/nightly/deb12.sources");
@@ -216,7 +236,11 @@ fn the_fixture_release_builds_from_source_and_dnf_and_apt_install_it() {
         let root = w.join("aptroot");
         let apt = AptRoot::from_sources(&root, &String::from_utf8(sources).unwrap());
         apt.update(&[]);
-        for dir in ["var/lib/dpkg/info", "var/lib/dpkg/updates", "var/lib/dpkg/triggers"] {
+        for dir in [
+            "var/lib/dpkg/info",
+            "var/lib/dpkg/updates",
+            "var/lib/dpkg/triggers",
+        ] {
             fs::create_dir_all(root.join(dir)).unwrap();
         }
         let dpkg_root = format!("DPkg::Options::=--root={}", root.display());
@@ -282,10 +306,18 @@ fn builds_are_reproducible_cached_and_rebuild_only_what_a_change_reaches() {
     let ws = |n: &str| t.path().join(n).to_str().unwrap().to_string();
     let el9 = ["--platform", "el9_x86_64"];
 
-    let (o, one) = build(Some(&d1), &tree, &[&el9[..], &["--jobs", "1", "--workspace", &ws("ws1")]].concat());
+    let (o, one) = build(
+        Some(&d1),
+        &tree,
+        &[&el9[..], &["--jobs", "1", "--workspace", &ws("ws1")]].concat(),
+    );
     assert!(o.status.success(), "{}", stderr(&o));
     let start = Instant::now();
-    let (o, four) = build(Some(&d4), &tree, &[&el9[..], &["--jobs", "4", "--workspace", &ws("ws4")]].concat());
+    let (o, four) = build(
+        Some(&d4),
+        &tree,
+        &[&el9[..], &["--jobs", "4", "--workspace", &ws("ws4")]].concat(),
+    );
     let first = start.elapsed();
     assert!(o.status.success(), "{}", stderr(&o));
     assert_eq!(results(&four), all("built"));
@@ -297,37 +329,81 @@ fn builds_are_reproducible_cached_and_rebuild_only_what_a_change_reaches() {
     assert_eq!(a1.len(), 12);
     assert_eq!(a1.keys().collect::<Vec<_>>(), a4.keys().collect::<Vec<_>>());
     for (path, bytes) in &a1 {
-        assert!(a4[path] == *bytes, "{path} differs between --jobs 1 and --jobs 4");
+        assert!(
+            a4[path] == *bytes,
+            "{path} differs between --jobs 1 and --jobs 4"
+        );
     }
     assert_eq!(keys(&one), keys(&four));
 
     // Nothing changed: nothing builds, in a fraction of the time.
     let start = Instant::now();
-    let (o, again) = build(Some(&d4), &tree, &[&el9[..], &["--workspace", &ws("ws4")]].concat());
+    let (o, again) = build(
+        Some(&d4),
+        &tree,
+        &[&el9[..], &["--workspace", &ws("ws4")]].concat(),
+    );
     let second = start.elapsed();
     assert!(o.status.success(), "{}", stderr(&o));
     assert_eq!(results(&again), all("cached"));
+    eprintln!("first build {first:?}, cached build {second:?}");
     assert_eq!(keys(&again), keys(&four));
     assert!(
         second.as_secs_f64() < first.as_secs_f64() / 10.0,
         "the cached build took {second:?}, the first {first:?}"
     );
     // Another node (workspace) uses the same cache.
-    let (_, elsewhere) = build(Some(&d4), &tree, &[&el9[..], &["--workspace", &ws("ws-other")]].concat());
+    let (_, elsewhere) = build(
+        Some(&d4),
+        &tree,
+        &[&el9[..], &["--workspace", &ws("ws-other")]].concat(),
+    );
     assert_eq!(results(&elsewhere), all("cached"));
 
-    // A change to one component's source rebuilds it and what needs it at build time
-    // (the web server; the database server needs the schemas only at run time).
+    // A release configuration's tag stands for its source: no checkout is needed to
+    // know it is cached (tags do not move; --force rebuilds anyway).
     let sql = tree.join("../../src/database_schemas/users.sql");
-    let mut text = fs::read_to_string(&sql).unwrap();
-    text.push_str("-- a comment\n");
-    fs::write(&sql, text).unwrap();
-    let (o, changed) = build(Some(&d4), &tree, &[&el9[..], &["--workspace", &ws("ws4")]].concat());
-    assert!(o.status.success(), "{}", stderr(&o));
+    let edit = || {
+        let mut text = fs::read_to_string(&sql).unwrap();
+        text.push_str("-- a comment\n");
+        fs::write(&sql, text).unwrap();
+    };
+    edit();
+    let (_, tagged) = build(
+        Some(&d4),
+        &tree,
+        &[&el9[..], &["--workspace", &ws("ws4")]].concat(),
+    );
+    assert_eq!(results(&tagged), all("cached"));
+    // Without a tag the checked-out files are the source: a change to them rebuilds the
+    // component and what needs it at build time (the web server; the database server
+    // needs the schemas only at run time).
+    let schemas = tree.join("servers/database_schemas/module.toml");
+    let text = fs::read_to_string(&schemas)
+        .unwrap()
+        .replacen("tag = \"v3.0.0\"\n", "", 1);
+    fs::write(&schemas, text).unwrap();
     let mut want = all("cached");
     want.insert("database_schemas_R_3_0_0_1".into(), "built".into());
     want.insert("web_server_R_2_5_1_1".into(), "built".into());
-    assert_eq!(results(&changed), want);
+    for change in [false, true] {
+        if change {
+            edit();
+        }
+        let (o, changed) = build(
+            Some(&d4),
+            &tree,
+            &[&el9[..], &["--workspace", &ws("ws4")]].concat(),
+        );
+        assert!(o.status.success(), "{}", stderr(&o));
+        assert_eq!(results(&changed), want, "source changed: {change}");
+    }
+    let (_, same) = build(
+        Some(&d4),
+        &tree,
+        &[&el9[..], &["--workspace", &ws("ws4")]].concat(),
+    );
+    assert_eq!(results(&same), all("cached"));
     // A change to a configuration does the same.
     let module = tree.join("clients/java_api/module.toml");
     let text = fs::read_to_string(&module).unwrap().replacen(
@@ -336,7 +412,11 @@ fn builds_are_reproducible_cached_and_rebuild_only_what_a_change_reaches() {
         1,
     );
     fs::write(&module, text).unwrap();
-    let (_, changed) = build(Some(&d4), &tree, &[&el9[..], &["--workspace", &ws("ws4")]].concat());
+    let (_, changed) = build(
+        Some(&d4),
+        &tree,
+        &[&el9[..], &["--workspace", &ws("ws4")]].concat(),
+    );
     let mut want = all("cached");
     want.insert("java_api_R_5_2_2_1".into(), "built".into());
     want.insert("cli_client_R_5_6_1_1".into(), "built".into());
@@ -346,14 +426,21 @@ fn builds_are_reproducible_cached_and_rebuild_only_what_a_change_reaches() {
     let (o, only) = build(
         Some(&d4),
         &tree,
-        &[&el9[..], &["--workspace", &ws("ws4"), "--only", "web_server", "--force"]].concat(),
+        &[
+            &el9[..],
+            &["--workspace", &ws("ws4"), "--only", "web_server", "--force"],
+        ]
+        .concat(),
     );
     assert!(o.status.success(), "{}", stderr(&o));
     let got: Vec<_> = results(&only).into_iter().collect();
     assert_eq!(
         got,
         [
-            ("database_schemas_R_3_0_0_1".to_string(), "built".to_string()),
+            (
+                "database_schemas_R_3_0_0_1".to_string(),
+                "built".to_string()
+            ),
             ("database_server_R_2_0_1_1".into(), "built".into()),
             ("web_server_R_2_5_1_1".into(), "built".into()),
         ]
@@ -374,8 +461,8 @@ fn a_failing_target_skips_its_dependents_and_its_log_is_published() {
     fs::write(&makefile, text).unwrap();
     let d = &t.path().join("data");
     create_nightly(d, &[]);
-    let server = Server::start(d, &[]);
     let builder = token(d, "builder");
+    let server = Server::start(d, &[]);
     let (o, list) = build(
         None,
         &tree,
@@ -397,7 +484,10 @@ fn a_failing_target_skips_its_dependents_and_its_log_is_published() {
     assert_eq!(results(&list), want);
     let failed = component(&list, "database_schemas_R_3_0_0_1");
     assert!(
-        failed["reason"].as_str().unwrap().starts_with("test: `make check` failed"),
+        failed["reason"]
+            .as_str()
+            .unwrap()
+            .starts_with("test: `make check` failed"),
         "{failed}"
     );
     assert!(failed["artifacts"].as_array().unwrap().is_empty());
@@ -412,8 +502,14 @@ fn a_failing_target_skips_its_dependents_and_its_log_is_published() {
     let (status, log) = server.get(&url[server.url.len()..]);
     assert_eq!(status, 200, "{url}");
     let log = String::from_utf8(log).unwrap();
-    assert!(log.contains("grep -q \"NO SUCH TABLE\" users.sql sessions.sql"), "{log}");
-    assert!(log.contains("== test failed: `make check` failed (exit status 2)"), "{log}");
+    assert!(
+        log.contains("grep -q \"NO SUCH TABLE\" users.sql sessions.sql"),
+        "{log}"
+    );
+    assert!(
+        log.contains("== test failed: `make check` failed (exit status 2)"),
+        "{log}"
+    );
     let tarball = "my-project/my-project.servers.database_schemas/3.0.0/el9_x86_64/my-database-schemas-3.0.0-1.tar.gz";
     let record = server.get_json(&format!("/api/v1/repos/nightly/builds/{tarball}"));
     assert_eq!(record["result"], "failed");

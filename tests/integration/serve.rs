@@ -136,7 +136,11 @@ impl Server {
             "get" => self.agent.get(&url).header("Accept", "application/json"),
             "delete" => self.agent.delete(&url).header("Accept", "application/json"),
             _ => {
-                let mut req = self.agent.post(&url);
+                let mut req = if method == "put" {
+                    self.agent.put(&url)
+                } else {
+                    self.agent.post(&url)
+                };
                 if let Some(b) = &bearer {
                     req = req.header("Authorization", b);
                 }
