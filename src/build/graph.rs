@@ -149,3 +149,64 @@ pub fn select(tree: &Tree, resolver: &Resolver, only: &[String]) -> Result<Graph
         .collect();
     Ok(Graph { nodes })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::ResolveOptions;
+    use crate::layout::Layout;
+
+    fn names(tree: &Tree, only: &[&str]) -> Result<Vec<(usize, String)>, BuildError> {
+        let layout = Layout::builtin();
+        let pid = crate::config::project(tree, "my-project_R_2_0_0_1")?;
+        let release = crate::config::Release::of(tree, pid);
+        let resolver = Resolver::new(tree, &layout, ResolveOptions::default(), Some(release))?;
+        let only: Vec<String> = only.iter().map(|s| s.to_string()).collect();
+        let g = select(tree, &resolver, &only)?;
+        Ok(g.nodes
+            .iter()
+            .map(|n| (n.layer, n.resolved.configuration.clone()))
+            .collect())
+    }
+
+    #[test]
+    fn a_release_in_layers_and_only_what_a_component_needs() {
+        let tree = Tree::load(std::path::Path::new("fixtures/trees/my-project")).unwrap();
+        let all = names(&tree, &[]).unwrap();
+        assert_eq!(
+            all,
+            [
+                (0, "database_schemas_R_3_0_0_1".to_string()),
+                (0, "database_server_R_2_0_1_1".into()),
+                (0, "java_api_R_5_2_2_1".into()),
+                (0, "python_api_R_5_0_0_1".into()),
+                (1, "cli_client_R_5_6_1_1".into()),
+                (1, "web_server_R_2_5_1_1".into()),
+            ]
+        );
+        // By last part, full module name or configuration; build-time needs follow.
+        for only in [
+            "web_server",
+            "my-project.servers.web_server",
+            "web_server_R_2_5_1_1",
+        ] {
+            let got: Vec<String> = names(&tree, &[only])
+                .unwrap()
+                .into_iter()
+                .map(|(_, n)| n)
+                .collect();
+            assert_eq!(
+                got,
+                [
+                    "database_schemas_R_3_0_0_1",
+                    "database_server_R_2_0_1_1",
+                    "web_server_R_2_5_1_1"
+                ]
+            );
+        }
+        assert!(matches!(
+            names(&tree, &["web_server_R_2_4_0_1"]),
+            Err(BuildError::NotInRelease { .. })
+        ));
+    }
+}

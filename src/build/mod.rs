@@ -222,16 +222,7 @@ pub fn prepare<'a>(req: &BuildRequest<'a>) -> Result<Prepared<'a>, BuildError> {
         }
     };
     let pid = match &req.options.project {
-        Some(p) => tree
-            .configuration(p)
-            .ok_or_else(|| ResolveError::UnknownConfiguration {
-                name: p.clone(),
-                similar: tree
-                    .similar_configurations(p)
-                    .into_iter()
-                    .map(str::to_string)
-                    .collect(),
-            })?,
+        Some(p) => crate::config::project(tree, p)?,
         None => *project_configurations(tree)
             .first()
             .ok_or(BuildError::NoRelease)?,

@@ -401,7 +401,10 @@ fn build(
         {
             continue;
         }
-        observer.step(job.index, target);
+        // Packyard's own steps, and targets with a command: the others do nothing.
+        if job.commands.contains_key(target) || matches!(target, "packaging" | "publish") {
+            observer.step(job.index, target);
+        }
         let outcome = match (target, job.commands.get(target)) {
             ("install", Some(cmd)) => fs::create_dir_all(&job.prefix)
                 .map_err(|e| failed("install", e))

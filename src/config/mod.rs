@@ -12,6 +12,6 @@ pub use model::{ModuleKind, Scope, TARGETS};
 pub use properties::Origin;
 pub use resolve::{
     DependencyType, Release, ResolveError, ResolveOptions, ResolvedConfiguration, Resolver,
-    absolute, project_configurations, resolve_release,
+    absolute, project, project_configurations, resolve_release,
 };
 pub use tree::{ConfigId, Location, ModuleId, Tree, TreeError};

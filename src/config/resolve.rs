@@ -314,19 +314,7 @@ impl<'a> Resolver<'a> {
         })?;
         let release = match &options.project {
             Some(p) => {
-                let pid =
-                    tree.configuration(p)
-                        .ok_or_else(|| ResolveError::UnknownConfiguration {
-                            name: p.clone(),
-                            similar: tree
-                                .similar_configurations(p)
-                                .into_iter()
-                                .map(str::to_string)
-                                .collect(),
-                        })?;
-                if tree.modules[tree.configurations[pid].module].kind != ModuleKind::Project {
-                    return Err(ResolveError::NotAProject { project: p.clone() });
-                }
+                let pid = project(tree, p)?;
                 let r = Release::of(tree, pid);
                 if !r.contains(id) {
                     return Err(ResolveError::NotInRelease {
@@ -887,6 +875,27 @@ pub fn resolve_release(
     members.sort();
     let resolver = Resolver::new(tree, layout, options, Some(release))?;
     members.into_iter().map(|id| resolver.resolve(id)).collect()
+}
+
+/// Project configuration `name`: an error naming similar ones if there is no such
+/// configuration, or if it is not a project's.
+pub fn project(tree: &Tree, name: &str) -> Result<ConfigId, ResolveError> {
+    let pid = tree
+        .configuration(name)
+        .ok_or_else(|| ResolveError::UnknownConfiguration {
+            name: name.to_string(),
+            similar: tree
+                .similar_configurations(name)
+                .into_iter()
+                .map(str::to_string)
+                .collect(),
+        })?;
+    if tree.modules[tree.configurations[pid].module].kind != ModuleKind::Project {
+        return Err(ResolveError::NotAProject {
+            project: name.to_string(),
+        });
+    }
+    Ok(pid)
 }
 
 /// The project configurations of the tree, newest first.

@@ -660,6 +660,38 @@ impl AptRoot {
         assert!(out.contains("Packages"), "{out}");
     }
 
+    /// `apt-get install PACKAGES` into the root itself (dpkg `--root`, scripts run
+    /// without chroot, not as root), which must succeed; then dpkg's status lists each.
+    pub(crate) fn install(&self, packages: &[&str]) {
+        for dir in [
+            "var/lib/dpkg/info",
+            "var/lib/dpkg/updates",
+            "var/lib/dpkg/triggers",
+        ] {
+            fs::create_dir_all(self.root.join(dir)).unwrap();
+        }
+        let dpkg_root = format!("DPkg::Options::=--root={}", self.root.display());
+        let mut args = vec![
+            "-y",
+            "-o",
+            &dpkg_root,
+            "-o",
+            "DPkg::Options::=--force-script-chrootless",
+            "-o",
+            "DPkg::Options::=--force-not-root",
+            "install",
+        ];
+        args.extend_from_slice(packages);
+        self.run(&args, &self.root);
+        let status = fs::read_to_string(self.root.join("var/lib/dpkg/status")).unwrap();
+        for p in packages {
+            assert!(
+                status.contains(&format!("Package: {p}\nStatus: install ok installed")),
+                "{status}"
+            );
+        }
+    }
+
     /// How many packages apt knows.
     pub(crate) fn available(&self) -> usize {
         let o = self.cmd("apt-cache").arg("dumpavail").output().unwrap();
