@@ -125,10 +125,9 @@ pub struct Begun {
 pub fn begin(job: &Job, observer: &dyn Observer) -> Begun {
     let start = Instant::now();
     let log_path = job.output.join("build.log");
+    // What an earlier build left (prefix, stage, artifacts) stays until this one
+    // builds: a cached component keeps it.
     let prepared = (|| -> std::io::Result<Log> {
-        if job.output.exists() {
-            fs::remove_dir_all(&job.output)?;
-        }
         fs::create_dir_all(job.output.join("tmp"))?;
         let file = fs::File::create(&log_path)?;
         Ok(Log {
@@ -293,10 +292,22 @@ fn publish_record(
     }
 }
 
+/// Removes what an earlier build of the component left below `_output/<module>/`
+/// (its log is being written).
+fn reset_output(job: &Job) -> std::io::Result<()> {
+    for dir in [&job.prefix, &job.stage, &job.artifacts, &job.output.join("downloads")] {
+        if dir.exists() {
+            fs::remove_dir_all(dir)?;
+        }
+    }
+    Ok(())
+}
+
 /// `clean` and `checkout` as asked, then the source hash (`None` when only `clean` runs).
 fn check_out(job: &Job, observer: &dyn Observer, log: &mut Log) -> Result<Option<String>, Failed> {
     if job.steps.has("clean") {
         observer.step(job.index, "clean");
+        reset_output(job).map_err(|e| failed("clean", e))?;
         if let Some(cmd) = job.commands.get("clean")
             && job.checkout_dir.is_dir()
         {
@@ -386,6 +397,7 @@ fn build(
     if !checked_out {
         check_out(job, observer, log)?;
     }
+    reset_output(job).map_err(|e| failed("fetch", e))?;
 
     // Build dependencies into this component's own stage dir.
     observer.step(job.index, "fetch");

@@ -491,3 +491,93 @@ fn a_failing_target_skips_its_dependents_and_its_log_is_published() {
     assert_eq!(status, 404);
     assert!(server.stop().success());
 }
+
+#[test]
+fn keep_going_custom_packaging_and_clean() {
+    if !need_build_tools() {
+        return;
+    }
+    let t = tempfile::tempdir().unwrap();
+    let tree = fixtures_copy(t.path());
+    // The schemas' install fails; the Java API packs by its own command, which here
+    // leaves nothing to publish.
+    let schemas = tree.join("servers/database_schemas/module.toml");
+    let text = fs::read_to_string(&schemas).unwrap().replacen(
+        "install = \"make install",
+        "install = \"false && make install",
+        1,
+    );
+    fs::write(&schemas, text).unwrap();
+    let java = tree.join("clients/java_api/module.toml");
+    let text = fs::read_to_string(&java).unwrap().replacen(
+        "test = \"make check\"",
+        "test = \"make check\"\npackaging = \"mkdir -p ${artifactsDir} && echo custom packaging\"",
+        1,
+    );
+    fs::write(&java, text).unwrap();
+    let d = &t.path().join("data");
+    create_nightly(d, &[]);
+    let ws = t.path().join("ws");
+    let args = |extra: &[&str]| -> Vec<String> {
+        let mut a: Vec<String> = ["--platform", "el9_x86_64", "--workspace"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        a.push(ws.to_str().unwrap().into());
+        a.extend(extra.iter().map(|s| s.to_string()));
+        a
+    };
+    let log_of = |list: &[Value], c: &str| {
+        fs::read_to_string(component(list, c)["log"].as_str().unwrap()).unwrap()
+    };
+    for keep_going in [false, true] {
+        let extra: &[&str] = if keep_going { &["--keep-going"] } else { &[] };
+        let a = args(extra);
+        let a: Vec<&str> = a.iter().map(String::as_str).collect();
+        let (o, list) = build(Some(d), &tree, &a);
+        assert!(!o.status.success());
+        let r = results(&list);
+        assert_eq!(r["database_schemas_R_3_0_0_1"], "failed");
+        assert_eq!(r["web_server_R_2_5_1_1"], "skipped");
+        let log = log_of(&list, "database_schemas_R_3_0_0_1");
+        assert!(log.contains("== install failed"), "{log}");
+        // Only --keep-going runs the targets after the failure; neither packs.
+        assert_eq!(log.contains("== test: make check"), keep_going, "{log}");
+        assert!(!log.contains("== packaging"), "{log}");
+        // The custom packaging ran instead of packyard's.
+        let java = component(&list, "java_api_R_5_2_2_1");
+        assert_eq!(java["result"], "failed", "{java}");
+        let log = log_of(&list, "java_api_R_5_2_2_1");
+        assert!(log.contains("custom packaging"), "{log}");
+        assert!(!log.contains("packyard packs"), "{log}");
+        assert_eq!(
+            java["reason"].as_str().unwrap().split(':').next(),
+            Some("publish"),
+            "{java}"
+        );
+    }
+    // --targets clean empties each component's _output/.
+    assert!(
+        ws.join("_output/my-project.clients.python_api/prefix")
+            .is_dir()
+    );
+    let a = args(&["--targets", "clean"]);
+    let a: Vec<&str> = a.iter().map(String::as_str).collect();
+    let (o, list) = build(Some(d), &tree, &a);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(list.len(), 6);
+    assert!(
+        !ws.join("_output/my-project.clients.python_api/prefix")
+            .exists()
+    );
+    let o = Command::new(env!("CARGO_BIN_EXE_packyard"))
+        .arg("--data")
+        .arg(d)
+        .args(["build", "--tree"])
+        .arg(&tree)
+        .args(["--targets", "compile,nonsense"])
+        .output()
+        .unwrap();
+    assert!(stderr(&o).contains("unknown target `nonsense`"), "{}", stderr(&o));
+    assert!(!o.status.success());
+}
