@@ -295,7 +295,12 @@ fn publish_record(
 /// Removes what an earlier build of the component left below `_output/<module>/`
 /// (its log is being written).
 fn reset_output(job: &Job) -> std::io::Result<()> {
-    for dir in [&job.prefix, &job.stage, &job.artifacts, &job.output.join("downloads")] {
+    for dir in [
+        &job.prefix,
+        &job.stage,
+        &job.artifacts,
+        &job.output.join("downloads"),
+    ] {
         if dir.exists() {
             fs::remove_dir_all(dir)?;
         }

@@ -307,13 +307,16 @@ fn builds_are_reproducible_cached_and_rebuild_only_what_a_change_reaches() {
     }
     assert_eq!(keys(&one), keys(&four));
 
+    let in_ws4 = |extra: &[&str]| {
+        build(
+            Some(&d4),
+            &tree,
+            &[&el9[..], &["--workspace", &ws("ws4")], extra].concat(),
+        )
+    };
     // Nothing changed: nothing builds, in a fraction of the time.
     let start = Instant::now();
-    let (o, again) = build(
-        Some(&d4),
-        &tree,
-        &[&el9[..], &["--workspace", &ws("ws4")]].concat(),
-    );
+    let (o, again) = in_ws4(&[]);
     let second = start.elapsed();
     assert!(o.status.success(), "{}", stderr(&o));
     assert_eq!(results(&again), all("cached"));
@@ -340,11 +343,7 @@ fn builds_are_reproducible_cached_and_rebuild_only_what_a_change_reaches() {
         fs::write(&sql, text).unwrap();
     };
     edit();
-    let (_, tagged) = build(
-        Some(&d4),
-        &tree,
-        &[&el9[..], &["--workspace", &ws("ws4")]].concat(),
-    );
+    let (_, tagged) = in_ws4(&[]);
     assert_eq!(results(&tagged), all("cached"));
     // Without a tag the checked-out files are the source: a change to them rebuilds the
     // component and what needs it at build time (the web server; the database server
@@ -361,19 +360,11 @@ fn builds_are_reproducible_cached_and_rebuild_only_what_a_change_reaches() {
         if change {
             edit();
         }
-        let (o, changed) = build(
-            Some(&d4),
-            &tree,
-            &[&el9[..], &["--workspace", &ws("ws4")]].concat(),
-        );
+        let (o, changed) = in_ws4(&[]);
         assert!(o.status.success(), "{}", stderr(&o));
         assert_eq!(results(&changed), want, "source changed: {change}");
     }
-    let (_, same) = build(
-        Some(&d4),
-        &tree,
-        &[&el9[..], &["--workspace", &ws("ws4")]].concat(),
-    );
+    let (_, same) = in_ws4(&[]);
     assert_eq!(results(&same), all("cached"));
     // A change to a configuration does the same.
     let module = tree.join("clients/java_api/module.toml");
@@ -383,26 +374,14 @@ fn builds_are_reproducible_cached_and_rebuild_only_what_a_change_reaches() {
         1,
     );
     fs::write(&module, text).unwrap();
-    let (_, changed) = build(
-        Some(&d4),
-        &tree,
-        &[&el9[..], &["--workspace", &ws("ws4")]].concat(),
-    );
+    let (_, changed) = in_ws4(&[]);
     let mut want = all("cached");
     want.insert("java_api_R_5_2_2_1".into(), "built".into());
     want.insert("cli_client_R_5_6_1_1".into(), "built".into());
     assert_eq!(results(&changed), want);
 
     // --only takes a component and what it needs; --force builds what is cached.
-    let (o, only) = build(
-        Some(&d4),
-        &tree,
-        &[
-            &el9[..],
-            &["--workspace", &ws("ws4"), "--only", "web_server", "--force"],
-        ]
-        .concat(),
-    );
+    let (o, only) = in_ws4(&["--only", "web_server", "--force"]);
     assert!(o.status.success(), "{}", stderr(&o));
     let got: Vec<_> = results(&only).into_iter().collect();
     assert_eq!(
@@ -578,6 +557,10 @@ fn keep_going_custom_packaging_and_clean() {
         .args(["--targets", "compile,nonsense"])
         .output()
         .unwrap();
-    assert!(stderr(&o).contains("unknown target `nonsense`"), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("unknown target `nonsense`"),
+        "{}",
+        stderr(&o)
+    );
     assert!(!o.status.success());
 }
