@@ -69,6 +69,27 @@ pub struct ComponentResult {
     pub reason: Option<String>,
 }
 
+impl ComponentResult {
+    /// A result with nothing run yet: no time, artifacts, log or key.
+    pub fn new(
+        configuration: &str,
+        module: &str,
+        result: Outcome,
+        reason: Option<String>,
+    ) -> ComponentResult {
+        ComponentResult {
+            configuration: configuration.to_string(),
+            module: module.to_string(),
+            result,
+            seconds: 0.0,
+            artifacts: vec![],
+            log: None,
+            key: None,
+            reason,
+        }
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum BuildError {
     #[error(transparent)]
@@ -96,6 +117,14 @@ pub enum BuildError {
 }
 
 impl BuildError {
+    /// The message with its hint, for a component's `reason`.
+    pub fn with_hint(&self) -> String {
+        match self.hint() {
+            Some(h) => format!("{self} ({h})"),
+            None => self.to_string(),
+        }
+    }
+
     pub fn hint(&self) -> Option<String> {
         match self {
             BuildError::Resolve(e) => Some(e.hint()),
@@ -376,10 +405,7 @@ pub fn build(
                         Some(p) => plan_for(req, prepared, i, p.as_ref(), &node),
                         None => continue,
                     };
-                    let _ = reply.send(plan.map_err(|e| match e.hint() {
-                        Some(h) => format!("{e} ({h})"),
-                        None => e.to_string(),
-                    }));
+                    let _ = reply.send(plan.map_err(|e| e.with_hint()));
                 }
                 Ok(Msg::Begun(i, b)) => {
                     running -= 1;
@@ -414,20 +440,13 @@ pub fn build(
 }
 
 fn failed_before(graph: &graph::Graph, i: usize, e: &BuildError) -> ComponentResult {
-    let node = &graph.nodes[i];
-    ComponentResult {
-        configuration: node.resolved.configuration.clone(),
-        module: node.resolved.module.clone(),
-        result: Outcome::Failed,
-        seconds: 0.0,
-        artifacts: vec![],
-        log: None,
-        key: None,
-        reason: Some(match e.hint() {
-            Some(h) => format!("{e} ({h})"),
-            None => e.to_string(),
-        }),
-    }
+    let r = &graph.nodes[i].resolved;
+    ComponentResult::new(
+        &r.configuration,
+        &r.module,
+        Outcome::Failed,
+        Some(e.with_hint()),
+    )
 }
 
 /// What workers tell the coordinating thread.
@@ -466,28 +485,15 @@ fn plan_for(
 }
 
 fn skipped(graph: &graph::Graph, i: usize, because: &Option<ComponentResult>) -> ComponentResult {
-    let node = &graph.nodes[i];
-    ComponentResult {
-        configuration: node.resolved.configuration.clone(),
-        module: node.resolved.module.clone(),
-        result: Outcome::Skipped,
-        seconds: 0.0,
-        artifacts: vec![],
-        log: None,
-        key: None,
-        reason: Some(match because {
-            Some(b) => format!(
-                "needs {}, which {}",
-                b.configuration,
-                if b.result == Outcome::Failed {
-                    "failed"
-                } else {
-                    "was skipped"
-                }
-            ),
-            None => "not started".into(),
-        }),
-    }
+    let r = &graph.nodes[i].resolved;
+    let reason = match because {
+        Some(b) if b.result == Outcome::Failed => {
+            format!("needs {}, which failed", b.configuration)
+        }
+        Some(b) => format!("needs {}, which was skipped", b.configuration),
+        None => "not started".into(),
+    };
+    ComponentResult::new(&r.configuration, &r.module, Outcome::Skipped, Some(reason))
 }
 
 /// Prepares component `i`'s job on the coordinating thread.

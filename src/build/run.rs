@@ -183,16 +183,7 @@ pub fn finish(
     repo: &dyn BuildRepo,
     observer: &dyn Observer,
 ) -> (ComponentResult, Option<String>) {
-    let mut result = ComponentResult {
-        configuration: job.configuration.clone(),
-        module: job.module.clone(),
-        result: Outcome::Failed,
-        seconds: 0.0,
-        artifacts: vec![],
-        log: None,
-        key: None,
-        reason: None,
-    };
+    let mut result = ComponentResult::new(&job.configuration, &job.module, Outcome::Failed, None);
     let mut log = match begun.log {
         Ok(l) => l,
         Err(why) => {
