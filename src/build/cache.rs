@@ -137,23 +137,18 @@ impl BuildRepo for LocalBuildRepo {
     }
 
     fn build(&self, tarball: &str) -> Result<Option<StoredBuild>, CacheError> {
-        crate::blobs::check_key(tarball).map_err(RepoError::from)?;
         let dir = self.dir();
-        let Ok(bytes) = std::fs::read(dir.join(crate::repo::builds::record_path(tarball))) else {
-            return Ok(None);
-        };
-        let Ok(record) = serde_json::from_slice::<BuildRecord>(&bytes) else {
-            return Ok(None);
-        };
-        // Each artifact's `.sha256` is written with it by every publish.
-        let holds = |a: &BuiltFile| {
-            crate::blobs::check_key(&a.path).is_ok()
-                && std::fs::read_to_string(dir.join(crate::repo::publish::checksum_key(&a.path)))
-                    .is_ok_and(|t| t.split_whitespace().next() == Some(a.sha256.as_str()))
-        };
-        let current = record.result == crate::repo::builds::BuildResult::Built
-            && record.artifacts.iter().all(holds);
-        Ok(Some(StoredBuild { record, current }))
+        Ok(crate::repo::builds::read_build(
+            tarball,
+            |path| match std::fs::read(dir.join(path)) {
+                Ok(bytes) => Ok(Some(bytes)),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+                Err(source) => Err(RepoError::Io {
+                    path: dir.join(path),
+                    source,
+                }),
+            },
+        )?)
     }
 
     fn publish(&self, out: &Path) -> Result<Vec<BuiltFile>, CacheError> {

@@ -477,11 +477,15 @@ fn plan_for(
         runtime_deps: false,
         shallow: false,
     };
-    let mut plan =
-        crate::resolve::plan_with(&prepared.resolver, n.id, &plan_request, &[packages], node)?;
-    plan.stage_dir = PathBuf::from(r.value("stageDir").unwrap_or_default());
-    plan.workspace_dir = prepared.workspace.clone();
-    Ok(plan)
+    // The plan's stage and workspace dirs are the component's: the resolver has the
+    // build's ${stageDir} for each.
+    Ok(crate::resolve::plan_with(
+        &prepared.resolver,
+        n.id,
+        &plan_request,
+        &[packages],
+        node,
+    )?)
 }
 
 fn skipped(graph: &graph::Graph, i: usize, because: &Option<ComponentResult>) -> ComponentResult {

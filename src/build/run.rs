@@ -162,7 +162,7 @@ pub fn begin(job: &Job, observer: &dyn Observer) -> Begun {
             source: Ok(Some(format!("tag {tag}"))),
         };
     }
-    let source = check_out(job, observer, &mut log);
+    let source = check_out(job, observer, &mut log, true);
     Begun {
         start,
         log: Ok(log),
@@ -299,8 +299,14 @@ fn reset_output(job: &Job) -> std::io::Result<()> {
     Ok(())
 }
 
-/// `clean` and `checkout` as asked, then the source hash (`None` when only `clean` runs).
-fn check_out(job: &Job, observer: &dyn Observer, log: &mut Log) -> Result<Option<String>, Failed> {
+/// `clean` and `checkout` as asked, then the source hash if `hash` (`None` when only
+/// `clean` runs).
+fn check_out(
+    job: &Job,
+    observer: &dyn Observer,
+    log: &mut Log,
+    hash: bool,
+) -> Result<Option<String>, Failed> {
     if job.steps.has("clean") {
         observer.step(job.index, "clean");
         reset_output(job).map_err(|e| failed("clean", e))?;
@@ -347,6 +353,9 @@ fn check_out(job: &Job, observer: &dyn Observer, log: &mut Log) -> Result<Option
         ));
     }
 
+    if !hash {
+        return Ok(None);
+    }
     super::key::source_hash(&job.checkout_dir)
         .map(Some)
         .map_err(|e| failed("checkout", e))
@@ -391,7 +400,8 @@ fn build(
     }
 
     if !checked_out {
-        check_out(job, observer, log)?;
+        // Its tag is its key: the files need no hash.
+        check_out(job, observer, log, false)?;
     }
     reset_output(job).map_err(|e| failed("fetch", e))?;
 

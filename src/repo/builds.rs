@@ -136,26 +136,39 @@ impl Repositories {
     /// later publish may have replaced or pruned one).
     pub fn build(&self, repo: &str, tarball: &str) -> Result<Option<StoredBuild>, RepoError> {
         let repo = self.repo(repo)?.name;
-        crate::blobs::check_key(tarball)?;
-        let Some(bytes) = self
-            .blobs
-            .get(&format!("{repo}/{}", record_path(tarball)))?
-        else {
-            return Ok(None);
-        };
-        // A record that no longer reads (hand-edited, older format) is no cache entry.
-        let Ok(record) = serde_json::from_slice::<BuildRecord>(&bytes) else {
-            return Ok(None);
-        };
-        let mut current = record.result == BuildResult::Built;
-        for a in &record.artifacts {
-            current &= self
-                .store
-                .package(&repo, &a.path)?
-                .is_some_and(|p| p.sha256 == a.sha256);
-        }
-        Ok(Some(StoredBuild { record, current }))
+        read_build(tarball, |path| {
+            Ok(self.blobs.get(&format!("{repo}/{path}"))?)
+        })
     }
+}
+
+/// The build recorded beside `tarball` in a repository whose files `read` gives (by
+/// path in the repository; `None` if absent), and whether it is current: each
+/// artifact's `.sha256` — written with it by every publish — still names the recorded
+/// checksum. Files only, so a build node decides without opening the store.
+pub fn read_build(
+    tarball: &str,
+    read: impl Fn(&str) -> Result<Option<Vec<u8>>, RepoError>,
+) -> Result<Option<StoredBuild>, RepoError> {
+    crate::blobs::check_key(tarball)?;
+    let Some(bytes) = read(&record_path(tarball))? else {
+        return Ok(None);
+    };
+    // A record that no longer reads (hand-edited, older format) is no cache entry.
+    let Ok(record) = serde_json::from_slice::<BuildRecord>(&bytes) else {
+        return Ok(None);
+    };
+    let mut current = record.result == BuildResult::Built;
+    for a in &record.artifacts {
+        if !current {
+            break;
+        }
+        current = crate::blobs::check_key(&a.path).is_ok()
+            && read(&crate::repo::publish::checksum_key(&a.path))?.is_some_and(|t| {
+                String::from_utf8_lossy(&t).split_whitespace().next() == Some(a.sha256.as_str())
+            });
+    }
+    Ok(Some(StoredBuild { record, current }))
 }
 
 /// A build record as the repository holds it.
