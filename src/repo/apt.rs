@@ -162,18 +162,19 @@ pub fn render(
     suite: &Suite,
     rows: &[IndexRow],
     signer: Option<&Signer>,
-    cache: &mut segments::Cache,
-) -> Result<Vec<(String, Vec<u8>)>, RepoError> {
+    known: &segments::Known,
+) -> Result<(Vec<(String, Vec<u8>)>, segments::Usage), RepoError> {
     let date = rows.iter().map(|r| r.published).max().unwrap_or(0);
     let io = |source| RepoError::Io {
         path: "Packages".into(),
         source,
     };
+    let mut usage = segments::Usage::default();
     let mut files: Vec<(String, Vec<u8>)> = Vec::new();
     let mut indexed: Vec<(String, u64, String)> = Vec::new();
     for arch in &suite.architectures {
         // Each stanza with the blank line that ends it.
-        let stanzas: Vec<(String, String)> = rows
+        let stanzas: Vec<(&[u8; 16], String)> = rows
             .iter()
             .filter_map(|r| match &r.entry {
                 IndexEntry::Apt {
@@ -182,14 +183,19 @@ pub fn render(
                 _ => None,
             })
             .collect();
-        let parts: Vec<(&str, &[u8])> = stanzas
-            .iter()
-            .map(|(k, s)| (k.as_str(), s.as_bytes()))
-            .collect();
+        let ids: Vec<&[u8; 16]> = stanzas.iter().map(|(k, _)| *k).collect();
+        let parts: Vec<&[u8]> = stanzas.iter().map(|(_, s)| s.as_bytes()).collect();
+        let cuts = segments::Cuts::new(&ids);
         let dir = format!("{}/binary-{arch}", suite.component);
-        let plain: Vec<u8> = parts.iter().flat_map(|(_, b)| b.iter().copied()).collect();
-        let gz = segments::build("Packages", b"", &parts, b"", GZIP, cache).map_err(io)?;
-        let xz = segments::build("Packages", b"", &parts, b"", XZ, cache).map_err(io)?;
+        let plain: Vec<u8> = parts.concat();
+        // xz is the slow one: gzip runs beside it.
+        let (gz, xz) = segments::both(
+            || segments::build("Packages", b"", &parts, &cuts, b"", GZIP, known),
+            || segments::build("Packages", b"", &parts, &cuts, b"", XZ, known),
+        );
+        let (mut gz, mut xz) = (gz.map_err(io)?, xz.map_err(io)?);
+        usage.take(&mut gz);
+        usage.take(&mut xz);
         for (name, bytes) in [
             ("Packages", plain),
             ("Packages.gz", gz.compressed),
@@ -234,5 +240,5 @@ pub fn render(
         ));
     }
     files.push(("Release".into(), release.into_bytes()));
-    Ok(files)
+    Ok((files, usage))
 }

@@ -312,8 +312,6 @@ impl Repositories {
         self.store.apply(vec![Change::PutRepo(record.clone())])?;
         let pending: std::collections::BTreeSet<String> = record.pending.iter().cloned().collect();
         self.rebuild_indexes(&record, &pending, Some(&signer))?;
-        record.pending.clear();
-        self.store.apply(vec![Change::PutRepo(record.clone())])?;
         Ok(KeyInfo {
             repo: record.name,
             fingerprint: signer.fingerprint(),

@@ -149,6 +149,50 @@ fn index_href(r: &PackageRecord) -> String {
     format!("{dir}/{:.16x}-{file}", id)
 }
 
+/// Time spent in each step of one publish, logged at debug level
+/// (`PACKYARD_LOG=packyard::repo=debug`): where an admin looks when publishing is slow.
+struct Phases {
+    what: String,
+    start: std::time::Instant,
+    last: std::time::Instant,
+    laps: Vec<(&'static str, f64)>,
+}
+
+impl Phases {
+    fn start(what: String) -> Phases {
+        let now = std::time::Instant::now();
+        Phases {
+            what,
+            start: now,
+            last: now,
+            laps: Vec::new(),
+        }
+    }
+
+    fn lap(&mut self, step: &'static str) {
+        let now = std::time::Instant::now();
+        self.laps
+            .push((step, (now - self.last).as_secs_f64() * 1000.0));
+        self.last = now;
+    }
+}
+
+impl Drop for Phases {
+    fn drop(&mut self) {
+        let laps: Vec<String> = self
+            .laps
+            .iter()
+            .map(|(s, ms)| format!("{s} {ms:.2}"))
+            .collect();
+        tracing::debug!(
+            what = %self.what,
+            total_ms = format!("{:.2}", self.start.elapsed().as_secs_f64() * 1000.0),
+            steps_ms = %laps.join(", "),
+            "timing"
+        );
+    }
+}
+
 /// `yum/<platform>`, relative to the repository.
 pub fn yum_dir(repos: &Repositories, platform: &str) -> String {
     repos
@@ -241,6 +285,7 @@ impl Repositories {
         // The record is read under the lock: another publish may have just changed it.
         self.repo(name)?;
         let _guard = self.lock_repo(name)?;
+        let mut timer = Phases::start(format!("publish to {name}"));
         let repo = self.repo(name)?;
         let total: u64 = candidates
             .iter()
@@ -284,6 +329,7 @@ impl Repositories {
             ready.push(r);
         }
 
+        timer.lap("checked");
         // 2. What each file does to the repository.
         // Only records of the names being published can be twins or be pruned.
         let mut existing: Vec<PackageRecord> = Vec::new();
@@ -416,17 +462,18 @@ impl Repositories {
                     .alias(&format!("{name}/{}", r.key), &format!("{name}/{alias}"))?;
             }
         }
+        timer.lap("stored");
         // Durable before the store names them.
         self.blobs.sync()?;
+        timer.lap("synced");
         let mut dirty = repo.clone();
         dirty.pending = touched.iter().cloned().collect();
         changes.push(Change::PutRepo(dirty));
         self.store.apply(changes)?;
+        timer.lap("recorded");
         progress.finish();
         let rewritten = self.rebuild_indexes(&repo, &touched, key.as_ref())?;
-        let mut clean = repo.clone();
-        clean.pending.clear();
-        self.store.apply(vec![Change::PutRepo(clean)])?;
+        timer.lap("indexed");
 
         // 5. Only now may files the indexes no longer name go: aliases of replaced and
         // removed packages, and the files of removed ones (unless rewritten).
@@ -452,6 +499,7 @@ impl Repositories {
                 }
             }
         }
+        timer.lap("cleaned");
         Ok(PublishReport {
             repo: name.into(),
             files,
@@ -475,7 +523,8 @@ impl Repositories {
         }
     }
 
-    /// Rebuilds the named index trees from the store; returns those that changed.
+    /// Rebuilds the named index trees from the store, then stores `repo` with no index
+    /// pending; returns the trees that changed.
     pub fn rebuild_indexes(
         &self,
         repo: &RepoRecord,
@@ -498,22 +547,20 @@ impl Repositories {
             }
         }
         let mut rewritten = Vec::new();
+        // Segments to keep and to drop, recorded with the cleared pending mark at the end.
+        let mut changes: Vec<Change> = Vec::new();
         for index in which {
+            let mut timer = Phases::start(format!("index {}/{index}", repo.name));
             let rows = self.store.index_entries(&repo.name, index)?;
             // Compressed segments of earlier builds of this tree.
-            let known: std::collections::HashMap<String, Vec<u8>> = self
-                .store
-                .segments(&repo.name, index)?
-                .into_iter()
-                .collect();
-            let old_keys: Vec<String> = known.keys().cloned().collect();
-            let mut cache = super::segments::Cache::new(known);
-            let (files, dir) = if let Some(platform) = index.strip_prefix("yum/") {
-                let files =
-                    super::yum::render(&rows, repo.yum_compression, signer.as_ref(), &mut cache)?;
-                (files, format!("{}/repodata", yum_dir(self, platform)))
+            let known = self.store.segments(&repo.name, index)?;
+            timer.lap("read");
+            let ((files, usage), dir) = if let Some(platform) = index.strip_prefix("yum/") {
+                let rendered =
+                    super::yum::render(&rows, repo.yum_compression, signer.as_ref(), &known)?;
+                (rendered, format!("{}/repodata", yum_dir(self, platform)))
             } else if let Some(suite) = index.strip_prefix("apt/") {
-                let files = super::apt::render(
+                let rendered = super::apt::render(
                     &super::apt::Suite {
                         origin: &repo.name,
                         suite,
@@ -522,15 +569,16 @@ impl Repositories {
                     },
                     &rows,
                     signer.as_ref(),
-                    &mut cache,
+                    &known,
                 )?;
                 (
-                    files,
+                    rendered,
                     format!("{}/dists/{suite}", self.layout.repository.apt),
                 )
             } else {
                 continue;
             };
+            timer.lap("rendered");
             // Content-named files (`<sha256>-*.xml.*`, `by-hash/`) outlive their index by
             // one generation, for clients that read the previous one a moment ago.
             let content_named = |name: &str| {
@@ -545,33 +593,32 @@ impl Repositories {
             {
                 rewritten.push(index.clone());
             }
+            timer.lap("written");
             // Keep the segments this build used; drop the others.
-            let used: BTreeSet<&String> = cache.used.iter().collect();
-            let mut changes: Vec<Change> = cache
-                .added
-                .into_iter()
-                .filter(|(k, _)| used.contains(k))
-                .map(|(key, bytes)| Change::PutSegment {
+            let used: BTreeSet<&String> = usage.used.iter().collect();
+            changes.extend(known.keys().filter(|k| !used.contains(k)).map(|key| {
+                Change::RemoveSegment {
                     repo: repo.name.clone(),
                     tree: index.clone(),
-                    key,
-                    bytes,
-                })
-                .collect();
+                    key: key.clone(),
+                }
+            }));
             changes.extend(
-                old_keys
+                usage
+                    .added
                     .into_iter()
-                    .filter(|k| !used.contains(k))
-                    .map(|key| Change::RemoveSegment {
+                    .map(|(key, bytes)| Change::PutSegment {
                         repo: repo.name.clone(),
                         tree: index.clone(),
                         key,
+                        bytes,
                     }),
             );
-            if !changes.is_empty() {
-                self.store.apply(changes)?;
-            }
         }
+        let mut clean = repo.clone();
+        clean.pending.clear();
+        changes.push(Change::PutRepo(clean));
+        self.store.apply(changes)?;
         Ok(rewritten)
     }
 
@@ -617,8 +664,12 @@ impl Repositories {
             }
             r
         };
+        // (Asking for the core count reads cgroup files: not for a few files.)
+        if candidates.len() < 8 {
+            return candidates.into_iter().map(check).collect();
+        }
         let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
-        if threads < 2 || candidates.len() < 8 {
+        if threads < 2 {
             return candidates.into_iter().map(check).collect();
         }
         let size = candidates.len().div_ceil(threads);

@@ -5,8 +5,8 @@
 //! only the segment it falls in. Each segment is compressed on its own — gzip members,
 //! xz streams and zstd frames may be concatenated, and every reader (zlib, liblzma,
 //! libzstd as apt, libsolv and librepo use them) reads the whole — and cached by the hash
-//! of its plain bytes. The plain file's size and sha256 are computed over everything, as
-//! `open-checksum` and APT's `Release` need.
+//! of its plain bytes. The plain file's sha256, which `open-checksum` and APT's `Release`
+//! need, is [`plain_sha256`]: callers hash while another thread compresses.
 
 use std::collections::HashMap;
 
@@ -20,52 +20,97 @@ const AVERAGE_PARTS: u64 = 32;
 /// A segment never holds more parts than this.
 const MAX_PARTS: usize = 256;
 
-/// A built document.
+/// A built document, and the segments it was made of.
 pub struct Built {
     pub compressed: Vec<u8>,
     pub plain_size: u64,
-    pub plain_sha256: String,
+    /// Segments compressed for this build (not in `known`), by key.
+    pub added: Vec<(String, Vec<u8>)>,
+    /// The keys of every segment this build used, old and new.
+    pub used: Vec<String>,
 }
 
-/// Compressed segments known from earlier builds, and those this build adds and uses.
+/// Compressed segments of earlier builds, by key.
+pub type Known = HashMap<String, Vec<u8>>;
+
+/// What the builds of one index tree did with segments: those compressed anew, and the
+/// keys of all they used (the others can go).
 #[derive(Default)]
-pub struct Cache {
-    known: HashMap<String, Vec<u8>>,
+pub struct Usage {
     pub added: Vec<(String, Vec<u8>)>,
     pub used: Vec<String>,
 }
 
-impl Cache {
-    pub fn new(known: HashMap<String, Vec<u8>>) -> Cache {
-        Cache {
-            known,
-            ..Cache::default()
-        }
+impl Usage {
+    /// Takes over `built`'s segments, leaving its compressed bytes.
+    pub fn take(&mut self, built: &mut Built) {
+        self.added.append(&mut built.added);
+        self.used.append(&mut built.used);
     }
 }
 
-fn fnv(key: &str) -> u64 {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for b in key.bytes() {
-        h ^= u64::from(b);
-        h = h.wrapping_mul(0x100_0000_01b3);
+/// Runs `a` on another thread and `b` on this one; both results. A panic in `a` goes on
+/// in the caller.
+pub fn both<A: Send, B>(a: impl FnOnce() -> A + Send, b: impl FnOnce() -> B) -> (A, B) {
+    std::thread::scope(|s| {
+        let other = s.spawn(a);
+        let mine = b();
+        let theirs = other
+            .join()
+            .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+        (theirs, mine)
+    })
+}
+
+/// The SHA-256 of `head + parts + tail`, as hex: a document's plain checksum
+/// (`open-checksum`), computed apart from [`build`] so the two can run side by side.
+pub fn plain_sha256(head: &[u8], parts: &[&[u8]], tail: &[u8]) -> String {
+    let mut h = Sha256::new();
+    h.update(head);
+    for b in parts {
+        h.update(b);
     }
-    h
+    h.update(tail);
+    format!("{:x}", h.finalize())
+}
+
+/// Where parts are cut into segments: the end of each segment (exclusive) and the digest
+/// of its parts' identities. The same for every document of the same packages, so it is
+/// worked out once for all of them.
+pub struct Cuts(Vec<(usize, String)>);
+
+impl Cuts {
+    /// The cuts for parts with these identities (digests: uniformly spread bytes).
+    pub fn new(identities: &[&[u8; 16]]) -> Cuts {
+        let mut cuts = Vec::new();
+        let mut digest = Sha256::new();
+        let mut count = 0;
+        for (i, id) in identities.iter().enumerate() {
+            digest.update(id);
+            count += 1;
+            let last = i + 1 == identities.len();
+            let low = u64::from_le_bytes([id[0], id[1], id[2], id[3], id[4], id[5], id[6], id[7]]);
+            if last || low.is_multiple_of(AVERAGE_PARTS) || count >= MAX_PARTS {
+                let done = std::mem::replace(&mut digest, Sha256::new());
+                cuts.push((i + 1, format!("{:x}", done.finalize())));
+                count = 0;
+            }
+        }
+        Cuts(cuts)
+    }
 }
 
 /// Bumped whenever the rendering of entries changes, so cached segments of the old
 /// rendering are not reused.
 const RENDERING: &str = "1";
 
-/// The cache key of a segment: compression, rendering and the identities of its parts
-/// (an identity changes whenever its bytes can: hashing identities is much cheaper than
-/// hashing the bytes).
-fn segment_key(c: Compression, doc: &str, identities: &Sha256) -> String {
+/// The cache key of a segment: compression, rendering and the digest of its parts'
+/// identities (an identity changes whenever its bytes can: hashing identities is much
+/// cheaper than hashing the bytes).
+fn segment_key(c: Compression, doc: &str, identities: &str) -> String {
     format!(
-        "{doc}-{:?}{}-r{RENDERING}-{:x}",
-        c.algorithm,
-        c.level,
-        identities.clone().finalize()
+        "{doc}-{:?}{}-r{RENDERING}-{identities}",
+        c.algorithm, c.level
     )
     .to_lowercase()
 }
@@ -107,7 +152,7 @@ fn crc32(b: &[u8]) -> [u8; 4] {
 
 /// Joins whole .xz streams (one per segment, same check type) into a single stream: their
 /// blocks in order, then one index and footer (xz file format 1.0.4, §2.1 and §4).
-fn join_xz(streams: &[Vec<u8>]) -> std::io::Result<Vec<u8>> {
+fn join_xz(streams: &[&[u8]]) -> std::io::Result<Vec<u8>> {
     let first = streams.first().ok_or_else(|| bad_xz("nothing to join"))?;
     if first.len() < 24 {
         return Err(bad_xz("too short"));
@@ -161,56 +206,52 @@ fn join_xz(streams: &[Vec<u8>]) -> std::io::Result<Vec<u8>> {
 }
 
 /// Builds document `doc` (`primary`, `Packages`...) as `head + parts + tail`, compressed
-/// with `c`, reusing `cache`. `parts` are `(identity, bytes)`: the identity decides the
-/// segment boundaries and, with `doc`, the cache keys, so it must change whenever the
-/// bytes do.
+/// with `c`, reusing the `known` segments. `cuts` come from the parts' identities, which
+/// must change whenever their bytes do.
 pub fn build(
     doc: &str,
     head: &[u8],
-    parts: &[(&str, &[u8])],
+    parts: &[&[u8]],
+    cuts: &Cuts,
     tail: &[u8],
     c: Compression,
-    cache: &mut Cache,
+    known: &Known,
 ) -> std::io::Result<Built> {
-    let mut whole = Sha256::new();
-    let mut plain_size = 0u64;
-    let mut pieces: Vec<Vec<u8>> = Vec::new();
+    let mut plain_size = (head.len() + tail.len()) as u64;
+    plain_size += parts.iter().map(|b| b.len() as u64).sum::<u64>();
     // Head and tail are small and change with the count: compressed every time.
-    whole.update(head);
-    plain_size += head.len() as u64;
-    pieces.push(compress::compress(head, c)?);
+    let head = compress::compress(head, c)?;
+    let tail = compress::compress(tail, c)?;
+    let mut added: Vec<(String, Vec<u8>)> = Vec::new();
+    let mut used: Vec<String> = Vec::new();
     let mut segment: Vec<u8> = Vec::new();
-    let mut identities = Sha256::new();
-    let mut count = 0;
-    for (i, (key, bytes)) in parts.iter().enumerate() {
-        whole.update(bytes);
-        plain_size += bytes.len() as u64;
-        segment.extend_from_slice(bytes);
-        identities.update(key.as_bytes());
-        identities.update([0]);
-        count += 1;
-        let last = i + 1 == parts.len();
-        if last || fnv(key).is_multiple_of(AVERAGE_PARTS) || count >= MAX_PARTS {
-            let k = segment_key(c, doc, &identities);
-            identities = Sha256::new();
-            let bytes = match cache.known.get(&k) {
-                Some(b) => b.clone(),
-                None => {
-                    let b = compress::compress(&segment, c)?;
-                    cache.known.insert(k.clone(), b.clone());
-                    cache.added.push((k.clone(), b.clone()));
-                    b
-                }
-            };
-            pieces.push(bytes);
-            cache.used.push(k);
+    let mut start = 0;
+    for (end, identities) in &cuts.0 {
+        let k = segment_key(c, doc, identities);
+        // Only a segment seen for the first time is gathered and compressed.
+        if !known.contains_key(&k) && !added.iter().any(|(a, _)| *a == k) {
+            let range = parts.get(start..*end).ok_or_else(|| {
+                std::io::Error::other(format!("{doc}: cuts do not fit its parts"))
+            })?;
             segment.clear();
-            count = 0;
+            for b in range {
+                segment.extend_from_slice(b);
+            }
+            added.push((k.clone(), compress::compress(&segment, c)?));
         }
+        used.push(k);
+        start = *end;
     }
-    whole.update(tail);
-    plain_size += tail.len() as u64;
-    pieces.push(compress::compress(tail, c)?);
+    let piece = |k: &String| -> &[u8] {
+        known
+            .get(k)
+            .or_else(|| added.iter().find(|(a, _)| a == k).map(|(_, b)| b))
+            .map_or(&[], Vec::as_slice)
+    };
+    let mut pieces: Vec<&[u8]> = Vec::with_capacity(used.len() + 2);
+    pieces.push(&head);
+    pieces.extend(used.iter().map(piece));
+    pieces.push(&tail);
     let compressed = match c.algorithm {
         // apt reads only the first of concatenated xz streams: join their blocks into one.
         Algorithm::Xz => join_xz(&pieces)?,
@@ -219,7 +260,8 @@ pub fn build(
     Ok(Built {
         compressed,
         plain_size,
-        plain_sha256: format!("{:x}", whole.finalize()),
+        added,
+        used,
     })
 }
 
@@ -229,15 +271,25 @@ mod tests {
 
     use super::*;
 
-    fn parts(n: usize) -> Vec<(String, Vec<u8>)> {
+    fn id(name: &str) -> [u8; 16] {
+        let mut id = [0u8; 16];
+        id.copy_from_slice(&Sha256::digest(name.as_bytes())[..16]);
+        id
+    }
+
+    fn parts(n: usize) -> Vec<([u8; 16], Vec<u8>)> {
         (0..n)
             .map(|i| {
                 (
-                    format!("pkg-{i:05}"),
+                    id(&format!("pkg-{i:05}")),
                     format!("<package {i}/>\n").into_bytes(),
                 )
             })
             .collect()
+    }
+
+    fn split(parts: &[([u8; 16], Vec<u8>)]) -> (Vec<&[u8; 16]>, Vec<&[u8]>) {
+        parts.iter().map(|(k, b)| (k, b.as_slice())).unzip()
     }
 
     fn decode(c: Algorithm, bytes: &[u8]) -> Vec<u8> {
@@ -265,9 +317,11 @@ mod tests {
             algorithm: Algorithm::Gzip,
             level: 6,
         };
-        let mut cache = Cache::default();
-        let a = build("primary", b"", &[("p1", b"<primary/>")], b"", c, &mut cache).unwrap();
-        let b = build("other", b"", &[("p1", b"<other/>")], b"", c, &mut cache).unwrap();
+        let known = Known::new();
+        let cuts = Cuts::new(&[&id("p1")]);
+        let a = build("primary", b"", &[b"<primary/>"], &cuts, b"", c, &known).unwrap();
+        let b = build("other", b"", &[b"<other/>"], &cuts, b"", c, &known).unwrap();
+        assert_ne!(a.used, b.used);
         assert_eq!(decode(Algorithm::Gzip, &a.compressed), b"<primary/>");
         assert_eq!(decode(Algorithm::Gzip, &b.compressed), b"<other/>");
     }
@@ -280,12 +334,18 @@ mod tests {
                 level: 6,
             };
             let mut all = parts(1000);
-            let refs: Vec<(&str, &[u8])> = all
-                .iter()
-                .map(|(k, b)| (k.as_str(), b.as_slice()))
-                .collect();
-            let mut cache = Cache::default();
-            let first = build("doc", b"<head>\n", &refs, b"</head>", c, &mut cache).unwrap();
+            let (keys, refs) = split(&all);
+            let cuts = Cuts::new(&keys);
+            let first = build(
+                "doc",
+                b"<head>\n",
+                &refs,
+                &cuts,
+                b"</head>",
+                c,
+                &Known::new(),
+            )
+            .unwrap();
             let mut plain = b"<head>\n".to_vec();
             for (_, b) in &all {
                 plain.extend_from_slice(b);
@@ -293,22 +353,38 @@ mod tests {
             plain.extend_from_slice(b"</head>");
             assert_eq!(decode(algorithm, &first.compressed), plain, "{algorithm:?}");
             assert_eq!(first.plain_size, plain.len() as u64);
-            assert_eq!(first.plain_sha256, format!("{:x}", Sha256::digest(&plain)));
-            let segments = cache.used.len();
+            assert_eq!(
+                plain_sha256(b"<head>\n", &refs, b"</head>"),
+                format!("{:x}", Sha256::digest(&plain))
+            );
+            let segments = first.used.len();
+            assert_eq!(first.added.len(), segments);
             assert!((10..=100).contains(&segments), "{segments} segments");
 
             // One more part in the middle: one segment is new, the rest come from the cache.
-            all.insert(500, ("pkg-00499a".into(), b"<package new/>\n".to_vec()));
-            let refs: Vec<(&str, &[u8])> = all
-                .iter()
-                .map(|(k, b)| (k.as_str(), b.as_slice()))
-                .collect();
-            let mut cache = Cache::new(cache.added.into_iter().collect());
-            let second = build("doc", b"<head>\n", &refs, b"</head>", c, &mut cache).unwrap();
+            all.insert(500, (id("pkg-00499a"), b"<package new/>\n".to_vec()));
+            let (keys, refs) = split(&all);
+            let known: Known = first.added.into_iter().collect();
+            let second = build(
+                "doc",
+                b"<head>\n",
+                &refs,
+                &Cuts::new(&keys),
+                b"</head>",
+                c,
+                &known,
+            )
+            .unwrap();
             assert!(
-                cache.added.len() <= 2,
+                second.added.len() <= 2,
                 "{} segments recompressed",
-                cache.added.len()
+                second.added.len()
+            );
+            assert!(
+                second
+                    .used
+                    .iter()
+                    .all(|k| known.contains_key(k) || second.added.iter().any(|(a, _)| a == k))
             );
             let text = decode(algorithm, &second.compressed);
             assert!(String::from_utf8(text).unwrap().contains("<package new/>"));

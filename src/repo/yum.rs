@@ -371,9 +371,9 @@ pub fn render(
     rows: &[IndexRow],
     how: MetadataCompression,
     signer: Option<&Signer>,
-    cache: &mut segments::Cache,
-) -> Result<Vec<(String, Vec<u8>)>, RepoError> {
-    let pkgs: Vec<(String, [&str; 3])> = rows
+    known: &segments::Known,
+) -> Result<(Vec<(String, Vec<u8>)>, segments::Usage), RepoError> {
+    let pkgs: Vec<(&[u8; 16], [&str; 3])> = rows
         .iter()
         .filter_map(|r| match &r.entry {
             IndexEntry::Yum {
@@ -413,27 +413,50 @@ pub fn render(
             "</otherdata>",
         ),
     ];
+    let heads: Vec<String> = docs
+        .iter()
+        .map(|(_, open, _)| format!("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n{open}"))
+        .collect();
+    let parts: Vec<Vec<&[u8]>> = (0..docs.len())
+        .map(|i| pkgs.iter().map(|(_, d)| d[i].as_bytes()).collect())
+        .collect();
+    let ids: Vec<&[u8; 16]> = pkgs.iter().map(|(k, _)| *k).collect();
+    let cuts = segments::Cuts::new(&ids);
+    // The plain files' checksums (`open-checksum`) are most of the work: the biggest
+    // (primary) is hashed on another core while this one compresses, then hashes the rest.
+    let plain_sum =
+        |i: usize| segments::plain_sha256(heads[i].as_bytes(), &parts[i], docs[i].2.as_bytes());
+    let (first_sum, (built, other_sums)) = segments::both(
+        || plain_sum(0),
+        || {
+            let built = docs
+                .iter()
+                .zip(&heads)
+                .zip(&parts)
+                .map(|(((kind, _, close), head), p)| {
+                    segments::build(kind, head.as_bytes(), p, &cuts, close.as_bytes(), c, known)
+                })
+                .collect::<std::io::Result<Vec<segments::Built>>>();
+            (built, (1..docs.len()).map(plain_sum).collect::<Vec<_>>())
+        },
+    );
+    let plain_sums = std::iter::once(first_sum).chain(other_sums);
+    let built = built.map_err(|source| RepoError::Io {
+        path: "repodata".into(),
+        source,
+    })?;
+    let mut usage = segments::Usage::default();
     let mut files = Vec::new();
     let mut repomd = String::from(
         "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<repomd xmlns=\"http://linux.duke.edu/metadata/repo\" xmlns:rpm=\"http://linux.duke.edu/metadata/rpm\">\n",
     );
     repomd.push_str(&format!("  <revision>{revision}</revision>\n"));
-    for (i, (kind, open, close)) in docs.into_iter().enumerate() {
-        let head = format!("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n{open}");
-        let parts: Vec<(&str, &[u8])> = pkgs
-            .iter()
-            .map(|(k, d)| (k.as_str(), d[i].as_bytes()))
-            .collect();
-        let doc = segments::build(kind, head.as_bytes(), &parts, close.as_bytes(), c, cache)
-            .map_err(|source| RepoError::Io {
-                path: "repodata".into(),
-                source,
-            })?;
+    for (((kind, _, _), mut doc), plain_sum) in docs.iter().zip(built).zip(plain_sums) {
+        usage.take(&mut doc);
         let sum = format!("{:x}", Sha256::digest(&doc.compressed));
         let name = format!("{sum}-{kind}.xml.{ext}");
         repomd.push_str(&format!(
-            "  <data type=\"{kind}\">\n    <checksum type=\"sha256\">{sum}</checksum>\n    <open-checksum type=\"sha256\">{}</open-checksum>\n    <location href=\"repodata/{name}\"/>\n    <timestamp>{revision}</timestamp>\n    <size>{}</size>\n    <open-size>{}</open-size>\n  </data>\n",
-            doc.plain_sha256,
+            "  <data type=\"{kind}\">\n    <checksum type=\"sha256\">{sum}</checksum>\n    <open-checksum type=\"sha256\">{plain_sum}</open-checksum>\n    <location href=\"repodata/{name}\"/>\n    <timestamp>{revision}</timestamp>\n    <size>{}</size>\n    <open-size>{}</open-size>\n  </data>\n",
             doc.compressed.len(),
             doc.plain_size
         ));
@@ -445,7 +468,7 @@ pub fn render(
         files.push(("repomd.xml.asc".into(), sig.into_bytes()));
     }
     files.push(("repomd.xml".into(), repomd.into_bytes()));
-    Ok(files)
+    Ok((files, usage))
 }
 
 /// createrepo_c's order of a package in a platform's index: by file name, then directory.

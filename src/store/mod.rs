@@ -5,6 +5,9 @@
 
 pub mod sled;
 
+use std::collections::HashMap;
+use std::sync::Arc;
+
 use serde::{Deserialize, Serialize};
 
 pub use self::sled::SledStore;
@@ -148,12 +151,33 @@ pub struct IndexRow {
     /// The package file's sha256: with `key` and `published` it identifies the entry.
     pub sha256: String,
     pub entry: IndexEntry,
+    /// A digest of `key`, `sha256` and `published`: it changes whenever the rendered entry
+    /// can. Worked out once, as rows are read or patched, not at every index build.
+    identity: [u8; 16],
 }
 
 impl IndexRow {
-    /// A short text that changes whenever the rendered entry can change.
-    pub fn identity(&self) -> String {
-        format!("{}\0{}\0{}", self.key, self.sha256, self.published)
+    pub fn new(key: String, published: i64, sha256: String, entry: IndexEntry) -> IndexRow {
+        use sha2::Digest;
+        let mut h = sha2::Sha256::new();
+        for part in [key.as_bytes(), b"\0", sha256.as_bytes(), b"\0"] {
+            h.update(part);
+        }
+        h.update(published.to_le_bytes());
+        let mut identity = [0u8; 16];
+        identity.copy_from_slice(&h.finalize()[..16]);
+        IndexRow {
+            key,
+            published,
+            sha256,
+            entry,
+            identity,
+        }
+    }
+
+    /// Bytes that change whenever the rendered entry can change.
+    pub fn identity(&self) -> &[u8; 16] {
+        &self.identity
     }
 }
 
@@ -331,10 +355,12 @@ pub trait Store: Send + Sync {
     fn tokens(&self) -> Result<Vec<TokenRecord>, StoreError>;
     /// Makes everything applied so far durable (on shutdown).
     fn flush(&self) -> Result<(), StoreError>;
-    /// The index entries of one index tree, in their listing order.
-    fn index_entries(&self, repo: &str, tree: &str) -> Result<Vec<IndexRow>, StoreError>;
-    /// An index tree's cached segments, by key.
-    fn segments(&self, repo: &str, tree: &str) -> Result<Vec<(String, Vec<u8>)>, StoreError>;
+    /// The index entries of one index tree, in their listing order. Shared: a backend may
+    /// keep them between calls.
+    fn index_entries(&self, repo: &str, tree: &str) -> Result<Arc<Vec<IndexRow>>, StoreError>;
+    /// An index tree's cached segments, by key. Shared, like [`Store::index_entries`].
+    fn segments(&self, repo: &str, tree: &str)
+    -> Result<Arc<HashMap<String, Vec<u8>>>, StoreError>;
 }
 
 #[cfg(test)]
@@ -426,5 +452,71 @@ mod tests {
             SledStore::open_waiting(dir.path(), std::time::Duration::from_secs(10)).unwrap();
         assert_eq!(store.packages("nightly-old").unwrap().len(), 1);
         assert_eq!(store.repo("nightly").unwrap().unwrap().keep, Some(3));
+    }
+
+    #[test]
+    fn remembered_index_trees_match_a_fresh_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let listed = |path: &str, order: &str, sha: &str| PackageRecord {
+            sha256: sha.repeat(64),
+            listed: Some(Listing {
+                tree: "yum/el9".into(),
+                order: order.into(),
+            }),
+            index: IndexEntry::Yum {
+                primary: format!("<package>{path}</package>"),
+                filelists: String::new(),
+                other: String::new(),
+            },
+            ..record(path)
+        };
+        let put = |record| Change::PutPackage {
+            repo: "r".into(),
+            record,
+        };
+        let segment = |key: &str, bytes: &[u8]| Change::PutSegment {
+            repo: "r".into(),
+            tree: "yum/el9".into(),
+            key: key.into(),
+            bytes: bytes.to_vec(),
+        };
+        let store = SledStore::open(dir.path()).unwrap();
+        store
+            .apply(vec![
+                put(listed("x.rpm", "m", "1")),
+                put(listed("y.rpm", "n", "1")),
+                segment("s1", b"one"),
+            ])
+            .unwrap();
+        // Read once, so the trees are remembered, then changed by batches.
+        assert_eq!(store.index_entries("r", "yum/el9").unwrap().len(), 2);
+        assert_eq!(store.segments("r", "yum/el9").unwrap().len(), 1);
+        store
+            .apply(vec![
+                // Rebuilt, listed elsewhere in the order; another removed; one added.
+                put(listed("x.rpm", "z", "2")),
+                Change::RemovePackage {
+                    repo: "r".into(),
+                    path: "y.rpm".into(),
+                },
+                put(listed("w.rpm", "a", "3")),
+                segment("s2", b"two"),
+                Change::RemoveSegment {
+                    repo: "r".into(),
+                    tree: "yum/el9".into(),
+                    key: "s1".into(),
+                },
+            ])
+            .unwrap();
+        let remembered = store.index_entries("r", "yum/el9").unwrap();
+        let keys: Vec<&str> = remembered.iter().map(|r| r.key.as_str()).collect();
+        assert_eq!(keys, ["a\0w.rpm", "z\0x.rpm"]);
+        let segments = store.segments("r", "yum/el9").unwrap();
+        drop(store);
+        let fresh =
+            SledStore::open_waiting(dir.path(), std::time::Duration::from_secs(10)).unwrap();
+        assert_eq!(*fresh.index_entries("r", "yum/el9").unwrap(), *remembered);
+        assert_eq!(*fresh.segments("r", "yum/el9").unwrap(), *segments);
+        assert_ne!(remembered[0].identity(), remembered[1].identity());
     }
 }

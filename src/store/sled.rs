@@ -1,7 +1,13 @@
 //! The embedded store on sled: one tree, keys prefixed by record kind, values JSON.
 //! A batch is one `apply_batch` (atomic) followed by a flush (durable).
+//!
+//! Index trees' entries and segments, once read, are also kept decoded in memory and
+//! patched by every batch: a running server adding one package to a tree of thousands
+//! re-reads none of them.
 
+use std::collections::HashMap;
 use std::path::Path;
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
@@ -14,6 +20,62 @@ use super::{
 
 pub struct SledStore {
     db: sled::Db,
+    /// Index trees read so far, by key prefix: entries in key order, and segments.
+    /// Held across a batch, so a reader never caches a tree a batch is changing.
+    memo: Mutex<Memo>,
+}
+
+type Segments = HashMap<String, Vec<u8>>;
+
+#[derive(Default)]
+struct Memo {
+    entries: HashMap<Vec<u8>, Arc<Vec<IndexRow>>>,
+    segments: HashMap<Vec<u8>, Arc<Segments>>,
+}
+
+/// A batch's change to a memoised tree: the key after the tree's prefix, and the new
+/// value (`None`: removed).
+enum Patch {
+    Entry(Vec<u8>, String, Option<IndexRow>),
+    Segment(Vec<u8>, String, Option<Vec<u8>>),
+}
+
+impl Memo {
+    fn patch(&mut self, p: Patch) {
+        match p {
+            Patch::Entry(prefix, key, row) => {
+                if let Some(rows) = self.entries.get_mut(&prefix) {
+                    let rows = Arc::make_mut(rows);
+                    match (rows.binary_search_by(|r| r.key.cmp(&key)), row) {
+                        (Ok(i), Some(row)) => rows[i] = row,
+                        (Ok(i), None) => {
+                            rows.remove(i);
+                        }
+                        (Err(i), Some(row)) => rows.insert(i, row),
+                        (Err(_), None) => {}
+                    }
+                }
+            }
+            Patch::Segment(prefix, key, bytes) => {
+                if let Some(segs) = self.segments.get_mut(&prefix) {
+                    let segs = Arc::make_mut(segs);
+                    match bytes {
+                        Some(b) => segs.insert(key, b),
+                        None => segs.remove(&key),
+                    };
+                }
+            }
+        }
+    }
+}
+
+/// Splits an index entry key into its tree prefix and the rest (`<order>\0<path>`).
+fn ent_parts(repo: &str, r: &PackageRecord) -> Option<(Vec<u8>, String)> {
+    let l = r.listed.as_ref()?;
+    Some((
+        ent_prefix(repo, &l.tree),
+        format!("{}\0{}", l.order, r.path),
+    ))
 }
 
 // Keys: `repo\0<name>`, `pkg\0<repo>\0<path>`, `lock\0<configuration>`. NUL cannot occur
@@ -38,11 +100,11 @@ fn token_key(id: &str) -> Vec<u8> {
 fn ent_prefix(repo: &str, tree: &str) -> Vec<u8> {
     format!("ent\0{repo}\0{tree}\0").into_bytes()
 }
-fn ent_key(repo: &str, r: &PackageRecord) -> Option<Vec<u8>> {
-    let l = r.listed.as_ref()?;
-    let mut k = ent_prefix(repo, &l.tree);
-    k.extend_from_slice(format!("{}\0{}", l.order, r.path).as_bytes());
-    Some(k)
+/// A tree's prefix and the rest of a key, as one key.
+fn joined(prefix: &[u8], rest: &str) -> Vec<u8> {
+    let mut k = prefix.to_vec();
+    k.extend_from_slice(rest.as_bytes());
+    k
 }
 // Packages by name: `name\0<repo>\0<name>\0<path>` (empty value), so a publish reads
 // only the records of the names it touches.
@@ -66,7 +128,10 @@ impl SledStore {
     /// Opens (creating) the store in `dir`. Only one process may hold it.
     pub fn open(dir: &Path) -> Result<SledStore, StoreError> {
         match sled::open(dir) {
-            Ok(db) => Ok(SledStore { db }),
+            Ok(db) => Ok(SledStore {
+                db,
+                memo: Mutex::default(),
+            }),
             Err(sled::Error::Io(e)) if e.kind() == std::io::ErrorKind::WouldBlock => {
                 Err(StoreError::Busy {
                     path: dir.display().to_string(),
@@ -102,6 +167,10 @@ impl SledStore {
         }
     }
 
+    fn memo(&self) -> MutexGuard<'_, Memo> {
+        self.memo.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
     fn get<T: DeserializeOwned>(&self, key: &[u8]) -> Result<Option<T>, StoreError> {
         match self.db.get(key).map_err(backend)? {
             None => Ok(None),
@@ -135,67 +204,91 @@ fn encode<T: Serialize>(v: &T) -> Vec<u8> {
 impl Store for SledStore {
     fn apply(&self, changes: Vec<Change>) -> Result<(), StoreError> {
         let mut batch = sled::Batch::default();
+        let mut patches: Vec<Patch> = Vec::new();
         // Records as this batch leaves them so far: a later change in the same batch must
         // see an earlier one (a package added and pruned at once leaves nothing behind).
-        let mut overlay: std::collections::HashMap<Vec<u8>, Option<PackageRecord>> =
-            Default::default();
+        let mut overlay: HashMap<Vec<u8>, Option<PackageRecord>> = Default::default();
         let current = |repo: &str,
                        path: &str,
-                       overlay: &std::collections::HashMap<Vec<u8>, Option<PackageRecord>>|
+                       overlay: &HashMap<Vec<u8>, Option<PackageRecord>>|
          -> Result<Option<PackageRecord>, StoreError> {
             match overlay.get(&pkg_key(repo, path)) {
                 Some(r) => Ok(r.clone()),
                 None => self.package(repo, path),
             }
         };
-        for c in &changes {
+        let unlist =
+            |batch: &mut sled::Batch, patches: &mut Vec<Patch>, repo: &str, old: &PackageRecord| {
+                batch.remove(name_key(repo, old));
+                if let Some((prefix, rest)) = ent_parts(repo, old) {
+                    batch.remove(joined(&prefix, &rest));
+                    patches.push(Patch::Entry(prefix, rest, None));
+                }
+            };
+        let mut memo = self.memo();
+        for c in changes {
             match c {
-                Change::PutRepo(r) => batch.insert(repo_key(&r.name), encode(r)),
+                Change::PutRepo(r) => batch.insert(repo_key(&r.name), encode(&r)),
                 Change::PutPackage { repo, record } => {
                     // A record replaced in place may have been listed elsewhere.
-                    if let Some(old) = current(repo, &record.path, &overlay)? {
-                        batch.remove(name_key(repo, &old));
-                        if let Some(k) = ent_key(repo, &old) {
-                            batch.remove(k);
-                        }
+                    if let Some(old) = current(&repo, &record.path, &overlay)? {
+                        unlist(&mut batch, &mut patches, &repo, &old);
                     }
-                    batch.insert(name_key(repo, record), &[] as &[u8]);
-                    if let Some(k) = ent_key(repo, record) {
-                        batch.insert(k, record.index.encode(record.published, &record.sha256));
+                    batch.insert(name_key(&repo, &record), &[] as &[u8]);
+                    if let Some((prefix, rest)) = ent_parts(&repo, &record) {
+                        batch.insert(
+                            joined(&prefix, &rest),
+                            record.index.encode(record.published, &record.sha256),
+                        );
+                        patches.push(Patch::Entry(
+                            prefix,
+                            rest.clone(),
+                            Some(IndexRow::new(
+                                rest,
+                                record.published,
+                                record.sha256.clone(),
+                                record.index.clone(),
+                            )),
+                        ));
                     }
-                    overlay.insert(pkg_key(repo, &record.path), Some(record.clone()));
-                    batch.insert(pkg_key(repo, &record.path), encode(record))
+                    batch.insert(pkg_key(&repo, &record.path), encode(&record));
+                    overlay.insert(pkg_key(&repo, &record.path), Some(record));
                 }
                 Change::RemovePackage { repo, path } => {
-                    if let Some(old) = current(repo, path, &overlay)? {
-                        batch.remove(name_key(repo, &old));
-                        if let Some(k) = ent_key(repo, &old) {
-                            batch.remove(k);
-                        }
+                    if let Some(old) = current(&repo, &path, &overlay)? {
+                        unlist(&mut batch, &mut patches, &repo, &old);
                     }
-                    overlay.insert(pkg_key(repo, path), None);
-                    batch.remove(pkg_key(repo, path))
+                    overlay.insert(pkg_key(&repo, &path), None);
+                    batch.remove(pkg_key(&repo, &path))
                 }
-                Change::PutLock(l) => batch.insert(lock_key(&l.configuration), encode(l)),
-                Change::PutToken(t) => batch.insert(token_key(&t.id), encode(t)),
+                Change::PutLock(l) => batch.insert(lock_key(&l.configuration), encode(&l)),
+                Change::PutToken(t) => batch.insert(token_key(&t.id), encode(&t)),
                 Change::PutSegment {
                     repo,
                     tree,
                     key,
                     bytes,
                 } => {
-                    let mut k = seg_prefix(repo, tree);
-                    k.extend_from_slice(key.as_bytes());
-                    batch.insert(k, bytes.as_slice())
+                    let prefix = seg_prefix(&repo, &tree);
+                    batch.insert(joined(&prefix, &key), bytes.as_slice());
+                    patches.push(Patch::Segment(prefix, key, Some(bytes)));
                 }
                 Change::RemoveSegment { repo, tree, key } => {
-                    let mut k = seg_prefix(repo, tree);
-                    k.extend_from_slice(key.as_bytes());
-                    batch.remove(k)
+                    let prefix = seg_prefix(&repo, &tree);
+                    batch.remove(joined(&prefix, &key));
+                    patches.push(Patch::Segment(prefix, key, None));
                 }
             }
         }
-        self.db.apply_batch(batch).map_err(backend)?;
+        if let Err(e) = self.db.apply_batch(batch) {
+            // Whether any of it took is unknown: read the trees afresh.
+            *memo = Memo::default();
+            return Err(backend(e));
+        }
+        for p in patches {
+            memo.patch(p);
+        }
+        drop(memo);
         self.db.flush().map_err(backend)?;
         Ok(())
     }
@@ -247,9 +340,14 @@ impl Store for SledStore {
         Ok(out)
     }
 
-    fn index_entries(&self, repo: &str, tree: &str) -> Result<Vec<IndexRow>, StoreError> {
+    fn index_entries(&self, repo: &str, tree: &str) -> Result<Arc<Vec<IndexRow>>, StoreError> {
         let prefix = ent_prefix(repo, tree);
-        self.db
+        let mut memo = self.memo();
+        if let Some(rows) = memo.entries.get(&prefix) {
+            return Ok(rows.clone());
+        }
+        let rows = self
+            .db
             .scan_prefix(&prefix)
             .map(|kv| {
                 let (k, v) = kv.map_err(backend)?;
@@ -258,19 +356,27 @@ impl Store for SledStore {
                         key: String::from_utf8_lossy(&k).replace('\0', "/"),
                         message: "not an index entry".into(),
                     })?;
-                Ok(IndexRow {
-                    key: String::from_utf8_lossy(&k[prefix.len()..]).into_owned(),
+                Ok(IndexRow::new(
+                    String::from_utf8_lossy(&k[prefix.len()..]).into_owned(),
                     published,
                     sha256,
                     entry,
-                })
+                ))
             })
-            .collect()
+            .collect::<Result<Vec<_>, StoreError>>()?;
+        let rows = Arc::new(rows);
+        memo.entries.insert(prefix, rows.clone());
+        Ok(rows)
     }
 
-    fn segments(&self, repo: &str, tree: &str) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
+    fn segments(&self, repo: &str, tree: &str) -> Result<Arc<Segments>, StoreError> {
         let prefix = seg_prefix(repo, tree);
-        self.db
+        let mut memo = self.memo();
+        if let Some(segs) = memo.segments.get(&prefix) {
+            return Ok(segs.clone());
+        }
+        let segs = self
+            .db
             .scan_prefix(&prefix)
             .map(|kv| {
                 let (k, v) = kv.map_err(backend)?;
@@ -279,6 +385,9 @@ impl Store for SledStore {
                     v.to_vec(),
                 ))
             })
-            .collect()
+            .collect::<Result<Segments, StoreError>>()?;
+        let segs = Arc::new(segs);
+        memo.segments.insert(prefix, segs.clone());
+        Ok(segs)
     }
 }
