@@ -149,6 +149,49 @@ fn list_files(dir: &Path) -> Vec<String> {
     out
 }
 
+/// Writes a file that does not exist yet as an unnamed file in `dir` (`O_TMPFILE`), then
+/// gives it its name: readers see all of it or nothing, and the directory changes once
+/// (a temporary name costs an entry, a rename and a removal: most of a small file's cost).
+fn put_new(dir: &Path, path: &Path, bytes: &[u8]) -> io::Result<()> {
+    use std::os::fd::AsRawFd;
+    use std::os::unix::ffi::OsStrExt;
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    let mut f = fs::OpenOptions::new()
+        .write(true)
+        .custom_flags(libc::O_TMPFILE)
+        .mode(0o644)
+        .open(dir)?;
+    // Repository files are read by web servers and users, whatever the umask.
+    f.set_permissions(fs::Permissions::from_mode(0o644))?;
+    f.write_all(bytes)?;
+    let from = std::ffi::CString::new(format!("/proc/self/fd/{}", f.as_raw_fd()))?;
+    let to = std::ffi::CString::new(path.as_os_str().as_bytes())?;
+    // SAFETY: both are NUL-terminated paths that outlive the call.
+    let linked = unsafe {
+        libc::linkat(
+            libc::AT_FDCWD,
+            from.as_ptr(),
+            libc::AT_FDCWD,
+            to.as_ptr(),
+            libc::AT_SYMLINK_FOLLOW,
+        )
+    };
+    if linked != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// Whether [`put_new`] failing with `e` leaves the temporary-name way to try: the name is
+/// taken, or the kernel, file system or missing `/proc` does not allow unnamed files.
+fn fall_back(e: &io::Error) -> bool {
+    e.kind() == io::ErrorKind::AlreadyExists
+        || matches!(
+            e.raw_os_error(),
+            Some(libc::EOPNOTSUPP | libc::EISDIR | libc::EINVAL | libc::ENOENT)
+        )
+}
+
 fn sync_dir(dir: &Path) -> Result<(), BlobError> {
     File::open(dir)
         .and_then(|d| d.sync_all())
@@ -160,6 +203,13 @@ impl Blobs for FsBlobs {
         let path = self.path(key)?;
         let dir = path.parent().unwrap_or(&self.root);
         self.make_dir(dir)?;
+        match put_new(dir, &path, bytes) {
+            Ok(()) => return Ok(()),
+            // Replacing a file, or a file system without unnamed files: a temporary name,
+            // then a rename over the old one.
+            Err(e) if fall_back(&e) => {}
+            Err(e) => return Err(io_at(&path)(e)),
+        }
         let mut tmp = tempfile::Builder::new()
             .prefix(".packyard-")
             .suffix(".tmp")

@@ -163,7 +163,7 @@ pub fn render(
     rows: &[IndexRow],
     signer: Option<&Signer>,
     known: &segments::Known,
-) -> Result<(Vec<(String, Vec<u8>)>, segments::Usage), RepoError> {
+) -> Result<segments::Rendered, RepoError> {
     let date = rows.iter().map(|r| r.published).max().unwrap_or(0);
     let io = |source| RepoError::Io {
         path: "Packages".into(),
@@ -240,5 +240,5 @@ pub fn render(
         ));
     }
     files.push(("Release".into(), release.into_bytes()));
-    Ok((files, usage))
+    Ok(segments::Rendered { files, usage })
 }

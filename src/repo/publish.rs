@@ -4,7 +4,7 @@
 //! pre-rendered entries (no other package file is read). Files that leave the repository
 //! (replaced, pruned) are deleted only after the indexes stop naming them.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fs;
 use std::path::{Path, PathBuf};
 
@@ -304,31 +304,35 @@ impl Repositories {
 
         // 1. Read and check everything (on every core); nothing is written if any file
         // is bad.
-        let mut ready: Vec<Ready> = Vec::new();
-        let mut seen = BTreeSet::new();
-        for r in self.check_all(&repo, candidates, rpm_signer, progress) {
-            let r = r?;
-            if let Some(other) = ready
-                .iter()
-                .find(|o: &&Ready| same_identity(&o.record, &r.record))
-            {
+        let ready = self
+            .check_all(&repo, candidates, rpm_signer, progress)
+            .into_iter()
+            .collect::<Result<Vec<Ready>, RepoError>>()?;
+        let mut seen: HashMap<&str, usize> = HashMap::new();
+        let mut identities: HashMap<IdentityKey, usize> = HashMap::new();
+        for (i, r) in ready.iter().enumerate() {
+            if let Some(&other) = identities.get(&identity_key(&r.record)) {
                 return Err(RepoError::BadPackage {
-                    path: r.key,
+                    path: r.key.clone(),
                     why: format!(
                         "the same package ({} {}-{} {}) as {} in this publish",
-                        r.record.name, r.record.version, r.record.release, r.record.arch, other.key
+                        r.record.name,
+                        r.record.version,
+                        r.record.release,
+                        r.record.arch,
+                        ready[other].key
                     ),
                 });
             }
-            if !seen.insert(r.key.clone()) {
+            identities.insert(identity_key(&r.record), i);
+            if seen.insert(&r.key, i).is_some() {
                 return Err(RepoError::BadPackage {
-                    path: r.key,
+                    path: r.key.clone(),
                     why: "given twice in one publish".into(),
                 });
             }
-            ready.push(r);
         }
-
+        drop((seen, identities));
         timer.lap("checked");
         // 2. What each file does to the repository.
         // Only records of the names being published can be twins or be pruned.
@@ -555,29 +559,30 @@ impl Repositories {
             // Compressed segments of earlier builds of this tree.
             let known = self.store.segments(&repo.name, index)?;
             timer.lap("read");
-            let ((files, usage), dir) = if let Some(platform) = index.strip_prefix("yum/") {
-                let rendered =
-                    super::yum::render(&rows, repo.yum_compression, signer.as_ref(), &known)?;
-                (rendered, format!("{}/repodata", yum_dir(self, platform)))
-            } else if let Some(suite) = index.strip_prefix("apt/") {
-                let rendered = super::apt::render(
-                    &super::apt::Suite {
-                        origin: &repo.name,
-                        suite,
-                        component: &self.layout.repository.apt_component,
-                        architectures: self.suite_architectures(repo, suite),
-                    },
-                    &rows,
-                    signer.as_ref(),
-                    &known,
-                )?;
-                (
-                    rendered,
-                    format!("{}/dists/{suite}", self.layout.repository.apt),
-                )
-            } else {
-                continue;
-            };
+            let (super::segments::Rendered { files, usage }, dir) =
+                if let Some(platform) = index.strip_prefix("yum/") {
+                    let rendered =
+                        super::yum::render(&rows, repo.yum_compression, signer.as_ref(), &known)?;
+                    (rendered, format!("{}/repodata", yum_dir(self, platform)))
+                } else if let Some(suite) = index.strip_prefix("apt/") {
+                    let rendered = super::apt::render(
+                        &super::apt::Suite {
+                            origin: &repo.name,
+                            suite,
+                            component: &self.layout.repository.apt_component,
+                            architectures: self.suite_architectures(repo, suite),
+                        },
+                        &rows,
+                        signer.as_ref(),
+                        &known,
+                    )?;
+                    (
+                        rendered,
+                        format!("{}/dists/{suite}", self.layout.repository.apt),
+                    )
+                } else {
+                    continue;
+                };
             timer.lap("rendered");
             // Content-named files (`<sha256>-*.xml.*`, `by-hash/`) outlive their index by
             // one generation, for clients that read the previous one a moment ago.
@@ -890,14 +895,24 @@ pub fn checksum_line(path: &str, sha256: &str) -> String {
     format!("{sha256}  {file}\n")
 }
 
+/// What makes two records the same package: kind, platform, name, epoch, version,
+/// release, arch.
+type IdentityKey<'a> = (FileKind, &'a str, &'a str, u32, &'a str, &'a str, &'a str);
+
+fn identity_key(r: &PackageRecord) -> IdentityKey<'_> {
+    (
+        r.kind,
+        &r.platform,
+        &r.name,
+        r.epoch,
+        &r.version,
+        &r.release,
+        &r.arch,
+    )
+}
+
 fn same_identity(a: &PackageRecord, b: &PackageRecord) -> bool {
-    a.kind == b.kind
-        && a.platform == b.platform
-        && a.name == b.name
-        && a.epoch == b.epoch
-        && a.version == b.version
-        && a.release == b.release
-        && a.arch == b.arch
+    identity_key(a) == identity_key(b)
 }
 
 fn evr(r: &PackageRecord) -> String {

@@ -49,6 +49,13 @@ impl Usage {
     }
 }
 
+/// An index tree's files (relative names → bytes), and what building them did with
+/// segments.
+pub struct Rendered {
+    pub files: Vec<(String, Vec<u8>)>,
+    pub usage: Usage,
+}
+
 /// Runs `a` on another thread and `b` on this one; both results. A panic in `a` goes on
 /// in the caller.
 pub fn both<A: Send, B>(a: impl FnOnce() -> A + Send, b: impl FnOnce() -> B) -> (A, B) {

@@ -372,7 +372,7 @@ pub fn render(
     how: MetadataCompression,
     signer: Option<&Signer>,
     known: &segments::Known,
-) -> Result<(Vec<(String, Vec<u8>)>, segments::Usage), RepoError> {
+) -> Result<segments::Rendered, RepoError> {
     let pkgs: Vec<(&[u8; 16], [&str; 3])> = rows
         .iter()
         .filter_map(|r| match &r.entry {
@@ -468,7 +468,7 @@ pub fn render(
         files.push(("repomd.xml.asc".into(), sig.into_bytes()));
     }
     files.push(("repomd.xml".into(), repomd.into_bytes()));
-    Ok((files, usage))
+    Ok(segments::Rendered { files, usage })
 }
 
 /// createrepo_c's order of a package in a platform's index: by file name, then directory.
