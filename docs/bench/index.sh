@@ -11,8 +11,10 @@
 #   add-one  publish one more RPM                        vs  createrepo_c --update
 #            publish one more DEB                        vs  apt-ftparchive again
 #            and the same through a running `packyard serve` (curl -T of one package,
-#            answered once published; the server has taken one upload before)
-# Wall times. packyard also copies each file into the repository and syncs it to disk;
+#            answered once published; curl's time_total, without curl's start-up; the
+#            server has taken one upload before)
+# Wall times; each add-one is timed ADD times (default 5, one new package each) and the
+# median is shown, as single runs of a few milliseconds vary by tens of percent. packyard also copies each file into the repository and syncs it to disk;
 # the references index files already in place, so they are shown alone and with the
 # copy (`cp`) an admin runs first. Indexes unsigned on both sides.
 # Needs: createrepo_c (createrepo-c), apt-ftparchive (apt-utils), gzip, xz, python3.
@@ -20,6 +22,7 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 N=${1:-2000}
 BIG_N=${2:-20000}
+ADD=${ADD:-5}
 
 . docs/bench/common.sh
 bench_setup index.sh "createrepo-c apt-utils xz-utils python3" createrepo_c apt-ftparchive gzip xz python3
@@ -27,6 +30,7 @@ mkdir -p "$W/prefix/usr/share/bench"
 for j in 1 2 3; do echo "file $j of a benchmark package" > "$W/prefix/usr/share/bench/f$j.txt"; done
 
 gen() { # FROM TO PLATFORM FORMAT OUT: packages bench-FROM..bench-(TO-1)
+  local i
   for ((i = $1; i < $2; i++)); do
     "$PY" pack --tree "$W/tree" --configuration bench_R_1_0_0_1 --platform "$3" --formats "$4" \
       --prefix "$W/prefix" --out "$5" -p "packageName=bench-$i" >/dev/null
@@ -35,8 +39,19 @@ gen() { # FROM TO PLATFORM FORMAT OUT: packages bench-FROM..bench-(TO-1)
 
 secs() { # prints wall seconds of "$@"
   local t0 t1
+  # packyard syncs what it writes (one syncfs), which would also flush what earlier steps
+  # left dirty: every timed step starts from a clean file system.
+  sync
   t0=$(date +%s.%N); "$@" >/dev/null 2>&1; t1=$(date +%s.%N)
-  python3 -c "print(round($t1-$t0,3))"
+  python3 -c "print(round($t1-$t0,4))"
+}
+
+median() { # the median of the numbers given
+  python3 -c 'import statistics, sys; print(statistics.median(map(float, sys.argv[1:])))' "$@"
+}
+
+one() { # DIR: the one package file under DIR
+  find "$1" -type f
 }
 
 apt_index() { # DIR: what a repository admin runs to index a pool with apt-ftparchive
@@ -48,62 +63,79 @@ apt_index() { # DIR: what a repository admin runs to index a pool with apt-ftpar
     && mv "$1/Release.tmp" dists/s/Release)
 }
 
-put_one() { # DATA WARM-UP-TREE TREE: seconds for `curl -T` of the package in TREE to a server
-  local tok port pid url t f key t0 t1
+put_each() { # DATA WARM-UP-TREE TREE...: median seconds of `curl -T` of each TREE's package
+  local tok port pid url f key t times=()
   tok=$("$PY" --data "$1" token create --role builder 2>/dev/null)
   port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
   PACKYARD_LOG=warn "$PY" --data "$1" serve --listen "127.0.0.1:$port" >/dev/null 2>&1 & pid=$!
   url=http://127.0.0.1:$port
   until curl -sf -o /dev/null "$url/healthz"; do sleep 0.05; done
-  for f in "$2" "$3"; do
+  shift
+  for f in "$@"; do
     key=$(cd "$f" && find . -type f -printf '%P\n')
-    t0=$(date +%s.%N)
-    curl -sf -o /dev/null -T "$f/$key" -H "Authorization: Bearer $tok" "$url/api/v1/repos/bench/files/$key" \
+    sync
+    # curl's own measure, from connecting to the answer: starting the curl process costs
+    # ~9 ms here, more than the request.
+    t=$(curl -sf -o /dev/null -w '%{time_total}' -T "$f/$key" \
+      -H "Authorization: Bearer $tok" "$url/api/v1/repos/bench/files/$key") \
       || { echo "upload of $key failed" >&2; kill "$pid"; exit 1; }
-    t1=$(date +%s.%N)
-    t=$(python3 -c "print(round($t1-$t0,3))")
+    times+=("$t")
   done
   kill "$pid"; wait "$pid" || true
-  echo "$t"
+  median "${times[@]:1}"
 }
 
 run() { # COUNT
-  local n=$1 g="$W/gen$1"
+  local n=$1 g="$W/gen$1" i
   echo "== $n packages of each format"
   gen 0 "$n" el9_x86_64 rpm "$g/rpm"
   gen 0 "$n" deb12_amd64 deb "$g/deb"
-  gen "$n" $((n + 1)) el9_x86_64 rpm "$g/rpm-one"
-  gen "$n" $((n + 1)) deb12_amd64 deb "$g/deb-one"
-  gen $((n + 1)) $((n + 2)) el9_x86_64 rpm "$g/rpm-two"
-  gen $((n + 2)) $((n + 3)) el9_x86_64 rpm "$g/rpm-three"
-  gen $((n + 1)) $((n + 2)) deb12_amd64 deb "$g/deb-two"
-  gen $((n + 2)) $((n + 3)) deb12_amd64 deb "$g/deb-three"
+  # One directory per added package: ADD for the command line and the references, one
+  # to warm the server up and ADD more for it.
+  for ((i = n; i < n + 2 * ADD + 1; i++)); do
+    gen "$i" $((i + 1)) el9_x86_64 rpm "$g/rpm-add/$i"
+    gen "$i" $((i + 1)) deb12_amd64 deb "$g/deb-add/$i"
+  done
+  local cli=() srv=()
+  for ((i = n; i < n + ADD; i++)); do cli+=("$i"); done
+  for ((i = n + ADD; i < n + 2 * ADD + 1; i++)); do srv+=("$i"); done
 
   # createrepo_c indexes a directory of RPMs in place.
   mkdir -p "$g/cr"
-  local cp_rpm cr_cold cr_add py_rpm_cold py_rpm_add
+  local cp_rpm cr_cold cr_add py_rpm_cold py_rpm_add py_rpm_put t=()
   cp_rpm=$(secs find "$g/rpm" -name '*.rpm' -exec cp -t "$g/cr/" {} +)
   cr_cold=$(secs createrepo_c --workers 2 --no-database "$g/cr")
-  find "$g/rpm-one" -name '*.rpm' -exec cp {} "$g/cr/" \;
-  cr_add=$(secs createrepo_c --workers 2 --no-database --update "$g/cr")
+  for i in "${cli[@]}"; do
+    cp "$(one "$g/rpm-add/$i")" "$g/cr/"
+    t+=("$(secs createrepo_c --workers 2 --no-database --update "$g/cr")")
+  done
+  cr_add=$(median "${t[@]}")
 
   "$PY" --data "$g/data-rpm" repo create bench --kind volatile >/dev/null
   py_rpm_cold=$(secs "$PY" --data "$g/data-rpm" publish --repo bench "$g/rpm")
-  py_rpm_add=$(secs "$PY" --data "$g/data-rpm" publish --repo bench "$g/rpm-one")
-  py_rpm_put=$(put_one "$g/data-rpm" "$g/rpm-two" "$g/rpm-three")
+  t=()
+  for i in "${cli[@]}"; do t+=("$(secs "$PY" --data "$g/data-rpm" publish --repo bench "$g/rpm-add/$i")"); done
+  py_rpm_add=$(median "${t[@]}")
+  py_rpm_put=$(put_each "$g/data-rpm" "${srv[@]/#/$g/rpm-add/}")
 
   # apt-ftparchive: a pool of DEBs, then Packages, .gz, .xz and Release.
   mkdir -p "$g/apt/pool"
-  local cp_deb af_cold af_add py_deb_cold py_deb_add
+  local cp_deb af_cold af_add py_deb_cold py_deb_add py_deb_put
   cp_deb=$(secs find "$g/deb" -name '*.deb' -exec cp -t "$g/apt/pool/" {} +)
   af_cold=$(secs apt_index "$g/apt")
-  find "$g/deb-one" -name '*.deb' -exec cp {} "$g/apt/pool/" \;
-  af_add=$(secs apt_index "$g/apt")
+  t=()
+  for i in "${cli[@]}"; do
+    cp "$(one "$g/deb-add/$i")" "$g/apt/pool/"
+    t+=("$(secs apt_index "$g/apt")")
+  done
+  af_add=$(median "${t[@]}")
 
   "$PY" --data "$g/data-deb" repo create bench --kind volatile >/dev/null
   py_deb_cold=$(secs "$PY" --data "$g/data-deb" publish --repo bench "$g/deb")
-  py_deb_add=$(secs "$PY" --data "$g/data-deb" publish --repo bench "$g/deb-one")
-  py_deb_put=$(put_one "$g/data-deb" "$g/deb-two" "$g/deb-three")
+  t=()
+  for i in "${cli[@]}"; do t+=("$(secs "$PY" --data "$g/data-deb" publish --repo bench "$g/deb-add/$i")"); done
+  py_deb_add=$(median "${t[@]}")
+  py_deb_put=$(put_each "$g/data-deb" "${srv[@]/#/$g/deb-add/}")
 
   python3 - "$n" "$cp_rpm" "$cr_cold" "$py_rpm_cold" "$cr_add" "$py_rpm_add" "$cp_deb" "$af_cold" "$py_deb_cold" "$af_add" "$py_deb_add" "$py_rpm_put" "$py_deb_put" <<'PY'
 import sys
@@ -120,7 +152,8 @@ row("cold", "cp + apt-ftparchive + gzip/xz", cp_deb + af_cold, py_deb_cold)
 row("add-one", "apt-ftparchive + gzip/xz", af_add, py_deb_add)
 row("add-one", "apt-ftparchive (vs serve PUT)", af_add, py_deb_put)
 PY
-  rm -rf "$g"
+  # Not removed before the next run: on ext4 without a journal, inodes freed in the last
+  # minute make creating new files far slower, which would time the file system.
 }
 
 run "$N"
