@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Index speed: `packyard publish` against createrepo_c and apt-ftparchive on the same packages.
 #
-#   docs/bench/index.sh [N] [BIG_N]      (defaults: 2000 and 20000 packages)
+#   docs/bench/index.sh [N] [BIG_N]      (defaults: 2000 and 20000 packages; BIG_N=0: N only)
 #
 # For N and BIG_N packages of each format (generated with `packyard pack`, one small
 # package per name):
@@ -157,4 +157,5 @@ PY
 }
 
 run "$N"
-run "$BIG_N"
+# BIG_N=0 skips the second size.
+if [ "$BIG_N" -gt 0 ]; then run "$BIG_N"; fi

@@ -212,6 +212,11 @@ pub fn main() -> ExitCode {
     }
     let cli = Cli::parse();
     let json = cli.json;
+    // Logs are the server's; another command logs only when asked (`PACKYARD_LOG=...`),
+    // e.g. to see how long each step of a publish took.
+    if std::env::var_os("PACKYARD_LOG").is_some() && !matches!(cli.command, Command::Serve(_)) {
+        crate::server::init_logging(false);
+    }
     match run(cli) {
         Ok(code) => code,
         Err(f) => {

@@ -179,9 +179,12 @@ fn read_one(dir: &Path) -> Read {
 
 /// Reads and parses the module files of `found` on every core, in order.
 fn read_all(found: &[Found]) -> Vec<Read> {
+    // Small trees are not worth a thread (nor asking for the core count: cgroup files).
+    if found.len() < 64 {
+        return found.iter().map(|f| read_one(&f.dir)).collect();
+    }
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
-    // Small trees are not worth a thread.
-    if threads == 1 || found.len() < 64 {
+    if threads == 1 {
         return found.iter().map(|f| read_one(&f.dir)).collect();
     }
     let chunk = found.len().div_ceil(threads);
