@@ -1,12 +1,13 @@
 //! Compressed index files made of cached segments, so adding one package recompresses a
 //! small piece instead of the whole file. A document is a head, many parts (one per
 //! package, in order) and a tail. Parts are grouped into segments at content-defined
-//! boundaries (a part ends a segment when its key hashes so), so a new package changes
-//! only the segment it falls in. Each segment is compressed on its own — gzip members,
-//! xz streams and zstd frames may be concatenated, and every reader (zlib, liblzma,
-//! libzstd as apt, libsolv and librepo use them) reads the whole — and cached by the hash
-//! of its plain bytes. The plain file's sha256, which `open-checksum` and APT's `Release`
-//! need, is [`plain_sha256`]: callers hash while another thread compresses.
+//! boundaries ([`Cuts`]: a part ends a segment when its identity digest says so), so a new
+//! package changes only the segment it falls in. Each segment is compressed on its own —
+//! gzip members, xz streams and zstd frames may be concatenated, and every reader (zlib,
+//! liblzma, libzstd as apt, libsolv and librepo use them) reads the whole — and cached
+//! under the digest of its parts' identities. The plain file's sha256, which
+//! `open-checksum` and APT's `Release` need, is [`plain_sha256`]: callers hash while
+//! another thread compresses.
 
 use std::collections::HashMap;
 
