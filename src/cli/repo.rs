@@ -461,6 +461,10 @@ pub struct RegisterArgs {
     /// Project configuration giving the release context (the latest holding it if omitted).
     #[arg(long, value_name = "CONFIGURATION")]
     project: Option<String>,
+    /// Also sign each RPM with the repository's key, as `publish --sign` does (the
+    /// signature is made at the package's build time: registering again is a no-op).
+    #[arg(long)]
+    sign: bool,
     /// The `pack --out` tree(s) holding its packages.
     #[arg(required = true)]
     paths: Vec<PathBuf>,
@@ -539,6 +543,10 @@ pub fn cmd_register(args: RegisterArgs, target: &Target, json: bool) -> Outcome 
                 options,
                 &args.repo,
                 &args.paths,
+                &crate::repo::PublishOptions {
+                    sign: args.sign,
+                    ..Default::default()
+                },
                 &bar,
             )
             .map_err(failure)?,
@@ -567,7 +575,7 @@ pub fn cmd_register(args: RegisterArgs, target: &Target, json: bool) -> Outcome 
                     (r.source, r.key, Some(register))
                 })
                 .collect();
-            upload_all(client, &args.repo, files, false, None, &bar)?
+            upload_all(client, &args.repo, files, args.sign, None, &bar)?
         }
     };
     print_report(&report, json)

@@ -76,6 +76,7 @@ impl Repositories {
         options: ResolveOptions,
         repo: &str,
         inputs: &[PathBuf],
+        opts: &PublishOptions,
         progress: &dyn crate::progress::Progress,
     ) -> Result<PublishReport, RepoError> {
         let record = self.repo(repo)?;
@@ -104,7 +105,7 @@ impl Repositories {
                 ..super::publish::candidate(r.source, Some(r.key), Some(r.platform))
             })
             .collect();
-        self.publish_candidates(repo, candidates, &PublishOptions::default(), progress)
+        self.publish_candidates(repo, candidates, opts, progress)
     }
 }
 

@@ -2,7 +2,7 @@
 //! sees real repositories at once. Every component configuration of the tree is packed
 //! for one RPM and one DEB platform and published into `nightly` (volatile); each is also
 //! locked and registered into `releases` (registered). Both repositories get an Ed25519
-//! signing key. The staged prefix of each component is generated (a README naming the
+//! signing key, which signs their indexes and RPMs. The staged prefix of each component is generated (a README naming the
 //! configuration): building the components for real needs make and a C compiler, which
 //! `packyard build` will run.
 
@@ -96,12 +96,12 @@ pub fn seed(repos: &Repositories, tree: &Path) -> Result<(), ServeError> {
             };
             pack::pack(&request, &Quiet).map_err(|e| fail(&e))?;
         }
-        repos.publish(
-            "nightly",
-            std::slice::from_ref(&out),
-            &PublishOptions::default(),
-            &Quiet,
-        )?;
+        // Signed RPMs, so dnf with gpgcheck on takes them.
+        let signed = PublishOptions {
+            sign: true,
+            ..PublishOptions::default()
+        };
+        repos.publish("nightly", std::slice::from_ref(&out), &signed, &Quiet)?;
         repos.lock(&tree, configuration)?;
         repos.register(
             &tree,
@@ -112,6 +112,7 @@ pub fn seed(repos: &Repositories, tree: &Path) -> Result<(), ServeError> {
             },
             "releases",
             std::slice::from_ref(&out),
+            &signed,
             &Quiet,
         )?;
     }

@@ -980,6 +980,61 @@ fn lock_edit_clone_and_register() {
         stderr(&o)
     );
 
+    // Signed on the way in: rpm -K accepts the signature, and registering the same files
+    // again changes nothing (the signature is made at the package's build time).
+    py_json(d, &["repo", "create", "reg-signed", "--kind", "registered"]);
+    py_json(d, &["key", "generate", "--repo", "reg-signed"]);
+    let args = [
+        "register",
+        "tool_R_1_0_0_1",
+        "--tree",
+        t,
+        "--repo",
+        "reg-signed",
+        "--sign",
+        v0s,
+    ];
+    let signed = py_json(d, &args);
+    let again = py_json(d, &args);
+    assert!(
+        again["files"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|f| f["action"] == "unchanged"),
+        "{again}"
+    );
+    let rpm_key = signed["files"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["path"].as_str().unwrap())
+        .find(|p| p.ends_with(".rpm"))
+        .unwrap_or_else(|| panic!("no RPM in {signed}"));
+    let key_file = dir.path().join("reg-signed.asc");
+    fs::write(
+        &key_file,
+        stdout(&py(d, &["key", "export", "--repo", "reg-signed"])),
+    )
+    .unwrap();
+    let db = dir.path().join("rpmdb");
+    fs::create_dir_all(&db).unwrap();
+    run_ok(
+        Command::new("rpm")
+            .arg("--dbpath")
+            .arg(&db)
+            .arg("--import")
+            .arg(&key_file),
+    );
+    let k = run_ok(
+        Command::new("rpm")
+            .arg("--dbpath")
+            .arg(&db)
+            .arg("-K")
+            .arg(d.join("repos/reg-signed").join(rpm_key)),
+    );
+    assert!(k.contains("signatures OK"), "{k}");
+
     // Packages of another configuration are not registered under this one.
     let v1 = dir.path().join("v1");
     assert!(pack_conf(&tree, d, "tool_R_1_1_0_1", &v1).status.success());
