@@ -538,11 +538,13 @@ pub fn cmd_register(args: RegisterArgs, target: &Target, json: bool) -> Outcome 
     let report = match target {
         Target::Local { data, layout } => open(data, layout)?
             .register(
-                &tree,
-                &args.configuration,
-                options,
+                crate::repo::release::Registering {
+                    tree: &tree,
+                    configuration: &args.configuration,
+                    options,
+                    inputs: &args.paths,
+                },
                 &args.repo,
-                &args.paths,
                 &crate::repo::PublishOptions {
                     sign: args.sign,
                     ..Default::default()

@@ -65,20 +65,23 @@ impl Repositories {
         Ok(Some(existing))
     }
 
-    /// Publishes packages built from the locked `configuration` into the registered
+    /// Publishes packages built from the locked configuration into the registered
     /// repository `repo`. Each file must be one of the configuration's download-from
     /// paths for its platform, and an RPM's or DEB's name, version and release must be the
     /// configuration's package name, version and age.
     pub fn register(
         &self,
-        tree: &Tree,
-        configuration: &str,
-        options: ResolveOptions,
+        what: Registering,
         repo: &str,
-        inputs: &[PathBuf],
         opts: &PublishOptions,
         progress: &dyn crate::progress::Progress,
     ) -> Result<PublishReport, RepoError> {
+        let Registering {
+            tree,
+            configuration,
+            options,
+            inputs,
+        } = what;
         let record = self.repo(repo)?;
         if record.kind != RepoKind::Registered {
             return Err(RepoError::Lock {
@@ -107,6 +110,15 @@ impl Repositories {
             .collect();
         self.publish_candidates(repo, candidates, opts, progress)
     }
+}
+
+/// What to register: the `pack --out` trees (`inputs`) of a locked configuration, resolved
+/// in `options`' release context.
+pub struct Registering<'a> {
+    pub tree: &'a Tree,
+    pub configuration: &'a str,
+    pub options: ResolveOptions,
+    pub inputs: &'a [PathBuf],
 }
 
 /// A file to register: where it is, its download-from path and platform, and the name,

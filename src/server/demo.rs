@@ -104,14 +104,16 @@ pub fn seed(repos: &Repositories, tree: &Path) -> Result<(), ServeError> {
         repos.publish("nightly", std::slice::from_ref(&out), &signed, &Quiet)?;
         repos.lock(&tree, configuration)?;
         repos.register(
-            &tree,
-            configuration,
-            ResolveOptions {
-                project: project.clone(),
-                ..ResolveOptions::default()
+            crate::repo::release::Registering {
+                tree: &tree,
+                configuration,
+                options: ResolveOptions {
+                    project: project.clone(),
+                    ..ResolveOptions::default()
+                },
+                inputs: std::slice::from_ref(&out),
             },
             "releases",
-            std::slice::from_ref(&out),
             &signed,
             &Quiet,
         )?;
