@@ -1297,6 +1297,26 @@ fn a_killed_publish_leaves_a_consistent_repository() {
         inputs.push(out);
     }
     let fixture = [packed("el9_x86_64"), packed("deb12_amd64")];
+    // How long a whole publish takes here: the kill points are spread over it.
+    let mut whole = std::time::Duration::ZERO;
+    for (i, platform) in ["el9_x86_64", "deb12_amd64"].into_iter().enumerate() {
+        let probe = dir.path().join(format!("probe{i}"));
+        pack_version_for(&tree, 0, &probe, &(1_600_000_000 + i).to_string(), platform);
+        let start = std::time::Instant::now();
+        let o = py(
+            d,
+            &[
+                "publish",
+                "--repo",
+                "nightly",
+                "--sign",
+                probe.to_str().unwrap(),
+                fixture[i].to_str().unwrap(),
+            ],
+        );
+        assert!(o.status.success(), "{}", stderr(&o));
+        whole = whole.max(start.elapsed());
+    }
     let mut killed = 0;
     for (i, input) in inputs.iter().enumerate() {
         let mut child = Command::new(env!("CARGO_BIN_EXE_packyard"))
@@ -1309,8 +1329,8 @@ fn a_killed_publish_leaves_a_consistent_repository() {
             .stderr(std::process::Stdio::null())
             .spawn()
             .unwrap();
-        // Kill it at a different point each time, from at once to after it is done.
-        std::thread::sleep(std::time::Duration::from_millis(6 * i as u64));
+        // Kill it at a different point each time, from at once to about when it is done.
+        std::thread::sleep(whole * i as u32 / inputs.len() as u32);
         if child.try_wait().unwrap().is_none() {
             killed += 1;
         }
@@ -1322,7 +1342,10 @@ fn a_killed_publish_leaves_a_consistent_repository() {
             clients_read(d, &dir.path().join(format!("clients{i}")));
         }
     }
-    assert!(killed >= 8, "only {killed} publishes were interrupted");
+    assert!(
+        killed >= 8,
+        "only {killed} publishes were interrupted (a whole one takes {whole:?})"
+    );
     // A publish that runs to its end repairs what the killed ones left pending.
     let last = py_json(
         d,
