@@ -423,6 +423,29 @@ mod tests {
     }
 
     #[test]
+    fn new_and_replaced_files_are_whole_and_readable_by_all() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let b = FsBlobs::new(dir.path());
+        // New (an unnamed file linked in), then replaced (a temporary name and a rename).
+        for bytes in [b"first".as_slice(), b"second, longer"] {
+            b.put("r/a/file.rpm", bytes).unwrap();
+            assert_eq!(b.get("r/a/file.rpm").unwrap().as_deref(), Some(bytes));
+            let mode = fs::metadata(dir.path().join("r/a/file.rpm"))
+                .unwrap()
+                .permissions()
+                .mode();
+            assert_eq!(mode & 0o777, 0o644);
+        }
+        // Nothing else is left in the directory: no temporary names.
+        let names: Vec<_> = fs::read_dir(dir.path().join("r/a"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(names, ["file.rpm"]);
+    }
+
+    #[test]
     fn a_directory_emptied_by_remove_is_made_again() {
         let dir = tempfile::tempdir().unwrap();
         let b = FsBlobs::new(dir.path());
