@@ -361,6 +361,27 @@ fn published_file(data: &Path, report: &Value, suffix: &str, package: &str) -> s
     data.join("repos/nightly").join(f)
 }
 
+/// `rpm -K` on `rpm_file`, in an rpm database at `db` holding only `key_file`: the
+/// signature must check.
+fn assert_rpm_signed(db: &Path, key_file: &Path, rpm_file: &Path) {
+    fs::create_dir_all(db).unwrap();
+    run_ok(
+        Command::new("rpm")
+            .arg("--dbpath")
+            .arg(db)
+            .arg("--import")
+            .arg(key_file),
+    );
+    let k = run_ok(
+        Command::new("rpm")
+            .arg("--dbpath")
+            .arg(db)
+            .arg("-K")
+            .arg(rpm_file),
+    );
+    assert!(k.contains("signatures OK"), "{k}");
+}
+
 /// An armored key turned into the binary keyring gpgv reads.
 pub(crate) fn keyring(armored: &Path, out: &Path) {
     let mut gpg = Command::new("gpg")
@@ -411,23 +432,7 @@ fn dnf_installs_signed_packages_from_a_signed_repository() {
 
     // rpm -K: the package signature is good once the key is imported, and it is ours.
     let rpm_file = published_file(d, &report, ".rpm", "my-database-schemas");
-    let db = d.join("rpmdb");
-    fs::create_dir_all(&db).unwrap();
-    run_ok(
-        Command::new("rpm")
-            .arg("--dbpath")
-            .arg(&db)
-            .arg("--import")
-            .arg(&key_file),
-    );
-    let k = run_ok(
-        Command::new("rpm")
-            .arg("--dbpath")
-            .arg(&db)
-            .arg("-K")
-            .arg(&rpm_file),
-    );
-    assert!(k.contains("signatures OK"), "{k}");
+    assert_rpm_signed(&d.join("rpmdb"), &key_file, &rpm_file);
     let info = run_ok(
         Command::new("rpm")
             .args(["-qp", "--qf", "%{RSAHEADER:pgpsig}\n"])
@@ -1017,23 +1022,11 @@ fn lock_edit_clone_and_register() {
         stdout(&py(d, &["key", "export", "--repo", "reg-signed"])),
     )
     .unwrap();
-    let db = dir.path().join("rpmdb");
-    fs::create_dir_all(&db).unwrap();
-    run_ok(
-        Command::new("rpm")
-            .arg("--dbpath")
-            .arg(&db)
-            .arg("--import")
-            .arg(&key_file),
+    assert_rpm_signed(
+        &dir.path().join("rpmdb"),
+        &key_file,
+        &d.join("repos/reg-signed").join(rpm_key),
     );
-    let k = run_ok(
-        Command::new("rpm")
-            .arg("--dbpath")
-            .arg(&db)
-            .arg("-K")
-            .arg(d.join("repos/reg-signed").join(rpm_key)),
-    );
-    assert!(k.contains("signatures OK"), "{k}");
 
     // Packages of another configuration are not registered under this one.
     let v1 = dir.path().join("v1");
