@@ -4,7 +4,7 @@
 //! pre-rendered entries (no other package file is read). Files that leave the repository
 //! (replaced, pruned) are deleted only after the indexes stop naming them.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::fs;
 use std::path::{Path, PathBuf};
 
@@ -308,7 +308,7 @@ impl Repositories {
             .check_all(&repo, candidates, rpm_signer, progress)
             .into_iter()
             .collect::<Result<Vec<Ready>, RepoError>>()?;
-        let mut seen: HashMap<&str, usize> = HashMap::new();
+        let mut seen: HashSet<&str> = HashSet::new();
         let mut identities: HashMap<IdentityKey, usize> = HashMap::new();
         for (i, r) in ready.iter().enumerate() {
             if let Some(&other) = identities.get(&identity_key(&r.record)) {
@@ -325,14 +325,13 @@ impl Repositories {
                 });
             }
             identities.insert(identity_key(&r.record), i);
-            if seen.insert(&r.key, i).is_some() {
+            if !seen.insert(&r.key) {
                 return Err(RepoError::BadPackage {
                     path: r.key.clone(),
                     why: "given twice in one publish".into(),
                 });
             }
         }
-        drop((seen, identities));
         timer.lap("checked");
         // 2. What each file does to the repository.
         // Only records of the names being published can be twins or be pruned.
