@@ -322,6 +322,10 @@ fn check_owners(spec: &PackageSpec, rooted: &[Entry]) -> Result<(), PackError> {
 fn committed_at(file: &Path) -> Option<i64> {
     let dir = file.parent()?;
     let name = file.file_name()?;
+    // Starting git costs more than a small pack: not where there is no repository.
+    if !may_be_in_git(dir) {
+        return None;
+    }
     let out = Command::new("git")
         .arg("-C")
         .arg(dir)
@@ -333,4 +337,10 @@ fn committed_at(file: &Path) -> Option<i64> {
         return None;
     }
     String::from_utf8_lossy(&out.stdout).trim().parse().ok()
+}
+
+/// Whether `dir` may be in a git work tree: a `.git` in it or above it, or `GIT_DIR` set.
+fn may_be_in_git(dir: &Path) -> bool {
+    std::env::var_os("GIT_DIR").is_some()
+        || std::path::absolute(dir).map_or(true, |d| d.ancestors().any(|a| a.join(".git").exists()))
 }

@@ -452,7 +452,9 @@ impl Repositories {
             "storing",
             to_write.iter().map(|r| r.bytes.len() as u64).sum(),
         );
-        for r in &to_write {
+        // Spread over the cores: each file is its own inode and data, and one file's
+        // write waits on the file system while another is prepared.
+        let store = |r: &Ready| -> Result<(), RepoError> {
             progress.advance(r.bytes.len() as u64);
             self.blobs
                 .put_unsynced(&format!("{name}/{}", r.key), &r.bytes)?;
@@ -464,7 +466,16 @@ impl Repositories {
                 self.blobs
                     .alias(&format!("{name}/{}", r.key), &format!("{name}/{alias}"))?;
             }
-        }
+            Ok(())
+        };
+        on_cores(to_write.iter().collect(), store, || {
+            Err(RepoError::BadPackage {
+                path: name.into(),
+                why: "a storing thread panicked".into(),
+            })
+        })
+        .into_iter()
+        .collect::<Result<(), RepoError>>()?;
         timer.lap("stored");
         // Durable before the store names them.
         self.blobs.sync()?;
@@ -668,39 +679,11 @@ impl Repositories {
             }
             r
         };
-        // (Asking for the core count reads cgroup files: not for a few files.)
-        if candidates.len() < 8 {
-            return candidates.into_iter().map(check).collect();
-        }
-        let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
-        if threads < 2 {
-            return candidates.into_iter().map(check).collect();
-        }
-        let size = candidates.len().div_ceil(threads);
-        let mut chunks: Vec<Vec<Candidate>> = Vec::new();
-        let mut it = candidates.into_iter().peekable();
-        while it.peek().is_some() {
-            chunks.push(it.by_ref().take(size).collect());
-        }
-        std::thread::scope(|s| {
-            let handles: Vec<_> = chunks
-                .into_iter()
-                .map(|chunk| {
-                    let check = &check;
-                    s.spawn(move || chunk.into_iter().map(check).collect::<Vec<_>>())
-                })
-                .collect();
-            handles
-                .into_iter()
-                .flat_map(|h| {
-                    h.join().unwrap_or_else(|_| {
-                        vec![Err(RepoError::BadPackage {
-                            path: repo.name.clone(),
-                            why: "a checking thread panicked".into(),
-                        })]
-                    })
-                })
-                .collect()
+        on_cores(candidates, check, || {
+            Err(RepoError::BadPackage {
+                path: repo.name.clone(),
+                why: "a checking thread panicked".into(),
+            })
         })
     }
 
@@ -926,6 +909,42 @@ pub fn compare_versions(a: &PackageRecord, b: &PackageRecord) -> std::cmp::Order
         Scheme::Rpm
     };
     version::compare(scheme, &evr(a), &evr(b))
+}
+
+/// `f` of each item, in the items' order, spread over the cores when there are enough
+/// items to be worth a thread. A thread that panics gives one `panicked()` for its share.
+fn on_cores<T: Send, R: Send>(
+    items: Vec<T>,
+    f: impl Fn(T) -> R + Sync,
+    panicked: impl Fn() -> R + Sync,
+) -> Vec<R> {
+    // (Asking for the core count reads cgroup files: not for a few items.)
+    if items.len() < 8 {
+        return items.into_iter().map(f).collect();
+    }
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    if threads < 2 {
+        return items.into_iter().map(f).collect();
+    }
+    let size = items.len().div_ceil(threads);
+    let mut chunks: Vec<Vec<T>> = Vec::new();
+    let mut it = items.into_iter().peekable();
+    while it.peek().is_some() {
+        chunks.push(it.by_ref().take(size).collect());
+    }
+    std::thread::scope(|s| {
+        let handles: Vec<_> = chunks
+            .into_iter()
+            .map(|chunk| {
+                let f = &f;
+                s.spawn(move || chunk.into_iter().map(f).collect::<Vec<_>>())
+            })
+            .collect();
+        handles
+            .into_iter()
+            .flat_map(|h| h.join().unwrap_or_else(|_| vec![panicked()]))
+            .collect()
+    })
 }
 
 /// Records to drop so that each (kind, platform, name) keeps its newest `keep` versions.

@@ -511,11 +511,27 @@ mod tests {
         let remembered = store.index_entries("r", "yum/el9").unwrap();
         let keys: Vec<&str> = remembered.iter().map(|r| r.key.as_str()).collect();
         assert_eq!(keys, ["a\0w.rpm", "z\0x.rpm"]);
+        // A batch too big to patch row by row is merged: rows added around and between
+        // the kept ones, one moved, one removed, one put twice (the second stays).
+        let mut many: Vec<Change> = (0..30)
+            .map(|i| put(listed(&format!("p{i:02}.rpm"), &format!("{}", i % 3), "4")))
+            .collect();
+        many.push(put(listed("w.rpm", "b", "5")));
+        many.push(Change::RemovePackage {
+            repo: "r".into(),
+            path: "x.rpm".into(),
+        });
+        many.push(put(listed("p07.rpm", "y", "6")));
+        store.apply(many).unwrap();
+        let merged = store.index_entries("r", "yum/el9").unwrap();
+        assert_eq!(merged.len(), 31);
+        assert_eq!(merged[30].key, "y\0p07.rpm");
+        assert!(merged.windows(2).all(|w| w[0].key < w[1].key));
         let segments = store.segments("r", "yum/el9").unwrap();
         drop(store);
         let fresh =
             SledStore::open_waiting(dir.path(), std::time::Duration::from_secs(10)).unwrap();
-        assert_eq!(*fresh.index_entries("r", "yum/el9").unwrap(), *remembered);
+        assert_eq!(*fresh.index_entries("r", "yum/el9").unwrap(), *merged);
         assert_eq!(*fresh.segments("r", "yum/el9").unwrap(), *segments);
         assert_ne!(remembered[0].identity(), remembered[1].identity());
     }

@@ -1,11 +1,11 @@
 //! The embedded store on sled: one tree, keys prefixed by record kind, values JSON.
 //! A batch is one `apply_batch` (atomic) followed by a flush (durable).
 //!
-//! Index trees' entries and segments, once read, are also kept decoded in memory and
-//! patched by every batch: a running server adding one package to a tree of thousands
-//! re-reads none of them.
+//! Index trees' entries and segments, once read (entries also once changed), are kept
+//! decoded in memory and patched by every batch: a running server adding one package to a
+//! tree of thousands re-reads none of them.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
@@ -41,11 +41,36 @@ enum Patch {
 }
 
 impl Memo {
-    fn patch(&mut self, p: Patch) {
-        match p {
-            Patch::Entry(prefix, key, row) => {
-                if let Some(rows) = self.entries.get_mut(&prefix) {
-                    let rows = Arc::make_mut(rows);
+    /// Applies a batch's patches in their order. A tree's entry patches are merged into
+    /// its rows in one pass: a cold publish of thousands of packages must not shift the
+    /// row vector once per package.
+    fn patch(&mut self, patches: Vec<Patch>) {
+        let mut entries: HashMap<Vec<u8>, BTreeMap<String, Option<IndexRow>>> = HashMap::new();
+        for p in patches {
+            match p {
+                // A later patch of the same key wins, as it would applied one by one.
+                Patch::Entry(prefix, key, row) => {
+                    entries.entry(prefix).or_default().insert(key, row);
+                }
+                Patch::Segment(prefix, key, bytes) => {
+                    if let Some(segs) = self.segments.get_mut(&prefix) {
+                        let segs = Arc::make_mut(segs);
+                        match bytes {
+                            Some(b) => segs.insert(key, b),
+                            None => segs.remove(&key),
+                        };
+                    }
+                }
+            }
+        }
+        for (prefix, changed) in entries {
+            let Some(rows) = self.entries.get_mut(&prefix) else {
+                continue;
+            };
+            // Unshared (as usual between publishes), the rows are changed where they are.
+            let rows = Arc::make_mut(rows);
+            if changed.len() <= FEW {
+                for (key, row) in changed {
                     match (rows.binary_search_by(|r| r.key.cmp(&key)), row) {
                         (Ok(i), Some(row)) => rows[i] = row,
                         (Ok(i), None) => {
@@ -55,18 +80,29 @@ impl Memo {
                         (Err(_), None) => {}
                     }
                 }
-            }
-            Patch::Segment(prefix, key, bytes) => {
-                if let Some(segs) = self.segments.get_mut(&prefix) {
-                    let segs = Arc::make_mut(segs);
-                    match bytes {
-                        Some(b) => segs.insert(key, b),
-                        None => segs.remove(&key),
-                    };
-                }
+            } else {
+                *rows = merge(std::mem::take(rows), changed);
             }
         }
     }
+}
+
+/// Up to this many changes, a tree's rows are patched one by one; more are merged.
+const FEW: usize = 16;
+
+/// `rows` (in key order) with `changed` applied: rows replaced, removed or added.
+fn merge(rows: Vec<IndexRow>, changed: BTreeMap<String, Option<IndexRow>>) -> Vec<IndexRow> {
+    let mut out = Vec::with_capacity(rows.len() + changed.len());
+    let mut old = rows.into_iter().peekable();
+    for (key, row) in changed {
+        while let Some(r) = old.next_if(|r| r.key < key) {
+            out.push(r);
+        }
+        old.next_if(|r| r.key == key);
+        out.extend(row);
+    }
+    out.extend(old);
+    out
 }
 
 /// Splits an index entry key into its tree prefix and the rest (`<order>\0<path>`).
@@ -169,6 +205,27 @@ impl SledStore {
 
     fn memo(&self) -> MutexGuard<'_, Memo> {
         self.memo.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// A tree's index rows as the database holds them, in key order.
+    fn read_entries(&self, prefix: &[u8]) -> Result<Vec<IndexRow>, StoreError> {
+        self.db
+            .scan_prefix(prefix)
+            .map(|kv| {
+                let (k, v) = kv.map_err(backend)?;
+                let (published, sha256, entry) =
+                    IndexEntry::decode(&v).ok_or_else(|| StoreError::Corrupt {
+                        key: String::from_utf8_lossy(&k).replace('\0', "/"),
+                        message: "not an index entry".into(),
+                    })?;
+                Ok(IndexRow::new(
+                    String::from_utf8_lossy(&k[prefix.len()..]).into_owned(),
+                    published,
+                    sha256,
+                    entry,
+                ))
+            })
+            .collect()
     }
 
     fn get<T: DeserializeOwned>(&self, key: &[u8]) -> Result<Option<T>, StoreError> {
@@ -280,14 +337,23 @@ impl Store for SledStore {
                 }
             }
         }
+        // A tree this batch changes is read first, if not yet kept, and kept patched: the
+        // index build that follows a publish reads it at once, and a cold publish would
+        // otherwise decode from the database the thousands of rows it just wrote.
+        for p in &patches {
+            if let Patch::Entry(prefix, ..) = p
+                && !memo.entries.contains_key(prefix)
+            {
+                let rows = self.read_entries(prefix)?;
+                memo.entries.insert(prefix.clone(), Arc::new(rows));
+            }
+        }
         if let Err(e) = self.db.apply_batch(batch) {
             // Whether any of it took is unknown: read the trees afresh.
             *memo = Memo::default();
             return Err(backend(e));
         }
-        for p in patches {
-            memo.patch(p);
-        }
+        memo.patch(patches);
         drop(memo);
         self.db.flush().map_err(backend)?;
         Ok(())
@@ -346,24 +412,7 @@ impl Store for SledStore {
         if let Some(rows) = memo.entries.get(&prefix) {
             return Ok(rows.clone());
         }
-        let rows = self
-            .db
-            .scan_prefix(&prefix)
-            .map(|kv| {
-                let (k, v) = kv.map_err(backend)?;
-                let (published, sha256, entry) =
-                    IndexEntry::decode(&v).ok_or_else(|| StoreError::Corrupt {
-                        key: String::from_utf8_lossy(&k).replace('\0', "/"),
-                        message: "not an index entry".into(),
-                    })?;
-                Ok(IndexRow::new(
-                    String::from_utf8_lossy(&k[prefix.len()..]).into_owned(),
-                    published,
-                    sha256,
-                    entry,
-                ))
-            })
-            .collect::<Result<Vec<_>, StoreError>>()?;
+        let rows = self.read_entries(&prefix)?;
         let rows = Arc::new(rows);
         memo.entries.insert(prefix, rows.clone());
         Ok(rows)

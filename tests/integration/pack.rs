@@ -948,6 +948,48 @@ fn formats_choose_what_is_written() {
     );
 }
 
+/// Without SOURCE_DATE_EPOCH or `package.date`, a package is dated by the last commit of
+/// its module file when the tree is in git, else by a fixed date: never by the clock.
+#[test]
+fn a_git_tree_dates_packages_by_the_module_files_last_commit() {
+    if !have_tool("git", &["--version"]) || !have_tool("rpm", &["--version"]) {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let tree = mini_tree(dir.path(), "edge-tool");
+    let prefix = dir.path().join("prefix");
+    write(&prefix.join("usr/bin/tool"), "#!/bin/sh\necho tool\n");
+    fs::create_dir_all(prefix.join("var/lib/edge-tool")).unwrap();
+    let built_at = |out: &str| -> i64 {
+        let out = dir.path().join(out);
+        let list = pack(&tree, "tool_R_1_0_0_1", "el9_x86_64", &prefix, &out, &[]);
+        let rpm = artifact(&list, "rpm", &out);
+        ok(
+            "rpm",
+            &["-qp", "--qf", "%{BUILDTIME}", rpm.to_str().unwrap()],
+        )
+        .trim()
+        .parse()
+        .unwrap()
+    };
+    assert_eq!(built_at("plain"), 946_684_800, "not in git: 2000-01-01");
+    let git = |args: &[&str]| {
+        let o = Command::new("git")
+            .args(["-c", "user.name=T", "-c", "user.email=t@example.org"])
+            .args(args)
+            .current_dir(&tree)
+            .env("GIT_AUTHOR_DATE", "@1600000000 +0000")
+            .env("GIT_COMMITTER_DATE", "@1600000000 +0000")
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "git {args:?}: {}", stderr(&o));
+    };
+    git(&["init", "-q"]);
+    git(&["add", "."]);
+    git(&["commit", "-q", "-m", "tree"]);
+    assert_eq!(built_at("committed"), 1_600_000_000);
+}
+
 fn running_as_root() -> bool {
     Command::new("id")
         .arg("-u")
