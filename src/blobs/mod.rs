@@ -19,6 +19,14 @@ pub enum BlobError {
     BadKey { key: String, why: &'static str },
     #[error("{path}: {source}")]
     Io { path: PathBuf, source: io::Error },
+    #[error(
+        "{path} changed while it was being published: sha256 {checked} when checked, {copied} when copied"
+    )]
+    Changed {
+        path: PathBuf,
+        checked: String,
+        copied: String,
+    },
 }
 
 /// Checks that `key` is a plain relative path: no empty, `.` or `..` parts, no leading
@@ -58,6 +66,10 @@ pub trait Blobs: Send + Sync {
     /// Stores `bytes` under `key` atomically (a reader sees all or nothing), durable only
     /// after the next [`Blobs::sync`]: many files, one flush.
     fn put_unsynced(&self, key: &str, bytes: &[u8]) -> Result<(), BlobError>;
+    /// Like [`Blobs::put_unsynced`], with the bytes of the file `source`, streamed (never
+    /// all in memory), which must still have the SHA-256 `sha256` (hex): a file changed
+    /// since it was checked is refused, and nothing is stored.
+    fn put_file_unsynced(&self, key: &str, source: &Path, sha256: &str) -> Result<(), BlobError>;
     /// Makes everything stored so far durable.
     fn sync(&self) -> Result<(), BlobError>;
     fn get(&self, key: &str) -> Result<Option<Vec<u8>>, BlobError>;
@@ -112,6 +124,38 @@ impl FsBlobs {
         }
         Ok(())
     }
+
+    /// Stores under `key` what `fill` writes into a new file, atomically: an unnamed file
+    /// linked in once whole, or (replacing, or where unnamed files are not supported) a
+    /// temporary name renamed over the old file. A `fill` error stores nothing.
+    fn put_with(
+        &self,
+        key: &str,
+        fill: &mut dyn FnMut(&mut File) -> io::Result<()>,
+    ) -> Result<(), BlobError> {
+        let path = self.path(key)?;
+        let dir = path.parent().unwrap_or(&self.root);
+        self.make_dir(dir)?;
+        match put_new(dir, &path, fill) {
+            Ok(()) => return Ok(()),
+            // Replacing a file, or a file system without unnamed files: a temporary name,
+            // then a rename over the old one.
+            Err(e) if fall_back(&e) => {}
+            Err(e) => return Err(io_at(&path)(e)),
+        }
+        let mut tmp = tempfile::Builder::new()
+            .prefix(".packyard-")
+            .suffix(".tmp")
+            .tempfile_in(dir)
+            .map_err(io_at(dir))?;
+        // Temp files are created 0600; repository files are read by web servers and users.
+        tmp.as_file()
+            .set_permissions(std::os::unix::fs::PermissionsExt::from_mode(0o644))
+            .map_err(io_at(&path))?;
+        fill(tmp.as_file_mut()).map_err(io_at(&path))?;
+        tmp.persist(&path).map_err(|e| io_at(&path)(e.error))?;
+        Ok(())
+    }
 }
 
 fn io_at(path: &Path) -> impl FnOnce(io::Error) -> BlobError + '_ {
@@ -152,7 +196,11 @@ fn list_files(dir: &Path) -> Vec<String> {
 /// Writes a file that does not exist yet as an unnamed file in `dir` (`O_TMPFILE`), then
 /// gives it its name: readers see all of it or nothing, and the directory changes once
 /// (a temporary name costs an entry, a rename and a removal: most of a small file's cost).
-fn put_new(dir: &Path, path: &Path, bytes: &[u8]) -> io::Result<()> {
+fn put_new(
+    dir: &Path,
+    path: &Path,
+    fill: &mut dyn FnMut(&mut File) -> io::Result<()>,
+) -> io::Result<()> {
     use std::os::fd::AsRawFd;
     use std::os::unix::ffi::OsStrExt;
     use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
@@ -163,7 +211,7 @@ fn put_new(dir: &Path, path: &Path, bytes: &[u8]) -> io::Result<()> {
         .open(dir)?;
     // Repository files are read by web servers and users, whatever the umask.
     f.set_permissions(fs::Permissions::from_mode(0o644))?;
-    f.write_all(bytes)?;
+    fill(&mut f)?;
     let from = std::ffi::CString::new(format!("/proc/self/fd/{}", f.as_raw_fd()))?;
     let to = std::ffi::CString::new(path.as_os_str().as_bytes())?;
     // SAFETY: both are NUL-terminated paths that outlive the call.
@@ -200,28 +248,42 @@ fn sync_dir(dir: &Path) -> Result<(), BlobError> {
 
 impl Blobs for FsBlobs {
     fn put_unsynced(&self, key: &str, bytes: &[u8]) -> Result<(), BlobError> {
-        let path = self.path(key)?;
-        let dir = path.parent().unwrap_or(&self.root);
-        self.make_dir(dir)?;
-        match put_new(dir, &path, bytes) {
-            Ok(()) => return Ok(()),
-            // Replacing a file, or a file system without unnamed files: a temporary name,
-            // then a rename over the old one.
-            Err(e) if fall_back(&e) => {}
-            Err(e) => return Err(io_at(&path)(e)),
+        self.put_with(key, &mut |f| f.write_all(bytes))
+    }
+
+    fn put_file_unsynced(&self, key: &str, source: &Path, sha256: &str) -> Result<(), BlobError> {
+        let mut from = File::open(source).map_err(io_at(source))?;
+        // Set when the bytes differ: the copy then stops with an error, nothing stored.
+        let mut changed: Option<String> = None;
+        let stored = self.put_with(key, &mut |f| {
+            let mut h = Sha256::new();
+            let mut buf = vec![0u8; 1 << 20];
+            loop {
+                let n = match io::Read::read(&mut from, &mut buf) {
+                    Ok(0) => break,
+                    Ok(n) => n,
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                    Err(e) => return Err(e),
+                };
+                h.update(&buf[..n]);
+                f.write_all(&buf[..n])?;
+            }
+            let copied = format!("{:x}", h.finalize());
+            if copied == sha256 {
+                return Ok(());
+            }
+            changed = Some(copied);
+            // Not linked: the unnamed file (or the temporary) goes away.
+            Err(io::Error::other("the source changed since it was checked"))
+        });
+        match changed {
+            Some(copied) => Err(BlobError::Changed {
+                path: source.to_path_buf(),
+                checked: sha256.to_string(),
+                copied,
+            }),
+            None => stored,
         }
-        let mut tmp = tempfile::Builder::new()
-            .prefix(".packyard-")
-            .suffix(".tmp")
-            .tempfile_in(dir)
-            .map_err(io_at(dir))?;
-        // Temp files are created 0600; repository files are read by web servers and users.
-        tmp.as_file()
-            .set_permissions(std::os::unix::fs::PermissionsExt::from_mode(0o644))
-            .map_err(io_at(&path))?;
-        tmp.write_all(bytes).map_err(io_at(&path))?;
-        tmp.persist(&path).map_err(|e| io_at(&path)(e.error))?;
-        Ok(())
     }
 
     fn sync(&self) -> Result<(), BlobError> {
@@ -443,6 +505,38 @@ mod tests {
             .map(|e| e.unwrap().file_name())
             .collect();
         assert_eq!(names, ["file.rpm"]);
+    }
+
+    #[test]
+    fn a_copied_file_must_still_have_its_checked_sha256() {
+        let dir = tempfile::tempdir().unwrap();
+        let b = FsBlobs::new(dir.path().join("blobs"));
+        let source = dir.path().join("pkg.deb");
+        // Bigger than the copy's buffer, so it takes several reads.
+        let bytes: Vec<u8> = (0..3_000_000u32).map(|i| (i % 251) as u8).collect();
+        fs::write(&source, &bytes).unwrap();
+        let sha = format!("{:x}", Sha256::digest(&bytes));
+        b.put_file_unsynced("r/pkg.deb", &source, &sha).unwrap();
+        assert_eq!(b.get("r/pkg.deb").unwrap().unwrap(), bytes);
+        // Changed since the check: refused, naming both checksums; for a new key and for
+        // a replacement, nothing changes at the key and no temporary is left.
+        fs::write(&source, b"rewritten").unwrap();
+        for key in ["r/new.deb", "r/pkg.deb"] {
+            let e = b.put_file_unsynced(key, &source, &sha).unwrap_err();
+            let text = e.to_string();
+            assert!(matches!(e, BlobError::Changed { .. }), "{text}");
+            assert!(
+                text.contains(&sha) && text.contains("changed while"),
+                "{text}"
+            );
+        }
+        assert!(b.get("r/new.deb").unwrap().is_none());
+        assert_eq!(b.get("r/pkg.deb").unwrap().unwrap(), bytes);
+        let names: Vec<_> = fs::read_dir(dir.path().join("blobs/r"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(names, ["pkg.deb"]);
     }
 
     #[test]

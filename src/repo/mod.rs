@@ -90,6 +90,11 @@ impl RepoError {
             RepoError::Blob(BlobError::BadKey { .. }) => {
                 "paths inside a repository are relative, without `..`".into()
             }
+            RepoError::Blob(BlobError::Changed { .. }) => {
+                "something rewrote the file during the publish; publish it again once it is \
+                 written"
+                    .into()
+            }
             RepoError::Blob(BlobError::Io { .. }) | RepoError::Internal(_) => {
                 "check the data directory's disk space and permissions, and the server's log"
                     .into()
@@ -187,6 +192,9 @@ pub struct Repositories {
     pub blobs: Box<dyn Blobs>,
     keys_dir: PathBuf,
     pub layout: Layout,
+    /// How many bytes of checked files one publish keeps in memory (the rest are read
+    /// again when stored).
+    keep_bytes: u64,
 }
 
 /// Repository names: 1-64 of `[a-z0-9._-]`, starting with a letter or digit.
@@ -224,6 +232,7 @@ impl Repositories {
             blobs: Box::new(FsBlobs::new(data.join("repos"))),
             keys_dir: data.join("keys"),
             layout,
+            keep_bytes: publish::KEEP_BYTES,
         })
     }
 

@@ -7,6 +7,7 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::fs;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use serde::Serialize;
 use sha2::{Digest, Sha256};
@@ -116,9 +117,29 @@ pub(super) fn candidate(
 /// A checked file, ready to store.
 struct Ready {
     key: String,
-    bytes: Vec<u8>,
+    content: Content,
     record: PackageRecord,
     previous: Option<PackageRecord>,
+}
+
+/// A checked file's bytes: kept from the check, or — once a publish has kept
+/// [`KEEP_BYTES`] (the default) — read again from the source when stored (streamed, and refused if they
+/// no longer have the checked sha256), so a publish of many big packages does not hold
+/// them all in memory.
+enum Content {
+    Kept(Vec<u8>),
+    Source(PathBuf),
+}
+
+/// How many bytes of checked files one publish keeps in memory, by default.
+pub(super) const KEEP_BYTES: u64 = 256 << 20;
+
+/// Takes `n` bytes of what is left of `budget` after `kept`, if there are that many.
+fn keep(kept: &AtomicU64, budget: u64, n: u64) -> bool {
+    kept.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |k| {
+        (k + n <= budget).then_some(k + n)
+    })
+    .is_ok()
 }
 
 /// Where a package's second name lives, relative to the repository: RPMs under their
@@ -448,16 +469,18 @@ impl Repositories {
         }
 
         // 4. Bytes first, then the records (marking the indexes dirty), then the indexes.
-        progress.start(
-            "storing",
-            to_write.iter().map(|r| r.bytes.len() as u64).sum(),
-        );
+        progress.start("storing", to_write.iter().map(|r| r.record.size).sum());
         // Spread over the cores: each file is its own inode and data, and one file's
         // write waits on the file system while another is prepared.
         let store = |r: &Ready| -> Result<(), RepoError> {
-            progress.advance(r.bytes.len() as u64);
-            self.blobs
-                .put_unsynced(&format!("{name}/{}", r.key), &r.bytes)?;
+            progress.advance(r.record.size);
+            let key = format!("{name}/{}", r.key);
+            match &r.content {
+                Content::Kept(bytes) => self.blobs.put_unsynced(&key, bytes)?,
+                Content::Source(path) => {
+                    self.blobs.put_file_unsynced(&key, path, &r.record.sha256)?
+                }
+            }
             self.blobs.put_unsynced(
                 &format!("{name}/{}", checksum_key(&r.key)),
                 checksum_line(&r.key, &r.record.sha256).as_bytes(),
@@ -672,10 +695,11 @@ impl Repositories {
         signer: Option<&super::keys::Signer>,
         progress: &dyn Progress,
     ) -> Vec<Result<Ready, RepoError>> {
+        let kept = AtomicU64::new(0);
         let check = |c| {
-            let r = self.check(repo, c, signer);
+            let r = self.check(repo, c, signer, &kept);
             if let Ok(r) = &r {
-                progress.advance(r.bytes.len() as u64);
+                progress.advance(r.record.size);
             }
             r
         };
@@ -693,6 +717,7 @@ impl Repositories {
         repo: &RepoRecord,
         c: Candidate,
         signer: Option<&super::keys::Signer>,
+        kept: &AtomicU64,
     ) -> Result<Ready, RepoError> {
         let shown = c
             .label
@@ -822,9 +847,16 @@ impl Repositories {
             Parsed::Tgz => IndexEntry::None,
         };
         let previous = self.store.package(&repo.name, &key)?;
+        // Signed bytes exist only here; others can be read again.
+        let signed_here = signer.is_some() && record.kind == FileKind::Rpm;
+        let content = if signed_here || keep(kept, self.keep_bytes, record.size) {
+            Content::Kept(bytes)
+        } else {
+            Content::Source(c.source)
+        };
         Ok(Ready {
             key,
-            bytes,
+            content,
             record,
             previous,
         })
@@ -1156,6 +1188,59 @@ mod tests {
             .collect();
         assert_eq!(gone, ["1.0"]);
         assert_eq!(prune(rs.iter(), 1).len(), 2);
+    }
+
+    /// A gzipped tar holding one file with `text`.
+    fn tarball(text: &str) -> Vec<u8> {
+        let mut b = tar::Builder::new(flate2::write::GzEncoder::new(
+            Vec::new(),
+            flate2::Compression::fast(),
+        ));
+        let mut h = tar::Header::new_gnu();
+        h.set_size(text.len() as u64);
+        h.set_mode(0o644);
+        h.set_cksum();
+        b.append_data(&mut h, "usr/share/tool/readme", text.as_bytes())
+            .unwrap();
+        b.into_inner().unwrap().finish().unwrap()
+    }
+
+    #[test]
+    fn files_past_the_memory_budget_are_read_again_when_stored() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut repos =
+            Repositories::open(&dir.path().join("data"), crate::layout::Layout::builtin()).unwrap();
+        repos
+            .create(&super::super::NewRepo {
+                name: "r".into(),
+                kind: RepoKind::Volatile,
+                platforms: vec![],
+                keep: None,
+                yum_compression: Default::default(),
+                private: false,
+            })
+            .unwrap();
+        let inputs: Vec<PathBuf> = (0..12)
+            .map(|i| {
+                let p = dir.path().join(format!("tool{i}-1.0-1.tar.gz"));
+                fs::write(&p, tarball(&format!("tool {i}\n").repeat(100 * (i + 1)))).unwrap();
+                p
+            })
+            .collect();
+        // Room for about one file: the others are streamed from their sources.
+        repos.keep_bytes = fs::metadata(&inputs[0]).unwrap().len();
+        let opts = PublishOptions {
+            sign: false,
+            platform: Some("el9_x86_64".into()),
+        };
+        let report = repos
+            .publish("r", &inputs, &opts, &crate::progress::Quiet)
+            .unwrap();
+        assert_eq!(report.files.len(), 12);
+        for (f, input) in report.files.iter().zip(&inputs) {
+            let stored = repos.blobs.get(&format!("r/{}", f.path)).unwrap().unwrap();
+            assert_eq!(stored, fs::read(input).unwrap(), "{}", f.path);
+        }
     }
 
     #[test]
