@@ -3,7 +3,8 @@
 //!
 //! Index trees' entries and segments, once read (entries also once changed), are kept
 //! decoded in memory and patched by every batch: a running server adding one package to a
-//! tree of thousands re-reads none of them.
+//! tree of thousands re-reads none of them. They take at most [`MEMO_BYTES`] (estimated);
+//! past it, the trees used least recently are forgotten.
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
@@ -27,10 +28,56 @@ pub struct SledStore {
 
 type Segments = HashMap<String, Vec<u8>>;
 
-#[derive(Default)]
+/// How much memory (estimated) the kept index trees may take; past it, the trees used
+/// least recently are forgotten (and read again when next needed).
+const MEMO_BYTES: usize = 256 << 20;
+
 struct Memo {
     entries: HashMap<Vec<u8>, Arc<Vec<IndexRow>>>,
     segments: HashMap<Vec<u8>, Arc<Segments>>,
+    /// Each kept tree's estimated size and when it was last used, by prefix (entries and
+    /// segments have distinct prefixes).
+    kept: HashMap<Vec<u8>, (usize, u64)>,
+    clock: u64,
+    budget: usize,
+}
+
+impl Default for Memo {
+    fn default() -> Memo {
+        Memo {
+            entries: HashMap::new(),
+            segments: HashMap::new(),
+            kept: HashMap::new(),
+            clock: 0,
+            budget: MEMO_BYTES,
+        }
+    }
+}
+
+/// Bytes a kept tree takes, roughly: its text plus a guess at each row's overhead.
+fn rows_size(rows: &[IndexRow]) -> usize {
+    rows.iter()
+        .map(|r| {
+            let text = match &r.entry {
+                IndexEntry::None => 0,
+                IndexEntry::Yum {
+                    primary,
+                    filelists,
+                    other,
+                } => primary.len() + filelists.len() + other.len(),
+                IndexEntry::Apt {
+                    suite,
+                    arch,
+                    stanza,
+                } => suite.len() + arch.len() + stanza.len(),
+            };
+            128 + r.key.len() + r.sha256.len() + text
+        })
+        .sum()
+}
+
+fn segments_size(segs: &Segments) -> usize {
+    segs.iter().map(|(k, v)| 64 + k.len() + v.len()).sum()
 }
 
 /// A batch's change to a memoised tree: the key after the tree's prefix, and the new
@@ -41,6 +88,64 @@ enum Patch {
 }
 
 impl Memo {
+    /// Forgets everything kept (the budget stays).
+    fn clear(&mut self) {
+        *self = Memo {
+            budget: self.budget,
+            ..Memo::default()
+        };
+    }
+
+    /// Notes a use of the tree at `prefix`, with its new size when it changed.
+    fn used(&mut self, prefix: &[u8], size: Option<usize>) {
+        self.clock += 1;
+        let now = self.clock;
+        match self.kept.get_mut(prefix) {
+            Some(k) => {
+                k.1 = now;
+                if let Some(size) = size {
+                    k.0 = size;
+                }
+            }
+            None => {
+                self.kept.insert(prefix.to_vec(), (size.unwrap_or(0), now));
+            }
+        }
+    }
+
+    /// Forgets the trees used least recently until the rest fit the budget; the tree used
+    /// last always stays.
+    fn shrink(&mut self) {
+        let mut total: usize = self.kept.values().map(|k| k.0).sum();
+        while total > self.budget && self.kept.len() > 1 {
+            let Some(oldest) = self
+                .kept
+                .iter()
+                .min_by_key(|(_, k)| k.1)
+                .map(|(p, _)| p.clone())
+            else {
+                break;
+            };
+            if let Some((size, _)) = self.kept.remove(&oldest) {
+                total -= size;
+            }
+            self.entries.remove(&oldest);
+            self.segments.remove(&oldest);
+        }
+    }
+
+    fn keep_entries(&mut self, prefix: Vec<u8>, rows: Arc<Vec<IndexRow>>) {
+        self.used(&prefix, Some(rows_size(&rows)));
+        self.entries.insert(prefix, rows);
+        self.shrink();
+    }
+
+    fn keep_segments(&mut self, prefix: Vec<u8>, segs: Arc<Segments>) {
+        self.used(&prefix, Some(segments_size(&segs)));
+        self.segments.insert(prefix, segs);
+        self.shrink();
+    }
+
     /// Applies a batch's patches in their order. A tree's entry patches are merged into
     /// its rows in one pass: a cold publish of thousands of packages must not shift the
     /// row vector once per package.
@@ -59,6 +164,8 @@ impl Memo {
                             Some(b) => segs.insert(key, b),
                             None => segs.remove(&key),
                         };
+                        let size = segments_size(segs);
+                        self.used(&prefix, Some(size));
                     }
                 }
             }
@@ -83,7 +190,10 @@ impl Memo {
             } else {
                 *rows = merge(std::mem::take(rows), changed);
             }
+            let size = rows_size(rows);
+            self.used(&prefix, Some(size));
         }
+        self.shrink();
     }
 }
 
@@ -345,12 +455,12 @@ impl Store for SledStore {
                 && !memo.entries.contains_key(prefix)
             {
                 let rows = self.read_entries(prefix)?;
-                memo.entries.insert(prefix.clone(), Arc::new(rows));
+                memo.keep_entries(prefix.clone(), Arc::new(rows));
             }
         }
         if let Err(e) = self.db.apply_batch(batch) {
             // Whether any of it took is unknown: read the trees afresh.
-            *memo = Memo::default();
+            memo.clear();
             return Err(backend(e));
         }
         memo.patch(patches);
@@ -409,20 +519,21 @@ impl Store for SledStore {
     fn index_entries(&self, repo: &str, tree: &str) -> Result<Arc<Vec<IndexRow>>, StoreError> {
         let prefix = ent_prefix(repo, tree);
         let mut memo = self.memo();
-        if let Some(rows) = memo.entries.get(&prefix) {
-            return Ok(rows.clone());
+        if let Some(rows) = memo.entries.get(&prefix).cloned() {
+            memo.used(&prefix, None);
+            return Ok(rows);
         }
-        let rows = self.read_entries(&prefix)?;
-        let rows = Arc::new(rows);
-        memo.entries.insert(prefix, rows.clone());
+        let rows = Arc::new(self.read_entries(&prefix)?);
+        memo.keep_entries(prefix, rows.clone());
         Ok(rows)
     }
 
     fn segments(&self, repo: &str, tree: &str) -> Result<Arc<Segments>, StoreError> {
         let prefix = seg_prefix(repo, tree);
         let mut memo = self.memo();
-        if let Some(segs) = memo.segments.get(&prefix) {
-            return Ok(segs.clone());
+        if let Some(segs) = memo.segments.get(&prefix).cloned() {
+            memo.used(&prefix, None);
+            return Ok(segs);
         }
         let segs = self
             .db
@@ -436,7 +547,96 @@ impl Store for SledStore {
             })
             .collect::<Result<Segments, StoreError>>()?;
         let segs = Arc::new(segs);
-        memo.segments.insert(prefix, segs.clone());
+        memo.keep_segments(prefix, segs.clone());
         Ok(segs)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::{FileKind, Listing};
+
+    fn listed(path: &str, tree: &str) -> Change {
+        Change::PutPackage {
+            repo: "r".into(),
+            record: PackageRecord {
+                path: path.into(),
+                kind: FileKind::Rpm,
+                platform: "el9_x86_64".into(),
+                name: "tool".into(),
+                epoch: 0,
+                version: "1.0".into(),
+                release: "1".into(),
+                arch: "x86_64".into(),
+                size: 10,
+                sha256: "ab".repeat(32),
+                published: 1,
+                configuration: None,
+                signed: false,
+                listed: Some(Listing {
+                    tree: tree.into(),
+                    order: path.into(),
+                }),
+                index: IndexEntry::Yum {
+                    primary: format!("<package>{}</package>", path.repeat(50)),
+                    filelists: String::new(),
+                    other: String::new(),
+                },
+            },
+        }
+    }
+
+    fn kept(store: &SledStore) -> Vec<String> {
+        let mut k: Vec<String> = store
+            .memo()
+            .entries
+            .keys()
+            .map(|p| String::from_utf8_lossy(p).replace('\0', "/"))
+            .collect();
+        k.sort();
+        k
+    }
+
+    #[test]
+    fn kept_trees_past_the_budget_are_forgotten_least_recently_used_first() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SledStore::open(dir.path()).unwrap();
+        // Room for about one tree of three rows.
+        let one_tree = {
+            store
+                .apply(vec![
+                    listed("a1", "yum/a"),
+                    listed("a2", "yum/a"),
+                    listed("a3", "yum/a"),
+                ])
+                .unwrap();
+            rows_size(&store.index_entries("r", "yum/a").unwrap())
+        };
+        store.memo().budget = one_tree + one_tree / 2;
+        store
+            .apply(vec![
+                listed("b1", "yum/b"),
+                listed("b2", "yum/b"),
+                listed("b3", "yum/b"),
+            ])
+            .unwrap();
+        assert_eq!(
+            kept(&store),
+            ["ent/r/yum/b/"],
+            "the older tree is forgotten"
+        );
+        // Read again when asked for, and the other one goes.
+        assert_eq!(store.index_entries("r", "yum/a").unwrap().len(), 3);
+        assert_eq!(kept(&store), ["ent/r/yum/a/"]);
+        // A forgotten tree changed by a batch is read first, then patched: never stale.
+        store.apply(vec![listed("b4", "yum/b")]).unwrap();
+        let b = store.index_entries("r", "yum/b").unwrap();
+        assert_eq!(b.len(), 4);
+        assert_eq!(*b, store.read_entries(&ent_prefix("r", "yum/b")).unwrap());
+        // A budget that holds both keeps both.
+        store.memo().budget = MEMO_BYTES;
+        store.index_entries("r", "yum/a").unwrap();
+        assert_eq!(kept(&store), ["ent/r/yum/a/", "ent/r/yum/b/"]);
     }
 }
