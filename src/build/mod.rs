@@ -14,6 +14,7 @@ pub mod cache;
 pub mod graph;
 pub mod key;
 pub mod run;
+pub mod stop;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -167,6 +168,8 @@ pub struct BuildRequest<'a> {
     /// After a failing target, still run the component's other targets (not packing
     /// or publishing), so one run shows every failure.
     pub keep_going: bool,
+    /// Stop a step (checkout, target, clean) that runs longer than this, and fail it.
+    pub step_timeout: Option<std::time::Duration>,
 }
 
 /// Hears what the build does, for progress lines.
@@ -559,5 +562,6 @@ fn job_for(
         steps: prepared.steps.clone(),
         force: req.force,
         keep_going: req.keep_going,
+        step_timeout: req.step_timeout,
     })
 }

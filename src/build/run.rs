@@ -7,7 +7,7 @@ use std::fs;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use super::cache::BuildRepo;
 use super::{ComponentResult, Observer, Outcome};
@@ -49,6 +49,8 @@ pub struct Job {
     pub steps: Steps,
     pub force: bool,
     pub keep_going: bool,
+    /// How long one step may run.
+    pub step_timeout: Option<Duration>,
 }
 
 impl Job {
@@ -584,7 +586,7 @@ fn run_step(job: &Job, log: &mut Log, step: &str, cmd: &str, dir: &Path) -> Resu
     let start = Instant::now();
     let out = log.file.try_clone().map_err(|e| failed(step, e))?;
     let err = log.file.try_clone().map_err(|e| failed(step, e))?;
-    let status = Command::new("sh")
+    let mut child = Command::new("sh")
         .arg("-c")
         .arg(cmd)
         .current_dir(dir)
@@ -593,9 +595,24 @@ fn run_step(job: &Job, log: &mut Log, step: &str, cmd: &str, dir: &Path) -> Resu
         .stdin(Stdio::null())
         .stdout(out)
         .stderr(err)
-        .status()
+        .spawn()
         .map_err(|e| failed(step, format!("cannot run sh: {e}")))?;
+    let status = super::stop::wait(&mut child, job.step_timeout)
+        .map_err(|e| failed(step, format!("waiting for sh: {e}")))?;
     let seconds = start.elapsed().as_secs_f64();
+    let Some(status) = status else {
+        let limit = job.step_timeout.unwrap_or_default().as_secs_f64();
+        log.line(&format!(
+            "== {step}: stopped after {seconds:.2} s (--step-timeout {limit})"
+        ));
+        return Err(failed(
+            step,
+            format!(
+                "`{cmd}` ran longer than --step-timeout ({limit} s) and was stopped, with \
+                 everything it started"
+            ),
+        ));
+    };
     if status.success() {
         log.line(&format!("== {step}: ok in {seconds:.2} s"));
         Ok(())

@@ -42,6 +42,10 @@ pub struct BuildArgs {
     /// packed or published), so one run shows every failure.
     #[arg(long)]
     keep_going: bool,
+    /// Stop any step (checkout, a target, clean) that runs longer than SECONDS, with
+    /// everything it started, and fail the component.
+    #[arg(long, value_name = "SECONDS", value_parser = clap::value_parser!(u64).range(1..))]
+    step_timeout: Option<u64>,
     #[command(flatten)]
     ctx: ContextArgs,
 }
@@ -86,6 +90,7 @@ pub fn cmd_build(args: BuildArgs, target: &Target, token: Option<&str>, json: bo
         jobs: args.jobs,
         force: args.force,
         keep_going: args.keep_going,
+        step_timeout: args.step_timeout.map(std::time::Duration::from_secs),
     };
     let failed = |e: build::BuildError| {
         let hint = e.hint();

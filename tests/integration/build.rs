@@ -564,3 +564,107 @@ fn keep_going_custom_packaging_and_clean() {
     );
     assert!(!o.status.success());
 }
+
+/// `--step-timeout`: a target that hangs is stopped with what it started, and fails its
+/// component with a reason that says so.
+#[test]
+fn a_step_past_the_step_timeout_is_stopped_and_fails() {
+    let t = tempfile::tempdir().unwrap();
+    let tree = t.path().join("tree");
+    crate::support::write(
+        &tree.join("module.toml"),
+        r#"[module]
+name = "slow"
+kind = "project"
+description = "A project with a hanging build"
+license = "MIT"
+vendor = "Tests"
+
+[[configuration]]
+name = "slow_R_1_0_0_1"
+version = "1.0.0"
+age = 1
+children = ["hang_R_1_0_0_1"]
+
+[configuration.properties]
+"package.maintainer" = "Tests <tests@example.org>"
+"#,
+    );
+    // A marker no other process on the machine has in its command line.
+    let marker = format!("{}.{}", 3000 + std::process::id() % 1000, 7);
+    crate::support::write(
+        &tree.join("hang/module.toml"),
+        &format!(
+            r#"[module]
+name = "slow.hang"
+kind = "component"
+description = "Hangs in compile"
+
+[[configuration]]
+name = "hang_R_1_0_0_1"
+version = "1.0.0"
+age = 1
+tag = "v1.0.0"
+
+[configuration.commands]
+checkout = "mkdir -p ${{moduleName}}"
+compile = "sleep {marker} & sleep {marker}; echo end-$((40 + 2))"
+"#
+        ),
+    );
+    let wanted = format!("sleep\0{marker}\0");
+    let running = || {
+        fs::read_dir("/proc")
+            .unwrap()
+            .flatten()
+            .any(|e| fs::read(e.path().join("cmdline")).is_ok_and(|c| c == wanted.as_bytes()))
+    };
+
+    // The look for the sleeps sees one when there is one.
+    let mut own = Command::new("sleep").arg(&marker).spawn().unwrap();
+    assert!(running());
+    own.kill().unwrap();
+    own.wait().unwrap();
+    let d = &t.path().join("data");
+    create_nightly(d, &[]);
+    let ws = t.path().join("ws");
+    let start = Instant::now();
+    let (o, list) = build(
+        Some(d),
+        &tree,
+        &[
+            "--platform",
+            "el9_x86_64",
+            "--workspace",
+            ws.to_str().unwrap(),
+            "--step-timeout",
+            "1",
+        ],
+    );
+    assert!(!o.status.success());
+    assert!(start.elapsed().as_secs() < 30, "{:?}", start.elapsed());
+    let hang = component(&list, "hang_R_1_0_0_1");
+    assert_eq!(hang["result"], "failed", "{hang}");
+    let reason = hang["reason"].as_str().unwrap();
+    assert!(
+        reason.starts_with("compile: `sleep")
+            && reason.contains("ran longer than --step-timeout (1 s)"),
+        "{reason}"
+    );
+    let log = fs::read_to_string(hang["log"].as_str().unwrap()).unwrap();
+    assert!(log.contains("== compile: stopped after"), "{log}");
+    assert!(!log.contains("end-42"), "{log}");
+    // Both sleeps are gone (a moment after the kill).
+    let until = Instant::now() + std::time::Duration::from_secs(3);
+    while running() && Instant::now() < until {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    assert!(!running(), "a `sleep {marker}` outlived its step");
+    let o = Command::new(env!("CARGO_BIN_EXE_packyard"))
+        .args(["build", "--step-timeout", "0", "--tree"])
+        .arg(&tree)
+        .output()
+        .unwrap();
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("--step-timeout"), "{}", stderr(&o));
+}
