@@ -16,6 +16,12 @@ pub enum AuthError {
     Invalid,
     #[error("token {id} was revoked")]
     Revoked { id: String },
+    #[error("token {id} expired at {at}")]
+    Expired { id: String, at: String },
+    #[error(
+        "`{0}` is not a time to expire: give a duration (90d, 12h, 30m, 2w) or a date (2027-01-31, or RFC 3339), in the future"
+    )]
+    BadExpiry(String),
     #[error("this needs the {needed} role; the token has {has}")]
     Forbidden {
         needed: &'static str,
@@ -30,6 +36,10 @@ pub enum AuthError {
 impl AuthError {
     pub fn hint(&self) -> String {
         match self {
+            AuthError::Expired { .. } => "an admin creates a new token with `packyard token \
+                                           create --role ROLE [--expires 90d]`"
+                .into(),
+            AuthError::BadExpiry(_) => "for example `--expires 90d`".into(),
             AuthError::Missing | AuthError::Invalid | AuthError::Revoked { .. } => {
                 "send `Authorization: Bearer <token>`; an admin creates tokens with \
                  `packyard token create --role builder|release|admin`"
@@ -57,8 +67,51 @@ fn digest(secret: &str) -> String {
     format!("{:x}", Sha256::digest(secret.as_bytes()))
 }
 
-/// Creates a token with `role`, described by `name`.
-pub fn create(store: &dyn Store, role: Role, name: &str) -> Result<NewToken, AuthError> {
+/// When a token given `text` (`--expires`) expires, as Unix seconds: `now` plus a
+/// duration (`90d`, `12h`, `30m`, `2w`, `3600s`), or a date (`2027-01-31`, midnight UTC)
+/// or RFC 3339 time. It must be in the future.
+pub fn expiry(text: &str, now: i64) -> Result<i64, AuthError> {
+    let bad = || AuthError::BadExpiry(text.to_string());
+    let t = text.trim();
+    let duration = t.char_indices().last().and_then(|(i, unit)| {
+        let n: i64 = t[..i].parse().ok()?;
+        let scale = match unit {
+            's' => 1,
+            'm' => 60,
+            'h' => 3600,
+            'd' => 86_400,
+            'w' => 7 * 86_400,
+            _ => return None,
+        };
+        n.checked_mul(scale)?.checked_add(now)
+    });
+    let at = duration
+        .or_else(|| {
+            chrono::DateTime::parse_from_rfc3339(t)
+                .ok()
+                .map(|d| d.timestamp())
+        })
+        .or_else(|| {
+            chrono::NaiveDate::parse_from_str(t, "%Y-%m-%d")
+                .ok()
+                .and_then(|d| d.and_hms_opt(0, 0, 0))
+                .map(|d| d.and_utc().timestamp())
+        })
+        .ok_or_else(bad)?;
+    if at <= now {
+        return Err(bad());
+    }
+    Ok(at)
+}
+
+/// Creates a token with `role`, described by `name`, refused from `expires` (Unix
+/// seconds) on when given.
+pub fn create(
+    store: &dyn Store,
+    role: Role,
+    name: &str,
+    expires: Option<i64>,
+) -> Result<NewToken, AuthError> {
     let mut rng = rand::thread_rng();
     let mut id = [0u8; 6];
     let mut secret = [0u8; 24];
@@ -73,6 +126,7 @@ pub fn create(store: &dyn Store, role: Role, name: &str) -> Result<NewToken, Aut
         hash: digest(&secret),
         created: chrono::Utc::now().timestamp(),
         revoked: None,
+        expires,
     };
     store.apply(vec![Change::PutToken(record.clone())])?;
     Ok(NewToken {
@@ -93,6 +147,14 @@ pub fn check(store: &dyn Store, token: &str) -> Result<TokenRecord, AuthError> {
     }
     if record.revoked.is_some() {
         return Err(AuthError::Revoked { id: record.id });
+    }
+    if let Some(at) = record.expires
+        && at <= chrono::Utc::now().timestamp()
+    {
+        return Err(AuthError::Expired {
+            id: record.id,
+            at: rfc3339(at),
+        });
     }
     Ok(record)
 }
@@ -126,6 +188,13 @@ fn same(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
+/// Unix seconds as an RFC 3339 UTC time, for messages.
+pub fn rfc3339(secs: i64) -> String {
+    chrono::DateTime::from_timestamp(secs, 0)
+        .map(|d| d.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
+        .unwrap_or_else(|| secs.to_string())
+}
+
 fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
@@ -139,7 +208,7 @@ mod tests {
     fn tokens_check_roles_and_revoke() {
         let dir = tempfile::tempdir().unwrap();
         let store = SledStore::open(dir.path()).unwrap();
-        let t = create(&store, Role::Release, "ci").unwrap();
+        let t = create(&store, Role::Release, "ci", None).unwrap();
         assert!(t.token.starts_with("pky_"));
         let r = check(&store, &t.token).unwrap();
         assert_eq!(r.role, Role::Release);
@@ -170,5 +239,40 @@ mod tests {
             revoke(&store, "nope"),
             Err(AuthError::NoSuchToken(_))
         ));
+    }
+
+    #[test]
+    fn tokens_expire() {
+        let now = 1_800_000_000;
+        assert_eq!(expiry("90d", now).unwrap(), now + 90 * 86_400);
+        assert_eq!(expiry("2w", now).unwrap(), now + 14 * 86_400);
+        assert_eq!(expiry(" 12h ", now).unwrap(), now + 12 * 3600);
+        assert_eq!(expiry("2027-01-31", 0).unwrap(), 1_801_353_600);
+        assert_eq!(
+            expiry("2027-01-31T12:00:00+01:00", 0).unwrap(),
+            1_801_393_200
+        );
+        for bad in ["", "d", "10", "10y", "-5d", "0s", "2020-01-01", "soon"] {
+            assert!(
+                matches!(expiry(bad, now), Err(AuthError::BadExpiry(_))),
+                "{bad}"
+            );
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let store = SledStore::open(dir.path()).unwrap();
+        let now = chrono::Utc::now().timestamp();
+        let live = create(&store, Role::Builder, "ci", Some(now + 3600)).unwrap();
+        assert_eq!(
+            check(&store, &live.token).unwrap().expires,
+            Some(now + 3600)
+        );
+        let old = create(&store, Role::Builder, "ci", Some(now - 1)).unwrap();
+        match check(&store, &old.token) {
+            Err(AuthError::Expired { id, at }) => {
+                assert_eq!(id, old.record.id);
+                assert_eq!(at, rfc3339(now - 1));
+            }
+            other => panic!("{other:?}"),
+        }
     }
 }

@@ -291,10 +291,15 @@ impl Client {
         self.get("/tokens")
     }
 
-    pub fn create_token(&self, role: Role, name: &str) -> Result<NewToken, ClientError> {
+    pub fn create_token(
+        &self,
+        role: Role,
+        name: &str,
+        expires: Option<&str>,
+    ) -> Result<NewToken, ClientError> {
         self.post(
             "/tokens",
-            &serde_json::json!({"role": role.as_str(), "name": name}),
+            &serde_json::json!({"role": role.as_str(), "name": name, "expires": expires}),
         )
     }
 

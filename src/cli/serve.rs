@@ -41,6 +41,10 @@ pub enum TokenCommand {
         /// What it is for.
         #[arg(long, default_value = "")]
         name: String,
+        /// Refuse it from then on: a duration (90d, 12h, 30m, 2w) or a date (2027-01-31,
+        /// or an RFC 3339 time). Without it, it lasts until revoked.
+        #[arg(long, value_name = "WHEN")]
+        expires: Option<String>,
     },
     /// List tokens (never their secrets).
     List,
@@ -93,12 +97,23 @@ pub fn cmd_token(cmd: TokenCommand, target: &Target, json: bool) -> Outcome {
         Target::Remote { client, .. } => Tokens::Remote(client),
     };
     match cmd {
-        TokenCommand::Create { role, name } => {
+        TokenCommand::Create {
+            role,
+            name,
+            expires,
+        } => {
             let t = match &tokens {
                 Tokens::Local(repos) => {
-                    crate::auth::create(repos.store.as_ref(), role, &name).map_err(auth)?
+                    let expires = expires
+                        .as_deref()
+                        .map(|e| crate::auth::expiry(e, chrono::Utc::now().timestamp()))
+                        .transpose()
+                        .map_err(auth)?;
+                    crate::auth::create(repos.store.as_ref(), role, &name, expires).map_err(auth)?
                 }
-                Tokens::Remote(c) => c.create_token(role, &name).map_err(remote_failure)?,
+                Tokens::Remote(c) => c
+                    .create_token(role, &name, expires.as_deref())
+                    .map_err(remote_failure)?,
             };
             if json {
                 print_json(&t)?;
@@ -121,12 +136,15 @@ pub fn cmd_token(cmd: TokenCommand, target: &Target, json: bool) -> Outcome {
             } else if list.is_empty() {
                 println!("no tokens; create one with `packyard token create --role admin`");
             } else {
+                let now = chrono::Utc::now().timestamp();
                 for t in list {
-                    let state = match t.revoked {
-                        Some(_) => "revoked",
-                        None => "active",
+                    let state = match (t.revoked, t.expires) {
+                        (Some(_), _) => "revoked".to_string(),
+                        (None, Some(at)) if at <= now => "expired".to_string(),
+                        (None, Some(at)) => format!("active, expires {}", crate::auth::rfc3339(at)),
+                        (None, None) => "active".to_string(),
                     };
-                    println!("{}  {:<8} {:<8} {}", t.id, t.role.as_str(), state, t.name);
+                    println!("{}  {:<8} {:<8} {}", t.id, t.role.as_str(), t.name, state);
                 }
             }
         }

@@ -610,6 +610,9 @@ struct TokenRequest {
     role: Role,
     #[serde(default)]
     name: String,
+    /// A duration (`90d`) or a date from which the token is refused.
+    #[serde(default)]
+    expires: Option<String>,
 }
 
 async fn create_token(
@@ -619,8 +622,19 @@ async fn create_token(
 ) -> Result<HttpResponse, ApiError> {
     state.require(&req, Role::Admin)?;
     let s = state.clone();
-    let t =
-        blocking(move || Ok(auth::create(s.repos.store.as_ref(), body.role, &body.name)?)).await?;
+    let t = blocking(move || {
+        let expires = match &body.expires {
+            Some(text) => Some(auth::expiry(text, chrono::Utc::now().timestamp())?),
+            None => None,
+        };
+        Ok(auth::create(
+            s.repos.store.as_ref(),
+            body.role,
+            &body.name,
+            expires,
+        )?)
+    })
+    .await?;
     Ok(HttpResponse::Created()
         .insert_header(("Location", format!("/api/v1/tokens/{}", t.record.id)))
         .json(without_hash(&t)))

@@ -104,6 +104,8 @@ impl From<AuthError> for ApiError {
         let (status, code) = match &e {
             AuthError::Missing => (S::UNAUTHORIZED, "unauthorized"),
             AuthError::Invalid | AuthError::Revoked { .. } => (S::UNAUTHORIZED, "bad_token"),
+            AuthError::Expired { .. } => (S::UNAUTHORIZED, "expired_token"),
+            AuthError::BadExpiry(_) => (S::BAD_REQUEST, "bad_expiry"),
             AuthError::Forbidden { .. } => (S::FORBIDDEN, "forbidden"),
             AuthError::NoSuchToken(_) => (S::NOT_FOUND, "no_such_token"),
             AuthError::Store(_) => (S::INTERNAL_SERVER_ERROR, "internal"),

@@ -304,6 +304,9 @@ pub struct TokenRecord {
     pub created: i64,
     /// When it was revoked; a revoked token is refused.
     pub revoked: Option<i64>,
+    /// Unix seconds from which it is refused; `None`: it does not expire.
+    #[serde(default)]
+    pub expires: Option<i64>,
 }
 
 /// One change, applied with others in a single atomic batch.

@@ -307,6 +307,22 @@ fn every_api_answer_matches_openapi_yaml() {
         Some(&admin),
     );
     spec.check("post", "/api/v1/tokens", s, &b);
+    let (s, b) = call(
+        "post",
+        "/api/v1/tokens",
+        Some(json!({"role": "builder", "expires": "30d"})),
+        Some(&admin),
+    );
+    spec.check("post", "/api/v1/tokens", s, &b);
+    assert!(b["expires"].as_i64().unwrap() > b["created"].as_i64().unwrap() + 29 * 86_400);
+    let (s, b) = call(
+        "post",
+        "/api/v1/tokens",
+        Some(json!({"role": "builder", "expires": "yesterday"})),
+        Some(&admin),
+    );
+    assert_eq!((s, b["code"].as_str()), (400, Some("bad_expiry")), "{b}");
+    spec.check("post", "/api/v1/tokens", s, &b);
     let id = made["id"].as_str().unwrap();
     for t in [id, "000000000000"] {
         let (s, b) = call("delete", &format!("/api/v1/tokens/{t}"), None, Some(&admin));

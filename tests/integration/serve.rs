@@ -415,6 +415,32 @@ fn uploads_answer_201_401_403_and_409() {
         body["message"].as_str().unwrap().contains("revoked"),
         "{body}"
     );
+
+    // A token past its expiry: 401 `expired_token`, naming when, and how to get another.
+    let made = server.post(
+        "/api/v1/tokens",
+        &json!({"role": "builder", "expires": "2s"}),
+        Some(&admin),
+    );
+    assert_eq!(made.0, 201, "{}", made.1);
+    let short = made.1["token"].as_str().unwrap().to_string();
+    let (s, body) = server.upload("nightly", key, &bytes, Some(&short), &[]);
+    assert_eq!(s, 200, "still valid: {body}");
+    std::thread::sleep(std::time::Duration::from_millis(2100));
+    let (s, body) = server.upload("nightly", key, &bytes, Some(&short), &[]);
+    assert_eq!(
+        (s, body["code"].as_str()),
+        (401, Some("expired_token")),
+        "{body}"
+    );
+    assert!(
+        body["message"].as_str().unwrap().contains("expired at"),
+        "{body}"
+    );
+    assert!(
+        body["hint"].as_str().unwrap().contains("--expires"),
+        "{body}"
+    );
     server.stop();
 }
 
