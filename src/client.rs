@@ -163,6 +163,12 @@ impl Client {
         self.post("/repos", new)
     }
 
+    pub fn delete_repo(&self, name: &str) -> Result<RepoSummary, ClientError> {
+        let url = format!("{}/api/v1/repos/{}", self.base, segment(name));
+        let r = self.auth(self.agent.delete(&url)).call();
+        self.answer(&url, r)
+    }
+
     pub fn generate_key(
         &self,
         repo: &str,

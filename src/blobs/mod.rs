@@ -76,6 +76,9 @@ pub trait Blobs: Send + Sync {
     fn exists(&self, key: &str) -> Result<bool, BlobError>;
     /// Removes `key`; a missing key is not an error.
     fn remove(&self, key: &str) -> Result<(), BlobError>;
+    /// Removes `key` and everything under it, if there: readers stop finding any of it
+    /// at once, even if the removal itself is interrupted.
+    fn remove_tree(&self, key: &str) -> Result<(), BlobError>;
     /// Makes `alias` hold the same bytes as `target` (a hard link on a file system);
     /// durable after the next [`Blobs::sync`].
     fn alias(&self, target: &str, alias: &str) -> Result<(), BlobError>;
@@ -333,6 +336,31 @@ impl Blobs for FsBlobs {
             }
             Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
             Err(e) => Err(io_at(&path)(e)),
+        }
+    }
+
+    fn remove_tree(&self, key: &str) -> Result<(), BlobError> {
+        let path = self.path(key)?;
+        let name = path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        // Hidden names are not served; a leftover of an interrupted removal is finished
+        // by the next removal of the same key.
+        let trash = path.with_file_name(format!(".removing-{name}"));
+        match fs::rename(&path, &trash) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => return Err(io_at(&path)(e)),
+        }
+        self.made
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .retain(|d| !d.starts_with(&path));
+        match fs::remove_dir_all(&trash) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(io_at(&trash)(e)),
         }
     }
 

@@ -39,6 +39,14 @@ pub enum RepoCommand {
     List,
     /// A repository's settings and contents.
     Show { name: String },
+    /// Delete a volatile repository with its packages, indexes and signing key, for
+    /// good (registered repositories are never deleted).
+    Delete {
+        name: String,
+        /// Yes, delete it: without this, nothing happens.
+        #[arg(long)]
+        yes: bool,
+    },
 }
 
 #[derive(Subcommand)]
@@ -181,6 +189,40 @@ pub fn cmd_repo(cmd: RepoCommand, target: &Target, json: bool) -> Outcome {
                         r.bytes
                     );
                 }
+            }
+        }
+        RepoCommand::Delete { name, yes } => {
+            if !yes {
+                let r = match target {
+                    Target::Local { data, layout } => {
+                        open(data, layout)?.show(&name).map_err(failure)?
+                    }
+                    Target::Remote { client, .. } => client.repo(&name).map_err(remote_failure)?,
+                };
+                return Err(Failure::new(
+                    format!(
+                        "deleting {} would remove its {} packages ({} bytes), its indexes \
+                         and its signing key for good",
+                        r.record.name, r.packages, r.bytes
+                    ),
+                    format!("run `packyard repo delete {name} --yes` to do it"),
+                ));
+            }
+            let gone = match target {
+                Target::Local { data, layout } => {
+                    open(data, layout)?.delete(&name).map_err(failure)?
+                }
+                Target::Remote { client, .. } => {
+                    client.delete_repo(&name).map_err(remote_failure)?
+                }
+            };
+            if json {
+                print_json(&gone)?;
+            } else {
+                println!(
+                    "deleted {} ({} packages, {} bytes)",
+                    gone.record.name, gone.packages, gone.bytes
+                );
             }
         }
         RepoCommand::Show { name } => {

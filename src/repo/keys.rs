@@ -214,6 +214,16 @@ impl Repositories {
         self.keys_dir.join(format!("{repo}.asc"))
     }
 
+    /// Removes the repository's signing key, if it has one (the repository is going).
+    pub(super) fn remove_key(&self, repo: &str) -> Result<(), RepoError> {
+        let path = self.key_path(repo);
+        match fs::remove_file(&path) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(source) => Err(RepoError::Io { path, source }),
+        }
+    }
+
     /// The repository's signer, if it has a key.
     pub fn signer(&self, repo: &RepoRecord) -> Result<Signer, RepoError> {
         let path = self.key_path(&repo.name);

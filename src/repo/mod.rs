@@ -56,6 +56,8 @@ pub enum RepoError {
         existing: String,
         new: String,
     },
+    #[error("repository {0} is registered: what it holds is final, and it is never deleted")]
+    Permanent(String),
     #[error("repository {repo} takes platforms {allowed}, not {platform} ({path})")]
     PlatformNotTaken {
         repo: String,
@@ -118,6 +120,9 @@ impl RepoError {
             RepoError::Overwrite { .. } => "a registered package never changes: build a new \
                                             version (`packyard clone`), or publish to a volatile repository"
                 .into(),
+            RepoError::Permanent(_) => {
+                "only volatile repositories can be deleted; see `packyard repo list`".into()
+            }
             RepoError::PlatformNotTaken { .. } => {
                 "publish it to a repository that takes this platform".into()
             }
@@ -259,6 +264,9 @@ impl Repositories {
                 hint: "a registered repository keeps every package for good; drop --keep".into(),
             });
         }
+        // Files and a key left by a delete that was interrupted after its records went.
+        self.blobs.remove_tree(name)?;
+        self.remove_key(name)?;
         let mut platforms = new.platforms.clone();
         platforms.sort();
         platforms.dedup();
@@ -276,6 +284,26 @@ impl Repositories {
         self.store
             .apply(vec![crate::store::Change::PutRepo(record.clone())])?;
         Ok(record)
+    }
+
+    /// Deletes volatile repository `name`: its records, its files and its signing key,
+    /// for good. Returns what it held. Registered repositories are never deleted.
+    pub fn delete(&self, name: &str) -> Result<RepoSummary, RepoError> {
+        self.repo(name)?;
+        // No publish is halfway through it while it goes.
+        let _guard = self.lock_repo(name)?;
+        let record = self.repo(name)?;
+        if record.kind == RepoKind::Registered {
+            return Err(RepoError::Permanent(name.into()));
+        }
+        let summary = self.summary(record)?;
+        // Records first: from then on nobody sees the repository, and its name can be
+        // used again (`create` clears files an interrupted delete left).
+        self.store
+            .apply(vec![crate::store::Change::RemoveRepo(name.into())])?;
+        self.blobs.remove_tree(name)?;
+        self.remove_key(name)?;
+        Ok(summary)
     }
 
     pub fn repo(&self, name: &str) -> Result<RepoRecord, RepoError> {

@@ -863,7 +863,7 @@ impl Repositories {
     }
 
     /// Serialises publishes to one repository across threads and processes.
-    fn lock_repo(&self, name: &str) -> Result<RepoLock, RepoError> {
+    pub(super) fn lock_repo(&self, name: &str) -> Result<RepoLock, RepoError> {
         let path = self
             .keys_dir
             .with_file_name("locks")
@@ -873,7 +873,7 @@ impl Repositories {
 }
 
 /// An exclusive `flock` on a file, released on drop.
-struct RepoLock {
+pub(super) struct RepoLock {
     _file: fs::File,
 }
 

@@ -28,7 +28,11 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
                     .route(web::get().to(list_repos))
                     .route(web::post().to(create_repo)),
             )
-            .service(resource("/repos/{repo}").route(web::get().to(show_repo)))
+            .service(
+                resource("/repos/{repo}")
+                    .route(web::get().to(show_repo))
+                    .route(web::delete().to(delete_repo)),
+            )
             .service(resource("/repos/{repo}/key").route(web::post().to(generate_key)))
             .service(resource("/repos/{repo}/packages").route(web::get().to(list_packages)))
             .service(
@@ -116,6 +120,19 @@ async fn show_repo(
 ) -> Result<HttpResponse, ApiError> {
     let record = state.readable(&req, &path)?;
     Ok(HttpResponse::Ok().json(state.repos.show(&record.name)?))
+}
+
+/// `DELETE /repos/{repo}`: a volatile repository and everything in it, for good.
+async fn delete_repo(
+    req: HttpRequest,
+    path: web::Path<String>,
+    state: Shared,
+) -> Result<HttpResponse, ApiError> {
+    state.require(&req, Role::Admin)?;
+    let s = state.clone();
+    let name = path.into_inner();
+    let gone = blocking(move || Ok(s.repos.delete(&name)?)).await?;
+    Ok(HttpResponse::Ok().json(gone))
 }
 
 #[derive(Deserialize)]

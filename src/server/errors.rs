@@ -74,6 +74,7 @@ impl From<RepoError> for ApiError {
             RepoError::UnknownPlatform(_) => (S::BAD_REQUEST, "unknown_platform"),
             RepoError::BadPackage { .. } => (S::BAD_REQUEST, "bad_package"),
             RepoError::Overwrite { .. } => (S::CONFLICT, "overwrite"),
+            RepoError::Permanent(_) => (S::CONFLICT, "permanent"),
             RepoError::PlatformNotTaken { .. } => (S::BAD_REQUEST, "platform_not_taken"),
             RepoError::Key { .. } => (S::BAD_REQUEST, "invalid"),
             RepoError::KeyExists(_) => (S::CONFLICT, "exists"),

@@ -131,6 +131,9 @@ pub async fn scrape(state: Shared) -> HttpResponse {
     // Repository sizes are read from the store at scrape time: always current, and
     // nothing to keep in step on publish.
     if let Ok(list) = state.repos.list() {
+        // A deleted repository's series go with it.
+        state.metrics.repo_bytes.clear();
+        state.metrics.repo_packages.clear();
         for r in list {
             let l = RepoLabels {
                 repo: r.record.name.clone(),

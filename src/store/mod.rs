@@ -336,6 +336,8 @@ pub enum Change {
         tree: String,
         key: String,
     },
+    /// A repository and everything recorded of it: packages, index entries, segments.
+    RemoveRepo(String),
 }
 
 /// The metadata store. Every write goes through [`Store::apply`], which applies a batch

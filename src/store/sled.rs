@@ -96,6 +96,16 @@ impl Memo {
         };
     }
 
+    /// Forgets every kept tree of repository `repo`.
+    fn forget_repo(&mut self, repo: &str) {
+        let ent = format!("ent\0{repo}\0").into_bytes();
+        let seg = format!("seg\0{repo}\0").into_bytes();
+        let theirs = |p: &Vec<u8>| p.starts_with(&ent) || p.starts_with(&seg);
+        self.entries.retain(|p, _| !theirs(p));
+        self.segments.retain(|p, _| !theirs(p));
+        self.kept.retain(|p, _| !theirs(p));
+    }
+
     /// Notes a use of the tree at `prefix`, with its new size when it changed.
     fn used(&mut self, prefix: &[u8], size: Option<usize>) {
         self.clock += 1;
@@ -392,6 +402,8 @@ impl Store for SledStore {
                     patches.push(Patch::Entry(prefix, rest, None));
                 }
             };
+        // Repositories removed: their kept trees are forgotten once the batch is in.
+        let mut gone: Vec<String> = Vec::new();
         let mut memo = self.memo();
         for c in changes {
             match c {
@@ -440,6 +452,20 @@ impl Store for SledStore {
                     batch.insert(joined(&prefix, &key), bytes.as_slice());
                     patches.push(Patch::Segment(prefix, key, Some(bytes)));
                 }
+                Change::RemoveRepo(repo) => {
+                    batch.remove(repo_key(&repo));
+                    for prefix in [
+                        pkg_prefix(&repo),
+                        format!("name\0{repo}\0").into_bytes(),
+                        format!("ent\0{repo}\0").into_bytes(),
+                        format!("seg\0{repo}\0").into_bytes(),
+                    ] {
+                        for k in self.db.scan_prefix(&prefix).keys() {
+                            batch.remove(k.map_err(backend)?);
+                        }
+                    }
+                    gone.push(repo);
+                }
                 Change::RemoveSegment { repo, tree, key } => {
                     let prefix = seg_prefix(&repo, &tree);
                     batch.remove(joined(&prefix, &key));
@@ -464,6 +490,9 @@ impl Store for SledStore {
             return Err(backend(e));
         }
         memo.patch(patches);
+        for repo in gone {
+            memo.forget_repo(&repo);
+        }
         drop(memo);
         self.db.flush().map_err(backend)?;
         Ok(())

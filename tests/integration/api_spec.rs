@@ -156,6 +156,29 @@ fn every_api_answer_matches_openapi_yaml() {
         let (s, b) = call("get", &format!("/api/v1/repos/{name}"), None, None);
         spec.check("get", "/api/v1/repos/{repo}", s, &b);
     }
+    let (s, _) = call(
+        "post",
+        "/api/v1/repos",
+        Some(json!({"name": "doomed", "kind": "volatile"})),
+        Some(&admin),
+    );
+    assert_eq!(s, 201);
+    for (repo, tok, want) in [
+        ("doomed", None, 401),
+        ("doomed", Some(&builder), 403),
+        ("reg", Some(&admin), 409),
+        ("doomed", Some(&admin), 200),
+        ("doomed", Some(&admin), 404),
+    ] {
+        let (s, b) = call(
+            "delete",
+            &format!("/api/v1/repos/{repo}"),
+            None,
+            tok.map(String::as_str),
+        );
+        assert_eq!(s, want, "{b}");
+        spec.check("delete", "/api/v1/repos/{repo}", s, &b);
+    }
     for (repo, tok) in [
         ("nightly", Some(&admin)),
         ("nightly", Some(&admin)),
@@ -348,7 +371,7 @@ fn every_api_answer_matches_openapi_yaml() {
     }
 
     // A known route with a method it does not take: 405, with a JSON reason.
-    let (s, b) = call("delete", "/api/v1/repos/nightly", None, Some(&admin));
+    let (s, b) = call("put", "/api/v1/repos/nightly", None, Some(&admin));
     assert_eq!(s, 405, "{b}");
     assert_eq!(b["code"], "method_not_allowed");
     let (s, b) = call("get", "/api/v1/nope", None, None);

@@ -620,8 +620,12 @@ compile = "sleep {marker} & sleep {marker}; echo end-$((40 + 2))"
             .any(|e| fs::read(e.path().join("cmdline")).is_ok_and(|c| c == wanted.as_bytes()))
     };
 
-    // The look for the sleeps sees one when there is one.
+    // The look for the sleeps sees one when there is one (once it has started).
     let mut own = Command::new("sleep").arg(&marker).spawn().unwrap();
+    let until = Instant::now() + std::time::Duration::from_secs(5);
+    while !running() && Instant::now() < until {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
     assert!(running());
     own.kill().unwrap();
     own.wait().unwrap();

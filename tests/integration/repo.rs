@@ -837,6 +837,51 @@ fn registered_repositories_never_change() {
 }
 
 #[test]
+fn volatile_repositories_can_be_deleted_and_registered_ones_cannot() {
+    let (data, report) = published("el9_x86_64");
+    let d = data.path();
+    ed25519_key(d);
+    publish_packed(d, "el9_x86_64", &[]);
+    let held = report["files"].as_array().unwrap().len();
+    assert!(held > 0);
+    // Without --yes: nothing happens, and it says what would go.
+    let before = snapshot(&d.join("repos/nightly"));
+    let o = py(d, &["repo", "delete", "nightly"]);
+    assert!(!o.status.success());
+    let err = stderr(&o);
+    assert!(err.contains(&format!("its {held} packages")), "{err}");
+    assert!(err.contains("--yes"), "{err}");
+    assert_eq!(snapshot(&d.join("repos/nightly")), before);
+    // With it: the records, files and key go.
+    let gone = py_json(d, &["repo", "delete", "nightly", "--yes"]);
+    assert_eq!(gone["packages"], held);
+    assert_eq!(py_json(d, &["repo", "list"]), serde_json::json!([]));
+    let left: Vec<_> = fs::read_dir(d.join("repos")).unwrap().collect();
+    assert!(left.is_empty(), "{left:?}");
+    assert!(!d.join("keys/nightly.asc").exists());
+    let o = py(d, &["repo", "show", "nightly"]);
+    assert!(!o.status.success());
+    // The name can be used again, from scratch.
+    create_nightly(d, &[]);
+    let again = publish_packed(d, "el9_x86_64", &[]);
+    assert!(
+        again["files"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|f| f["action"] == "added"),
+        "{again}"
+    );
+    assert!(check_consistent(d, "nightly") > 0);
+    // A registered repository is permanent.
+    py_json(d, &["repo", "create", "reg", "--kind", "registered"]);
+    let o = py(d, &["repo", "delete", "reg", "--yes"]);
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("registered"), "{}", stderr(&o));
+    assert_eq!(py_json(d, &["repo", "list"]).as_array().unwrap().len(), 2);
+}
+
+#[test]
 fn volatile_repositories_replace_and_keep_the_newest() {
     let dir = tempfile::tempdir().unwrap();
     let tree = versions_tree(dir.path());

@@ -444,6 +444,65 @@ fn uploads_answer_201_401_403_and_409() {
     server.stop();
 }
 
+/// `DELETE /api/v1/repos/{repo}`: admin only, volatile only; the name can be used again at
+/// once by the same server, and the deleted repository leaves `/metrics`.
+#[test]
+fn an_admin_deletes_a_volatile_repository_through_the_server() {
+    let data = tempfile::tempdir().unwrap();
+    let d = data.path();
+    py_json(d, &["repo", "create", "scratch", "--kind", "volatile"]);
+    py_json(d, &["repo", "create", "releases", "--kind", "registered"]);
+    let builder = token(d, "builder");
+    let admin = token(d, "admin");
+    let server = Server::start(d, &[]);
+    let files = tree_files(packed("el9_x86_64"));
+    let (key, path) = files.iter().find(|(k, _)| k.ends_with(".rpm")).unwrap();
+    let bytes = fs::read(path).unwrap();
+    let (s, body) = server.upload("scratch", key, &bytes, Some(&builder), &[]);
+    assert_eq!(s, 201, "{body}");
+    let delete = |repo: &str, tok: &str| -> (u16, Value) {
+        let r = ureq::delete(format!("{}/api/v1/repos/{repo}", server.url))
+            .header("Authorization", format!("Bearer {tok}"))
+            .config()
+            .http_status_as_error(false)
+            .build()
+            .call()
+            .unwrap();
+        let status = r.status().as_u16();
+        let body = r.into_body().read_to_string().unwrap();
+        (status, serde_json::from_str(&body).unwrap_or(Value::Null))
+    };
+    assert_eq!(delete("scratch", &builder).0, 403);
+    let (s, body) = delete("releases", &admin);
+    assert_eq!(
+        (s, body["code"].as_str()),
+        (409, Some("permanent")),
+        "{body}"
+    );
+    assert_eq!(delete("nope", &admin).0, 404);
+    let (s, body) = server.get("/metrics");
+    assert_eq!(s, 200);
+    assert!(String::from_utf8_lossy(&body).contains("repo=\"scratch\""));
+    let (s, body) = delete("scratch", &admin);
+    assert_eq!(s, 200, "{body}");
+    assert_eq!(body["packages"], 1);
+    assert_eq!(server.get(&format!("/repos/scratch/{key}")).0, 404);
+    assert_eq!(server.get("/api/v1/repos/scratch").0, 404);
+    let (_, body) = server.get("/metrics");
+    assert!(!String::from_utf8_lossy(&body).contains("repo=\"scratch\""));
+    // Created again, the same server stores into it from scratch.
+    let (s, body) = server.post(
+        "/api/v1/repos",
+        &json!({"name": "scratch", "kind": "volatile"}),
+        Some(&admin),
+    );
+    assert_eq!(s, 201, "{body}");
+    let (s, body) = server.upload("scratch", key, &bytes, Some(&builder), &[]);
+    assert_eq!((s, body["action"].as_str()), (201, Some("added")), "{body}");
+    assert_eq!(server.get(&format!("/repos/scratch/{key}")).1, bytes);
+    assert!(server.stop().success());
+}
+
 /// What a failed upload must leave as it was: the repository tree, the store's records,
 /// and the spool directory (empty).
 fn state_of(server: &Server, d: &Path) -> (BTreeMap<String, String>, Value, usize) {
