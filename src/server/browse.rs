@@ -337,6 +337,23 @@ async fn file(
     if let Some(c) = &p.configuration {
         row("configuration", esc(c));
     }
+    // A component's tarball has its build's log and record beside it.
+    if p.kind == crate::store::FileKind::Tgz {
+        let log = crate::repo::builds::log_path(&p.path);
+        let logged = state.repos.blobs.exists(&format!("{}/{log}", record.name));
+        if logged.map_err(crate::repo::RepoError::from)? {
+            row(
+                "build",
+                format!(
+                    "<a href=\"/repos/{repo}/{log}\">log</a> · \
+                     <a href=\"/api/v1/repos/{repo}/builds/{tarball}\">record</a>",
+                    repo = esc(&url_path(&record.name)),
+                    log = esc(&url_path(&log)),
+                    tarball = esc(&url_path(&p.path)),
+                ),
+            );
+        }
+    }
     if let Some(l) = &details.license {
         row("license", esc(l));
     }

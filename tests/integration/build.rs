@@ -468,6 +468,26 @@ fn a_failing_target_skips_its_dependents_and_its_log_is_published() {
     // Nothing of it was published but the log and record.
     let (status, _) = server.get(&format!("/repos/nightly/{tarball}"));
     assert_eq!(status, 404);
+    // A built component's tarball page links its build's log and record, which serve.
+    let built = list
+        .iter()
+        .find(|c| c["result"] == "built")
+        .expect("a built component");
+    let tarball = artifact(built, ".tar.gz");
+    let (status, page) = server.get(&format!("/r/nightly/f/{tarball}"));
+    assert_eq!(status, 200);
+    let page = String::from_utf8(page).unwrap();
+    let stem = tarball.trim_end_matches(".tar.gz");
+    for link in [
+        format!("/repos/nightly/{stem}.build.log"),
+        format!("/api/v1/repos/nightly/builds/{tarball}"),
+    ] {
+        assert!(
+            page.contains(&format!("href=\"{link}\"")),
+            "{link} in {page}"
+        );
+        assert_eq!(server.get(&link).0, 200, "{link}");
+    }
     assert!(server.stop().success());
 }
 
