@@ -185,6 +185,19 @@ impl Client {
         )
     }
 
+    /// Installs an armored secret key as `repo`'s signing key.
+    pub fn import_key(
+        &self,
+        repo: &str,
+        armored: &str,
+        force: bool,
+    ) -> Result<KeyInfo, ClientError> {
+        self.post(
+            &format!("/repos/{}/key", segment(repo)),
+            &serde_json::json!({"armored": armored, "force": force}),
+        )
+    }
+
     /// Uploads `file` to `key` (its download-from path; a bare file name for a loose file,
     /// placed by the server).
     pub fn upload(

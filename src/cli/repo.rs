@@ -284,10 +284,13 @@ pub fn cmd_key(cmd: KeyCommand, target: &Target, json: bool) -> Outcome {
                     "`key export` reads the data directory, which the server holds",
                     format!("the server serves the public key: curl {url}/repos/{repo}/key.asc"),
                 )),
-                KeyCommand::Import { .. } => Err(Failure::new(
-                    "`key import` needs the data directory, which the server holds",
-                    "stop the server, import the key, and start it again".to_string(),
-                )),
+                KeyCommand::Import { repo, file, force } => {
+                    let armored = read_key_file(&file)?;
+                    let info = client
+                        .import_key(&repo, &armored, force)
+                        .map_err(remote_failure)?;
+                    print_key(&info, &format!("{url}/repos/{repo}/key.asc"), json)
+                }
             };
         }
     };
@@ -304,8 +307,7 @@ pub fn cmd_key(cmd: KeyCommand, target: &Target, json: bool) -> Outcome {
             (repo, info)
         }
         KeyCommand::Import { repo, file, force } => {
-            let armored = std::fs::read_to_string(&file)
-                .map_err(|e| Failure::new(format!("{}: {e}", file.display()), None))?;
+            let armored = read_key_file(&file)?;
             let info = repos.import_key(&repo, &armored, force).map_err(failure)?;
             (repo, info)
         }
@@ -316,6 +318,11 @@ pub fn cmd_key(cmd: KeyCommand, target: &Target, json: bool) -> Outcome {
     };
     let place = data.join("repos").join(&repo).join("key.asc");
     print_key(&info, &place.display().to_string(), json)
+}
+
+fn read_key_file(file: &std::path::Path) -> Result<String, Failure> {
+    std::fs::read_to_string(file)
+        .map_err(|e| Failure::new(format!("{}: {e}", file.display()), None))
 }
 
 fn print_key(info: &crate::repo::keys::KeyInfo, public: &str, json: bool) -> Outcome {

@@ -140,6 +140,9 @@ async fn delete_repo(
 struct KeyRequest {
     #[serde(default)]
     algorithm: Option<crate::repo::keys::Algorithm>,
+    /// An armored, unprotected secret key to install instead of generating one.
+    #[serde(default)]
+    armored: Option<String>,
     #[serde(default)]
     force: bool,
 }
@@ -153,13 +156,23 @@ async fn generate_key(
     state.require(&req, Role::Admin)?;
     let repo = path.into_inner();
     let s = state.clone();
+    if body.armored.is_some() && body.algorithm.is_some() {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "bad_body",
+            "give `algorithm` (generate a key) or `armored` (import one), not both",
+        ));
+    }
     let info = blocking(move || {
-        Ok(s.repos.generate_key(
-            &repo,
-            body.algorithm
-                .unwrap_or(crate::repo::keys::Algorithm::Rsa4096),
-            body.force,
-        )?)
+        Ok(match &body.armored {
+            Some(armored) => s.repos.import_key(&repo, armored, body.force)?,
+            None => s.repos.generate_key(
+                &repo,
+                body.algorithm
+                    .unwrap_or(crate::repo::keys::Algorithm::Rsa4096),
+                body.force,
+            )?,
+        })
     })
     .await?;
     Ok(HttpResponse::Created()

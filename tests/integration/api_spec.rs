@@ -192,6 +192,20 @@ fn every_api_answer_matches_openapi_yaml() {
         );
         spec.check("post", "/api/v1/repos/{repo}/key", s, &b);
     }
+    // Importing: junk, both ways at once.
+    for body in [
+        json!({"armored": "-----BEGIN PGP PRIVATE KEY BLOCK-----\nnope\n", "force": true}),
+        json!({"armored": "x", "algorithm": "ed25519"}),
+    ] {
+        let (s, b) = call(
+            "post",
+            "/api/v1/repos/nightly/key",
+            Some(body),
+            Some(&admin),
+        );
+        assert_eq!(s, 400, "{b}");
+        spec.check("post", "/api/v1/repos/{repo}/key", s, &b);
+    }
 
     // Uploads: added, unchanged, refused.
     let files = crate::serve::tree_files(packed("el9_x86_64"));

@@ -314,7 +314,8 @@ fn builds_are_reproducible_cached_and_rebuild_only_what_a_change_reaches() {
             &[&el9[..], &["--workspace", &ws("ws4")], extra].concat(),
         )
     };
-    // Nothing changed: nothing builds, in a fraction of the time.
+    // Nothing changed: nothing builds (how much faster that is varies with the machine:
+    // printed, not asserted).
     let start = Instant::now();
     let (o, again) = in_ws4(&[]);
     let second = start.elapsed();
@@ -322,10 +323,6 @@ fn builds_are_reproducible_cached_and_rebuild_only_what_a_change_reaches() {
     assert_eq!(results(&again), all("cached"));
     eprintln!("first build {first:?}, cached build {second:?}");
     assert_eq!(keys(&again), keys(&four));
-    assert!(
-        second.as_secs_f64() < first.as_secs_f64() / 10.0,
-        "the cached build took {second:?}, the first {first:?}"
-    );
     // Another node (workspace) uses the same cache.
     let (_, elsewhere) = build(
         Some(&d4),

@@ -1065,6 +1065,22 @@ fn the_command_line_works_through_the_server() {
         ],
     );
     assert_eq!(key["repo"], "nightly");
+    // A secret key made elsewhere is imported through the server, once.
+    let elsewhere = dir.path().join("elsewhere");
+    py_json(&elsewhere, &["repo", "create", "tmp", "--kind", "volatile"]);
+    let made = py_json(
+        &elsewhere,
+        &["key", "generate", "--repo", "tmp", "--algorithm", "ed25519"],
+    );
+    let secret = elsewhere.join("keys/tmp.asc");
+    let import = ["key", "import", "--repo", "reg", secret.to_str().unwrap()];
+    let imported = remote(&url, &admin, &import);
+    assert_eq!(imported["fingerprint"], made["fingerprint"], "{imported}");
+    assert_eq!(server.get("/repos/reg/key.asc").0, 200);
+    let o = remote_run(&url, &admin, &import);
+    assert!(!o.status.success());
+    let said = format!("{}{}", stdout(&o), stderr(&o));
+    assert!(said.contains("already has a key"), "{said}");
     let report = remote(
         &url,
         &admin,
