@@ -348,6 +348,12 @@ impl Blobs for FsBlobs {
         // Hidden names are not served; a leftover of an interrupted removal is finished
         // by the next removal of the same key.
         let trash = path.with_file_name(format!(".removing-{name}"));
+        // What an interrupted removal left goes first: a rename cannot replace it.
+        match fs::remove_dir_all(&trash) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => return Err(io_at(&trash)(e)),
+        }
         match fs::rename(&path, &trash) {
             Ok(()) => {}
             Err(e) if e.kind() == io::ErrorKind::NotFound => {}
@@ -565,6 +571,29 @@ mod tests {
             .map(|e| e.unwrap().file_name())
             .collect();
         assert_eq!(names, ["pkg.deb"]);
+    }
+
+    #[test]
+    fn a_removed_tree_goes_whole_and_can_be_stored_into_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let b = FsBlobs::new(dir.path());
+        b.put("r/a/one.rpm", b"1").unwrap();
+        b.put("r/b/two.rpm", b"2").unwrap();
+        b.put("rest/keep.rpm", b"k").unwrap();
+        // A removal interrupted earlier left its trash behind.
+        fs::create_dir_all(dir.path().join(".removing-r/old")).unwrap();
+        fs::write(dir.path().join(".removing-r/old/f"), b"x").unwrap();
+        b.remove_tree("r").unwrap();
+        b.remove_tree("r").unwrap();
+        let mut left: Vec<_> = fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        left.sort();
+        assert_eq!(left, ["rest"]);
+        // The directories it had made are made again (this instance remembered them).
+        b.put("r/a/one.rpm", b"again").unwrap();
+        assert_eq!(b.get("r/a/one.rpm").unwrap().unwrap(), b"again");
     }
 
     #[test]
