@@ -15,6 +15,7 @@ pub mod build;
 pub mod cli;
 pub mod client;
 pub mod config;
+pub mod cores;
 pub mod layout;
 pub mod lint;
 pub mod lock;

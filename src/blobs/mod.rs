@@ -243,6 +243,14 @@ fn fall_back(e: &io::Error) -> bool {
         )
 }
 
+/// `r`, with "not found" taken as done (removing what is not there).
+pub(crate) fn unless_missing(r: io::Result<()>) -> io::Result<()> {
+    match r {
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+        r => r,
+    }
+}
+
 fn sync_dir(dir: &Path) -> Result<(), BlobError> {
     File::open(dir)
         .and_then(|d| d.sync_all())
@@ -349,25 +357,13 @@ impl Blobs for FsBlobs {
         // by the next removal of the same key.
         let trash = path.with_file_name(format!(".removing-{name}"));
         // What an interrupted removal left goes first: a rename cannot replace it.
-        match fs::remove_dir_all(&trash) {
-            Ok(()) => {}
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-            Err(e) => return Err(io_at(&trash)(e)),
-        }
-        match fs::rename(&path, &trash) {
-            Ok(()) => {}
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-            Err(e) => return Err(io_at(&path)(e)),
-        }
+        unless_missing(fs::remove_dir_all(&trash)).map_err(io_at(&trash))?;
+        unless_missing(fs::rename(&path, &trash)).map_err(io_at(&path))?;
         self.made
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .retain(|d| !d.starts_with(&path));
-        match fs::remove_dir_all(&trash) {
-            Ok(()) => Ok(()),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
-            Err(e) => Err(io_at(&trash)(e)),
-        }
+        unless_missing(fs::remove_dir_all(&trash)).map_err(io_at(&trash))
     }
 
     fn alias(&self, target: &str, alias: &str) -> Result<(), BlobError> {
@@ -518,6 +514,16 @@ mod tests {
         }
     }
 
+    /// The names in `dir`, sorted.
+    fn names(dir: &Path) -> Vec<String> {
+        let mut names: Vec<String> = fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        names
+    }
+
     #[test]
     fn new_and_replaced_files_are_whole_and_readable_by_all() {
         use std::os::unix::fs::PermissionsExt;
@@ -534,11 +540,7 @@ mod tests {
             assert_eq!(mode & 0o777, 0o644);
         }
         // Nothing else is left in the directory: no temporary names.
-        let names: Vec<_> = fs::read_dir(dir.path().join("r/a"))
-            .unwrap()
-            .map(|e| e.unwrap().file_name())
-            .collect();
-        assert_eq!(names, ["file.rpm"]);
+        assert_eq!(names(&dir.path().join("r/a")), ["file.rpm"]);
     }
 
     #[test]
@@ -566,11 +568,7 @@ mod tests {
         }
         assert!(b.get("r/new.deb").unwrap().is_none());
         assert_eq!(b.get("r/pkg.deb").unwrap().unwrap(), bytes);
-        let names: Vec<_> = fs::read_dir(dir.path().join("blobs/r"))
-            .unwrap()
-            .map(|e| e.unwrap().file_name())
-            .collect();
-        assert_eq!(names, ["pkg.deb"]);
+        assert_eq!(names(&dir.path().join("blobs/r")), ["pkg.deb"]);
     }
 
     #[test]
@@ -585,12 +583,7 @@ mod tests {
         fs::write(dir.path().join(".removing-r/old/f"), b"x").unwrap();
         b.remove_tree("r").unwrap();
         b.remove_tree("r").unwrap();
-        let mut left: Vec<_> = fs::read_dir(dir.path())
-            .unwrap()
-            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-            .collect();
-        left.sort();
-        assert_eq!(left, ["rest"]);
+        assert_eq!(names(dir.path()), ["rest"]);
         // The directories it had made are made again (this instance remembered them).
         b.put("r/a/one.rpm", b"again").unwrap();
         assert_eq!(b.get("r/a/one.rpm").unwrap().unwrap(), b"again");
@@ -628,11 +621,7 @@ mod tests {
         assert_eq!(b.get("r/repodata/sub/x").unwrap().unwrap(), b"x");
         assert!(b.replace_dir("r/repodata", &three, &|_| false).unwrap());
         // The current and the previous generation remain, and the link.
-        let mut names: Vec<_> = fs::read_dir(dir.path().join("r"))
-            .unwrap()
-            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-            .collect();
-        names.sort();
+        let names = names(&dir.path().join("r"));
         assert_eq!(names.len(), 3, "{names:?}");
         assert_eq!(b.get("r/repodata/repomd.xml").unwrap().unwrap(), b"three");
     }

@@ -177,27 +177,14 @@ fn read_one(dir: &Path) -> Read {
     }
 }
 
-/// Reads and parses the module files of `found` on every core, in order.
+/// Reads and parses the module files of `found` on every core (from 64 of them), in order.
 fn read_all(found: &[Found]) -> Vec<Read> {
-    // Small trees are not worth a thread (nor asking for the core count: cgroup files).
-    if found.len() < 64 {
-        return found.iter().map(|f| read_one(&f.dir)).collect();
-    }
-    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
-    if threads == 1 {
-        return found.iter().map(|f| read_one(&f.dir)).collect();
-    }
-    let chunk = found.len().div_ceil(threads);
-    std::thread::scope(|s| {
-        let handles: Vec<_> = found
-            .chunks(chunk)
-            .map(|part| s.spawn(move || part.iter().map(|f| read_one(&f.dir)).collect::<Vec<_>>()))
-            .collect();
-        handles
-            .into_iter()
-            .flat_map(|h| h.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
-            .collect()
-    })
+    crate::cores::map(
+        found.iter().collect(),
+        64,
+        |f| read_one(&f.dir),
+        |p| std::panic::resume_unwind(p),
+    )
 }
 
 impl Tree {

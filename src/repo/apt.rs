@@ -189,7 +189,7 @@ pub fn render(
         let dir = format!("{}/binary-{arch}", suite.component);
         let plain: Vec<u8> = parts.concat();
         // xz is the slow one: gzip runs beside it.
-        let (gz, xz) = segments::both(
+        let (gz, xz) = crate::cores::both(
             || segments::build("Packages", b"", &parts, &cuts, b"", GZIP, known),
             || segments::build("Packages", b"", &parts, &cuts, b"", XZ, known),
         );

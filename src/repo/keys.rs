@@ -217,11 +217,8 @@ impl Repositories {
     /// Removes the repository's signing key, if it has one (the repository is going).
     pub(super) fn remove_key(&self, repo: &str) -> Result<(), RepoError> {
         let path = self.key_path(repo);
-        match fs::remove_file(&path) {
-            Ok(()) => Ok(()),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-            Err(source) => Err(RepoError::Io { path, source }),
-        }
+        crate::blobs::unless_missing(fs::remove_file(&path))
+            .map_err(|source| RepoError::Io { path, source })
     }
 
     /// The repository's signer, if it has a key.

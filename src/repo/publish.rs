@@ -123,13 +123,16 @@ struct Ready {
 }
 
 /// A checked file's bytes: kept from the check, or — once a publish has kept
-/// [`KEEP_BYTES`] (the default) — read again from the source when stored (streamed, and refused if they
-/// no longer have the checked sha256), so a publish of many big packages does not hold
-/// them all in memory.
+/// [`KEEP_BYTES`] (the default) — read again from the source when stored (streamed, and
+/// refused if they no longer have the checked sha256), so a publish of many big packages
+/// does not hold them all in memory.
 enum Content {
     Kept(Vec<u8>),
     Source(PathBuf),
 }
+
+/// From how many files a publish checks and stores them on every core.
+const CORES_FROM: usize = 8;
 
 /// How many bytes of checked files one publish keeps in memory, by default.
 pub(super) const KEEP_BYTES: u64 = 256 << 20;
@@ -491,7 +494,7 @@ impl Repositories {
             }
             Ok(())
         };
-        on_cores(to_write.iter().collect(), store, || {
+        crate::cores::map(to_write.iter().collect(), CORES_FROM, store, |_| {
             Err(RepoError::BadPackage {
                 path: name.into(),
                 why: "a storing thread panicked".into(),
@@ -703,7 +706,7 @@ impl Repositories {
             }
             r
         };
-        on_cores(candidates, check, || {
+        crate::cores::map(candidates, CORES_FROM, check, |_| {
             Err(RepoError::BadPackage {
                 path: repo.name.clone(),
                 why: "a checking thread panicked".into(),
@@ -941,42 +944,6 @@ pub fn compare_versions(a: &PackageRecord, b: &PackageRecord) -> std::cmp::Order
         Scheme::Rpm
     };
     version::compare(scheme, &evr(a), &evr(b))
-}
-
-/// `f` of each item, in the items' order, spread over the cores when there are enough
-/// items to be worth a thread. A thread that panics gives one `panicked()` for its share.
-fn on_cores<T: Send, R: Send>(
-    items: Vec<T>,
-    f: impl Fn(T) -> R + Sync,
-    panicked: impl Fn() -> R + Sync,
-) -> Vec<R> {
-    // (Asking for the core count reads cgroup files: not for a few items.)
-    if items.len() < 8 {
-        return items.into_iter().map(f).collect();
-    }
-    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
-    if threads < 2 {
-        return items.into_iter().map(f).collect();
-    }
-    let size = items.len().div_ceil(threads);
-    let mut chunks: Vec<Vec<T>> = Vec::new();
-    let mut it = items.into_iter().peekable();
-    while it.peek().is_some() {
-        chunks.push(it.by_ref().take(size).collect());
-    }
-    std::thread::scope(|s| {
-        let handles: Vec<_> = chunks
-            .into_iter()
-            .map(|chunk| {
-                let f = &f;
-                s.spawn(move || chunk.into_iter().map(f).collect::<Vec<_>>())
-            })
-            .collect();
-        handles
-            .into_iter()
-            .flat_map(|h| h.join().unwrap_or_else(|_| vec![panicked()]))
-            .collect()
-    })
 }
 
 /// Records to drop so that each (kind, platform, name) keeps its newest `keep` versions.

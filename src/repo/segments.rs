@@ -9,8 +9,6 @@
 //! `open-checksum` and APT's `Release` need, is [`plain_sha256`]: callers hash while
 //! another thread compresses.
 
-use std::collections::HashMap;
-
 use sha2::{Digest, Sha256};
 
 use crate::pack::compress;
@@ -32,7 +30,7 @@ pub struct Built {
 }
 
 /// Compressed segments of earlier builds, by key.
-pub type Known = HashMap<String, Vec<u8>>;
+pub type Known = crate::store::Segments;
 
 /// What the builds of one index tree did with segments: those compressed anew, and the
 /// keys of all they used (the others can go).
@@ -55,19 +53,6 @@ impl Usage {
 pub struct Rendered {
     pub files: Vec<(String, Vec<u8>)>,
     pub usage: Usage,
-}
-
-/// Runs `a` on another thread and `b` on this one; both results. A panic in `a` goes on
-/// in the caller.
-pub fn both<A: Send, B>(a: impl FnOnce() -> A + Send, b: impl FnOnce() -> B) -> (A, B) {
-    std::thread::scope(|s| {
-        let other = s.spawn(a);
-        let mine = b();
-        let theirs = other
-            .join()
-            .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
-        (theirs, mine)
-    })
 }
 
 /// The SHA-256 of `head + parts + tail`, as hex: a document's plain checksum

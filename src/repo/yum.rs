@@ -426,7 +426,7 @@ pub fn render(
     // (primary) is hashed on another core while this one compresses, then hashes the rest.
     let plain_sum =
         |i: usize| segments::plain_sha256(heads[i].as_bytes(), &parts[i], docs[i].2.as_bytes());
-    let (first_sum, (built, other_sums)) = segments::both(
+    let (first_sum, (built, other_sums)) = crate::cores::both(
         || plain_sum(0),
         || {
             let built = docs

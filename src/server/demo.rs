@@ -2,9 +2,9 @@
 //! sees real repositories at once. Every component configuration of the tree is packed
 //! for one RPM and one DEB platform and published into `nightly` (volatile); each is also
 //! locked and registered into `releases` (registered). Both repositories get an Ed25519
-//! signing key, which signs their indexes and RPMs. The staged prefix of each component is generated (a README naming the
-//! configuration): building the components for real needs make and a C compiler, which
-//! `packyard build` will run.
+//! signing key, which signs their indexes and RPMs. The staged prefix of each component
+//! is generated (a README naming the configuration): building the components for real
+//! needs make and a C compiler, which `packyard build` will run.
 
 use std::path::Path;
 

@@ -142,6 +142,9 @@ pub struct PackageRecord {
     pub index: IndexEntry,
 }
 
+/// An index tree's compressed segments (see `repo::segments`), by key.
+pub type Segments = HashMap<String, Vec<u8>>;
+
 /// One package's entry in an index tree.
 #[derive(Debug, Clone, PartialEq)]
 pub struct IndexRow {
@@ -364,8 +367,7 @@ pub trait Store: Send + Sync {
     /// keep them between calls.
     fn index_entries(&self, repo: &str, tree: &str) -> Result<Arc<Vec<IndexRow>>, StoreError>;
     /// An index tree's cached segments, by key. Shared, like [`Store::index_entries`].
-    fn segments(&self, repo: &str, tree: &str)
-    -> Result<Arc<HashMap<String, Vec<u8>>>, StoreError>;
+    fn segments(&self, repo: &str, tree: &str) -> Result<Arc<Segments>, StoreError>;
 }
 
 #[cfg(test)]

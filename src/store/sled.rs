@@ -15,8 +15,8 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use super::{
-    Change, IndexEntry, IndexRow, LockRecord, PackageRecord, RepoRecord, Store, StoreError,
-    TokenRecord,
+    Change, IndexEntry, IndexRow, LockRecord, PackageRecord, RepoRecord, Segments, Store,
+    StoreError, TokenRecord,
 };
 
 pub struct SledStore {
@@ -25,8 +25,6 @@ pub struct SledStore {
     /// Held across a batch, so a reader never caches a tree a batch is changing.
     memo: Mutex<Memo>,
 }
-
-type Segments = HashMap<String, Vec<u8>>;
 
 /// How much memory (estimated) the kept index trees may take; past it, the trees used
 /// least recently are forgotten (and read again when next needed).
@@ -98,9 +96,8 @@ impl Memo {
 
     /// Forgets every kept tree of repository `repo`.
     fn forget_repo(&mut self, repo: &str) {
-        let ent = format!("ent\0{repo}\0").into_bytes();
-        let seg = format!("seg\0{repo}\0").into_bytes();
-        let theirs = |p: &Vec<u8>| p.starts_with(&ent) || p.starts_with(&seg);
+        let prefixes = repo_prefixes(repo);
+        let theirs = |p: &Vec<u8>| prefixes.iter().any(|r| p.starts_with(r));
         self.entries.retain(|p, _| !theirs(p));
         self.segments.retain(|p, _| !theirs(p));
         self.kept.retain(|p, _| !theirs(p));
@@ -274,6 +271,11 @@ fn name_key(repo: &str, r: &PackageRecord) -> Vec<u8> {
 }
 fn seg_prefix(repo: &str, tree: &str) -> Vec<u8> {
     format!("seg\0{repo}\0{tree}\0").into_bytes()
+}
+/// The prefixes of every key that belongs to repository `repo` (but its own record):
+/// packages, packages by name, index entries and segments.
+fn repo_prefixes(repo: &str) -> [Vec<u8>; 4] {
+    ["pkg", "name", "ent", "seg"].map(|kind| format!("{kind}\0{repo}\0").into_bytes())
 }
 
 fn backend(e: sled::Error) -> StoreError {
@@ -454,12 +456,7 @@ impl Store for SledStore {
                 }
                 Change::RemoveRepo(repo) => {
                     batch.remove(repo_key(&repo));
-                    for prefix in [
-                        pkg_prefix(&repo),
-                        format!("name\0{repo}\0").into_bytes(),
-                        format!("ent\0{repo}\0").into_bytes(),
-                        format!("seg\0{repo}\0").into_bytes(),
-                    ] {
+                    for prefix in repo_prefixes(&repo) {
                         for k in self.db.scan_prefix(&prefix).keys() {
                             batch.remove(k.map_err(backend)?);
                         }
@@ -584,25 +581,12 @@ impl Store for SledStore {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::{FileKind, Listing};
+    use crate::store::Listing;
 
     fn listed(path: &str, tree: &str) -> Change {
         Change::PutPackage {
             repo: "r".into(),
             record: PackageRecord {
-                path: path.into(),
-                kind: FileKind::Rpm,
-                platform: "el9_x86_64".into(),
-                name: "tool".into(),
-                epoch: 0,
-                version: "1.0".into(),
-                release: "1".into(),
-                arch: "x86_64".into(),
-                size: 10,
-                sha256: "ab".repeat(32),
-                published: 1,
-                configuration: None,
-                signed: false,
                 listed: Some(Listing {
                     tree: tree.into(),
                     order: path.into(),
@@ -612,6 +596,7 @@ mod tests {
                     filelists: String::new(),
                     other: String::new(),
                 },
+                ..crate::store::tests::record(path)
             },
         }
     }
