@@ -69,7 +69,19 @@ pub trait Blobs: Send + Sync {
     /// Like [`Blobs::put_unsynced`], with the bytes of the file `source`, streamed (never
     /// all in memory), which must still have the SHA-256 `sha256` (hex): a file changed
     /// since it was checked is refused, and nothing is stored.
-    fn put_file_unsynced(&self, key: &str, source: &Path, sha256: &str) -> Result<(), BlobError>;
+    fn put_file_unsynced(&self, key: &str, source: &Path, sha256: &str) -> Result<(), BlobError> {
+        let mut from = File::open(source).map_err(io_at(source))?;
+        self.put_reader_unsynced(key, &mut from, source, sha256)
+    }
+    /// Like [`Blobs::put_file_unsynced`], with what `from` reads (`source` names it in
+    /// errors).
+    fn put_reader_unsynced(
+        &self,
+        key: &str,
+        from: &mut dyn io::Read,
+        source: &Path,
+        sha256: &str,
+    ) -> Result<(), BlobError>;
     /// Makes everything stored so far durable.
     fn sync(&self) -> Result<(), BlobError>;
     fn get(&self, key: &str) -> Result<Option<Vec<u8>>, BlobError>;
@@ -262,15 +274,20 @@ impl Blobs for FsBlobs {
         self.put_with(key, &mut |f| f.write_all(bytes))
     }
 
-    fn put_file_unsynced(&self, key: &str, source: &Path, sha256: &str) -> Result<(), BlobError> {
-        let mut from = File::open(source).map_err(io_at(source))?;
+    fn put_reader_unsynced(
+        &self,
+        key: &str,
+        from: &mut dyn io::Read,
+        source: &Path,
+        sha256: &str,
+    ) -> Result<(), BlobError> {
         // Set when the bytes differ: the copy then stops with an error, nothing stored.
         let mut changed: Option<String> = None;
         let stored = self.put_with(key, &mut |f| {
             let mut h = Sha256::new();
             let mut buf = vec![0u8; 1 << 20];
             loop {
-                let n = match io::Read::read(&mut from, &mut buf) {
+                let n = match from.read(&mut buf) {
                     Ok(0) => break,
                     Ok(n) => n,
                     Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,

@@ -196,6 +196,9 @@ pub struct Repositories {
     pub store: Box<dyn Store>,
     pub blobs: Box<dyn Blobs>,
     keys_dir: PathBuf,
+    /// Where a publish stages signed packages it cannot keep in memory (unnamed files,
+    /// gone with the process).
+    scratch: PathBuf,
     pub layout: Layout,
     /// How many bytes of checked files one publish keeps in memory (the rest are read
     /// again when stored).
@@ -236,6 +239,7 @@ impl Repositories {
             store: Box::new(store),
             blobs: Box::new(FsBlobs::new(data.join("repos"))),
             keys_dir: data.join("keys"),
+            scratch: data.join("tmp"),
             layout,
             keep_bytes: publish::KEEP_BYTES,
         })

@@ -5,7 +5,8 @@
 //! (replaced, pruned) are deleted only after the indexes stop naming them.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
-use std::fs;
+use std::fs::{self, File};
+use std::io::{Seek, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -123,12 +124,14 @@ struct Ready {
 }
 
 /// A checked file's bytes: kept from the check, or — once a publish has kept
-/// [`KEEP_BYTES`] (the default) — read again from the source when stored (streamed, and
-/// refused if they no longer have the checked sha256), so a publish of many big packages
-/// does not hold them all in memory.
+/// [`KEEP_BYTES`] (the default) — read again when stored (streamed, and refused if they
+/// no longer have the checked sha256), so a publish of many big packages does not hold
+/// them all in memory: from the source, or, for RPMs signed here (whose signed bytes
+/// exist nowhere else), from an unnamed file in the data directory.
 enum Content {
     Kept(Vec<u8>),
     Source(PathBuf),
+    Staged(File),
 }
 
 /// From how many files a publish checks and stores them on every core.
@@ -482,6 +485,20 @@ impl Repositories {
                 Content::Kept(bytes) => self.blobs.put_unsynced(&key, bytes)?,
                 Content::Source(path) => {
                     self.blobs.put_file_unsynced(&key, path, &r.record.sha256)?
+                }
+                Content::Staged(file) => {
+                    let mut from = file;
+                    from.seek(std::io::SeekFrom::Start(0))
+                        .map_err(|source| RepoError::Io {
+                            path: self.scratch.clone(),
+                            source,
+                        })?;
+                    self.blobs.put_reader_unsynced(
+                        &key,
+                        &mut from,
+                        &self.scratch,
+                        &r.record.sha256,
+                    )?
                 }
             }
             self.blobs.put_unsynced(
@@ -850,10 +867,12 @@ impl Repositories {
             Parsed::Tgz => IndexEntry::None,
         };
         let previous = self.store.package(&repo.name, &key)?;
-        // Signed bytes exist only here; others can be read again.
+        // Signed bytes exist only here: staged, unless kept; others can be read again.
         let signed_here = signer.is_some() && record.kind == FileKind::Rpm;
-        let content = if signed_here || keep(kept, self.keep_bytes, record.size) {
+        let content = if keep(kept, self.keep_bytes, record.size) {
             Content::Kept(bytes)
+        } else if signed_here {
+            Content::Staged(self.stage(&bytes)?)
         } else {
             Content::Source(c.source)
         };
@@ -863,6 +882,19 @@ impl Repositories {
             record,
             previous,
         })
+    }
+
+    /// `bytes` in an unnamed file under the data directory (not in memory, nor on a
+    /// `/tmp` that may be memory), which disappears when closed, crash or not.
+    fn stage(&self, bytes: &[u8]) -> Result<File, RepoError> {
+        let io = |source| RepoError::Io {
+            path: self.scratch.clone(),
+            source,
+        };
+        fs::create_dir_all(&self.scratch).map_err(io)?;
+        let mut file = tempfile::tempfile_in(&self.scratch).map_err(io)?;
+        file.write_all(bytes).map_err(io)?;
+        Ok(file)
     }
 
     /// Serialises publishes to one repository across threads and processes.
@@ -1172,11 +1204,10 @@ mod tests {
         b.into_inner().unwrap().finish().unwrap()
     }
 
-    #[test]
-    fn files_past_the_memory_budget_are_read_again_when_stored() {
-        let dir = tempfile::tempdir().unwrap();
-        let mut repos =
-            Repositories::open(&dir.path().join("data"), crate::layout::Layout::builtin()).unwrap();
+    /// A data directory with volatile repository `r`.
+    fn repository(dir: &Path) -> Repositories {
+        let repos =
+            Repositories::open(&dir.join("data"), crate::layout::Layout::builtin()).unwrap();
         repos
             .create(&super::super::NewRepo {
                 name: "r".into(),
@@ -1187,6 +1218,23 @@ mod tests {
                 private: false,
             })
             .unwrap();
+        repos
+    }
+
+    fn publish_el9(repos: &Repositories, inputs: &[PathBuf], sign: bool) -> PublishReport {
+        let opts = PublishOptions {
+            sign,
+            platform: Some("el9_x86_64".into()),
+        };
+        repos
+            .publish("r", inputs, &opts, &crate::progress::Quiet)
+            .unwrap()
+    }
+
+    #[test]
+    fn files_past_the_memory_budget_are_read_again_when_stored() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut repos = repository(dir.path());
         let inputs: Vec<PathBuf> = (0..12)
             .map(|i| {
                 let p = dir.path().join(format!("tool{i}-1.0-1.tar.gz"));
@@ -1196,18 +1244,59 @@ mod tests {
             .collect();
         // Room for about one file: the others are streamed from their sources.
         repos.keep_bytes = fs::metadata(&inputs[0]).unwrap().len();
-        let opts = PublishOptions {
-            sign: false,
-            platform: Some("el9_x86_64".into()),
-        };
-        let report = repos
-            .publish("r", &inputs, &opts, &crate::progress::Quiet)
-            .unwrap();
+        let report = publish_el9(&repos, &inputs, false);
         assert_eq!(report.files.len(), 12);
         for (f, input) in report.files.iter().zip(&inputs) {
             let stored = repos.blobs.get(&format!("r/{}", f.path)).unwrap().unwrap();
             assert_eq!(stored, fs::read(input).unwrap(), "{}", f.path);
         }
+    }
+
+    #[test]
+    fn rpms_signed_past_the_memory_budget_are_staged_on_disk() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut repos = repository(dir.path());
+        repos
+            .generate_key("r", super::super::keys::Algorithm::Ed25519, false)
+            .unwrap();
+        let inputs: Vec<PathBuf> = (0..6)
+            .map(|i| {
+                let pkg =
+                    rpm::PackageBuilder::new(&format!("tool{i}"), "1.0", "MIT", "x86_64", "a tool")
+                        .release("1")
+                        .with_file_contents(
+                            format!("tool {i}\n").repeat(500),
+                            rpm::FileOptions::new(format!("/usr/share/tool{i}/readme")),
+                        )
+                        .unwrap()
+                        .build()
+                        .unwrap();
+                let p = dir.path().join(format!("tool{i}-1.0-1.x86_64.rpm"));
+                pkg.write_file(&p).unwrap();
+                p
+            })
+            .collect();
+        // Room for none of them: every signed RPM goes through a staged file.
+        repos.keep_bytes = 0;
+        let report = publish_el9(&repos, &inputs, true);
+        let public = repos.public_key("r").unwrap();
+        assert_eq!(report.files.len(), 6);
+        for (f, input) in report.files.iter().zip(&inputs) {
+            let stored = repos.blobs.get(&format!("r/{}", f.path)).unwrap().unwrap();
+            assert_ne!(
+                stored,
+                fs::read(input).unwrap(),
+                "{} was not signed",
+                f.path
+            );
+            assert_eq!(format!("{:x}", Sha256::digest(&stored)), f.sha256);
+            let pkg = rpm::Package::parse(&mut &stored[..]).unwrap();
+            let verifier = rpm::signature::pgp::Verifier::from_asc(&public).unwrap();
+            pkg.verify_signature(verifier).unwrap();
+        }
+        // Nothing staged is left behind.
+        let left: Vec<_> = fs::read_dir(dir.path().join("data/tmp")).unwrap().collect();
+        assert!(left.is_empty(), "{left:?}");
     }
 
     #[test]
