@@ -98,8 +98,37 @@ pub struct Tree {
     pub modules: Vec<Module>,
     pub configurations: Vec<Configuration>,
     pub problems: Vec<LoadProblem>,
+    /// The module files as they were when read: [`Tree::is_current`] compares it.
+    pub stamp: Stamp,
     module_index: HashMap<String, ModuleId>,
     config_index: HashMap<String, ConfigId>,
+}
+
+/// The module files of a tree, each by path, inode, size and change times: an edit in
+/// place changes the times, a replacement the inode, a new or removed module the list.
+/// Taken before the files are read, so a change while reading shows as a difference
+/// later, never as a stale match.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Stamp(Vec<(PathBuf, FileStamp)>);
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct FileStamp {
+    ino: u64,
+    size: u64,
+    mtime: (i64, i64),
+    ctime: (i64, i64),
+}
+
+impl FileStamp {
+    fn of(meta: &std::fs::Metadata) -> FileStamp {
+        use std::os::unix::fs::MetadataExt;
+        FileStamp {
+            ino: meta.ino(),
+            size: meta.size(),
+            mtime: (meta.mtime(), meta.mtime_nsec()),
+            ctime: (meta.ctime(), meta.ctime_nsec()),
+        }
+    }
 }
 
 /// A tree that cannot be loaded at all.
@@ -118,21 +147,30 @@ pub enum TreeError {
     },
 }
 
-/// A module folder, and the index of its parent folder among those found.
+/// A module folder, the index of its parent folder among those found, and its
+/// `module.toml`'s stamp.
 struct Found {
     dir: PathBuf,
     parent: Option<usize>,
+    file: FileStamp,
 }
 
-/// The module folders under `dir` (itself first), depth first, sub-folders by name.
-/// Symlinked folders are not followed (one pointing up would loop), nor hidden ones.
-fn find_modules(dir: &Path, parent: Option<usize>, out: &mut Vec<Found>) -> Result<(), TreeError> {
+/// The module folders under `dir` (itself first, its `module.toml` described by `meta`),
+/// depth first, sub-folders by name. Symlinked folders are not followed (one pointing up
+/// would loop), nor hidden ones.
+fn find_modules(
+    dir: &Path,
+    meta: &std::fs::Metadata,
+    parent: Option<usize>,
+    out: &mut Vec<Found>,
+) -> Result<(), TreeError> {
     let index = out.len();
     out.push(Found {
         dir: dir.to_path_buf(),
         parent,
+        file: FileStamp::of(meta),
     });
-    let mut subdirs: Vec<PathBuf> = std::fs::read_dir(dir)
+    let mut subdirs: Vec<(std::ffi::OsString, PathBuf, std::fs::Metadata)> = std::fs::read_dir(dir)
         .map_err(|source| TreeError::Io {
             path: dir.to_path_buf(),
             source,
@@ -142,14 +180,35 @@ fn find_modules(dir: &Path, parent: Option<usize>, out: &mut Vec<Found>) -> Resu
             e.file_type().is_ok_and(|t| t.is_dir())
                 && !e.file_name().to_string_lossy().starts_with('.')
         })
-        .map(|e| e.path())
-        .filter(|p| p.join("module.toml").is_file())
+        .filter_map(|e| {
+            let meta = std::fs::metadata(e.path().join("module.toml")).ok()?;
+            meta.is_file().then(|| (e.file_name(), e.path(), meta))
+        })
         .collect();
-    subdirs.sort();
-    for sub in subdirs {
-        find_modules(&sub, Some(index), out)?;
+    // By name: the same order as by path here, without comparing whole paths.
+    subdirs.sort_by(|a, b| a.0.cmp(&b.0));
+    for (_, sub, meta) in subdirs {
+        find_modules(&sub, &meta, Some(index), out)?;
     }
     Ok(())
+}
+
+/// The module folders of the tree at `root`, checked to be one.
+fn find_tree(root: &Path) -> Result<Vec<Found>, TreeError> {
+    if !root.is_dir() {
+        return Err(TreeError::NoDir(root.to_path_buf()));
+    }
+    let meta = std::fs::metadata(root.join("module.toml"))
+        .ok()
+        .filter(|m| m.is_file())
+        .ok_or_else(|| TreeError::NoRoot(root.to_path_buf()))?;
+    let mut found = Vec::new();
+    find_modules(root, &meta, None, &mut found)?;
+    Ok(found)
+}
+
+fn stamp_of(found: &[Found]) -> Stamp {
+    Stamp(found.iter().map(|f| (f.dir.clone(), f.file)).collect())
 }
 
 /// A module file, read and parsed.
@@ -190,25 +249,19 @@ fn read_all(found: &[Found]) -> Vec<Read> {
 impl Tree {
     /// Reads the tree rooted at `root` (which holds the project's `module.toml`).
     pub fn load(root: &Path) -> Result<Tree, TreeError> {
-        if !root.is_dir() {
-            return Err(TreeError::NoDir(root.to_path_buf()));
-        }
-        if !root.join("module.toml").is_file() {
-            return Err(TreeError::NoRoot(root.to_path_buf()));
-        }
+        // Three steps: find the module folders (in order), read and parse their files on
+        // every core (a release of ten thousand components is ten thousand files), then
+        // add them in folder order, so ids and problems come out as from a plain walk.
+        let found = find_tree(root)?;
         let mut tree = Tree {
             root: root.to_path_buf(),
             modules: Vec::new(),
             configurations: Vec::new(),
             problems: Vec::new(),
+            stamp: stamp_of(&found),
             module_index: HashMap::new(),
             config_index: HashMap::new(),
         };
-        // Three steps: find the module folders (in order), read and parse their files on
-        // every core (a release of ten thousand components is ten thousand files), then
-        // add them in folder order, so ids and problems come out as from a plain walk.
-        let mut found = Vec::new();
-        find_modules(root, None, &mut found)?;
         let read = read_all(&found);
         // Per folder, the module its children hang on: its own, or (when its file does
         // not parse) its parent's.
@@ -232,6 +285,12 @@ impl Tree {
             here.push(id.or(parent));
         }
         Ok(tree)
+    }
+
+    /// Whether the module files are still the ones this tree was read from (a walk and a
+    /// `stat` per module, no reading): a long-running server keeps a tree while it is.
+    pub fn is_current(&self) -> Result<bool, TreeError> {
+        Ok(stamp_of(&find_tree(&self.root)?) == self.stamp)
     }
 
     fn add_module_file(
@@ -514,6 +573,52 @@ mod tests {
     fn error_at_end_of_file_points_at_the_last_line() {
         let t = load_text("[module]\nname = \"p\"\nkind = \"project\"\nx = \"\"\"open\n");
         assert_eq!(t.problems[0].location.line, 4, "{:?}", t.problems);
+    }
+
+    #[test]
+    fn a_tree_is_current_until_a_module_file_changes() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        let project = "[module]\nname = \"p\"\nkind = \"project\"\n";
+        std::fs::write(root.join("module.toml"), project).unwrap();
+        let component = |name: &str, text: &str| {
+            let d = root.join(name);
+            std::fs::create_dir_all(&d).unwrap();
+            std::fs::write(d.join("module.toml"), text).unwrap();
+        };
+        let c = "[module]\nname = \"p.c\"\nkind = \"component\"\n";
+        component("c", c);
+        let tree = Tree::load(root).unwrap();
+        assert!(tree.is_current().unwrap());
+        // Untouched files, a file that is no module file: still current.
+        std::fs::write(root.join("c/notes.txt"), "x").unwrap();
+        std::fs::create_dir(root.join("not-a-module")).unwrap();
+        assert!(tree.is_current().unwrap());
+        // An edit in place (same inode).
+        component("c", &format!("{c}description = \"now\"\n"));
+        assert!(!tree.is_current().unwrap());
+        let tree = Tree::load(root).unwrap();
+        // A new module, then its removal.
+        component("d", "[module]\nname = \"p.d\"\nkind = \"component\"\n");
+        assert!(!tree.is_current().unwrap());
+        let tree = Tree::load(root).unwrap();
+        std::fs::remove_dir_all(root.join("d")).unwrap();
+        assert!(!tree.is_current().unwrap());
+        // A file replaced by a rename (a new inode), even with the same size and times.
+        let tree = Tree::load(root).unwrap();
+        let file = root.join("c/module.toml");
+        let times = std::fs::metadata(&file).unwrap().modified().unwrap();
+        std::fs::copy(&file, root.join("c/new")).unwrap();
+        let f = std::fs::File::options()
+            .write(true)
+            .open(root.join("c/new"))
+            .unwrap();
+        f.set_modified(times).unwrap();
+        std::fs::rename(root.join("c/new"), &file).unwrap();
+        assert!(!tree.is_current().unwrap());
+        // A root that went away is an error, not a match.
+        std::fs::remove_file(root.join("module.toml")).unwrap();
+        assert!(tree.is_current().is_err());
     }
 
     #[test]

@@ -760,7 +760,7 @@ async fn resolve(req: HttpRequest, state: Shared) -> Result<HttpResponse, ApiErr
         .collect();
     let s = state.clone();
     let plan = blocking(move || {
-        let tree = crate::config::Tree::load(&tree_dir).map_err(|e| {
+        let tree = s.tree(&tree_dir).map_err(|e| {
             ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "bad_tree", e.to_string())
         })?;
         let node = crate::resolve::node::ReportedNode {

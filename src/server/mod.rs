@@ -122,11 +122,36 @@ pub struct State {
     dirs: std::sync::RwLock<std::collections::HashMap<String, std::sync::Arc<std::fs::File>>>,
     /// Platforms and download-from templates, for plans.
     pub layout: crate::layout::Layout,
+    /// The module tree of the last plan, kept while its files stay the same: reading a
+    /// release of ten thousand components costs far more than checking it.
+    tree: std::sync::Mutex<Option<std::sync::Arc<crate::config::Tree>>>,
 }
 
 pub type Shared = web::Data<State>;
 
 impl State {
+    /// The module tree at `dir`: the one kept from an earlier plan if its files are
+    /// unchanged, else read again (and kept). Blocking.
+    pub fn tree(
+        &self,
+        dir: &std::path::Path,
+    ) -> Result<std::sync::Arc<crate::config::Tree>, crate::config::TreeError> {
+        let start = std::time::Instant::now();
+        let kept = self.tree.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        if let Some(t) = kept
+            && t.root == dir
+            && t.is_current()?
+        {
+            tracing::debug!(ms = start.elapsed().as_secs_f64() * 1e3, "module tree kept");
+            return Ok(t);
+        }
+        // Read without holding the lock: plans on a kept tree need not wait.
+        let t = std::sync::Arc::new(crate::config::Tree::load(dir)?);
+        *self.tree.lock().unwrap_or_else(|p| p.into_inner()) = Some(t.clone());
+        tracing::debug!(ms = start.elapsed().as_secs_f64() * 1e3, "module tree read");
+        Ok(t)
+    }
+
     /// The token the request carries, checked; `None` when it carries none.
     pub fn caller(&self, req: &HttpRequest) -> Result<Option<TokenRecord>, AuthError> {
         let Some(value) = req.headers().get(actix_web::http::header::AUTHORIZATION) else {
@@ -256,6 +281,7 @@ pub fn run(opts: ServeOptions) -> Result<(), ServeError> {
         private: Default::default(),
         dirs: Default::default(),
         layout: opts.layout.clone(),
+        tree: Default::default(),
     });
 
     actix_web::rt::System::new().block_on(async move {

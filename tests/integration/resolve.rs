@@ -628,6 +628,19 @@ fn the_server_plans_for_curl_only_nodes() {
         "/api/v1/resolve?configuration={WEB}&platform=deb12_amd64&privileged=true"
     ));
     assert_eq!(plan["dependencies"][0]["action"], "install", "{plan}");
+    assert!(plan.to_string().contains(ABSENT), "{plan}");
+    // The server keeps the tree between plans, but not past an edit of a module file.
+    let file = sc.tree.join("servers/web_server/module.toml");
+    let text = fs::read_to_string(&file).unwrap();
+    let absent =
+        format!("[[configuration.dependencies]]\nexternal = \"{ABSENT}\"\nscope = \"build\"\n");
+    assert!(text.contains(&absent));
+    fs::write(&file, text.replacen(&absent, "", 1)).unwrap();
+    let (status, plan) = get(&format!(
+        "/api/v1/resolve?configuration={WEB}&platform=deb12_amd64&privileged=true"
+    ));
+    assert_eq!(status, 200, "{plan}");
+    assert!(!plan.to_string().contains(ABSENT), "{plan}");
     // Errors: a failing plan, a bad parameter.
     let (status, e) = get("/api/v1/resolve?configuration=nope&platform=deb12_amd64");
     assert_eq!(
