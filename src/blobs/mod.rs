@@ -151,12 +151,10 @@ impl FsBlobs {
         let path = self.path(key)?;
         let dir = path.parent().unwrap_or(&self.root);
         self.make_dir(dir)?;
-        match put_new(dir, &path, fill) {
-            Ok(()) => return Ok(()),
-            // Replacing a file, or a file system without unnamed files: a temporary name,
-            // then a rename over the old one.
-            Err(e) if fall_back(&e) => {}
-            Err(e) => return Err(io_at(&path)(e)),
+        // A file system (or kernel, or a missing `/proc`) without unnamed files: a
+        // temporary name, then a rename over the old file.
+        if put_new(dir, &path, fill).map_err(io_at(&path))? {
+            return Ok(());
         }
         let mut tmp = tempfile::Builder::new()
             .prefix(".packyard-")
@@ -208,27 +206,59 @@ fn list_files(dir: &Path) -> Vec<String> {
     out
 }
 
-/// Writes a file that does not exist yet as an unnamed file in `dir` (`O_TMPFILE`), then
-/// gives it its name: readers see all of it or nothing, and the directory changes once
-/// (a temporary name costs an entry, a rename and a removal: most of a small file's cost).
+/// Stores at `path` what `fill` writes into an unnamed file in `dir` (`O_TMPFILE`), linked
+/// in once whole (over an old file: under a fresh temporary name, renamed over it): a new
+/// file changes its directory once, where a temporary name costs an entry, a rename and a
+/// removal, most of a small file's cost. `Ok(false)`,
+/// before anything is filled, where unnamed files cannot be made or linked: `fill` may
+/// read a stream, so it runs once at most.
 fn put_new(
     dir: &Path,
     path: &Path,
     fill: &mut dyn FnMut(&mut File) -> io::Result<()>,
-) -> io::Result<()> {
+) -> io::Result<bool> {
     use std::os::fd::AsRawFd;
-    use std::os::unix::ffi::OsStrExt;
     use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
-    let mut f = fs::OpenOptions::new()
+    // Linking an unnamed file goes through its `/proc/self/fd` name.
+    static PROC: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    if !*PROC.get_or_init(|| Path::new("/proc/self/fd").is_dir()) {
+        return Ok(false);
+    }
+    let mut f = match fs::OpenOptions::new()
         .write(true)
         .custom_flags(libc::O_TMPFILE)
         .mode(0o644)
-        .open(dir)?;
+        .open(dir)
+    {
+        Ok(f) => f,
+        Err(e)
+            if matches!(
+                e.raw_os_error(),
+                Some(libc::EOPNOTSUPP | libc::EISDIR | libc::EINVAL)
+            ) =>
+        {
+            return Ok(false);
+        }
+        Err(e) => return Err(e),
+    };
     // Repository files are read by web servers and users, whatever the umask.
     f.set_permissions(fs::Permissions::from_mode(0o644))?;
     fill(&mut f)?;
-    let from = std::ffi::CString::new(format!("/proc/self/fd/{}", f.as_raw_fd()))?;
-    let to = std::ffi::CString::new(path.as_os_str().as_bytes())?;
+    let from = PathBuf::from(format!("/proc/self/fd/{}", f.as_raw_fd()));
+    match link_following(&from, path) {
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+            link_over(dir, path, |tmp| link_following(&from, tmp))?
+        }
+        r => r?,
+    }
+    Ok(true)
+}
+
+/// `linkat` that follows `from` when it is a symlink (a `/proc/self/fd` name).
+fn link_following(from: &Path, to: &Path) -> io::Result<()> {
+    use std::os::unix::ffi::OsStrExt;
+    let from = std::ffi::CString::new(from.as_os_str().as_bytes())?;
+    let to = std::ffi::CString::new(to.as_os_str().as_bytes())?;
     // SAFETY: both are NUL-terminated paths that outlive the call.
     let linked = unsafe {
         libc::linkat(
@@ -245,14 +275,18 @@ fn put_new(
     Ok(())
 }
 
-/// Whether [`put_new`] failing with `e` leaves the temporary-name way to try: the name is
-/// taken, or the kernel, file system or missing `/proc` does not allow unnamed files.
-fn fall_back(e: &io::Error) -> bool {
-    e.kind() == io::ErrorKind::AlreadyExists
-        || matches!(
-            e.raw_os_error(),
-            Some(libc::EOPNOTSUPP | libc::EISDIR | libc::EINVAL | libc::ENOENT)
-        )
+/// Replaces `to` with a file that `link` gives a name, atomically: `link` makes that
+/// name under a fresh temporary name in `dir` (unique per call, so threads replacing
+/// files side by side do not take each other's), renamed over `to`.
+fn link_over(dir: &Path, to: &Path, link: impl Fn(&Path) -> io::Result<()>) -> io::Result<()> {
+    let tmp = tempfile::Builder::new()
+        .prefix(".packyard-")
+        .suffix(".link")
+        .make_in(dir, |p| link(p))?;
+    let name = tmp.path().to_path_buf();
+    tmp.persist(to).map_err(|e| e.error)?;
+    // A rename between two names of one file does nothing, leaving the temporary name.
+    unless_missing(fs::remove_file(name))
 }
 
 /// `r`, with "not found" taken as done (removing what is not there).
@@ -389,12 +423,17 @@ impl Blobs for FsBlobs {
         self.make_dir(dir)?;
         match fs::hard_link(&from, &to) {
             Ok(()) => Ok(()),
-            // Already there: replace it atomically (link under a temporary name, rename).
+            // Already there: unless it is this very file, replace it atomically.
             Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
-                let tmp = dir.join(format!(".packyard-link-{}", std::process::id()));
-                let _ = fs::remove_file(&tmp);
-                fs::hard_link(&from, &tmp).map_err(io_at(&from))?;
-                fs::rename(&tmp, &to).map_err(io_at(&to))
+                use std::os::unix::fs::MetadataExt;
+                let same =
+                    |a: &fs::Metadata, b: &fs::Metadata| (a.dev(), a.ino()) == (b.dev(), b.ino());
+                if let (Ok(a), Ok(b)) = (fs::metadata(&from), fs::symlink_metadata(&to))
+                    && same(&a, &b)
+                {
+                    return Ok(());
+                }
+                link_over(dir, &to, |tmp| fs::hard_link(&from, tmp)).map_err(io_at(&to))
             }
             Err(e) => Err(io_at(&from)(e)),
         }
@@ -571,6 +610,13 @@ mod tests {
         let sha = format!("{:x}", Sha256::digest(&bytes));
         b.put_file_unsynced("r/pkg.deb", &source, &sha).unwrap();
         assert_eq!(b.get("r/pkg.deb").unwrap().unwrap(), bytes);
+        // Streamed over an existing file: the stream is read once, and replaces it.
+        let newer = format!("{:x}", Sha256::digest(&bytes[1..]));
+        b.put_reader_unsynced("r/pkg.deb", &mut &bytes[1..], &source, &newer)
+            .unwrap();
+        assert_eq!(b.get("r/pkg.deb").unwrap().unwrap(), bytes[1..]);
+        b.put_file_unsynced("r/pkg.deb", &source, &sha).unwrap();
+        assert_eq!(b.get("r/pkg.deb").unwrap().unwrap(), bytes);
         // Changed since the check: refused, naming both checksums; for a new key and for
         // a replacement, nothing changes at the key and no temporary is left.
         fs::write(&source, b"rewritten").unwrap();
@@ -586,6 +632,38 @@ mod tests {
         assert!(b.get("r/new.deb").unwrap().is_none());
         assert_eq!(b.get("r/pkg.deb").unwrap().unwrap(), bytes);
         assert_eq!(names(&dir.path().join("blobs/r")), ["pkg.deb"]);
+    }
+
+    #[test]
+    fn aliases_replaced_side_by_side_each_get_their_own_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let b = FsBlobs::new(dir.path());
+        for i in 0..8 {
+            b.put(&format!("r/f{i}"), format!("file {i}").as_bytes())
+                .unwrap();
+            b.put(&format!("r/g{i}"), b"other").unwrap();
+            b.put(&format!("r/packages/a{i}"), b"old").unwrap();
+        }
+        // Eight threads replacing aliases in one directory at once, many times over, each
+        // time with another file; the last one is f<i>.
+        std::thread::scope(|s| {
+            for i in 0..8 {
+                let b = &b;
+                s.spawn(move || {
+                    for n in 0..200 {
+                        let target = if n % 2 == 0 { "g" } else { "f" };
+                        b.alias(&format!("r/{target}{i}"), &format!("r/packages/a{i}"))
+                            .unwrap();
+                    }
+                });
+            }
+        });
+        for i in 0..8 {
+            let got = b.get(&format!("r/packages/a{i}")).unwrap().unwrap();
+            assert_eq!(got, format!("file {i}").as_bytes());
+        }
+        let names = names(&dir.path().join("r/packages"));
+        assert_eq!(names.len(), 8, "{names:?}");
     }
 
     #[test]

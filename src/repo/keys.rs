@@ -281,11 +281,16 @@ impl Repositories {
 
     fn install_key(
         &self,
-        mut record: RepoRecord,
+        record: RepoRecord,
         armored: &str,
         force: bool,
     ) -> Result<KeyInfo, RepoError> {
         let signer = Signer::checked(armored)?;
+        // Like a publish: no publish, delete or other key change of this repository runs
+        // meanwhile, and the record is read again under the lock (a publish that ran
+        // since may have changed it; a delete, removed it).
+        let _guard = self.lock_repo(&record.name)?;
+        let mut record = self.repo(&record.name)?;
         if record.key.is_some() && !force {
             return Err(RepoError::KeyExists(record.name.clone()));
         }

@@ -248,6 +248,8 @@ impl Repositories {
     pub fn create(&self, new: &NewRepo) -> Result<RepoRecord, RepoError> {
         let name = new.name.as_str();
         check_repo_name(name)?;
+        // Two creates of one name: the second finds the first's record.
+        let _guard = self.lock_repo(name)?;
         if self.store.repo(name)?.is_some() {
             return Err(RepoError::Exists(name.into()));
         }
