@@ -129,8 +129,14 @@ async fn delete_repo(
     state: Shared,
 ) -> Result<HttpResponse, ApiError> {
     state.require(&req, Role::Admin)?;
-    let s = state.clone();
     let name = path.into_inner();
+    // Refused before anything stops serving it.
+    if state.repos.repo(&name)?.kind == crate::store::RepoKind::Registered {
+        return Err(crate::repo::RepoError::Permanent(name).into());
+    }
+    // Its files stop being served now, and nothing kept of it outlives the delete.
+    let _deleting = state.known.deleting(&name);
+    let s = state.clone();
     let gone = blocking(move || Ok(s.repos.delete(&name)?)).await?;
     Ok(HttpResponse::Ok().json(gone))
 }

@@ -9,12 +9,14 @@
 //! | [`browse`] | `/`: HTML pages |
 //! | [`metrics`] | `/metrics`, `/healthz`, and the per-request accounting |
 //! | [`queue`] | uploads to one repository published together (group commit) |
+//! | [`known`] | what file serving keeps per repository, forgotten on delete |
 
 pub mod api;
 pub mod browse;
 pub mod demo;
 pub mod errors;
 pub mod files;
+pub mod known;
 pub mod metrics;
 pub mod queue;
 
@@ -116,10 +118,9 @@ pub struct State {
     pub settings: Settings,
     pub metrics: metrics::Metrics,
     pub queue: queue::PublishQueue,
-    /// Per repository: whether it is private. Fixed at creation, so it can be kept.
-    private: std::sync::RwLock<std::collections::HashMap<String, bool>>,
-    /// Per repository: its directory, open, for [`files::open_beneath`].
-    dirs: std::sync::RwLock<std::collections::HashMap<String, std::sync::Arc<std::fs::File>>>,
+    /// Per repository: whether it is private (fixed at creation) and its directory, open
+    /// for [`files::open_beneath`]; forgotten when it is deleted.
+    pub known: known::Known,
     /// Platforms and download-from templates, for plans.
     pub layout: crate::layout::Layout,
     /// The module tree of the last plan, kept while its files stay the same: reading a
@@ -187,27 +188,18 @@ impl State {
     /// Whether the caller may read files of repository `name`: the hot path of file
     /// serving, so the answer per repository is kept (privacy never changes).
     pub fn may_read(&self, req: &HttpRequest, name: &str) -> Result<(), errors::ApiError> {
-        let known = self
-            .private
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(name)
-            .copied();
-        let private = match known {
-            Some(p) => p,
-            None => {
-                let p = self.readable_record(name)?.private;
-                self.private
-                    .write()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .insert(name.to_string(), p);
-                p
-            }
-        };
-        if private {
-            self.require(req, Role::Builder)?;
+        let private = self.known.get_or(
+            name,
+            |e| e.private,
+            |e, p| e.private = Some(p),
+            || Ok::<_, errors::ApiError>(self.readable_record(name)?.private),
+        )?;
+        match private {
+            // Being deleted.
+            None => Err(RepoError::NoSuchRepo(name.into()).into()),
+            Some(true) => Ok(self.require(req, Role::Builder).map(|_| ())?),
+            Some(false) => Ok(()),
         }
-        Ok(())
     }
 
     fn readable_record(&self, name: &str) -> Result<RepoRecord, errors::ApiError> {
@@ -217,20 +209,15 @@ impl State {
 
     /// Repository `name`'s directory, opened once.
     pub fn repo_dir(&self, name: &str) -> Option<std::sync::Arc<std::fs::File>> {
-        if let Some(d) = self
-            .dirs
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(name)
-        {
-            return Some(d.clone());
-        }
-        let dir = std::sync::Arc::new(std::fs::File::open(self.repos_root.join(name)).ok()?);
-        self.dirs
-            .write()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(name.to_string(), dir.clone());
-        Some(dir)
+        self.known
+            .get_or(
+                name,
+                |e| e.dir.clone(),
+                |e, d| e.dir = Some(d),
+                || std::fs::File::open(self.repos_root.join(name)).map(std::sync::Arc::new),
+            )
+            .ok()
+            .flatten()
     }
 
     /// The URL clients reach this server at: the configured one, else the request's.
@@ -278,8 +265,7 @@ pub fn run(opts: ServeOptions) -> Result<(), ServeError> {
         settings: settings.clone(),
         metrics: metrics::Metrics::new(),
         queue: queue::PublishQueue::default(),
-        private: Default::default(),
-        dirs: Default::default(),
+        known: Default::default(),
         layout: opts.layout.clone(),
         tree: Default::default(),
     });

@@ -480,6 +480,8 @@ fn an_admin_deletes_a_volatile_repository_through_the_server() {
         "{body}"
     );
     assert_eq!(delete("nope", &admin).0, 404);
+    // Served before the delete: what the server kept to serve it must not outlive it.
+    assert_eq!(server.get(&format!("/repos/scratch/{key}")).1, bytes);
     let (s, body) = server.get("/metrics");
     assert_eq!(s, 200);
     assert!(String::from_utf8_lossy(&body).contains("repo=\"scratch\""));
@@ -490,16 +492,29 @@ fn an_admin_deletes_a_volatile_repository_through_the_server() {
     assert_eq!(server.get("/api/v1/repos/scratch").0, 404);
     let (_, body) = server.get("/metrics");
     assert!(!String::from_utf8_lossy(&body).contains("repo=\"scratch\""));
-    // Created again, the same server stores into it from scratch.
+    // Created again, private this time: the same server stores into it from scratch,
+    // and serves it only to a caller with a token.
     let (s, body) = server.post(
         "/api/v1/repos",
-        &json!({"name": "scratch", "kind": "volatile"}),
+        &json!({"name": "scratch", "kind": "volatile", "private": true}),
         Some(&admin),
     );
     assert_eq!(s, 201, "{body}");
     let (s, body) = server.upload("scratch", key, &bytes, Some(&builder), &[]);
     assert_eq!((s, body["action"].as_str()), (201, Some("added")), "{body}");
-    assert_eq!(server.get(&format!("/repos/scratch/{key}")).1, bytes);
+    assert_eq!(server.get(&format!("/repos/scratch/{key}")).0, 401);
+    let mut r = ureq::get(format!("{}/repos/scratch/{key}", server.url))
+        .header("Authorization", format!("Bearer {builder}"))
+        .call()
+        .unwrap();
+    assert_eq!(
+        r.body_mut()
+            .with_config()
+            .limit(1 << 30)
+            .read_to_vec()
+            .unwrap(),
+        bytes
+    );
     assert!(server.stop().success());
 }
 

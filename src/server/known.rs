@@ -1,0 +1,153 @@
+//! What file serving keeps per repository — whether it is private, its open directory — so
+//! the hot path asks the store nothing. A repository being deleted is not served and not
+//! kept, and what was kept of it is forgotten, so a repository created again under its
+//! name starts afresh.
+
+use std::collections::HashMap;
+use std::fs::File;
+use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
+
+#[derive(Default)]
+pub struct Known {
+    inner: RwLock<Inner>,
+}
+
+#[derive(Default)]
+struct Inner {
+    /// Moves on at every forgetting: what was looked up before it is not kept.
+    epoch: u64,
+    entries: HashMap<String, Entry>,
+    /// Deletes running, per repository.
+    deleting: HashMap<String, usize>,
+}
+
+/// What is kept of one repository.
+#[derive(Default)]
+pub struct Entry {
+    pub private: Option<bool>,
+    pub dir: Option<Arc<File>>,
+}
+
+impl Known {
+    fn read(&self) -> RwLockReadGuard<'_, Inner> {
+        self.inner.read().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn write(&self) -> RwLockWriteGuard<'_, Inner> {
+        self.inner.write().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// What `get` finds kept of repository `name`, else what `look` finds (kept with
+    /// `set`, unless the repository was forgotten meanwhile). `None` while it is being
+    /// deleted.
+    pub fn get_or<T: Clone, E>(
+        &self,
+        name: &str,
+        get: impl Fn(&Entry) -> Option<T>,
+        set: impl FnOnce(&mut Entry, T),
+        look: impl FnOnce() -> Result<T, E>,
+    ) -> Result<Option<T>, E> {
+        let epoch = {
+            let k = self.read();
+            if k.deleting.contains_key(name) {
+                return Ok(None);
+            }
+            if let Some(v) = k.entries.get(name).and_then(&get) {
+                return Ok(Some(v));
+            }
+            k.epoch
+        };
+        let v = look()?;
+        let mut k = self.write();
+        if k.epoch == epoch {
+            set(k.entries.entry(name.to_string()).or_default(), v.clone());
+        }
+        Ok(Some(v))
+    }
+
+    /// Forgets repository `name` and stops serving it until the guard is dropped (when
+    /// its delete has ended, whichever way), then forgets it again.
+    pub fn deleting(&self, name: &str) -> Deleting<'_> {
+        let mut k = self.write();
+        k.forget(name);
+        *k.deleting.entry(name.to_string()).or_default() += 1;
+        Deleting {
+            known: self,
+            name: name.to_string(),
+        }
+    }
+}
+
+impl Inner {
+    fn forget(&mut self, name: &str) {
+        self.epoch += 1;
+        self.entries.remove(name);
+    }
+}
+
+/// A delete under way: see [`Known::deleting`].
+pub struct Deleting<'a> {
+    known: &'a Known,
+    name: String,
+}
+
+impl Drop for Deleting<'_> {
+    fn drop(&mut self) {
+        let mut k = self.known.write();
+        k.forget(&self.name);
+        if let Some(n) = k.deleting.get_mut(&self.name) {
+            *n -= 1;
+            if *n == 0 {
+                k.deleting.remove(&self.name);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn private(k: &Known, name: &str, found: bool) -> Option<bool> {
+        k.get_or(
+            name,
+            |e| e.private,
+            |e, p| e.private = Some(p),
+            || Ok::<_, ()>(found),
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn kept_until_deleted_and_not_served_meanwhile() {
+        let k = Known::default();
+        assert_eq!(private(&k, "r", false), Some(false));
+        // Kept: a different answer from the store is not asked for.
+        assert_eq!(private(&k, "r", true), Some(false));
+        {
+            let _d = k.deleting("r");
+            assert_eq!(private(&k, "r", true), None);
+        }
+        // Created again, private now: looked up afresh.
+        assert_eq!(private(&k, "r", true), Some(true));
+    }
+
+    #[test]
+    fn a_lookup_that_overlaps_a_delete_is_not_kept() {
+        let k = Known::default();
+        let got = k
+            .get_or(
+                "r",
+                |e| e.private,
+                |e, p| e.private = Some(p),
+                || {
+                    // The delete starts and ends while the store is being asked.
+                    drop(k.deleting("r"));
+                    Ok::<_, ()>(false)
+                },
+            )
+            .unwrap();
+        assert_eq!(got, Some(false));
+        assert_eq!(private(&k, "r", true), Some(true));
+    }
+}
