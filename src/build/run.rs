@@ -586,18 +586,19 @@ fn run_step(job: &Job, log: &mut Log, step: &str, cmd: &str, dir: &Path) -> Resu
     let start = Instant::now();
     let out = log.file.try_clone().map_err(|e| failed(step, e))?;
     let err = log.file.try_clone().map_err(|e| failed(step, e))?;
-    let mut child = Command::new("sh")
-        .arg("-c")
-        .arg(cmd)
-        .current_dir(dir)
-        // Temporary files stay in the workspace and go with it.
-        .env("TMPDIR", job.output.join("tmp"))
-        .stdin(Stdio::null())
-        .stdout(out)
-        .stderr(err)
-        .spawn()
-        .map_err(|e| failed(step, format!("cannot run sh: {e}")))?;
-    let status = super::stop::wait(&mut child, job.step_timeout)
+    let child = super::stop::spawn(
+        Command::new("sh")
+            .arg("-c")
+            .arg(cmd)
+            .current_dir(dir)
+            // Temporary files stay in the workspace and go with it.
+            .env("TMPDIR", job.output.join("tmp"))
+            .stdin(Stdio::null())
+            .stdout(out)
+            .stderr(err),
+    )
+    .map_err(|e| failed(step, format!("cannot run sh: {e}")))?;
+    let status = super::stop::wait(child, job.step_timeout)
         .map_err(|e| failed(step, format!("waiting for sh: {e}")))?;
     let seconds = start.elapsed().as_secs_f64();
     let Some(status) = status else {

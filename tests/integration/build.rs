@@ -582,8 +582,9 @@ fn keep_going_custom_packaging_and_clean() {
     assert!(!o.status.success());
 }
 
-/// `--step-timeout`: a target that hangs is stopped with what it started, and fails its
-/// component with a reason that says so.
+/// `--step-timeout`: a target that hangs is stopped with what it started (also what was
+/// re-parented on the way), and fails its component with a reason that says so. A build
+/// that is itself stopped (SIGTERM, as Ctrl-C would) stops its steps too.
 #[test]
 fn a_step_past_the_step_timeout_is_stopped_and_fails() {
     let t = tempfile::tempdir().unwrap();
@@ -625,7 +626,7 @@ tag = "v1.0.0"
 
 [configuration.commands]
 checkout = "mkdir -p ${{moduleName}}"
-compile = "sleep {marker} & sleep {marker}; echo end-$((40 + 2))"
+compile = "(sleep {marker} &); sleep {marker} & sleep {marker}; echo end-$((40 + 2))"
 "#
         ),
     );
@@ -668,7 +669,7 @@ compile = "sleep {marker} & sleep {marker}; echo end-$((40 + 2))"
     assert_eq!(hang["result"], "failed", "{hang}");
     let reason = hang["reason"].as_str().unwrap();
     assert!(
-        reason.starts_with("compile: `sleep")
+        reason.starts_with("compile: `(sleep")
             && reason.contains("ran longer than --step-timeout (1 s)"),
         "{reason}"
     );
@@ -681,6 +682,34 @@ compile = "sleep {marker} & sleep {marker}; echo end-$((40 + 2))"
         std::thread::sleep(std::time::Duration::from_millis(20));
     }
     assert!(!running(), "a `sleep {marker}` outlived its step");
+
+    // No limit, but the build itself is stopped while the step hangs.
+    let mut packyard = Command::new(env!("CARGO_BIN_EXE_packyard"))
+        .arg("--data")
+        .arg(d)
+        .args(["build", "--platform", "el9_x86_64", "--workspace"])
+        .arg(t.path().join("ws2"))
+        .arg("--tree")
+        .arg(&tree)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let until = Instant::now() + std::time::Duration::from_secs(60);
+    while !running() && Instant::now() < until {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    assert!(running(), "the step never started");
+    // SAFETY: signalling our own child.
+    unsafe { libc::kill(packyard.id() as libc::pid_t, libc::SIGTERM) };
+    let status = packyard.wait().unwrap();
+    assert!(!status.success());
+    let until = Instant::now() + std::time::Duration::from_secs(3);
+    while running() && Instant::now() < until {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    assert!(!running(), "a `sleep {marker}` outlived the stopped build");
+
     let o = Command::new(env!("CARGO_BIN_EXE_packyard"))
         .args(["build", "--step-timeout", "0", "--tree"])
         .arg(&tree)
