@@ -235,14 +235,48 @@ impl Repositories {
             });
         }
         let store = SledStore::open_waiting(&data.join("store"), STORE_WAIT)?;
-        Ok(Repositories {
+        let repos = Repositories {
             store: Box::new(store),
             blobs: Box::new(FsBlobs::new(data.join("repos"))),
             keys_dir: data.join("keys"),
             scratch: data.join("tmp"),
             layout,
             keep_bytes: publish::KEEP_BYTES,
-        })
+        };
+        repos.sweep(&data.join("repos"))?;
+        Ok(repos)
+    }
+
+    /// Removes what a delete interrupted after its records went left behind: repository
+    /// directories and signing keys with no repository record. Safe on open: this process
+    /// holds the store, so no create runs elsewhere.
+    fn sweep(&self, repos_dir: &Path) -> Result<(), RepoError> {
+        let known: std::collections::HashSet<String> =
+            self.store.repos()?.into_iter().map(|r| r.name).collect();
+        let orphan = |name: &str| check_repo_name(name).is_ok() && !known.contains(name);
+        let names = |dir: &Path| -> Vec<String> {
+            std::fs::read_dir(dir)
+                .into_iter()
+                .flatten()
+                .flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect()
+        };
+        for name in names(repos_dir) {
+            // `remove_tree` also finishes a `.removing-<name>` left by a removal.
+            let name = name.strip_prefix(".removing-").unwrap_or(&name);
+            if orphan(name) {
+                self.blobs.remove_tree(name)?;
+            }
+        }
+        for name in names(&self.keys_dir) {
+            if let Some(repo) = name.strip_suffix(".asc")
+                && orphan(repo)
+            {
+                self.remove_key(repo)?;
+            }
+        }
+        Ok(())
     }
 
     pub fn create(&self, new: &NewRepo) -> Result<RepoRecord, RepoError> {
@@ -344,6 +378,46 @@ impl Repositories {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_delete_interrupted_after_its_records_is_finished_on_open() {
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().join("data");
+        let repos = Repositories::open(&data, Layout::builtin()).unwrap();
+        for name in ["gone", "kept"] {
+            repos
+                .create(&NewRepo {
+                    name: name.into(),
+                    kind: RepoKind::Volatile,
+                    platforms: vec![],
+                    keep: None,
+                    yum_compression: Default::default(),
+                    private: false,
+                })
+                .unwrap();
+            repos
+                .generate_key(name, keys::Algorithm::Ed25519, false)
+                .unwrap();
+            repos
+                .blobs
+                .put(&format!("{name}/a/b.tar.gz"), b"x")
+                .unwrap();
+        }
+        std::fs::create_dir_all(data.join("repos/.removing-gone2/a")).unwrap();
+        // The records go, then the process dies.
+        repos
+            .store
+            .apply(vec![crate::store::Change::RemoveRepo("gone".into())])
+            .unwrap();
+        drop(repos);
+        let repos = Repositories::open(&data, Layout::builtin()).unwrap();
+        assert!(!data.join("repos/gone").exists());
+        assert!(!data.join("repos/.removing-gone2").exists());
+        assert!(!data.join("keys/gone.asc").exists());
+        assert!(data.join("repos/kept/a/b.tar.gz").exists());
+        assert!(data.join("keys/kept.asc").exists());
+        assert!(repos.public_key("kept").is_ok());
+    }
 
     #[test]
     fn repository_names() {
