@@ -41,6 +41,11 @@ pub enum RepoError {
     NoSuchPackage { repo: String, path: String },
     #[error("a repository named {0:?} already exists")]
     Exists(String),
+    #[error(
+        "the data directory already holds {}, of a repository named {name:?} that the store does not know",
+        path.display()
+    )]
+    Leftover { name: String, path: PathBuf },
     #[error("{0:?} is not a valid repository name")]
     BadName(String),
     #[error("unknown platform {0:?}")]
@@ -108,6 +113,12 @@ impl RepoError {
                 format!("list what it holds with `packyard repo show {repo}`")
             }
             RepoError::Exists(_) => "pick another name, or use the existing one".into(),
+            RepoError::Leftover { path, .. } => format!(
+                "if the store was restored from an older copy, restore one that matches; else \
+                 move {} away (a key there may be the only copy of a signing key) and create \
+                 the repository again",
+                path.display()
+            ),
             RepoError::BadName(_) => {
                 "use lowercase letters, digits, `.`, `_` and `-`, starting with a letter or digit"
                     .into()
@@ -243,40 +254,55 @@ impl Repositories {
             layout,
             keep_bytes: publish::KEEP_BYTES,
         };
-        repos.sweep(&data.join("repos"))?;
+        repos.sweep()?;
         Ok(repos)
     }
 
-    /// Removes what a delete interrupted after its records went left behind: repository
-    /// directories and signing keys with no repository record. Safe on open: this process
-    /// holds the store, so no create runs elsewhere.
-    fn sweep(&self, repos_dir: &Path) -> Result<(), RepoError> {
-        let known: std::collections::HashSet<String> =
-            self.store.repos()?.into_iter().map(|r| r.name).collect();
-        let orphan = |name: &str| check_repo_name(name).is_ok() && !known.contains(name);
-        let names = |dir: &Path| -> Vec<String> {
-            std::fs::read_dir(dir)
-                .into_iter()
-                .flatten()
-                .flatten()
-                .map(|e| e.file_name().to_string_lossy().into_owned())
-                .collect()
-        };
-        for name in names(repos_dir) {
-            // `remove_tree` also finishes a `.removing-<name>` left by a removal.
-            let name = name.strip_prefix(".removing-").unwrap_or(&name);
-            if orphan(name) {
-                self.blobs.remove_tree(name)?;
+    /// Finishes the deletes that were interrupted: each leaves a marker until its files
+    /// and key are gone. Only marked repositories are touched — a store that lost records
+    /// some other way (restored from an older copy) never costs files or keys. Safe on
+    /// open: this process holds the store, so no delete or create runs elsewhere.
+    fn sweep(&self) -> Result<(), RepoError> {
+        let dir = self.markers_dir();
+        for e in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
+            let name = e.file_name().to_string_lossy().into_owned();
+            if check_repo_name(&name).is_err() {
+                continue;
             }
-        }
-        for name in names(&self.keys_dir) {
-            if let Some(repo) = name.strip_suffix(".asc")
-                && orphan(repo)
-            {
-                self.remove_key(repo)?;
+            if self.store.repo(&name)?.is_none() {
+                self.remove_files(&name)?;
             }
+            // Else the delete stopped before its records went: nothing was deleted.
+            self.unmark(&name)?;
         }
         Ok(())
+    }
+
+    fn markers_dir(&self) -> PathBuf {
+        self.keys_dir.with_file_name("deleting")
+    }
+
+    /// Marks repository `name` as being deleted, durably.
+    fn mark(&self, name: &str) -> Result<(), RepoError> {
+        let path = self.markers_dir().join(name);
+        let io = |source| RepoError::Io {
+            path: path.clone(),
+            source,
+        };
+        std::fs::create_dir_all(self.markers_dir()).map_err(io)?;
+        crate::atomic::write(&path, b"").map_err(io)
+    }
+
+    fn unmark(&self, name: &str) -> Result<(), RepoError> {
+        let path = self.markers_dir().join(name);
+        crate::blobs::unless_missing(std::fs::remove_file(&path))
+            .map_err(|source| RepoError::Io { path, source })
+    }
+
+    /// A deleted repository's files and key.
+    fn remove_files(&self, name: &str) -> Result<(), RepoError> {
+        self.blobs.remove_tree(name)?;
+        self.remove_key(name)
     }
 
     pub fn create(&self, new: &NewRepo) -> Result<RepoRecord, RepoError> {
@@ -304,9 +330,22 @@ impl Repositories {
                 hint: "a registered repository keeps every package for good; drop --keep".into(),
             });
         }
-        // Files and a key left by a delete that was interrupted after its records went.
-        self.blobs.remove_tree(name)?;
-        self.remove_key(name)?;
+        // Files and a key a delete left when it was interrupted after its records went
+        // go; any others are not ours to remove.
+        if self.markers_dir().join(name).exists() {
+            self.remove_files(name)?;
+            self.unmark(name)?;
+        }
+        let leftover = [
+            self.blobs.local_path(name),
+            Some(self.keys_dir.join(format!("{name}.asc"))),
+        ];
+        if let Some(path) = leftover.into_iter().flatten().find(|p| p.exists()) {
+            return Err(RepoError::Leftover {
+                name: name.into(),
+                path,
+            });
+        }
         let mut platforms = new.platforms.clone();
         platforms.sort();
         platforms.dedup();
@@ -337,12 +376,14 @@ impl Repositories {
             return Err(RepoError::Permanent(name.into()));
         }
         let summary = self.summary(record)?;
-        // Records first: from then on nobody sees the repository, and its name can be
-        // used again (`create` clears files an interrupted delete left).
+        // Marked, then records: from then on nobody sees the repository, and its name can
+        // be used again. Files and key go last; the mark says they may (an interrupted
+        // delete is finished by the next command, or by a create of the same name).
+        self.mark(name)?;
         self.store
             .apply(vec![crate::store::Change::RemoveRepo(name.into())])?;
-        self.blobs.remove_tree(name)?;
-        self.remove_key(name)?;
+        self.remove_files(name)?;
+        self.unmark(name)?;
         Ok(summary)
     }
 
@@ -403,20 +444,41 @@ mod tests {
                 .put(&format!("{name}/a/b.tar.gz"), b"x")
                 .unwrap();
         }
-        std::fs::create_dir_all(data.join("repos/.removing-gone2/a")).unwrap();
-        // The records go, then the process dies.
+        // A delete marks "gone", its records go, then the process dies; "kept" lost its
+        // record some other way (an older store put back) and is not marked.
+        repos.mark("gone").unwrap();
+        repos.mark("never").unwrap();
         repos
             .store
-            .apply(vec![crate::store::Change::RemoveRepo("gone".into())])
+            .apply(vec![
+                crate::store::Change::RemoveRepo("gone".into()),
+                crate::store::Change::RemoveRepo("kept".into()),
+            ])
             .unwrap();
+        std::fs::create_dir_all(data.join("repos/.removing-gone/a")).unwrap();
         drop(repos);
         let repos = Repositories::open(&data, Layout::builtin()).unwrap();
         assert!(!data.join("repos/gone").exists());
-        assert!(!data.join("repos/.removing-gone2").exists());
+        assert!(!data.join("repos/.removing-gone").exists());
         assert!(!data.join("keys/gone.asc").exists());
+        assert_eq!(std::fs::read_dir(data.join("deleting")).unwrap().count(), 0);
+        // Unmarked: files and key stay, and a create of the name says why it cannot.
         assert!(data.join("repos/kept/a/b.tar.gz").exists());
         assert!(data.join("keys/kept.asc").exists());
-        assert!(repos.public_key("kept").is_ok());
+        let new = |name: &str| NewRepo {
+            name: name.into(),
+            kind: RepoKind::Volatile,
+            platforms: vec![],
+            keep: None,
+            yum_compression: Default::default(),
+            private: false,
+        };
+        let e = repos.create(&new("kept")).unwrap_err();
+        assert!(matches!(e, RepoError::Leftover { .. }), "{e}");
+        assert!(e.hint().unwrap().contains("move"), "{e}");
+        assert!(data.join("keys/kept.asc").exists());
+        // The finished delete's name is free.
+        repos.create(&new("gone")).unwrap();
     }
 
     #[test]

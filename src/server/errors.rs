@@ -70,6 +70,7 @@ impl From<RepoError> for ApiError {
             RepoError::NoSuchRepo(_) => (S::NOT_FOUND, "no_such_repo"),
             RepoError::NoSuchPackage { .. } => (S::NOT_FOUND, "no_such_package"),
             RepoError::Exists(_) => (S::CONFLICT, "exists"),
+            RepoError::Leftover { .. } => (S::CONFLICT, "leftover"),
             RepoError::BadName(_) => (S::BAD_REQUEST, "bad_name"),
             RepoError::UnknownPlatform(_) => (S::BAD_REQUEST, "unknown_platform"),
             RepoError::BadPackage { .. } => (S::BAD_REQUEST, "bad_package"),
