@@ -6,7 +6,6 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::fs::{self, File};
-use std::io::{Seek, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -131,7 +130,82 @@ struct Ready {
 enum Content {
     Kept(Vec<u8>),
     Source(PathBuf),
-    Staged(File),
+    /// `len` bytes at `at` in the publish's [`Staging`] file.
+    Staged {
+        at: u64,
+        len: u64,
+    },
+}
+
+/// Signed RPMs a publish cannot keep in memory: one unnamed file under the data directory
+/// (not in memory, nor on a `/tmp` that may be memory), each package at its own offset —
+/// one descriptor however many there are — gone when the publish ends, crash or not.
+struct Staging<'a> {
+    dir: &'a Path,
+    file: std::sync::OnceLock<Result<File, (std::io::ErrorKind, String)>>,
+    end: AtomicU64,
+}
+
+impl Staging<'_> {
+    fn new(dir: &Path) -> Staging<'_> {
+        Staging {
+            dir,
+            file: Default::default(),
+            end: AtomicU64::new(0),
+        }
+    }
+
+    fn io(&self, source: std::io::Error) -> RepoError {
+        RepoError::Io {
+            path: self.dir.to_path_buf(),
+            source,
+        }
+    }
+
+    fn file(&self) -> Result<&File, RepoError> {
+        let made = self.file.get_or_init(|| {
+            fs::create_dir_all(self.dir)
+                .and_then(|()| tempfile::tempfile_in(self.dir))
+                .map_err(|e| (e.kind(), e.to_string()))
+        });
+        made.as_ref()
+            .map_err(|(kind, e)| self.io(std::io::Error::new(*kind, e.clone())))
+    }
+
+    /// Stages `bytes`; where they went.
+    fn put(&self, bytes: &[u8]) -> Result<Content, RepoError> {
+        use std::os::unix::fs::FileExt;
+        let file = self.file()?;
+        let len = bytes.len() as u64;
+        let at = self.end.fetch_add(len, Ordering::Relaxed);
+        file.write_all_at(bytes, at).map_err(|e| self.io(e))?;
+        Ok(Content::Staged { at, len })
+    }
+
+    /// A reader of staged bytes.
+    fn read(&self, at: u64, len: u64) -> Result<StagedBytes<'_>, RepoError> {
+        Ok(StagedBytes {
+            file: self.file()?,
+            at,
+            end: at + len,
+        })
+    }
+}
+
+struct StagedBytes<'a> {
+    file: &'a File,
+    at: u64,
+    end: u64,
+}
+
+impl std::io::Read for StagedBytes<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        use std::os::unix::fs::FileExt;
+        let want = buf.len().min((self.end - self.at) as usize);
+        let n = self.file.read_at(&mut buf[..want], self.at)?;
+        self.at += n as u64;
+        Ok(n)
+    }
 }
 
 /// From how many files a publish checks and stores them on every core.
@@ -331,8 +405,9 @@ impl Repositories {
 
         // 1. Read and check everything (on every core); nothing is written if any file
         // is bad.
+        let staging = Staging::new(&self.scratch);
         let ready = self
-            .check_all(&repo, candidates, rpm_signer, progress)
+            .check_all(&repo, candidates, rpm_signer, &staging, progress)
             .into_iter()
             .collect::<Result<Vec<Ready>, RepoError>>()?;
         let mut seen: HashSet<&str> = HashSet::new();
@@ -486,20 +561,12 @@ impl Repositories {
                 Content::Source(path) => {
                     self.blobs.put_file_unsynced(&key, path, &r.record.sha256)?
                 }
-                Content::Staged(file) => {
-                    let mut from = file;
-                    from.seek(std::io::SeekFrom::Start(0))
-                        .map_err(|source| RepoError::Io {
-                            path: self.scratch.clone(),
-                            source,
-                        })?;
-                    self.blobs.put_reader_unsynced(
-                        &key,
-                        &mut from,
-                        &self.scratch,
-                        &r.record.sha256,
-                    )?
-                }
+                Content::Staged { at, len } => self.blobs.put_reader_unsynced(
+                    &key,
+                    &mut staging.read(*at, *len)?,
+                    &self.scratch,
+                    &r.record.sha256,
+                )?,
             }
             self.blobs.put_unsynced(
                 &format!("{name}/{}", checksum_key(&r.key)),
@@ -713,11 +780,12 @@ impl Repositories {
         repo: &RepoRecord,
         candidates: Vec<Candidate>,
         signer: Option<&super::keys::Signer>,
+        staging: &Staging,
         progress: &dyn Progress,
     ) -> Vec<Result<Ready, RepoError>> {
         let kept = AtomicU64::new(0);
         let check = |c| {
-            let r = self.check(repo, c, signer, &kept);
+            let r = self.check(repo, c, signer, &kept, staging);
             if let Ok(r) = &r {
                 progress.advance(r.record.size);
             }
@@ -738,6 +806,7 @@ impl Repositories {
         c: Candidate,
         signer: Option<&super::keys::Signer>,
         kept: &AtomicU64,
+        staging: &Staging,
     ) -> Result<Ready, RepoError> {
         let shown = c
             .label
@@ -872,7 +941,7 @@ impl Repositories {
         let content = if keep(kept, self.keep_bytes, record.size) {
             Content::Kept(bytes)
         } else if signed_here {
-            Content::Staged(self.stage(&bytes)?)
+            staging.put(&bytes)?
         } else {
             Content::Source(c.source)
         };
@@ -882,19 +951,6 @@ impl Repositories {
             record,
             previous,
         })
-    }
-
-    /// `bytes` in an unnamed file under the data directory (not in memory, nor on a
-    /// `/tmp` that may be memory), which disappears when closed, crash or not.
-    fn stage(&self, bytes: &[u8]) -> Result<File, RepoError> {
-        let io = |source| RepoError::Io {
-            path: self.scratch.clone(),
-            source,
-        };
-        fs::create_dir_all(&self.scratch).map_err(io)?;
-        let mut file = tempfile::tempfile_in(&self.scratch).map_err(io)?;
-        file.write_all(bytes).map_err(io)?;
-        Ok(file)
     }
 
     /// Serialises publishes to one repository across threads and processes.
