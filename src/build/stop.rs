@@ -1,18 +1,27 @@
 //! Running a build step so that it can be stopped whole: the shell and every process it
 //! started (`make` and its compilers would otherwise go on writing into the workspace after
 //! the step has failed), also those re-parented on the way (`( cmd & )`, a daemonising
-//! helper). Only what leaves on purpose, with `setsid`, escapes.
+//! helper). Only what leaves its session on purpose (`setsid`) escapes.
 //!
-//! Each step runs in a process group of its own, which a stop signals as a whole. The
-//! terminal's Ctrl-C then reaches packyard's group only, so packyard passes SIGINT (and
-//! SIGTERM, SIGHUP, SIGQUIT) on to every running step's group before taking it itself.
+//! Each step runs in a session and process group of its own, with no controlling terminal
+//! (a tool that asks for a password on `/dev/tty` fails at once instead of waiting), which
+//! a stop signals as a whole. The terminal's Ctrl-C then reaches packyard only, so
+//! packyard stops the steps itself: a signal handler wakes a thread that passes the signal
+//! (SIGINT, SIGTERM, SIGHUP or SIGQUIT) on to every running step, then SIGTERM, SIGKILL to
+//! what is left after a grace period, and only then lets the signal take packyard. Steps
+//! are started and registered under the lock that thread takes, so none slips through;
+//! once packyard is stopping, no step starts. A second signal meanwhile stops packyard at
+//! once.
+//!
 //! A step's shell is not reaped until its group has been stopped, so its process group id
 //! cannot be given to another process meanwhile.
 
+use std::collections::BTreeSet;
 use std::io;
 use std::os::unix::process::CommandExt;
 use std::process::{Child, Command, ExitStatus};
-use std::sync::atomic::{AtomicI32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
+use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 /// How long a step has to exit after SIGTERM before everything left gets SIGKILL.
@@ -21,55 +30,52 @@ const GRACE: Duration = Duration::from_secs(5);
 /// The signals that stop packyard, passed on to the steps.
 const FORWARDED: [libc::c_int; 4] = [libc::SIGINT, libc::SIGTERM, libc::SIGHUP, libc::SIGQUIT];
 
-/// Process groups of the steps running now (0: a free slot). Read by the signal handler,
-/// so a fixed array of atomics: nothing there may allocate or lock.
-static GROUPS: [AtomicI32; 1024] = [const { AtomicI32::new(0) }; 1024];
+/// The process groups of the steps running now, and whether packyard is stopping.
+struct Running {
+    groups: BTreeSet<i32>,
+    stopping: bool,
+}
+
+static RUNNING: Mutex<Running> = Mutex::new(Running {
+    groups: BTreeSet::new(),
+    stopping: false,
+});
+
+fn running() -> MutexGuard<'static, Running> {
+    RUNNING.lock().unwrap_or_else(|p| p.into_inner())
+}
 
 /// A running step: its shell, the leader of its process group.
 pub struct Step {
     child: Child,
-    slot: usize,
 }
 
 impl Drop for Step {
     fn drop(&mut self) {
-        GROUPS[self.slot].store(0, Ordering::SeqCst);
+        running().groups.remove(&(self.child.id() as i32));
     }
 }
 
-/// Starts `cmd` as a step, in a new process group that packyard's stopping signals are
+/// Starts `cmd` as a step, in a session of its own that packyard's stopping signals are
 /// passed on to.
 pub fn spawn(cmd: &mut Command) -> io::Result<Step> {
     forward_signals();
-    // Signals that arrive while the group is not registered yet wait until it is; the
-    // step itself starts with the mask packyard had.
-    let blocked = Blocked::new();
-    let mask = blocked.0;
-    // SAFETY: pthread_sigmask is async-signal-safe, and `mask` a copied value.
+    let mut running = running();
+    if running.stopping {
+        return Err(io::Error::other("packyard is stopping"));
+    }
+    // SAFETY: setsid is async-signal-safe.
     let child = unsafe {
-        cmd.process_group(0).pre_exec(move || {
-            libc::pthread_sigmask(libc::SIG_SETMASK, &mask, std::ptr::null_mut());
+        cmd.pre_exec(|| {
+            if libc::setsid() < 0 {
+                return Err(io::Error::last_os_error());
+            }
             Ok(())
         })
     }
     .spawn()?;
-    let pgid = child.id() as i32;
-    let slot = GROUPS
-        .iter()
-        .position(|g| {
-            g.compare_exchange(0, pgid, Ordering::SeqCst, Ordering::SeqCst)
-                .is_ok()
-        })
-        .ok_or_else(|| io::Error::other("more than 1024 build steps at once"));
-    drop(blocked);
-    match slot {
-        Ok(slot) => Ok(Step { child, slot }),
-        Err(e) => {
-            let mut child = child;
-            stop_group(&mut child);
-            Err(e)
-        }
-    }
+    running.groups.insert(child.id() as i32);
+    Ok(Step { child })
 }
 
 /// Waits for `step`, at most `limit` when given. Past the limit its whole process group
@@ -89,10 +95,16 @@ pub fn wait(mut step: Step, limit: Option<Duration>) -> io::Result<Option<ExitSt
 /// no live process or the grace period is over; then the leader is reaped.
 fn stop_group(leader: &mut Child) {
     let pgid = leader.id() as i32;
-    signal_group(pgid, libc::SIGTERM);
+    terminate(pgid, libc::SIGTERM);
     let _ = exited_by(leader, Instant::now() + GRACE, || !group_alive(pgid));
     signal_group(pgid, libc::SIGKILL);
     let _ = leader.wait();
+}
+
+/// `sig` to a group, and SIGCONT, so that a stopped process acts on it.
+fn terminate(pgid: i32, sig: libc::c_int) {
+    signal_group(pgid, sig);
+    signal_group(pgid, libc::SIGCONT);
 }
 
 fn signal_group(pgid: i32, sig: libc::c_int) {
@@ -150,11 +162,28 @@ fn state_and_group(stat: &str) -> Option<(&str, i32)> {
     Some((state, rest.nth(1)?.parse().ok()?))
 }
 
-/// Installs, once, the handlers that pass packyard's stopping signals on to the steps'
-/// groups — for each signal not ignored (`nohup` stays in force).
+/// Set by the stopping thread once it has taken a signal: a second one is not waited for.
+static STOPPING: AtomicBool = AtomicBool::new(false);
+/// The write end of the pipe that wakes the stopping thread.
+static WAKE: AtomicI32 = AtomicI32::new(-1);
+
+/// Installs, once, the handlers of packyard's stopping signals — each that is not ignored
+/// (`nohup` stays in force) — and the thread that stops the steps when one comes.
 fn forward_signals() {
     static ONCE: std::sync::Once = std::sync::Once::new();
     ONCE.call_once(|| {
+        let mut fds = [0; 2];
+        // SAFETY: pipe2 fills the two descriptors.
+        if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
+            return;
+        }
+        let spawned = std::thread::Builder::new()
+            .name("packyard-stop".into())
+            .spawn(move || stopping_thread(fds[0]));
+        if spawned.is_err() {
+            return;
+        }
+        WAKE.store(fds[1], Ordering::SeqCst);
         for sig in FORWARDED {
             // SAFETY: asking for the current action only.
             let ignored = unsafe {
@@ -165,55 +194,66 @@ fn forward_signals() {
             if ignored {
                 continue;
             }
-            // SAFETY: the action only reads atomics and calls kill, signal and raise,
+            // SAFETY: the action only reads atomics and calls write, signal and raise,
             // which are async-signal-safe.
-            let _ = unsafe { signal_hook_registry::register(sig, move || forward(sig)) };
+            let _ = unsafe { signal_hook_registry::register(sig, move || on_signal(sig)) };
         }
     });
 }
 
-/// In a signal handler: `sig` to every step's group, then to packyard itself with its
-/// default action (taken once the handler returns).
-fn forward(sig: libc::c_int) {
-    for g in &GROUPS {
-        let pgid = g.load(Ordering::SeqCst);
-        if pgid > 0 {
-            signal_group(pgid, sig);
+/// In a signal handler: wakes the stopping thread with `sig`; a second signal while it
+/// works takes packyard at once.
+fn on_signal(sig: libc::c_int) {
+    let byte = sig as u8;
+    // SAFETY: async-signal-safe calls on a descriptor that stays open.
+    unsafe {
+        if STOPPING.load(Ordering::SeqCst)
+            || libc::write(WAKE.load(Ordering::SeqCst), (&byte as *const u8).cast(), 1) != 1
+        {
+            die(sig);
         }
     }
+}
+
+/// `sig` with its default action, taken at once (the caller does not block it).
+fn die(sig: libc::c_int) {
     // SAFETY: async-signal-safe calls.
     unsafe {
         libc::signal(sig, libc::SIG_DFL);
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        libc::sigaddset(&mut set, sig);
+        libc::pthread_sigmask(libc::SIG_UNBLOCK, &set, std::ptr::null_mut());
         libc::raise(sig);
     }
 }
 
-/// The forwarded signals blocked in this thread until dropped.
-struct Blocked(libc::sigset_t);
-
-impl Blocked {
-    fn new() -> Blocked {
-        // SAFETY: sigset_t values set up by sigemptyset/sigaddset before use.
-        unsafe {
-            let mut set: libc::sigset_t = std::mem::zeroed();
-            let mut old: libc::sigset_t = std::mem::zeroed();
-            libc::sigemptyset(&mut set);
-            for sig in FORWARDED {
-                libc::sigaddset(&mut set, sig);
-            }
-            libc::pthread_sigmask(libc::SIG_BLOCK, &set, &mut old);
-            Blocked(old)
-        }
+/// Waits for a signal; then stops every running step's group (the signal itself, then
+/// SIGTERM, SIGKILL after the grace period) and lets the signal take packyard.
+fn stopping_thread(wake: libc::c_int) {
+    let mut byte = 0u8;
+    // SAFETY: reading one byte into a local.
+    while unsafe { libc::read(wake, (&mut byte as *mut u8).cast(), 1) } != 1 {}
+    STOPPING.store(true, Ordering::SeqCst);
+    let sig = libc::c_int::from(byte);
+    let groups: Vec<i32> = {
+        let mut running = running();
+        running.stopping = true;
+        running.groups.iter().copied().collect()
+    };
+    for &g in &groups {
+        signal_group(g, sig);
+        // Background jobs of a non-interactive shell ignore SIGINT and SIGQUIT.
+        terminate(g, libc::SIGTERM);
     }
-}
-
-impl Drop for Blocked {
-    fn drop(&mut self) {
-        // SAFETY: restoring the mask saved in new().
-        unsafe {
-            libc::pthread_sigmask(libc::SIG_SETMASK, &self.0, std::ptr::null_mut());
-        }
+    let deadline = Instant::now() + GRACE;
+    while groups.iter().any(|&g| group_alive(g)) && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
     }
+    for &g in &groups {
+        signal_group(g, libc::SIGKILL);
+    }
+    die(sig);
 }
 
 #[cfg(test)]
@@ -270,26 +310,32 @@ mod tests {
         for pid in below {
             assert!(stopped(pid), "{pid} still runs");
         }
-        // Its slot is free again.
-        assert!(GROUPS.iter().all(|g| g.load(Ordering::SeqCst) == 0));
         // Without a limit, or within it, the exit status comes back.
         let quick = spawn(&mut Command::new("true")).unwrap();
         let status = wait(quick, Some(Duration::from_secs(10))).unwrap();
         assert!(status.unwrap().success());
         let code = spawn(Command::new("sh").args(["-c", "exit 3"])).unwrap();
         assert_eq!(wait(code, None).unwrap().unwrap().code(), Some(3));
-        // Steps start with no signal blocked (none is while they are registered).
-        let mut mask = spawn(
+        // Steps lead a session of their own, with no controlling terminal, and start with
+        // no signal blocked.
+        let mut own = spawn(
             Command::new("sh")
-                .args(["-c", "grep SigBlk /proc/$$/status"])
+                .args(["-c", "cat /proc/$$/stat; grep SigBlk /proc/$$/status"])
                 .stdout(std::process::Stdio::piped()),
         )
         .unwrap();
         let mut out = String::new();
-        std::io::Read::read_to_string(&mut mask.child.stdout.take().unwrap(), &mut out).unwrap();
-        assert!(wait(mask, None).unwrap().unwrap().success());
+        std::io::Read::read_to_string(&mut own.child.stdout.take().unwrap(), &mut out).unwrap();
+        assert!(wait(own, None).unwrap().unwrap().success());
+        let (stat, mask) = out.split_once('\n').unwrap();
+        // pid, then past the command name: state, ppid, pgrp, session, tty_nr.
+        let pid = stat.split_whitespace().next().unwrap();
+        let rest: Vec<&str> = stat[stat.rfind(')').unwrap() + 1..]
+            .split_whitespace()
+            .collect();
+        assert_eq!((rest[2], rest[3], rest[4]), (pid, pid, "0"), "{out}");
         assert_eq!(
-            out.split_whitespace().nth(1),
+            mask.split_whitespace().nth(1),
             Some("0000000000000000"),
             "{out}"
         );
