@@ -108,8 +108,18 @@ pub struct Tree {
 /// place changes the times, a replacement the inode, a new or removed module the list.
 /// Taken before the files are read, so a change while reading shows as a difference
 /// later, never as a stale match.
+///
+/// A file changed within [`RACY`] of the stamp could change again within the same clock
+/// tick, same size, and look untouched (git's "racy" files): such a stamp is never taken
+/// as current.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub struct Stamp(Vec<(PathBuf, FileStamp)>);
+pub struct Stamp {
+    files: Vec<(PathBuf, FileStamp)>,
+    racy: bool,
+}
+
+/// How recent a change makes a stamp untrustworthy: far more than a clock tick.
+const RACY: i64 = 2;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct FileStamp {
@@ -208,7 +218,13 @@ fn find_tree(root: &Path) -> Result<Vec<Found>, TreeError> {
 }
 
 fn stamp_of(found: &[Found]) -> Stamp {
-    Stamp(found.iter().map(|f| (f.dir.clone(), f.file)).collect())
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64);
+    Stamp {
+        files: found.iter().map(|f| (f.dir.clone(), f.file)).collect(),
+        racy: found.iter().any(|f| f.file.mtime.0 >= now - RACY),
+    }
 }
 
 /// A module file, read and parsed.
@@ -290,7 +306,7 @@ impl Tree {
     /// Whether the module files are still the ones this tree was read from (a walk and a
     /// `stat` per module, no reading): a long-running server keeps a tree while it is.
     pub fn is_current(&self) -> Result<bool, TreeError> {
-        Ok(stamp_of(&find_tree(&self.root)?) == self.stamp)
+        Ok(!self.stamp.racy && stamp_of(&find_tree(&self.root)?).files == self.stamp.files)
     }
 
     fn add_module_file(
@@ -588,7 +604,26 @@ mod tests {
         };
         let c = "[module]\nname = \"p.c\"\nkind = \"component\"\n";
         component("c", c);
+        // Just written: too recent to trust.
         let tree = Tree::load(root).unwrap();
+        assert!(!tree.is_current().unwrap());
+        // Written a while ago.
+        let age = |path: &Path| {
+            let f = std::fs::File::options().write(true).open(path).unwrap();
+            f.set_modified(std::time::SystemTime::now() - std::time::Duration::from_secs(60))
+                .unwrap();
+        };
+        // Loaded with every module file written a while ago.
+        let load = || {
+            for m in ["", "c", "d"] {
+                let file = root.join(m).join("module.toml");
+                if file.exists() {
+                    age(&file);
+                }
+            }
+            Tree::load(root).unwrap()
+        };
+        let tree = load();
         assert!(tree.is_current().unwrap());
         // Untouched files, a file that is no module file: still current.
         std::fs::write(root.join("c/notes.txt"), "x").unwrap();
@@ -597,16 +632,17 @@ mod tests {
         // An edit in place (same inode).
         component("c", &format!("{c}description = \"now\"\n"));
         assert!(!tree.is_current().unwrap());
-        let tree = Tree::load(root).unwrap();
+        let tree = load();
         // A new module, then its removal.
         component("d", "[module]\nname = \"p.d\"\nkind = \"component\"\n");
         assert!(!tree.is_current().unwrap());
-        let tree = Tree::load(root).unwrap();
+        let tree = load();
         std::fs::remove_dir_all(root.join("d")).unwrap();
         assert!(!tree.is_current().unwrap());
         // A file replaced by a rename (a new inode), even with the same size and times.
-        let tree = Tree::load(root).unwrap();
+        let tree = load();
         let file = root.join("c/module.toml");
+        assert!(tree.is_current().unwrap());
         let times = std::fs::metadata(&file).unwrap().modified().unwrap();
         std::fs::copy(&file, root.join("c/new")).unwrap();
         let f = std::fs::File::options()

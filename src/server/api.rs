@@ -134,10 +134,15 @@ async fn delete_repo(
     if state.repos.repo(&name)?.kind == crate::store::RepoKind::Registered {
         return Err(crate::repo::RepoError::Permanent(name).into());
     }
-    // Its files stop being served now, and nothing kept of it outlives the delete.
-    let _deleting = state.known.deleting(&name);
+    // Its files stop being served now, and nothing kept of it outlives the delete (the
+    // guard goes with the delete, which runs on even if this request is dropped).
+    let deleting = state.known.deleting(&name);
     let s = state.clone();
-    let gone = blocking(move || Ok(s.repos.delete(&name)?)).await?;
+    let gone = blocking(move || {
+        let _deleting = deleting;
+        Ok(s.repos.delete(&name)?)
+    })
+    .await?;
     Ok(HttpResponse::Ok().json(gone))
 }
 

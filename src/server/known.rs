@@ -9,7 +9,8 @@ use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 #[derive(Default)]
 pub struct Known {
-    inner: RwLock<Inner>,
+    /// Shared with [`Deleting`] guards, which may outlive the request that made them.
+    inner: Arc<RwLock<Inner>>,
 }
 
 #[derive(Default)]
@@ -28,15 +29,15 @@ pub struct Entry {
     pub dir: Option<Arc<File>>,
 }
 
+fn read(inner: &RwLock<Inner>) -> RwLockReadGuard<'_, Inner> {
+    inner.read().unwrap_or_else(|p| p.into_inner())
+}
+
+fn write(inner: &RwLock<Inner>) -> RwLockWriteGuard<'_, Inner> {
+    inner.write().unwrap_or_else(|p| p.into_inner())
+}
+
 impl Known {
-    fn read(&self) -> RwLockReadGuard<'_, Inner> {
-        self.inner.read().unwrap_or_else(|p| p.into_inner())
-    }
-
-    fn write(&self) -> RwLockWriteGuard<'_, Inner> {
-        self.inner.write().unwrap_or_else(|p| p.into_inner())
-    }
-
     /// What `get` finds kept of repository `name`, else what `look` finds (kept with
     /// `set`, unless the repository was forgotten meanwhile). `None` while it is being
     /// deleted.
@@ -48,7 +49,7 @@ impl Known {
         look: impl FnOnce() -> Result<T, E>,
     ) -> Result<Option<T>, E> {
         let epoch = {
-            let k = self.read();
+            let k = read(&self.inner);
             if k.deleting.contains_key(name) {
                 return Ok(None);
             }
@@ -58,7 +59,7 @@ impl Known {
             k.epoch
         };
         let v = look()?;
-        let mut k = self.write();
+        let mut k = write(&self.inner);
         if k.epoch == epoch {
             set(k.entries.entry(name.to_string()).or_default(), v.clone());
         }
@@ -66,13 +67,14 @@ impl Known {
     }
 
     /// Forgets repository `name` and stops serving it until the guard is dropped (when
-    /// its delete has ended, whichever way), then forgets it again.
-    pub fn deleting(&self, name: &str) -> Deleting<'_> {
-        let mut k = self.write();
+    /// its delete has ended, whichever way: keep the guard where the delete runs), then
+    /// forgets it again.
+    pub fn deleting(&self, name: &str) -> Deleting {
+        let mut k = write(&self.inner);
         k.forget(name);
         *k.deleting.entry(name.to_string()).or_default() += 1;
         Deleting {
-            known: self,
+            inner: self.inner.clone(),
             name: name.to_string(),
         }
     }
@@ -86,14 +88,14 @@ impl Inner {
 }
 
 /// A delete under way: see [`Known::deleting`].
-pub struct Deleting<'a> {
-    known: &'a Known,
+pub struct Deleting {
+    inner: Arc<RwLock<Inner>>,
     name: String,
 }
 
-impl Drop for Deleting<'_> {
+impl Drop for Deleting {
     fn drop(&mut self) {
-        let mut k = self.known.write();
+        let mut k = write(&self.inner);
         k.forget(&self.name);
         if let Some(n) = k.deleting.get_mut(&self.name) {
             *n -= 1;
