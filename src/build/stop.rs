@@ -10,8 +10,8 @@
 //! (SIGINT, SIGTERM, SIGHUP or SIGQUIT) on to every running step, then SIGTERM, SIGKILL to
 //! what is left after a grace period, and only then lets the signal take packyard. Steps
 //! are started and registered under the lock that thread takes, so none slips through;
-//! once packyard is stopping, no step starts. A second signal meanwhile stops packyard at
-//! once.
+//! once packyard is stopping, no step starts and no thread returns from a step. A second
+//! signal cuts the grace period short.
 //!
 //! A step's shell is not reaped until its group has been stopped, so its process group id
 //! cannot be given to another process meanwhile.
@@ -52,18 +52,35 @@ pub struct Step {
 
 impl Drop for Step {
     fn drop(&mut self) {
-        running().groups.remove(&(self.child.id() as i32));
+        // What the step left running in the background stays within reach of a stop.
+        let pgid = self.child.id() as i32;
+        if !group_alive(pgid) {
+            running().groups.remove(&pgid);
+        }
+    }
+}
+
+/// Once packyard is stopping, the calling thread waits here for the end (the stopping
+/// thread ends the process): a build that returned first would exit with an ordinary
+/// failure before its steps were all stopped.
+pub fn park_if_stopping() {
+    while STOPPING.load(Ordering::SeqCst) {
+        std::thread::sleep(Duration::from_secs(1));
     }
 }
 
 /// Starts `cmd` as a step, in a session of its own that packyard's stopping signals are
 /// passed on to.
 pub fn spawn(cmd: &mut Command) -> io::Result<Step> {
-    forward_signals();
-    let mut running = running();
-    if running.stopping {
-        return Err(io::Error::other("packyard is stopping"));
+    if let Some(why) = forward_signals() {
+        return Err(io::Error::other(format!(
+            "cannot pass stopping signals on to build steps: {why}"
+        )));
     }
+    park_if_stopping();
+    let mut running = running();
+    // Groups that ended since: their ids may be reused.
+    running.groups.retain(|&g| group_alive(g));
     // SAFETY: setsid is async-signal-safe.
     let child = unsafe {
         cmd.pre_exec(|| {
@@ -81,10 +98,13 @@ pub fn spawn(cmd: &mut Command) -> io::Result<Step> {
 /// Waits for `step`, at most `limit` when given. Past the limit its whole process group
 /// gets SIGTERM, then SIGKILL after a grace period, and the answer is `None`.
 pub fn wait(mut step: Step, limit: Option<Duration>) -> io::Result<Option<ExitStatus>> {
-    let Some(limit) = limit else {
-        return step.child.wait().map(Some);
+    let exited = match limit {
+        None => wait_exited(&step.child).map(|()| true)?,
+        Some(limit) => exited_by(&step.child, Instant::now() + limit, || true)?,
     };
-    if exited_by(&step.child, Instant::now() + limit, || true)? {
+    // Not reaped while packyard is stopping its steps: the group id stays taken.
+    park_if_stopping();
+    if exited {
         return step.child.wait().map(Some);
     }
     stop_group(&mut step.child);
@@ -131,15 +151,31 @@ fn exited_by(child: &Child, deadline: Instant, done: impl Fn() -> bool) -> io::R
 
 /// Whether `child` has exited, leaving it to be reaped (`WNOWAIT`).
 fn exited(child: &Child) -> io::Result<bool> {
+    Ok(waitid(child, libc::WNOHANG)? != 0)
+}
+
+/// Waits until `child` has exited, leaving it to be reaped.
+fn wait_exited(child: &Child) -> io::Result<()> {
+    loop {
+        match waitid(child, 0) {
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            r => return r.map(|_| ()),
+        }
+    }
+}
+
+/// `waitid` for `child` exiting, not reaping it, with `flags` added; the pid it reports
+/// (0: none yet).
+fn waitid(child: &Child, flags: libc::c_int) -> io::Result<libc::pid_t> {
     // SAFETY: a zeroed siginfo_t is a valid out-parameter; waitid writes into it only.
     let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
-    let flags = libc::WEXITED | libc::WNOHANG | libc::WNOWAIT;
+    let flags = libc::WEXITED | libc::WNOWAIT | flags;
     // SAFETY: waiting on our own child, with a valid siginfo_t.
     if unsafe { libc::waitid(libc::P_PID, child.id(), &mut info, flags) } != 0 {
         return Err(io::Error::last_os_error());
     }
     // SAFETY: filled in by waitid; 0 when nothing has exited.
-    Ok(unsafe { info.si_pid() } != 0)
+    Ok(unsafe { info.si_pid() })
 }
 
 /// Whether a process of group `pgid`, other than a zombie, still runs.
@@ -168,48 +204,57 @@ static STOPPING: AtomicBool = AtomicBool::new(false);
 static WAKE: AtomicI32 = AtomicI32::new(-1);
 
 /// Installs, once, the handlers of packyard's stopping signals — each that is not ignored
-/// (`nohup` stays in force) — and the thread that stops the steps when one comes.
-fn forward_signals() {
-    static ONCE: std::sync::Once = std::sync::Once::new();
-    ONCE.call_once(|| {
-        let mut fds = [0; 2];
-        // SAFETY: pipe2 fills the two descriptors.
-        if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
-            return;
-        }
-        let spawned = std::thread::Builder::new()
-            .name("packyard-stop".into())
-            .spawn(move || stopping_thread(fds[0]));
-        if spawned.is_err() {
-            return;
-        }
-        WAKE.store(fds[1], Ordering::SeqCst);
-        for sig in FORWARDED {
-            // SAFETY: asking for the current action only.
-            let ignored = unsafe {
-                let mut old: libc::sigaction = std::mem::zeroed();
-                libc::sigaction(sig, std::ptr::null(), &mut old) == 0
-                    && old.sa_sigaction == libc::SIG_IGN
-            };
-            if ignored {
-                continue;
-            }
-            // SAFETY: the action only reads atomics and calls write, signal and raise,
-            // which are async-signal-safe.
-            let _ = unsafe { signal_hook_registry::register(sig, move || on_signal(sig)) };
-        }
-    });
+/// (`nohup` stays in force) — and the thread that stops the steps when one comes. Why it
+/// could not, if it could not.
+fn forward_signals() -> Option<String> {
+    static SET_UP: std::sync::OnceLock<Option<String>> = std::sync::OnceLock::new();
+    SET_UP.get_or_init(set_up).clone()
 }
 
-/// In a signal handler: wakes the stopping thread with `sig`; a second signal while it
-/// works takes packyard at once.
+fn set_up() -> Option<String> {
+    let mut fds = [0; 2];
+    // SAFETY: pipe2 fills the two descriptors.
+    if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
+        return Some(io::Error::last_os_error().to_string());
+    }
+    if let Err(e) = std::thread::Builder::new()
+        .name("packyard-stop".into())
+        .spawn(move || stopping_thread(fds[0]))
+    {
+        // SAFETY: closing the descriptors just made.
+        unsafe {
+            libc::close(fds[0]);
+            libc::close(fds[1]);
+        }
+        return Some(e.to_string());
+    }
+    WAKE.store(fds[1], Ordering::SeqCst);
+    for sig in FORWARDED {
+        // SAFETY: asking for the current action only.
+        let ignored = unsafe {
+            let mut old: libc::sigaction = std::mem::zeroed();
+            libc::sigaction(sig, std::ptr::null(), &mut old) == 0
+                && old.sa_sigaction == libc::SIG_IGN
+        };
+        if ignored {
+            continue;
+        }
+        // SAFETY: the action only reads atomics and calls write, signal and raise, which
+        // are async-signal-safe.
+        if let Err(e) = unsafe { signal_hook_registry::register(sig, move || on_signal(sig)) } {
+            return Some(e.to_string());
+        }
+    }
+    None
+}
+
+/// In a signal handler: wakes the stopping thread with `sig` (a second signal cuts its
+/// grace period short).
 fn on_signal(sig: libc::c_int) {
     let byte = sig as u8;
     // SAFETY: async-signal-safe calls on a descriptor that stays open.
     unsafe {
-        if STOPPING.load(Ordering::SeqCst)
-            || libc::write(WAKE.load(Ordering::SeqCst), (&byte as *const u8).cast(), 1) != 1
-        {
+        if libc::write(WAKE.load(Ordering::SeqCst), (&byte as *const u8).cast(), 1) != 1 {
             die(sig);
         }
     }
@@ -246,9 +291,18 @@ fn stopping_thread(wake: libc::c_int) {
         // Background jobs of a non-interactive shell ignore SIGINT and SIGQUIT.
         terminate(g, libc::SIGTERM);
     }
+    // The grace period, unless another signal comes.
     let deadline = Instant::now() + GRACE;
+    let mut again = libc::pollfd {
+        fd: wake,
+        events: libc::POLLIN,
+        revents: 0,
+    };
     while groups.iter().any(|&g| group_alive(g)) && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(20));
+        // SAFETY: polling one descriptor we own.
+        if unsafe { libc::poll(&mut again, 1, 20) } > 0 {
+            break;
+        }
     }
     for &g in &groups {
         signal_group(g, libc::SIGKILL);

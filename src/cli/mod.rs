@@ -217,7 +217,7 @@ pub fn main() -> ExitCode {
     if std::env::var_os("PACKYARD_LOG").is_some() && !matches!(cli.command, Command::Serve(_)) {
         crate::server::init_logging(false);
     }
-    match run(cli) {
+    let code = match run(cli) {
         Ok(code) => code,
         Err(f) => {
             if json {
@@ -231,7 +231,10 @@ pub fn main() -> ExitCode {
             }
             ExitCode::FAILURE
         }
-    }
+    };
+    // A build being stopped by a signal ends with that signal, once its steps are.
+    crate::build::stop::park_if_stopping();
+    code
 }
 
 fn run(cli: Cli) -> Outcome {

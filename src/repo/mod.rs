@@ -269,11 +269,19 @@ impl Repositories {
             if check_repo_name(&name).is_err() {
                 continue;
             }
-            if self.store.repo(&name)?.is_none() {
-                self.remove_files(&name)?;
-            }
             // Else the delete stopped before its records went: nothing was deleted.
-            self.unmark(&name)?;
+            let finished = match self.store.repo(&name)? {
+                Some(_) => Ok(()),
+                None => self.remove_files(&name),
+            };
+            // One that cannot be finished now (a file that will not go) keeps its mark
+            // for the next command, and stops no other.
+            match finished.and_then(|()| self.unmark(&name)) {
+                Ok(()) => {}
+                Err(e) => {
+                    tracing::warn!(repo = %name, "an interrupted delete is not finished: {e}")
+                }
+            }
         }
         Ok(())
     }
@@ -289,7 +297,16 @@ impl Repositories {
             path: path.clone(),
             source,
         };
-        std::fs::create_dir_all(self.markers_dir()).map_err(io)?;
+        let dir = self.markers_dir();
+        if !dir.is_dir() {
+            // The directory itself durable too, the first time: the mark must survive.
+            std::fs::create_dir_all(&dir).map_err(io)?;
+            if let Some(data) = dir.parent() {
+                std::fs::File::open(data)
+                    .and_then(|d| d.sync_all())
+                    .map_err(io)?;
+            }
+        }
         crate::atomic::write(&path, b"").map_err(io)
     }
 

@@ -39,8 +39,8 @@ fn write(inner: &RwLock<Inner>) -> RwLockWriteGuard<'_, Inner> {
 
 impl Known {
     /// What `get` finds kept of repository `name`, else what `look` finds (kept with
-    /// `set`, unless the repository was forgotten meanwhile). `None` while it is being
-    /// deleted.
+    /// `set`). `None` while it is being deleted, or when a delete began or ended while
+    /// looking.
     pub fn get_or<T: Clone, E>(
         &self,
         name: &str,
@@ -60,9 +60,12 @@ impl Known {
         };
         let v = look()?;
         let mut k = write(&self.inner);
-        if k.epoch == epoch {
-            set(k.entries.entry(name.to_string()).or_default(), v.clone());
+        if k.epoch != epoch {
+            // A delete began or ended while looking: the answer may be of a repository
+            // that is gone. The caller gets no answer (as while deleting).
+            return Ok(None);
         }
+        set(k.entries.entry(name.to_string()).or_default(), v.clone());
         Ok(Some(v))
     }
 
@@ -149,7 +152,7 @@ mod tests {
                 },
             )
             .unwrap();
-        assert_eq!(got, Some(false));
+        assert_eq!(got, None);
         assert_eq!(private(&k, "r", true), Some(true));
     }
 }
