@@ -172,6 +172,21 @@ pub struct NewRepo {
     pub private: bool,
 }
 
+#[cfg(test)]
+impl NewRepo {
+    /// A volatile repository with every default.
+    pub(crate) fn volatile(name: &str) -> NewRepo {
+        NewRepo {
+            name: name.into(),
+            kind: RepoKind::Volatile,
+            platforms: vec![],
+            keep: None,
+            yum_compression: Default::default(),
+            private: false,
+        }
+    }
+}
+
 /// A repository with what it holds, for `repo list` / `repo show`.
 #[derive(Debug, Clone, Serialize, serde::Deserialize)]
 pub struct RepoSummary {
@@ -443,16 +458,7 @@ mod tests {
         let data = dir.path().join("data");
         let repos = Repositories::open(&data, Layout::builtin()).unwrap();
         for name in ["gone", "kept"] {
-            repos
-                .create(&NewRepo {
-                    name: name.into(),
-                    kind: RepoKind::Volatile,
-                    platforms: vec![],
-                    keep: None,
-                    yum_compression: Default::default(),
-                    private: false,
-                })
-                .unwrap();
+            repos.create(&NewRepo::volatile(name)).unwrap();
             repos
                 .generate_key(name, keys::Algorithm::Ed25519, false)
                 .unwrap();
@@ -482,20 +488,12 @@ mod tests {
         // Unmarked: files and key stay, and a create of the name says why it cannot.
         assert!(data.join("repos/kept/a/b.tar.gz").exists());
         assert!(data.join("keys/kept.asc").exists());
-        let new = |name: &str| NewRepo {
-            name: name.into(),
-            kind: RepoKind::Volatile,
-            platforms: vec![],
-            keep: None,
-            yum_compression: Default::default(),
-            private: false,
-        };
-        let e = repos.create(&new("kept")).unwrap_err();
+        let e = repos.create(&NewRepo::volatile("kept")).unwrap_err();
         assert!(matches!(e, RepoError::Leftover { .. }), "{e}");
         assert!(e.hint().unwrap().contains("move"), "{e}");
         assert!(data.join("keys/kept.asc").exists());
         // The finished delete's name is free.
-        repos.create(&new("gone")).unwrap();
+        repos.create(&NewRepo::volatile("gone")).unwrap();
     }
 
     #[test]

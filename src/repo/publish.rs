@@ -1264,16 +1264,7 @@ mod tests {
     fn repository(dir: &Path) -> Repositories {
         let repos =
             Repositories::open(&dir.join("data"), crate::layout::Layout::builtin()).unwrap();
-        repos
-            .create(&super::super::NewRepo {
-                name: "r".into(),
-                kind: RepoKind::Volatile,
-                platforms: vec![],
-                keep: None,
-                yum_compression: Default::default(),
-                private: false,
-            })
-            .unwrap();
+        repos.create(&super::super::NewRepo::volatile("r")).unwrap();
         repos
     }
 
