@@ -77,8 +77,13 @@ pub fn spawn(cmd: &mut Command) -> io::Result<Step> {
             "cannot pass stopping signals on to build steps: {why}"
         )));
     }
-    park_if_stopping();
     let mut running = running();
+    // Checked under the lock the stopping thread takes before it looks at the steps.
+    if running.stopping {
+        drop(running);
+        park_if_stopping();
+        return Err(io::Error::other("packyard is stopping"));
+    }
     // Groups that ended since: their ids may be reused.
     running.groups.retain(|&g| group_alive(g));
     // SAFETY: setsid is async-signal-safe.
