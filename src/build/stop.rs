@@ -30,18 +30,10 @@ const GRACE: Duration = Duration::from_secs(5);
 /// The signals that stop packyard, passed on to the steps.
 const FORWARDED: [libc::c_int; 4] = [libc::SIGINT, libc::SIGTERM, libc::SIGHUP, libc::SIGQUIT];
 
-/// The process groups of the steps running now, and whether packyard is stopping.
-struct Running {
-    groups: BTreeSet<i32>,
-    stopping: bool,
-}
+/// The process groups of the steps running now (or of what they left running).
+static RUNNING: Mutex<BTreeSet<i32>> = Mutex::new(BTreeSet::new());
 
-static RUNNING: Mutex<Running> = Mutex::new(Running {
-    groups: BTreeSet::new(),
-    stopping: false,
-});
-
-fn running() -> MutexGuard<'static, Running> {
+fn running() -> MutexGuard<'static, BTreeSet<i32>> {
     RUNNING.lock().unwrap_or_else(|p| p.into_inner())
 }
 
@@ -54,8 +46,8 @@ impl Drop for Step {
     fn drop(&mut self) {
         // What the step left running in the background stays within reach of a stop.
         let pgid = self.child.id() as i32;
-        if !group_alive(pgid) {
-            running().groups.remove(&pgid);
+        if !live_groups().contains(&pgid) {
+            running().remove(&pgid);
         }
     }
 }
@@ -78,14 +70,16 @@ pub fn spawn(cmd: &mut Command) -> io::Result<Step> {
         )));
     }
     let mut running = running();
-    // Checked under the lock the stopping thread takes before it looks at the steps.
-    if running.stopping {
+    // Checked under the lock the stopping thread takes (after setting the flag) before it
+    // looks at the steps: a step started here is one it sees.
+    if STOPPING.load(Ordering::SeqCst) {
         drop(running);
         park_if_stopping();
         return Err(io::Error::other("packyard is stopping"));
     }
     // Groups that ended since: their ids may be reused.
-    running.groups.retain(|&g| group_alive(g));
+    let live = live_groups();
+    running.retain(|g| live.contains(g));
     // SAFETY: setsid is async-signal-safe.
     let child = unsafe {
         cmd.pre_exec(|| {
@@ -96,7 +90,7 @@ pub fn spawn(cmd: &mut Command) -> io::Result<Step> {
         })
     }
     .spawn()?;
-    running.groups.insert(child.id() as i32);
+    running.insert(child.id() as i32);
     Ok(Step { child })
 }
 
@@ -121,7 +115,9 @@ pub fn wait(mut step: Step, limit: Option<Duration>) -> io::Result<Option<ExitSt
 fn stop_group(leader: &mut Child) {
     let pgid = leader.id() as i32;
     terminate(pgid, libc::SIGTERM);
-    let _ = exited_by(leader, Instant::now() + GRACE, || !group_alive(pgid));
+    let _ = exited_by(leader, Instant::now() + GRACE, || {
+        !live_groups().contains(&pgid)
+    });
     signal_group(pgid, libc::SIGKILL);
     let _ = leader.wait();
 }
@@ -183,15 +179,19 @@ fn waitid(child: &Child, flags: libc::c_int) -> io::Result<libc::pid_t> {
     Ok(unsafe { info.si_pid() })
 }
 
-/// Whether a process of group `pgid`, other than a zombie, still runs.
-fn group_alive(pgid: i32) -> bool {
+/// The process groups that have a process other than a zombie: one walk of `/proc`.
+fn live_groups() -> BTreeSet<i32> {
     std::fs::read_dir("/proc")
         .into_iter()
         .flatten()
         .flatten()
         .filter(|e| e.file_name().to_string_lossy().parse::<u32>().is_ok())
         .filter_map(|e| std::fs::read_to_string(e.path().join("stat")).ok())
-        .any(|stat| state_and_group(&stat).is_some_and(|(s, g)| g == pgid && s != "Z"))
+        .filter_map(|stat| match state_and_group(&stat) {
+            Some((s, g)) if s != "Z" => Some(g),
+            _ => None,
+        })
+        .collect()
 }
 
 /// The state and process group in a `/proc/<pid>/stat` line: the first and third fields
@@ -203,7 +203,8 @@ fn state_and_group(stat: &str) -> Option<(&str, i32)> {
     Some((state, rest.nth(1)?.parse().ok()?))
 }
 
-/// Set by the stopping thread once it has taken a signal: a second one is not waited for.
+/// Set by the stopping thread once it has taken a signal: from then on no step starts and
+/// no thread returns from one.
 static STOPPING: AtomicBool = AtomicBool::new(false);
 /// The write end of the pipe that wakes the stopping thread.
 static WAKE: AtomicI32 = AtomicI32::new(-1);
@@ -286,11 +287,7 @@ fn stopping_thread(wake: libc::c_int) {
     while unsafe { libc::read(wake, (&mut byte as *mut u8).cast(), 1) } != 1 {}
     STOPPING.store(true, Ordering::SeqCst);
     let sig = libc::c_int::from(byte);
-    let groups: Vec<i32> = {
-        let mut running = running();
-        running.stopping = true;
-        running.groups.iter().copied().collect()
-    };
+    let groups: Vec<i32> = running().iter().copied().collect();
     for &g in &groups {
         signal_group(g, sig);
         // Background jobs of a non-interactive shell ignore SIGINT and SIGQUIT.
@@ -303,7 +300,10 @@ fn stopping_thread(wake: libc::c_int) {
         events: libc::POLLIN,
         revents: 0,
     };
-    while groups.iter().any(|&g| group_alive(g)) && Instant::now() < deadline {
+    while Instant::now() < deadline && {
+        let live = live_groups();
+        groups.iter().any(|g| live.contains(g))
+    } {
         // SAFETY: polling one descriptor we own.
         if unsafe { libc::poll(&mut again, 1, 20) } > 0 {
             break;
