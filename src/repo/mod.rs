@@ -222,7 +222,7 @@ pub struct Repositories {
     pub store: Box<dyn Store>,
     pub blobs: Box<dyn Blobs>,
     keys_dir: PathBuf,
-    /// Where a publish stages signed packages it cannot keep in memory (unnamed files,
+    /// Where a publish stages signed packages it cannot keep in memory (an unnamed file,
     /// gone with the process).
     scratch: PathBuf,
     pub layout: Layout,
@@ -284,21 +284,26 @@ impl Repositories {
             if check_repo_name(&name).is_err() {
                 continue;
             }
-            // Else the delete stopped before its records went: nothing was deleted.
-            let finished = match self.store.repo(&name)? {
-                Some(_) => Ok(()),
-                None => self.remove_files(&name),
-            };
             // One that cannot be finished now (a file that will not go) keeps its mark
             // for the next command, and stops no other.
-            match finished.and_then(|()| self.unmark(&name)) {
-                Ok(()) => {}
-                Err(e) => {
-                    tracing::warn!(repo = %name, "an interrupted delete is not finished: {e}")
-                }
+            if let Err(e) = self.finish_delete(&name) {
+                tracing::warn!(repo = %name, "an interrupted delete is not finished: {e}");
             }
         }
         Ok(())
+    }
+
+    /// Finishes an interrupted delete of `name`, if one is marked: its files and key go
+    /// (unless its records are still there: then it stopped before deleting anything),
+    /// then the mark.
+    fn finish_delete(&self, name: &str) -> Result<(), RepoError> {
+        if !self.markers_dir().join(name).exists() {
+            return Ok(());
+        }
+        if self.store.repo(name)?.is_none() {
+            self.remove_files(name)?;
+        }
+        self.unmark(name)
     }
 
     fn markers_dir(&self) -> PathBuf {
@@ -307,12 +312,12 @@ impl Repositories {
 
     /// Marks repository `name` as being deleted, durably.
     fn mark(&self, name: &str) -> Result<(), RepoError> {
-        let path = self.markers_dir().join(name);
+        let dir = self.markers_dir();
+        let path = dir.join(name);
         let io = |source| RepoError::Io {
             path: path.clone(),
             source,
         };
-        let dir = self.markers_dir();
         if !dir.is_dir() {
             // The directory itself durable too, the first time: the mark must survive.
             std::fs::create_dir_all(&dir).map_err(io)?;
@@ -364,10 +369,7 @@ impl Repositories {
         }
         // Files and a key a delete left when it was interrupted after its records went
         // go; any others are not ours to remove.
-        if self.markers_dir().join(name).exists() {
-            self.remove_files(name)?;
-            self.unmark(name)?;
-        }
+        self.finish_delete(name)?;
         let leftover = [
             self.blobs.local_path(name),
             Some(self.keys_dir.join(format!("{name}.asc"))),
