@@ -155,19 +155,13 @@ fn op(f: DependencyFlags) -> Option<&'static str> {
 
 /// The file list of a DEB's `data.tar.*`.
 fn deb_files(bytes: &[u8]) -> Result<Vec<FileInfo>, String> {
-    let mut ar = ar::Archive::new(bytes);
-    while let Some(entry) = ar.next_entry() {
-        let mut entry = entry.map_err(|e| e.to_string())?;
-        let id = String::from_utf8_lossy(entry.header().identifier()).to_string();
-        if id.starts_with("data.tar") {
-            let mut data = Vec::new();
-            entry
-                .read_to_end(&mut data)
-                .map_err(|e| format!("{id}: {e}"))?;
-            return tar_files(package::decompress(&id, &data)?);
-        }
-    }
-    Err("no data.tar member".into())
+    let members = crate::archive::ar_members(bytes)?;
+    let data = members
+        .iter()
+        .find(|m| m.name.starts_with("data.tar"))
+        .ok_or("no data.tar member")?;
+    let compression = crate::archive::compression_of(&data.name)?;
+    tar_files(crate::archive::decoder(compression, data.data)?)
 }
 
 fn tar_files(r: impl Read) -> Result<Vec<FileInfo>, String> {

@@ -2,10 +2,12 @@
 //! checks that catch a damaged or foreign file (RPM digests, a DEB's members and control
 //! file, a tarball that unpacks to the end). Pure: bytes in, [`Parsed`] out.
 
+use std::collections::{BTreeMap, HashMap};
 use std::io::Read;
 
 use debian_packaging::control::ControlFile;
 
+use crate::archive;
 use crate::store::FileKind;
 use crate::version::DebVersion;
 
@@ -111,47 +113,47 @@ fn parse_rpm(bytes: &[u8]) -> Result<rpm::PackageMetadata, String> {
     Ok(pkg.metadata)
 }
 
-/// The members of a `.deb`, in order: `debian-binary`, `control.tar[.*]`, `data.tar[.*]`.
+/// A `.deb` read whole: its members in dpkg's order (`debian-binary`, `control.tar[.*]`,
+/// `data.tar[.*]`), each compressed stream to its end, every tar entry to its end, and
+/// `data.tar` against what the control member names: each `md5sums` line a file there
+/// with that MD5, each `conffiles` path a file there.
 fn parse_deb(bytes: &[u8]) -> Result<DebControl, String> {
     let bad = |why: String| format!("not a valid DEB: {why}");
-    let mut ar = ar::Archive::new(bytes);
-    let mut members = Vec::new();
+    let members = archive::ar_members(bytes).map_err(bad)?;
     let mut control = None;
-    while let Some(entry) = ar.next_entry() {
-        let mut entry = entry.map_err(|e| bad(e.to_string()))?;
-        let id = String::from_utf8_lossy(entry.header().identifier())
-            .trim_end_matches('/')
-            .to_string();
-        let mut data = Vec::new();
-        entry
-            .read_to_end(&mut data)
-            .map_err(|e| bad(format!("member {id}: {e}")))?;
-        match members.len() {
+    for (i, m) in members.iter().enumerate() {
+        let id = m.name.as_str();
+        match i {
             0 if id == "debian-binary" => {
-                if !data.starts_with(b"2.") {
+                let minor = m
+                    .data
+                    .strip_prefix(b"2.")
+                    .and_then(|r| r.strip_suffix(b"\n"));
+                if !minor.is_some_and(|d| !d.is_empty() && d.iter().all(u8::is_ascii_digit)) {
                     return Err(bad(format!(
-                        "debian-binary says {:?}, not 2.x",
-                        String::from_utf8_lossy(&data).trim()
+                        "debian-binary says {:?}, not 2.x and a newline",
+                        String::from_utf8_lossy(m.data).trim()
                     )));
                 }
             }
             1 if id.starts_with("control.tar") => {
-                control = Some(control_text(&id, &data).map_err(bad)?);
+                control = Some(control_member(id, m.data).map_err(bad)?);
             }
             2 if id.starts_with("data.tar") => {
-                walk_tar(decompress(&id, &data).map_err(bad)?)
-                    .map_err(|e| bad(format!("{id}: {e}")))?;
+                let c = control
+                    .as_ref()
+                    .ok_or_else(|| bad("no control member".into()))?;
+                check_data(id, m.data, c).map_err(|e| bad(format!("{id}: {e}")))?;
             }
             // dpkg ignores extra members after data.tar that start with `_`.
             n if n >= 3 && id.starts_with('_') => {}
             _ => {
                 return Err(bad(format!(
                     "unexpected member {id:?} at position {}",
-                    members.len() + 1
+                    i + 1
                 )));
             }
         }
-        members.push(id);
     }
     if members.len() < 3 {
         return Err(bad(format!(
@@ -159,7 +161,9 @@ fn parse_deb(bytes: &[u8]) -> Result<DebControl, String> {
             members.len()
         )));
     }
-    let text = control.ok_or_else(|| bad("no control file in control.tar".into()))?;
+    let text = control
+        .and_then(|c| c.control)
+        .ok_or_else(|| bad("no control file in control.tar".into()))?;
     let fields = control_fields(&text).map_err(bad)?;
     let c = DebControl { fields };
     for f in ["Package", "Version", "Architecture"] {
@@ -172,51 +176,130 @@ fn parse_deb(bytes: &[u8]) -> Result<DebControl, String> {
     Ok(c)
 }
 
-pub(super) fn decompress<'a>(member: &str, data: &'a [u8]) -> Result<Box<dyn Read + 'a>, String> {
-    let ext = member.rsplit_once(".tar").map(|(_, e)| e).unwrap_or("");
-    Ok(match ext {
-        "" => Box::new(data),
-        ".gz" => Box::new(flate2::read::GzDecoder::new(data)),
-        ".xz" => Box::new(xz2::read::XzDecoder::new(data)),
-        ".zst" => Box::new(zstd::Decoder::new(data).map_err(|e| format!("{member}: {e}"))?),
-        _ => return Err(format!("{member}: unknown compression")),
-    })
+/// What a DEB's control member says about its data: the control file's text, and the
+/// paths `md5sums` and `conffiles` name.
+#[derive(Default)]
+struct ControlMember {
+    control: Option<String>,
+    /// Path (without `./`) → MD5 in hex.
+    md5sums: BTreeMap<String, String>,
+    /// Install paths (`/etc/...`).
+    conffiles: Vec<String>,
 }
 
-fn control_text(member: &str, data: &[u8]) -> Result<String, String> {
-    let mut tar = tar::Archive::new(decompress(member, data)?);
-    let entries = tar.entries().map_err(|e| format!("{member}: {e}"))?;
-    for e in entries {
-        let e = e.map_err(|e| format!("{member}: {e}"))?;
-        let path = e.path().map_err(|e| format!("{member}: {e}"))?;
-        if path.to_string_lossy().trim_start_matches("./") == "control" {
-            // Real control files are a few KB; a huge one is an attack, not a package.
-            const LIMIT: u64 = 1 << 20;
-            let mut s = String::new();
-            e.take(LIMIT + 1)
-                .read_to_string(&mut s)
-                .map_err(|e| format!("{member}: control: {e}"))?;
-            if s.len() as u64 > LIMIT {
-                return Err(format!("{member}: the control file is over 1 MiB"));
+/// Real control files are a few KB; a huge one is an attack, not a package.
+const CONTROL_LIMIT: u64 = 1 << 20;
+
+fn control_member(member: &str, data: &[u8]) -> Result<ControlMember, String> {
+    let at = |e: String| format!("{member}: {e}");
+    let mut out = ControlMember::default();
+    let mut md5sums = None;
+    let mut conffiles = None;
+    let stream = archive::decoder(archive::compression_of(member)?, data).map_err(at)?;
+    let rest = archive::read_tar(stream, |e, r| {
+        let slot = match e.path.to_string_lossy().trim_start_matches("./") {
+            "control" => &mut out.control,
+            "md5sums" => &mut md5sums,
+            "conffiles" => &mut conffiles,
+            _ => return Ok(()),
+        };
+        let mut s = String::new();
+        r.take(CONTROL_LIMIT + 1)
+            .read_to_string(&mut s)
+            .map_err(|err| format!("{}: {err}", e.path.display()))?;
+        if s.len() as u64 > CONTROL_LIMIT {
+            return Err(format!("{} is over 1 MiB", e.path.display()));
+        }
+        *slot = Some(s);
+        Ok(())
+    })
+    .map_err(at)?;
+    rest.finish().map_err(at)?;
+    for line in md5sums.unwrap_or_default().lines() {
+        let (sum, path) = line
+            .split_once(' ')
+            .map(|(s, p)| (s, p.trim_start_matches([' ', '*'])))
+            .filter(|(s, p)| s.len() == 32 && s.bytes().all(|b| b.is_ascii_hexdigit()) && !p.is_empty())
+            .ok_or_else(|| at(format!("md5sums line {line:?} is not `MD5  path`")))?;
+        out.md5sums
+            .insert(path.trim_start_matches("./").to_string(), sum.to_ascii_lowercase());
+    }
+    out.conffiles = conffiles
+        .unwrap_or_default()
+        .lines()
+        .map(str::trim)
+        // `remove-on-upgrade /etc/x` (dpkg 1.20) names a path too.
+        .filter_map(|l| l.split_whitespace().last())
+        .map(str::to_string)
+        .collect();
+    Ok(out)
+}
+
+/// Reads `data.tar` to its end, checking each entry's path and each file's MD5 against
+/// `md5sums`, and that every path `md5sums` and `conffiles` name is a file in it.
+fn check_data(member: &str, data: &[u8], control: &ControlMember) -> Result<(), String> {
+    use md5::Digest as _;
+    // Path → MD5 of each regular file; hard links take their target's.
+    let mut files: HashMap<String, String> = HashMap::new();
+    let mut links: Vec<(String, String)> = Vec::new();
+    let stream = archive::decoder(archive::compression_of(member)?, data)?;
+    let rest = archive::read_tar(stream, |e, r| {
+        if let Some(why) = archive::refusal(e, archive::Links::Installed) {
+            return Err(format!("entry `{}` refused: {why}", e.path.display()));
+        }
+        let path = e.path.to_string_lossy().trim_start_matches("./").to_string();
+        match e.kind {
+            tar::EntryType::Regular | tar::EntryType::Continuous => {
+                let mut h = md5::Md5::new();
+                std::io::copy(r, &mut h).map_err(|err| format!("{path}: {err}"))?;
+                files.insert(path, format!("{:x}", h.finalize()));
             }
-            return Ok(s);
+            tar::EntryType::Link => {
+                let target = e.link.as_deref().map(|t| t.to_string_lossy().into_owned());
+                links.push((path, target.unwrap_or_default().trim_start_matches("./").into()));
+            }
+            _ => {}
+        }
+        Ok(())
+    })?;
+    rest.finish()?;
+    for (path, target) in links {
+        let sum = files
+            .get(&target)
+            .cloned()
+            .ok_or_else(|| format!("hard link {path} names {target}, which comes before it nowhere"))?;
+        files.insert(path, sum);
+    }
+    for (path, want) in &control.md5sums {
+        match files.get(path) {
+            None => return Err(format!("md5sums names {path}, which it does not hold")),
+            Some(got) if got != want => {
+                return Err(format!(
+                    "{path} has MD5 {got}, but md5sums says {want}: its contents are damaged"
+                ));
+            }
+            Some(_) => {}
         }
     }
-    Err(format!("{member} has no control file"))
-}
-
-/// Reads a tar stream to its end, so a truncated or corrupt one is caught.
-fn walk_tar(r: impl Read) -> Result<(), String> {
-    let mut tar = tar::Archive::new(r);
-    for e in tar.entries().map_err(|e| e.to_string())? {
-        let mut e = e.map_err(|e| e.to_string())?;
-        std::io::copy(&mut e, &mut std::io::sink()).map_err(|e| e.to_string())?;
+    for c in &control.conffiles {
+        if !files.contains_key(c.trim_start_matches('/')) {
+            return Err(format!("conffiles names {c}, which it does not hold as a file"));
+        }
     }
     Ok(())
 }
 
+/// A `.tar.gz` read whole: the gzip stream to its end (CRC, and nothing after it), every
+/// entry to its end, and no entry that `fetch` would refuse to unpack.
 fn check_tgz(bytes: &[u8]) -> Result<(), String> {
-    walk_tar(flate2::read::GzDecoder::new(bytes)).map_err(|e| format!("not a valid .tar.gz: {e}"))
+    let bad = |e: String| format!("not a valid .tar.gz: {e}");
+    let stream = archive::decoder(archive::Compression::Gzip, bytes).map_err(bad)?;
+    let rest = archive::read_tar(stream, |e, _| match archive::refusal(e, archive::Links::Inside) {
+        Some(why) => Err(format!("entry `{}` refused: {why}", e.path.display())),
+        None => Ok(()),
+    })
+    .map_err(bad)?;
+    rest.finish().map_err(bad)
 }
 
 /// The fields of a control paragraph, as written (continuation lines keep their leading

@@ -5,10 +5,9 @@
 
 use std::fs;
 use std::io;
-use std::path::{Component, Path, PathBuf};
+use std::path::{Path, PathBuf};
 
 use flate2::read::GzDecoder;
-use tar::EntryType;
 
 #[derive(Debug, thiserror::Error)]
 pub enum UnpackError {
@@ -22,43 +21,6 @@ pub enum UnpackError {
     Broken { tarball: String, why: String },
     #[error("cannot move unpacked files into {dir}: {why}")]
     Move { dir: String, why: String },
-}
-
-/// An entry path as plain relative components, or why it is refused. `./` parts are
-/// dropped; an empty result is the archive's root entry.
-fn relative_parts(path: &Path) -> Result<Vec<&std::ffi::OsStr>, &'static str> {
-    let mut parts = Vec::new();
-    for c in path.components() {
-        match c {
-            Component::Normal(p) => parts.push(p),
-            Component::CurDir => {}
-            Component::ParentDir => return Err("it contains `..`"),
-            Component::RootDir | Component::Prefix(_) => return Err("it is an absolute path"),
-        }
-    }
-    Ok(parts)
-}
-
-/// Whether symlink `target`, placed at `entry` (relative parts), stays inside the root
-/// when read as written (each `..` taken lexically).
-fn link_stays_inside(entry: &[&std::ffi::OsStr], target: &Path) -> Result<(), &'static str> {
-    let mut depth = entry.len().saturating_sub(1) as i64;
-    for c in target.components() {
-        match c {
-            Component::Normal(_) => depth += 1,
-            Component::CurDir => {}
-            Component::ParentDir => {
-                depth -= 1;
-                if depth < 0 {
-                    return Err("its link target leads out of the directory");
-                }
-            }
-            Component::RootDir | Component::Prefix(_) => {
-                return Err("its link target is an absolute path");
-            }
-        }
-    }
-    Ok(())
 }
 
 /// Unpacks the gzip tarball `file` into `dir`. Returns the number of entries written.
@@ -85,32 +47,20 @@ pub fn unpack(file: &Path, dir: &Path) -> Result<u64, UnpackError> {
             entry: path.display().to_string(),
             why: why.to_string(),
         };
-        let parts = relative_parts(&path).map_err(unsafe_entry)?;
-        if parts.is_empty() {
+        if crate::archive::relative_parts(&path).is_ok_and(|p| p.is_empty()) {
             continue;
         }
-        match entry.header().entry_type() {
-            EntryType::Regular | EntryType::Continuous | EntryType::Directory => {}
-            EntryType::Symlink => {
-                let target = entry
-                    .link_name()
-                    .map_err(|e| broken(e.to_string()))?
-                    .ok_or_else(|| unsafe_entry("a symlink without a target"))?;
-                link_stays_inside(&parts, &target).map_err(unsafe_entry)?;
-            }
-            EntryType::Link => {
-                let target = entry
-                    .link_name()
-                    .map_err(|e| broken(e.to_string()))?
-                    .ok_or_else(|| unsafe_entry("a hard link without a target"))?;
-                relative_parts(&target)
-                    .map_err(|_| unsafe_entry("its hard link target is outside the directory"))?;
-            }
-            other => {
-                return Err(unsafe_entry(&format!(
-                    "{other:?} entries (devices, fifos) do not belong in a prebuilt tarball"
-                )));
-            }
+        let checked = crate::archive::TarEntry {
+            path: path.clone(),
+            kind: entry.header().entry_type(),
+            link: entry
+                .link_name()
+                .map_err(|e| broken(e.to_string()))?
+                .map(|l| l.into_owned()),
+            size: entry.size(),
+        };
+        if let Some(why) = crate::archive::refusal(&checked, crate::archive::Links::Inside) {
+            return Err(unsafe_entry(&why));
         }
         // The tar crate also checks, on the real file system, that the entry's parent
         // directory (after any symlinks unpacked so far) is inside `dir`.
@@ -212,6 +162,7 @@ fn plan_moves(from: &Path, to: &Path, out: &mut Vec<(PathBuf, PathBuf)>) -> Resu
 #[cfg(test)]
 mod tests {
     use super::*;
+    use tar::EntryType;
 
     /// A raw tar entry: path, type, link target, data.
     type Raw<'a> = (&'a str, EntryType, &'a str, &'a [u8]);

@@ -6,6 +6,7 @@ mod support;
 mod api_spec;
 mod build;
 mod cli;
+mod damaged;
 mod fixtures_build;
 mod pack;
 mod repo;
