@@ -66,7 +66,9 @@ pub fn ar_members(bytes: &[u8]) -> Result<Vec<ArMember<'_>>, String> {
         let (data, mut tail) = after.split_at(size);
         if size % 2 == 1 && !tail.is_empty() {
             if tail[0] != b'\n' {
-                return Err(format!("member {name:?} is followed by a damaged padding byte"));
+                return Err(format!(
+                    "member {name:?} is followed by a damaged padding byte"
+                ));
             }
             tail = &tail[1..];
         }
@@ -147,7 +149,9 @@ impl Decoded<'_> {
             Inner::Zstd(r) => r.get_ref().len(),
         };
         if left > 0 {
-            return Err(format!("{left} bytes follow the end of its compressed data"));
+            return Err(format!(
+                "{left} bytes follow the end of its compressed data"
+            ));
         }
         Ok(())
     }
@@ -184,7 +188,10 @@ pub fn read_tar<R: Read>(
                 .map(|l| l.into_owned()),
             size: e.size(),
         };
-        let mut counted = Counted { inner: &mut e, n: 0 };
+        let mut counted = Counted {
+            inner: &mut e,
+            n: 0,
+        };
         each(&entry, &mut counted)?;
         io::copy(&mut counted, &mut io::sink())
             .map_err(|err| format!("{}: {err}", entry.path.display()))?;
@@ -294,8 +301,15 @@ mod tests {
     #[test]
     fn ar_is_read_strictly() {
         let member = |name: &str, data: &[u8]| {
-            let mut m = format!("{name:<16}{:<12}{:<6}{:<6}{:<8}{:<10}`\n", 0, 0, 0, 644, data.len())
-                .into_bytes();
+            let mut m = format!(
+                "{name:<16}{:<12}{:<6}{:<6}{:<8}{:<10}`\n",
+                0,
+                0,
+                0,
+                644,
+                data.len()
+            )
+            .into_bytes();
             m.extend_from_slice(data);
             if data.len() % 2 == 1 {
                 m.push(b'\n');
@@ -351,7 +365,11 @@ mod tests {
         let mut crc = good.clone();
         let n = crc.len();
         crc[n - 6] ^= 1;
-        for bad in [crc, [good.clone(), b"junk".to_vec()].concat(), [good, vec![0; 4]].concat()] {
+        for bad in [
+            crc,
+            [good.clone(), b"junk".to_vec()].concat(),
+            [good, vec![0; 4]].concat(),
+        ] {
             assert!(decoder(Compression::Gzip, &bad).unwrap().finish().is_err());
         }
     }
@@ -389,12 +407,24 @@ mod tests {
         };
         let sym = EntryType::Symlink;
         assert!(refusal(&e("/etc/x", EntryType::Regular, None), Links::Installed).is_some());
-        assert!(refusal(&e("./a/../../x", EntryType::Regular, None), Links::Installed).is_some());
+        assert!(
+            refusal(
+                &e("./a/../../x", EntryType::Regular, None),
+                Links::Installed
+            )
+            .is_some()
+        );
         assert!(refusal(&e("./usr/lib/x", sym, Some("/etc/x")), Links::Installed).is_none());
         assert!(refusal(&e("./usr/lib/x", sym, Some("/etc/x")), Links::Inside).is_some());
         assert!(refusal(&e("./a/x", sym, Some("../../y")), Links::Inside).is_some());
         assert!(refusal(&e("./a/x", sym, Some("../y")), Links::Inside).is_none());
-        assert!(refusal(&e("./a", EntryType::Link, Some("/etc/shadow")), Links::Installed).is_some());
+        assert!(
+            refusal(
+                &e("./a", EntryType::Link, Some("/etc/shadow")),
+                Links::Installed
+            )
+            .is_some()
+        );
         assert!(refusal(&e("./dev", EntryType::Char, None), Links::Inside).is_some());
         assert!(refusal(&e("./dev", EntryType::Char, None), Links::Installed).is_none());
     }

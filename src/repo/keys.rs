@@ -323,7 +323,7 @@ impl Repositories {
         record.key = Some(signer.fingerprint());
         self.store.apply(vec![Change::PutRepo(record.clone())])?;
         let pending: std::collections::BTreeSet<String> = record.pending.iter().cloned().collect();
-        self.rebuild_indexes(&record, &pending, Some(&signer))?;
+        self.rebuild_indexes(&record, &pending, Some(&signer), Default::default())?;
         Ok(KeyInfo {
             repo: record.name,
             fingerprint: signer.fingerprint(),

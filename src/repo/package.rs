@@ -219,10 +219,14 @@ fn control_member(member: &str, data: &[u8]) -> Result<ControlMember, String> {
         let (sum, path) = line
             .split_once(' ')
             .map(|(s, p)| (s, p.trim_start_matches([' ', '*'])))
-            .filter(|(s, p)| s.len() == 32 && s.bytes().all(|b| b.is_ascii_hexdigit()) && !p.is_empty())
+            .filter(|(s, p)| {
+                s.len() == 32 && s.bytes().all(|b| b.is_ascii_hexdigit()) && !p.is_empty()
+            })
             .ok_or_else(|| at(format!("md5sums line {line:?} is not `MD5  path`")))?;
-        out.md5sums
-            .insert(path.trim_start_matches("./").to_string(), sum.to_ascii_lowercase());
+        out.md5sums.insert(
+            path.trim_start_matches("./").to_string(),
+            sum.to_ascii_lowercase(),
+        );
     }
     out.conffiles = conffiles
         .unwrap_or_default()
@@ -247,7 +251,11 @@ fn check_data(member: &str, data: &[u8], control: &ControlMember) -> Result<(), 
         if let Some(why) = archive::refusal(e, archive::Links::Installed) {
             return Err(format!("entry `{}` refused: {why}", e.path.display()));
         }
-        let path = e.path.to_string_lossy().trim_start_matches("./").to_string();
+        let path = e
+            .path
+            .to_string_lossy()
+            .trim_start_matches("./")
+            .to_string();
         match e.kind {
             tar::EntryType::Regular | tar::EntryType::Continuous => {
                 let mut h = md5::Md5::new();
@@ -256,7 +264,10 @@ fn check_data(member: &str, data: &[u8], control: &ControlMember) -> Result<(), 
             }
             tar::EntryType::Link => {
                 let target = e.link.as_deref().map(|t| t.to_string_lossy().into_owned());
-                links.push((path, target.unwrap_or_default().trim_start_matches("./").into()));
+                links.push((
+                    path,
+                    target.unwrap_or_default().trim_start_matches("./").into(),
+                ));
             }
             _ => {}
         }
@@ -264,10 +275,9 @@ fn check_data(member: &str, data: &[u8], control: &ControlMember) -> Result<(), 
     })?;
     rest.finish()?;
     for (path, target) in links {
-        let sum = files
-            .get(&target)
-            .cloned()
-            .ok_or_else(|| format!("hard link {path} names {target}, which comes before it nowhere"))?;
+        let sum = files.get(&target).cloned().ok_or_else(|| {
+            format!("hard link {path} names {target}, which comes before it nowhere")
+        })?;
         files.insert(path, sum);
     }
     for (path, want) in &control.md5sums {
@@ -283,7 +293,9 @@ fn check_data(member: &str, data: &[u8], control: &ControlMember) -> Result<(), 
     }
     for c in &control.conffiles {
         if !files.contains_key(c.trim_start_matches('/')) {
-            return Err(format!("conffiles names {c}, which it does not hold as a file"));
+            return Err(format!(
+                "conffiles names {c}, which it does not hold as a file"
+            ));
         }
     }
     Ok(())
@@ -294,9 +306,11 @@ fn check_data(member: &str, data: &[u8], control: &ControlMember) -> Result<(), 
 fn check_tgz(bytes: &[u8]) -> Result<(), String> {
     let bad = |e: String| format!("not a valid .tar.gz: {e}");
     let stream = archive::decoder(archive::Compression::Gzip, bytes).map_err(bad)?;
-    let rest = archive::read_tar(stream, |e, _| match archive::refusal(e, archive::Links::Inside) {
-        Some(why) => Err(format!("entry `{}` refused: {why}", e.path.display())),
-        None => Ok(()),
+    let rest = archive::read_tar(stream, |e, _| {
+        match archive::refusal(e, archive::Links::Inside) {
+            Some(why) => Err(format!("entry `{}` refused: {why}", e.path.display())),
+            None => Ok(()),
+        }
     })
     .map_err(bad)?;
     rest.finish().map_err(bad)

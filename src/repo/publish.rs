@@ -16,7 +16,9 @@ use super::package::{self, Identity, Parsed};
 use super::{RepoError, Repositories, builds};
 use crate::layout::{PackageFormat, Platform};
 use crate::progress::Progress;
-use crate::store::{Change, FileKind, IndexEntry, Listing, PackageRecord, RepoKind, RepoRecord};
+use crate::store::{
+    Change, FileKind, IndexEntry, LeftFile, Listing, PackageRecord, RepoKind, RepoRecord,
+};
 use crate::version::{self, Scheme};
 
 #[derive(Debug, Clone, Default)]
@@ -596,30 +598,49 @@ impl Repositories {
         self.store.apply(changes)?;
         timer.lap("recorded");
         progress.finish();
-        let rewritten = self.rebuild_indexes(&repo, &touched, key.as_ref())?;
-        timer.lap("indexed");
-
-        // 5. Only now may files the indexes no longer name go: aliases of replaced and
-        // removed packages, and the files of removed ones (unless rewritten).
+        // The index aliases of replaced and removed packages leave their trees: the new
+        // generation does not name them, but the previous one, kept for readers, does.
         let written: BTreeSet<&str> = to_write.iter().map(|r| r.key.as_str()).collect();
         let replaced = to_write.iter().filter_map(|r| r.previous.as_ref());
+        let mut left: BTreeMap<String, Vec<LeftFile>> = BTreeMap::new();
+        let mut gone = Vec::new();
+        let mut unlisted = Vec::new();
         for p in removed.iter().chain(replaced) {
             if let Some(alias) = alias_key(self, p)
                 && !to_write
                     .iter()
                     .any(|r| alias_key(self, &r.record) == Some(alias.clone()))
             {
-                self.blobs.remove(&format!("{name}/{alias}"))?;
+                match self.index_of(p) {
+                    Some(tree) => left.entry(tree).or_default().push(LeftFile {
+                        key: alias,
+                        path: p.path.clone(),
+                        sha256: p.sha256.clone(),
+                    }),
+                    // Of a platform no longer known: no index names it.
+                    None => unlisted.push(alias),
+                }
             }
             if !written.contains(p.path.as_str()) {
-                self.blobs.remove(&format!("{name}/{}", p.path))?;
-                self.blobs
-                    .remove(&format!("{name}/{}", checksum_key(&p.path)))?;
-                // A pruned component's build files go with its tarball.
-                if p.kind == FileKind::Tgz {
-                    for f in [builds::record_path(&p.path), builds::log_path(&p.path)] {
-                        self.blobs.remove(&format!("{name}/{f}"))?;
-                    }
+                gone.push(p);
+            }
+        }
+        let rewritten = self.rebuild_indexes(&repo, &touched, key.as_ref(), left)?;
+        timer.lap("indexed");
+
+        // 5. Only now may the files of removed packages go (no index names them; their
+        // aliases went to the trees' lists above, to go with the next generation).
+        for alias in unlisted {
+            self.blobs.remove(&format!("{name}/{alias}"))?;
+        }
+        for p in gone {
+            self.blobs.remove(&format!("{name}/{}", p.path))?;
+            self.blobs
+                .remove(&format!("{name}/{}", checksum_key(&p.path)))?;
+            // A pruned component's build files go with its tarball.
+            if p.kind == FileKind::Tgz {
+                for f in [builds::record_path(&p.path), builds::log_path(&p.path)] {
+                    self.blobs.remove(&format!("{name}/{f}"))?;
                 }
             }
         }
@@ -648,12 +669,17 @@ impl Repositories {
     }
 
     /// Rebuilds the named index trees from the store, then stores `repo` with no index
-    /// pending; returns the trees that changed.
+    /// pending; returns the trees that changed. `left`: files that leave each tree with
+    /// this build. They stay while a kept generation names them: a tree's new generation
+    /// keeps the one before it for readers in flight and drops the one before that, so
+    /// the files that left when the previous generation was made go now, and these are
+    /// recorded to go with the next one.
     pub fn rebuild_indexes(
         &self,
         repo: &RepoRecord,
         which: &BTreeSet<String>,
         signer: Option<&super::keys::Signer>,
+        mut left: BTreeMap<String, Vec<LeftFile>>,
     ) -> Result<Vec<String>, RepoError> {
         // A repository with a key signs every index; a key that no longer loads is an
         // error, not a reason to publish unsigned indexes.
@@ -671,8 +697,11 @@ impl Repositories {
             }
         }
         let mut rewritten = Vec::new();
-        // Segments to keep and to drop, recorded with the cleared pending mark at the end.
+        // Segments to keep and to drop, and the files that left each tree, recorded with
+        // the cleared pending mark at the end.
         let mut changes: Vec<Change> = Vec::new();
+        // Files no kept generation names any more.
+        let mut due: Vec<LeftFile> = Vec::new();
         for index in which {
             let mut timer = Phases::start(format!("index {}/{index}", repo.name));
             let rows = self.store.index_entries(&repo.name, index)?;
@@ -712,11 +741,24 @@ impl Repositories {
                         h.len() == 64 && h.bytes().all(|b| b.is_ascii_hexdigit())
                     })
             };
-            if self
-                .blobs
-                .replace_dir(&format!("{}/{dir}", repo.name), &files, &content_named)?
-            {
+            let swapped =
+                self.blobs
+                    .replace_dir(&format!("{}/{dir}", repo.name), &files, &content_named)?;
+            let before = self.store.left_files(&repo.name, index)?;
+            let mut after = Vec::new();
+            if swapped {
                 rewritten.push(index.clone());
+                due.extend(before.iter().cloned());
+            } else {
+                after.extend(before.iter().cloned());
+            }
+            after.extend(left.remove(index).unwrap_or_default());
+            if after != before {
+                changes.push(Change::PutLeft {
+                    repo: repo.name.clone(),
+                    tree: index.clone(),
+                    files: after,
+                });
             }
             timer.lap("written");
             // Keep the segments this build used; drop the others.
@@ -739,6 +781,28 @@ impl Repositories {
                         bytes,
                     }),
             );
+        }
+        // Every departing file has its tree among `which`; any other is kept, recorded.
+        for (tree, files) in left {
+            let mut kept = self.store.left_files(&repo.name, &tree)?;
+            kept.extend(files);
+            changes.push(Change::PutLeft {
+                repo: repo.name.clone(),
+                tree,
+                files: kept,
+            });
+        }
+        // Removed before the batch that forgets them: a crash between leaves them listed,
+        // and removing them again is no harm. A path that holds those bytes again has its
+        // alias named by the current index: it stays.
+        for f in due {
+            let back = self
+                .store
+                .package(&repo.name, &f.path)?
+                .is_some_and(|p| p.sha256 == f.sha256);
+            if !back {
+                self.blobs.remove(&format!("{}/{}", repo.name, f.key))?;
+            }
         }
         let mut clean = repo.clone();
         clean.pending.clear();

@@ -357,7 +357,11 @@ pub fn init_logging(json: bool) {
     use std::io::IsTerminal;
     let filter = tracing_subscriber::EnvFilter::try_from_env("PACKYARD_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let colour = !json && colour(std::io::stderr().is_terminal(), std::env::var_os("NO_COLOR"));
+    let colour = !json
+        && colour(
+            std::io::stderr().is_terminal(),
+            std::env::var_os("NO_COLOR"),
+        );
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_ansi(colour)

@@ -256,6 +256,19 @@ impl IndexEntry {
     }
 }
 
+/// A file that left an index tree when the tree's current generation was made: the
+/// previous generation, kept for readers that fetched it a moment ago, still names it, so
+/// it stays until the next generation replaces that one.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LeftFile {
+    /// The file's key in the repository (its index alias).
+    pub key: String,
+    /// The package path and bytes it was the alias of: if that path holds those bytes
+    /// again when the file is due, the current index names it and it stays.
+    pub path: String,
+    pub sha256: String,
+}
+
 /// A locked configuration: its canonical content hash, recorded by `packyard lock`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct LockRecord {
@@ -339,7 +352,14 @@ pub enum Change {
         tree: String,
         key: String,
     },
-    /// A repository and everything recorded of it: packages, index entries, segments.
+    /// The files that left an index tree at its current generation (empty: none).
+    PutLeft {
+        repo: String,
+        tree: String,
+        files: Vec<LeftFile>,
+    },
+    /// A repository and everything recorded of it: packages, index entries, segments,
+    /// files that left.
     RemoveRepo(String),
 }
 
@@ -368,6 +388,8 @@ pub trait Store: Send + Sync {
     fn index_entries(&self, repo: &str, tree: &str) -> Result<Arc<Vec<IndexRow>>, StoreError>;
     /// An index tree's cached segments, by key. Shared, like [`Store::index_entries`].
     fn segments(&self, repo: &str, tree: &str) -> Result<Arc<Segments>, StoreError>;
+    /// The files that left an index tree at its current generation.
+    fn left_files(&self, repo: &str, tree: &str) -> Result<Vec<LeftFile>, StoreError>;
 }
 
 #[cfg(test)]

@@ -15,7 +15,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use super::{
-    Change, IndexEntry, IndexRow, LockRecord, PackageRecord, RepoRecord, Segments, Store,
+    Change, IndexEntry, IndexRow, LeftFile, LockRecord, PackageRecord, RepoRecord, Segments, Store,
     StoreError, TokenRecord,
 };
 
@@ -272,10 +272,14 @@ fn name_key(repo: &str, r: &PackageRecord) -> Vec<u8> {
 fn seg_prefix(repo: &str, tree: &str) -> Vec<u8> {
     format!("seg\0{repo}\0{tree}\0").into_bytes()
 }
+// Files that left an index tree: `left\0<repo>\0<tree>`, a JSON list.
+fn left_key(repo: &str, tree: &str) -> Vec<u8> {
+    format!("left\0{repo}\0{tree}").into_bytes()
+}
 /// The prefixes of every key that belongs to repository `repo` (but its own record):
-/// packages, packages by name, index entries and segments.
-fn repo_prefixes(repo: &str) -> [Vec<u8>; 4] {
-    ["pkg", "name", "ent", "seg"].map(|kind| format!("{kind}\0{repo}\0").into_bytes())
+/// packages, packages by name, index entries, segments and files that left.
+fn repo_prefixes(repo: &str) -> [Vec<u8>; 5] {
+    ["pkg", "name", "ent", "seg", "left"].map(|kind| format!("{kind}\0{repo}\0").into_bytes())
 }
 
 fn backend(e: sled::Error) -> StoreError {
@@ -463,6 +467,12 @@ impl Store for SledStore {
                     }
                     gone.push(repo);
                 }
+                Change::PutLeft { repo, tree, files } if files.is_empty() => {
+                    batch.remove(left_key(&repo, &tree))
+                }
+                Change::PutLeft { repo, tree, files } => {
+                    batch.insert(left_key(&repo, &tree), encode(&files))
+                }
                 Change::RemoveSegment { repo, tree, key } => {
                     let prefix = seg_prefix(&repo, &tree);
                     batch.remove(joined(&prefix, &key));
@@ -575,6 +585,10 @@ impl Store for SledStore {
         let segs = Arc::new(segs);
         memo.keep_segments(prefix, segs.clone());
         Ok(segs)
+    }
+
+    fn left_files(&self, repo: &str, tree: &str) -> Result<Vec<LeftFile>, StoreError> {
+        Ok(self.get(&left_key(repo, tree))?.unwrap_or_default())
     }
 }
 

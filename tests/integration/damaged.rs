@@ -138,7 +138,11 @@ fn contents(key: &str, bytes: &[u8]) -> Option<Vec<(String, Vec<u8>)>> {
         for f in p.files().ok()? {
             let f = f.ok()?;
             out.push((
-                format!("{} {:o}", f.metadata.path().display(), f.metadata.mode().raw_mode()),
+                format!(
+                    "{} {:o}",
+                    f.metadata.path().display(),
+                    f.metadata.mode().raw_mode()
+                ),
                 f.content().unwrap_or_default().to_vec(),
             ));
         }
@@ -186,7 +190,10 @@ fn the_package_reader_accepts_no_damaged_contents() {
         }
     }
     // Most damage is damage: a reader that refused nothing would not be checking.
-    assert!(refused * 10 > total * 8, "only {refused} of {total} refused");
+    assert!(
+        refused * 10 > total * 8,
+        "only {refused} of {total} refused"
+    );
 }
 
 /// Whether the real tools read `bytes` (a `key` file) whole; the first complaint if not.
@@ -262,7 +269,9 @@ fn damaged_uploads_are_refused_and_nothing_accepted_is_broken() {
                 400 => {
                     refused += 1;
                     assert!(
-                        answer["message"].as_str().is_some_and(|m| m.contains(&path)),
+                        answer["message"]
+                            .as_str()
+                            .is_some_and(|m| m.contains(&path)),
                         "{path}, {what}: {answer}"
                     );
                     assert_eq!(after, before, "{path}, {what}: refused, but changed");

@@ -947,8 +947,15 @@ fn volatile_repositories_replace_and_keep_the_newest() {
         ["vt-tool-1.1.0-1.x86_64.rpm", "vt-tool-1.2.0-1.x86_64.rpm"]
     );
     assert!(!rpm_v0.exists());
+    // Only its index alias stays, for readers of the previous index (kept one
+    // generation), which names it.
     let left = snapshot(&d.join("repos/nightly"));
-    assert!(!left.keys().any(|k| k.contains("1.0.0")), "{left:?}");
+    let of_v0: Vec<&String> = left.keys().filter(|k| k.contains("1.0.0")).collect();
+    assert_eq!(of_v0.len(), 1, "{of_v0:?}");
+    assert!(
+        of_v0[0].starts_with("yum/el9_x86_64/packages/"),
+        "{of_v0:?}"
+    );
     assert_eq!(py_json(d, &["repo", "show", "nightly"])["packages"], 4);
 }
 
@@ -1796,4 +1803,83 @@ fn a_client_on_the_previous_index_still_finds_its_files() {
     for r in repomd_records(&old) {
         assert!(base.join(&r["href"]).is_file(), "{} is gone", r["href"]);
     }
+}
+
+/// The package files an index names, relative to the tree base: YUM `location href`s of
+/// the primary a repomd.xml names, or APT `Filename`s of a Packages file.
+fn named_by(base: &Path, index: &str) -> Vec<String> {
+    let text = if index.contains("<repomd") {
+        let primary = repomd_records(index)
+            .into_iter()
+            .find(|r| r["type"] == "primary")
+            .unwrap();
+        let mut xml = String::new();
+        // Segments are gzip members of their own.
+        flate2::read::MultiGzDecoder::new(fs::File::open(base.join(&primary["href"])).unwrap())
+            .read_to_string(&mut xml)
+            .unwrap();
+        xml
+    } else {
+        index.to_string()
+    };
+    let mut out = Vec::new();
+    for part in text.split("<location href=\"").skip(1) {
+        out.push(part.split('"').next().unwrap().to_string());
+    }
+    for line in text.lines() {
+        if let Some(f) = line.strip_prefix("Filename: ") {
+            out.push(f.to_string());
+        }
+    }
+    assert!(!out.is_empty(), "{index}");
+    out
+}
+
+#[test]
+fn a_replaced_package_stays_while_a_kept_index_names_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let tree = versions_tree(dir.path());
+    let d = &dir.path().join("data");
+    create_nightly(d, &[]);
+    let yum = d.join("repos/nightly/yum/el9_x86_64");
+    let apt = d.join("repos/nightly/apt");
+    let packages = "dists/deb12/main/binary-amd64/Packages";
+    // The same package rebuilt three times (other dates, other bytes), each published over
+    // the one before. What each index named, before the next publish.
+    let mut named: Vec<(Vec<String>, Vec<String>)> = Vec::new();
+    for (i, epoch) in ["1700000000", "1700000100", "1700000200"]
+        .iter()
+        .enumerate()
+    {
+        let out = dir.path().join(format!("build{i}"));
+        pack_version_for(&tree, 0, &out, epoch, "el9_x86_64");
+        pack_version_for(&tree, 0, &out, epoch, "deb12_amd64");
+        let r = py_json(d, &["publish", "--repo", "nightly", out.to_str().unwrap()]);
+        if i > 0 {
+            assert!(r["files"].to_string().contains("replaced"), "{r}");
+        }
+        let repomd = fs::read_to_string(yum.join("repodata/repomd.xml")).unwrap();
+        named.push((
+            named_by(&yum, &repomd),
+            named_by(&apt, &fs::read_to_string(apt.join(packages)).unwrap()),
+        ));
+        // What the current index and the one before it (kept for readers in flight)
+        // name is there; what only older ones named is gone.
+        for (k, (rpms, debs)) in named.iter().enumerate() {
+            let kept = k + 1 >= named.len().saturating_sub(1);
+            for (base, f) in rpms
+                .iter()
+                .map(|f| (&yum, f))
+                .chain(debs.iter().map(|f| (&apt, f)))
+            {
+                assert_eq!(
+                    base.join(f).is_file(),
+                    kept,
+                    "after publish {i}: {f} of publish {k} {}",
+                    if kept { "is gone" } else { "was kept" }
+                );
+            }
+        }
+    }
+    check_consistent(d, "nightly");
 }
