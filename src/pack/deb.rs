@@ -27,11 +27,14 @@ fn io_err(e: std::io::Error) -> PackError {
 }
 
 /// `Installed-Size` in KiB as dpkg-gencontrol counts it: each file rounded up to a KiB,
-/// one for every directory and symlink.
+/// one for every directory and symlink, a hard-link set once (it is one inode).
 pub fn installed_size(entries: &[Entry]) -> u64 {
     entries
         .iter()
         .map(|e| match &e.kind {
+            EntryKind::File {
+                link_to: Some(_), ..
+            } => 0,
             EntryKind::File { data, .. } => (data.len() as u64).div_ceil(1024),
             _ => 1,
         })
@@ -344,6 +347,17 @@ mod tests {
             },
         ];
         assert_eq!(installed_size(&entries), 1 + 2 + 1);
+    }
+
+    #[test]
+    fn installed_size_counts_a_hard_link_set_once() {
+        let mut link = file("b", vec![0; 2048], 0o644);
+        link.kind = EntryKind::File {
+            data: Arc::new(vec![0; 2048]),
+            link_to: Some("a".into()),
+        };
+        let entries = vec![file("a", vec![0; 2048], 0o644), link];
+        assert_eq!(installed_size(&entries), 2);
     }
 
     #[test]

@@ -1,7 +1,7 @@
 //! The RPM writer: a [`PackageSpec`] and rooted entries → package bytes, with the `rpm`
 //! crate doing the header and payload format.
 
-use std::collections::{BTreeSet, HashSet};
+use std::collections::{BTreeSet, HashMap};
 
 use rpm::{
     BuildConfig, CompressionWithLevel, Dependency, DependencyFlags, FileOptions, PackageBuilder,
@@ -148,6 +148,57 @@ pub fn interpreter(script: &str) -> Vec<String> {
     }
 }
 
+/// What RPM marks a file as, by its install path.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+enum FileKind {
+    /// `%config(noreplace)`.
+    Config,
+    /// `%doc`: everything under `/usr/share/doc` that is not configuration.
+    Doc,
+    Plain,
+}
+
+fn file_kind(install_path: &str, config: &BTreeSet<String>) -> FileKind {
+    if config.contains(install_path) {
+        FileKind::Config
+    } else if install_path.starts_with("/usr/share/doc/") {
+        FileKind::Doc
+    } else {
+        FileKind::Plain
+    }
+}
+
+/// The RPM hard-link identity (the first member's path) of each file that stays in a
+/// hard-link set, by entry path; files not named are written as ordinary files.
+///
+/// `meta` is what RPM records per path besides the inode's own mode and bytes (file
+/// flags, owner). rpmbuild keeps a staged set whole even when its members' flags differ,
+/// but the `rpm` crate refuses such a set, and one inode cannot have two owners anyway.
+/// So a set is split by `meta`: members that agree stay one set (one inode when
+/// installed), a member left alone gets its own copy of the bytes. A doc file linked to
+/// a program thus stays `%doc` (`--excludedocs` leaves out only it; rpmlint wants every
+/// file under /usr/share/doc marked so) and `rpm -V` finds each path as installed.
+fn link_identities<K: Eq + std::hash::Hash>(
+    entries: &[Entry],
+    meta: impl Fn(&Entry) -> K,
+) -> HashMap<&str, &str> {
+    let mut groups: HashMap<(&str, K), Vec<&str>> = HashMap::new();
+    for e in entries {
+        if let EntryKind::File { link_to, .. } = &e.kind {
+            let head = link_to.as_deref().unwrap_or(&e.path);
+            groups.entry((head, meta(e))).or_default().push(&e.path);
+        }
+    }
+    groups
+        .into_values()
+        .filter(|members| members.len() > 1)
+        .flat_map(|members| {
+            let identity = members[0];
+            members.into_iter().map(move |m| (m, identity))
+        })
+        .collect()
+}
+
 /// Builds the RPM. `entries` are rooted at `/` (package.prefix already applied);
 /// `config` holds the install paths of configuration files; `auto_requires` come from
 /// the ELF files.
@@ -248,17 +299,10 @@ pub fn build(
         b.post_uninstall_script(script(t));
     }
 
-    // The first member of each hard-link set, so it can be marked as one too.
-    let link_heads: HashSet<&str> = entries
-        .iter()
-        .filter_map(|e| match &e.kind {
-            EntryKind::File {
-                link_to: Some(first),
-                ..
-            } => Some(first.as_str()),
-            _ => None,
-        })
-        .collect();
+    let links = link_identities(entries, |e| {
+        let path = format!("/{}", e.path);
+        (file_kind(&path, config), spec.owner(&path))
+    });
     for e in entries {
         let path = format!("/{}", e.path);
         let (user, group) = spec.owner(&path);
@@ -276,23 +320,18 @@ pub fn build(
                 let o = FileOptions::symlink(path, target).user(user).group(group);
                 b.with_symlink(o).map_err(rpm_err)?;
             }
-            EntryKind::File { data, link_to } => {
+            EntryKind::File { data, .. } => {
                 let mut o = FileOptions::new(path.clone())
                     .permissions(e.mode as u16)
                     .user(user)
                     .group(group);
-                if config.contains(&path) {
-                    o = o.config().noreplace();
-                } else if path.starts_with("/usr/share/doc/") {
-                    o = o.doc();
+                match file_kind(&path, config) {
+                    FileKind::Config => o = o.config().noreplace(),
+                    FileKind::Doc => o = o.doc(),
+                    FileKind::Plain => {}
                 }
-                let head = match link_to {
-                    Some(first) => Some(first.as_str()),
-                    None if link_heads.contains(e.path.as_str()) => Some(e.path.as_str()),
-                    None => None,
-                };
-                if let Some(head) = head {
-                    o = o.hardlink(head);
+                if let Some(identity) = links.get(e.path.as_str()) {
+                    o = o.hardlink(*identity);
                 }
                 b.with_file_contents(data.as_slice(), o).map_err(rpm_err)?;
             }
@@ -317,6 +356,156 @@ mod tests {
         assert!(owns_dir("etc/web_server"));
         assert!(owns_dir("usr/share/doc/my-web-server"));
         assert!(owns_dir("opt/my-project"));
+    }
+
+    fn file(path: &str, link_to: Option<&str>) -> Entry {
+        Entry {
+            path: path.into(),
+            kind: EntryKind::File {
+                data: std::sync::Arc::new(b"same".to_vec()),
+                link_to: link_to.map(str::to_string),
+            },
+            mode: 0o644,
+        }
+    }
+
+    #[test]
+    fn file_kinds_by_path() {
+        let config = BTreeSet::from(["/usr/share/doc/a/sample.conf".to_string()]);
+        assert_eq!(
+            file_kind("/usr/share/doc/a/sample.conf", &config),
+            FileKind::Config
+        );
+        assert_eq!(file_kind("/usr/share/doc/a/README", &config), FileKind::Doc);
+        assert_eq!(
+            file_kind("/usr/share/docs/README", &config),
+            FileKind::Plain
+        );
+        assert_eq!(file_kind("/usr/bin/a", &config), FileKind::Plain);
+    }
+
+    #[test]
+    fn hard_link_sets_split_where_members_differ() {
+        let entries = [
+            file("usr/bin/a", None),
+            file("usr/share/doc/a/a.example", Some("usr/bin/a")),
+            file("usr/share/a/README", None),
+            file("usr/share/a/README.txt", Some("usr/share/a/README")),
+            file("usr/share/doc/a/README", Some("usr/share/a/README")),
+            file("usr/share/doc/a/NEWS", None),
+            file("usr/share/doc/a/NEWS.txt", Some("usr/share/doc/a/NEWS")),
+            file("usr/share/doc/a/ChangeLog", Some("usr/share/doc/a/NEWS")),
+            file("usr/lib/a/one", None),
+        ];
+        let kind = |e: &Entry| file_kind(&format!("/{}", e.path), &BTreeSet::new());
+        let links = link_identities(&entries, kind);
+        let want = HashMap::from([
+            // A set of three: the two plain members stay linked, the doc one leaves.
+            ("usr/share/a/README", "usr/share/a/README"),
+            ("usr/share/a/README.txt", "usr/share/a/README"),
+            // All doc: whole.
+            ("usr/share/doc/a/NEWS", "usr/share/doc/a/NEWS"),
+            ("usr/share/doc/a/NEWS.txt", "usr/share/doc/a/NEWS"),
+            ("usr/share/doc/a/ChangeLog", "usr/share/doc/a/NEWS"),
+        ]);
+        assert_eq!(links, want);
+        // The same sets with nothing to tell members apart stay whole.
+        let whole = link_identities(&entries, |_| ());
+        assert_eq!(whole.get("usr/share/doc/a/a.example"), Some(&"usr/bin/a"));
+        assert_eq!(
+            whole.get("usr/share/doc/a/README"),
+            Some(&"usr/share/a/README")
+        );
+        assert_eq!(whole.len(), 8);
+    }
+
+    fn spec() -> PackageSpec {
+        use super::super::spec::{Compression, Relations, Scripts};
+        use crate::layout::{PackageFormat, Platform};
+        PackageSpec {
+            name: "a".into(),
+            version: "1.0".into(),
+            release: "1".into(),
+            epoch: None,
+            platform: Platform {
+                name: "el9_x86_64".into(),
+                os: "el9".into(),
+                format: PackageFormat::Rpm,
+                rpm_arch: "x86_64".into(),
+                deb_arch: "amd64".into(),
+                lib_dir: "lib64".into(),
+            },
+            summary: "A".into(),
+            description: "A package.".into(),
+            license: "MIT".into(),
+            vendor: None,
+            homepage: None,
+            maintainer: None,
+            group: "Applications/System".into(),
+            section: "misc".into(),
+            priority: "optional".into(),
+            build_host: "localhost".into(),
+            relations: Relations::default(),
+            config_files: Vec::new(),
+            scripts: Scripts::default(),
+            changelog: Vec::new(),
+            date: 1_700_000_000,
+            compression: Compression::GZIP_DEFAULT,
+            owners: vec![("/var/lib/a/state".into(), "nobody".into(), "nobody".into())],
+            install_root: String::new(),
+            autoreqprov: false,
+            tarball_path: "a.tar.gz".into(),
+            package_path: "a.rpm".into(),
+        }
+    }
+
+    /// Sets whose members RPM must record differently (doc, config, owner) are packed,
+    /// split where they differ.
+    #[test]
+    fn mixed_hard_link_sets_build() {
+        let entries = [
+            file("etc/a/a.conf", None),
+            file("usr/share/a/README", None),
+            file("usr/share/a/README.txt", Some("usr/share/a/README")),
+            file("usr/share/a/a.conf.default", Some("etc/a/a.conf")),
+            file("usr/share/doc/a/README", Some("usr/share/a/README")),
+            file("var/lib/a/state", None),
+            file("var/lib/a/state.again", Some("var/lib/a/state")),
+        ];
+        let config = BTreeSet::from(["/etc/a/a.conf".to_string()]);
+        let bytes = build(&spec(), &entries, &config, &[]).unwrap();
+        let package = rpm::Package::parse(&mut bytes.as_slice()).unwrap();
+        let header = &package.metadata.header;
+        let inodes = header
+            .get_entry_data_as_u32_array(rpm::IndexTag::RPMTAG_FILEINODES)
+            .unwrap();
+        let files = package.metadata.get_file_entries().unwrap();
+        assert_eq!(files.len(), entries.len());
+        let find = |p: &str| {
+            let i = files
+                .iter()
+                .position(|f| f.path() == std::path::Path::new(p))
+                .unwrap_or_else(|| panic!("{p} not in the package"));
+            (&files[i], inodes[i])
+        };
+        let (readme, readme_ino) = find("/usr/share/a/README");
+        let (_, txt_ino) = find("/usr/share/a/README.txt");
+        let (doc, doc_ino) = find("/usr/share/doc/a/README");
+        assert_eq!(readme_ino, txt_ino);
+        assert_ne!(readme_ino, doc_ino);
+        assert!(doc.flags().contains(rpm::FileFlags::DOC));
+        assert!(!readme.flags().contains(rpm::FileFlags::DOC));
+        let (conf, conf_ino) = find("/etc/a/a.conf");
+        let (default, default_ino) = find("/usr/share/a/a.conf.default");
+        assert!(conf.flags().contains(rpm::FileFlags::CONFIG));
+        assert!(!default.flags().contains(rpm::FileFlags::CONFIG));
+        assert_ne!(conf_ino, default_ino);
+        let (state, state_ino) = find("/var/lib/a/state");
+        let (again, again_ino) = find("/var/lib/a/state.again");
+        assert_eq!((state.user(), again.user()), ("nobody", "root"));
+        assert_ne!(state_ino, again_ino);
+        // Every path still carries the bytes.
+        assert!(files.iter().all(|f| f.size() == 4), "{files:?}");
     }
 
     #[test]

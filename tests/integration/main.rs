@@ -8,6 +8,7 @@ mod build;
 mod cli;
 mod damaged;
 mod fixtures_build;
+mod hardlinks;
 mod logs;
 mod pack;
 mod repo;

@@ -10,14 +10,14 @@ use serde_json::Value;
 
 use crate::support::{FIXTURE_TREE, have_tool, packyard, release, stderr, write};
 
-fn run(cmd: &str, args: &[&str]) -> Output {
+pub(crate) fn run(cmd: &str, args: &[&str]) -> Output {
     Command::new(cmd)
         .args(args)
         .output()
         .unwrap_or_else(|e| panic!("{cmd}: {e}"))
 }
 
-fn ok(cmd: &str, args: &[&str]) -> String {
+pub(crate) fn ok(cmd: &str, args: &[&str]) -> String {
     let out = run(cmd, args);
     assert!(
         out.status.success(),
@@ -30,7 +30,7 @@ fn ok(cmd: &str, args: &[&str]) -> String {
 }
 
 /// Packs and returns the parsed `--json` artifact list.
-fn pack(
+pub(crate) fn pack(
     tree: &Path,
     conf: &str,
     platform: &str,
@@ -77,7 +77,7 @@ fn pack_args(
         .clone()
 }
 
-fn artifact(list: &[Value], format: &str, out: &Path) -> PathBuf {
+pub(crate) fn artifact(list: &[Value], format: &str, out: &Path) -> PathBuf {
     let a = list
         .iter()
         .find(|a| a["format"] == format)
@@ -150,7 +150,7 @@ fn expected_requires(r: &Value, deb: bool) -> BTreeSet<String> {
 }
 
 /// (path, type char + permission bits, symlink target) of every entry under a prefix.
-fn tree_listing(root: &Path) -> BTreeMap<String, (String, Option<String>)> {
+pub(crate) fn tree_listing(root: &Path) -> BTreeMap<String, (String, Option<String>)> {
     let mut out = BTreeMap::new();
     fn go(root: &Path, dir: &Path, out: &mut BTreeMap<String, (String, Option<String>)>) {
         for e in fs::read_dir(dir).unwrap().flatten() {
@@ -196,7 +196,7 @@ fn unexpected(tool: &str, findings: Vec<(String, String)>) -> Vec<String> {
         .collect()
 }
 
-fn rpmlint(rpm: &Path) -> Vec<String> {
+pub(crate) fn rpmlint(rpm: &Path) -> Vec<String> {
     let out = run("rpmlint", &[rpm.to_str().unwrap()]);
     let text = String::from_utf8_lossy(&out.stdout).into_owned();
     let findings = text
@@ -209,7 +209,7 @@ fn rpmlint(rpm: &Path) -> Vec<String> {
     unexpected("rpmlint", findings)
 }
 
-fn lintian(deb: &Path) -> Vec<String> {
+pub(crate) fn lintian(deb: &Path) -> Vec<String> {
     let out = run("lintian", &["--allow-root", deb.to_str().unwrap()]);
     let text = String::from_utf8_lossy(&out.stdout).into_owned();
     let findings = text
@@ -235,6 +235,63 @@ fn rpm_query(rpm: &Path, what: &str) -> BTreeSet<String> {
         .map(str::to_string)
         .filter(|l| !l.starts_with("rpmlib("))
         .collect()
+}
+
+/// Installs an RPM into a new database under `root`, without dependencies or scripts;
+/// `extra` adds options such as `--excludedocs`.
+pub(crate) fn rpm_install(rpm: &Path, root: &Path, extra: &[&str]) {
+    let root_s = root.to_str().unwrap();
+    ok("rpm", &["--root", root_s, "--initdb"]);
+    let mut args = vec!["-i", "--nodeps", "--noscripts", "--root", root_s];
+    args.extend_from_slice(extra);
+    args.push(rpm.to_str().unwrap());
+    ok("rpm", &args);
+}
+
+/// `rpm -V` of a package installed under `root` succeeds and reports nothing.
+pub(crate) fn rpm_verify_clean(root: &Path, name: &str) {
+    let verify = run(
+        "rpm",
+        &["-V", "--nodeps", "--root", root.to_str().unwrap(), name],
+    );
+    assert!(
+        verify.status.success() && verify.stdout.is_empty(),
+        "rpm -V {name}: {}",
+        String::from_utf8_lossy(&verify.stdout)
+    );
+}
+
+/// Installs a DEB into a new dpkg database under `root` (scripts run, outside a chroot).
+pub(crate) fn dpkg_install(deb: &Path, root: &Path) {
+    let admin = root.join("var/lib/dpkg");
+    for sub in ["info", "updates", "triggers"] {
+        fs::create_dir_all(admin.join(sub)).unwrap();
+    }
+    fs::write(admin.join("status"), "").unwrap();
+    let root_arg = format!("--root={}", root.display());
+    ok(
+        "dpkg",
+        &[
+            &root_arg,
+            "--force-depends",
+            "--force-script-chrootless",
+            "--log=/dev/null",
+            "-i",
+            deb.to_str().unwrap(),
+        ],
+    );
+}
+
+/// `dpkg -V` of a package installed under `root` succeeds and reports nothing.
+pub(crate) fn dpkg_verify_clean(root: &Path, pkg: &str) {
+    let root_arg = format!("--root={}", root.display());
+    let verify = run("dpkg", &[&root_arg, "-V", pkg]);
+    assert!(
+        verify.status.success() && verify.stdout.is_empty(),
+        "dpkg -V {pkg}: {}{}",
+        String::from_utf8_lossy(&verify.stdout),
+        String::from_utf8_lossy(&verify.stderr)
+    );
 }
 
 #[test]
@@ -325,19 +382,9 @@ fn rpm_packages_pass_rpm_checks() {
 
         // Installs into a throwaway root and verifies clean.
         let root = tempfile::tempdir().unwrap();
-        let root_s = root.path().to_str().unwrap();
-        ok("rpm", &["--root", root_s, "--initdb"]);
-        ok(
-            "rpm",
-            &["-i", "--nodeps", "--noscripts", "--root", root_s, r],
-        );
+        rpm_install(&rpm, root.path(), &[]);
         let name = ok("rpm", &["-qp", "--qf", "%{NAME}", r]);
-        let verify = run("rpm", &["-V", "--nodeps", "--root", root_s, &name]);
-        assert!(
-            verify.status.success() && verify.stdout.is_empty(),
-            "rpm -V {name}: {}",
-            String::from_utf8_lossy(&verify.stdout)
-        );
+        rpm_verify_clean(root.path(), &name);
         assert_eq!(rpmlint(&rpm).join("\n"), "", "{}", b.configuration);
     }
     // The web server's relations, written out in full.
@@ -459,30 +506,8 @@ fn deb_packages_pass_dpkg_checks() {
 
         // Installs into a throwaway root (scripts run, outside a chroot) and verifies.
         let root = tempfile::tempdir().unwrap();
-        let admin = root.path().join("var/lib/dpkg");
-        for sub in ["info", "updates", "triggers"] {
-            fs::create_dir_all(admin.join(sub)).unwrap();
-        }
-        fs::write(admin.join("status"), "").unwrap();
-        let root_arg = format!("--root={}", root.path().display());
-        ok(
-            "dpkg",
-            &[
-                &root_arg,
-                "--force-depends",
-                "--force-script-chrootless",
-                "--log=/dev/null",
-                "-i",
-                d,
-            ],
-        );
-        let verify = run("dpkg", &[&root_arg, "-V", &pkg]);
-        assert!(
-            verify.status.success() && verify.stdout.is_empty(),
-            "dpkg -V {pkg}: {}{}",
-            String::from_utf8_lossy(&verify.stdout),
-            String::from_utf8_lossy(&verify.stderr)
-        );
+        dpkg_install(&deb, root.path());
+        dpkg_verify_clean(root.path(), &pkg);
         for path in staged.keys() {
             assert!(
                 fs::symlink_metadata(root.path().join(path)).is_ok(),
@@ -679,18 +704,7 @@ fn awkward_prefixes_survive_every_format() {
     let rpm = artifact(&el, "rpm", &out);
     let root = dir.path().join("rpmroot");
     let root_s = root.to_str().unwrap();
-    ok("rpm", &["--root", root_s, "--initdb"]);
-    ok(
-        "rpm",
-        &[
-            "-i",
-            "--nodeps",
-            "--noscripts",
-            "--root",
-            root_s,
-            rpm.to_str().unwrap(),
-        ],
-    );
+    rpm_install(&rpm, &root, &[]);
     let got = installed(&root, &staged);
     assert_eq!(
         got,
