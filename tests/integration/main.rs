@@ -12,3 +12,4 @@ mod repo;
 mod resolve;
 mod serve;
 mod versions;
+mod zypper;
