@@ -688,7 +688,8 @@ impl Repositories {
             (None, Some(_)) => Some(self.signer(repo)?),
             (None, None) => None,
         };
-        // The public key next to the indexes is always the one that signs them.
+        // The public key next to the indexes is always the one that signs them (each YUM
+        // tree also holds its own copy, `repodata/repomd.xml.key`, written with the index).
         if let Some(s) = &signer {
             let key = format!("{}/{}", repo.name, self.layout.repository.key);
             let public = s.public_armored()?;
@@ -1408,6 +1409,56 @@ mod tests {
         // Nothing staged is left behind.
         let left: Vec<_> = fs::read_dir(dir.path().join("data/tmp")).unwrap().collect();
         assert!(left.is_empty(), "{left:?}");
+    }
+
+    /// An RPM `name`-1.0-1.x86_64 with one file, written into `dir`.
+    fn rpm_file(dir: &Path, name: &str) -> PathBuf {
+        let pkg = rpm::PackageBuilder::new(name, "1.0", "MIT", "x86_64", "a tool")
+            .release("1")
+            .with_file_contents(
+                format!("{name}\n"),
+                rpm::FileOptions::new(format!("/usr/share/{name}/readme")),
+            )
+            .unwrap()
+            .build()
+            .unwrap();
+        let p = dir.join(format!("{name}-1.0-1.x86_64.rpm"));
+        pkg.write_file(&p).unwrap();
+        p
+    }
+
+    #[test]
+    fn yum_trees_hold_the_key_that_signs_them_also_after_a_new_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let repos = repository(dir.path());
+        let alg = super::super::keys::Algorithm::Ed25519;
+        repos.generate_key("r", alg, false).unwrap();
+        publish_el9(&repos, &[rpm_file(dir.path(), "tool")], false);
+        let root = dir.path().join("data/repos/r");
+        let key_in_tree = || fs::read(root.join("yum/el9_x86_64/repodata/repomd.xml.key"));
+        let first = fs::read(root.join("key.asc")).unwrap();
+        assert_eq!(key_in_tree().unwrap(), first);
+        // A new key re-signs the indexes that are there; the copy in the tree follows.
+        repos.generate_key("r", alg, true).unwrap();
+        let second = fs::read(root.join("key.asc")).unwrap();
+        assert_ne!(second, first);
+        assert_eq!(key_in_tree().unwrap(), second);
+        assert_eq!(
+            second,
+            repos.public_key("r").unwrap().into_bytes(),
+            "key.asc is not the key that signs"
+        );
+    }
+
+    #[test]
+    fn unsigned_yum_trees_hold_no_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let repos = repository(dir.path());
+        publish_el9(&repos, &[rpm_file(dir.path(), "tool")], false);
+        let repodata = dir.path().join("data/repos/r/yum/el9_x86_64/repodata");
+        assert!(repodata.join("repomd.xml").is_file());
+        assert!(!repodata.join("repomd.xml.key").exists());
+        assert!(!repodata.join("repomd.xml.asc").exists());
     }
 
     #[test]

@@ -1,5 +1,6 @@
 //! YUM metadata: `repodata/` with primary, filelists and other (gzip) and `repomd.xml`
-//! (plus `repomd.xml.asc`), as `createrepo_c --no-database` writes them. A package's three
+//! (plus, when signed, `repomd.xml.asc` and the public key as `repomd.xml.key`), as
+//! `createrepo_c --no-database` writes them. A package's three
 //! entries are rendered once, at publish, from its header ([`entries`]); an index is the
 //! stored entries put together ([`render`]), so no package file is read again.
 
@@ -466,6 +467,9 @@ pub fn render(
     if let Some(s) = signer {
         let sig = s.detached(repomd.as_bytes(), revision)?;
         files.push(("repomd.xml.asc".into(), sig.into_bytes()));
+        // Where SUSE's tools (zypper, libzypp) look for the key of a repository added by
+        // its URL alone; in the same generation as the signature, so the two never part.
+        files.push(("repomd.xml.key".into(), s.public_armored()?.into_bytes()));
     }
     files.push(("repomd.xml".into(), repomd.into_bytes()));
     Ok(segments::Rendered { files, usage })

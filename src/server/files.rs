@@ -113,6 +113,8 @@ fn content_type(path: &str) -> mime::Mime {
         "zst" => "application/zstd",
         "xml" => "application/xml",
         "asc" if name == "key.asc" => "application/pgp-keys",
+        // `repodata/repomd.xml.key`, the key SUSE's tools look for beside the index.
+        "key" => "application/pgp-keys",
         "asc" | "gpg" => "application/pgp-signature",
         "sha256" => "text/plain; charset=utf-8",
         _ if matches!(name, "Release" | "InRelease" | "Packages") => "text/plain; charset=utf-8",
@@ -138,7 +140,8 @@ fn text(body: String) -> HttpResponse {
         .body(body)
 }
 
-/// `<platform>.repo`: drop it into `/etc/yum.repos.d/` as is.
+/// `<platform>.repo`: drop it into `/etc/yum.repos.d/` as is, or give its URL to
+/// `zypper addrepo`.
 fn dnf_repo_file(
     state: &Shared,
     req: &HttpRequest,
@@ -184,8 +187,10 @@ fn dnf_repo_file(
                 gpgcheck=0\nrepo_gpgcheck=0\n";
     }
     if record.kind == crate::store::RepoKind::Volatile {
-        // Nightly builds replace each other: look again after a minute, not a day.
-        out += "metadata_expire=60\n";
+        // Nightly builds replace each other: look again after a minute, not a day (dnf),
+        // and before each command at all (zypper, which ignores metadata_expire and
+        // otherwise never refreshes a repository added from a file by itself).
+        out += "metadata_expire=60\nautorefresh=1\n";
     }
     Ok(text(out))
 }
@@ -281,6 +286,10 @@ mod tests {
             "text/plain"
         );
         assert_eq!(content_type("key.asc").as_ref(), "application/pgp-keys");
+        assert_eq!(
+            content_type("yum/el9_x86_64/repodata/repomd.xml.key").as_ref(),
+            "application/pgp-keys"
+        );
         assert_eq!(
             content_type("a/b.tar.gz.sha256").essence_str(),
             "text/plain"

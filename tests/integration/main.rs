@@ -15,3 +15,4 @@ mod repo;
 mod resolve;
 mod serve;
 mod versions;
+mod zypper;

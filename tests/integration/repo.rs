@@ -226,7 +226,7 @@ pub(crate) fn ed25519_key(d: &Path) {
 }
 
 /// Publishes the packed fixture release of `platform` into `nightly`; its report.
-fn publish_packed(d: &Path, platform: &'static str, extra: &[&str]) -> Value {
+pub(crate) fn publish_packed(d: &Path, platform: &'static str, extra: &[&str]) -> Value {
     let out = packed(platform).to_str().unwrap().to_string();
     let mut args = vec!["publish", "--repo", "nightly"];
     args.extend_from_slice(extra);

@@ -254,7 +254,7 @@ pub(crate) fn upload_packed(server: &Server, repo: &str, platform: &'static str,
 
 /// A server on `d` with a signed `nightly` holding the packed fixture release of
 /// `platforms` (uploaded with a builder token, which is returned).
-fn signed_nightly(d: &Path, platforms: &[&'static str]) -> (Server, String) {
+pub(crate) fn signed_nightly(d: &Path, platforms: &[&'static str]) -> (Server, String) {
     create_nightly(d, &[]);
     ed25519_key(d);
     let builder = token(d, "builder");
