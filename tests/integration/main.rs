@@ -7,6 +7,7 @@ mod api_spec;
 mod build;
 mod cli;
 mod fixtures_build;
+mod lint_pack;
 mod pack;
 mod repo;
 mod resolve;
