@@ -551,7 +551,7 @@ impl<'a> Resolver<'a> {
             set(
                 &mut props,
                 "packageName",
-                module.folder.clone(),
+                module.own_name().to_string(),
                 field(&module.name),
             );
         }

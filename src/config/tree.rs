@@ -31,13 +31,21 @@ impl fmt::Display for Location {
 pub struct Module {
     pub name: String,
     pub kind: ModuleKind,
-    /// The folder's own name (must be the last dotted part of `name`).
+    /// The folder's own name. Below the root it must be [`Module::own_name`]; the root's
+    /// folder is the user's choice (a clone may sit in any folder).
     pub folder: String,
     pub parent: Option<ModuleId>,
     pub children: Vec<ModuleId>,
     pub fields: SharedFields,
     pub location: Location,
     pub configurations: Vec<ConfigId>,
+}
+
+impl Module {
+    /// The last part of the dotted name (`web_server` of `my-project.servers.web_server`).
+    pub fn own_name(&self) -> &str {
+        self.name.rsplit('.').next().unwrap_or(&self.name)
+    }
 }
 
 /// A user property as written, dotted keys flattened.

@@ -1,5 +1,6 @@
 //! The build policy as lint rules (`packyard lint TREE`): each violation has a rule id,
-//! file:line, a message and a hint. Pure: it reads a loaded [`Tree`] and resolves releases.
+//! file:line, a message and a hint. It reads a loaded [`Tree`], resolves releases, and asks
+//! [`crate::pack::spec`] what the packager would refuse (which reads the scripts named).
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
@@ -9,9 +10,14 @@ use crate::config::model::ModuleKind;
 use crate::config::names::{
     ConfigurationName, NameBinding, package_name_problem, parse_mmr, valid_module_name,
 };
+use crate::config::properties::Origin;
 use crate::config::resolve::ResolveOptions;
-use crate::config::{ConfigId, Location, Release, ResolveError, Resolver, Tree};
-use crate::layout::Layout;
+use crate::config::tree::Configuration;
+use crate::config::{
+    ConfigId, Location, Release, ResolveError, ResolvedConfiguration, Resolver, Tree,
+};
+use crate::layout::{Layout, PackageFormat, Platform};
+use crate::pack::spec::{self, Place};
 use crate::version::Constraint;
 
 macro_rules! rules {
@@ -37,7 +43,7 @@ macro_rules! rules {
 
 rules! {
     ParseError = "parse-error": "fix the TOML; the keys of module.toml are listed in DESIGN §2",
-    ModuleName = "module-name": "a module's name is its parent's name, a dot, and its folder's name (letters, digits, _ and - only)",
+    ModuleName = "module-name": "a module's name is its parent's name, a dot, and its folder's name (letters, digits, _ and - only); the project's name is one part, whatever its folder is called",
     ModuleKind = "module-kind": "the root is a project; subsystems sit under the project; components under a project or subsystem",
     DuplicateName = "duplicate-name": "module and configuration names are unique in the whole tree: rename one",
     ConfigurationName = "configuration-name": "name configurations <component>_R_<major>_<minor>_<revision>_<age> or <component>_B_<branch>",
@@ -60,6 +66,7 @@ rules! {
     UndefinedProperty = "undefined-property": "define the property, pass it with -p, or write $${...} for a literal ${...}",
     Resolution = "resolution": "see the message: the release must give every dependency a version that fits",
     DependencyCycle = "dependency-cycle": "build-time dependencies must not form a cycle: make one of them runtime, or split a component",
+    PackMetadata = "pack-metadata": "`packyard pack` would refuse the configuration on the platforms named: give it what that package format needs",
 }
 
 /// One broken rule, where, and what to do.
@@ -164,25 +171,38 @@ fn check_modules(l: &mut Linter) {
             );
         }
         let parent = m.parent.map(|p| &tree.modules[p]);
-        let expected = match parent {
-            Some(p) => format!("{}.{}", p.name, m.folder),
-            None => m.folder.clone(),
-        };
         if !valid_module_name(&m.name) {
             l.report(
                 Rule::ModuleName,
                 at,
                 format!("`{}` is not a valid dotted module name", m.name),
             );
-        } else if m.name != expected {
-            l.report(
-                Rule::ModuleName,
-                at,
-                format!(
-                    "module `{}` in folder `{}` should be named `{expected}`",
-                    m.name, m.folder
+        } else {
+            match parent {
+                // The root's folder is wherever the tree was put: only its name counts.
+                None if m.name.contains('.') => l.report(
+                    Rule::ModuleName,
+                    at,
+                    format!(
+                        "`{}` at the root of the tree is dotted; a project's name is one part",
+                        m.name
+                    ),
                 ),
-            );
+                None => {}
+                Some(p) => {
+                    let expected = format!("{}.{}", p.name, m.folder);
+                    if m.name != expected {
+                        l.report(
+                            Rule::ModuleName,
+                            at,
+                            format!(
+                                "module `{}` in folder `{}` should be named `{expected}`",
+                                m.name, m.folder
+                            ),
+                        );
+                    }
+                }
+            }
         }
         let kind_ok = matches!(
             (m.kind, parent.map(|p| p.kind)),
@@ -343,13 +363,13 @@ fn check_configurations(l: &mut Linter) {
                     c.name
                 ),
             ),
-            Some(n) if n.prefix != m.folder && Some(n.prefix.as_str()) != pkg => l.report(
+            Some(n) if n.prefix != m.own_name() && Some(n.prefix.as_str()) != pkg => l.report(
                 Rule::ConfigurationName,
                 at,
                 format!(
                     "`{}` should start with the module's name `{}`{}",
                     c.name,
-                    m.folder,
+                    m.own_name(),
                     pkg.map(|p| format!(" or its package name `{p}`"))
                         .unwrap_or_default()
                 ),
@@ -715,26 +735,44 @@ fn check_commands(l: &mut Linter, c: &crate::config::tree::Configuration) {
     }
 }
 
-/// Resolves every component configuration of every release, and looks for build cycles.
+/// One platform of each package format the layout defines, the default platform first
+/// (standing for its own format): what depends on the format is checked once per format.
+fn format_platforms(layout: &Layout) -> Vec<&Platform> {
+    let mut out: Vec<&Platform> = layout.platform(None).into_iter().collect();
+    for p in layout.platforms.values() {
+        if !out.iter().any(|o| o.format == p.format) {
+            out.push(p);
+        }
+    }
+    out
+}
+
+fn format_label(f: PackageFormat) -> String {
+    f.to_string().to_uppercase()
+}
+
+/// Resolves every component configuration of every release on one platform of each
+/// package format, asks the packager what it would refuse there, and looks for build
+/// cycles.
 fn check_releases(l: &mut Linter, layout: &Layout) {
     let tree = l.tree;
+    let platforms = format_platforms(layout);
     for (pid, pc) in tree.configurations.iter().enumerate() {
         if tree.modules[pc.module].kind != ModuleKind::Project {
             continue;
         }
         let release = Release::of(tree, pid);
-        let resolver = match Resolver::new(
-            tree,
-            layout,
-            ResolveOptions::default(),
-            Some(release.clone()),
-        ) {
-            Ok(r) => r,
-            Err(e) => {
-                l.report(Rule::Resolution, &pc.location, e.to_string());
-                continue;
+        let mut resolvers = Vec::new();
+        for p in &platforms {
+            let options = ResolveOptions {
+                platform: Some(p.name.clone()),
+                ..ResolveOptions::default()
+            };
+            match Resolver::new(tree, layout, options, Some(release.clone())) {
+                Ok(r) => resolvers.push((*p, r)),
+                Err(e) => l.report(Rule::Resolution, &pc.location, e.to_string()),
             }
-        };
+        }
         let mut members: Vec<ConfigId> = release.parents.keys().copied().collect();
         members.sort();
         let mut edges: BTreeMap<ConfigId, Vec<ConfigId>> = BTreeMap::new();
@@ -743,8 +781,22 @@ fn check_releases(l: &mut Linter, layout: &Layout) {
             if tree.modules[c.module].kind != ModuleKind::Component {
                 continue;
             }
-            match resolver.resolve(id) {
-                Ok(r) => {
+            // Each problem once, with the formats (indices into `resolvers`) it shows on.
+            let mut found: BTreeMap<Finding, Vec<usize>> = BTreeMap::new();
+            for (i, (platform, resolver)) in resolvers.iter().enumerate() {
+                let r = match resolver.resolve(id) {
+                    Ok(r) => r,
+                    Err(e) => {
+                        let rule = match e {
+                            ResolveError::Property(_) => Rule::UndefinedProperty,
+                            _ => Rule::Resolution,
+                        };
+                        let f = Finding::new(rule, &c.location, e.to_string(), e.hint());
+                        found.entry(f).or_default().push(i);
+                        continue;
+                    }
+                };
+                if i == 0 {
                     let deps = r
                         .dependencies
                         .iter()
@@ -753,18 +805,48 @@ fn check_releases(l: &mut Linter, layout: &Layout) {
                         .collect();
                     edges.insert(id, deps);
                 }
-                Err(e) => {
-                    let rule = match e {
-                        ResolveError::Property(_) => Rule::UndefinedProperty,
-                        _ => Rule::Resolution,
-                    };
-                    l.report_hint(
-                        rule,
-                        &c.location,
-                        format!("in release {}: {e}", pc.name),
-                        e.hint(),
-                    );
+                // The packager's own checks: lint and pack refuse the same things.
+                let input = spec::SpecInput {
+                    tree,
+                    id,
+                    resolved: &r,
+                    platform,
+                    source_date_epoch: None,
+                    committed_at: &|| None,
+                    now: 0,
+                };
+                for refusal in spec::refusals(&input) {
+                    let at = refusal_location(tree, c, &r, &refusal.place);
+                    let hint = refusal.error.hint().unwrap_or_default();
+                    let f = Finding::new(Rule::PackMetadata, &at, refusal.error.to_string(), hint);
+                    found.entry(f).or_default().push(i);
                 }
+            }
+            for (f, on) in found {
+                let formats: Vec<String> = on
+                    .iter()
+                    .map(|i| format_label(resolvers[*i].0.format))
+                    .collect();
+                let formats = formats.join(" and ");
+                let message = match f.rule {
+                    Rule::PackMetadata => format!(
+                        "in release {}, pack refuses it for {formats} platforms: {}",
+                        pc.name, f.what
+                    ),
+                    // As before the formats were looked at, when it is all of them.
+                    _ if on.len() == resolvers.len() => {
+                        format!("in release {}: {}", pc.name, f.what)
+                    }
+                    _ => format!(
+                        "in release {}, for {formats} platforms: {}",
+                        pc.name, f.what
+                    ),
+                };
+                let at = Location {
+                    file: f.file.into(),
+                    line: f.line,
+                };
+                l.report_hint(f.rule, &at, message, f.hint);
             }
         }
         for cycle in build_cycles(&edges) {
@@ -782,6 +864,72 @@ fn check_releases(l: &mut Linter, layout: &Layout) {
                 ),
             );
         }
+    }
+}
+
+/// A problem of one release member before it is known on which formats it shows.
+#[derive(PartialEq, Eq, PartialOrd, Ord)]
+struct Finding {
+    rule: Rule,
+    file: String,
+    line: usize,
+    what: String,
+    hint: String,
+}
+
+impl Finding {
+    fn new(rule: Rule, at: &Location, what: String, hint: String) -> Finding {
+        Finding {
+            rule,
+            file: at.file.display().to_string(),
+            line: at.line,
+            what,
+            hint,
+        }
+    }
+}
+
+/// Where the value a refusal is about is written: the property's, field's or
+/// dependency's entry when the tree holds one, else the configuration's.
+fn refusal_location(
+    tree: &Tree,
+    c: &Configuration,
+    r: &ResolvedConfiguration,
+    place: &Place,
+) -> Location {
+    let found = match place {
+        Place::Configuration => None,
+        Place::Dependency(name) => c
+            .dependencies
+            .iter()
+            .find(|d| {
+                d.entry.module.as_deref() == Some(name.as_str())
+                    || d.entry.external.as_deref() == Some(name.as_str())
+            })
+            .map(|d| d.location.clone()),
+        Place::Property(key) if key == "version" => c.version.as_ref().map(|(_, at)| at.clone()),
+        Place::Property(key) => property_location(tree, r, key),
+    };
+    found.unwrap_or_else(|| c.location.clone())
+}
+
+/// The entry that gave a resolved property its value, from its origin.
+fn property_location(tree: &Tree, r: &ResolvedConfiguration, key: &str) -> Option<Location> {
+    match &r.properties.get(key)?.origin {
+        Origin::Project(n) | Origin::Subsystem(n) | Origin::Component(n) => {
+            let set_in = &tree.configurations[tree.configuration(n)?];
+            set_in
+                .properties
+                .iter()
+                .find(|p| p.key == key)
+                .map(|p| p.location.clone())
+        }
+        Origin::Field(n) => match (tree.configuration(n), tree.module(n)) {
+            (Some(cid), _) => Some(tree.configurations[cid].location.clone()),
+            (None, Some(mid)) => Some(tree.modules[mid].location.clone()),
+            (None, None) => None,
+        },
+        Origin::System | Origin::Override => None,
     }
 }
 
@@ -849,5 +997,168 @@ mod tests {
         let dag: BTreeMap<ConfigId, Vec<ConfigId>> =
             [(1, vec![2, 3]), (2, vec![3])].into_iter().collect();
         assert!(build_cycles(&dag).is_empty());
+    }
+
+    fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
+        std::fs::create_dir_all(to).unwrap();
+        for e in std::fs::read_dir(from).unwrap().flatten() {
+            if e.file_type().unwrap().is_dir() {
+                copy_dir(&e.path(), &to.join(e.file_name()));
+            } else {
+                std::fs::copy(e.path(), to.join(e.file_name())).unwrap();
+            }
+        }
+    }
+
+    fn fixture(name: &str) -> std::path::PathBuf {
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("fixtures/trees")
+            .join(name)
+    }
+
+    fn lint_dir(dir: &std::path::Path) -> Vec<Violation> {
+        lint(&Tree::load(dir).unwrap(), &Layout::builtin())
+    }
+
+    #[test]
+    fn the_trees_own_folder_does_not_matter() {
+        let dir = tempfile::tempdir().unwrap();
+        let copy = dir.path().join("my-config");
+        copy_dir(&fixture("my-project"), &copy);
+        assert_eq!(lint_dir(&copy), []);
+        // Below the root, folders still name modules.
+        std::fs::rename(copy.join("servers"), copy.join("backends")).unwrap();
+        let v = lint_dir(&copy);
+        assert!(
+            v.iter().any(|v| v.rule == "module-name"
+                && v.message
+                    .contains("`my-project.servers` in folder `backends`")),
+            "{v:#?}"
+        );
+    }
+
+    #[test]
+    fn a_projects_name_is_one_part() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("module.toml"),
+            "[module]\nname = \"org.p\"\nkind = \"project\"\n",
+        )
+        .unwrap();
+        let v = lint_dir(dir.path());
+        assert_eq!(v.len(), 1, "{v:#?}");
+        assert_eq!((v[0].rule, v[0].line), ("module-name", 2));
+        assert!(v[0].message.contains("one part"), "{}", v[0].message);
+    }
+
+    /// A release whose only problems are what the packager refuses, each marked with
+    /// `# refused: FORMATS` on the line lint must point at (`;` between several).
+    const PROJECT: &str = r#"[module]
+name = "p"
+kind = "project"
+license = "MIT"
+
+[[configuration]]
+name = "p_R_1_0_0_1"
+version = "1.0.0"
+age = 1
+children = ["tool_R_1_0_0_1"]
+
+[configuration.properties]
+"package.compression" = "xz" # refused: RPM
+"#;
+
+    const TOOL: &str = r#"[module]
+name = "p.tool"
+kind = "component"
+description = "A tool"
+vcsroot = "https://git.example.org/tool.git"
+package_name = "tool"
+
+[[configuration]] # refused: DEB (no package.maintainer); DEB (Depends: no Debian version)
+name = "tool_R_1_0_0_1"
+version = "1.0.0"
+age = 1
+tag = "v1.0.0"
+
+[configuration.properties]
+"package.date" = "yesterday" # refused: RPM and DEB
+"package.postInstall" = "no-such-script.sh" # refused: RPM and DEB
+"package.configFiles" = "etc/tool.conf" # refused: RPM and DEB
+"package.requires" = "foo >= 1_2"
+
+[[configuration.dependencies]] # refused: DEB (not a Debian name)
+external = "Bad_Pkg"
+scope = "runtime"
+
+[configuration.commands]
+checkout = "mkdir -p ${moduleName}"
+"#;
+
+    #[test]
+    fn pack_refusals_are_reported_per_format_where_they_are_written() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("module.toml"), PROJECT).unwrap();
+        std::fs::create_dir(dir.path().join("tool")).unwrap();
+        std::fs::write(dir.path().join("tool/module.toml"), TOOL).unwrap();
+        let mut expected: Vec<(String, usize, String)> = Vec::new();
+        for (file, text) in [("module.toml", PROJECT), ("tool/module.toml", TOOL)] {
+            for (i, line) in text.lines().enumerate() {
+                let Some((_, marks)) = line.split_once("# refused: ") else {
+                    continue;
+                };
+                for mark in marks.split("; ") {
+                    let on = mark.split(" (").next().unwrap_or(mark);
+                    expected.push((file.to_string(), i + 1, format!("for {on} platforms")));
+                }
+            }
+        }
+        let v = lint_dir(dir.path());
+        let got: Vec<(String, usize, String)> = v
+            .iter()
+            .map(|v| {
+                let file = std::path::Path::new(&v.file)
+                    .strip_prefix(dir.path())
+                    .unwrap()
+                    .display()
+                    .to_string();
+                let on = v
+                    .message
+                    .split_once("pack refuses it ")
+                    .and_then(|(_, rest)| rest.split_once(':'))
+                    .map_or(String::new(), |(on, _)| on.to_string());
+                (file, v.line, on)
+            })
+            .collect();
+        let mut want = expected.clone();
+        want.sort();
+        let mut have = got.clone();
+        have.sort();
+        assert_eq!(have, want, "{v:#?}");
+        assert!(v.iter().all(|v| v.rule == "pack-metadata"), "{v:#?}");
+        // The packager's own words and hints.
+        let says = |what: &str| {
+            v.iter()
+                .any(|v| v.message.contains(what) && !v.hint.is_empty())
+        };
+        assert!(
+            says("xz-compressed RPM payloads are not supported"),
+            "{v:#?}"
+        );
+        assert!(says("has no package.maintainer"), "{v:#?}");
+        assert!(says("package.date = `yesterday` is not a date"), "{v:#?}");
+        assert!(says("cannot read the script"), "{v:#?}");
+        assert!(
+            says("names `etc/tool.conf`, which is not a plain absolute path"),
+            "{v:#?}"
+        );
+        assert!(
+            says("`Bad_Pkg` is not a valid Debian package name"),
+            "{v:#?}"
+        );
+        assert!(
+            says("Depends: `foo (>= 1_2)` is not a valid Debian relation"),
+            "{v:#?}"
+        );
     }
 }

@@ -15,7 +15,7 @@ use md5::{Digest, Md5};
 
 use super::PackError;
 use super::compress;
-use super::spec::{Compression, PackageSpec, Relation, rfc2822};
+use super::spec::{Compression, PackageSpec, Relation, Relations, rfc2822};
 use super::tarball::{self, TarStyle};
 use super::walk::{self, Entry, EntryKind};
 
@@ -58,21 +58,40 @@ fn relation_field(name: &str, lists: &[&[Relation]]) -> Result<Option<String>, P
     Ok(Some(text))
 }
 
+/// The control file's relation fields in dpkg-deb's order, each checked by
+/// `debian-packaging`'s parser. Metadata only: `spec` asks it too, to refuse before the
+/// prefix is read.
+pub fn relation_fields(r: &Relations) -> [(&'static str, Result<Option<String>, PackError>); 7] {
+    [
+        (
+            "Pre-Depends",
+            relation_field("Pre-Depends", &[&r.requires_pre]),
+        ),
+        (
+            "Depends",
+            relation_field("Depends", &[&r.requires, &r.requires_post]),
+        ),
+        ("Recommends", relation_field("Recommends", &[&r.recommends])),
+        // An RPM Obsoletes (a package this one takes over) is Breaks + Replaces in Debian.
+        (
+            "Breaks",
+            relation_field("Breaks", &[&r.breaks, &r.obsoletes]),
+        ),
+        ("Conflicts", relation_field("Conflicts", &[&r.conflicts])),
+        ("Provides", relation_field("Provides", &[&r.provides])),
+        (
+            "Replaces",
+            relation_field("Replaces", &[&r.replaces, &r.obsoletes]),
+        ),
+    ]
+}
+
 /// The `control` file, fields in dpkg-deb's order.
 pub fn control(
     spec: &PackageSpec,
     installed_kib: u64,
     auto_depends: &[String],
 ) -> Result<String, PackError> {
-    let r = &spec.relations;
-    let mut depends = relation_field("Depends", &[&r.requires, &r.requires_post])?;
-    if !auto_depends.is_empty() {
-        let auto = auto_depends.join(", ");
-        depends = Some(match depends {
-            Some(d) => format!("{auto}, {d}"),
-            None => auto,
-        });
-    }
     let mut fields: Vec<(&str, String)> = vec![
         ("Package", spec.name.clone()),
         ("Version", spec.full_version()),
@@ -80,27 +99,20 @@ pub fn control(
         ("Maintainer", spec.maintainer.clone().unwrap_or_default()),
         ("Installed-Size", installed_kib.to_string()),
     ];
+    for (name, value) in relation_fields(&spec.relations) {
+        let mut value = value?;
+        if name == "Depends" && !auto_depends.is_empty() {
+            let auto = auto_depends.join(", ");
+            value = Some(match value {
+                Some(d) => format!("{auto}, {d}"),
+                None => auto,
+            });
+        }
+        if let Some(v) = value {
+            fields.push((name, v));
+        }
+    }
     let optional = [
-        (
-            "Pre-Depends",
-            relation_field("Pre-Depends", &[&r.requires_pre])?,
-        ),
-        ("Depends", depends),
-        (
-            "Recommends",
-            relation_field("Recommends", &[&r.recommends])?,
-        ),
-        // An RPM Obsoletes (a package this one takes over) is Breaks + Replaces in Debian.
-        (
-            "Breaks",
-            relation_field("Breaks", &[&r.breaks, &r.obsoletes])?,
-        ),
-        ("Conflicts", relation_field("Conflicts", &[&r.conflicts])?),
-        ("Provides", relation_field("Provides", &[&r.provides])?),
-        (
-            "Replaces",
-            relation_field("Replaces", &[&r.replaces, &r.obsoletes])?,
-        ),
         ("Section", Some(spec.section.clone())),
         ("Priority", Some(spec.priority.clone())),
         ("Homepage", spec.homepage.clone()),

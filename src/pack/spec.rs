@@ -1,6 +1,7 @@
 //! What a package says about itself, decided before any byte is written: names,
 //! versions, texts, relations, config files, scripts, changelog, date and compression.
-//! Built from a resolved configuration; pure except for reading script files.
+//! Built from a resolved configuration; pure except for reading script files. Every check
+//! runs and keeps its refusal ([`refusals`]): `pack` stops at the first, `lint` lists them.
 
 use std::path::{Path, PathBuf};
 
@@ -178,8 +179,66 @@ pub const FALLBACK_DATE: i64 = 946_684_800; // 2000-01-01T00:00:00Z
 
 const DAY: i64 = 86_400;
 
-/// Builds and checks the spec.
+/// What holds a value that pack refuses, so `lint` can point at its file:line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Place {
+    /// The configuration itself: a value it lacks, or one made of several.
+    Configuration,
+    /// A property, or a field by its property name (`packageName`, `version`, `license`).
+    Property(String),
+    /// A dependency of the configuration, by module name or external package name.
+    Dependency(String),
+}
+
+/// One refusal of the configuration's metadata, and what holds the refused value.
+#[derive(Debug)]
+pub struct Refusal {
+    pub place: Place,
+    pub error: PackError,
+}
+
+/// The refusals found so far: each check records its own and the others still run, so
+/// `lint` hears of them all.
+#[derive(Default)]
+struct Refusals(Vec<Refusal>);
+
+impl Refusals {
+    fn refuse(&mut self, place: Place, error: PackError) {
+        self.0.push(Refusal { place, error });
+    }
+
+    /// The value, or its default once the refusal is recorded.
+    fn take<T: Default>(&mut self, place: Place, r: Result<T, PackError>) -> T {
+        r.unwrap_or_else(|error| {
+            self.refuse(place, error);
+            T::default()
+        })
+    }
+}
+
+fn property(key: &str) -> Place {
+    Place::Property(key.to_string())
+}
+
+/// Builds and checks the spec; the first refusal is the error.
 pub fn build(input: &SpecInput) -> Result<PackageSpec, PackError> {
+    let (spec, refusals) = assemble(input);
+    match refusals.into_iter().next() {
+        Some(r) => Err(r.error),
+        None => Ok(spec),
+    }
+}
+
+/// Every refusal [`build`] would make for the input's platform: what the metadata alone
+/// stops from being packed, whatever the staged prefix holds. Empty when it packs.
+pub fn refusals(input: &SpecInput) -> Vec<Refusal> {
+    assemble(input).1
+}
+
+/// The spec and every refusal, in the order `build` checks them. With a refusal the
+/// spec holds defaults in place of the refused values and is not to be used.
+fn assemble(input: &SpecInput) -> (PackageSpec, Vec<Refusal>) {
+    let mut refused = Refusals::default();
     let r = input.resolved;
     let platform = input.platform;
     let format = platform.format;
@@ -187,33 +246,54 @@ pub fn build(input: &SpecInput) -> Result<PackageSpec, PackError> {
     let conf = &input.tree.configurations[input.id];
     let module = &input.tree.modules[conf.module];
 
-    let name = get("packageName")
-        .ok_or_else(|| PackError::Spec {
-            what: format!("`{}` has no package name", r.configuration),
-            hint: format!(
-                "set package_name in the [module] of {}",
-                module.location.file.display()
-            ),
-        })?
-        .to_string();
-    check_package_name(&name, format)?;
+    let name = match get("packageName") {
+        Some(n) => {
+            refused.take(property("packageName"), check_package_name(n, format));
+            n.to_string()
+        }
+        None => {
+            refused.refuse(
+                property("packageName"),
+                PackError::Spec {
+                    what: format!("`{}` has no package name", r.configuration),
+                    hint: format!(
+                        "set package_name in the [module] of {}",
+                        module.location.file.display()
+                    ),
+                },
+            );
+            String::new()
+        }
+    };
 
     let version = get("version").unwrap_or_default().to_string();
     let release = get("age").unwrap_or_default().to_string();
-    if version.is_empty() || release.is_empty() {
-        return Err(PackError::Spec {
-            what: format!("`{}` has no version or age", r.configuration),
-            hint: "only tagged (_R_) configurations with version and age can be packed".into(),
-        });
+    let versioned = !version.is_empty() && !release.is_empty();
+    if !versioned {
+        refused.refuse(
+            Place::Configuration,
+            PackError::Spec {
+                what: format!("`{}` has no version or age", r.configuration),
+                hint: "only tagged (_R_) configurations with version and age can be packed".into(),
+            },
+        );
     }
     let epoch = match get("package.epoch") {
         None => None,
-        Some(e) => Some(e.parse::<u32>().map_err(|_| PackError::Spec {
-            what: format!("package.epoch = `{e}` is not a number"),
-            hint: "give a small non-negative integer, or remove it".into(),
-        })?),
+        Some(e) => refused.take(
+            property("package.epoch"),
+            e.parse::<u32>().map(Some).map_err(|_| PackError::Spec {
+                what: format!("package.epoch = `{e}` is not a number"),
+                hint: "give a small non-negative integer, or remove it".into(),
+            }),
+        ),
     };
-    check_version(&version, &release, epoch, format)?;
+    if versioned {
+        refused.take(
+            property("version"),
+            check_version(&version, &release, epoch, format),
+        );
+    }
 
     let module_description = module
         .fields
@@ -252,64 +332,85 @@ pub fn build(input: &SpecInput) -> Result<PackageSpec, PackError> {
         }
     };
 
-    let license = get("license")
-        .ok_or_else(|| PackError::Spec {
-            what: format!("`{}` has no license", r.configuration),
-            hint: "set license (an SPDX identifier such as Apache-2.0) in the module or project"
-                .into(),
-        })?
-        .to_string();
+    let license = get("license").map(str::to_string).unwrap_or_else(|| {
+        refused.refuse(
+            property("license"),
+            PackError::Spec {
+                what: format!("`{}` has no license", r.configuration),
+                hint:
+                    "set license (an SPDX identifier such as Apache-2.0) in the module or project"
+                        .into(),
+            },
+        );
+        String::new()
+    });
     let maintainer = get("package.maintainer").map(str::to_string);
     if format == PackageFormat::Deb && maintainer.is_none() {
-        return Err(PackError::Spec {
-            what: format!(
-                "`{}` has no package.maintainer; a Debian package needs one",
-                r.configuration
-            ),
-            hint: "set the property package.maintainer = \"Name <email>\" (in the project \
-                   configuration to cover every component)"
-                .into(),
-        });
+        refused.refuse(
+            property("package.maintainer"),
+            PackError::Spec {
+                what: format!(
+                    "`{}` has no package.maintainer; a Debian package needs one",
+                    r.configuration
+                ),
+                hint: "set the property package.maintainer = \"Name <email>\" (in the project \
+                       configuration to cover every component)"
+                    .into(),
+            },
+        );
     }
 
-    let relations = relations(r, format)?;
-    let config_files = get("package.configFiles")
-        .map(|v| {
-            v.split(',')
-                .map(str::trim)
-                .filter(|s| !s.is_empty())
-                .map(str::to_string)
-                .collect()
-        })
-        .unwrap_or_default();
-    let owners = owners(r)?;
-    let scripts = scripts(r, module_dir(input))?;
-    let date = build_date(input)?;
+    let relations = relations(r, format, &mut refused);
+    if format == PackageFormat::Deb {
+        // The control file's own check, made before the prefix is read.
+        for (_, field) in super::deb::relation_fields(&relations) {
+            refused.take(Place::Configuration, field);
+        }
+    }
+    let install_root = refused.take(
+        property("package.prefix"),
+        install_root(get("package.prefix")),
+    );
+    let config_files = refused.take(
+        property("package.configFiles"),
+        config_files(get("package.configFiles"), &install_root),
+    );
+    let owners = owners(r, &mut refused);
+    let dir = module_dir(input);
+    let mut script = |key: &str| refused.take(property(key), read_script(r, &dir, key));
+    let scripts = Scripts {
+        pre_install: script("package.preInstall"),
+        post_install: script("package.postInstall"),
+        pre_uninstall: script("package.preUninstall"),
+        post_uninstall: script("package.postUninstall"),
+    };
+    let date = refused.take(property("package.date"), build_date(input));
     let author = maintainer
         .clone()
         .or_else(|| get("vendor").map(str::to_string))
         .unwrap_or_else(|| get("projectName").unwrap_or("packyard").to_string());
     let changelog = changelog(input, date, &author, format);
-    let compression = compression(r, format)?;
-    let install_root = match get("package.prefix").unwrap_or("/").trim_end_matches('/') {
-        "" => String::new(),
-        p if p.starts_with('/') && !p.split('/').any(|c| c == "..") => p.to_string(),
-        p => {
-            return Err(PackError::Spec {
-                what: format!("package.prefix = `{p}` is not an absolute path"),
-                hint: "give the install location, e.g. / or /opt/my-project".into(),
-            });
+    let compression = compression(r, format, &mut refused);
+    let (tarball_path, package_path) = match &r.download {
+        None => {
+            refused.refuse(
+                Place::Configuration,
+                PackError::Spec {
+                    what: format!("`{}` has no download-from paths", r.configuration),
+                    hint: "only components can be packed".into(),
+                },
+            );
+            Default::default()
+        }
+        Some(download) => {
+            for p in [&download.tarball, &download.package] {
+                refused.take(Place::Configuration, check_relative(p));
+            }
+            (download.tarball.clone(), download.package.clone())
         }
     };
-    let download = r.download.as_ref().ok_or_else(|| PackError::Spec {
-        what: format!("`{}` has no download-from paths", r.configuration),
-        hint: "only components can be packed".into(),
-    })?;
-    for p in [&download.tarball, &download.package] {
-        check_relative(p)?;
-    }
 
-    Ok(PackageSpec {
+    let spec = PackageSpec {
         name,
         version,
         release,
@@ -341,9 +442,62 @@ pub fn build(input: &SpecInput) -> Result<PackageSpec, PackError> {
                 .as_deref(),
             Some("no" | "false" | "0" | "off")
         ),
-        tarball_path: download.tarball.clone(),
-        package_path: download.package.clone(),
-    })
+        tarball_path,
+        package_path,
+    };
+    (spec, refused.0)
+}
+
+/// `package.prefix` as the install root: `""` for `/`, else an absolute path without a
+/// trailing `/`.
+fn install_root(prefix: Option<&str>) -> Result<String, PackError> {
+    match prefix.unwrap_or("/").trim_end_matches('/') {
+        "" => Ok(String::new()),
+        p if p.starts_with('/') && !p.split('/').any(|c| c == "..") => Ok(p.to_string()),
+        p => Err(PackError::Spec {
+            what: format!("package.prefix = `{p}` is not an absolute path"),
+            hint: "give the install location, e.g. / or /opt/my-project".into(),
+        }),
+    }
+}
+
+/// `package.configFiles`, comma-separated install paths. Only a plain absolute path below
+/// the install root can name a file of the package; any other is refused here, before
+/// the prefix is read.
+fn config_files(value: Option<&str>, install_root: &str) -> Result<Vec<String>, PackError> {
+    let mut out = Vec::new();
+    for c in value
+        .unwrap_or_default()
+        .split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+    {
+        let plain = c.strip_prefix('/').is_some_and(|rest| {
+            rest.split('/')
+                .all(|part| !part.is_empty() && part != "." && part != "..")
+        });
+        let inside = c
+            .strip_prefix(install_root)
+            .is_some_and(|rest| rest.starts_with('/'));
+        if !plain || !inside {
+            let root = if install_root.is_empty() {
+                "/"
+            } else {
+                install_root
+            };
+            return Err(PackError::Spec {
+                what: format!(
+                    "package.configFiles names `{c}`, which is not a plain absolute path \
+                     below the install root {root}"
+                ),
+                hint: "give install paths (e.g. /etc/app/app.conf) of regular files the install \
+                       target puts in the prefix, below package.prefix"
+                    .into(),
+            });
+        }
+        out.push(c.to_string());
+    }
+    Ok(out)
 }
 
 /// Descriptions often start with their own version (`2.5.1-1: ...`): drop it.
@@ -434,32 +588,48 @@ fn check_version(
     Ok(())
 }
 
-/// Runtime relations from the configuration's dependencies and the `package.*` lists.
-fn relations(r: &ResolvedConfiguration, format: PackageFormat) -> Result<Relations, PackError> {
+/// Runtime relations from the configuration's dependencies and the `package.*` lists;
+/// a refused entry is left out.
+fn relations(
+    r: &ResolvedConfiguration,
+    format: PackageFormat,
+    refused: &mut Refusals,
+) -> Relations {
     let mut rel = Relations::default();
     for d in &r.dependencies {
         if d.scope == Scope::Build {
             continue;
         }
-        let name = match d.kind {
-            DependencyType::External => d.name.clone(),
-            _ => d.package_name.clone().ok_or_else(|| PackError::Spec {
-                what: format!(
-                    "runtime dependency {} of `{}` has no package name",
-                    d.name, r.configuration
-                ),
-                hint: format!("set package_name in the module {}", d.name),
-            })?,
+        let at = Place::Dependency(d.name.clone());
+        let name = match (d.kind, &d.package_name) {
+            (DependencyType::External, _) => d.name.clone(),
+            (_, Some(n)) => n.clone(),
+            (_, None) => {
+                refused.refuse(
+                    at,
+                    PackError::Spec {
+                        what: format!(
+                            "runtime dependency {} of `{}` has no package name",
+                            d.name, r.configuration
+                        ),
+                        hint: format!("set package_name in the module {}", d.name),
+                    },
+                );
+                continue;
+            }
         };
-        check_package_name(&name, format)?;
+        if let Err(e) = check_package_name(&name, format) {
+            refused.refuse(at, e);
+            continue;
+        }
         let clauses = match d.kind {
             DependencyType::External | DependencyType::Constrained => d
                 .constraint
                 .as_ref()
                 .map(|c| c.0.clone())
                 .unwrap_or_default(),
-            DependencyType::Dynamic => at(Op::Ge, &d.version),
-            DependencyType::Static => at(Op::Eq, &d.version),
+            DependencyType::Dynamic => at_version(Op::Ge, &d.version),
+            DependencyType::Static => at_version(Op::Eq, &d.version),
         };
         rel.requires.push(Relation { name, clauses });
     }
@@ -476,13 +646,13 @@ fn relations(r: &ResolvedConfiguration, format: PackageFormat) -> Result<Relatio
     ];
     for (key, into) in lists {
         if let Some(v) = r.value(key) {
-            into.extend(parse_relations(key, v)?);
+            into.extend(refused.take(property(key), parse_relations(key, v)));
         }
     }
-    Ok(rel)
+    rel
 }
 
-fn at(op: Op, version: &Option<String>) -> Vec<Clause> {
+fn at_version(op: Op, version: &Option<String>) -> Vec<Clause> {
     version
         .iter()
         .map(|v| Clause {
@@ -526,7 +696,8 @@ pub fn parse_relations(key: &str, text: &str) -> Result<Vec<Relation>, PackError
     Ok(out)
 }
 
-fn owners(r: &ResolvedConfiguration) -> Result<Vec<(String, String, String)>, PackError> {
+/// `package.owner.<path>` = `user:group`, each checked on its own.
+fn owners(r: &ResolvedConfiguration, refused: &mut Refusals) -> Vec<(String, String, String)> {
     let mut out = Vec::new();
     for (key, p) in &r.properties {
         let Some(path) = key.strip_prefix("package.owner.") else {
@@ -539,10 +710,14 @@ fn owners(r: &ResolvedConfiguration) -> Result<Vec<(String, String, String)>, Pa
                     .all(|c| c.is_ascii_alphanumeric() || "_-.".contains(c))
         };
         if !path.starts_with('/') || !valid(user) || !valid(group) {
-            return Err(PackError::Spec {
-                what: format!("{key} = `{}` is not an owner of an absolute path", p.value),
-                hint: "write \"package.owner./var/lib/app\" = \"user:group\"".into(),
-            });
+            refused.refuse(
+                property(key),
+                PackError::Spec {
+                    what: format!("{key} = `{}` is not an owner of an absolute path", p.value),
+                    hint: "write \"package.owner./var/lib/app\" = \"user:group\"".into(),
+                },
+            );
+            continue;
         }
         out.push((
             path.trim_end_matches('/').to_string(),
@@ -550,7 +725,7 @@ fn owners(r: &ResolvedConfiguration) -> Result<Vec<(String, String, String)>, Pa
             group.into(),
         ));
     }
-    Ok(out)
+    out
 }
 
 fn module_dir(input: &SpecInput) -> PathBuf {
@@ -562,28 +737,24 @@ fn module_dir(input: &SpecInput) -> PathBuf {
         .unwrap_or_default()
 }
 
-/// Reads the maintainer scripts named by `package.preInstall`, `package.postInstall`,
-/// `package.preUninstall` and `package.postUninstall`; relative names are relative to the
+/// Reads the maintainer script named by `key` (`package.preInstall`, `package.postInstall`,
+/// `package.preUninstall`, `package.postUninstall`); a relative name is relative to the
 /// module's folder in the tree.
-fn scripts(r: &ResolvedConfiguration, module_dir: PathBuf) -> Result<Scripts, PackError> {
-    let read = |key: &str| -> Result<Option<String>, PackError> {
-        let Some(file) = r.value(key).map(str::trim).filter(|v| !v.is_empty()) else {
-            return Ok(None);
-        };
-        let path = module_dir.join(file);
-        std::fs::read_to_string(&path)
-            .map(Some)
-            .map_err(|e| PackError::Spec {
-                what: format!("{key}: cannot read the script {}: {e}", path.display()),
-                hint: "give a path relative to the module's folder, or an absolute one".into(),
-            })
+fn read_script(
+    r: &ResolvedConfiguration,
+    module_dir: &Path,
+    key: &str,
+) -> Result<Option<String>, PackError> {
+    let Some(file) = r.value(key).map(str::trim).filter(|v| !v.is_empty()) else {
+        return Ok(None);
     };
-    Ok(Scripts {
-        pre_install: read("package.preInstall")?,
-        post_install: read("package.postInstall")?,
-        pre_uninstall: read("package.preUninstall")?,
-        post_uninstall: read("package.postUninstall")?,
-    })
+    let path = module_dir.join(file);
+    std::fs::read_to_string(&path)
+        .map(Some)
+        .map_err(|e| PackError::Spec {
+            what: format!("{key}: cannot read the script {}: {e}", path.display()),
+            hint: "give a path relative to the module's folder, or an absolute one".into(),
+        })
 }
 
 /// `YYYY-MM-DD`, RFC 3339, or seconds since the epoch.
@@ -675,39 +846,58 @@ fn changelog(
     out
 }
 
-fn compression(r: &ResolvedConfiguration, format: PackageFormat) -> Result<Compression, PackError> {
+/// `package.compression` and `package.compressionLevel`; gzip at its default when refused.
+fn compression(
+    r: &ResolvedConfiguration,
+    format: PackageFormat,
+    refused: &mut Refusals,
+) -> Compression {
     let name = r.value("package.compression").unwrap_or("gzip").trim();
     let (algorithm, default, max) = match name {
         "gzip" | "gz" => (Algorithm::Gzip, 9, 9),
         "zstd" | "zst" => (Algorithm::Zstd, 19, 22),
         "xz" => (Algorithm::Xz, 6, 9),
         other => {
-            return Err(PackError::Spec {
-                what: format!("package.compression = `{other}` is not known"),
-                hint: "use gzip (default, readable by every rpm and dpkg), zstd or xz".into(),
-            });
+            refused.refuse(
+                property("package.compression"),
+                PackError::Spec {
+                    what: format!("package.compression = `{other}` is not known"),
+                    hint: "use gzip (default, readable by every rpm and dpkg), zstd or xz".into(),
+                },
+            );
+            return Compression::GZIP_DEFAULT;
         }
     };
     if algorithm == Algorithm::Xz && format == PackageFormat::Rpm {
-        return Err(PackError::Spec {
-            what: "xz-compressed RPM payloads are not supported".into(),
-            hint: "use package.compression = zstd (smaller and faster) or gzip for RPM platforms"
-                .into(),
-        });
+        refused.refuse(
+            property("package.compression"),
+            PackError::Spec {
+                what: "xz-compressed RPM payloads are not supported".into(),
+                hint: "use package.compression = zstd (smaller and faster) or gzip for RPM \
+                       platforms"
+                    .into(),
+            },
+        );
     }
     let level = match r.value("package.compressionLevel").map(str::trim) {
         None | Some("") => default,
         Some(l) => match l.parse::<u32>() {
             Ok(n) if n <= max && (n >= 1 || algorithm != Algorithm::Zstd) => n,
             _ => {
-                return Err(PackError::Spec {
-                    what: format!("package.compressionLevel = `{l}` is out of range for {name}"),
-                    hint: format!("give a level from 1 to {max}"),
-                });
+                refused.refuse(
+                    property("package.compressionLevel"),
+                    PackError::Spec {
+                        what: format!(
+                            "package.compressionLevel = `{l}` is out of range for {name}"
+                        ),
+                        hint: format!("give a level from 1 to {max}"),
+                    },
+                );
+                default
             }
         },
     };
-    Ok(Compression { algorithm, level })
+    Compression { algorithm, level }
 }
 
 /// Wraps each paragraph to `width` columns; blank lines separate paragraphs.
@@ -771,6 +961,19 @@ mod tests {
         assert_eq!(parse_date("946684800"), Some(FALLBACK_DATE));
         assert_eq!(rfc2822(FALLBACK_DATE), "Sat, 01 Jan 2000 00:00:00 +0000");
         assert_eq!(parse_date("yesterday"), None);
+    }
+
+    #[test]
+    fn config_files_are_plain_paths_below_the_install_root() {
+        let ok = config_files(Some("/etc/a.conf, /etc/b,"), "").unwrap();
+        assert_eq!(ok, ["/etc/a.conf", "/etc/b"]);
+        assert!(config_files(None, "").unwrap().is_empty());
+        for bad in ["etc/a", "/etc//a", "/etc/../a", "/etc/a/", "/etc/./a", "/"] {
+            assert!(config_files(Some(bad), "").is_err(), "{bad}");
+        }
+        assert!(config_files(Some("/opt/x/etc/a"), "/opt/x").is_ok());
+        assert!(config_files(Some("/etc/a"), "/opt/x").is_err());
+        assert!(config_files(Some("/opt/xy/a"), "/opt/x").is_err());
     }
 
     #[test]
