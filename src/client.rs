@@ -205,8 +205,7 @@ impl Client {
         repo: &str,
         key: &str,
         file: &Path,
-        sign: bool,
-        platform: Option<&str>,
+        opts: &crate::repo::PublishOptions,
         register: Option<&UploadRegistration>,
     ) -> Result<Uploaded, ClientError> {
         use sha2::Digest;
@@ -231,10 +230,13 @@ impl Client {
         let mut req = self
             .auth(self.agent.put(&url))
             .header("X-Checksum-Sha256", &sha);
-        if sign {
+        if opts.sign {
             req = req.query("sign", "true");
         }
-        if let Some(p) = platform {
+        if opts.external {
+            req = req.query("external", "true");
+        }
+        if let Some(p) = &opts.platform {
             req = req.query("platform", p);
         }
         if let Some(r) = register {

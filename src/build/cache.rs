@@ -219,7 +219,7 @@ impl BuildRepo for RemoteBuildRepo<'_> {
             })?;
             let up = self
                 .client
-                .upload(&self.name, &key, &source, false, None, None)?;
+                .upload(&self.name, &key, &source, &Default::default(), None)?;
             published.push(BuiltFile {
                 path: up.file.path,
                 sha256: up.file.sha256,

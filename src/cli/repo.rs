@@ -91,6 +91,11 @@ pub struct PublishArgs {
     /// Platform of loose files (a tree's paths name theirs).
     #[arg(long)]
     platform: Option<String>,
+    /// Into a registered repository: third-party packages the project carries as
+    /// externals (recorded as such; admin). Packages built from a configuration go in
+    /// with `register`.
+    #[arg(long)]
+    external: bool,
 }
 
 fn open(data: &Path, layout: &Layout) -> Result<Repositories, Failure> {
@@ -340,16 +345,15 @@ fn print_key(info: &crate::repo::keys::KeyInfo, public: &str, json: bool) -> Out
 
 pub fn cmd_publish(args: PublishArgs, target: &Target, json: bool) -> Outcome {
     let bar = super::progress::Bar::new(!json);
+    let opts = PublishOptions {
+        sign: args.sign,
+        platform: args.platform.clone(),
+        external: args.external,
+    };
     let report = match target {
-        Target::Local { data, layout } => {
-            let opts = PublishOptions {
-                sign: args.sign,
-                platform: args.platform,
-            };
-            open(data, layout)?
-                .publish(&args.repo, &args.paths, &opts, &bar)
-                .map_err(failure)?
-        }
+        Target::Local { data, layout } => open(data, layout)?
+            .publish(&args.repo, &args.paths, &opts, &bar)
+            .map_err(failure)?,
         Target::Remote { client, layout, .. } => {
             let files = crate::repo::publish::input_files(&args.paths, layout).map_err(failure)?;
             let uploads = files
@@ -365,14 +369,7 @@ pub fn cmd_publish(args: PublishArgs, target: &Target, json: bool) -> Outcome {
                     (source, key, None)
                 })
                 .collect();
-            upload_all(
-                client,
-                &args.repo,
-                uploads,
-                args.sign,
-                args.platform.as_deref(),
-                &bar,
-            )?
+            upload_all(client, &args.repo, uploads, &opts, &bar)?
         }
     };
     print_report(&report, json)
@@ -384,8 +381,7 @@ fn upload_all(
     client: &Client,
     repo: &str,
     files: Vec<(PathBuf, String, Option<UploadRegistration>)>,
-    sign: bool,
-    platform: Option<&str>,
+    opts: &PublishOptions,
     bar: &dyn crate::progress::Progress,
 ) -> Result<crate::repo::PublishReport, Failure> {
     let total = files
@@ -404,7 +400,7 @@ fn upload_all(
                     let Some((source, key, register)) = files.get(i) else {
                         break;
                     };
-                    let r = client.upload(repo, key, source, sign, platform, register.as_ref());
+                    let r = client.upload(repo, key, source, opts, register.as_ref());
                     if let Ok(m) = std::fs::metadata(source) {
                         bar.advance(m.len());
                     }
@@ -626,7 +622,11 @@ pub fn cmd_register(args: RegisterArgs, target: &Target, json: bool) -> Outcome 
                     (r.source, r.key, Some(register))
                 })
                 .collect();
-            upload_all(client, &args.repo, files, args.sign, None, &bar)?
+            let opts = PublishOptions {
+                sign: args.sign,
+                ..Default::default()
+            };
+            upload_all(client, &args.repo, files, &opts, &bar)?
         }
     };
     print_report(&report, json)

@@ -101,6 +101,17 @@ pub fn canonical(tree: &Tree, id: ConfigId) -> String {
     out
 }
 
+/// The value of `key` in a canonical text, if it has that line.
+pub fn field(canonical: &str, key: &str) -> Option<String> {
+    let prefix = format!("{key} = ");
+    canonical
+        .lines()
+        .find_map(|l| l.strip_prefix(&prefix))
+        // Values are written with Rust's string escapes, which JSON reads for every
+        // character a package name or version may hold.
+        .and_then(|quoted| serde_json::from_str::<String>(quoted).ok())
+}
+
 /// The hex sha256 of a canonical text.
 pub fn hash(canonical: &str) -> String {
     format!("{:x}", Sha256::digest(canonical.as_bytes()))

@@ -61,6 +61,10 @@ pub enum RepoError {
         existing: String,
         new: String,
     },
+    #[error(
+        "{repo} is a registered repository: only `packyard register` puts packages there, and {path} is not a registration"
+    )]
+    NotRegistered { repo: String, path: String },
     #[error("repository {0} is registered: what it holds is final, and it is never deleted")]
     Permanent(String),
     #[error("repository {repo} takes platforms {allowed}, not {platform} ({path})")]
@@ -131,6 +135,12 @@ impl RepoError {
             RepoError::Overwrite { .. } => "a registered package never changes: build a new \
                                             version (`packyard clone`), or publish to a volatile repository"
                 .into(),
+            RepoError::NotRegistered { repo, .. } => format!(
+                "register the `pack --out` tree of a locked configuration: `packyard register \
+                 CONFIGURATION --tree TREE --repo {repo} DIR`; a third-party package the \
+                 project carries as an external goes in with `packyard publish --external` \
+                 (admin)"
+            ),
             RepoError::Permanent(_) => {
                 "only volatile repositories can be deleted; see `packyard repo list`".into()
             }

@@ -27,6 +27,9 @@ pub struct PublishOptions {
     pub sign: bool,
     /// The platform of loose files (those not inside a `pack --out` tree).
     pub platform: Option<String>,
+    /// Into a registered repository without a registration: third-party packages the
+    /// project carries as externals, recorded as such.
+    pub external: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
@@ -374,8 +377,65 @@ impl Repositories {
                        or `packyard clone` a new version"
                     .into(),
             }),
-            Some(_) => Ok(()),
+            Some(l) => {
+                // What the package must be comes from the lock this store holds, not
+                // from what the client says.
+                let want = super::release::lock_expect(&l);
+                if r.expect != want {
+                    return Err(RepoError::Lock {
+                        what: format!(
+                            "the upload registers {}-{}-{}, but {} is locked as {}-{}-{}",
+                            r.expect.0,
+                            r.expect.1,
+                            r.expect.2,
+                            r.configuration,
+                            want.0,
+                            want.1,
+                            want.2
+                        ),
+                        hint: "register with the tree the configuration was locked from".into(),
+                    });
+                }
+                Ok(())
+            }
         }
+    }
+
+    /// A registration checked against a module tree of this side's own (a server
+    /// started with `--tree`): the configuration there still matches its lock, and `key`
+    /// is one of its download-from paths for `platform`. Returns what the package must be.
+    pub fn check_registration_in(
+        &self,
+        tree: &crate::config::Tree,
+        r: &UploadRegistration,
+        key: &str,
+    ) -> Result<(String, String, String), RepoError> {
+        if self.check_lock(tree, &r.configuration)?.is_none() {
+            return Err(RepoError::Lock {
+                what: format!("{} is not locked", r.configuration),
+                hint: format!(
+                    "only packages of a locked configuration are registered: `packyard lock {}`",
+                    r.configuration
+                ),
+            });
+        }
+        let platform =
+            platform_in_path(key, &self.layout).ok_or_else(|| RepoError::BadPackage {
+                path: key.into(),
+                why: "its path names no platform".into(),
+            })?;
+        super::release::expected(
+            tree,
+            &self.layout,
+            &r.configuration,
+            &Default::default(),
+            key,
+            &platform,
+        )
+        .map_err(|why| RepoError::BadPackage {
+            path: key.into(),
+            why: format!("not built from {}: {why}", r.configuration),
+        })
     }
 
     pub(super) fn publish_candidates(
@@ -390,6 +450,30 @@ impl Repositories {
         let _guard = self.lock_repo(name)?;
         let mut timer = Phases::start(format!("publish to {name}"));
         let repo = self.repo(name)?;
+        // Only a registration (a locked configuration's packages) or an explicit
+        // external goes into a registered repository.
+        match (repo.kind, opts.external) {
+            (RepoKind::Registered, false) => {
+                if let Some(c) = candidates.iter().find(|c| c.configuration.is_none()) {
+                    return Err(RepoError::NotRegistered {
+                        repo: name.into(),
+                        path: c
+                            .label
+                            .clone()
+                            .unwrap_or_else(|| c.source.display().to_string()),
+                    });
+                }
+            }
+            (RepoKind::Volatile, true) => {
+                return Err(RepoError::Key {
+                    what: format!(
+                        "{name} is a volatile repository; --external is for registered ones"
+                    ),
+                    hint: "publish to a volatile repository without --external".into(),
+                });
+            }
+            _ => {}
+        }
         let total: u64 = candidates
             .iter()
             .filter_map(|c| fs::metadata(&c.source).ok())
@@ -408,10 +492,13 @@ impl Repositories {
         // 1. Read and check everything (on every core); nothing is written if any file
         // is bad.
         let staging = Staging::new(&self.scratch);
-        let ready = self
+        let mut ready = self
             .check_all(&repo, candidates, rpm_signer, &staging, progress)
             .into_iter()
             .collect::<Result<Vec<Ready>, RepoError>>()?;
+        for r in ready.iter_mut().filter(|_| opts.external) {
+            r.record.external = r.record.configuration.is_none();
+        }
         let mut seen: HashSet<&str> = HashSet::new();
         let mut identities: HashMap<IdentityKey, usize> = HashMap::new();
         for (i, r) in ready.iter().enumerate() {
@@ -973,6 +1060,7 @@ impl Repositories {
                 _ => false,
             },
             listed: None,
+            external: false,
             index: IndexEntry::None,
         };
         record.listed = self.index_of(&record).map(|tree| Listing {
@@ -1290,6 +1378,7 @@ mod tests {
             configuration: None,
             signed: false,
             listed: None,
+            external: false,
             index: IndexEntry::None,
         }
     }
@@ -1337,6 +1426,7 @@ mod tests {
         let opts = PublishOptions {
             sign,
             platform: Some("el9_x86_64".into()),
+            external: false,
         };
         repos
             .publish("r", inputs, &opts, &crate::progress::Quiet)

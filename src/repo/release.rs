@@ -148,51 +148,63 @@ pub fn registration(
             path: c.source.display().to_string(),
             why: "its path names no platform; register the `pack --out` tree".into(),
         })?;
-        let mut opts = options.clone();
-        opts.platform = Some(platform.clone());
-        let (resolver, id) = Resolver::for_configuration(tree, layout, opts, configuration)
-            .map_err(|e| RepoError::Lock {
-                what: e.to_string(),
-                hint: e.hint(),
-            })?;
-        let resolved = resolver.resolve(id).map_err(|e| RepoError::Lock {
-            what: e.to_string(),
-            hint: e.hint(),
-        })?;
-        let expected = resolved
-            .download
-            .as_ref()
-            .map(|d| [d.tarball.clone(), d.package.clone()]);
         let key = c.key.clone().unwrap_or_default();
-        if !expected.as_ref().is_some_and(|e| e.contains(&key)) {
-            return Err(not_from(
-                &c,
-                configuration,
-                format!(
-                    "its path is not one of the configuration's download-from paths for {platform} ({})",
-                    expected.map(|e| e.join(", ")).unwrap_or_default()
-                ),
-            ));
-        }
-        let want = (
-            resolved
-                .value("packageName")
-                .unwrap_or_default()
-                .to_string(),
-            resolved.value("version").unwrap_or_default().to_string(),
-            resolved.value("age").unwrap_or_default().to_string(),
-        );
-        checked.push((c, want));
-    }
-    Ok(checked
-        .into_iter()
-        .map(|(c, expect)| Registration {
-            key: c.key.clone().unwrap_or_default(),
-            platform: c.platform.clone().unwrap_or_default(),
+        let expect = expected(tree, layout, configuration, &options, &key, &platform)
+            .map_err(|why| not_from(&c.source.display().to_string(), configuration, why))?;
+        checked.push(Registration {
+            key,
+            platform,
             source: c.source,
             expect,
-        })
-        .collect())
+        });
+    }
+    Ok(checked)
+}
+
+/// What a package of `configuration` at download-from path `key` for `platform` must
+/// say it is (name, version, release), resolved from the tree; the error, when `key` is
+/// not one of the configuration's download-from paths for that platform.
+pub fn expected(
+    tree: &Tree,
+    layout: &crate::layout::Layout,
+    configuration: &str,
+    options: &ResolveOptions,
+    key: &str,
+    platform: &str,
+) -> Result<(String, String, String), String> {
+    let mut opts = options.clone();
+    opts.platform = Some(platform.to_string());
+    let (resolver, id) = Resolver::for_configuration(tree, layout, opts, configuration)
+        .map_err(|e| e.to_string())?;
+    let resolved = resolver.resolve(id).map_err(|e| e.to_string())?;
+    let paths = resolved
+        .download
+        .as_ref()
+        .map(|d| [d.tarball.clone(), d.package.clone()]);
+    if !paths.as_ref().is_some_and(|e| e.iter().any(|p| p == key)) {
+        return Err(format!(
+            "its path is not one of the configuration's download-from paths for {platform} ({})",
+            paths.map(|e| e.join(", ")).unwrap_or_default()
+        ));
+    }
+    let value = |k: &str| resolved.value(k).unwrap_or_default().to_string();
+    Ok((value("packageName"), value("version"), value("age")))
+}
+
+/// What a package of a locked configuration must say it is (name, version, release),
+/// read from the lock alone: its version and age, and its package name (a
+/// `packageName` property, else the `package_name` field, else the component's name).
+pub fn lock_expect(lock: &LockRecord) -> (String, String, String) {
+    let name = lock::field(&lock.canonical, "property packageName")
+        .or_else(|| lock::field(&lock.canonical, "package_name"))
+        .unwrap_or_else(|| {
+            lock.module
+                .rsplit('.')
+                .next()
+                .unwrap_or(&lock.module)
+                .into()
+        });
+    (name, lock.version.clone(), lock.age.to_string())
 }
 
 /// The lock of `configuration` as its tree has it now (not recorded anywhere yet).
@@ -236,9 +248,9 @@ fn find(tree: &Tree, configuration: &str) -> Result<crate::config::ConfigId, Rep
         })
 }
 
-fn not_from(c: &Candidate, configuration: &str, why: String) -> RepoError {
+fn not_from(path: &str, configuration: &str, why: String) -> RepoError {
     RepoError::BadPackage {
-        path: c.source.display().to_string(),
+        path: path.to_string(),
         why: format!("not built from {configuration}: {why}"),
     }
 }

@@ -332,6 +332,10 @@ struct UploadQuery {
     sign: bool,
     /// The platform of a loose file (uploaded under its bare file name).
     platform: Option<String>,
+    /// Into a registered repository without a registration: a third-party package the
+    /// project carries as an external (admin).
+    #[serde(default)]
+    external: bool,
     /// Registering: the locked configuration the package was built from, the lock's
     /// hash as the client's tree gives it, and what the header must say.
     configuration: Option<String>,
@@ -405,8 +409,14 @@ async fn receive(
     if record.kind == RepoKind::Registered {
         auth::require(caller.role, Role::Release)?;
     }
+    if query.external {
+        auth::require(caller.role, Role::Admin)?;
+    }
     crate::blobs::check_key(key).map_err(crate::repo::RepoError::from)?;
-    let register = query.registration()?;
+    let register = match query.registration()? {
+        Some(r) => Some(checked_registration(state, key, r).await?),
+        None => None,
+    };
     let file_name = key.rsplit('/').next().unwrap_or(key);
     if crate::repo::package::kind_of(file_name).is_none() {
         return Err(ApiError::bad_request(
@@ -485,10 +495,44 @@ async fn receive(
     let opts = crate::repo::PublishOptions {
         sign: query.sign,
         platform: query.platform.clone(),
+        external: query.external,
     };
     let outcome = PublishQueue::publish(state, repo, upload, opts).await?;
     let action = outcome.file.action;
     Ok((outcome, start.elapsed().as_secs_f64(), action))
+}
+
+/// A registration as the client states it, checked against this server's module tree
+/// when it has one (`serve --tree`): the configuration there matches its lock here, the
+/// path is one of its download-from paths, and the package it must be is the tree's
+/// answer, not the client's. (The lock itself is checked when it is published.)
+async fn checked_registration(
+    state: &Shared,
+    key: &str,
+    r: UploadRegistration,
+) -> Result<UploadRegistration, ApiError> {
+    let Some(dir) = state.settings.tree.clone() else {
+        return Ok(r);
+    };
+    let (s, key) = (state.clone(), key.to_string());
+    blocking(move || {
+        let tree = s.tree(&dir).map_err(|e| {
+            ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "bad_tree", e.to_string())
+        })?;
+        let want = s.repos.check_registration_in(&tree, &r, &key)?;
+        if want != r.expect {
+            return Err(crate::repo::RepoError::Lock {
+                what: format!(
+                    "{key}: the upload registers {}-{}-{}, but the server's tree builds {}-{}-{} from {}",
+                    r.expect.0, r.expect.1, r.expect.2, want.0, want.1, want.2, r.configuration
+                ),
+                hint: "register from the tree the server serves".into(),
+            }
+            .into());
+        }
+        Ok(r)
+    })
+    .await
 }
 
 /// `GET /api/v1/repos/<repo>/builds/<tarball path>`: the latest build of that component.

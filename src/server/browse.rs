@@ -337,6 +337,12 @@ async fn file(
     if let Some(c) = &p.configuration {
         row("configuration", esc(c));
     }
+    if p.external {
+        row(
+            "external",
+            "a third-party package carried as an external, not built from a configuration".into(),
+        );
+    }
     // A component's tarball has its build's log and record beside it.
     if p.kind == crate::store::FileKind::Tgz {
         let log = crate::repo::builds::log_path(&p.path);

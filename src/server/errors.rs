@@ -76,6 +76,7 @@ impl From<RepoError> for ApiError {
             RepoError::BadPackage { .. } => (S::BAD_REQUEST, "bad_package"),
             RepoError::Overwrite { .. } => (S::CONFLICT, "overwrite"),
             RepoError::Permanent(_) => (S::CONFLICT, "permanent"),
+            RepoError::NotRegistered { .. } => (S::UNPROCESSABLE_ENTITY, "not_registered"),
             RepoError::PlatformNotTaken { .. } => (S::BAD_REQUEST, "platform_not_taken"),
             RepoError::Key { .. } => (S::BAD_REQUEST, "invalid"),
             RepoError::KeyExists(_) => (S::CONFLICT, "exists"),

@@ -32,7 +32,8 @@ struct Job {
 
 /// Uploads published together share these: repository, signing, and the platform of
 /// loose files.
-type SlotKey = (String, bool, Option<String>);
+/// Repository, `sign`, `external`, loose files' platform: uploads published together.
+type SlotKey = (String, bool, bool, Option<String>);
 
 /// The uploads waiting for one slot key, and whether a publisher thread
 /// is draining them.
@@ -56,7 +57,7 @@ impl PublishQueue {
         opts: PublishOptions,
     ) -> Result<UploadOutcome, RepoError> {
         let (tx, rx) = oneshot::channel();
-        let slot = (repo.to_string(), opts.sign, opts.platform);
+        let slot = (repo.to_string(), opts.sign, opts.external, opts.platform);
         let start = {
             let mut waiting = state
                 .queue
@@ -93,7 +94,8 @@ impl PublishQueue {
             };
             let opts = PublishOptions {
                 sign: slot.1,
-                platform: slot.2.clone(),
+                external: slot.2,
+                platform: slot.3.clone(),
             };
             publish_jobs(repos, &slot.0, jobs, &opts);
         }

@@ -136,6 +136,10 @@ pub struct PackageRecord {
     /// there (the order createrepo_c or apt-ftparchive gives).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub listed: Option<Listing>,
+    /// Put into a registered repository as a third-party package (`--external`), not
+    /// registered from a locked configuration.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub external: bool,
     /// The pre-rendered index entries. Kept apart from the record in the store (see
     /// [`Store::index_entries`]), so reading records stays cheap.
     #[serde(skip)]
@@ -412,6 +416,7 @@ mod tests {
             configuration: None,
             signed: false,
             listed: None,
+            external: false,
             index: IndexEntry::None,
         }
     }

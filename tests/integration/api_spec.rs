@@ -212,12 +212,14 @@ fn every_api_answer_matches_openapi_yaml() {
     let (key, path) = files.iter().find(|(k, _)| k.ends_with(".rpm")).unwrap();
     let bytes = fs::read(path).unwrap();
     let up = "/api/v1/repos/{repo}/files/{path}";
+    let external = format!("{key}?external=true");
     for (repo, k, body, tok) in [
         ("nightly", key.as_str(), bytes.clone(), Some(&builder)),
         ("nightly", key.as_str(), bytes.clone(), Some(&builder)),
         ("nightly", key.as_str(), bytes.clone(), None),
         ("reg", key.as_str(), bytes.clone(), Some(&builder)),
         ("reg", key.as_str(), bytes.clone(), Some(&release)),
+        ("reg", &external, bytes.clone(), Some(&admin)),
         (
             "nightly",
             "a/1/el9_x86_64/junk-1-1.x86_64.rpm",
@@ -234,7 +236,7 @@ fn every_api_answer_matches_openapi_yaml() {
         .find(|(k, _)| k.ends_with(".rpm") && *k != key)
         .map(|(_, p)| fs::read(p).unwrap())
         .unwrap();
-    let (s, b) = server.upload("reg", key, &other, Some(&release), &[]);
+    let (s, b) = server.upload("reg", &external, &other, Some(&admin), &[]);
     assert_eq!(s, 409);
     spec.check("put", up, s, &b);
 

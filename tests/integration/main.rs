@@ -12,6 +12,7 @@ mod hardlinks;
 mod lint_pack;
 mod logs;
 mod pack;
+mod registered;
 mod repo;
 mod resolve;
 mod serve;

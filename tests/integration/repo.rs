@@ -798,7 +798,28 @@ fn registered_repositories_never_change() {
     pack_version(&tree, 0, &one_again, "1700009999");
     let d = &dir.path().join("data");
     py_json(d, &["repo", "create", "reg", "--kind", "registered"]);
-    let first = py_json(d, &["publish", "--repo", "reg", one.to_str().unwrap()]);
+    // Only registrations and externals go in: a plain publish is refused, naming
+    // `register`, and leaves nothing.
+    let plain = py(d, &["publish", "--repo", "reg", one.to_str().unwrap()]);
+    assert!(!plain.status.success());
+    assert!(
+        stderr(&plain).contains("packyard register"),
+        "{}",
+        stderr(&plain)
+    );
+    assert_eq!(py_json(d, &["repo", "show", "reg"])["packages"], 0);
+    assert!(!d.join("repos/reg/vt").exists());
+    fn external(dir: &Path) -> [&str; 5] {
+        [
+            "publish",
+            "--repo",
+            "reg",
+            "--external",
+            dir.to_str().unwrap(),
+        ]
+    }
+    let first = py_json(d, &external(&one));
+    assert!(first["files"].to_string().contains("added"), "{first}");
     assert!(
         first["files"]
             .as_array()
@@ -809,7 +830,7 @@ fn registered_repositories_never_change() {
     let before = snapshot(&d.join("repos/reg"));
 
     // The same files again: nothing to do, nothing rewritten.
-    let again = py_json(d, &["publish", "--repo", "reg", one.to_str().unwrap()]);
+    let again = py_json(d, &external(&one));
     assert!(
         again["files"]
             .as_array()
@@ -821,10 +842,7 @@ fn registered_repositories_never_change() {
     assert_eq!(snapshot(&d.join("repos/reg")), before);
 
     // Other bytes under the same name: refused, naming both checksums; nothing changes.
-    let o = py(
-        d,
-        &["publish", "--repo", "reg", one_again.to_str().unwrap()],
-    );
+    let o = py(d, &external(&one_again));
     let err = stderr(&o);
     assert!(!o.status.success(), "overwrote: {err}");
     let old_sum = first["files"][0]["sha256"].as_str().unwrap();

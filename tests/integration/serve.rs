@@ -374,8 +374,26 @@ fn uploads_answer_201_401_403_and_409() {
     let (s, body) = server.upload("nightly", key, &bytes, Some(&builder), &[]);
     assert_eq!(s, 200, "{body}");
     assert_eq!(body["action"], "unchanged");
+    // A registered repository takes registrations only: a plain upload is 422, and
+    // leaves nothing; a third-party package goes in as an external, by an admin.
     let (s, body) = server.upload("releases", key, &bytes, Some(&release), &[]);
+    assert_eq!(
+        (s, body["code"].as_str()),
+        (422, Some("not_registered")),
+        "{body}"
+    );
+    assert!(
+        body["hint"].as_str().unwrap().contains("register"),
+        "{body}"
+    );
+    assert!(!d.join("repos/releases").join(key).exists());
+    let external = format!("{key}?external=true");
+    let (s, body) = server.upload("releases", &external, &bytes, Some(&release), &[]);
+    assert_eq!(s, 403, "{body}");
+    let (s, body) = server.upload("releases", &external, &bytes, Some(&admin), &[]);
     assert_eq!(s, 201, "{body}");
+    let listed = server.get_json("/api/v1/repos/releases/packages");
+    assert_eq!(listed[0]["external"], true, "{listed}");
     let (s, _) = server.post(
         "/api/v1/repos",
         &json!({"name": "more", "kind": "volatile"}),
@@ -390,7 +408,7 @@ fn uploads_answer_201_401_403_and_409() {
         .map(|(_, p)| fs::read(p).unwrap())
         .unwrap();
     let before = snapshot(&d.join("repos/releases"));
-    let (s, body) = server.upload("releases", key, &other, Some(&release), &[]);
+    let (s, body) = server.upload("releases", &external, &other, Some(&admin), &[]);
     assert_eq!(s, 409, "{body}");
     assert_eq!(body["code"], "overwrite");
     assert!(body["message"].as_str().unwrap().contains(&sha), "{body}");
