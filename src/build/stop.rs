@@ -379,7 +379,9 @@ mod tests {
         // no signal blocked.
         let mut own = spawn(
             Command::new("sh")
-                .args(["-c", "cat /proc/$$/stat; grep SigBlk /proc/$$/status"])
+                // The mask read by the step's own process (`exec`): read from another
+                // process it could catch sh blocking everything around a fork.
+                .args(["-c", "cat /proc/$$/stat; exec grep SigBlk /proc/self/status"])
                 .stdout(std::process::Stdio::piped()),
         )
         .unwrap();
