@@ -381,7 +381,10 @@ mod tests {
             Command::new("sh")
                 // The mask read by the step's own process (`exec`): read from another
                 // process it could catch sh blocking everything around a fork.
-                .args(["-c", "cat /proc/$$/stat; exec grep SigBlk /proc/self/status"])
+                .args([
+                    "-c",
+                    "cat /proc/$$/stat; exec grep SigBlk /proc/self/status",
+                ])
                 .stdout(std::process::Stdio::piped()),
         )
         .unwrap();

@@ -3,7 +3,7 @@
 
 use std::process::ExitCode;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use clap::{Args, ValueEnum};
 
@@ -28,11 +28,11 @@ pub struct ResolveArgs {
     /// The configuration to build.
     #[arg(long)]
     configuration: String,
-    /// A repository to look for prebuilt packages in: a served one
-    /// (`http://HOST/repos/NAME`) or a directory. Repeatable; the first that has a file
+    /// A repository to look for prebuilt packages in: a name of --data's (or --server's)
+    /// repositories, a served one (`http://HOST/repos/NAME`) or a directory. Repeatable; the first that has a file
     /// wins, so list the registered repository first. Without it: every repository of
     /// --data or --server, registered ones first.
-    #[arg(long = "repo", value_name = "URL|PATH")]
+    #[arg(long = "repo", value_name = "NAME|URL|PATH")]
     repos: Vec<String>,
     /// Whether this node may install packages.
     #[arg(long, value_enum, default_value = "auto")]
@@ -81,7 +81,7 @@ fn make_plan(
     let specs = if args.repos.is_empty() {
         default_repos(target)?
     } else {
-        args.repos.clone()
+        args.repos.iter().map(|r| named_repo(r, target)).collect()
     };
     let repos: Vec<Box<dyn Packages>> = specs
         .iter()
@@ -90,8 +90,9 @@ fn make_plan(
         .map_err(|e| {
             Failure::new(
                 e,
-                "--repo takes a repository directory (<data>/repos/NAME) or a served \
-                 repository's URL (http://HOST/repos/NAME)"
+                "--repo takes a repository name of --data (or of --server), a repository \
+                 directory (<data>/repos/NAME) or a served repository's URL \
+                 (http://HOST/repos/NAME)"
                     .to_string(),
             )
         })?;
@@ -118,6 +119,27 @@ fn make_plan(
     std::mem::forget(resolver);
     std::mem::forget(tree);
     Ok((plan, specs))
+}
+
+/// A `--repo` value as a directory or URL: a bare repository name (`nightly`) is that
+/// repository of `--data` (its directory) or of `--server` (its URL); a URL or a path
+/// stays as given (a directory of that name in the working directory wins over a name
+/// `--data` does not have).
+fn named_repo(spec: &str, target: &Target) -> String {
+    if crate::repo::check_repo_name(spec).is_err() || crate::client::is_url(spec) {
+        return spec.to_string();
+    }
+    match target {
+        Target::Remote { url, .. } => format!("{url}/repos/{}", crate::server::url_path(spec)),
+        Target::Local { data, .. } => {
+            let dir = data.join("repos").join(spec);
+            if dir.is_dir() || !Path::new(spec).is_dir() {
+                dir.display().to_string()
+            } else {
+                spec.to_string()
+            }
+        }
+    }
 }
 
 /// Every repository of the target, registered ones first, as `--repo` values.

@@ -153,18 +153,25 @@ pub struct Suite<'a> {
     pub suite: &'a str,
     pub component: &'a str,
     pub architectures: Vec<String>,
+    /// Release's Date while the suite has no packages: the repository's creation.
+    pub created: i64,
 }
 
 /// The files of `dists/<suite>/` (relative names → bytes), from the suite's index rows
 /// (already in apt-ftparchive's order: by path). Release's Date is the newest publish
-/// time, so the same packages always give the same bytes.
+/// time (the repository's creation while it is empty), so the same packages always give
+/// the same bytes.
 pub fn render(
     suite: &Suite,
     rows: &[IndexRow],
     signer: Option<&Signer>,
     known: &segments::Known,
 ) -> Result<segments::Rendered, RepoError> {
-    let date = rows.iter().map(|r| r.published).max().unwrap_or(0);
+    let date = rows
+        .iter()
+        .map(|r| r.published)
+        .max()
+        .unwrap_or(suite.created);
     let io = |source| RepoError::Io {
         path: "Packages".into(),
         source,

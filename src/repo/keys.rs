@@ -296,13 +296,7 @@ impl Repositories {
         }
         // First mark every index tree pending, so that a crash anywhere below leaves the
         // next publish to re-sign them (and to put the matching key.asc in place).
-        let trees: Vec<String> = self
-            .store
-            .packages(&record.name)?
-            .iter()
-            .filter_map(|p| self.index_of(p))
-            .collect();
-        record.pending.extend(trees);
+        record.pending.extend(self.trees_of(&record)?);
         record.pending.sort();
         record.pending.dedup();
         self.store.apply(vec![Change::PutRepo(record.clone())])?;

@@ -404,8 +404,16 @@ impl Repositories {
             pending: vec![],
             private: new.private,
         };
+        // A repository is valid from its creation: empty indexes of every tree it has
+        // (signed once it has a key), which dnf and apt take, with the trees marked
+        // pending in the same batch as the record, so an interrupted create is finished
+        // by the next publish.
+        let mut pending = record.clone();
+        pending.pending = self.trees_of(&record)?.into_iter().collect();
         self.store
-            .apply(vec![crate::store::Change::PutRepo(record.clone())])?;
+            .apply(vec![crate::store::Change::PutRepo(pending.clone())])?;
+        let trees = pending.pending.iter().cloned().collect();
+        self.rebuild_indexes(&pending, &trees, None, Default::default())?;
         Ok(record)
     }
 

@@ -755,6 +755,26 @@ impl Repositories {
         }
     }
 
+    /// Every index tree `repo` has: a YUM tree per RPM platform it takes and an APT suite
+    /// per Debian os (all known platforms when it names none), and those its packages are
+    /// listed in.
+    pub(super) fn trees_of(&self, repo: &RepoRecord) -> Result<BTreeSet<String>, RepoError> {
+        let mut trees: BTreeSet<String> = self
+            .layout
+            .platforms
+            .values()
+            .filter(|p| repo.platforms.is_empty() || repo.platforms.contains(&p.name))
+            .map(|p| match p.format {
+                PackageFormat::Rpm => format!("yum/{}", p.name),
+                PackageFormat::Deb => format!("apt/{}", p.os),
+            })
+            .collect();
+        for p in self.store.packages(&repo.name)? {
+            trees.extend(self.index_of(&p));
+        }
+        Ok(trees)
+    }
+
     /// Rebuilds the named index trees from the store, then stores `repo` with no index
     /// pending; returns the trees that changed. `left`: files that leave each tree with
     /// this build. They stay while a kept generation names them: a tree's new generation
@@ -798,8 +818,13 @@ impl Repositories {
             timer.lap("read");
             let (super::segments::Rendered { files, usage }, dir) =
                 if let Some(platform) = index.strip_prefix("yum/") {
-                    let rendered =
-                        super::yum::render(&rows, repo.yum_compression, signer.as_ref(), &known)?;
+                    let rendered = super::yum::render(
+                        &rows,
+                        repo.yum_compression,
+                        signer.as_ref(),
+                        &known,
+                        repo.created,
+                    )?;
                     (rendered, format!("{}/repodata", yum_dir(self, platform)))
                 } else if let Some(suite) = index.strip_prefix("apt/") {
                     let rendered = super::apt::render(
@@ -808,6 +833,7 @@ impl Repositories {
                             suite,
                             component: &self.layout.repository.apt_component,
                             architectures: self.suite_architectures(repo, suite),
+                            created: repo.created,
                         },
                         &rows,
                         signer.as_ref(),

@@ -373,6 +373,7 @@ pub fn render(
     how: MetadataCompression,
     signer: Option<&Signer>,
     known: &segments::Known,
+    created: i64,
 ) -> Result<segments::Rendered, RepoError> {
     let pkgs: Vec<(&[u8; 16], [&str; 3])> = rows
         .iter()
@@ -386,7 +387,8 @@ pub fn render(
         })
         .collect();
     let n = pkgs.len();
-    let revision = rows.iter().map(|r| r.published).max().unwrap_or(0);
+    // The newest publish; the repository's creation while the tree is empty.
+    let revision = rows.iter().map(|r| r.published).max().unwrap_or(created);
     let (c, ext) = match how {
         MetadataCompression::Gzip => (GZIP, "gz"),
         MetadataCompression::Zstd => (ZSTD, "zst"),

@@ -1693,6 +1693,7 @@ fn an_imported_gpg_key_signs_the_indexes() {
     );
     // A key that no longer loads stops a publish; indexes never go out unsigned.
     fs::write(d.join("keys/nightly.asc"), "damaged").unwrap();
+    let before = snapshot(&d.join("repos/nightly"));
     let fixture = packed("el9_x86_64").to_str().unwrap().to_string();
     let o = py(d, &["publish", "--repo", "nightly", &fixture]);
     assert!(!o.status.success());
@@ -1701,8 +1702,9 @@ fn an_imported_gpg_key_signs_the_indexes() {
         "{}",
         stderr(&o)
     );
-    assert!(
-        !d.join("repos/nightly/yum").exists(),
+    assert_eq!(
+        snapshot(&d.join("repos/nightly")),
+        before,
         "indexes written without a key"
     );
 }
@@ -1900,4 +1902,64 @@ fn a_replaced_package_stays_while_a_kept_index_names_it() {
         }
     }
     check_consistent(d, "nightly");
+}
+
+#[test]
+fn a_new_repository_is_valid_before_its_first_publish() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = &dir.path().join("data");
+    create_nightly(d, &[]);
+    let repo = d.join("repos/nightly");
+    let yum = repo.join("yum/el9_x86_64");
+    // Empty indexes from the start, of every platform it takes; no key yet.
+    assert!(yum.join("repodata/repomd.xml").is_file());
+    assert!(repo.join("apt/dists/deb12/Release").is_file());
+    assert!(!repo.join("key.asc").exists());
+    ed25519_key(d);
+    // Signed once it has a key, and the key beside them.
+    assert!(repo.join("key.asc").is_file());
+    assert!(yum.join("repodata/repomd.xml.asc").is_file());
+    assert!(repo.join("apt/dists/deb12/InRelease").is_file());
+    check_consistent(d, "nightly");
+    if have_tool("dnf", &["--version"]) {
+        let out = dnf(
+            &dir.path().join("dnf"),
+            &yum,
+            Some(&repo.join("key.asc")),
+            &["makecache"],
+        );
+        assert!(out.contains("Metadata cache created"), "{out}");
+    }
+    if have_tool("apt-get", &["--version"]) {
+        // (apt fetches no Packages file that Release lists as empty.)
+        let apt = AptRoot::new(&dir.path().join("apt"), &repo);
+        let out = apt.run(&["update"], &apt.root);
+        assert!(!out.contains("W:") && !out.contains("E:"), "{out}");
+        assert_eq!(apt.available(), 0);
+    }
+    // The build node's plan finds it by its directory and by its name in --data.
+    let tree = crate::support::fixture("trees/my-project");
+    for spec in [repo.to_str().unwrap(), "nightly"] {
+        let o = py(
+            d,
+            &[
+                "resolve",
+                "--tree",
+                tree.to_str().unwrap(),
+                "--configuration",
+                "web_server_R_2_5_1_1",
+                "--platform",
+                "el9_x86_64",
+                "--repo",
+                spec,
+                "--json",
+            ],
+        );
+        assert!(o.status.success(), "--repo {spec}: {}", stderr(&o));
+        let plan: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+        assert!(
+            plan.to_string().contains(&*repo.to_string_lossy()),
+            "--repo {spec}: {plan}"
+        );
+    }
 }
