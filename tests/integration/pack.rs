@@ -150,6 +150,16 @@ fn expected_requires(r: &Value, deb: bool) -> BTreeSet<String> {
 }
 
 /// (path, type char + permission bits, symlink target) of every entry under a prefix.
+/// GNU tar's unpacking of tarball `tgz` into `dir` (made); `dir`.
+pub(crate) fn untar(tgz: &Path, dir: &Path) -> PathBuf {
+    fs::create_dir_all(dir).unwrap();
+    ok(
+        "tar",
+        &["-xzf", tgz.to_str().unwrap(), "-C", dir.to_str().unwrap()],
+    );
+    dir.to_path_buf()
+}
+
 pub(crate) fn tree_listing(root: &Path) -> BTreeMap<String, (String, Option<String>)> {
     let mut out = BTreeMap::new();
     fn go(root: &Path, dir: &Path, out: &mut BTreeMap<String, (String, Option<String>)>) {
@@ -668,17 +678,7 @@ fn awkward_prefixes_survive_every_format() {
     // The tarball, unpacked by GNU tar, is the prefix again.
     let el = pack(&tree, "tool_R_1_0_0_1", "el9_x86_64", &prefix, &out, &env);
     let tgz = artifact(&el, "tgz", &out);
-    let unpacked = dir.path().join("unpacked");
-    fs::create_dir_all(&unpacked).unwrap();
-    ok(
-        "tar",
-        &[
-            "-xzf",
-            tgz.to_str().unwrap(),
-            "-C",
-            unpacked.to_str().unwrap(),
-        ],
-    );
+    let unpacked = untar(&tgz, &dir.path().join("unpacked"));
     assert_eq!(tree_listing(&unpacked), staged);
     let listing = ok("tar", &["-tvzf", tgz.to_str().unwrap()]);
     assert!(

@@ -91,17 +91,24 @@ fn have_zypper() -> bool {
         && have_tool("rpm", &["--version"])
 }
 
-#[test]
-fn zypper_installs_from_a_repository_added_by_its_base_url() {
-    if !have_zypper() {
-        return;
-    }
+/// A server with a signed `nightly` holding the fixture release for el9_x86_64, and the
+/// fingerprint of its key.
+fn served() -> (tempfile::TempDir, crate::serve::Server, String) {
     let data = tempfile::tempdir().unwrap();
     let (server, _) = signed_nightly(data.path(), &["el9_x86_64"]);
     let fingerprint = server.get_json("/api/v1/repos/nightly")["key"]
         .as_str()
         .unwrap()
         .to_string();
+    (data, server, fingerprint)
+}
+
+#[test]
+fn zypper_installs_from_a_repository_added_by_its_base_url() {
+    if !have_zypper() {
+        return;
+    }
+    let (_data, server, fingerprint) = served();
     let z = Zypper::new();
     // No key given: zypper takes the one beside repomd.xml (repodata/repomd.xml.key).
     let base = format!("{}/repos/nightly/yum/el9_x86_64/", server.url);
@@ -115,12 +122,7 @@ fn zypper_installs_from_a_repository_added_by_the_served_repo_file() {
     if !have_zypper() {
         return;
     }
-    let data = tempfile::tempdir().unwrap();
-    let (server, _) = signed_nightly(data.path(), &["el9_x86_64"]);
-    let fingerprint = server.get_json("/api/v1/repos/nightly")["key"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let (_data, server, fingerprint) = served();
     let z = Zypper::new();
     z.run(&[
         "addrepo",
