@@ -366,10 +366,9 @@ pub fn build(
                         .collect();
                     running += 1;
                     let tx = tx.clone();
-                    let (tree, layout) = (prepared.tree, req.layout);
                     s.spawn(move || {
-                        let (r, key) =
-                            run::finish(&job, first, &deps, tree, layout, repo, observer);
+                        let plans = Asked(tx.clone());
+                        let (r, key) = run::finish(&job, first, &deps, &plans, repo, observer);
                         let _ = tx.send(Msg::Done(i, r, key));
                     });
                     continue;
@@ -379,7 +378,7 @@ pub fn build(
                     break;
                 };
                 first_started[i] = true;
-                let job = match job_for(req, prepared, i, tx.clone()) {
+                let job = match job_for(req, prepared, i) {
                     Ok(job) => job,
                     Err(e) => {
                         second_started[i] = true;
@@ -409,6 +408,21 @@ pub fn build(
                         None => continue,
                     };
                     let _ = reply.send(plan.map_err(|e| e.with_hint()));
+                }
+                Ok(Msg::Spec(i, reply)) => {
+                    let n = &graph.nodes[i];
+                    let spec = crate::pack::spec_of(
+                        prepared.tree,
+                        req.layout,
+                        n.id,
+                        &n.resolved,
+                        run::source_date_epoch(),
+                    )
+                    .map_err(|e| match e.hint() {
+                        Some(h) => format!("{e} ({h})"),
+                        None => e.to_string(),
+                    });
+                    let _ = reply.send(spec);
                 }
                 Ok(Msg::Begun(i, b)) => {
                     running -= 1;
@@ -457,9 +471,42 @@ pub enum Msg {
     /// Component `i` missed the cache and needs the plan for its dependencies (made
     /// here, where the resolver is; only on a miss, as it may query the package database).
     Plan(usize, mpsc::Sender<Result<crate::resolve::Plan, String>>),
+    /// Component `i` is to be packed by packyard and needs its spec.
+    Spec(
+        usize,
+        mpsc::Sender<Result<crate::pack::PackageSpec, String>>,
+    ),
     /// Component `i`'s first phase is done.
     Begun(usize, Box<(Job, run::Begun)>),
     Done(usize, ComponentResult, Option<String>),
+}
+
+/// Plans asked of the coordinating thread, which owns the resolver.
+struct Asked(mpsc::Sender<Msg>);
+
+impl Asked {
+    fn ask<T>(
+        &self,
+        msg: impl FnOnce(mpsc::Sender<Result<T, String>>) -> Msg,
+    ) -> Result<T, String> {
+        let (reply, answer) = mpsc::channel();
+        if self.0.send(msg(reply)).is_err() {
+            return Err("the build is ending".into());
+        }
+        answer
+            .recv()
+            .unwrap_or_else(|_| Err("the build is ending".into()))
+    }
+}
+
+impl run::Coordinator for Asked {
+    fn plan(&self, index: usize) -> Result<crate::resolve::Plan, String> {
+        self.ask(|reply| Msg::Plan(index, reply))
+    }
+
+    fn spec(&self, index: usize) -> Result<crate::pack::PackageSpec, String> {
+        self.ask(|reply| Msg::Spec(index, reply))
+    }
 }
 
 /// The resolver's plan for component `i`'s dependencies, staged into its own stage dir.
@@ -504,12 +551,7 @@ fn skipped(graph: &graph::Graph, i: usize, because: &Option<ComponentResult>) ->
 }
 
 /// Prepares component `i`'s job on the coordinating thread.
-fn job_for(
-    req: &BuildRequest,
-    prepared: &Prepared,
-    i: usize,
-    plans: mpsc::Sender<Msg>,
-) -> Result<Job, BuildError> {
+fn job_for(req: &BuildRequest, prepared: &Prepared, i: usize) -> Result<Job, BuildError> {
     let graph = &prepared.graph;
     let n = &graph.nodes[i];
     let r = &n.resolved;
@@ -534,7 +576,6 @@ fn job_for(
             (tree_dir.display().to_string(), "treeDir"),
         ],
     );
-    let options = prepared.resolver.options().clone();
     let tag = match crate::config::names::ConfigurationName::parse(&r.configuration) {
         Some(crate::config::names::ConfigurationName {
             binding: crate::config::names::NameBinding::Release { .. },
@@ -547,7 +588,6 @@ fn job_for(
         configuration: r.configuration.clone(),
         module: r.module.clone(),
         platform: r.platform.clone(),
-        options,
         commands,
         checkout_dir: workspace.join(&r.module),
         output: workspace.join("_output").join(&r.module),
@@ -558,7 +598,6 @@ fn job_for(
         tarball,
         configuration_text,
         tag,
-        plans,
         steps: prepared.steps.clone(),
         force: req.force,
         keep_going: req.keep_going,

@@ -9,23 +9,25 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use serde::{Deserialize, Serialize};
+
 use super::cache::BuildRepo;
 use super::{ComponentResult, Observer, Outcome};
-use crate::config::{ResolveOptions, TARGETS, Tree};
-use crate::layout::Layout;
+use crate::config::TARGETS;
+use crate::pack::PackageSpec;
 use crate::repo::builds::{BuildRecord, BuildResult};
 use crate::resolve::Plan;
 use crate::resolve::fetch::{self, FetchOptions};
 
-/// Everything a worker needs about its component, prepared on the coordinating thread
-/// (the resolver is not shared across threads).
+/// Everything a worker needs about its component, prepared where the module tree is (on
+/// the coordinating thread of `packyard build`, or by a server for a build node): plain
+/// data, so the component builds with no tree at hand.
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Job {
     pub index: usize,
     pub configuration: String,
     pub module: String,
     pub platform: String,
-    /// The release's options, for packing in the same context.
-    pub options: ResolveOptions,
     /// Target → expanded command; empty commands left out.
     pub commands: BTreeMap<String, String>,
     pub workspace: PathBuf,
@@ -43,8 +45,6 @@ pub struct Job {
     /// source in the key, so a cached component needs no checkout. `None` (a branch
     /// configuration, or no tag): the checked-out files are hashed.
     pub tag: Option<String>,
-    /// Where to ask for the plan that stages its build dependencies.
-    pub plans: std::sync::mpsc::Sender<super::Msg>,
     /// Which steps run (`checkout`, the targets, `clean`).
     pub steps: Steps,
     pub force: bool,
@@ -60,8 +60,19 @@ impl Job {
     }
 }
 
+/// What a component's build asks of the side that holds the module tree, each only when
+/// it needs it (a cached component needs neither): the plan that stages its build
+/// dependencies (once they are published), and the spec its prefix is packed by.
+/// `packyard build` asks its coordinating thread; a build node gets both with its task.
+pub trait Coordinator: Sync {
+    fn plan(&self, index: usize) -> Result<Plan, String>;
+    /// Why the configuration cannot be packed, if it cannot (the packaging step fails
+    /// with it, as `pack` would).
+    fn spec(&self, index: usize) -> Result<PackageSpec, String>;
+}
+
 /// The steps asked for.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Steps {
     pub names: Vec<String>,
 }
@@ -180,8 +191,7 @@ pub fn finish(
     job: &Job,
     begun: Begun,
     dependency_keys: &[(String, String)],
-    tree: &Tree,
-    layout: &Layout,
+    plans: &dyn Coordinator,
     repo: &dyn BuildRepo,
     observer: &dyn Observer,
 ) -> (ComponentResult, Option<String>) {
@@ -200,8 +210,7 @@ pub fn finish(
             &source,
             begun.checked_out,
             dependency_keys,
-            tree,
-            layout,
+            plans,
             repo,
             observer,
             &mut log,
@@ -369,8 +378,7 @@ fn build(
     source: &str,
     checked_out: bool,
     dependency_keys: &[(String, String)],
-    tree: &Tree,
-    layout: &Layout,
+    plans: &dyn Coordinator,
     repo: &dyn BuildRepo,
     observer: &dyn Observer,
     log: &mut Log,
@@ -409,7 +417,7 @@ fn build(
 
     // Build dependencies into this component's own stage dir.
     observer.step(job.index, "fetch");
-    stage(job, repo, log)?;
+    stage(job, plans, repo, log)?;
 
     let mut first_failure: Option<Failed> = None;
     for target in TARGETS {
@@ -429,7 +437,7 @@ fn build(
             ("install", Some(cmd)) => fs::create_dir_all(&job.prefix)
                 .map_err(|e| failed("install", e))
                 .and_then(|_| run_step(job, log, target, cmd, &job.checkout_dir)),
-            ("packaging", None) => pack(job, tree, layout, log),
+            ("packaging", None) => pack(job, plans, log),
             ("packaging", Some(cmd)) => fs::create_dir_all(&job.artifacts)
                 .map_err(|e| failed("packaging", e))
                 .and_then(|_| run_step(job, log, target, cmd, &job.checkout_dir)),
@@ -469,14 +477,13 @@ fn build(
 /// Stages the component's build dependencies (tarballs from the repository) into its
 /// own stage dir, as `packyard fetch` would. Installing packages is left to the node's
 /// owner: a build never changes the machine outside its workspace.
-fn stage(job: &Job, repo: &dyn BuildRepo, log: &mut Log) -> Result<(), Failed> {
-    let (reply, answer) = std::sync::mpsc::channel::<Result<Plan, String>>();
-    let asked = job.plans.send(super::Msg::Plan(job.index, reply)).is_ok();
-    let mut plan = match answer.recv() {
-        Ok(Ok(plan)) if asked => plan,
-        Ok(Err(why)) => return Err(failed("fetch", why)),
-        _ => return Err(failed("fetch", "the build is ending")),
-    };
+fn stage(
+    job: &Job,
+    plans: &dyn Coordinator,
+    repo: &dyn BuildRepo,
+    log: &mut Log,
+) -> Result<(), Failed> {
+    let mut plan = plans.plan(job.index).map_err(|why| failed("fetch", why))?;
     let missing: Vec<String> = plan
         .dependencies
         .iter()
@@ -522,24 +529,24 @@ fn stage(job: &Job, repo: &dyn BuildRepo, log: &mut Log) -> Result<(), Failed> {
     Ok(())
 }
 
-fn pack(job: &Job, tree: &Tree, layout: &Layout, log: &mut Log) -> Result<(), Failed> {
+fn pack(job: &Job, plans: &dyn Coordinator, log: &mut Log) -> Result<(), Failed> {
     log.line(&format!(
         "== packaging: packyard packs {} into {}",
         job.prefix.display(),
         job.artifacts.display()
     ));
+    let spec = plans
+        .spec(job.index)
+        .map_err(|why| failed("packaging", why))?;
     fs::create_dir_all(&job.prefix).map_err(|e| failed("packaging", e))?;
-    let request = crate::pack::PackRequest {
-        tree,
-        layout,
-        configuration: &job.configuration,
-        options: job.options.clone(),
-        prefix: &job.prefix,
-        out: &job.artifacts,
-        source_date_epoch: source_date_epoch(),
-        formats: &[],
-    };
-    let artifacts = crate::pack::pack(&request, &crate::progress::Quiet).map_err(|e| {
+    let artifacts = crate::pack::pack_spec(
+        &spec,
+        &[],
+        &job.prefix,
+        &job.artifacts,
+        &crate::progress::Quiet,
+    )
+    .map_err(|e| {
         let hint = e.hint().map(|h| format!(" ({h})")).unwrap_or_default();
         failed("packaging", format!("{e}{hint}"))
     })?;
@@ -553,7 +560,7 @@ fn pack(job: &Job, tree: &Tree, layout: &Layout, log: &mut Log) -> Result<(), Fa
 }
 
 /// `SOURCE_DATE_EPOCH` from the environment, when it is a number.
-fn source_date_epoch() -> Option<i64> {
+pub(super) fn source_date_epoch() -> Option<i64> {
     std::env::var("SOURCE_DATE_EPOCH")
         .ok()
         .and_then(|v| v.trim().parse().ok())

@@ -32,7 +32,9 @@ impl fmt::Display for PackageFormat {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Platform {
-    #[serde(skip_deserializing)]
+    /// The table's key in `platforms.toml` (set from it when the layout is read); kept
+    /// when a platform travels as JSON (a package spec sent to a build node).
+    #[serde(default)]
     pub name: String,
     /// Os tag, used as `${os}` and as the APT suite (`el9`, `deb12`).
     pub os: String,

@@ -127,23 +127,74 @@ pub struct PackRequest<'a> {
 /// Packs one configuration: resolves it, reads the prefix, writes the tarball and the
 /// platform's package, and returns what was written.
 pub fn pack(req: &PackRequest, progress: &dyn Progress) -> Result<Vec<Artifact>, PackError> {
-    let (resolver, id) =
-        Resolver::for_configuration(req.tree, req.layout, req.options.clone(), req.configuration)?;
+    let spec = spec_for(
+        req.tree,
+        req.layout,
+        req.configuration,
+        req.options.clone(),
+        req.source_date_epoch,
+    )?;
+    pack_spec(&spec, req.formats, req.prefix, req.out, progress)
+}
+
+/// What packing `configuration` says of its package: the configuration resolved in its
+/// release, checked, with the date it carries. The only step of a pack that needs the
+/// module tree.
+pub fn spec_for(
+    tree: &Tree,
+    layout: &Layout,
+    configuration: &str,
+    options: ResolveOptions,
+    source_date_epoch: Option<i64>,
+) -> Result<PackageSpec, PackError> {
+    let (resolver, id) = Resolver::for_configuration(tree, layout, options, configuration)?;
     let resolved = resolver.resolve(id)?;
-    let platform = req
-        .layout
+    spec_of(tree, layout, id, &resolved, source_date_epoch)
+}
+
+/// [`spec_for`] of a configuration already resolved (`id` in `tree`).
+pub fn spec_of(
+    tree: &Tree,
+    layout: &Layout,
+    id: crate::config::ConfigId,
+    resolved: &crate::config::ResolvedConfiguration,
+    source_date_epoch: Option<i64>,
+) -> Result<PackageSpec, PackError> {
+    let platform = layout
         .platform(Some(&resolved.platform))
         .map_err(|e| PackError::Spec {
             what: e.to_string(),
             hint: "see `packyard platforms`".into(),
         })?;
+    let module_file = &tree.configurations[id].location.file;
+    spec::build(&spec::SpecInput {
+        tree,
+        id,
+        resolved,
+        platform,
+        source_date_epoch,
+        committed_at: &|| committed_at(module_file),
+        now: chrono::Utc::now().timestamp(),
+    })
+}
+
+/// Packs the staged `prefix` as `spec` says into `out`: reads the prefix, writes the
+/// tarball and the platform's package (or the `formats` asked for) at their download-from
+/// paths, and returns what was written. Needs no module tree.
+pub fn pack_spec(
+    spec: &PackageSpec,
+    formats: &[ArtifactFormat],
+    prefix: &Path,
+    out: &Path,
+    progress: &dyn Progress,
+) -> Result<Vec<Artifact>, PackError> {
+    let platform = &spec.platform;
     let native = match platform.format {
         PackageFormat::Rpm => ArtifactFormat::Rpm,
         PackageFormat::Deb => ArtifactFormat::Deb,
     };
-    let wanted = |f: ArtifactFormat| req.formats.is_empty() || req.formats.contains(&f);
-    if let Some(f) = req
-        .formats
+    let wanted = |f: ArtifactFormat| formats.is_empty() || formats.contains(&f);
+    if let Some(f) = formats
         .iter()
         .find(|f| ![ArtifactFormat::Tgz, native].contains(f))
     {
@@ -161,22 +212,11 @@ pub fn pack(req: &PackRequest, progress: &dyn Progress) -> Result<Vec<Artifact>,
         });
     }
     let (want_tgz, want_package) = (wanted(ArtifactFormat::Tgz), wanted(native));
-    let module_file = &req.tree.configurations[id].location.file;
-    let spec = spec::build(&spec::SpecInput {
-        tree: req.tree,
-        id,
-        resolved: &resolved,
-        platform,
-        source_date_epoch: req.source_date_epoch,
-        committed_at: &|| committed_at(module_file),
-        now: chrono::Utc::now().timestamp(),
-    })?;
-
     progress.start("reading", 0);
-    let staged = walk::walk(req.prefix, &|n| progress.advance(n))?;
+    let staged = walk::walk(prefix, &|n| progress.advance(n))?;
     let rooted = root_entries(&staged, &spec.install_root);
-    let config = config_files(&spec, &rooted)?;
-    check_owners(&spec, &rooted)?;
+    let config = config_files(spec, &rooted)?;
+    check_owners(spec, &rooted)?;
     let auto = if spec.autoreqprov && want_package {
         autodeps::requirements(&rooted, platform.format)
     } else {
@@ -189,15 +229,15 @@ pub fn pack(req: &PackRequest, progress: &dyn Progress) -> Result<Vec<Artifact>,
     let on_bytes = |n| progress.advance(n);
     // The two formats compress on two threads; one alone stays on this one.
     let (tgz, package) = std::thread::scope(|s| {
-        let run_tgz = || tarball_bytes(&spec, &staged, &on_bytes);
+        let run_tgz = || tarball_bytes(spec, &staged, &on_bytes);
         let tgz_thread = (want_tgz && want_package).then(|| s.spawn(run_tgz));
         let package = want_package.then(|| match platform.format {
             PackageFormat::Rpm => {
-                let r = rpm::build(&spec, &rooted, &config, &auto);
+                let r = rpm::build(spec, &rooted, &config, &auto);
                 progress.advance(total / 2);
                 r
             }
-            PackageFormat::Deb => deb::build(&spec, rooted, &config, &auto, &on_bytes),
+            PackageFormat::Deb => deb::build(spec, rooted, &config, &auto, &on_bytes),
         });
         let tgz = match tgz_thread {
             Some(t) => Some(t.join().unwrap_or_else(|_| {
@@ -230,7 +270,7 @@ pub fn pack(req: &PackRequest, progress: &dyn Progress) -> Result<Vec<Artifact>,
     }
     let files: Vec<(PathBuf, &[u8])> = outputs
         .iter()
-        .map(|(_, path, bytes)| (req.out.join(path), bytes.as_slice()))
+        .map(|(_, path, bytes)| (out.join(path), bytes.as_slice()))
         .collect();
     crate::atomic::write_all(&files).map_err(|(path, source)| PackError::Io { path, source })?;
     Ok(artifacts)

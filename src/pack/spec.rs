@@ -6,6 +6,7 @@
 use std::path::{Path, PathBuf};
 
 use chrono::{DateTime, NaiveDate, Utc};
+use serde::{Deserialize, Serialize};
 
 use super::PackError;
 use crate::config::{DependencyType, ResolvedConfiguration, Scope, Tree};
@@ -14,7 +15,7 @@ use crate::layout::{PackageFormat, Platform};
 use crate::version::{self, Clause, Constraint, DebVersion, Op, Scheme};
 
 /// One package relation: a name and the version clauses that must all hold.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Relation {
     pub name: String,
     pub clauses: Vec<Clause>,
@@ -40,7 +41,7 @@ impl Relation {
 
 /// Relations by kind. RPM and Debian share most; the mapping is in the user guide
 /// (docs/guide.md, "Packing").
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Relations {
     pub requires: Vec<Relation>,
     /// RPM `Requires(pre)`, Debian `Pre-Depends`.
@@ -57,7 +58,7 @@ pub struct Relations {
 
 /// Maintainer scripts' contents, by the moment they run (RPM `%pre`, `%post`, `%preun`,
 /// `%postun`; DEB `preinst`, `postinst`, `prerm`, `postrm`).
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Scripts {
     pub pre_install: Option<String>,
     pub post_install: Option<String>,
@@ -66,7 +67,7 @@ pub struct Scripts {
 }
 
 /// One changelog entry: a configuration of the module, newest first.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ChangeEntry {
     /// `version-age`.
     pub version: String,
@@ -75,7 +76,8 @@ pub struct ChangeEntry {
     pub text: String,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum Algorithm {
     Gzip,
     Zstd,
@@ -83,7 +85,7 @@ pub enum Algorithm {
 }
 
 /// Payload compression, always with an explicit level.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Compression {
     pub algorithm: Algorithm,
     pub level: u32,
@@ -96,8 +98,9 @@ impl Compression {
     };
 }
 
-/// Everything the writers need besides the staged files.
-#[derive(Debug, Clone)]
+/// Everything the writers need besides the staged files. Plain data: it can be decided
+/// where the module tree is and sent to a build node that has none.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct PackageSpec {
     pub name: String,
     pub version: String,
@@ -982,5 +985,26 @@ mod tests {
         assert!(check_package_name("My-pkg", PackageFormat::Deb).is_err());
         assert!(check_package_name("my_pkg", PackageFormat::Rpm).is_ok());
         assert!(check_package_name("my pkg", PackageFormat::Rpm).is_err());
+    }
+
+    #[test]
+    fn a_spec_goes_to_a_build_node_whole() {
+        // Decided where the tree is, sent as JSON to a node that has none.
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+        let tree = Tree::load(&root.join("fixtures/trees/my-project")).unwrap();
+        let layout = crate::layout::Layout::builtin();
+        for platform in ["el9_x86_64", "deb12_amd64"] {
+            let options = crate::config::ResolveOptions {
+                platform: Some(platform.into()),
+                ..Default::default()
+            };
+            let spec =
+                crate::pack::spec_for(&tree, &layout, "web_server_R_2_5_1_1", options, Some(1))
+                    .unwrap();
+            let sent: PackageSpec =
+                serde_json::from_str(&serde_json::to_string(&spec).unwrap()).unwrap();
+            assert_eq!(sent, spec);
+            assert!(!spec.relations.requires.is_empty() || !spec.changelog.is_empty());
+        }
     }
 }

@@ -7,7 +7,7 @@ use std::str::FromStr;
 use super::{Scheme, compare};
 
 /// A comparison operator of a constraint.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum Op {
     #[serde(rename = "<")]
     Lt,
@@ -56,7 +56,7 @@ impl Op {
 }
 
 /// One `OP VERSION` part of a constraint.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Clause {
     pub op: Op,
     pub version: String,
