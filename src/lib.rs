@@ -17,6 +17,7 @@ pub mod cli;
 pub mod client;
 pub mod config;
 pub mod cores;
+pub mod farm;
 pub mod layout;
 pub mod lint;
 pub mod lock;

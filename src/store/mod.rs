@@ -3,6 +3,7 @@
 //! without touching publishing or indexing; [`sled::SledStore`] is the embedded default.
 //! Bytes (package files, indexes) are not here: they live in [`crate::blobs`].
 
+pub mod queue;
 pub mod sled;
 
 use std::collections::HashMap;
@@ -10,6 +11,7 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
+pub use self::queue::{BuildId, FarmBuild, Lease, Task, TaskEvent, TaskState};
 pub use self::sled::SledStore;
 
 #[derive(Debug, thiserror::Error)]
@@ -365,6 +367,11 @@ pub enum Change {
     /// A repository and everything recorded of it: packages, index entries, segments,
     /// files that left.
     RemoveRepo(String),
+    /// A build of the farm (its tasks are put one by one).
+    PutFarmBuild(FarmBuild),
+    /// A task, as it is now: the store keeps what finds it (claimable tasks by platform,
+    /// held leases by expiry) in step with it.
+    PutTask(Task),
 }
 
 /// The metadata store. Every write goes through [`Store::apply`], which applies a batch
@@ -394,6 +401,30 @@ pub trait Store: Send + Sync {
     fn segments(&self, repo: &str, tree: &str) -> Result<Arc<Segments>, StoreError>;
     /// The files that left an index tree at its current generation.
     fn left_files(&self, repo: &str, tree: &str) -> Result<Vec<LeftFile>, StoreError>;
+
+    /// A number for a new farm build, never handed out before.
+    fn new_build_id(&self) -> Result<BuildId, StoreError>;
+    fn farm_build(&self, id: BuildId) -> Result<Option<FarmBuild>, StoreError>;
+    /// Every farm build, newest first.
+    fn farm_builds(&self) -> Result<Vec<FarmBuild>, StoreError>;
+    /// A build's tasks, by index.
+    fn tasks(&self, build: BuildId) -> Result<Vec<Task>, StoreError>;
+    fn task(&self, build: BuildId, index: u32) -> Result<Option<Task>, StoreError>;
+    /// Atomically takes the oldest claimable task of any of `platforms` (oldest build
+    /// first, then build order): two callers never get the same task. It is stored as
+    /// claimed under `lease`, its attempts counted and the claim put in its history.
+    /// Finds the task without reading the queue (claimable tasks are kept by platform).
+    fn claim(
+        &self,
+        platforms: &[String],
+        lease: Lease,
+        now: i64,
+    ) -> Result<Option<Task>, StoreError>;
+    /// The held tasks whose lease ran out before `now`, oldest first (without reading
+    /// the queue: leases are kept by expiry).
+    fn expired(&self, now: i64) -> Result<Vec<(BuildId, u32)>, StoreError>;
+    /// How many tasks are in each state, over every build.
+    fn task_counts(&self) -> Result<Vec<(TaskState, u64)>, StoreError>;
 }
 
 #[cfg(test)]

@@ -15,8 +15,8 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use super::{
-    Change, IndexEntry, IndexRow, LeftFile, LockRecord, PackageRecord, RepoRecord, Segments, Store,
-    StoreError, TokenRecord,
+    BuildId, Change, FarmBuild, IndexEntry, IndexRow, Lease, LeftFile, LockRecord, PackageRecord,
+    RepoRecord, Segments, Store, StoreError, Task, TaskEvent, TaskState, TokenRecord,
 };
 
 pub struct SledStore {
@@ -24,6 +24,8 @@ pub struct SledStore {
     /// Index trees read so far, by key prefix: entries in key order, and segments.
     /// Held across a batch, so a reader never caches a tree a batch is changing.
     memo: Mutex<Memo>,
+    /// Held while a claim picks and takes a task, so two never take the same one.
+    claiming: Mutex<()>,
 }
 
 /// How much memory (estimated) the kept index trees may take; past it, the trees used
@@ -272,6 +274,51 @@ fn name_key(repo: &str, r: &PackageRecord) -> Vec<u8> {
 fn seg_prefix(repo: &str, tree: &str) -> Vec<u8> {
     format!("seg\0{repo}\0{tree}\0").into_bytes()
 }
+// The build farm: `fbuild\0<id:016x>` builds, `task\0<build:016x>\0<index:08x>` tasks;
+// claimable tasks `ready\0<platform>\0<build:016x>\0<index:08x>` and held leases
+// `lease\0<expires:016x>\0<build:016x>\0<index:08x>` (empty values) find them without a
+// scan. Hex of fixed width sorts as the numbers do.
+fn fbuild_key(id: BuildId) -> Vec<u8> {
+    format!("fbuild\0{id:016x}").into_bytes()
+}
+fn task_prefix(build: BuildId) -> Vec<u8> {
+    format!("task\0{build:016x}\0").into_bytes()
+}
+fn task_key(build: BuildId, index: u32) -> Vec<u8> {
+    format!("task\0{build:016x}\0{index:08x}").into_bytes()
+}
+fn ready_prefix(platform: &str) -> Vec<u8> {
+    format!("ready\0{platform}\0").into_bytes()
+}
+fn ready_key(t: &Task) -> Vec<u8> {
+    let mut k = ready_prefix(&t.platform);
+    k.extend_from_slice(format!("{:016x}\0{:08x}", t.build, t.index).as_bytes());
+    k
+}
+fn lease_key(expires: i64, build: BuildId, index: u32) -> Vec<u8> {
+    let e = expires.max(0) as u64;
+    format!("lease\0{e:016x}\0{build:016x}\0{index:08x}").into_bytes()
+}
+/// The task a `ready` or `lease` key points at: its last two parts.
+fn task_of_index_key(k: &[u8]) -> Option<(BuildId, u32)> {
+    let text = std::str::from_utf8(k).ok()?;
+    let mut parts = text.rsplit('\0');
+    let index = u32::from_str_radix(parts.next()?, 16).ok()?;
+    let build = u64::from_str_radix(parts.next()?, 16).ok()?;
+    Some((build, index))
+}
+/// The index keys a task has in its state: claimable, or held under a lease.
+fn task_index_keys(t: &Task) -> Vec<Vec<u8>> {
+    let mut keys = Vec::new();
+    if t.claimable() {
+        keys.push(ready_key(t));
+    }
+    if let (true, Some(l)) = (t.state.held(), &t.lease) {
+        keys.push(lease_key(l.expires, t.build, t.index));
+    }
+    keys
+}
+
 // Files that left an index tree: `left\0<repo>\0<tree>`, a JSON list.
 fn left_key(repo: &str, tree: &str) -> Vec<u8> {
     format!("left\0{repo}\0{tree}").into_bytes()
@@ -293,6 +340,7 @@ impl SledStore {
             Ok(db) => Ok(SledStore {
                 db,
                 memo: Mutex::default(),
+                claiming: Mutex::default(),
             }),
             Err(sled::Error::Io(e)) if e.kind() == std::io::ErrorKind::WouldBlock => {
                 Err(StoreError::Busy {
@@ -391,6 +439,8 @@ impl Store for SledStore {
         // Records as this batch leaves them so far: a later change in the same batch must
         // see an earlier one (a package added and pruned at once leaves nothing behind).
         let mut overlay: HashMap<Vec<u8>, Option<PackageRecord>> = Default::default();
+        // Tasks as this batch leaves them so far.
+        let mut tasks: HashMap<Vec<u8>, Task> = Default::default();
         let current = |repo: &str,
                        path: &str,
                        overlay: &HashMap<Vec<u8>, Option<PackageRecord>>|
@@ -466,6 +516,24 @@ impl Store for SledStore {
                         }
                     }
                     gone.push(repo);
+                }
+                Change::PutFarmBuild(b) => batch.insert(fbuild_key(b.id), encode(&b)),
+                Change::PutTask(t) => {
+                    let key = task_key(t.build, t.index);
+                    // What finds it now replaces what found it before (also a task put
+                    // twice in this batch).
+                    let old = match tasks.get(&key) {
+                        Some(t) => Some(t.clone()),
+                        None => self.get::<Task>(&key)?,
+                    };
+                    for k in old.iter().flat_map(task_index_keys) {
+                        batch.remove(k);
+                    }
+                    for k in task_index_keys(&t) {
+                        batch.insert(k, &[][..]);
+                    }
+                    batch.insert(key.clone(), encode(&t));
+                    tasks.insert(key, t);
                 }
                 Change::PutLeft { repo, tree, files } if files.is_empty() => {
                     batch.remove(left_key(&repo, &tree))
@@ -589,6 +657,93 @@ impl Store for SledStore {
 
     fn left_files(&self, repo: &str, tree: &str) -> Result<Vec<LeftFile>, StoreError> {
         Ok(self.get(&left_key(repo, tree))?.unwrap_or_default())
+    }
+
+    fn new_build_id(&self) -> Result<BuildId, StoreError> {
+        // Monotonic and durable across restarts; 0 is never handed out.
+        Ok(self.db.generate_id().map_err(backend)? + 1)
+    }
+
+    fn farm_build(&self, id: BuildId) -> Result<Option<FarmBuild>, StoreError> {
+        self.get(&fbuild_key(id))
+    }
+
+    fn farm_builds(&self) -> Result<Vec<FarmBuild>, StoreError> {
+        let mut all: Vec<FarmBuild> = self.scan(b"fbuild\0")?;
+        all.reverse();
+        Ok(all)
+    }
+
+    fn tasks(&self, build: BuildId) -> Result<Vec<Task>, StoreError> {
+        self.scan(&task_prefix(build))
+    }
+
+    fn task(&self, build: BuildId, index: u32) -> Result<Option<Task>, StoreError> {
+        self.get(&task_key(build, index))
+    }
+
+    fn claim(
+        &self,
+        platforms: &[String],
+        lease: Lease,
+        now: i64,
+    ) -> Result<Option<Task>, StoreError> {
+        let _one_at_a_time = self.claiming.lock().unwrap_or_else(|p| p.into_inner());
+        // The first claimable task of each platform; the oldest build's wins.
+        let mut best: Option<(BuildId, u32)> = None;
+        for p in platforms {
+            let first = self.db.scan_prefix(ready_prefix(p)).keys().next();
+            if let Some(k) = first.transpose().map_err(backend)?
+                && let Some(id) = task_of_index_key(&k)
+                && best.is_none_or(|b| id < b)
+            {
+                best = Some(id);
+            }
+        }
+        let Some((build, index)) = best else {
+            return Ok(None);
+        };
+        let Some(mut task) = self.task(build, index)? else {
+            return Ok(None);
+        };
+        task.state = TaskState::Claimed;
+        task.attempts += 1;
+        task.claimed = Some(now);
+        task.history.push(TaskEvent {
+            at: now,
+            what: format!("claimed (attempt {})", task.attempts),
+            agent: Some(lease.agent.clone()),
+        });
+        task.lease = Some(lease);
+        self.apply(vec![Change::PutTask(task.clone())])?;
+        Ok(Some(task))
+    }
+
+    fn expired(&self, now: i64) -> Result<Vec<(BuildId, u32)>, StoreError> {
+        let mut out = Vec::new();
+        for k in self.db.scan_prefix(b"lease\0").keys() {
+            let k = k.map_err(backend)?;
+            let expires = std::str::from_utf8(&k[6..22])
+                .ok()
+                .and_then(|h| u64::from_str_radix(h, 16).ok())
+                .unwrap_or(u64::MAX);
+            if expires as i64 >= now {
+                break;
+            }
+            out.extend(task_of_index_key(&k));
+        }
+        Ok(out)
+    }
+
+    fn task_counts(&self) -> Result<Vec<(TaskState, u64)>, StoreError> {
+        let mut counts: HashMap<TaskState, u64> = HashMap::new();
+        for t in self.scan::<Task>(b"task\0")? {
+            *counts.entry(t.state).or_default() += 1;
+        }
+        Ok(TaskState::ALL
+            .iter()
+            .map(|s| (*s, counts.get(s).copied().unwrap_or(0)))
+            .collect())
     }
 }
 

@@ -1,0 +1,764 @@
+//! The build farm's queue, on the metadata store: a submitted build becomes tasks (one per
+//! component and platform, with their build-time edges); agents claim claimable tasks under
+//! leases they renew; every report names its lease, and one that is no longer current
+//! changes nothing; a lease that runs out puts its task back (or fails it after
+//! [`Queue::MAX_ATTEMPTS`]); a task's end makes its dependents claimable or skips them.
+//! The HTTP layer and the agent are thin shells over these calls.
+
+use std::sync::Mutex;
+use std::time::Duration;
+
+use crate::repo::builds::BuiltFile;
+use crate::store::{
+    BuildId, Change, FarmBuild, Lease, Store, StoreError, Task, TaskEvent, TaskState,
+};
+
+#[derive(Debug, thiserror::Error)]
+pub enum FarmError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("no build {0}")]
+    NoSuchBuild(BuildId),
+    #[error("build {build} has no task {index}")]
+    NoSuchTask { build: BuildId, index: u32 },
+    /// A report under a lease that is no longer the task's: it changes nothing.
+    #[error("task {build}/{index}: lease {lease} is not current ({why})")]
+    StaleLease {
+        build: BuildId,
+        index: u32,
+        lease: String,
+        why: String,
+    },
+    #[error("{0}")]
+    Invalid(String),
+}
+
+impl FarmError {
+    pub fn hint(&self) -> Option<String> {
+        Some(match self {
+            FarmError::Store(e) => e.hint(),
+            FarmError::NoSuchBuild(_) => "list builds with `packyard builds list`".into(),
+            FarmError::NoSuchTask { build, .. } => {
+                format!("see its tasks with `packyard builds show {build}`")
+            }
+            FarmError::StaleLease { .. } => "the task was given to another agent (its lease ran \
+                 out, or it was handed back or cancelled); drop it and ask for new work"
+                .into(),
+            FarmError::Invalid(_) => return None,
+        })
+    }
+}
+
+/// A task of a build being submitted.
+#[derive(Debug, Clone)]
+pub struct NewTask {
+    pub configuration: String,
+    pub module: String,
+    pub platform: String,
+    /// Indices (in the submitted list) of its build dependencies; they come before it.
+    pub deps: Vec<u32>,
+    /// Known cached at submission (its key and artifacts): no agent builds it.
+    pub cached: Option<(String, Vec<BuiltFile>)>,
+}
+
+/// How a task ended, as its agent reports it.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct TaskReport {
+    pub state: TaskState,
+    #[serde(default)]
+    pub key: Option<String>,
+    #[serde(default)]
+    pub artifacts: Vec<BuiltFile>,
+    #[serde(default)]
+    pub reason: Option<String>,
+    #[serde(default)]
+    pub log: Option<String>,
+}
+
+/// What a heartbeat answers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Beat {
+    /// The lease's new expiry (milliseconds since the epoch).
+    pub expires: i64,
+    /// The build was cancelled: stop the task and report it cancelled.
+    pub cancel: bool,
+}
+
+/// The queue's settings, and the lock every change to it takes (claims, reports,
+/// expiries and cancels each read a task and write it back: one at a time per process;
+/// the store's own claim is atomic on its own too).
+pub struct Queue {
+    /// How long a lease lasts without a heartbeat.
+    pub lease: Duration,
+    /// How often agents are told to renew it.
+    pub heartbeat: Duration,
+    lock: Mutex<()>,
+}
+
+fn ms(d: Duration) -> i64 {
+    i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
+}
+
+/// Milliseconds since the epoch, now.
+pub fn now_ms() -> i64 {
+    chrono::Utc::now().timestamp_millis()
+}
+
+impl Queue {
+    /// Claims past this many ended by a lost lease fail the task.
+    pub const MAX_ATTEMPTS: u32 = 3;
+
+    pub fn new(lease: Duration, heartbeat: Duration) -> Queue {
+        Queue {
+            lease,
+            heartbeat,
+            lock: Mutex::new(()),
+        }
+    }
+
+    fn hold(&self) -> std::sync::MutexGuard<'_, ()> {
+        self.lock.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Stores `build` with its tasks: the cached ones done at once, those whose
+    /// dependencies are all done claimable; the build ends at once when nothing is left
+    /// to build. Returns its id.
+    pub fn submit(
+        &self,
+        store: &dyn Store,
+        mut build: FarmBuild,
+        tasks: Vec<NewTask>,
+        now: i64,
+    ) -> Result<BuildId, FarmError> {
+        for (i, t) in tasks.iter().enumerate() {
+            if let Some(d) = t.deps.iter().find(|&&d| d as usize >= i) {
+                return Err(FarmError::Invalid(format!(
+                    "task {i} ({}) needs task {d}, which does not come before it",
+                    t.configuration
+                )));
+            }
+        }
+        let _held = self.hold();
+        build.id = store.new_build_id()?;
+        build.submitted = now;
+        let mut stored: Vec<Task> = Vec::with_capacity(tasks.len());
+        for (i, t) in tasks.into_iter().enumerate() {
+            let (state, key, artifacts, what) = match t.cached {
+                Some((key, artifacts)) => (
+                    TaskState::Cached,
+                    Some(key),
+                    artifacts,
+                    "cached: the repository holds its build",
+                ),
+                None => (TaskState::Queued, None, vec![], "queued"),
+            };
+            let ready = state == TaskState::Queued
+                && t.deps.iter().all(|&d| stored[d as usize].state.succeeded());
+            stored.push(Task {
+                build: build.id,
+                index: i as u32,
+                configuration: t.configuration,
+                module: t.module,
+                platform: t.platform,
+                deps: t.deps,
+                state,
+                ready,
+                attempts: 0,
+                lease: None,
+                history: vec![TaskEvent {
+                    at: now,
+                    what: what.into(),
+                    agent: None,
+                }],
+                key,
+                reason: None,
+                artifacts,
+                log: None,
+                queued: now,
+                claimed: None,
+                finished: (state == TaskState::Cached).then_some(now),
+            });
+        }
+        if stored.iter().all(|t| t.state.ended()) {
+            build.finished = Some(now);
+        }
+        let id = build.id;
+        let mut changes = vec![Change::PutFarmBuild(build)];
+        changes.extend(stored.into_iter().map(Change::PutTask));
+        store.apply(changes)?;
+        Ok(id)
+    }
+
+    /// Gives `agent` the oldest claimable task of one of its `platforms`, under a new
+    /// lease, or nothing.
+    pub fn claim(
+        &self,
+        store: &dyn Store,
+        agent: &str,
+        platforms: &[String],
+        now: i64,
+    ) -> Result<Option<Task>, FarmError> {
+        let _held = self.hold();
+        let lease = Lease {
+            id: lease_id(),
+            agent: agent.to_string(),
+            expires: now + ms(self.lease),
+        };
+        Ok(store.claim(platforms, lease, now)?)
+    }
+
+    /// The task, if `lease` is its current one.
+    fn leased(
+        &self,
+        store: &dyn Store,
+        build: BuildId,
+        index: u32,
+        lease: &str,
+    ) -> Result<Task, FarmError> {
+        let task = store
+            .task(build, index)?
+            .ok_or(FarmError::NoSuchTask { build, index })?;
+        let stale = |why: String| FarmError::StaleLease {
+            build,
+            index,
+            lease: lease.to_string(),
+            why,
+        };
+        match &task.lease {
+            Some(l) if l.id == lease && task.state.held() => Ok(task),
+            Some(l) if task.state.held() => Err(stale(format!("{} holds it now", l.agent))),
+            _ => Err(stale(format!("it is {}", task.state.as_str()))),
+        }
+    }
+
+    /// Renews the lease; says whether the task's build was cancelled.
+    pub fn heartbeat(
+        &self,
+        store: &dyn Store,
+        build: BuildId,
+        index: u32,
+        lease: &str,
+        now: i64,
+    ) -> Result<Beat, FarmError> {
+        let _held = self.hold();
+        let mut task = self.leased(store, build, index, lease)?;
+        let cancel = store.farm_build(build)?.is_some_and(|b| b.cancelled);
+        let expires = now + ms(self.lease);
+        if let Some(l) = task.lease.as_mut() {
+            l.expires = expires;
+        }
+        store.apply(vec![Change::PutTask(task)])?;
+        Ok(Beat { expires, cancel })
+    }
+
+    /// The agent started building the task.
+    pub fn started(
+        &self,
+        store: &dyn Store,
+        build: BuildId,
+        index: u32,
+        lease: &str,
+        now: i64,
+    ) -> Result<(), FarmError> {
+        let _held = self.hold();
+        let mut task = self.leased(store, build, index, lease)?;
+        if task.state == TaskState::Claimed {
+            task.state = TaskState::Running;
+            let agent = task.lease.as_ref().map(|l| l.agent.clone());
+            task.history.push(TaskEvent {
+                at: now,
+                what: "started".into(),
+                agent,
+            });
+            store.apply(vec![Change::PutTask(task)])?;
+        }
+        Ok(())
+    }
+
+    /// Ends the task as its agent reports (built, cached, failed, cancelled); its
+    /// dependents become claimable, or are skipped.
+    pub fn report(
+        &self,
+        store: &dyn Store,
+        build: BuildId,
+        index: u32,
+        lease: &str,
+        report: TaskReport,
+        now: i64,
+    ) -> Result<Task, FarmError> {
+        if !report.state.ended() || report.state == TaskState::Skipped {
+            return Err(FarmError::Invalid(format!(
+                "a task is reported built, cached, failed or cancelled, not {}",
+                report.state.as_str()
+            )));
+        }
+        let _held = self.hold();
+        let mut task = self.leased(store, build, index, lease)?;
+        let agent = task.lease.take().map(|l| l.agent);
+        task.history.push(TaskEvent {
+            at: now,
+            what: match &report.reason {
+                Some(r) => format!("{}: {r}", report.state.as_str()),
+                None => report.state.as_str().into(),
+            },
+            agent,
+        });
+        task.state = report.state;
+        task.key = report.key;
+        task.artifacts = report.artifacts;
+        task.reason = report.reason;
+        task.log = report.log;
+        task.finished = Some(now);
+        let ended = task.clone();
+        self.settle(store, build, vec![task], now)?;
+        Ok(ended)
+    }
+
+    /// The agent gives the task back unfinished (it is stopping): queued again at once,
+    /// the attempt not held against it.
+    pub fn hand_back(
+        &self,
+        store: &dyn Store,
+        build: BuildId,
+        index: u32,
+        lease: &str,
+        now: i64,
+    ) -> Result<(), FarmError> {
+        let _held = self.hold();
+        let mut task = self.leased(store, build, index, lease)?;
+        let agent = task.lease.take().map(|l| l.agent);
+        task.attempts = task.attempts.saturating_sub(1);
+        task.state = TaskState::Queued;
+        task.ready = true;
+        task.history.push(TaskEvent {
+            at: now,
+            what: "handed back".into(),
+            agent,
+        });
+        store.apply(vec![Change::PutTask(task)])?;
+        Ok(())
+    }
+
+    /// Puts back the tasks whose lease ran out (naming the lost agent), or fails those
+    /// that ran out [`Queue::MAX_ATTEMPTS`] times. Returns how many it touched.
+    pub fn expire(&self, store: &dyn Store, now: i64) -> Result<usize, FarmError> {
+        let _held = self.hold();
+        let expired = store.expired(now)?;
+        for &(build, index) in &expired {
+            let Some(mut task) = store.task(build, index)? else {
+                continue;
+            };
+            let Some(lease) = task.lease.take().filter(|_| task.state.held()) else {
+                continue;
+            };
+            let lost = format!("the lease of {} ran out", lease.agent);
+            if task.attempts >= Self::MAX_ATTEMPTS {
+                let why = format!("{lost}, the {} attempt's", ordinal(task.attempts));
+                task.history.push(TaskEvent {
+                    at: now,
+                    what: format!("failed: {why}"),
+                    agent: Some(lease.agent),
+                });
+                task.state = TaskState::Failed;
+                task.reason = Some(why);
+                task.finished = Some(now);
+                self.settle(store, build, vec![task], now)?;
+            } else {
+                task.history.push(TaskEvent {
+                    at: now,
+                    what: format!("{lost}; queued again"),
+                    agent: Some(lease.agent),
+                });
+                task.state = TaskState::Queued;
+                task.ready = true;
+                store.apply(vec![Change::PutTask(task)])?;
+            }
+        }
+        Ok(expired.len())
+    }
+
+    /// Cancels a build: its queued tasks end `cancelled` (their dependents skipped); held
+    /// ones are told at their next heartbeat and report themselves.
+    pub fn cancel(&self, store: &dyn Store, build: BuildId, now: i64) -> Result<(), FarmError> {
+        let _held = self.hold();
+        let mut b = store
+            .farm_build(build)?
+            .ok_or(FarmError::NoSuchBuild(build))?;
+        if !b.cancelled {
+            b.cancelled = true;
+            store.apply(vec![Change::PutFarmBuild(b)])?;
+        }
+        let queued: Vec<Task> = store
+            .tasks(build)?
+            .into_iter()
+            .filter(|t| t.state == TaskState::Queued)
+            .map(|mut t| {
+                t.state = TaskState::Cancelled;
+                t.ready = false;
+                t.reason = Some("the build was cancelled".into());
+                t.finished = Some(now);
+                t.history.push(TaskEvent {
+                    at: now,
+                    what: "cancelled".into(),
+                    agent: None,
+                });
+                t
+            })
+            .collect();
+        self.settle(store, build, queued, now)
+    }
+
+    /// Stores `ended` (tasks that just ended) with what follows in the same batch: each
+    /// queued dependent becomes claimable once all its dependencies succeeded, or is
+    /// skipped (and so on down) when one did not; the build ends with its last task.
+    fn settle(
+        &self,
+        store: &dyn Store,
+        build: BuildId,
+        ended: Vec<Task>,
+        now: i64,
+    ) -> Result<(), FarmError> {
+        let mut all = store.tasks(build)?;
+        let mut changed = vec![false; all.len()];
+        for t in ended {
+            let i = t.index as usize;
+            if i < all.len() {
+                all[i] = t;
+                changed[i] = true;
+            }
+        }
+        // Tasks come after their dependencies: one pass in order settles every chain.
+        for i in 0..all.len() {
+            if all[i].state != TaskState::Queued {
+                continue;
+            }
+            let blocker = all[i]
+                .deps
+                .iter()
+                .map(|&d| &all[d as usize])
+                .find(|d| d.state.ended() && !d.state.succeeded())
+                .map(|d| (d.configuration.clone(), d.state));
+            if let Some((conf, state)) = blocker {
+                let why = format!("needs {conf}, which was {}", past(state));
+                let t = &mut all[i];
+                t.state = TaskState::Skipped;
+                t.ready = false;
+                t.finished = Some(now);
+                t.history.push(TaskEvent {
+                    at: now,
+                    what: format!("skipped: {why}"),
+                    agent: None,
+                });
+                t.reason = Some(why);
+                changed[i] = true;
+            } else if !all[i].ready
+                && all[i]
+                    .deps
+                    .iter()
+                    .all(|&d| all[d as usize].state.succeeded())
+            {
+                all[i].ready = true;
+                changed[i] = true;
+            }
+        }
+        let mut changes: Vec<Change> = all
+            .iter()
+            .zip(&changed)
+            .filter(|(_, c)| **c)
+            .map(|(t, _)| Change::PutTask(t.clone()))
+            .collect();
+        if all.iter().all(|t| t.state.ended())
+            && let Some(mut b) = store.farm_build(build)?
+            && b.finished.is_none()
+        {
+            b.finished = Some(now);
+            changes.push(Change::PutFarmBuild(b));
+        }
+        store.apply(changes)?;
+        Ok(())
+    }
+}
+
+fn past(state: TaskState) -> &'static str {
+    match state {
+        TaskState::Failed => "failed",
+        TaskState::Skipped => "skipped",
+        TaskState::Cancelled => "cancelled",
+        other => other.as_str(),
+    }
+}
+
+fn ordinal(n: u32) -> String {
+    match n {
+        1 => "first".into(),
+        2 => "second".into(),
+        3 => "third".into(),
+        n => format!("{n}th"),
+    }
+}
+
+/// A lease id: 128 random bits, hex.
+fn lease_id() -> String {
+    use rand::Rng;
+    format!("{:032x}", rand::thread_rng().r#gen::<u128>())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::SledStore;
+
+    fn build() -> FarmBuild {
+        FarmBuild {
+            id: 0,
+            project: "p_R_1_0_0_1".into(),
+            platforms: vec!["el9_x86_64".into()],
+            repo: "nightly".into(),
+            only: vec![],
+            force: false,
+            by: "test".into(),
+            submitted: 0,
+            finished: None,
+            cancelled: false,
+        }
+    }
+
+    fn task(name: &str, deps: &[u32]) -> NewTask {
+        NewTask {
+            configuration: format!("{name}_R_1_0_0_1"),
+            module: format!("p.{name}"),
+            platform: "el9_x86_64".into(),
+            deps: deps.to_vec(),
+            cached: None,
+        }
+    }
+
+    fn report(state: TaskState) -> TaskReport {
+        TaskReport {
+            state,
+            key: Some("k".into()),
+            artifacts: vec![],
+            reason: None,
+            log: None,
+        }
+    }
+
+    fn states(store: &dyn Store, build: BuildId) -> Vec<TaskState> {
+        store
+            .tasks(build)
+            .unwrap()
+            .iter()
+            .map(|t| t.state)
+            .collect()
+    }
+
+    const EL9: &[&str] = &["el9_x86_64"];
+
+    fn platforms(p: &[&str]) -> Vec<String> {
+        p.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn tasks_are_claimed_in_order_once_their_dependencies_are_done() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SledStore::open(dir.path()).unwrap();
+        let q = Queue::new(Duration::from_secs(60), Duration::from_secs(15));
+        // a <- b <- c, and d alone; b needs a.
+        let id = q
+            .submit(
+                &store,
+                build(),
+                vec![
+                    task("a", &[]),
+                    task("d", &[]),
+                    task("b", &[0]),
+                    task("c", &[2]),
+                ],
+                1000,
+            )
+            .unwrap();
+        let el9 = platforms(EL9);
+        // Another platform's agent gets nothing.
+        assert!(
+            q.claim(&store, "arm", &platforms(&["el9_aarch64"]), 1001)
+                .unwrap()
+                .is_none()
+        );
+        let a = q.claim(&store, "x", &el9, 1001).unwrap().unwrap();
+        let d = q.claim(&store, "y", &el9, 1001).unwrap().unwrap();
+        assert_eq!((a.index, d.index), (0, 1));
+        // b waits for a.
+        assert!(q.claim(&store, "y", &el9, 1002).unwrap().is_none());
+        let lease = a.lease.unwrap().id;
+        q.started(&store, id, 0, &lease, 1003).unwrap();
+        q.report(&store, id, 0, &lease, report(TaskState::Built), 1004)
+            .unwrap();
+        let b = q.claim(&store, "y", &el9, 1005).unwrap().unwrap();
+        assert_eq!(b.index, 2);
+        assert_eq!(
+            states(&store, id),
+            [
+                TaskState::Built,
+                TaskState::Claimed,
+                TaskState::Claimed,
+                TaskState::Queued
+            ]
+        );
+        // A failure skips what needs it, and nothing else; the build ends with its last.
+        let lb = b.lease.unwrap().id;
+        let mut failed = report(TaskState::Failed);
+        failed.reason = Some("compile: exit status 2".into());
+        q.report(&store, id, 2, &lb, failed, 1006).unwrap();
+        assert_eq!(states(&store, id)[3], TaskState::Skipped);
+        let c = store.task(id, 3).unwrap().unwrap();
+        assert!(c.reason.unwrap().contains("b_R_1_0_0_1, which was failed"));
+        assert!(store.farm_build(id).unwrap().unwrap().finished.is_none());
+        let ld = d.lease.unwrap().id;
+        q.report(&store, id, 1, &ld, report(TaskState::Built), 1007)
+            .unwrap();
+        assert_eq!(store.farm_build(id).unwrap().unwrap().finished, Some(1007));
+    }
+
+    #[test]
+    fn a_report_under_a_lease_that_is_not_current_changes_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SledStore::open(dir.path()).unwrap();
+        let q = Queue::new(Duration::from_millis(100), Duration::from_millis(30));
+        let id = q.submit(&store, build(), vec![task("a", &[])], 0).unwrap();
+        let el9 = platforms(EL9);
+        let first = q.claim(&store, "lost", &el9, 10).unwrap().unwrap();
+        let old = first.lease.unwrap().id;
+        // Renewed in time, it holds; then it runs out, and the task is queued again,
+        // naming the lost node.
+        assert_eq!(q.heartbeat(&store, id, 0, &old, 50).unwrap().expires, 150);
+        assert_eq!(q.expire(&store, 120).unwrap(), 0);
+        assert_eq!(q.expire(&store, 151).unwrap(), 1);
+        let t = store.task(id, 0).unwrap().unwrap();
+        assert_eq!((t.state, t.ready, t.attempts), (TaskState::Queued, true, 1));
+        assert!(
+            t.history
+                .last()
+                .unwrap()
+                .what
+                .contains("lease of lost ran out")
+        );
+        let second = q.claim(&store, "other", &el9, 160).unwrap().unwrap();
+        assert_eq!(second.attempts, 2);
+        // The node that comes back is refused, whatever it reports.
+        for e in [
+            q.heartbeat(&store, id, 0, &old, 170).unwrap_err(),
+            q.report(&store, id, 0, &old, report(TaskState::Built), 170)
+                .unwrap_err(),
+        ] {
+            assert!(matches!(e, FarmError::StaleLease { .. }), "{e}");
+            assert!(e.to_string().contains("other holds it now"), "{e}");
+        }
+        assert_eq!(
+            store.task(id, 0).unwrap().unwrap().state,
+            TaskState::Claimed
+        );
+        let new = second.lease.unwrap().id;
+        q.report(&store, id, 0, &new, report(TaskState::Built), 180)
+            .unwrap();
+        let t = store.task(id, 0).unwrap().unwrap();
+        let agents: Vec<_> = t.history.iter().filter_map(|e| e.agent.clone()).collect();
+        assert!(agents.contains(&"lost".into()) && agents.contains(&"other".into()));
+        // After the end, even the last lease is stale.
+        assert!(
+            q.report(&store, id, 0, &new, report(TaskState::Built), 190)
+                .is_err()
+        );
+    }
+
+    #[test]
+    fn a_task_whose_lease_runs_out_three_times_fails() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SledStore::open(dir.path()).unwrap();
+        let q = Queue::new(Duration::from_millis(10), Duration::from_millis(3));
+        let id = q
+            .submit(&store, build(), vec![task("a", &[]), task("b", &[0])], 0)
+            .unwrap();
+        let el9 = platforms(EL9);
+        for round in 0..3 {
+            let now = round * 100;
+            assert!(
+                q.claim(&store, &format!("n{round}"), &el9, now)
+                    .unwrap()
+                    .is_some()
+            );
+            q.expire(&store, now + 50).unwrap();
+        }
+        assert_eq!(states(&store, id), [TaskState::Failed, TaskState::Skipped]);
+        let a = store.task(id, 0).unwrap().unwrap();
+        assert!(a.reason.unwrap().contains("lease of n2 ran out, the third"));
+        assert!(q.claim(&store, "n3", &el9, 400).unwrap().is_none());
+    }
+
+    #[test]
+    fn cached_tasks_need_no_agent_and_cancel_ends_what_waits() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SledStore::open(dir.path()).unwrap();
+        let q = Queue::new(Duration::from_secs(60), Duration::from_secs(15));
+        let cached = |name: &str, deps: &[u32]| NewTask {
+            cached: Some(("key".into(), vec![])),
+            ..task(name, deps)
+        };
+        let all = q
+            .submit(
+                &store,
+                build(),
+                vec![cached("a", &[]), cached("b", &[0])],
+                5,
+            )
+            .unwrap();
+        assert_eq!(store.farm_build(all).unwrap().unwrap().finished, Some(5));
+        let el9 = platforms(EL9);
+        assert!(q.claim(&store, "x", &el9, 6).unwrap().is_none());
+        // A cached dependency makes its dependent claimable at once.
+        let id = q
+            .submit(
+                &store,
+                build(),
+                vec![cached("a", &[]), task("b", &[0]), task("c", &[1])],
+                7,
+            )
+            .unwrap();
+        let b = q.claim(&store, "x", &el9, 8).unwrap().unwrap();
+        assert_eq!((b.build, b.index), (id, 1));
+        q.cancel(&store, id, 9).unwrap();
+        assert_eq!(
+            states(&store, id),
+            [TaskState::Cached, TaskState::Claimed, TaskState::Cancelled]
+        );
+        // The running task hears of it at its next heartbeat.
+        let lease = b.lease.unwrap().id;
+        assert!(q.heartbeat(&store, id, 1, &lease, 10).unwrap().cancel);
+        q.report(&store, id, 1, &lease, report(TaskState::Cancelled), 11)
+            .unwrap();
+        assert!(store.farm_build(id).unwrap().unwrap().finished.is_some());
+    }
+
+    #[test]
+    fn many_agents_asking_at_once_never_share_a_task() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SledStore::open(dir.path()).unwrap();
+        let q = Queue::new(Duration::from_secs(60), Duration::from_secs(15));
+        let tasks: Vec<NewTask> = (0..40).map(|i| task(&format!("t{i}"), &[])).collect();
+        q.submit(&store, build(), tasks, 0).unwrap();
+        let el9 = platforms(EL9);
+        let got = Mutex::new(Vec::new());
+        std::thread::scope(|s| {
+            for a in 0..8 {
+                let (q, store, el9, got) = (&q, &store, &el9, &got);
+                s.spawn(move || {
+                    while let Some(t) = q.claim(store, &format!("a{a}"), el9, 1).unwrap() {
+                        got.lock().unwrap().push(t.index);
+                    }
+                });
+            }
+        });
+        let mut got = got.into_inner().unwrap();
+        got.sort();
+        assert_eq!(got, (0..40).collect::<Vec<u32>>());
+    }
+}
