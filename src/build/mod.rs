@@ -12,6 +12,7 @@
 
 pub mod cache;
 pub mod graph;
+pub mod isolate;
 pub mod key;
 pub mod run;
 pub mod stop;
@@ -115,6 +116,8 @@ pub enum BuildError {
     UnknownTarget(String),
     #[error(transparent)]
     Cache(#[from] cache::CacheError),
+    #[error(transparent)]
+    Isolate(#[from] isolate::IsolateError),
 }
 
 impl BuildError {
@@ -149,6 +152,7 @@ impl BuildError {
                 TARGETS.join(", ")
             )),
             BuildError::Cache(e) => e.hint.clone(),
+            BuildError::Isolate(e) => Some(e.hint()),
         }
     }
 }
@@ -170,6 +174,8 @@ pub struct BuildRequest<'a> {
     pub keep_going: bool,
     /// Stop a step (checkout, target, clean) that runs longer than this, and fail it.
     pub step_timeout: Option<std::time::Duration>,
+    /// How steps run: as they are, or each in a sandbox.
+    pub isolation: isolate::Isolation,
 }
 
 /// Hears what the build does, for progress lines.
@@ -237,7 +243,8 @@ fn build_overrides() -> Vec<(String, String)> {
     ]
 }
 
-/// Resolves the release and selects what to build.
+/// Resolves the release and selects what to build; checks that steps can be isolated as
+/// asked (before anything runs, not once per component).
 pub fn prepare<'a>(req: &BuildRequest<'a>) -> Result<Prepared<'a>, BuildError> {
     let tree = req.tree;
     let steps = match &req.targets {
@@ -272,6 +279,7 @@ pub fn prepare<'a>(req: &BuildRequest<'a>) -> Result<Prepared<'a>, BuildError> {
     }
     let resolver = Resolver::new(tree, req.layout, options, Some(release))?;
     let graph = graph::select(tree, &resolver, &req.only)?;
+    isolate::check(req.isolation)?;
     let workspace = crate::config::absolute(
         req.options.workspace.as_deref().unwrap_or(Path::new(
             req.layout
@@ -595,6 +603,7 @@ fn job_for(req: &BuildRequest, prepared: &Prepared, i: usize) -> Result<Job, Bui
         stage: path("stageDir"),
         artifacts: path("artifactsDir"),
         workspace,
+        tree_dir,
         tarball,
         configuration_text,
         tag,
@@ -602,5 +611,6 @@ fn job_for(req: &BuildRequest, prepared: &Prepared, i: usize) -> Result<Job, Bui
         force: req.force,
         keep_going: req.keep_going,
         step_timeout: req.step_timeout,
+        isolation: req.isolation,
     })
 }

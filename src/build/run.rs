@@ -4,14 +4,15 @@
 
 use std::collections::BTreeMap;
 use std::fs;
-use std::io::Write;
+use std::io::{Read, Seek, Write};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
 use super::cache::BuildRepo;
+use super::isolate::{self, Isolation, Sandbox};
 use super::{ComponentResult, Observer, Outcome};
 use crate::config::TARGETS;
 use crate::pack::PackageSpec;
@@ -31,6 +32,8 @@ pub struct Job {
     /// Target → expanded command; empty commands left out.
     pub commands: BTreeMap<String, String>,
     pub workspace: PathBuf,
+    /// The module tree's directory (a sandbox shows it, read-only).
+    pub tree_dir: PathBuf,
     /// `${workspaceDir}/<moduleName>`: where checkout puts the source and targets run.
     pub checkout_dir: PathBuf,
     /// `${workspaceDir}/_output/<moduleName>`: everything else of this component.
@@ -51,9 +54,21 @@ pub struct Job {
     pub keep_going: bool,
     /// How long one step may run.
     pub step_timeout: Option<Duration>,
+    /// How its steps run.
+    pub isolation: Isolation,
 }
 
 impl Job {
+    /// The paths its sandboxed steps are made of.
+    fn sandbox(&self) -> Sandbox<'_> {
+        Sandbox {
+            workspace: &self.workspace,
+            checkout: &self.checkout_dir,
+            output: &self.output,
+            tree: &self.tree_dir,
+        }
+    }
+
     /// A whole build without `--force` reads (and writes) the cache.
     pub fn uses_cache(&self) -> bool {
         self.steps.is_full() && !self.force
@@ -166,6 +181,9 @@ pub fn begin(job: &Job, observer: &dyn Observer) -> Begun {
         job.module,
         job.platform
     ));
+    if job.isolation == Isolation::Bwrap {
+        log.line("isolation: bwrap (every step in a bubblewrap sandbox; --isolate bwrap)");
+    }
     if let Some(tag) = job.tag.as_ref().filter(|_| job.uses_cache()) {
         log.line(&format!("source: tag {tag}"));
         return Begun {
@@ -324,7 +342,7 @@ fn check_out(
         if let Some(cmd) = job.commands.get("clean")
             && job.checkout_dir.is_dir()
         {
-            run_step(job, log, "clean", cmd, &job.checkout_dir)?;
+            run_step(job, log, "clean", cmd, isolate::Step::Target)?;
         }
     }
     if job.steps.has("checkout") {
@@ -339,7 +357,17 @@ fn check_out(
             fs::remove_dir_all(&job.checkout_dir).map_err(|e| failed("checkout", e))?;
         }
         fs::create_dir_all(&job.workspace).map_err(|e| failed("checkout", e))?;
-        run_step(job, log, "checkout", cmd, &job.workspace)?;
+        if job.isolation == Isolation::Bwrap {
+            let sandbox = job.sandbox();
+            isolate::make_scratch(&sandbox).map_err(|e| failed("checkout", e))?;
+            let ran = run_step(job, log, "checkout", cmd, isolate::Step::Checkout).and_then(|()| {
+                isolate::settle_checkout(&sandbox).map_err(|why| failed("checkout", why))
+            });
+            let _ = fs::remove_dir_all(sandbox.scratch());
+            ran?;
+        } else {
+            run_step(job, log, "checkout", cmd, isolate::Step::Checkout)?;
+        }
         if !job.checkout_dir.is_dir() {
             return Err(failed(
                 "checkout",
@@ -436,17 +464,17 @@ fn build(
         let outcome = match (target, job.commands.get(target)) {
             ("install", Some(cmd)) => fs::create_dir_all(&job.prefix)
                 .map_err(|e| failed("install", e))
-                .and_then(|_| run_step(job, log, target, cmd, &job.checkout_dir)),
+                .and_then(|_| run_step(job, log, target, cmd, isolate::Step::Target)),
             ("packaging", None) => pack(job, plans, log),
             ("packaging", Some(cmd)) => fs::create_dir_all(&job.artifacts)
                 .map_err(|e| failed("packaging", e))
-                .and_then(|_| run_step(job, log, target, cmd, &job.checkout_dir)),
+                .and_then(|_| run_step(job, log, target, cmd, isolate::Step::Target)),
             ("publish", cmd) => {
                 let published = publish(job, repo, log);
                 match (published, cmd) {
                     (Ok(files), Some(cmd)) => {
                         result.artifacts = files;
-                        run_step(job, log, target, cmd, &job.checkout_dir)
+                        run_step(job, log, target, cmd, isolate::Step::Target)
                     }
                     (Ok(files), None) => {
                         result.artifacts = files;
@@ -455,7 +483,7 @@ fn build(
                     (Err(e), _) => Err(e),
                 }
             }
-            (_, Some(cmd)) => run_step(job, log, target, cmd, &job.checkout_dir),
+            (_, Some(cmd)) => run_step(job, log, target, cmd, isolate::Step::Target),
             (_, None) => Ok(()),
         };
         if let Err(f) = outcome {
@@ -586,15 +614,31 @@ fn publish(
     Ok(files)
 }
 
-/// Runs one step's command with `sh -c` in `dir`, its output appended to the log.
-fn run_step(job: &Job, log: &mut Log, step: &str, cmd: &str, dir: &Path) -> Result<(), Failed> {
+/// Runs one step's command with `sh -c` (in a sandbox with `--isolate bwrap`) in the
+/// directory of its kind, its output appended to the log.
+fn run_step(
+    job: &Job,
+    log: &mut Log,
+    step: &str,
+    cmd: &str,
+    kind: isolate::Step,
+) -> Result<(), Failed> {
+    let sandbox = job.sandbox();
+    let dir = sandbox.dir(kind);
     log.line(&format!("== {step}: {cmd}"));
     log.line(&format!("   (in {})", dir.display()));
+    let sandboxed = job.isolation == Isolation::Bwrap;
+    if sandboxed {
+        log.line(&format!("   ({})", isolate::describe(&sandbox, kind)));
+    }
+    // Where the step's output starts, to find a write the sandbox refused.
+    let from = log.file.stream_position().unwrap_or(0);
     let start = Instant::now();
     let out = log.file.try_clone().map_err(|e| failed(step, e))?;
     let err = log.file.try_clone().map_err(|e| failed(step, e))?;
+    let program = if sandboxed { "bwrap" } else { "sh" };
     let child = super::stop::spawn(
-        Command::new("sh")
+        isolate::shell(job.isolation, &sandbox, kind)
             .arg("-c")
             .arg(cmd)
             .current_dir(dir)
@@ -604,9 +648,9 @@ fn run_step(job: &Job, log: &mut Log, step: &str, cmd: &str, dir: &Path) -> Resu
             .stdout(out)
             .stderr(err),
     )
-    .map_err(|e| failed(step, format!("cannot run sh: {e}")))?;
+    .map_err(|e| failed(step, format!("cannot run {program}: {e}")))?;
     let status = super::stop::wait(child, job.step_timeout)
-        .map_err(|e| failed(step, format!("waiting for sh: {e}")))?;
+        .map_err(|e| failed(step, format!("waiting for {program}: {e}")))?;
     let seconds = start.elapsed().as_secs_f64();
     let Some(status) = status else {
         let limit = job.step_timeout.unwrap_or_default().as_secs_f64();
@@ -629,9 +673,23 @@ fn run_step(job: &Job, log: &mut Log, step: &str, cmd: &str, dir: &Path) -> Resu
             Some(c) => format!("exit status {c}"),
             None => "killed by a signal".to_string(),
         };
-        Err(failed(
-            step,
-            format!("`{cmd}` failed ({how}) after {seconds:.2} s"),
-        ))
+        let mut why = format!("`{cmd}` failed ({how}) after {seconds:.2} s");
+        if sandboxed
+            && let Some(because) = isolate::explain(&sandbox, &output_since(&log.path, from))
+        {
+            why.push_str(&format!("; {because}"));
+        }
+        Err(failed(step, why))
     }
+}
+
+/// The log from byte `from` on (at most 8 MiB of it): one step's output.
+fn output_since(path: &Path, from: u64) -> String {
+    let mut text = Vec::new();
+    if let Ok(mut f) = fs::File::open(path)
+        && f.seek(std::io::SeekFrom::Start(from)).is_ok()
+    {
+        let _ = f.take(8 << 20).read_to_end(&mut text);
+    }
+    String::from_utf8_lossy(&text).into_owned()
 }

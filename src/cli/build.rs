@@ -7,7 +7,7 @@ use std::process::ExitCode;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use clap::Args;
+use clap::{Args, ValueEnum};
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use super::repo::Target;
@@ -46,8 +46,29 @@ pub struct BuildArgs {
     /// everything it started, and fail the component.
     #[arg(long, value_name = "SECONDS", value_parser = clap::value_parser!(u64).range(1..))]
     step_timeout: Option<u64>,
+    /// How each step runs: `none`, on the host as it is; `bwrap`, in a bubblewrap
+    /// sandbox (the host read-only but for the component's checkout, its
+    /// `_output/<module>/` and a private /tmp; its own PID namespace; no network after
+    /// checkout).
+    #[arg(long, value_enum, default_value_t = Isolate::None, value_name = "HOW")]
+    isolate: Isolate,
     #[command(flatten)]
     ctx: ContextArgs,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Isolate {
+    None,
+    Bwrap,
+}
+
+impl From<Isolate> for build::isolate::Isolation {
+    fn from(i: Isolate) -> Self {
+        match i {
+            Isolate::None => build::isolate::Isolation::None,
+            Isolate::Bwrap => build::isolate::Isolation::Bwrap,
+        }
+    }
 }
 
 /// The repository named, or the only volatile one.
@@ -91,6 +112,7 @@ pub fn cmd_build(args: BuildArgs, target: &Target, token: Option<&str>, json: bo
         force: args.force,
         keep_going: args.keep_going,
         step_timeout: args.step_timeout.map(std::time::Duration::from_secs),
+        isolation: args.isolate.into(),
     };
     let failed = |e: build::BuildError| {
         let hint = e.hint();

@@ -14,14 +14,28 @@ use crate::serve::{Server, token};
 use crate::support::{have_tool, stderr, stdout};
 
 /// A copy of `fixtures/` (the tree and the sources its checkouts copy) to change freely.
-fn fixtures_copy(dir: &Path) -> PathBuf {
+pub(crate) fn fixtures_copy(dir: &Path) -> PathBuf {
     copy_tree(&crate::support::fixture(""), &dir.join("fixtures"));
     dir.join("fixtures/trees/my-project")
 }
 
 /// `packyard --json [--data D] build --tree T ARGS`: exit status and the JSON array.
 fn build(data: Option<&Path>, tree: &Path, args: &[&str]) -> (Output, Vec<Value>) {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_packyard"));
+    build_with(
+        Command::new(env!("CARGO_BIN_EXE_packyard")),
+        data,
+        tree,
+        args,
+    )
+}
+
+/// [`build`] with `cmd` (the packyard binary, with its environment set).
+pub(crate) fn build_with(
+    mut cmd: Command,
+    data: Option<&Path>,
+    tree: &Path,
+    args: &[&str],
+) -> (Output, Vec<Value>) {
     cmd.arg("--json");
     if let Some(d) = data {
         cmd.arg("--data").arg(d);
@@ -47,7 +61,7 @@ fn build(data: Option<&Path>, tree: &Path, args: &[&str]) -> (Output, Vec<Value>
 }
 
 /// configuration → result.
-fn results(list: &[Value]) -> BTreeMap<String, String> {
+pub(crate) fn results(list: &[Value]) -> BTreeMap<String, String> {
     list.iter()
         .map(|c| {
             (
@@ -58,7 +72,7 @@ fn results(list: &[Value]) -> BTreeMap<String, String> {
         .collect()
 }
 
-fn all(result: &str) -> BTreeMap<String, String> {
+pub(crate) fn all(result: &str) -> BTreeMap<String, String> {
     [
         "database_schemas_R_3_0_0_1",
         "database_server_R_2_0_1_1",
@@ -72,7 +86,7 @@ fn all(result: &str) -> BTreeMap<String, String> {
     .collect()
 }
 
-fn component<'a>(list: &'a [Value], configuration: &str) -> &'a Value {
+pub(crate) fn component<'a>(list: &'a [Value], configuration: &str) -> &'a Value {
     list.iter()
         .find(|c| c["configuration"] == configuration)
         .unwrap_or_else(|| panic!("{configuration} not in {list:?}"))
@@ -89,7 +103,7 @@ fn artifact(c: &Value, suffix: &str) -> String {
         .unwrap_or_else(|| panic!("no {suffix} artifact in {c}"))
 }
 
-fn need_build_tools() -> bool {
+pub(crate) fn need_build_tools() -> bool {
     have_tool("make", &["--version"]) && have_tool("cc", &["--version"])
 }
 
@@ -242,7 +256,7 @@ fn the_fixture_release_builds_from_source_and_dnf_and_apt_install_it() {
 }
 
 /// Every artifact of a build: path → bytes, read from the repository.
-fn artifact_bytes(repo: &Path, list: &[Value]) -> BTreeMap<String, Vec<u8>> {
+pub(crate) fn artifact_bytes(repo: &Path, list: &[Value]) -> BTreeMap<String, Vec<u8>> {
     let mut out = BTreeMap::new();
     for c in list {
         for a in c["artifacts"].as_array().unwrap() {
@@ -253,7 +267,7 @@ fn artifact_bytes(repo: &Path, list: &[Value]) -> BTreeMap<String, Vec<u8>> {
     out
 }
 
-fn keys(list: &[Value]) -> BTreeMap<String, String> {
+pub(crate) fn keys(list: &[Value]) -> BTreeMap<String, String> {
     list.iter()
         .map(|c| {
             (
@@ -582,13 +596,12 @@ fn keep_going_custom_packaging_and_clean() {
     assert!(!o.status.success());
 }
 
-/// `--step-timeout`: a target that hangs is stopped with what it started (also what was
-/// re-parented on the way), and fails its component with a reason that says so. A build
-/// that is itself stopped (SIGTERM, as Ctrl-C would) stops its steps too.
-#[test]
-fn a_step_past_the_step_timeout_is_stopped_and_fails() {
-    let t = tempfile::tempdir().unwrap();
-    let tree = t.path().join("tree");
+/// A release whose one component hangs in `compile`: three `sleep MARKER` (one below the
+/// shell, one in the background, one re-parented at once). The tree and the marker, a
+/// number no other process on the machine has in its command line (`n` tells apart the
+/// tests that use one).
+pub(crate) fn hanging_tree(dir: &Path, n: u32) -> (PathBuf, String) {
+    let tree = dir.join("tree");
     crate::support::write(
         &tree.join("module.toml"),
         r#"[module]
@@ -608,8 +621,7 @@ children = ["hang_R_1_0_0_1"]
 "package.maintainer" = "Tests <tests@example.org>"
 "#,
     );
-    // A marker no other process on the machine has in its command line.
-    let marker = format!("{}.{}", 3000 + std::process::id() % 1000, 7);
+    let marker = format!("{}.{n}", 3000 + std::process::id() % 1000);
     crate::support::write(
         &tree.join("hang/module.toml"),
         &format!(
@@ -630,13 +642,41 @@ compile = "(sleep {marker} &); sleep {marker} & sleep {marker}; echo end-$((40 +
 "#
         ),
     );
+    (tree, marker)
+}
+
+/// Whether a `sleep MARKER` runs on the machine.
+pub(crate) fn sleeping(marker: &str) -> bool {
     let wanted = format!("sleep\0{marker}\0");
-    let running = || {
-        fs::read_dir("/proc")
-            .unwrap()
-            .flatten()
-            .any(|e| fs::read(e.path().join("cmdline")).is_ok_and(|c| c == wanted.as_bytes()))
-    };
+    fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .any(|e| fs::read(e.path().join("cmdline")).is_ok_and(|c| c == wanted.as_bytes()))
+}
+
+/// `--step-timeout`: a target that hangs is stopped with what it started (also what was
+/// re-parented on the way), and fails its component with a reason that says so. A build
+/// that is itself stopped (SIGTERM, as Ctrl-C would) stops its steps too.
+#[test]
+fn a_step_past_the_step_timeout_is_stopped_and_fails() {
+    let t = tempfile::tempdir().unwrap();
+    hanging_steps_are_stopped(t.path(), 7, &[]);
+
+    let o = Command::new(env!("CARGO_BIN_EXE_packyard"))
+        .args(["build", "--step-timeout", "0", "--tree"])
+        .arg(t.path().join("tree"))
+        .output()
+        .unwrap();
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("--step-timeout"), "{}", stderr(&o));
+}
+
+/// The hanging component of [`hanging_tree`] built in `dir` with `extra` arguments: with
+/// `--step-timeout 1` it fails, its sleeps stopped; without, a SIGTERM to packyard stops
+/// them and then packyard. The failed component's log.
+pub(crate) fn hanging_steps_are_stopped(dir: &Path, n: u32, extra: &[&str]) -> String {
+    let (tree, marker) = hanging_tree(dir, n);
+    let running = || sleeping(&marker);
 
     // The look for the sleeps sees one when there is one (once it has started).
     let mut own = Command::new("sleep").arg(&marker).spawn().unwrap();
@@ -647,13 +687,11 @@ compile = "(sleep {marker} &); sleep {marker} & sleep {marker}; echo end-$((40 +
     assert!(running());
     own.kill().unwrap();
     own.wait().unwrap();
-    let d = &t.path().join("data");
+    let d = &dir.join("data");
     create_nightly(d, &[]);
-    let ws = t.path().join("ws");
+    let ws = dir.join("ws");
     let start = Instant::now();
-    let (o, list) = build(
-        Some(d),
-        &tree,
+    let args = [
         &[
             "--platform",
             "el9_x86_64",
@@ -662,7 +700,10 @@ compile = "(sleep {marker} &); sleep {marker} & sleep {marker}; echo end-$((40 +
             "--step-timeout",
             "1",
         ],
-    );
+        extra,
+    ]
+    .concat();
+    let (o, list) = build(Some(d), &tree, &args);
     assert!(!o.status.success());
     assert!(start.elapsed().as_secs() < 30, "{:?}", start.elapsed());
     let hang = component(&list, "hang_R_1_0_0_1");
@@ -688,9 +729,10 @@ compile = "(sleep {marker} &); sleep {marker} & sleep {marker}; echo end-$((40 +
         .arg("--data")
         .arg(d)
         .args(["build", "--platform", "el9_x86_64", "--workspace"])
-        .arg(t.path().join("ws2"))
+        .arg(dir.join("ws2"))
         .arg("--tree")
         .arg(&tree)
+        .args(extra)
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
         .spawn()
@@ -711,12 +753,5 @@ compile = "(sleep {marker} &); sleep {marker} & sleep {marker}; echo end-$((40 +
         std::thread::sleep(std::time::Duration::from_millis(20));
     }
     assert!(!running(), "a `sleep {marker}` outlived the stopped build");
-
-    let o = Command::new(env!("CARGO_BIN_EXE_packyard"))
-        .args(["build", "--step-timeout", "0", "--tree"])
-        .arg(&tree)
-        .output()
-        .unwrap();
-    assert!(!o.status.success());
-    assert!(stderr(&o).contains("--step-timeout"), "{}", stderr(&o));
+    log
 }

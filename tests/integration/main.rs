@@ -9,6 +9,7 @@ mod cli;
 mod damaged;
 mod fixtures_build;
 mod hardlinks;
+mod isolate;
 mod lint_pack;
 mod logs;
 mod pack;
