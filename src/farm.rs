@@ -479,6 +479,121 @@ impl Queue {
     }
 }
 
+/// What an agent gets when it claims a task: the task, its lease, and everything the
+/// build of the component needs but the module tree (which stays on the server): the
+/// job resolved for the agent's workspace, its dependencies' keys, and — asked only on a
+/// cache miss — the plan that stages its build dependencies and its package spec.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct Assignment {
+    pub build: BuildId,
+    pub index: u32,
+    pub lease: String,
+    /// When the lease runs out unless renewed (milliseconds since the epoch).
+    pub expires: i64,
+    /// How often to renew it.
+    pub heartbeat_ms: u64,
+    /// The repository to publish into and reuse from.
+    pub repo: String,
+    pub job: crate::build::run::Job,
+    /// The build dependencies' configurations and build keys, for the build key.
+    pub dependency_keys: Vec<(String, String)>,
+    pub plan: Result<WirePlan, String>,
+    pub spec: Result<crate::pack::PackageSpec, String>,
+}
+
+impl crate::build::run::Coordinator for Assignment {
+    fn plan(&self, _index: usize) -> Result<crate::resolve::Plan, String> {
+        self.plan.clone().map(WirePlan::into_plan)
+    }
+
+    fn spec(&self, _index: usize) -> Result<crate::pack::PackageSpec, String> {
+        self.spec.clone()
+    }
+}
+
+/// A [`crate::resolve::Plan`] whole, as it travels to a build node (the printed plan
+/// leaves out what only `fetch` needs).
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct WirePlan {
+    pub order: Vec<String>,
+    pub dependencies: Vec<WirePlanned>,
+    pub stage_dir: std::path::PathBuf,
+    pub workspace_dir: std::path::PathBuf,
+    pub format: crate::layout::PackageFormat,
+}
+
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct WirePlanned {
+    pub module: String,
+    pub configuration: Option<String>,
+    pub version: Option<String>,
+    pub scope: crate::config::Scope,
+    pub kind: crate::config::DependencyType,
+    pub action: crate::resolve::Action,
+    pub reason: String,
+    pub source: Option<String>,
+    pub path: Option<String>,
+    pub package_name: Option<String>,
+    pub checkout: Option<String>,
+    pub listed_only: bool,
+}
+
+impl WirePlan {
+    pub fn from_plan(p: crate::resolve::Plan) -> WirePlan {
+        WirePlan {
+            order: p.order,
+            dependencies: p
+                .dependencies
+                .into_iter()
+                .map(|d| WirePlanned {
+                    module: d.module,
+                    configuration: d.configuration,
+                    version: d.version,
+                    scope: d.scope,
+                    kind: d.kind,
+                    action: d.action,
+                    reason: d.reason,
+                    source: d.source,
+                    path: d.path,
+                    package_name: d.package_name,
+                    checkout: d.checkout,
+                    listed_only: d.listed_only,
+                })
+                .collect(),
+            stage_dir: p.stage_dir,
+            workspace_dir: p.workspace_dir,
+            format: p.format,
+        }
+    }
+
+    pub fn into_plan(self) -> crate::resolve::Plan {
+        crate::resolve::Plan {
+            order: self.order,
+            dependencies: self
+                .dependencies
+                .into_iter()
+                .map(|d| crate::resolve::Planned {
+                    module: d.module,
+                    configuration: d.configuration,
+                    version: d.version,
+                    scope: d.scope,
+                    kind: d.kind,
+                    action: d.action,
+                    reason: d.reason,
+                    source: d.source,
+                    path: d.path,
+                    package_name: d.package_name,
+                    checkout: d.checkout,
+                    listed_only: d.listed_only,
+                })
+                .collect(),
+            stage_dir: self.stage_dir,
+            workspace_dir: self.workspace_dir,
+            format: self.format,
+        }
+    }
+}
+
 fn past(state: TaskState) -> &'static str {
     match state {
         TaskState::Failed => "failed",

@@ -41,7 +41,7 @@ pub struct ResolvedProperty {
 }
 
 /// How a dependency names its version.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum DependencyType {
     Dynamic,

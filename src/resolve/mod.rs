@@ -22,7 +22,7 @@ use crate::config::{
 use crate::layout::{Layout, PackageFormat};
 
 /// What the plan does about one dependency.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Action {
     /// On this node already.
