@@ -1,19 +1,22 @@
 //! The command line's way to a running `packyard serve`: the repository operations of the
 //! library, sent to `/api/v1` with a bearer token. While a server holds the data
 //! directory, `--server URL --token T` makes `publish`, `repo`, `key generate`, `token`,
-//! `lock` and `register` go through here.
+//! `lock` and `register` go through here. A build node (`packyard agent`) reaches the
+//! build farm's routes here too, and publishes under its task's lease.
 
 use std::path::Path;
+use std::time::{Duration, Instant};
 
 use serde::de::DeserializeOwned;
 
 use crate::auth::NewToken;
+use crate::farm::{Assignment, Beat, TaskReport};
 use crate::repo::builds::{BuildRecord, StoredBuild};
 use crate::repo::keys::{Algorithm, KeyInfo};
 use crate::repo::publish::{FileOutcome, UploadRegistration};
 use crate::repo::release::LockOutcome;
 use crate::repo::{NewRepo, RepoSummary};
-use crate::store::{LockRecord, RepoRecord, Role, TokenRecord};
+use crate::store::{BuildId, LockRecord, RepoRecord, Role, Task, TokenRecord};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
@@ -47,6 +50,72 @@ impl ClientError {
             ClientError::File { .. } => None,
         }
     }
+
+    /// The server refused a report under a lease that is no longer the task's: another
+    /// agent holds it, or it ended.
+    pub fn is_stale_lease(&self) -> bool {
+        matches!(self, ClientError::Http { code, .. } if code == "stale_lease")
+    }
+
+    /// Worth asking again: the server could not be reached, or a proxy in front of it
+    /// could not reach it (a restart).
+    pub fn is_transient(&self) -> bool {
+        match self {
+            ClientError::Unreachable { .. } => true,
+            ClientError::Http { status, .. } => matches!(status, 502..=504),
+            _ => false,
+        }
+    }
+}
+
+/// How long to wait before asking a server again: doubling from `first` up to `max`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Backoff {
+    pub first: Duration,
+    pub max: Duration,
+}
+
+impl Backoff {
+    /// For a server that may be restarting: 1 s, 2 s, 4 s … up to 30 s.
+    pub const SERVER: Backoff = Backoff {
+        first: Duration::from_secs(1),
+        max: Duration::from_secs(30),
+    };
+
+    /// The wait before retry `attempt` (0: the first retry), less up to a quarter by
+    /// `jitter` (in `[0, 1)`), so that many clients do not ask again all at once.
+    pub fn delay(&self, attempt: u32, jitter: f64) -> Duration {
+        let doubled = self
+            .first
+            .saturating_mul(2u32.saturating_pow(attempt.min(31)))
+            .min(self.max);
+        doubled.mul_f64(1.0 - 0.25 * jitter.clamp(0.0, 1.0))
+    }
+}
+
+/// Asking again after a transient failure, for at most `patience`.
+#[derive(Debug, Clone, Copy)]
+pub struct Retry {
+    pub backoff: Backoff,
+    pub patience: Duration,
+}
+
+/// The `lease` query parameter of an upload made for a farm task.
+pub fn lease_param(build: BuildId, index: u32, lease: &str) -> String {
+    format!("{build}.{index}.{lease}")
+}
+
+/// What a build node sends when it asks for work.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Claim {
+    pub agent: String,
+    pub platforms: Vec<String>,
+    /// The workspace the task will be built in (absolute): the server resolves its job
+    /// for it.
+    pub workspace: std::path::PathBuf,
+    pub slots: usize,
+    /// The tasks it builds now.
+    pub running: Vec<(BuildId, u32)>,
 }
 
 /// What one upload got (the server's answer).
@@ -86,14 +155,52 @@ pub struct Client {
     base: String,
     token: Option<String>,
     agent: ureq::Agent,
+    /// Uploads, build records and their look-ups are asked again on transient failures.
+    retry: Option<Retry>,
 }
 
 impl Client {
     pub fn new(url: &str, token: Option<String>) -> Client {
+        Client::with_timeout(url, token, None)
+    }
+
+    /// A client whose every request ends within `timeout` (answer included), if given.
+    pub fn with_timeout(url: &str, token: Option<String>, timeout: Option<Duration>) -> Client {
         Client {
             base: url.trim_end_matches('/').to_string(),
             token,
-            agent: agent(None),
+            agent: agent(timeout),
+            retry: None,
+        }
+    }
+
+    /// The same client, asking again as `retry` says when an upload, a build record or a
+    /// look-up of one fails for a transient reason.
+    pub fn retrying(self, retry: Retry) -> Client {
+        Client {
+            retry: Some(retry),
+            ..self
+        }
+    }
+
+    /// `call`, asked again on transient failures if this client retries.
+    fn patiently<T>(
+        &self,
+        mut call: impl FnMut() -> Result<T, ClientError>,
+    ) -> Result<T, ClientError> {
+        let Some(retry) = self.retry else {
+            return call();
+        };
+        let start = Instant::now();
+        let mut attempt = 0;
+        loop {
+            match call() {
+                Err(e) if e.is_transient() && start.elapsed() < retry.patience => {
+                    std::thread::sleep(retry.backoff.delay(attempt, rand::random()));
+                    attempt += 1;
+                }
+                r => return r,
+            }
         }
     }
 
@@ -102,6 +209,24 @@ impl Client {
         url: &str,
         r: Result<ureq::http::Response<ureq::Body>, ureq::Error>,
     ) -> Result<T, ClientError> {
+        match self.maybe(url, r)? {
+            Some(v) => Ok(v),
+            // No content reads as JSON null (a unit or an empty option).
+            None => {
+                serde_json::from_value(serde_json::Value::Null).map_err(|e| ClientError::Answer {
+                    url: url.to_string(),
+                    why: e.to_string(),
+                })
+            }
+        }
+    }
+
+    /// The answer, or `None` for 204 No Content.
+    fn maybe<T: DeserializeOwned>(
+        &self,
+        url: &str,
+        r: Result<ureq::http::Response<ureq::Body>, ureq::Error>,
+    ) -> Result<Option<T>, ClientError> {
         let mut r = r.map_err(|e| ClientError::Unreachable {
             url: self.base.clone(),
             why: e.to_string(),
@@ -125,10 +250,15 @@ impl Client {
                 hint: field("hint"),
             });
         }
-        serde_json::from_value(value).map_err(|e| ClientError::Answer {
-            url: url.to_string(),
-            why: e.to_string(),
-        })
+        if status == 204 {
+            return Ok(None);
+        }
+        serde_json::from_value(value)
+            .map(Some)
+            .map_err(|e| ClientError::Answer {
+                url: url.to_string(),
+                why: e.to_string(),
+            })
     }
 
     fn auth<B>(&self, req: ureq::RequestBuilder<B>) -> ureq::RequestBuilder<B> {
@@ -149,6 +279,85 @@ impl Client {
         let url = format!("{}/api/v1{path}", self.base);
         let r = self.auth(self.agent.post(&url)).send_json(body);
         self.answer(&url, r)
+    }
+
+    /// A POST answered with JSON, or with 204 No Content (`None`).
+    fn post_maybe<T: DeserializeOwned>(
+        &self,
+        path: &str,
+        body: &impl serde::Serialize,
+    ) -> Result<Option<T>, ClientError> {
+        let url = format!("{}/api/v1{path}", self.base);
+        let r = self.auth(self.agent.post(&url)).send_json(body);
+        self.maybe(&url, r)
+    }
+
+    /// Asks for a task to build: `None` when there is nothing to do now.
+    pub fn claim(&self, claim: &Claim) -> Result<Option<Assignment>, ClientError> {
+        self.post_maybe("/agents/claim", claim)
+    }
+
+    fn task_path(build: BuildId, index: u32, what: &str) -> String {
+        format!("/builds/{build}/tasks/{index}/{what}")
+    }
+
+    /// The task's build started.
+    pub fn task_started(&self, build: BuildId, index: u32, lease: &str) -> Result<(), ClientError> {
+        self.post_maybe::<serde_json::Value>(
+            &Self::task_path(build, index, "started"),
+            &serde_json::json!({"lease": lease}),
+        )
+        .map(|_| ())
+    }
+
+    /// Renews the task's lease; the answer says whether its build was cancelled.
+    pub fn heartbeat(&self, build: BuildId, index: u32, lease: &str) -> Result<Beat, ClientError> {
+        self.post(
+            &Self::task_path(build, index, "heartbeat"),
+            &serde_json::json!({"lease": lease}),
+        )
+    }
+
+    /// Appends `text` to the task's log on the server, at `offset` (the bytes of text sent
+    /// before): a part sent again at the same offset is taken once.
+    pub fn task_log(
+        &self,
+        build: BuildId,
+        index: u32,
+        lease: &str,
+        offset: u64,
+        text: &str,
+    ) -> Result<(), ClientError> {
+        self.post_maybe::<serde_json::Value>(
+            &Self::task_path(build, index, "log"),
+            &serde_json::json!({"lease": lease, "offset": offset, "text": text}),
+        )
+        .map(|_| ())
+    }
+
+    /// Ends the task as `report` says; the answer is the task as it ended.
+    pub fn report_task(
+        &self,
+        build: BuildId,
+        index: u32,
+        lease: &str,
+        report: &TaskReport,
+    ) -> Result<Task, ClientError> {
+        let mut body = serde_json::to_value(report).map_err(|e| ClientError::Answer {
+            url: self.base.clone(),
+            why: e.to_string(),
+        })?;
+        body["lease"] = lease.into();
+        self.post(&Self::task_path(build, index, "report"), &body)
+    }
+
+    /// Gives the task back unfinished.
+    pub fn hand_back(&self, build: BuildId, index: u32, lease: &str) -> Result<(), ClientError> {
+        self.post_maybe::<serde_json::Value>(
+            &Self::task_path(build, index, "hand-back"),
+            &serde_json::json!({"lease": lease}),
+        )
+        .map(|_| ())
     }
 
     pub fn repos(&self) -> Result<Vec<RepoSummary>, ClientError> {
@@ -199,7 +408,7 @@ impl Client {
     }
 
     /// Uploads `file` to `key` (its download-from path; a bare file name for a loose file,
-    /// placed by the server).
+    /// placed by the server); for a farm task, under its `lease` ([`lease_param`]).
     pub fn upload(
         &self,
         repo: &str,
@@ -207,6 +416,19 @@ impl Client {
         file: &Path,
         opts: &crate::repo::PublishOptions,
         register: Option<&UploadRegistration>,
+        lease: Option<&str>,
+    ) -> Result<Uploaded, ClientError> {
+        self.patiently(|| self.upload_once(repo, key, file, opts, register, lease))
+    }
+
+    fn upload_once(
+        &self,
+        repo: &str,
+        key: &str,
+        file: &Path,
+        opts: &crate::repo::PublishOptions,
+        register: Option<&UploadRegistration>,
+        lease: Option<&str>,
     ) -> Result<Uploaded, ClientError> {
         use sha2::Digest;
         use std::io::Seek;
@@ -247,12 +469,19 @@ impl Client {
                 .query("version", &r.expect.1)
                 .query("release", &r.expect.2);
         }
+        if let Some(l) = lease {
+            req = req.query("lease", l);
+        }
         let r = req.send(f);
         self.answer(&url, r)
     }
 
     /// The latest build recorded beside the tarball at `tarball`, if any.
     pub fn build(&self, repo: &str, tarball: &str) -> Result<Option<StoredBuild>, ClientError> {
+        self.patiently(|| self.build_once(repo, tarball))
+    }
+
+    fn build_once(&self, repo: &str, tarball: &str) -> Result<Option<StoredBuild>, ClientError> {
         match self.get(&format!(
             "/repos/{}/builds/{}",
             segment(repo),
@@ -264,13 +493,26 @@ impl Client {
         }
     }
 
-    /// Records a build (its log and record) beside the tarball at `tarball`.
+    /// Records a build (its log and record) beside the tarball at `tarball`; for a farm
+    /// task, under its `lease` ([`lease_param`]).
     pub fn record_build(
         &self,
         repo: &str,
         tarball: &str,
         record: &BuildRecord,
         log: &[u8],
+        lease: Option<&str>,
+    ) -> Result<(), ClientError> {
+        self.patiently(|| self.record_build_once(repo, tarball, record, log, lease))
+    }
+
+    fn record_build_once(
+        &self,
+        repo: &str,
+        tarball: &str,
+        record: &BuildRecord,
+        log: &[u8],
+        lease: Option<&str>,
     ) -> Result<(), ClientError> {
         let url = format!(
             "{}/api/v1/repos/{}/builds/{}",
@@ -282,8 +524,12 @@ impl Client {
             "record": record,
             "log": String::from_utf8_lossy(&crate::repo::builds::cut_log(log)),
         });
-        let r = self.auth(self.agent.put(&url)).send_json(&body);
-        self.answer::<serde_json::Value>(&url, r).map(|_| ())
+        let mut req = self.auth(self.agent.put(&url));
+        if let Some(l) = lease {
+            req = req.query("lease", l);
+        }
+        let r = req.send_json(&body);
+        self.maybe::<serde_json::Value>(&url, r).map(|_| ())
     }
 
     pub fn lock(&self, lock: &LockRecord) -> Result<LockOutcome, ClientError> {

@@ -8,6 +8,7 @@
 //! [`server`] serves it all over HTTP, with [`auth`] tokens for writers; [`cli`] is the
 //! thin command-line edge. Both call the same library functions.
 
+pub mod agent;
 pub mod archive;
 pub mod atomic;
 pub mod auth;

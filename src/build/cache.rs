@@ -198,6 +198,9 @@ pub struct RemoteBuildRepo<'a> {
     pub name: String,
     pub token: Option<String>,
     pub layout: &'a crate::layout::Layout,
+    /// A build farm task's lease ([`crate::client::lease_param`]): what it publishes is
+    /// taken only while the lease is the task's.
+    pub lease: Option<String>,
 }
 
 impl BuildRepo for RemoteBuildRepo<'_> {
@@ -217,9 +220,14 @@ impl BuildRepo for RemoteBuildRepo<'_> {
                 what: format!("{}: not at a download-from path", source.display()),
                 hint: Some("the packaging target writes into ${artifactsDir}".into()),
             })?;
-            let up = self
-                .client
-                .upload(&self.name, &key, &source, &Default::default(), None)?;
+            let up = self.client.upload(
+                &self.name,
+                &key,
+                &source,
+                &Default::default(),
+                None,
+                self.lease.as_deref(),
+            )?;
             published.push(BuiltFile {
                 path: up.file.path,
                 sha256: up.file.sha256,
@@ -229,7 +237,9 @@ impl BuildRepo for RemoteBuildRepo<'_> {
     }
 
     fn record(&self, tarball: &str, record: &BuildRecord, log: &[u8]) -> Result<(), CacheError> {
-        Ok(self.client.record_build(&self.name, tarball, record, log)?)
+        Ok(self
+            .client
+            .record_build(&self.name, tarball, record, log, self.lease.as_deref())?)
     }
 
     fn location(&self, path: &str) -> String {

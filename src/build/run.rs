@@ -69,6 +69,11 @@ impl Job {
         }
     }
 
+    /// The build's log, written while it runs.
+    pub fn log_file(&self) -> PathBuf {
+        self.output.join("build.log")
+    }
+
     /// A whole build without `--force` reads (and writes) the cache.
     pub fn uses_cache(&self) -> bool {
         self.steps.is_full() && !self.force
@@ -152,7 +157,7 @@ pub struct Begun {
 /// source hash.
 pub fn begin(job: &Job, observer: &dyn Observer) -> Begun {
     let start = Instant::now();
-    let log_path = job.output.join("build.log");
+    let log_path = job.log_file();
     // What an earlier build left (prefix, stage, artifacts) stays until this one
     // builds: a cached component keeps it.
     let prepared = (|| -> std::io::Result<Log> {

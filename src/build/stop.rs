@@ -15,13 +15,20 @@
 //!
 //! A step's shell is not reaped until its group has been stopped, so its process group id
 //! cannot be given to another process meanwhile.
+//!
+//! Steps started on a thread that entered a [`Task`] belong to it: [`Task::stop`] stops
+//! those alone (a build node's task cancelled, or given to another node) and refuses new
+//! ones, while the rest go on. A process that must finish its work when asked to stop (a
+//! build node) calls [`drain_first`]: the first signal then only sets [`draining`], and
+//! the second stops the steps as above.
 
-use std::collections::BTreeSet;
+use std::cell::Cell;
+use std::collections::{BTreeMap, BTreeSet};
 use std::io;
 use std::os::unix::process::CommandExt;
 use std::process::{Child, Command, ExitStatus};
-use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
-use std::sync::{Mutex, MutexGuard};
+use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU64, Ordering};
+use std::sync::{Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, Instant};
 
 /// How long a step has to exit after SIGTERM before everything left gets SIGKILL.
@@ -30,16 +37,31 @@ const GRACE: Duration = Duration::from_secs(5);
 /// The signals that stop packyard, passed on to the steps.
 const FORWARDED: [libc::c_int; 4] = [libc::SIGINT, libc::SIGTERM, libc::SIGHUP, libc::SIGQUIT];
 
-/// The process groups of the steps running now (or of what they left running).
-static RUNNING: Mutex<BTreeSet<i32>> = Mutex::new(BTreeSet::new());
+/// The steps packyard started, by process group.
+struct Running {
+    /// The process groups of the steps running now (or of what they left running), each
+    /// with the task it belongs to (0: none).
+    groups: BTreeMap<i32, u64>,
+    /// Tasks stopped: no step of theirs starts any more.
+    stopped: BTreeSet<u64>,
+    /// Tasks whose steps are being stopped now: their shells are not reaped meanwhile.
+    stopping: BTreeSet<u64>,
+}
 
-fn running() -> MutexGuard<'static, BTreeSet<i32>> {
+static RUNNING: Mutex<Running> = Mutex::new(Running {
+    groups: BTreeMap::new(),
+    stopped: BTreeSet::new(),
+    stopping: BTreeSet::new(),
+});
+
+fn running() -> MutexGuard<'static, Running> {
     RUNNING.lock().unwrap_or_else(|p| p.into_inner())
 }
 
-/// A running step: its shell, the leader of its process group.
+/// A running step: its shell, the leader of its process group, and its task (0: none).
 pub struct Step {
     child: Child,
+    task: u64,
 }
 
 impl Drop for Step {
@@ -47,8 +69,97 @@ impl Drop for Step {
         // What the step left running in the background stays within reach of a stop.
         let pgid = self.child.id() as i32;
         if !live_groups().contains(&pgid) {
-            running().remove(&pgid);
+            running().groups.remove(&pgid);
         }
+    }
+}
+
+static NEXT_TASK: AtomicU64 = AtomicU64::new(1);
+
+thread_local! {
+    /// The task the steps this thread starts belong to (0: none).
+    static CURRENT: Cell<u64> = const { Cell::new(0) };
+}
+
+/// A unit of work whose steps can be stopped apart from the others: the steps a thread
+/// starts while it has entered the task.
+#[derive(Debug)]
+pub struct Task {
+    id: u64,
+}
+
+/// The calling thread's steps belong to a task until this is dropped.
+pub struct Entered {
+    before: u64,
+}
+
+impl Drop for Entered {
+    fn drop(&mut self) {
+        CURRENT.with(|c| c.set(self.before));
+    }
+}
+
+impl Default for Task {
+    fn default() -> Self {
+        Task::new()
+    }
+}
+
+impl Task {
+    pub fn new() -> Task {
+        Task {
+            id: NEXT_TASK.fetch_add(1, Ordering::Relaxed),
+        }
+    }
+
+    /// Until the guard is dropped, the steps this thread starts are the task's.
+    pub fn enter(&self) -> Entered {
+        Entered {
+            before: CURRENT.with(|c| c.replace(self.id)),
+        }
+    }
+
+    /// Whether [`Task::stop`] was called.
+    pub fn stopped(&self) -> bool {
+        running().stopped.contains(&self.id)
+    }
+
+    /// Stops the task's running steps, each with everything it started (SIGTERM, then
+    /// SIGKILL after the grace period to what is left), and refuses its steps from now
+    /// on; returns once they are stopped. Steps of other tasks go on.
+    pub fn stop(&self) {
+        let groups: Vec<i32> = {
+            let mut r = running();
+            r.stopped.insert(self.id);
+            r.stopping.insert(self.id);
+            r.groups
+                .iter()
+                .filter(|&(_, &t)| t == self.id)
+                .map(|(&g, _)| g)
+                .collect()
+        };
+        for &g in &groups {
+            terminate(g, libc::SIGTERM);
+        }
+        let deadline = Instant::now() + GRACE;
+        while Instant::now() < deadline && {
+            let live = live_groups();
+            groups.iter().any(|g| live.contains(g))
+        } {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        for &g in &groups {
+            signal_group(g, libc::SIGKILL);
+        }
+        running().stopping.remove(&self.id);
+    }
+}
+
+impl Drop for Task {
+    fn drop(&mut self) {
+        let mut r = running();
+        r.stopped.remove(&self.id);
+        r.stopping.remove(&self.id);
     }
 }
 
@@ -69,6 +180,7 @@ pub fn spawn(cmd: &mut Command) -> io::Result<Step> {
             "cannot pass stopping signals on to build steps: {why}"
         )));
     }
+    let task = CURRENT.with(Cell::get);
     let mut running = running();
     // Checked under the lock the stopping thread takes (after setting the flag) before it
     // looks at the steps: a step started here is one it sees.
@@ -77,9 +189,13 @@ pub fn spawn(cmd: &mut Command) -> io::Result<Step> {
         park_if_stopping();
         return Err(io::Error::other("packyard is stopping"));
     }
+    // The same for a task being stopped.
+    if running.stopped.contains(&task) {
+        return Err(io::Error::other("its task was stopped"));
+    }
     // Groups that ended since: their ids may be reused.
     let live = live_groups();
-    running.retain(|g| live.contains(g));
+    running.groups.retain(|g, _| live.contains(g));
     // SAFETY: setsid is async-signal-safe.
     let child = unsafe {
         cmd.pre_exec(|| {
@@ -90,8 +206,8 @@ pub fn spawn(cmd: &mut Command) -> io::Result<Step> {
         })
     }
     .spawn()?;
-    running.insert(child.id() as i32);
-    Ok(Step { child })
+    running.groups.insert(child.id() as i32, task);
+    Ok(Step { child, task })
 }
 
 /// Waits for `step`, at most `limit` when given. Past the limit its whole process group
@@ -101,8 +217,12 @@ pub fn wait(mut step: Step, limit: Option<Duration>) -> io::Result<Option<ExitSt
         None => wait_exited(&step.child).map(|()| true)?,
         Some(limit) => exited_by(&step.child, Instant::now() + limit, || true)?,
     };
-    // Not reaped while packyard is stopping its steps: the group id stays taken.
+    // Not reaped while packyard (or its task) is stopping its steps: the group id stays
+    // taken.
     park_if_stopping();
+    while running().stopping.contains(&step.task) {
+        std::thread::sleep(Duration::from_millis(20));
+    }
     if exited {
         return step.child.wait().map(Some);
     }
@@ -206,6 +326,30 @@ fn state_and_group(stat: &str) -> Option<(&str, i32)> {
 /// Set by the stopping thread once it has taken a signal: from then on no step starts and
 /// no thread returns from one.
 static STOPPING: AtomicBool = AtomicBool::new(false);
+/// Set by the first signal after [`drain_first`].
+static DRAINING: AtomicBool = AtomicBool::new(false);
+/// What runs before a second signal takes packyard, after [`drain_first`].
+static LAST: OnceLock<Box<dyn Fn() + Send + Sync>> = OnceLock::new();
+/// How long [`drain_first`]'s last words may take.
+const LAST_WORDS: Duration = Duration::from_secs(10);
+
+/// From now on the first stopping signal only sets [`draining`] (the caller finishes
+/// what runs and ends); a second one stops every step as [`spawn`] describes, running
+/// `last` meanwhile (at most ten seconds) before the signal takes packyard. Installs the
+/// signal handlers now; may be called once.
+pub fn drain_first(last: Box<dyn Fn() + Send + Sync>) -> Result<(), String> {
+    LAST.set(last)
+        .map_err(|_| "the stopping signals are drained already".to_string())?;
+    match forward_signals() {
+        Some(why) => Err(why),
+        None => Ok(()),
+    }
+}
+
+/// A first stopping signal came after [`drain_first`]: finish what runs, start nothing.
+pub fn draining() -> bool {
+    DRAINING.load(Ordering::SeqCst)
+}
 /// The write end of the pipe that wakes the stopping thread.
 static WAKE: AtomicI32 = AtomicI32::new(-1);
 
@@ -282,17 +426,34 @@ fn die(sig: libc::c_int) {
 /// Waits for a signal; then stops every running step's group (the signal itself, then
 /// SIGTERM, SIGKILL after the grace period) and lets the signal take packyard.
 fn stopping_thread(wake: libc::c_int) {
-    let mut byte = 0u8;
-    // SAFETY: reading one byte into a local.
-    while unsafe { libc::read(wake, (&mut byte as *mut u8).cast(), 1) } != 1 {}
+    let read = || {
+        let mut byte = 0u8;
+        // SAFETY: reading one byte into a local.
+        while unsafe { libc::read(wake, (&mut byte as *mut u8).cast(), 1) } != 1 {}
+        libc::c_int::from(byte)
+    };
+    let mut sig = read();
+    if LAST.get().is_some() {
+        DRAINING.store(true, Ordering::SeqCst);
+        sig = read();
+    }
     STOPPING.store(true, Ordering::SeqCst);
-    let sig = libc::c_int::from(byte);
-    let groups: Vec<i32> = running().iter().copied().collect();
+    let groups: Vec<i32> = running().groups.keys().copied().collect();
     for &g in &groups {
         signal_group(g, sig);
         // Background jobs of a non-interactive shell ignore SIGINT and SIGQUIT.
         terminate(g, libc::SIGTERM);
     }
+    let last = LAST.get().map(|last| {
+        let (done, said) = std::sync::mpsc::channel::<()>();
+        let _ = std::thread::Builder::new()
+            .name("packyard-last".into())
+            .spawn(move || {
+                last();
+                let _ = done.send(());
+            });
+        said
+    });
     // The grace period, unless another signal comes.
     let deadline = Instant::now() + GRACE;
     let mut again = libc::pollfd {
@@ -312,6 +473,9 @@ fn stopping_thread(wake: libc::c_int) {
     for &g in &groups {
         signal_group(g, libc::SIGKILL);
     }
+    if let Some(said) = last {
+        let _ = said.recv_timeout(LAST_WORDS);
+    }
     die(sig);
 }
 
@@ -327,6 +491,62 @@ mod tests {
         );
         assert_eq!(state_and_group("7 (a b) c)) Z 1 9 7"), Some(("Z", 9)));
         assert_eq!(state_and_group("garbage"), None);
+    }
+
+    #[test]
+    fn stopping_a_task_stops_its_steps_and_no_other() {
+        use std::os::unix::process::ExitStatusExt;
+        let dir = tempfile::tempdir().unwrap();
+        let (a, b) = (Task::new(), Task::new());
+        let run = |task: &Task, name: &str| {
+            let _in = task.enter();
+            // A background sleep too: the whole group goes.
+            let script = format!(
+                "sleep 30 & echo $! > {p}; wait",
+                p = dir.path().join(name).display()
+            );
+            let step = spawn(Command::new("sh").args(["-c", &script])).unwrap();
+            wait(step, None).unwrap()
+        };
+        std::thread::scope(|s| {
+            let ra = s.spawn(|| run(&a, "a"));
+            let rb = s.spawn(|| run(&b, "b"));
+            let pid = |name: &str| -> i32 {
+                let until = Instant::now() + Duration::from_secs(5);
+                loop {
+                    let text = std::fs::read_to_string(dir.path().join(name)).unwrap_or_default();
+                    if let Ok(p) = text.trim().parse() {
+                        return p;
+                    }
+                    assert!(Instant::now() < until, "{name} did not start");
+                    std::thread::sleep(Duration::from_millis(10));
+                }
+            };
+            let (pa, pb) = (pid("a"), pid("b"));
+            let start = Instant::now();
+            a.stop();
+            assert!(start.elapsed() < GRACE, "SIGTERM was not enough?");
+            let status = ra.join().unwrap().unwrap();
+            assert_eq!(status.signal(), Some(libc::SIGTERM), "{status:?}");
+            assert!(stopped(pa), "a's sleep still runs");
+            assert!(a.stopped() && !b.stopped());
+            // b's step runs on; a starts no new step.
+            assert!(!stopped(pb), "b's sleep was stopped too");
+            {
+                let _in = a.enter();
+                let refused = spawn(&mut Command::new("true")).err().unwrap();
+                assert!(
+                    refused.to_string().contains("task was stopped"),
+                    "{refused}"
+                );
+            }
+            // Outside the task, steps start as ever.
+            let free = spawn(&mut Command::new("true")).unwrap();
+            assert!(wait(free, None).unwrap().unwrap().success());
+            b.stop();
+            assert!(rb.join().unwrap().unwrap().signal().is_some());
+            assert!(stopped(pb));
+        });
     }
 
     /// Whether `pid` is gone, or a zombie left for a parent that is not us.

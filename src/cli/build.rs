@@ -57,7 +57,7 @@ pub struct BuildArgs {
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
-enum Isolate {
+pub(super) enum Isolate {
     None,
     Bwrap,
 }
@@ -159,6 +159,7 @@ pub fn cmd_build(args: BuildArgs, target: &Target, token: Option<&str>, json: bo
                 name,
                 token: token.map(str::to_string),
                 layout,
+                lease: None,
             };
             build::build(&request, &prepared, &repo, &lines).map_err(failed)?
         }

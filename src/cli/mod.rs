@@ -1,6 +1,7 @@
 //! The command line: parses arguments, calls the library, prints text or `--json`.
 //! No logic of its own beyond formatting.
 
+mod agent;
 mod build;
 mod progress;
 mod render;
@@ -102,6 +103,9 @@ enum Command {
     Build(build::BuildArgs),
     /// Serve the repositories, the JSON API and the browse pages over HTTP.
     Serve(serve::ServeArgs),
+    /// A build node: take tasks from a server's build farm (--server, a builder
+    /// --token), build them, upload their packages, logs and build records.
+    Agent(agent::AgentArgs),
     /// API tokens for the server: create, list, revoke.
     #[command(subcommand)]
     Token(serve::TokenCommand),
@@ -270,6 +274,13 @@ fn run(cli: Cli) -> Outcome {
         Command::Fetch(args) => resolve::cmd_fetch(args, &target, cli.token.as_deref(), cli.json),
         Command::Build(args) => build::cmd_build(args, &target, cli.token.as_deref(), cli.json),
         Command::Serve(args) => serve::cmd_serve(args, &cli.data, &layout, cli.json),
+        Command::Agent(args) => agent::cmd_agent(
+            args,
+            cli.server.as_deref(),
+            cli.token.as_deref(),
+            &layout,
+            cli.json,
+        ),
         Command::Token(cmd) => serve::cmd_token(cmd, &target, cli.json),
         Command::Platforms => {
             let platforms: Vec<_> = layout.platforms.values().collect();

@@ -400,7 +400,7 @@ fn upload_all(
                     let Some((source, key, register)) = files.get(i) else {
                         break;
                     };
-                    let r = client.upload(repo, key, source, opts, register.as_ref());
+                    let r = client.upload(repo, key, source, opts, register.as_ref(), None);
                     if let Ok(m) = std::fs::metadata(source) {
                         bar.advance(m.len());
                     }
