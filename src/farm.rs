@@ -491,6 +491,9 @@ impl Queue {
     }
 }
 
+/// Reads a file of a repository by its path there (`None`: not there).
+pub type ReadFile<'a> = dyn Fn(&str) -> Result<Option<Vec<u8>>, crate::repo::RepoError> + 'a;
+
 /// What a server with the module tree resolves, for a submission or a claim.
 pub struct Release<'a> {
     pub tree: &'a crate::config::Tree,
@@ -508,8 +511,10 @@ impl Release<'_> {
         &self,
         platform: &str,
         workspace: &std::path::Path,
-    ) -> Result<(crate::build::BuildRequest<'_>, crate::build::Prepared<'_>), crate::build::BuildError>
-    {
+    ) -> Result<
+        (crate::build::BuildRequest<'_>, crate::build::Prepared<'_>),
+        crate::build::BuildError,
+    > {
         let req = crate::build::BuildRequest {
             tree: self.tree,
             layout: self.layout,
@@ -539,7 +544,7 @@ impl Release<'_> {
     pub fn tasks(
         &self,
         platforms: &[String],
-        read: &dyn Fn(&str) -> Result<Option<Vec<u8>>, crate::repo::RepoError>,
+        read: &ReadFile<'_>,
     ) -> Result<(String, Vec<NewTask>), crate::build::BuildError> {
         // Keys do not depend on the workspace (its path is named in them).
         let workspace = std::path::Path::new("/workspace");
@@ -561,12 +566,14 @@ impl Release<'_> {
                     })
                     .collect();
                 let key = match (&job.tag, dep_keys) {
-                    (Some(tag), Some(dep_keys)) if !self.force => Some(crate::build::key::build_key(
-                        &job.configuration_text,
-                        &format!("tag {tag}"),
-                        &job.platform,
-                        &dep_keys,
-                    )),
+                    (Some(tag), Some(dep_keys)) if !self.force => {
+                        Some(crate::build::key::build_key(
+                            &job.configuration_text,
+                            &format!("tag {tag}"),
+                            &job.platform,
+                            &dep_keys,
+                        ))
+                    }
                     _ => None,
                 };
                 let cached = match &key {

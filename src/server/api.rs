@@ -584,12 +584,21 @@ fn check_lease(state: &Shared, lease: Option<&str>) -> Result<(), ApiError> {
     };
     let mut parts = text.splitn(3, '.');
     let (Some(b), Some(i), Some(l)) = (parts.next(), parts.next(), parts.next()) else {
-        return Err(ApiError::bad_request("invalid", "lease is BUILD.INDEX.LEASE"));
+        return Err(ApiError::bad_request(
+            "invalid",
+            "lease is BUILD.INDEX.LEASE",
+        ));
     };
     let (Ok(b), Ok(i)) = (b.parse(), i.parse()) else {
-        return Err(ApiError::bad_request("invalid", "lease is BUILD.INDEX.LEASE"));
+        return Err(ApiError::bad_request(
+            "invalid",
+            "lease is BUILD.INDEX.LEASE",
+        ));
     };
-    Ok(state.farm.queue.check(state.repos.store.as_ref(), b, i, l)?)
+    Ok(state
+        .farm
+        .queue
+        .check(state.repos.store.as_ref(), b, i, l)?)
 }
 
 async fn record_build(

@@ -79,7 +79,11 @@ pub fn expire_in_background(state: Shared) {
     std::thread::spawn(move || {
         loop {
             std::thread::sleep(every);
-            if let Err(e) = state.farm.queue.expire(state.repos.store.as_ref(), now_ms()) {
+            if let Err(e) = state
+                .farm
+                .queue
+                .expire(state.repos.store.as_ref(), now_ms())
+            {
                 tracing::warn!("expiring build farm leases: {e}");
             }
         }
@@ -109,7 +113,11 @@ impl From<FarmError> for ApiError {
 
 impl From<crate::build::BuildError> for ApiError {
     fn from(e: crate::build::BuildError) -> ApiError {
-        let err = ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "unbuildable", e.to_string());
+        let err = ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "unbuildable",
+            e.to_string(),
+        );
         match e.hint() {
             Some(h) => err.hint(h),
             None => err,
@@ -214,8 +222,10 @@ async fn submit(
     };
     let body = body.into_inner();
     if body.platforms.is_empty() {
-        return Err(ApiError::bad_request("invalid", "no platforms to build for")
-            .hint("give one or more, e.g. \"platforms\": [\"el9_x86_64\"]"));
+        return Err(
+            ApiError::bad_request("invalid", "no platforms to build for")
+                .hint("give one or more, e.g. \"platforms\": [\"el9_x86_64\"]"),
+        );
     }
     let repo = match &body.repo {
         Some(r) => state.repos.repo(r)?.name,
@@ -233,7 +243,12 @@ async fn submit(
             only: body.only.clone(),
             force: body.force,
         };
-        let read = |path: &str| s.repos.blobs.get(&format!("{repo}/{path}")).map_err(Into::into);
+        let read = |path: &str| {
+            s.repos
+                .blobs
+                .get(&format!("{repo}/{path}"))
+                .map_err(Into::into)
+        };
         let (project, tasks) = release.tasks(&body.platforms, &read)?;
         let build = FarmBuild {
             id: 0,
@@ -281,7 +296,10 @@ fn only_volatile(state: &Shared) -> Result<String, ApiError> {
         .hint("create one: `packyard repo create nightly --kind volatile`")),
         many => Err(ApiError::bad_request(
             "invalid",
-            format!("the server has several volatile repositories ({})", many.join(", ")),
+            format!(
+                "the server has several volatile repositories ({})",
+                many.join(", ")
+            ),
         )
         .hint("name one with \"repo\"")),
     }
@@ -289,9 +307,7 @@ fn only_volatile(state: &Shared) -> Result<String, ApiError> {
 
 fn shown(state: &Shared, id: BuildId, with_tasks: bool) -> Result<BuildView, ApiError> {
     let store = state.repos.store.as_ref();
-    let build = store
-        .farm_build(id)?
-        .ok_or(FarmError::NoSuchBuild(id))?;
+    let build = store.farm_build(id)?.ok_or(FarmError::NoSuchBuild(id))?;
     Ok(view(build, store.tasks(id)?, with_tasks))
 }
 
@@ -318,9 +334,7 @@ async fn cancel(
     let id = path.into_inner();
     let s = state.clone();
     let view = blocking(move || {
-        s.farm
-            .queue
-            .cancel(s.repos.store.as_ref(), id, now_ms())?;
+        s.farm.queue.cancel(s.repos.store.as_ref(), id, now_ms())?;
         shown(&s, id, true)
     })
     .await?;
@@ -356,7 +370,10 @@ async fn claim(
     if !body.workspace.is_absolute() {
         return Err(ApiError::bad_request(
             "invalid",
-            format!("the workspace {} is not an absolute path", body.workspace.display()),
+            format!(
+                "the workspace {} is not an absolute path",
+                body.workspace.display()
+            ),
         ));
     }
     let base = state.base_url(&req);
@@ -378,7 +395,11 @@ async fn claim(
                 },
             );
         let store = s.repos.store.as_ref();
-        let Some(task) = s.farm.queue.claim(store, &body.agent, &body.platforms, now)? else {
+        let Some(task) = s
+            .farm
+            .queue
+            .claim(store, &body.agent, &body.platforms, now)?
+        else {
             return Ok(None);
         };
         match assign(&s, &task, &body.workspace, &base) {
@@ -386,7 +407,11 @@ async fn claim(
             Err(e) => {
                 // A task that cannot be prepared here (the tree changed under it) fails
                 // with the reason rather than going round the queue.
-                let lease = task.lease.as_ref().map(|l| l.id.clone()).unwrap_or_default();
+                let lease = task
+                    .lease
+                    .as_ref()
+                    .map(|l| l.id.clone())
+                    .unwrap_or_default();
                 let report = TaskReport {
                     state: TaskState::Failed,
                     key: None,
@@ -420,7 +445,11 @@ fn assign(
         .ok_or(FarmError::NoSuchBuild(task.build))?;
     let tasks = store.tasks(task.build)?;
     let dir = s.settings.tree.clone().ok_or_else(|| {
-        ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "no_tree", "no module tree")
+        ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "no_tree",
+            "no module tree",
+        )
     })?;
     let tree = s
         .tree(&dir)
@@ -542,7 +571,10 @@ async fn append_log(
             return Err(ApiError::new(
                 StatusCode::CONFLICT,
                 "log_gap",
-                format!("the server has {have} bytes of this log, the part starts at {}", part.offset),
+                format!(
+                    "the server has {have} bytes of this log, the part starts at {}",
+                    part.offset
+                ),
             )
             .hint(format!("send the log again from offset {have}")));
         }
@@ -556,7 +588,10 @@ async fn append_log(
 }
 
 /// `GET .../log`: what the task's agent has sent of its log so far (plain text).
-async fn read_log(path: web::Path<(BuildId, u32)>, state: Shared) -> Result<HttpResponse, ApiError> {
+async fn read_log(
+    path: web::Path<(BuildId, u32)>,
+    state: Shared,
+) -> Result<HttpResponse, ApiError> {
     let (build, index) = path.into_inner();
     let store = state.repos.store.as_ref();
     if store.task(build, index)?.is_none() {
