@@ -491,6 +491,52 @@ impl Queue {
     }
 }
 
+/// A build with its tasks, as the API shows it.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct BuildView {
+    #[serde(flatten)]
+    pub build: FarmBuild,
+    /// `queued`, `running`, `succeeded`, `failed` or `cancelled`.
+    pub state: String,
+    /// How many tasks are in each state.
+    pub counts: std::collections::BTreeMap<String, usize>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tasks: Option<Vec<Task>>,
+}
+
+impl BuildView {
+    pub fn of(build: FarmBuild, tasks: Vec<Task>, with_tasks: bool) -> BuildView {
+        let mut counts = std::collections::BTreeMap::new();
+        for t in &tasks {
+            *counts.entry(t.state.as_str().to_string()).or_insert(0) += 1;
+        }
+        let state = if build.finished.is_none() {
+            if tasks.iter().any(|t| t.state.held() || t.state.ended()) {
+                "running"
+            } else {
+                "queued"
+            }
+        } else if build.cancelled {
+            "cancelled"
+        } else if tasks.iter().all(|t| t.state.succeeded()) {
+            "succeeded"
+        } else {
+            "failed"
+        };
+        BuildView {
+            build,
+            state: state.into(),
+            counts,
+            tasks: with_tasks.then_some(tasks),
+        }
+    }
+
+    /// Every task ended built or cached.
+    pub fn succeeded(&self) -> bool {
+        self.state == "succeeded"
+    }
+}
+
 /// Reads a file of a repository by its path there (`None`: not there).
 pub type ReadFile<'a> = dyn Fn(&str) -> Result<Option<Vec<u8>>, crate::repo::RepoError> + 'a;
 

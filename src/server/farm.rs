@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 
 use super::errors::ApiError;
 use super::{Settings, Shared};
-use crate::farm::{FarmError, Queue, TaskReport, now_ms};
+use crate::farm::{BuildView, FarmError, Queue, TaskReport, now_ms};
 use crate::store::{BuildId, FarmBuild, RepoKind, Role, Task, TaskState};
 
 /// What the server keeps for the farm besides the store.
@@ -165,45 +165,6 @@ struct Submission {
     repo: Option<String>,
 }
 
-/// A build with its tasks, as the API shows it.
-#[derive(Serialize)]
-struct BuildView {
-    #[serde(flatten)]
-    build: FarmBuild,
-    /// `queued`, `running`, `succeeded`, `failed` or `cancelled`.
-    state: &'static str,
-    /// Tasks by state.
-    counts: BTreeMap<&'static str, usize>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    tasks: Option<Vec<Task>>,
-}
-
-fn view(build: FarmBuild, tasks: Vec<Task>, with_tasks: bool) -> BuildView {
-    let mut counts = BTreeMap::new();
-    for t in &tasks {
-        *counts.entry(t.state.as_str()).or_insert(0) += 1;
-    }
-    let state = if build.finished.is_none() {
-        if tasks.iter().any(|t| t.state.held() || t.state.ended()) {
-            "running"
-        } else {
-            "queued"
-        }
-    } else if build.cancelled {
-        "cancelled"
-    } else if tasks.iter().all(|t| t.state.succeeded()) {
-        "succeeded"
-    } else {
-        "failed"
-    };
-    BuildView {
-        build,
-        state,
-        counts,
-        tasks: with_tasks.then_some(tasks),
-    }
-}
-
 /// `POST /api/v1/builds`: resolves the release in the server's tree, as `packyard build`
 /// does, and queues its tasks (builder).
 async fn submit(
@@ -308,7 +269,7 @@ fn only_volatile(state: &Shared) -> Result<String, ApiError> {
 fn shown(state: &Shared, id: BuildId, with_tasks: bool) -> Result<BuildView, ApiError> {
     let store = state.repos.store.as_ref();
     let build = store.farm_build(id)?.ok_or(FarmError::NoSuchBuild(id))?;
-    Ok(view(build, store.tasks(id)?, with_tasks))
+    Ok(BuildView::of(build, store.tasks(id)?, with_tasks))
 }
 
 async fn list_builds(state: Shared) -> Result<HttpResponse, ApiError> {
@@ -316,7 +277,7 @@ async fn list_builds(state: Shared) -> Result<HttpResponse, ApiError> {
     let mut out = Vec::new();
     for b in store.farm_builds()? {
         let tasks = store.tasks(b.id)?;
-        out.push(view(b, tasks, false));
+        out.push(BuildView::of(b, tasks, false));
     }
     Ok(HttpResponse::Ok().json(out))
 }

@@ -239,3 +239,99 @@ fn a_lease_that_runs_out_puts_its_task_back_naming_the_lost_agent() {
     assert_eq!(shown["tasks"][0]["attempts"], 2);
     assert!(server.stop().success());
 }
+
+/// `packyard ARGS` against `server` with `token`; its output, which must be a success.
+fn remote(server: &Server, token: &str, args: &[&str]) -> std::process::Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_packyard"))
+        .args(["--server", &server.url, "--token", token])
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn submit_and_builds_on_the_command_line() {
+    let data = tempfile::tempdir().unwrap();
+    let d = data.path();
+    let (server, builder) = farm_server(d, &[]);
+    // Without a server there is no farm.
+    let o = crate::support::packyard(&["submit", "--platform", "el9_x86_64"]);
+    assert!(!o.status.success());
+    assert!(
+        crate::support::stderr(&o).contains("--server"),
+        "{}",
+        crate::support::stderr(&o)
+    );
+    let o = remote(
+        &server,
+        &builder,
+        &[
+            "--json",
+            "submit",
+            "--platform",
+            "el9_x86_64",
+            "--only",
+            "database_schemas",
+        ],
+    );
+    assert!(o.status.success(), "{}", crate::support::stderr(&o));
+    let submitted: Value = serde_json::from_slice(&o.stdout).unwrap();
+    let id = submitted["id"].as_u64().unwrap();
+    let o = remote(&server, &builder, &["builds", "list"]);
+    let listed = crate::support::stdout(&o);
+    assert!(listed.contains(&format!("{id:>5} queued")), "{listed}");
+    let o = remote(&server, &builder, &["builds", "show", &id.to_string()]);
+    let shown = crate::support::stdout(&o);
+    assert!(shown.contains("database_schemas_R_"), "{shown}");
+    let o = remote(
+        &server,
+        &builder,
+        &["--json", "builds", "cancel", &id.to_string()],
+    );
+    assert!(o.status.success(), "{}", crate::support::stderr(&o));
+    let cancelled: Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(cancelled["state"], "cancelled", "{cancelled}");
+    // `--wait` follows a build until it ends: cancelled from elsewhere, it exits 1.
+    let waiting = std::process::Command::new(env!("CARGO_BIN_EXE_packyard"))
+        .args(["--server", &server.url, "--token", &builder])
+        .args([
+            "submit",
+            "--platform",
+            "el9_x86_64",
+            "--only",
+            "database_schemas",
+            "--wait",
+        ])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let start = std::time::Instant::now();
+    let second = loop {
+        let list = server.get_json("/api/v1/builds");
+        if let Some(b) = list.as_array().unwrap().iter().find(|b| b["id"] != id) {
+            break b["id"].as_u64().unwrap();
+        }
+        assert!(
+            start.elapsed().as_secs() < 30,
+            "the second build never came"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    let (s, _) = server.post(
+        &format!("/api/v1/builds/{second}/cancel"),
+        &json!({}),
+        Some(&builder),
+    );
+    assert_eq!(s, 200);
+    let o = waiting.wait_with_output().unwrap();
+    assert!(!o.status.success());
+    let out = crate::support::stdout(&o);
+    assert!(
+        out.contains(&format!(
+            "build {second} of my-project_R_2_0_0_1 for el9_x86_64: cancelled"
+        )),
+        "{out}"
+    );
+    assert!(server.stop().success());
+}
