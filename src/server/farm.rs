@@ -461,7 +461,13 @@ async fn task_call(
         let lease = &body.lease;
         Ok(match what.as_str() {
             "started" => {
+                let before = store.task(build, index)?;
                 q.started(store, build, index, lease, now)?;
+                if let Some(t) = before.filter(|t| t.state == TaskState::Claimed)
+                    && let Some(claimed) = t.claimed
+                {
+                    s.metrics.started((now - claimed) as f64 / 1000.0);
+                }
                 None
             }
             "heartbeat" => Some(json(&q.heartbeat(store, build, index, lease, now)?)),

@@ -103,10 +103,27 @@ fn a_submitted_release_is_claimed_task_by_task_under_leases() {
         server.get(&log_path),
         (200, b"== checkout\n== compile\n".to_vec())
     );
-    // The task is running on the server's side.
+    // The task is running on the server's side, and /metrics says so.
     let shown = server.get_json(&format!("/api/v1/builds/{id}"));
     assert_eq!(shown["tasks"][index]["state"], "running", "{shown}");
     assert_eq!(shown["state"], "running");
+    let claimable = shown["tasks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|t| t["ready"] == true && t["state"] == "queued")
+        .count();
+    let (_, metrics) = server.get("/metrics");
+    let metrics = String::from_utf8(metrics).unwrap();
+    for want in [
+        "packyard_farm_tasks{state=\"running\"} 1".to_string(),
+        "packyard_farm_tasks{state=\"queued\"} 11".to_string(),
+        format!("packyard_farm_queue_depth {claimable}"),
+        "packyard_farm_agents 2".to_string(),
+        "packyard_farm_claim_to_start_seconds_count 1".to_string(),
+    ] {
+        assert!(metrics.contains(&want), "{want}\n{metrics}");
+    }
     // A made-up lease changes nothing: 409.
     let stale = json!({"build": id, "index": index, "lease": "0".repeat(32)});
     for what in ["heartbeat", "started", "hand-back"] {
