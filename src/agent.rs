@@ -146,7 +146,7 @@ impl Farm for HttpFarm<'_> {
 
     fn log(&self, t: &TaskRef, offset: u64, text: &str) -> Result<(), ClientError> {
         self.control
-            .task_log(t.build, t.index, &t.lease, offset, text)
+            .log_part(t.build, t.index, &t.lease, offset, text)
     }
 
     fn report(&self, t: &TaskRef, report: &TaskReport) -> Result<(), ClientError> {

@@ -320,7 +320,7 @@ impl Client {
 
     /// Appends `text` to the task's log on the server, at `offset` (the bytes of text sent
     /// before): a part sent again at the same offset is taken once.
-    pub fn task_log(
+    pub fn log_part(
         &self,
         build: BuildId,
         index: u32,
@@ -580,4 +580,50 @@ impl Client {
 /// Percent-encodes one path segment.
 fn segment(s: &str) -> String {
     percent_encoding::utf8_percent_encode(s, crate::server::SEGMENT).to_string()
+}
+
+/// The build farm as its submitters and watchers see it.
+impl Client {
+    /// Submits a build; `body` is what `POST /api/v1/builds` takes.
+    pub fn submit(&self, body: &serde_json::Value) -> Result<crate::farm::BuildView, ClientError> {
+        self.post("/builds", body)
+    }
+
+    pub fn farm_builds(&self) -> Result<Vec<crate::farm::BuildView>, ClientError> {
+        self.get("/builds")
+    }
+
+    pub fn farm_build(&self, id: u64) -> Result<crate::farm::BuildView, ClientError> {
+        self.get(&format!("/builds/{id}"))
+    }
+
+    pub fn cancel_build(&self, id: u64) -> Result<crate::farm::BuildView, ClientError> {
+        self.post(&format!("/builds/{id}/cancel"), &serde_json::json!({}))
+    }
+
+    /// What a task's agent has sent of its log so far.
+    pub fn task_log(&self, id: u64, index: u32) -> Result<String, ClientError> {
+        let url = format!("{}/api/v1/builds/{id}/tasks/{index}/log", self.base);
+        let mut r =
+            self.auth(self.agent.get(&url))
+                .call()
+                .map_err(|e| ClientError::Unreachable {
+                    url: self.base.clone(),
+                    why: e.to_string(),
+                })?;
+        let status = r.status().as_u16();
+        let text = r.body_mut().read_to_string().unwrap_or_default();
+        if status >= 400 {
+            let value: serde_json::Value = serde_json::from_str(&text).unwrap_or_default();
+            let field = |k: &str| value[k].as_str().map(str::to_string);
+            return Err(ClientError::Http {
+                url,
+                status,
+                code: field("code").unwrap_or_default(),
+                message: field("message").unwrap_or(text),
+                hint: field("hint"),
+            });
+        }
+        Ok(text)
+    }
 }

@@ -231,6 +231,18 @@ impl Queue {
         }
     }
 
+    /// Fails unless `lease` is the task's current lease (for what an agent sends under
+    /// it: uploads, log parts).
+    pub fn check(
+        &self,
+        store: &dyn Store,
+        build: BuildId,
+        index: u32,
+        lease: &str,
+    ) -> Result<(), FarmError> {
+        self.leased(store, build, index, lease).map(|_| ())
+    }
+
     /// Renews the lease; says whether the task's build was cancelled.
     pub fn heartbeat(
         &self,
@@ -476,6 +488,204 @@ impl Queue {
         }
         store.apply(changes)?;
         Ok(())
+    }
+}
+
+/// A build with its tasks, as the API shows it.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct BuildView {
+    #[serde(flatten)]
+    pub build: FarmBuild,
+    /// `queued`, `running`, `succeeded`, `failed` or `cancelled`.
+    pub state: String,
+    /// How many tasks are in each state.
+    pub counts: std::collections::BTreeMap<String, usize>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tasks: Option<Vec<Task>>,
+}
+
+impl BuildView {
+    pub fn of(build: FarmBuild, tasks: Vec<Task>, with_tasks: bool) -> BuildView {
+        let mut counts = std::collections::BTreeMap::new();
+        for t in &tasks {
+            *counts.entry(t.state.as_str().to_string()).or_insert(0) += 1;
+        }
+        let state = if build.finished.is_none() {
+            if tasks.iter().any(|t| t.state.held() || t.state.ended()) {
+                "running"
+            } else {
+                "queued"
+            }
+        } else if build.cancelled {
+            "cancelled"
+        } else if tasks.iter().all(|t| t.state.succeeded()) {
+            "succeeded"
+        } else {
+            "failed"
+        };
+        BuildView {
+            build,
+            state: state.into(),
+            counts,
+            tasks: with_tasks.then_some(tasks),
+        }
+    }
+
+    /// Every task ended built or cached.
+    pub fn succeeded(&self) -> bool {
+        self.state == "succeeded"
+    }
+}
+
+/// Reads a file of a repository by its path there (`None`: not there).
+pub type ReadFile<'a> = dyn Fn(&str) -> Result<Option<Vec<u8>>, crate::repo::RepoError> + 'a;
+
+/// What a server with the module tree resolves, for a submission or a claim.
+pub struct Release<'a> {
+    pub tree: &'a crate::config::Tree,
+    pub layout: &'a crate::layout::Layout,
+    /// The project configuration; `None`: the newest release.
+    pub project: Option<String>,
+    pub only: Vec<String>,
+    pub force: bool,
+}
+
+impl Release<'_> {
+    /// The release resolved for `platform`, in a build of workspace `workspace`, as
+    /// `packyard build` resolves it.
+    fn prepare(
+        &self,
+        platform: &str,
+        workspace: &std::path::Path,
+    ) -> Result<
+        (crate::build::BuildRequest<'_>, crate::build::Prepared<'_>),
+        crate::build::BuildError,
+    > {
+        let req = crate::build::BuildRequest {
+            tree: self.tree,
+            layout: self.layout,
+            options: crate::config::ResolveOptions {
+                platform: Some(platform.to_string()),
+                project: self.project.clone(),
+                workspace: Some(workspace.to_path_buf()),
+                ..Default::default()
+            },
+            only: self.only.clone(),
+            targets: None,
+            jobs: 1,
+            force: self.force,
+            keep_going: false,
+            step_timeout: None,
+            isolation: Default::default(),
+        };
+        let prepared = crate::build::prepare(&req)?;
+        Ok((req, prepared))
+    }
+
+    /// The tasks of a build of this release for `platforms`, and its project
+    /// configuration. A tagged configuration whose build key (its tag standing for the
+    /// source) is recorded beside its tarball with its artifacts still there, and whose
+    /// dependencies are all cached so, is cached already (unless `force`): no agent
+    /// builds it. `read` reads a file of the repository the build publishes into.
+    pub fn tasks(
+        &self,
+        platforms: &[String],
+        read: &ReadFile<'_>,
+    ) -> Result<(String, Vec<NewTask>), crate::build::BuildError> {
+        // Keys do not depend on the workspace (its path is named in them).
+        let workspace = std::path::Path::new("/workspace");
+        let mut tasks: Vec<NewTask> = Vec::new();
+        let mut project = String::new();
+        for platform in platforms {
+            let (req, prepared) = self.prepare(platform, workspace)?;
+            project = prepared.project().to_string();
+            let offset = tasks.len() as u32;
+            let mut keys: Vec<Option<String>> = Vec::new();
+            for (i, (configuration, module, deps)) in prepared.components().into_iter().enumerate()
+            {
+                let job = prepared.job(&req, i)?;
+                let dep_keys: Option<Vec<(String, String)>> = deps
+                    .iter()
+                    .map(|&d| {
+                        let (conf, _, _) = &prepared.components()[d];
+                        keys[d].clone().map(|k| (conf.clone(), k))
+                    })
+                    .collect();
+                let key = match (&job.tag, dep_keys) {
+                    (Some(tag), Some(dep_keys)) if !self.force => {
+                        Some(crate::build::key::build_key(
+                            &job.configuration_text,
+                            &format!("tag {tag}"),
+                            &job.platform,
+                            &dep_keys,
+                        ))
+                    }
+                    _ => None,
+                };
+                let cached = match &key {
+                    Some(key) => crate::repo::builds::read_build(&job.tarball, read)
+                        .ok()
+                        .flatten()
+                        .filter(|b| b.current && &b.record.key == key)
+                        .map(|b| (key.clone(), b.record.artifacts)),
+                    None => None,
+                };
+                keys.push(cached.as_ref().map(|(k, _)| k.clone()));
+                tasks.push(NewTask {
+                    configuration,
+                    module,
+                    platform: platform.clone(),
+                    deps: deps.iter().map(|&d| offset + d as u32).collect(),
+                    cached,
+                });
+            }
+        }
+        Ok((project, tasks))
+    }
+
+    /// What the agent that claimed `task` under `lease` gets: the component's job
+    /// resolved for the agent's `workspace`, the keys of its dependencies (`tasks`: the
+    /// build's), and the staging plan from `packages` and the package spec.
+    #[allow(clippy::too_many_arguments)]
+    pub fn assignment(
+        &self,
+        build: &FarmBuild,
+        task: &Task,
+        tasks: &[Task],
+        workspace: &std::path::Path,
+        packages: &dyn crate::resolve::Packages,
+        heartbeat: Duration,
+    ) -> Result<Assignment, crate::build::BuildError> {
+        let (req, prepared) = self.prepare(&task.platform, workspace)?;
+        let i = prepared
+            .components()
+            .iter()
+            .position(|(c, _, _)| *c == task.configuration)
+            .ok_or_else(|| crate::build::BuildError::NotInRelease {
+                name: task.configuration.clone(),
+                release: prepared.project().to_string(),
+            })?;
+        let mut job = prepared.job(&req, i)?;
+        job.index = task.index as usize;
+        job.force = build.force;
+        let lease = task.lease.as_ref();
+        Ok(Assignment {
+            build: task.build,
+            index: task.index,
+            lease: lease.map(|l| l.id.clone()).unwrap_or_default(),
+            expires: lease.map_or(0, |l| l.expires),
+            heartbeat_ms: u64::try_from(heartbeat.as_millis()).unwrap_or(u64::MAX),
+            repo: build.repo.clone(),
+            dependency_keys: task
+                .deps
+                .iter()
+                .filter_map(|&d| tasks.get(d as usize))
+                .map(|d| (d.configuration.clone(), d.key.clone().unwrap_or_default()))
+                .collect(),
+            plan: prepared.plan(&req, i, packages).map(WirePlan::from_plan),
+            spec: prepared.spec(&req, i),
+            job,
+        })
     }
 }
 

@@ -226,6 +226,59 @@ impl Prepared<'_> {
             .map(|n| n.resolved.configuration.clone())
             .collect()
     }
+
+    /// The project configuration built.
+    pub fn project(&self) -> &str {
+        &self.project
+    }
+
+    /// The components in build order: configuration, module, and the indices of their
+    /// build dependencies (which come before them).
+    pub fn components(&self) -> Vec<(String, String, Vec<usize>)> {
+        self.graph
+            .nodes
+            .iter()
+            .map(|n| {
+                (
+                    n.resolved.configuration.clone(),
+                    n.resolved.module.clone(),
+                    n.deps.clone(),
+                )
+            })
+            .collect()
+    }
+
+    /// Component `i`'s job, as this build's worker gets it.
+    pub fn job(&self, req: &BuildRequest, i: usize) -> Result<Job, BuildError> {
+        job_for(req, self, i)
+    }
+
+    /// The plan that stages component `i`'s build dependencies from `packages`.
+    pub fn plan(
+        &self,
+        req: &BuildRequest,
+        i: usize,
+        packages: &dyn crate::resolve::Packages,
+    ) -> Result<crate::resolve::Plan, String> {
+        let node = crate::resolve::node::ThisNode::new(Some(false));
+        plan_for(req, self, i, packages, &node).map_err(|e| e.with_hint())
+    }
+
+    /// What packing component `i` writes, or why it cannot be packed.
+    pub fn spec(&self, req: &BuildRequest, i: usize) -> Result<crate::pack::PackageSpec, String> {
+        let n = &self.graph.nodes[i];
+        crate::pack::spec_of(
+            self.tree,
+            req.layout,
+            n.id,
+            &n.resolved,
+            run::source_date_epoch(),
+        )
+        .map_err(|e| match e.hint() {
+            Some(h) => format!("{e} ({h})"),
+            None => e.to_string(),
+        })
+    }
 }
 
 /// Where a component's files go, below the workspace: the build's own settings of
@@ -418,19 +471,7 @@ pub fn build(
                     let _ = reply.send(plan.map_err(|e| e.with_hint()));
                 }
                 Ok(Msg::Spec(i, reply)) => {
-                    let n = &graph.nodes[i];
-                    let spec = crate::pack::spec_of(
-                        prepared.tree,
-                        req.layout,
-                        n.id,
-                        &n.resolved,
-                        run::source_date_epoch(),
-                    )
-                    .map_err(|e| match e.hint() {
-                        Some(h) => format!("{e} ({h})"),
-                        None => e.to_string(),
-                    });
-                    let _ = reply.send(spec);
+                    let _ = reply.send(prepared.spec(req, i));
                 }
                 Ok(Msg::Begun(i, b)) => {
                     running -= 1;

@@ -3,6 +3,7 @@
 
 mod agent;
 mod build;
+mod farm;
 mod progress;
 mod render;
 mod repo;
@@ -101,6 +102,11 @@ enum Command {
     /// Build a release: checkout, targets, pack and publish every component in
     /// dependency order, several at once, reusing what the repository holds.
     Build(build::BuildArgs),
+    /// Submit a release build to a server's build farm (--server, a server with --tree).
+    Submit(farm::SubmitArgs),
+    /// The build farm's builds: list, show, follow a task's log, cancel.
+    #[command(subcommand)]
+    Builds(farm::BuildsCommand),
     /// Serve the repositories, the JSON API and the browse pages over HTTP.
     Serve(serve::ServeArgs),
     /// A build node: take tasks from a server's build farm (--server, a builder
@@ -273,6 +279,8 @@ fn run(cli: Cli) -> Outcome {
         }
         Command::Fetch(args) => resolve::cmd_fetch(args, &target, cli.token.as_deref(), cli.json),
         Command::Build(args) => build::cmd_build(args, &target, cli.token.as_deref(), cli.json),
+        Command::Submit(args) => farm::cmd_submit(args, &target, cli.json),
+        Command::Builds(cmd) => farm::cmd_builds(cmd, &target, cli.json),
         Command::Serve(args) => serve::cmd_serve(args, &cli.data, &layout, cli.json),
         Command::Agent(args) => agent::cmd_agent(
             args,

@@ -19,7 +19,8 @@ pub struct ServeArgs {
     /// written to <data>/server.json).
     #[arg(long, value_name = "HOST:PORT")]
     listen: Option<String>,
-    /// Settings file (TOML): listen, max_upload_bytes, workers, base_url, shutdown_timeout.
+    /// Settings file (TOML): listen, max_upload_bytes, workers, base_url, shutdown_timeout,
+    /// tree, lease_seconds, heartbeat_seconds.
     #[arg(long, value_name = "FILE")]
     config: Option<PathBuf>,
     /// If the data directory has no repositories, fill it with the sample release from
@@ -27,9 +28,16 @@ pub struct ServeArgs {
     #[arg(long, value_name = "TREE", num_args = 0..=1,
           default_missing_value = "fixtures/trees/my-project")]
     demo: Option<PathBuf>,
-    /// The module tree `GET /api/v1/resolve` plans from (default: the --demo tree).
+    /// The module tree `GET /api/v1/resolve` plans from and submitted builds resolve in
+    /// (default: the --demo tree).
     #[arg(long, value_name = "DIR")]
     tree: Option<PathBuf>,
+    /// Seconds a build farm task's lease lasts without a heartbeat (default 60).
+    #[arg(long, value_name = "SECONDS")]
+    lease: Option<f64>,
+    /// Seconds between an agent's heartbeats (default 15).
+    #[arg(long, value_name = "SECONDS")]
+    heartbeat: Option<f64>,
 }
 
 #[derive(Subcommand)]
@@ -66,6 +74,12 @@ pub fn cmd_serve(args: ServeArgs, data: &Path, layout: &Layout, json: bool) -> O
     }
     if let Some(t) = args.tree {
         settings.tree = Some(t);
+    }
+    if let Some(l) = args.lease {
+        settings.lease_seconds = l;
+    }
+    if let Some(h) = args.heartbeat {
+        settings.heartbeat_seconds = h;
     }
     server::run(ServeOptions {
         data: data.to_path_buf(),

@@ -57,6 +57,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
             )
             .service(resource("/tokens/{id}").route(web::delete().to(revoke_token)))
             .service(resource("/resolve").route(web::get().to(resolve)))
+            .configure(super::farm::routes)
             .default_service(web::to(|req: HttpRequest| async move {
                 Err::<HttpResponse, _>(
                     ApiError::not_found(format!("no API route {} {}", req.method(), req.path()))
@@ -336,6 +337,8 @@ struct UploadQuery {
     /// project carries as an external (admin).
     #[serde(default)]
     external: bool,
+    /// A build farm task's `BUILD.INDEX.LEASE`: taken only while that lease is current.
+    lease: Option<String>,
     /// Registering: the locked configuration the package was built from, the lock's
     /// hash as the client's tree gives it, and what the header must say.
     configuration: Option<String>,
@@ -412,6 +415,7 @@ async fn receive(
     if query.external {
         auth::require(caller.role, Role::Admin)?;
     }
+    check_lease(state, query.lease.as_deref())?;
     crate::blobs::check_key(key).map_err(crate::repo::RepoError::from)?;
     let register = match query.registration()? {
         Some(r) => Some(checked_registration(state, key, r).await?),
@@ -565,13 +569,47 @@ struct BuildUpload {
 }
 
 /// `PUT /api/v1/repos/<repo>/builds/<tarball path>`: a build's record and log.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct LeaseQuery {
+    /// A build farm task's `BUILD.INDEX.LEASE`.
+    lease: Option<String>,
+}
+
+/// Refuses (409 `stale_lease`) what a build farm agent sends under a lease that is no
+/// longer its task's.
+fn check_lease(state: &Shared, lease: Option<&str>) -> Result<(), ApiError> {
+    let Some(text) = lease else {
+        return Ok(());
+    };
+    let mut parts = text.splitn(3, '.');
+    let (Some(b), Some(i), Some(l)) = (parts.next(), parts.next(), parts.next()) else {
+        return Err(ApiError::bad_request(
+            "invalid",
+            "lease is BUILD.INDEX.LEASE",
+        ));
+    };
+    let (Ok(b), Ok(i)) = (b.parse(), i.parse()) else {
+        return Err(ApiError::bad_request(
+            "invalid",
+            "lease is BUILD.INDEX.LEASE",
+        ));
+    };
+    Ok(state
+        .farm
+        .queue
+        .check(state.repos.store.as_ref(), b, i, l)?)
+}
+
 async fn record_build(
     req: HttpRequest,
     path: web::Path<(String, String)>,
+    query: web::Query<LeaseQuery>,
     body: web::Bytes,
     state: Shared,
 ) -> Result<HttpResponse, ApiError> {
     let caller = state.require(&req, Role::Builder)?;
+    check_lease(&state, query.lease.as_deref())?;
     let (repo, tarball) = path.into_inner();
     let record = state.repos.repo(&repo)?;
     if record.kind == RepoKind::Registered {

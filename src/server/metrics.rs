@@ -40,6 +40,11 @@ struct RepoLabels {
     repo: String,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct StateLabels {
+    state: String,
+}
+
 pub struct Metrics {
     registry: Mutex<Registry>,
     requests: Family<RequestLabels, Counter>,
@@ -48,6 +53,10 @@ pub struct Metrics {
     publish_seconds: Histogram,
     repo_bytes: Family<RepoLabels, Gauge>,
     repo_packages: Family<RepoLabels, Gauge>,
+    farm_tasks: Family<StateLabels, Gauge>,
+    farm_claimable: Gauge,
+    farm_agents: Gauge,
+    claim_to_start: Histogram,
 }
 
 impl Metrics {
@@ -58,7 +67,31 @@ impl Metrics {
         let publish_seconds = Histogram::new(exponential_buckets(0.005, 2.0, 14));
         let repo_bytes = Family::<RepoLabels, Gauge>::default();
         let repo_packages = Family::<RepoLabels, Gauge>::default();
+        let farm_tasks = Family::<StateLabels, Gauge>::default();
+        let farm_claimable = Gauge::default();
+        let farm_agents = Gauge::default();
+        let claim_to_start = Histogram::new(exponential_buckets(0.001, 2.0, 16));
         let mut r = Registry::with_prefix("packyard");
+        r.register(
+            "farm_tasks",
+            "Build farm tasks by state, over every build",
+            farm_tasks.clone(),
+        );
+        r.register(
+            "farm_queue_depth",
+            "Build farm tasks an agent could claim now",
+            farm_claimable.clone(),
+        );
+        r.register(
+            "farm_agents",
+            "Build farm agents seen asking for work in the last minute",
+            farm_agents.clone(),
+        );
+        r.register(
+            "farm_claim_to_start_seconds",
+            "Time from a task's claim to its agent reporting it started",
+            claim_to_start.clone(),
+        );
         r.register(
             "http_requests",
             "HTTP requests by route, method and status",
@@ -97,7 +130,16 @@ impl Metrics {
             publish_seconds,
             repo_bytes,
             repo_packages,
+            farm_tasks,
+            farm_claimable,
+            farm_agents,
+            claim_to_start,
         }
+    }
+
+    /// A task was reported started `seconds` after its claim.
+    pub fn started(&self, seconds: f64) {
+        self.claim_to_start.observe(seconds);
     }
 
     pub fn upload(&self, result: &str, seconds: Option<f64>) {
@@ -150,6 +192,27 @@ pub async fn scrape(state: Shared) -> HttpResponse {
                 .set(r.packages as i64);
         }
     }
+    // The farm's queue, read at scrape time too.
+    if let Ok(counts) = state.repos.store.task_counts() {
+        for (s, n) in counts {
+            state
+                .metrics
+                .farm_tasks
+                .get_or_create(&StateLabels {
+                    state: s.as_str().into(),
+                })
+                .set(n as i64);
+        }
+    }
+    if let Ok(n) = state.repos.store.claimable() {
+        state.metrics.farm_claimable.set(n as i64);
+    }
+    let recent = crate::farm::now_ms() - 60_000;
+    let agents = state.farm.agents();
+    state
+        .metrics
+        .farm_agents
+        .set(agents.iter().filter(|a| a.last_seen >= recent).count() as i64);
     let mut out = String::new();
     let registry = state
         .metrics

@@ -15,6 +15,7 @@ pub mod api;
 pub mod browse;
 pub mod demo;
 pub mod errors;
+pub mod farm;
 pub mod files;
 pub mod known;
 pub mod metrics;
@@ -45,8 +46,13 @@ pub struct Settings {
     pub base_url: Option<String>,
     /// Seconds to let in-flight requests finish after SIGTERM.
     pub shutdown_timeout: u64,
-    /// The module tree `GET /api/v1/resolve` plans from; `--tree` wins.
+    /// The module tree `GET /api/v1/resolve` plans from and submitted builds resolve
+    /// in; `--tree` wins.
     pub tree: Option<PathBuf>,
+    /// Seconds a build farm task's lease lasts without a heartbeat; `--lease` wins.
+    pub lease_seconds: f64,
+    /// Seconds between an agent's heartbeats; `--heartbeat` wins.
+    pub heartbeat_seconds: f64,
 }
 
 impl Default for Settings {
@@ -58,6 +64,8 @@ impl Default for Settings {
             base_url: None,
             shutdown_timeout: 60,
             tree: None,
+            lease_seconds: 60.0,
+            heartbeat_seconds: 15.0,
         }
     }
 }
@@ -126,6 +134,8 @@ pub struct State {
     /// The module tree of the last plan, kept while its files stay the same: reading a
     /// release of ten thousand components costs far more than checking it.
     tree: std::sync::Mutex<Option<std::sync::Arc<crate::config::Tree>>>,
+    /// The build farm: its queue (in the store), the agents seen, running tasks' logs.
+    pub farm: farm::FarmState,
 }
 
 pub type Shared = web::Data<State>;
@@ -268,7 +278,10 @@ pub fn run(opts: ServeOptions) -> Result<(), ServeError> {
         known: Default::default(),
         layout: opts.layout.clone(),
         tree: Default::default(),
+        farm: farm::FarmState::new(&settings, &opts.data)?,
     });
+    // Leases that run out put their tasks back, also while no agent asks.
+    farm::expire_in_background(state.clone());
 
     actix_web::rt::System::new().block_on(async move {
         let app_state = state.clone();

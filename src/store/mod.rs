@@ -425,6 +425,8 @@ pub trait Store: Send + Sync {
     fn expired(&self, now: i64) -> Result<Vec<(BuildId, u32)>, StoreError>;
     /// How many tasks are in each state, over every build.
     fn task_counts(&self) -> Result<Vec<(TaskState, u64)>, StoreError>;
+    /// How many tasks an agent could claim now, over every platform.
+    fn claimable(&self) -> Result<u64, StoreError>;
 }
 
 #[cfg(test)]

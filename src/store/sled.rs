@@ -735,6 +735,10 @@ impl Store for SledStore {
         Ok(out)
     }
 
+    fn claimable(&self) -> Result<u64, StoreError> {
+        Ok(self.db.scan_prefix(b"ready\0").keys().count() as u64)
+    }
+
     fn task_counts(&self) -> Result<Vec<(TaskState, u64)>, StoreError> {
         let mut counts: HashMap<TaskState, u64> = HashMap::new();
         for t in self.scan::<Task>(b"task\0")? {

@@ -7,6 +7,7 @@ mod api_spec;
 mod build;
 mod cli;
 mod damaged;
+mod farm;
 mod fixtures_build;
 mod hardlinks;
 mod isolate;

@@ -1,0 +1,575 @@
+//! The build farm over HTTP: builds submitted (resolved in the server's `--tree`), agents
+//! claiming tasks and reporting under their leases, running tasks' logs, the agents seen,
+//! and the thread that expires leases. A thin shell over [`crate::farm`].
+
+use std::collections::BTreeMap;
+use std::io::{Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::time::Duration;
+
+use actix_web::http::StatusCode;
+use actix_web::{HttpRequest, HttpResponse, web};
+use serde::{Deserialize, Serialize};
+
+use super::errors::ApiError;
+use super::{Settings, Shared};
+use crate::farm::{BuildView, FarmError, Queue, TaskReport, now_ms};
+use crate::store::{BuildId, FarmBuild, RepoKind, Role, Task, TaskState};
+
+/// What the server keeps for the farm besides the store.
+pub struct FarmState {
+    pub queue: Queue,
+    /// Agents that asked for work, by name.
+    agents: Mutex<BTreeMap<String, AgentSeen>>,
+    /// `<data>/farm/logs`: running tasks' logs, as their agents send them.
+    logs: PathBuf,
+}
+
+/// An agent, as last seen.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct AgentSeen {
+    pub name: String,
+    pub platforms: Vec<String>,
+    pub slots: u32,
+    /// Milliseconds since the epoch.
+    pub last_seen: i64,
+    /// Tasks it holds (build, index).
+    pub running: Vec<(BuildId, u32)>,
+}
+
+impl FarmState {
+    pub fn new(settings: &Settings, data: &Path) -> std::io::Result<FarmState> {
+        let logs = data.join("farm").join("logs");
+        std::fs::create_dir_all(&logs)?;
+        let secs = |s: f64| Duration::from_secs_f64(s.max(0.01));
+        Ok(FarmState {
+            queue: Queue::new(
+                secs(settings.lease_seconds),
+                secs(settings.heartbeat_seconds),
+            ),
+            agents: Mutex::default(),
+            logs,
+        })
+    }
+
+    fn log_path(&self, build: BuildId, index: u32) -> PathBuf {
+        self.logs.join(format!("{build}-{index}.log"))
+    }
+
+    pub fn agents(&self) -> Vec<AgentSeen> {
+        self.agents
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .values()
+            .cloned()
+            .collect()
+    }
+}
+
+/// Expires leases about every second (or every heartbeat, when that is shorter), for as
+/// long as the server runs.
+pub fn expire_in_background(state: Shared) {
+    let every = state
+        .farm
+        .queue
+        .heartbeat
+        .min(Duration::from_secs(1))
+        .max(Duration::from_millis(20));
+    std::thread::spawn(move || {
+        loop {
+            std::thread::sleep(every);
+            if let Err(e) = state
+                .farm
+                .queue
+                .expire(state.repos.store.as_ref(), now_ms())
+            {
+                tracing::warn!("expiring build farm leases: {e}");
+            }
+        }
+    });
+}
+
+impl From<FarmError> for ApiError {
+    fn from(e: FarmError) -> ApiError {
+        let hint = e.hint();
+        let message = e.to_string();
+        let err = match e {
+            FarmError::Store(s) => return s.into(),
+            FarmError::NoSuchBuild(_) | FarmError::NoSuchTask { .. } => {
+                ApiError::new(StatusCode::NOT_FOUND, "no_such_build", message)
+            }
+            FarmError::StaleLease { .. } => {
+                ApiError::new(StatusCode::CONFLICT, "stale_lease", message)
+            }
+            FarmError::Invalid(_) => ApiError::bad_request("invalid", message),
+        };
+        match hint {
+            Some(h) => err.hint(h),
+            None => err,
+        }
+    }
+}
+
+impl From<crate::build::BuildError> for ApiError {
+    fn from(e: crate::build::BuildError) -> ApiError {
+        let err = ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "unbuildable",
+            e.to_string(),
+        );
+        match e.hint() {
+            Some(h) => err.hint(h),
+            None => err,
+        }
+    }
+}
+
+pub fn routes(cfg: &mut web::ServiceConfig) {
+    cfg.service(
+        web::resource("/builds")
+            .route(web::get().to(list_builds))
+            .route(web::post().to(submit)),
+    )
+    .service(web::resource("/builds/{build}").route(web::get().to(show_build)))
+    .service(web::resource("/builds/{build}/cancel").route(web::post().to(cancel)))
+    .service(
+        web::resource("/builds/{build}/tasks/{index}/log")
+            .route(web::get().to(read_log))
+            .route(web::post().to(append_log)),
+    )
+    .service(web::resource("/builds/{build}/tasks/{index}/{what}").route(web::post().to(task_call)))
+    .service(web::resource("/agents").route(web::get().to(list_agents)))
+    .service(web::resource("/agents/claim").route(web::post().to(claim)));
+}
+
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, ApiError> + Send + 'static,
+) -> Result<T, ApiError> {
+    web::block(f)
+        .await
+        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()))?
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Submission {
+    /// The project configuration; default: the newest release.
+    project: Option<String>,
+    platforms: Vec<String>,
+    #[serde(default)]
+    only: Vec<String>,
+    #[serde(default)]
+    force: bool,
+    /// Where the tasks publish; default: the server's only volatile repository.
+    repo: Option<String>,
+}
+
+/// `POST /api/v1/builds`: resolves the release in the server's tree, as `packyard build`
+/// does, and queues its tasks (builder).
+async fn submit(
+    req: HttpRequest,
+    body: web::Json<Submission>,
+    state: Shared,
+) -> Result<HttpResponse, ApiError> {
+    let caller = state.require(&req, Role::Builder)?;
+    let Some(dir) = state.settings.tree.clone() else {
+        return Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "no_tree",
+            "this server has no module tree to resolve a build in",
+        )
+        .hint("start the server with `packyard serve --tree DIR`"));
+    };
+    let body = body.into_inner();
+    if body.platforms.is_empty() {
+        return Err(
+            ApiError::bad_request("invalid", "no platforms to build for")
+                .hint("give one or more, e.g. \"platforms\": [\"el9_x86_64\"]"),
+        );
+    }
+    let repo = match &body.repo {
+        Some(r) => state.repos.repo(r)?.name,
+        None => only_volatile(&state)?,
+    };
+    let s = state.clone();
+    let view = blocking(move || {
+        let tree = s.tree(&dir).map_err(|e| {
+            ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "bad_tree", e.to_string())
+        })?;
+        let release = crate::farm::Release {
+            tree: &tree,
+            layout: &s.layout,
+            project: body.project.clone(),
+            only: body.only.clone(),
+            force: body.force,
+        };
+        let read = |path: &str| {
+            s.repos
+                .blobs
+                .get(&format!("{repo}/{path}"))
+                .map_err(Into::into)
+        };
+        let (project, tasks) = release.tasks(&body.platforms, &read)?;
+        let build = FarmBuild {
+            id: 0,
+            project,
+            platforms: body.platforms.clone(),
+            repo: repo.clone(),
+            only: body.only.clone(),
+            force: body.force,
+            by: if caller.name.is_empty() {
+                caller.id.clone()
+            } else {
+                caller.name.clone()
+            },
+            submitted: 0,
+            finished: None,
+            cancelled: false,
+        };
+        let store = s.repos.store.as_ref();
+        let id = s.farm.queue.submit(store, build, tasks, now_ms())?;
+        shown(&s, id, true)
+    })
+    .await?;
+    Ok(HttpResponse::Created()
+        .insert_header(("Location", format!("/api/v1/builds/{}", view.build.id)))
+        .json(view))
+}
+
+/// The only volatile repository, where builds go by default.
+fn only_volatile(state: &Shared) -> Result<String, ApiError> {
+    let volatile: Vec<String> = state
+        .repos
+        .store
+        .repos()?
+        .into_iter()
+        .filter(|r| r.kind == RepoKind::Volatile)
+        .map(|r| r.name)
+        .collect();
+    match volatile.as_slice() {
+        [one] => Ok(one.clone()),
+        [] => Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "no_repository",
+            "the server has no volatile repository to build into",
+        )
+        .hint("create one: `packyard repo create nightly --kind volatile`")),
+        many => Err(ApiError::bad_request(
+            "invalid",
+            format!(
+                "the server has several volatile repositories ({})",
+                many.join(", ")
+            ),
+        )
+        .hint("name one with \"repo\"")),
+    }
+}
+
+fn shown(state: &Shared, id: BuildId, with_tasks: bool) -> Result<BuildView, ApiError> {
+    let store = state.repos.store.as_ref();
+    let build = store.farm_build(id)?.ok_or(FarmError::NoSuchBuild(id))?;
+    Ok(BuildView::of(build, store.tasks(id)?, with_tasks))
+}
+
+async fn list_builds(state: Shared) -> Result<HttpResponse, ApiError> {
+    let store = state.repos.store.as_ref();
+    let mut out = Vec::new();
+    for b in store.farm_builds()? {
+        let tasks = store.tasks(b.id)?;
+        out.push(BuildView::of(b, tasks, false));
+    }
+    Ok(HttpResponse::Ok().json(out))
+}
+
+async fn show_build(path: web::Path<BuildId>, state: Shared) -> Result<HttpResponse, ApiError> {
+    Ok(HttpResponse::Ok().json(shown(&state, path.into_inner(), true)?))
+}
+
+async fn cancel(
+    req: HttpRequest,
+    path: web::Path<BuildId>,
+    state: Shared,
+) -> Result<HttpResponse, ApiError> {
+    state.require(&req, Role::Builder)?;
+    let id = path.into_inner();
+    let s = state.clone();
+    let view = blocking(move || {
+        s.farm.queue.cancel(s.repos.store.as_ref(), id, now_ms())?;
+        shown(&s, id, true)
+    })
+    .await?;
+    Ok(HttpResponse::Ok().json(view))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Claim {
+    agent: String,
+    platforms: Vec<String>,
+    /// Where the agent builds this task: its job is resolved for it.
+    workspace: PathBuf,
+    #[serde(default = "one")]
+    slots: u32,
+    #[serde(default)]
+    running: Vec<(BuildId, u32)>,
+}
+
+fn one() -> u32 {
+    1
+}
+
+/// `POST /api/v1/agents/claim`: the oldest claimable task of the agent's platforms, with
+/// everything to build it (200), or nothing to do (204).
+async fn claim(
+    req: HttpRequest,
+    body: web::Json<Claim>,
+    state: Shared,
+) -> Result<HttpResponse, ApiError> {
+    state.require(&req, Role::Builder)?;
+    let body = body.into_inner();
+    if !body.workspace.is_absolute() {
+        return Err(ApiError::bad_request(
+            "invalid",
+            format!(
+                "the workspace {} is not an absolute path",
+                body.workspace.display()
+            ),
+        ));
+    }
+    let base = state.base_url(&req);
+    let s = state.clone();
+    let assignment = blocking(move || {
+        let now = now_ms();
+        s.farm
+            .agents
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(
+                body.agent.clone(),
+                AgentSeen {
+                    name: body.agent.clone(),
+                    platforms: body.platforms.clone(),
+                    slots: body.slots,
+                    last_seen: now,
+                    running: body.running.clone(),
+                },
+            );
+        let store = s.repos.store.as_ref();
+        let Some(task) = s
+            .farm
+            .queue
+            .claim(store, &body.agent, &body.platforms, now)?
+        else {
+            return Ok(None);
+        };
+        match assign(&s, &task, &body.workspace, &base) {
+            Ok(a) => Ok(Some(a)),
+            Err(e) => {
+                // A task that cannot be prepared here (the tree changed under it) fails
+                // with the reason rather than going round the queue.
+                let lease = task
+                    .lease
+                    .as_ref()
+                    .map(|l| l.id.clone())
+                    .unwrap_or_default();
+                let report = TaskReport {
+                    state: TaskState::Failed,
+                    key: None,
+                    artifacts: vec![],
+                    reason: Some(format!("the server could not prepare it: {}", e.message)),
+                    log: None,
+                };
+                s.farm
+                    .queue
+                    .report(store, task.build, task.index, &lease, report, now)?;
+                Ok(None)
+            }
+        }
+    })
+    .await?;
+    Ok(match assignment {
+        Some(a) => HttpResponse::Ok().json(a),
+        None => HttpResponse::NoContent().finish(),
+    })
+}
+
+fn assign(
+    s: &Shared,
+    task: &Task,
+    workspace: &Path,
+    base: &str,
+) -> Result<crate::farm::Assignment, ApiError> {
+    let store = s.repos.store.as_ref();
+    let build = store
+        .farm_build(task.build)?
+        .ok_or(FarmError::NoSuchBuild(task.build))?;
+    let tasks = store.tasks(task.build)?;
+    let dir = s.settings.tree.clone().ok_or_else(|| {
+        ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "no_tree",
+            "no module tree",
+        )
+    })?;
+    let tree = s
+        .tree(&dir)
+        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "bad_tree", e.to_string()))?;
+    let release = crate::farm::Release {
+        tree: &tree,
+        layout: &s.layout,
+        project: Some(build.project.clone()),
+        only: build.only.clone(),
+        force: build.force,
+    };
+    // The agent fetches dependencies from the served repository.
+    let packages = crate::resolve::sources::LocalRepo {
+        dir: s.repos_root.join(&build.repo),
+        url: Some(format!("{base}/repos/{}", super::url_path(&build.repo))),
+    };
+    Ok(release.assignment(
+        &build,
+        task,
+        &tasks,
+        workspace,
+        &packages,
+        s.farm.queue.heartbeat,
+    )?)
+}
+
+#[derive(Deserialize)]
+struct LeaseBody {
+    lease: String,
+    #[serde(flatten)]
+    report: Option<TaskReport>,
+}
+
+/// `POST /api/v1/builds/{build}/tasks/{index}/{started|heartbeat|report|hand-back}`.
+async fn task_call(
+    req: HttpRequest,
+    path: web::Path<(BuildId, u32, String)>,
+    body: web::Json<LeaseBody>,
+    state: Shared,
+) -> Result<HttpResponse, ApiError> {
+    state.require(&req, Role::Builder)?;
+    let (build, index, what) = path.into_inner();
+    let body = body.into_inner();
+    let s = state.clone();
+    // The answer's body, if any (an HttpResponse cannot leave the blocking thread).
+    let answer: Option<serde_json::Value> = blocking(move || {
+        let (q, store, now) = (&s.farm.queue, s.repos.store.as_ref(), now_ms());
+        let lease = &body.lease;
+        Ok(match what.as_str() {
+            "started" => {
+                let before = store.task(build, index)?;
+                q.started(store, build, index, lease, now)?;
+                if let Some(t) = before.filter(|t| t.state == TaskState::Claimed)
+                    && let Some(claimed) = t.claimed
+                {
+                    s.metrics.started((now - claimed) as f64 / 1000.0);
+                }
+                None
+            }
+            "heartbeat" => Some(json(&q.heartbeat(store, build, index, lease, now)?)),
+            "report" => {
+                let report = body.report.ok_or_else(|| {
+                    ApiError::bad_request("invalid", "a report names the task's state")
+                })?;
+                Some(json(&q.report(store, build, index, lease, report, now)?))
+            }
+            "hand-back" => {
+                q.hand_back(store, build, index, lease, now)?;
+                None
+            }
+            other => {
+                return Err(ApiError::not_found(format!("no task call {other:?}"))
+                    .hint("started, heartbeat, log, report or hand-back"));
+            }
+        })
+    })
+    .await?;
+    Ok(match answer {
+        Some(v) => HttpResponse::Ok().json(v),
+        None => HttpResponse::NoContent().finish(),
+    })
+}
+
+fn json<T: Serialize>(v: &T) -> serde_json::Value {
+    serde_json::to_value(v).unwrap_or_default()
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct LogPart {
+    lease: String,
+    /// Bytes of the log the agent sent before this part.
+    offset: u64,
+    text: String,
+}
+
+/// `POST .../log`: a part of a running task's log, at its offset (a part the server has
+/// already is taken once, so an agent may send it again after an error).
+async fn append_log(
+    req: HttpRequest,
+    path: web::Path<(BuildId, u32)>,
+    body: web::Json<LogPart>,
+    state: Shared,
+) -> Result<HttpResponse, ApiError> {
+    state.require(&req, Role::Builder)?;
+    let (build, index) = path.into_inner();
+    let part = body.into_inner();
+    let s = state.clone();
+    blocking(move || {
+        s.farm
+            .queue
+            .check(s.repos.store.as_ref(), build, index, &part.lease)?;
+        let path = s.farm.log_path(build, index);
+        let io = |e: std::io::Error| {
+            ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string())
+        };
+        let mut f = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .map_err(io)?;
+        let have = f.metadata().map_err(io)?.len();
+        if part.offset > have {
+            return Err(ApiError::new(
+                StatusCode::CONFLICT,
+                "log_gap",
+                format!(
+                    "the server has {have} bytes of this log, the part starts at {}",
+                    part.offset
+                ),
+            )
+            .hint(format!("send the log again from offset {have}")));
+        }
+        let bytes = part.text.as_bytes();
+        let skip = (have - part.offset).min(bytes.len() as u64) as usize;
+        f.seek(SeekFrom::Start(have)).map_err(io)?;
+        f.write_all(&bytes[skip..]).map_err(io)
+    })
+    .await?;
+    Ok(HttpResponse::NoContent().finish())
+}
+
+/// `GET .../log`: what the task's agent has sent of its log so far (plain text).
+async fn read_log(
+    path: web::Path<(BuildId, u32)>,
+    state: Shared,
+) -> Result<HttpResponse, ApiError> {
+    let (build, index) = path.into_inner();
+    let store = state.repos.store.as_ref();
+    if store.task(build, index)?.is_none() {
+        return Err(FarmError::NoSuchTask { build, index }.into());
+    }
+    let text = std::fs::read(state.farm.log_path(build, index)).unwrap_or_default();
+    Ok(HttpResponse::Ok()
+        .content_type("text/plain; charset=utf-8")
+        .body(text))
+}
+
+async fn list_agents(state: Shared) -> Result<HttpResponse, ApiError> {
+    Ok(HttpResponse::Ok().json(state.farm.agents()))
+}
