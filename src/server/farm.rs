@@ -363,6 +363,9 @@ async fn claim(
         else {
             return Ok(None);
         };
+        // The log of an attempt before (a lost agent's, one handed back) is not this
+        // one's: the new agent's parts start at offset 0.
+        let _ = std::fs::remove_file(s.farm.log_path(task.build, task.index));
         match assign(&s, &task, &body.workspace, &base) {
             Ok(a) => Ok(Some(a)),
             Err(e) => {
