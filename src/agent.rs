@@ -883,6 +883,7 @@ fn send_log(
         Err(_) => return Ok(()),
     };
     let mut buf = Vec::with_capacity(PART_BYTES);
+    let mut again = false;
     while tail.sent < crate::repo::builds::MAX_LOG_BYTES as u64 {
         buf.clear();
         let read = file
@@ -896,7 +897,16 @@ fn send_log(
         if used == 0 {
             return Ok(());
         }
-        farm.log(task, tail.sent, &text)?;
+        match farm.log(task, tail.sent, &text) {
+            // The server has less than was sent (it lost some): all of it again, from
+            // the start (what it has is taken once).
+            Err(ClientError::Http { code, .. }) if code == "log_gap" && !again => {
+                again = true;
+                *tail = LogTail::default();
+                continue;
+            }
+            r => r?,
+        }
         tail.read += used as u64;
         tail.sent += text.len() as u64;
         if at_end {

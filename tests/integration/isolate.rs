@@ -24,7 +24,7 @@ fn scratch() -> tempfile::TempDir {
 }
 
 /// bwrap installed, and able to make the namespaces a sandbox needs.
-fn have_bwrap() -> bool {
+pub(crate) fn have_bwrap() -> bool {
     have_tool(
         "bwrap",
         &[

@@ -3,6 +3,7 @@
 
 mod support;
 
+mod agent;
 mod api_spec;
 mod build;
 mod cli;
