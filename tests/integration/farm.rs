@@ -124,6 +124,23 @@ fn a_submitted_release_is_claimed_task_by_task_under_leases() {
     ] {
         assert!(metrics.contains(&want), "{want}\n{metrics}");
     }
+    // The pages: the build's tasks with what each waits on, the task's log (refreshing
+    // while it runs), the agents.
+    let (s, page) = server.get(&format!("/builds/{id}"));
+    let page = String::from_utf8(page).unwrap();
+    assert_eq!(s, 200);
+    assert!(
+        page.contains("web_server_R_2_5_1_1") && page.contains("(queued)"),
+        "{page}"
+    );
+    let r = ureq::get(format!("{}/builds/{id}/t/{index}", server.url))
+        .call()
+        .unwrap();
+    assert_eq!(r.headers().get("refresh").unwrap(), "3");
+    let (_, page) = server.get(&format!("/builds/{id}/t/{index}"));
+    assert!(String::from_utf8(page).unwrap().contains("== compile"));
+    let (_, page) = server.get("/agents");
+    assert!(String::from_utf8(page).unwrap().contains("<td>one</td>"));
     // A made-up lease changes nothing: 409.
     let stale = json!({"build": id, "index": index, "lease": "0".repeat(32)});
     for what in ["heartbeat", "started", "hand-back"] {
@@ -191,6 +208,39 @@ fn a_submitted_release_is_claimed_task_by_task_under_leases() {
     );
     let (s, _) = claim(&server, &builder, "one", "/srv/ws-one");
     assert_eq!(s, 204);
+    // The builds page submits with the token it is given, and lists the builds.
+    let agent = ureq::Agent::config_builder()
+        .max_redirects(0)
+        .http_status_as_error(false)
+        .build()
+        .new_agent();
+    for (token, want) in [("pky_bad", 401), (builder.as_str(), 303)] {
+        let r = agent
+            .post(format!("{}/builds", server.url))
+            .send_form([
+                ("platforms", "el9_x86_64"),
+                ("only", "database_schemas"),
+                ("token", token),
+            ])
+            .unwrap();
+        assert_eq!(r.status().as_u16(), want);
+        if want == 303 {
+            assert!(
+                r.headers()
+                    .get("location")
+                    .unwrap()
+                    .to_str()
+                    .unwrap()
+                    .starts_with("/builds/")
+            );
+        }
+    }
+    let (_, page) = server.get("/builds");
+    let page = String::from_utf8(page).unwrap();
+    assert!(
+        page.contains("cancelled") && page.contains("queued"),
+        "{page}"
+    );
     assert!(server.stop().success());
 }
 
