@@ -402,3 +402,59 @@ fn submit_and_builds_on_the_command_line() {
     );
     assert!(server.stop().success());
 }
+
+#[test]
+fn a_release_built_already_is_cached_at_submission() {
+    if !crate::support::have_tool("make", &["--version"])
+        || !crate::support::have_tool("cc", &["--version"])
+    {
+        return;
+    }
+    let t = tempfile::tempdir().unwrap();
+    let tree = crate::build::fixtures_copy(t.path());
+    let d = &t.path().join("data");
+    create_nightly(d, &[]);
+    let builder = token(d, "builder");
+    let server = Server::start(d, &["--tree", tree.to_str().unwrap()]);
+    // A build node built the release through the server, as `packyard build` does.
+    let ws = t.path().join("ws");
+    let (o, list) = crate::build::build(
+        None,
+        &tree,
+        &[
+            "--platform",
+            "el9_x86_64",
+            "--workspace",
+            ws.to_str().unwrap(),
+            "--server",
+            &server.url,
+            "--token",
+            &builder,
+        ],
+    );
+    assert!(o.status.success(), "{}", crate::support::stderr(&o));
+    assert!(list.iter().all(|c| c["result"] == "built"));
+    // Submitted again: every task is cached at once, no agent needed.
+    let (s, b) = server.post(
+        "/api/v1/builds",
+        &json!({"platforms": ["el9_x86_64"]}),
+        Some(&builder),
+    );
+    assert_eq!(s, 201, "{b}");
+    assert_eq!(b["state"], "succeeded", "{b}");
+    assert_eq!(b["counts"]["cached"], list.len(), "{b}");
+    assert!(b["finished"].is_i64(), "{b}");
+    let keys: Vec<&Value> = list.iter().map(|c| &c["key"]).collect();
+    for t in b["tasks"].as_array().unwrap() {
+        assert!(keys.contains(&&t["key"]), "{t}");
+    }
+    // --force builds everything again.
+    let (s, b) = server.post(
+        "/api/v1/builds",
+        &json!({"platforms": ["el9_x86_64"], "force": true}),
+        Some(&builder),
+    );
+    assert_eq!(s, 201, "{b}");
+    assert!(b["counts"].get("cached").is_none(), "{b}");
+    assert!(server.stop().success());
+}
