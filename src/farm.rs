@@ -656,7 +656,14 @@ impl Release<'_> {
         packages: &dyn crate::resolve::Packages,
         heartbeat: Duration,
     ) -> Result<Assignment, crate::build::BuildError> {
-        let (req, prepared) = self.prepare(&task.platform, workspace)?;
+        // Only this component and what it needs at build time: a claim resolves its
+        // dependency cone, not the whole release.
+        let one = Release {
+            only: vec![task.configuration.clone()],
+            project: self.project.clone(),
+            ..*self
+        };
+        let (req, prepared) = one.prepare(&task.platform, workspace)?;
         let i = prepared
             .components()
             .iter()

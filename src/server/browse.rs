@@ -45,7 +45,7 @@ async fn style() -> HttpResponse {
 }
 
 /// HTML-escapes text for element content and quoted attributes.
-fn esc(s: &str) -> String {
+pub(super) fn esc(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     for c in s.chars() {
         match c {
@@ -60,14 +60,15 @@ fn esc(s: &str) -> String {
     out
 }
 
-fn page(title: &str, body: &str) -> HttpResponse {
+pub(super) fn page(title: &str, body: &str) -> HttpResponse {
     HttpResponse::Ok()
         .content_type("text/html; charset=utf-8")
         .body(format!(
             "<!doctype html><html lang=en><head><meta charset=utf-8>\
              <meta name=viewport content=\"width=device-width,initial-scale=1\">\
              <title>{} · packyard</title><link rel=stylesheet href=\"/style.css\"></head>\
-             <body><header><a href=\"/\">packyard</a><span class=muted>{}</span></header>\
+             <body><header><a href=\"/\">packyard</a><a href=\"/builds\">builds</a>\
+             <a href=\"/agents\">agents</a><span class=muted>{}</span></header>\
              <main>{body}</main></body></html>",
             esc(title),
             esc(title)

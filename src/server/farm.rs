@@ -53,7 +53,7 @@ impl FarmState {
         })
     }
 
-    fn log_path(&self, build: BuildId, index: u32) -> PathBuf {
+    pub(super) fn log_path(&self, build: BuildId, index: u32) -> PathBuf {
         self.logs.join(format!("{build}-{index}.log"))
     }
 
@@ -153,16 +153,16 @@ async fn blocking<T: Send + 'static>(
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct Submission {
+pub(super) struct Submission {
     /// The project configuration; default: the newest release.
-    project: Option<String>,
-    platforms: Vec<String>,
+    pub project: Option<String>,
+    pub platforms: Vec<String>,
     #[serde(default)]
-    only: Vec<String>,
+    pub only: Vec<String>,
     #[serde(default)]
-    force: bool,
+    pub force: bool,
     /// Where the tasks publish; default: the server's only volatile repository.
-    repo: Option<String>,
+    pub repo: Option<String>,
 }
 
 /// `POST /api/v1/builds`: resolves the release in the server's tree, as `packyard build`
@@ -173,6 +173,18 @@ async fn submit(
     state: Shared,
 ) -> Result<HttpResponse, ApiError> {
     let caller = state.require(&req, Role::Builder)?;
+    let view = submitted(&state, caller, body.into_inner()).await?;
+    Ok(HttpResponse::Created()
+        .insert_header(("Location", format!("/api/v1/builds/{}", view.build.id)))
+        .json(view))
+}
+
+/// A submission by `caller`, queued (also the browse pages' form).
+pub(super) async fn submitted(
+    state: &Shared,
+    caller: crate::store::TokenRecord,
+    body: Submission,
+) -> Result<BuildView, ApiError> {
     let Some(dir) = state.settings.tree.clone() else {
         return Err(ApiError::new(
             StatusCode::UNPROCESSABLE_ENTITY,
@@ -181,7 +193,6 @@ async fn submit(
         )
         .hint("start the server with `packyard serve --tree DIR`"));
     };
-    let body = body.into_inner();
     if body.platforms.is_empty() {
         return Err(
             ApiError::bad_request("invalid", "no platforms to build for")
@@ -190,10 +201,10 @@ async fn submit(
     }
     let repo = match &body.repo {
         Some(r) => state.repos.repo(r)?.name,
-        None => only_volatile(&state)?,
+        None => only_volatile(state)?,
     };
     let s = state.clone();
-    let view = blocking(move || {
+    blocking(move || {
         let tree = s.tree(&dir).map_err(|e| {
             ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "bad_tree", e.to_string())
         })?;
@@ -231,10 +242,7 @@ async fn submit(
         let id = s.farm.queue.submit(store, build, tasks, now_ms())?;
         shown(&s, id, true)
     })
-    .await?;
-    Ok(HttpResponse::Created()
-        .insert_header(("Location", format!("/api/v1/builds/{}", view.build.id)))
-        .json(view))
+    .await
 }
 
 /// The only volatile repository, where builds go by default.
@@ -266,7 +274,7 @@ fn only_volatile(state: &Shared) -> Result<String, ApiError> {
     }
 }
 
-fn shown(state: &Shared, id: BuildId, with_tasks: bool) -> Result<BuildView, ApiError> {
+pub(super) fn shown(state: &Shared, id: BuildId, with_tasks: bool) -> Result<BuildView, ApiError> {
     let store = state.repos.store.as_ref();
     let build = store.farm_build(id)?.ok_or(FarmError::NoSuchBuild(id))?;
     Ok(BuildView::of(build, store.tasks(id)?, with_tasks))

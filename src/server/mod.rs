@@ -16,6 +16,7 @@ pub mod browse;
 pub mod demo;
 pub mod errors;
 pub mod farm;
+pub mod farm_pages;
 pub mod files;
 pub mod known;
 pub mod metrics;
@@ -362,6 +363,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .configure(api::routes)
         .route("/repos/{repo}/{tail:.*}", web::get().to(files::get))
         .route("/repos/{repo}/{tail:.*}", web::head().to(files::get))
+        .configure(farm_pages::routes)
         .configure(browse::routes);
 }
 

@@ -20,7 +20,7 @@ pub(crate) fn fixtures_copy(dir: &Path) -> PathBuf {
 }
 
 /// `packyard --json [--data D] build --tree T ARGS`: exit status and the JSON array.
-fn build(data: Option<&Path>, tree: &Path, args: &[&str]) -> (Output, Vec<Value>) {
+pub(crate) fn build(data: Option<&Path>, tree: &Path, args: &[&str]) -> (Output, Vec<Value>) {
     build_with(
         Command::new(env!("CARGO_BIN_EXE_packyard")),
         data,

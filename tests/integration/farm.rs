@@ -124,6 +124,23 @@ fn a_submitted_release_is_claimed_task_by_task_under_leases() {
     ] {
         assert!(metrics.contains(&want), "{want}\n{metrics}");
     }
+    // The pages: the build's tasks with what each waits on, the task's log (refreshing
+    // while it runs), the agents.
+    let (s, page) = server.get(&format!("/builds/{id}"));
+    let page = String::from_utf8(page).unwrap();
+    assert_eq!(s, 200);
+    assert!(
+        page.contains("web_server_R_2_5_1_1") && page.contains("(queued)"),
+        "{page}"
+    );
+    let r = ureq::get(format!("{}/builds/{id}/t/{index}", server.url))
+        .call()
+        .unwrap();
+    assert_eq!(r.headers().get("refresh").unwrap(), "3");
+    let (_, page) = server.get(&format!("/builds/{id}/t/{index}"));
+    assert!(String::from_utf8(page).unwrap().contains("== compile"));
+    let (_, page) = server.get("/agents");
+    assert!(String::from_utf8(page).unwrap().contains("<td>one</td>"));
     // A made-up lease changes nothing: 409.
     let stale = json!({"build": id, "index": index, "lease": "0".repeat(32)});
     for what in ["heartbeat", "started", "hand-back"] {
@@ -191,6 +208,39 @@ fn a_submitted_release_is_claimed_task_by_task_under_leases() {
     );
     let (s, _) = claim(&server, &builder, "one", "/srv/ws-one");
     assert_eq!(s, 204);
+    // The builds page submits with the token it is given, and lists the builds.
+    let agent = ureq::Agent::config_builder()
+        .max_redirects(0)
+        .http_status_as_error(false)
+        .build()
+        .new_agent();
+    for (token, want) in [("pky_bad", 401), (builder.as_str(), 303)] {
+        let r = agent
+            .post(format!("{}/builds", server.url))
+            .send_form([
+                ("platforms", "el9_x86_64"),
+                ("only", "database_schemas"),
+                ("token", token),
+            ])
+            .unwrap();
+        assert_eq!(r.status().as_u16(), want);
+        if want == 303 {
+            assert!(
+                r.headers()
+                    .get("location")
+                    .unwrap()
+                    .to_str()
+                    .unwrap()
+                    .starts_with("/builds/")
+            );
+        }
+    }
+    let (_, page) = server.get("/builds");
+    let page = String::from_utf8(page).unwrap();
+    assert!(
+        page.contains("cancelled") && page.contains("queued"),
+        "{page}"
+    );
     assert!(server.stop().success());
 }
 
@@ -350,5 +400,61 @@ fn submit_and_builds_on_the_command_line() {
         )),
         "{out}"
     );
+    assert!(server.stop().success());
+}
+
+#[test]
+fn a_release_built_already_is_cached_at_submission() {
+    if !crate::support::have_tool("make", &["--version"])
+        || !crate::support::have_tool("cc", &["--version"])
+    {
+        return;
+    }
+    let t = tempfile::tempdir().unwrap();
+    let tree = crate::build::fixtures_copy(t.path());
+    let d = &t.path().join("data");
+    create_nightly(d, &[]);
+    let builder = token(d, "builder");
+    let server = Server::start(d, &["--tree", tree.to_str().unwrap()]);
+    // A build node built the release through the server, as `packyard build` does.
+    let ws = t.path().join("ws");
+    let (o, list) = crate::build::build(
+        None,
+        &tree,
+        &[
+            "--platform",
+            "el9_x86_64",
+            "--workspace",
+            ws.to_str().unwrap(),
+            "--server",
+            &server.url,
+            "--token",
+            &builder,
+        ],
+    );
+    assert!(o.status.success(), "{}", crate::support::stderr(&o));
+    assert!(list.iter().all(|c| c["result"] == "built"));
+    // Submitted again: every task is cached at once, no agent needed.
+    let (s, b) = server.post(
+        "/api/v1/builds",
+        &json!({"platforms": ["el9_x86_64"]}),
+        Some(&builder),
+    );
+    assert_eq!(s, 201, "{b}");
+    assert_eq!(b["state"], "succeeded", "{b}");
+    assert_eq!(b["counts"]["cached"], list.len(), "{b}");
+    assert!(b["finished"].is_i64(), "{b}");
+    let keys: Vec<&Value> = list.iter().map(|c| &c["key"]).collect();
+    for t in b["tasks"].as_array().unwrap() {
+        assert!(keys.contains(&&t["key"]), "{t}");
+    }
+    // --force builds everything again.
+    let (s, b) = server.post(
+        "/api/v1/builds",
+        &json!({"platforms": ["el9_x86_64"], "force": true}),
+        Some(&builder),
+    );
+    assert_eq!(s, 201, "{b}");
+    assert!(b["counts"].get("cached").is_none(), "{b}");
     assert!(server.stop().success());
 }
