@@ -6,6 +6,7 @@
 //! |---|---|
 //! | [`files`] | `/repos/<repo>/...`: tree files, `<platform>.repo`, `<suite>.sources` |
 //! | [`api`] | `/api/v1/...`: repositories, packages, uploads, tokens |
+//! | [`farm`] | `/api/v1/builds/...`, `/api/v1/agents/...`: the build farm |
 //! | [`browse`] | `/`: HTML pages |
 //! | [`metrics`] | `/metrics`, `/healthz`, and the per-request accounting |
 //! | [`queue`] | uploads to one repository published together (group commit) |

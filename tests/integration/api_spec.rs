@@ -63,8 +63,14 @@ impl Spec {
         }
     }
 
-    /// Checks an answer of `method path` (as the spec writes the path) against the spec.
-    fn check(&mut self, method: &str, path: &str, status: u16, body: &Value) {
+    /// The documented response of `method path` with `status`.
+    fn response(
+        &self,
+        method: &str,
+        path: &str,
+        status: u16,
+        body: &dyn std::fmt::Display,
+    ) -> &Value {
         let op = &self.doc["paths"][path][method];
         assert!(
             op.is_object(),
@@ -73,12 +79,57 @@ impl Spec {
         let response = op["responses"].get(status.to_string()).unwrap_or_else(|| {
             panic!("{method} {path}: status {status} is not documented ({body})")
         });
-        let response = self.deref(response);
-        let schema = &response["content"]["application/json"]["schema"];
+        self.deref(response)
+    }
+
+    /// Checks an answer of `method path` (as the spec writes the path) against the spec.
+    /// A response documented without content (204) must come without a body (which
+    /// `Server::call` gives as null).
+    fn check(&mut self, method: &str, path: &str, status: u16, body: &Value) {
+        let response = self.response(method, path, status, body);
+        if response.get("content").is_none() {
+            assert!(
+                body.is_null(),
+                "{method} {path} {status}: documented without a body, but it has one: {body}"
+            );
+            self.checked.insert((method.to_string(), path.to_string()));
+            return;
+        }
+        let schema = response["content"]["application/json"]["schema"].clone();
         assert!(
             schema.is_object(),
             "{method} {path} {status}: no JSON schema documented"
         );
+        self.validate(method, path, status, &schema, body);
+    }
+
+    /// Checks a plain answer: its media type must be documented for the status, and the
+    /// text must match that schema.
+    fn check_text(
+        &mut self,
+        method: &str,
+        path: &str,
+        status: u16,
+        content_type: &str,
+        text: &str,
+    ) {
+        let response = self.response(method, path, status, &text);
+        let media = content_type.split(';').next().unwrap_or_default().trim();
+        let schema = response["content"][media]["schema"].clone();
+        assert!(
+            schema.is_object(),
+            "{method} {path} {status}: {media} is not documented"
+        );
+        self.validate(
+            method,
+            path,
+            status,
+            &schema,
+            &Value::String(text.to_string()),
+        );
+    }
+
+    fn validate(&mut self, method: &str, path: &str, status: u16, schema: &Value, body: &Value) {
         let root = json!({
             "$ref": "#/x-answer",
             "components": self.doc["components"],
@@ -386,6 +437,345 @@ fn every_api_answer_matches_openapi_yaml() {
         spec.check("get", "/api/v1/resolve", s, &b);
     }
 
+    // The build farm: a release resolved in the server's tree, its tasks claimed and
+    // reported under leases.
+    let farm_builds = "/api/v1/builds";
+    let web_server = json!({"platforms": ["el9_x86_64"], "only": ["web_server"]});
+    let el9 = |field: &str, value: &str| json!({"platforms": ["el9_x86_64"], field: value});
+    for (body, tok, status, code) in [
+        (web_server.clone(), None, 401, "unauthorized"),
+        (json!({"platforms": []}), Some(&builder), 400, "invalid"),
+        (el9("colour", "red"), Some(&builder), 400, "bad_json"),
+        (el9("repo", "nope"), Some(&builder), 404, "no_such_repo"),
+        (el9("project", "nope"), Some(&builder), 422, "unbuildable"),
+        (
+            json!({"platforms": ["el9_zz"]}),
+            Some(&builder),
+            422,
+            "unbuildable",
+        ),
+    ] {
+        let (s, b) = call("post", farm_builds, Some(body), tok.map(String::as_str));
+        assert_eq!((s, b["code"].as_str()), (status, Some(code)), "{b}");
+        spec.check("post", farm_builds, s, &b);
+    }
+    let (s, submitted) = call("post", farm_builds, Some(web_server), Some(&builder));
+    assert_eq!(s, 201, "{submitted}");
+    spec.check("post", farm_builds, s, &submitted);
+    let id = submitted["id"].as_u64().unwrap();
+    // The two database components, then the web server, which needs both.
+    assert_eq!(submitted["tasks"][2]["deps"], json!([0, 1]), "{submitted}");
+    let (s, b) = call("get", farm_builds, None, None);
+    assert_eq!((s, b[0]["id"].as_u64()), (200, Some(id)), "{b}");
+    spec.check("get", farm_builds, s, &b);
+    for (build, status) in [(id, 200), (0, 404)] {
+        let (s, b) = call("get", &format!("{farm_builds}/{build}"), None, None);
+        assert_eq!(s, status, "{b}");
+        spec.check("get", "/api/v1/builds/{build}", s, &b);
+    }
+
+    // Claims: nothing for another platform (204, no body), a relative workspace, no
+    // token; then both tasks that need nothing, the second by an agent holding the
+    // first; then nothing (the web server waits for them).
+    let claim = "/api/v1/agents/claim";
+    let asking = |agent: &str, platform: &str, ws: &str| {
+        json!({
+            "agent": agent,
+            "platforms": [platform],
+            "workspace": ws,
+        })
+    };
+    for (body, tok, status) in [
+        (asking("arm", "el9_aarch64", "/ws"), Some(&builder), 204),
+        (asking("one", "el9_x86_64", "ws"), Some(&builder), 400),
+        (asking("one", "el9_x86_64", "/ws"), None, 401),
+    ] {
+        let (s, b) = call("post", claim, Some(body), tok.map(String::as_str));
+        assert_eq!(s, status, "{b}");
+        spec.check("post", claim, s, &b);
+    }
+    let (s, first) = call(
+        "post",
+        claim,
+        Some(asking("one", "el9_x86_64", "/srv/one")),
+        Some(&builder),
+    );
+    assert_eq!((s, first["index"].as_u64()), (200, Some(0)), "{first}");
+    assert!(first["plan"]["Ok"].is_object() && first["spec"]["Ok"].is_object());
+    spec.check("post", claim, s, &first);
+    let mut holding = asking("one", "el9_x86_64", "/srv/one-b");
+    holding["slots"] = json!(2);
+    holding["running"] = json!([[id, 0]]);
+    let (s, second) = call("post", claim, Some(holding.clone()), Some(&builder));
+    assert_eq!((s, second["index"].as_u64()), (200, Some(1)), "{second}");
+    spec.check("post", claim, s, &second);
+    let (s, b) = call("post", claim, Some(holding), Some(&builder));
+    assert_eq!(s, 204, "{b}");
+    spec.check("post", claim, s, &b);
+
+    // Task calls under the first task's lease (started twice: the second changes
+    // nothing), under a made-up one, without a token, for a build that does not exist.
+    let task = |a: &Value, what: &str| {
+        format!("/api/v1/builds/{}/tasks/{}/{what}", a["build"], a["index"])
+    };
+    let made_up = json!({"build": id, "index": 0, "lease": "0".repeat(32)});
+    let missing = json!({"build": 0, "index": 0, "lease": "0".repeat(32)});
+    let lease_of = |a: &Value| json!({"lease": a["lease"]});
+    for (what, a, tok, status) in [
+        ("started", &first, Some(&builder), 204),
+        ("started", &first, Some(&builder), 204),
+        ("started", &made_up, Some(&builder), 409),
+        ("started", &first, None, 401),
+        ("started", &missing, Some(&builder), 404),
+        ("heartbeat", &first, Some(&builder), 200),
+        ("heartbeat", &made_up, Some(&builder), 409),
+        ("heartbeat", &missing, Some(&builder), 404),
+    ] {
+        let (s, b) = call(
+            "post",
+            &task(a, what),
+            Some(lease_of(a)),
+            tok.map(String::as_str),
+        );
+        assert_eq!(s, status, "{what}: {b}");
+        if s == 409 {
+            assert_eq!(b["code"], "stale_lease", "{b}");
+        }
+        let path = format!("/api/v1/builds/{{build}}/tasks/{{index}}/{what}");
+        spec.check("post", &path, s, &b);
+    }
+    // Log parts: one, the same again (taken once), one past the end, one under a
+    // made-up lease, one without its text; then the log read back as plain text.
+    let log = "/api/v1/builds/{build}/tasks/{index}/log";
+    let part = |a: &Value, offset: u64| {
+        json!({
+            "lease": a["lease"],
+            "offset": offset,
+            "text": "== checkout\n",
+        })
+    };
+    for (a, body, status, code) in [
+        (&first, part(&first, 0), 204, None),
+        (&first, part(&first, 0), 204, None),
+        (&first, part(&first, 100), 409, Some("log_gap")),
+        (&made_up, part(&made_up, 0), 409, Some("stale_lease")),
+        (
+            &first,
+            json!({"lease": first["lease"], "offset": 0}),
+            400,
+            Some("bad_json"),
+        ),
+        (&missing, part(&missing, 0), 404, Some("no_such_build")),
+    ] {
+        let (s, b) = call("post", &task(a, "log"), Some(body), Some(&builder));
+        assert_eq!((s, b["code"].as_str()), (status, code), "{b}");
+        spec.check("post", log, s, &b);
+    }
+    let plain = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .build()
+        .new_agent();
+    let mut r = plain
+        .get(format!("{}{}", server.url, task(&first, "log")))
+        .call()
+        .unwrap();
+    let media = r
+        .headers()
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_string();
+    let text = r.body_mut().read_to_string().unwrap();
+    assert_eq!((r.status().as_u16(), text.as_str()), (200, "== checkout\n"));
+    spec.check_text("get", log, 200, &media, &text);
+    let (s, b) = call("get", &task(&missing, "log"), None, None);
+    assert_eq!(s, 404, "{b}");
+    spec.check("get", log, s, &b);
+
+    // What an agent publishes for its task names the lease: taken under the current
+    // one, refused under another, and a lease that does not read.
+    let current = format!("{id}.0.{}", first["lease"].as_str().unwrap());
+    let stale = format!("{id}.0.{}", "0".repeat(32));
+    for (lease, status, code) in [
+        (current.as_str(), 200, None),
+        ("junk", 400, Some("invalid")),
+        (stale.as_str(), 409, Some("stale_lease")),
+    ] {
+        let (s, b) = server.upload(
+            "nightly",
+            &format!("{key}?lease={lease}"),
+            &bytes,
+            Some(&builder),
+            &[],
+        );
+        assert_eq!((s, b["code"].as_str()), (status, code), "{lease}: {b}");
+        spec.check("put", up, s, &b);
+    }
+    for (lease, status, code) in [
+        (current.as_str(), 201, None),
+        (stale.as_str(), 409, Some("stale_lease")),
+    ] {
+        let (s, b) = call(
+            "put",
+            &format!("{at}?lease={lease}"),
+            Some(record(&sha)),
+            Some(&builder),
+        );
+        assert_eq!((s, b["code"].as_str()), (status, code), "{lease}: {b}");
+        spec.check("put", builds, s, &b);
+    }
+
+    // Reports: without a state, with one that ends nothing, then built; then the lease
+    // is not current any more.
+    let report = "/api/v1/builds/{build}/tasks/{index}/report";
+    let reported = |a: &Value, fields: Value| {
+        let mut body = lease_of(a);
+        if let (Some(b), Some(f)) = (body.as_object_mut(), fields.as_object()) {
+            b.extend(f.clone());
+        }
+        body
+    };
+    let built = json!({
+        "state": "built",
+        "key": "k",
+        "artifacts": [{"path": key, "sha256": sha}],
+        "log": log_path.trim_start_matches("/repos/nightly/"),
+    });
+    for (body, status, code) in [
+        (reported(&first, json!({})), 400, Some("invalid")),
+        (
+            reported(&first, json!({"state": "queued"})),
+            400,
+            Some("invalid"),
+        ),
+        (reported(&first, built.clone()), 200, None),
+        (reported(&first, built), 409, Some("stale_lease")),
+    ] {
+        let (s, b) = call("post", &task(&first, "report"), Some(body), Some(&builder));
+        assert_eq!((s, b["code"].as_str()), (status, code), "{b}");
+        spec.check("post", report, s, &b);
+    }
+    // The second task is handed back (its lease then stale), claimed again and fails:
+    // the web server is skipped and the build ends.
+    let hand_back = "/api/v1/builds/{build}/tasks/{index}/hand-back";
+    for status in [204, 409] {
+        let (s, b) = call(
+            "post",
+            &task(&second, "hand-back"),
+            Some(lease_of(&second)),
+            Some(&builder),
+        );
+        assert_eq!(s, status, "{b}");
+        spec.check("post", hand_back, s, &b);
+    }
+    let (s, again) = call(
+        "post",
+        claim,
+        Some(asking("two", "el9_x86_64", "/srv/two")),
+        Some(&builder),
+    );
+    assert_eq!((s, again["index"].as_u64()), (200, Some(1)), "{again}");
+    let failed = json!({"state": "failed", "reason": "compile: exit status 2"});
+    let (s, b) = call(
+        "post",
+        &task(&again, "report"),
+        Some(reported(&again, failed)),
+        Some(&builder),
+    );
+    assert_eq!(s, 200, "{b}");
+    spec.check("post", report, s, &b);
+    let (_, b) = call("get", &format!("{farm_builds}/{id}"), None, None);
+    assert_eq!(
+        (b["state"].as_str(), b["tasks"][2]["state"].as_str()),
+        (Some("failed"), Some("skipped")),
+        "{b}"
+    );
+
+    // Cancelling: a running task hears of it at its heartbeat and reports itself.
+    let cancel = "/api/v1/builds/{build}/cancel";
+    let schemas = json!({"platforms": ["el9_x86_64"], "only": ["database_schemas"]});
+    let (s, other) = call("post", farm_builds, Some(schemas.clone()), Some(&builder));
+    assert_eq!(s, 201, "{other}");
+    let (s, running) = call(
+        "post",
+        claim,
+        Some(asking("two", "el9_x86_64", "/srv/two")),
+        Some(&builder),
+    );
+    assert_eq!((s, &running["build"]), (200, &other["id"]), "{running}");
+    let other = other["id"].as_u64().unwrap();
+    for (build, tok, status) in [
+        (other, None, 401),
+        (0, Some(&builder), 404),
+        (other, Some(&builder), 200),
+        (id, Some(&builder), 200),
+    ] {
+        let (s, b) = call(
+            "post",
+            &format!("{farm_builds}/{build}/cancel"),
+            None,
+            tok.map(String::as_str),
+        );
+        assert_eq!(s, status, "{b}");
+        spec.check("post", cancel, s, &b);
+    }
+    let (s, beat) = call(
+        "post",
+        &task(&running, "heartbeat"),
+        Some(lease_of(&running)),
+        Some(&builder),
+    );
+    assert_eq!((s, beat["cancel"].as_bool()), (200, Some(true)), "{beat}");
+    let heartbeat = "/api/v1/builds/{build}/tasks/{index}/heartbeat";
+    spec.check("post", heartbeat, s, &beat);
+    let (s, b) = call(
+        "post",
+        &task(&running, "report"),
+        Some(reported(&running, json!({"state": "cancelled"}))),
+        Some(&builder),
+    );
+    assert_eq!(s, 200, "{b}");
+    spec.check("post", report, s, &b);
+    let (s, b) = call("get", &format!("{farm_builds}/{other}"), None, None);
+    assert_eq!((s, b["state"].as_str()), (200, Some("cancelled")), "{b}");
+    spec.check("get", "/api/v1/builds/{build}", s, &b);
+
+    // The agents seen.
+    let (s, b) = call("get", "/api/v1/agents", None, None);
+    let names: Vec<&str> = b
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|a| a["name"].as_str())
+        .collect();
+    assert_eq!((s, names), (200, vec!["arm", "one", "two"]), "{b}");
+    spec.check("get", "/api/v1/agents", s, &b);
+
+    // Where a build goes without "repo": the only volatile repository; with two,
+    // "repo" is needed; with none, there is nowhere.
+    let (s, b) = call(
+        "post",
+        "/api/v1/repos",
+        Some(json!({"name": "extra", "kind": "volatile"})),
+        Some(&admin),
+    );
+    assert_eq!(s, 201, "{b}");
+    let (s, b) = call("post", farm_builds, Some(schemas.clone()), Some(&builder));
+    assert_eq!((s, b["code"].as_str()), (400, Some("invalid")), "{b}");
+    spec.check("post", farm_builds, s, &b);
+    for repo in ["extra", "nightly"] {
+        let (s, b) = call(
+            "delete",
+            &format!("/api/v1/repos/{repo}"),
+            None,
+            Some(&admin),
+        );
+        assert_eq!(s, 200, "{b}");
+    }
+    let (s, b) = call("post", farm_builds, Some(schemas.clone()), Some(&builder));
+    assert_eq!((s, b["code"].as_str()), (422, Some("no_repository")), "{b}");
+    spec.check("post", farm_builds, s, &b);
+
     // A known route with a method it does not take: 405, with a JSON reason.
     let (s, b) = call("put", "/api/v1/repos/nightly", None, Some(&admin));
     assert_eq!(s, 405, "{b}");
@@ -393,6 +783,13 @@ fn every_api_answer_matches_openapi_yaml() {
     let (s, b) = call("get", "/api/v1/nope", None, None);
     assert_eq!((s, b["code"].as_str()), (404, Some("not_found")));
     server.stop();
+
+    // A server without a module tree has no release to resolve a build in.
+    let bare = Server::start(d, &[]);
+    let (s, b) = bare.call("post", farm_builds, Some(schemas), Some(&builder));
+    assert_eq!((s, b["code"].as_str()), (422, Some("no_tree")), "{b}");
+    spec.check("post", farm_builds, s, &b);
+    bare.stop();
 
     let missing: Vec<_> = spec
         .api_operations()
