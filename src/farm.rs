@@ -505,7 +505,12 @@ pub struct BuildView {
 }
 
 impl BuildView {
-    pub fn of(build: FarmBuild, tasks: Vec<Task>, with_tasks: bool) -> BuildView {
+    /// The view of `build`. A lease's id is left out (empty): it is what an agent proves
+    /// its hold with, known only to the agent that claimed the task.
+    pub fn of(build: FarmBuild, mut tasks: Vec<Task>, with_tasks: bool) -> BuildView {
+        for l in tasks.iter_mut().filter_map(|t| t.lease.as_mut()) {
+            l.id.clear();
+        }
         let mut counts = std::collections::BTreeMap::new();
         for t in &tasks {
             *counts.entry(t.state.as_str().to_string()).or_insert(0) += 1;

@@ -103,9 +103,15 @@ fn a_submitted_release_is_claimed_task_by_task_under_leases() {
         server.get(&log_path),
         (200, b"== checkout\n== compile\n".to_vec())
     );
-    // The task is running on the server's side, and /metrics says so.
+    // The task is running on the server's side, and /metrics says so; its lease is
+    // the agent's secret (anyone may read builds).
     let shown = server.get_json(&format!("/api/v1/builds/{id}"));
     assert_eq!(shown["tasks"][index]["state"], "running", "{shown}");
+    assert_eq!(shown["tasks"][index]["lease"]["agent"], "one", "{shown}");
+    assert!(
+        !shown.to_string().contains(a["lease"].as_str().unwrap()),
+        "{shown}"
+    );
     assert_eq!(shown["state"], "running");
     let claimable = shown["tasks"]
         .as_array()
