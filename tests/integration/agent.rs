@@ -520,3 +520,262 @@ fn an_agent_builds_in_the_sandbox_when_asked() {
     assert!(agent.end(Duration::from_secs(10)).0.success());
     assert!(server.stop().success());
 }
+
+/// Every file under `dir`, by relative path, with its sha256.
+fn digests(dir: &Path) -> std::collections::BTreeMap<String, String> {
+    crate::serve::tree_files(dir)
+        .into_iter()
+        // The packages at their download-from paths (not the indexes' aliases of them).
+        .filter(|(k, _)| !k.starts_with("yum/") && !k.starts_with("apt/"))
+        .filter(|(k, _)| k.ends_with(".rpm") || k.ends_with(".deb") || k.ends_with(".tar.gz"))
+        .map(|(k, p)| {
+            use sha2::Digest;
+            (
+                k,
+                format!("{:x}", sha2::Sha256::digest(fs::read(p).unwrap())),
+            )
+        })
+        .collect()
+}
+
+/// Two agents (two slots each, their own workspaces) build the release for two platforms
+/// from one `submit --wait`: every task built once, the same bytes as a local
+/// `packyard build`, and dnf and apt-get install the results from the server.
+#[test]
+fn two_agents_build_a_release_for_two_platforms_as_packyard_build_does() {
+    if !need_build_tools() {
+        return;
+    }
+    let t = tempfile::tempdir().unwrap();
+    let d = &t.path().join("data");
+    create_nightly(d, &[]);
+    crate::repo::ed25519_key(d);
+    let builder = token(d, "builder");
+    let tree = fixture("trees/my-project");
+    let server = Server::start(d, &["--tree", tree.to_str().unwrap()]);
+    let both = ["--platforms", "deb12_amd64", "--jobs", "2"];
+    let agents = [
+        Agent::start(&server, &builder, &t.path().join("ws-a"), "a", &both),
+        Agent::start(&server, &builder, &t.path().join("ws-b"), "b", &both),
+    ];
+    let o = Command::new(env!("CARGO_BIN_EXE_packyard"))
+        .args(["--json", "--server", &server.url, "--token", &builder])
+        .args(["submit", "--platform", "el9_x86_64,deb12_amd64", "--wait"])
+        .output()
+        .unwrap();
+    let b: Value = serde_json::from_slice(&o.stdout).unwrap_or_default();
+    assert!(
+        o.status.success(),
+        "{b} {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let tasks = b["tasks"].as_array().unwrap();
+    assert_eq!(tasks.len(), 12, "{b}");
+    for task in tasks {
+        let h = history(task);
+        assert_eq!(task["state"], "built", "{h}");
+        let claims = task["history"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|e| e["what"].as_str().unwrap().starts_with("claimed"))
+            .count();
+        assert_eq!(claims, 1, "built more than once: {h}");
+    }
+    // (Which agent takes which task is the race of their claims.)
+    let names: std::collections::BTreeSet<String> = tasks.iter().flat_map(agents_in).collect();
+    assert!(names.iter().all(|n| n == "a" || n == "b"), "{names:?}");
+    // The same release built here, by packyard build, gives the same bytes.
+    let local = t.path().join("local");
+    create_nightly(&local, &[]);
+    for platform in ["el9_x86_64", "deb12_amd64"] {
+        let ws = t.path().join(format!("ws-local-{platform}"));
+        let (o, _) = crate::build::build(
+            Some(&local),
+            &tree,
+            &["--platform", platform, "--workspace", ws.to_str().unwrap()],
+        );
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    }
+    let farm = digests(&d.join("repos/nightly"));
+    let here = digests(&local.join("repos/nightly"));
+    assert_eq!(farm.len(), 24, "{farm:?}");
+    assert_eq!(farm, here);
+    // Installed from the server by dnf and apt-get.
+    let w = t.path().join("clients");
+    if crate::support::have_tool("dnf", &["--version"]) {
+        let (_, repo_file) = server.get("/repos/nightly/el9_x86_64.repo");
+        let reposdir = w.join("yum.repos.d");
+        fs::create_dir_all(&reposdir).unwrap();
+        fs::write(reposdir.join("nightly.repo"), repo_file).unwrap();
+        crate::repo::dnf_run(
+            crate::repo::dnf_command(&w, &reposdir),
+            &["install", "my-database-schemas"],
+        );
+    }
+    if crate::support::have_tool("apt-get", &["--version"]) {
+        let (_, sources) = server.get("/repos/nightly/deb12.sources");
+        let apt = crate::repo::AptRoot::from_sources(
+            &w.join("aptroot"),
+            &String::from_utf8(sources).unwrap(),
+        );
+        apt.update(&[]);
+        apt.install(&["my-database-schemas"]);
+    }
+    for a in agents {
+        a.signal(libc::SIGTERM);
+        assert!(a.end(Duration::from_secs(30)).0.success());
+    }
+    assert!(server.stop().success());
+}
+
+/// A failing target: its log can be read through the API while the task runs and after;
+/// what needs it is skipped, what does not is built, and `submit --wait` exits 1.
+#[test]
+fn a_failing_target_skips_its_dependents_and_fails_the_build() {
+    let t = tempfile::tempdir().unwrap();
+    let tree = t.path().join("tree");
+    let ctl = t.path().join("ctl");
+    fs::create_dir_all(&ctl).unwrap();
+    let m = marker(3);
+    fs::write(ctl.join("seconds"), &m).unwrap();
+    crate::support::write(
+        &tree.join("module.toml"),
+        "[module]\nname = \"p\"\nkind = \"project\"\ndescription = \"P\"\nlicense = \"MIT\"\n\
+         vendor = \"Tests\"\n\n[[configuration]]\nname = \"p_R_1_0_0_1\"\nversion = \"1.0.0\"\n\
+         age = 1\nchildren = [\"bad_R_1_0_0_1\", \"needs_R_1_0_0_1\", \"alone_R_1_0_0_1\"]\n\
+         [configuration.properties]\n\"package.maintainer\" = \"Tests <t@example.org>\"\n",
+    );
+    let component = |name: &str, compile: &str, deps: &str| {
+        crate::support::write(
+            &tree.join(name).join("module.toml"),
+            &format!(
+                "[module]\nname = \"p.{name}\"\nkind = \"component\"\ndescription = \"{name}\"\n\n\
+                 [[configuration]]\nname = \"{name}_R_1_0_0_1\"\nversion = \"1.0.0\"\nage = 1\n\
+                 tag = \"v1\"\n{deps}\n[configuration.commands]\n\
+                 checkout = \"mkdir -p ${{moduleName}}\"\ncompile = \"{compile}\"\n\
+                 install = \"mkdir -p ${{prefix}}/usr/share/{name} && echo ok > ${{prefix}}/usr/share/{name}/x\"\n"
+            ),
+        );
+    };
+    component(
+        "bad",
+        &format!(
+            "echo building; sleep $(cat {}/seconds); echo broken >&2; exit 3",
+            ctl.display()
+        ),
+        "",
+    );
+    component(
+        "needs",
+        "true",
+        "[[configuration.dependencies]]\nmodule = \"p.bad\"\nscope = \"build\"\n",
+    );
+    component("alone", "true", "");
+    let d = &t.path().join("data");
+    create_nightly(d, &[]);
+    let builder = token(d, "builder");
+    let server = Server::start(d, &["--tree", tree.to_str().unwrap(), "--heartbeat", "0.5"]);
+    let agent = Agent::start(
+        &server,
+        &builder,
+        &t.path().join("ws"),
+        "one",
+        &["--jobs", "2"],
+    );
+    let waiting = Command::new(env!("CARGO_BIN_EXE_packyard"))
+        .args(["--json", "--server", &server.url, "--token", &builder])
+        .args(["submit", "--platform", "el9_x86_64", "--wait"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let id = wait_for("the build", Duration::from_secs(30), || {
+        server.get_json("/api/v1/builds")[0]["id"].as_u64()
+    });
+    let bad = wait_for("bad to run", Duration::from_secs(60), || {
+        build_view(&server, id)["tasks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|t| t["configuration"] == "bad_R_1_0_0_1" && t["state"] == "running")
+            .cloned()
+    });
+    let index = bad["index"].as_u64().unwrap();
+    // While it runs, its log is on the server.
+    wait_for("the running log", Duration::from_secs(20), || {
+        task_log(&server, id, index)
+            .contains("building")
+            .then_some(())
+    });
+    stop_sleeping(&m);
+    let o = waiting.wait_with_output().unwrap();
+    assert!(!o.status.success(), "submit --wait succeeded");
+    let b: Value = serde_json::from_slice(&o.stdout).unwrap();
+    let state = |c: &str| {
+        b["tasks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|t| t["configuration"] == c)
+            .map(|t| t["state"].as_str().unwrap().to_string())
+            .unwrap()
+    };
+    assert_eq!(state("bad_R_1_0_0_1"), "failed", "{b}");
+    assert_eq!(state("needs_R_1_0_0_1"), "skipped", "{b}");
+    assert_eq!(state("alone_R_1_0_0_1"), "built", "{b}");
+    // After the end, the whole log, the failure in it.
+    let log = task_log(&server, id, index);
+    assert!(
+        log.contains("broken") && log.contains("compile failed"),
+        "{log}"
+    );
+    agent.signal(libc::SIGTERM);
+    assert!(agent.end(Duration::from_secs(30)).0.success());
+    assert!(server.stop().success());
+}
+
+/// A loopback port that was free a moment ago.
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// The server restarted while an agent builds: the agent rides it out and the task is
+/// recorded once, built.
+#[test]
+fn a_task_survives_a_server_restart() {
+    let t = tempfile::tempdir().unwrap();
+    let (tree, ctl) = sleepy_tree(t.path());
+    fs::write(ctl.join("seconds"), "4").unwrap();
+    let d = &t.path().join("data");
+    create_nightly(d, &[]);
+    let builder = token(d, "builder");
+    let listen = format!("127.0.0.1:{}", free_port());
+    let args = ["--tree", tree.to_str().unwrap(), "--heartbeat", "0.5"];
+    let server = Server::start_at(d, &listen, &args);
+    let agent = Agent::start(&server, &builder, &t.path().join("ws"), "one", &[]);
+    let id = submit(&server, &builder, json!({"platforms": ["el9_x86_64"]}));
+    running_on(&server, id, "one");
+    assert!(server.stop().success());
+    std::thread::sleep(Duration::from_secs(1));
+    let server = Server::start_at(d, &listen, &args);
+    let b = finished(&server, id, Duration::from_secs(90));
+    let task = &b["tasks"][0];
+    let h = history(task);
+    assert_eq!(task["state"], "built", "{h}");
+    assert_eq!(task["attempts"], 1, "{h}");
+    let ends = task["history"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["what"] == "built")
+        .count();
+    assert_eq!(ends, 1, "{h}");
+    agent.signal(libc::SIGTERM);
+    assert!(agent.end(Duration::from_secs(30)).0.success());
+    assert!(server.stop().success());
+}

@@ -27,10 +27,15 @@ pub struct Server {
 
 impl Server {
     pub fn start(data: &Path, extra: &[&str]) -> Server {
+        Server::start_at(data, "127.0.0.1:0", extra)
+    }
+
+    /// A server listening on `listen` (a fixed port, to start it again at the same URL).
+    pub fn start_at(data: &Path, listen: &str, extra: &[&str]) -> Server {
         let child = Command::new(env!("CARGO_BIN_EXE_packyard"))
             .arg("--data")
             .arg(data)
-            .args(["serve", "--listen", "127.0.0.1:0"])
+            .args(["serve", "--listen", listen])
             .args(extra)
             .current_dir(crate::support::root())
             .stdout(Stdio::null())
