@@ -11,7 +11,6 @@ use std::collections::BTreeMap;
 use std::fs;
 use std::io::{Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Mutex, mpsc};
 use std::time::{Duration, Instant};
 
@@ -503,7 +502,7 @@ fn build_task(
     } else {
         // What an earlier build of this slot logged is not this one's.
         let _ = fs::remove_file(&log_file);
-        let done = AtomicBool::new(false);
+        let done = Done::default();
         let steps = Steps {
             task: &task,
             configuration: &job.configuration,
@@ -531,7 +530,7 @@ fn build_task(
                 };
                 run::finish(&job, begun, &a.dependency_keys, &a, &repo, &steps).0
             };
-            done.store(true, Ordering::SeqCst);
+            done.set();
             if let Ok(t) = watcher.join() {
                 tail = t;
             }
@@ -752,18 +751,43 @@ struct Watch<'a> {
     observer: &'a dyn AgentObserver,
 }
 
+/// Set when a task's build is over; the watcher beside it sleeps on it, so it wakes at
+/// once rather than at its next look.
+#[derive(Default)]
+struct Done {
+    set: std::sync::Mutex<bool>,
+    cond: std::sync::Condvar,
+}
+
+impl Done {
+    fn set(&self) {
+        *self.set.lock().unwrap_or_else(|p| p.into_inner()) = true;
+        self.cond.notify_all();
+    }
+
+    fn is_set(&self) -> bool {
+        *self.set.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Waits up to `d`, less once it is set.
+    fn wait(&self, d: Duration) {
+        let g = self.set.lock().unwrap_or_else(|p| p.into_inner());
+        let _ = self.cond.wait_timeout_while(g, d, |set| !*set);
+    }
+}
+
 impl Watch<'_> {
     /// Until `done`; returns how much of the log was sent.
-    fn watch(&self, done: &AtomicBool) -> LogTail {
+    fn watch(&self, done: &Done) -> LogTail {
         let mut tail = LogTail::default();
         let now = Instant::now();
         let (mut started, mut start_failures, mut next_start) = (false, 0u32, now);
         let (mut beat_failures, mut next_beat) = (0u32, now + self.beat_every);
         let mut next_log = now + self.opts.log_every;
-        while !done.load(Ordering::SeqCst) {
+        while !done.is_set() {
             // A lost task is dropped: nothing more is said of it.
             if matches!(self.control.halted(), Some(Halt::Lost(_))) {
-                std::thread::sleep(Duration::from_millis(50));
+                done.wait(Duration::from_millis(50));
                 continue;
             }
             let now = Instant::now();
@@ -803,7 +827,7 @@ impl Watch<'_> {
                     self.failed("sending the log", &e, 0);
                 }
             }
-            std::thread::sleep(Duration::from_millis(50));
+            done.wait(Duration::from_millis(50));
         }
         tail
     }
@@ -922,7 +946,7 @@ mod tests {
     use crate::build::run::{Job, Steps as JobSteps};
     use crate::farm::WirePlan;
     use std::collections::BTreeSet;
-    use std::sync::atomic::AtomicUsize;
+    use std::sync::atomic::{AtomicUsize, Ordering};
 
     #[test]
     fn backoff_doubles_up_to_its_limit_and_jitter_only_shortens() {

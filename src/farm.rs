@@ -649,14 +649,14 @@ impl Release<'_> {
     }
 
     /// What the agent that claimed `task` under `lease` gets: the component's job
-    /// resolved for the agent's `workspace`, the keys of its dependencies (`tasks`: the
-    /// build's), and the staging plan from `packages` and the package spec.
+    /// resolved for the agent's `workspace`, the keys of its dependencies (`deps`: their
+    /// tasks), and the staging plan from `packages` and the package spec.
     #[allow(clippy::too_many_arguments)]
     pub fn assignment(
         &self,
         build: &FarmBuild,
         task: &Task,
-        tasks: &[Task],
+        deps: &[Task],
         workspace: &std::path::Path,
         packages: &dyn crate::resolve::Packages,
         heartbeat: Duration,
@@ -688,10 +688,8 @@ impl Release<'_> {
             expires: lease.map_or(0, |l| l.expires),
             heartbeat_ms: u64::try_from(heartbeat.as_millis()).unwrap_or(u64::MAX),
             repo: build.repo.clone(),
-            dependency_keys: task
-                .deps
+            dependency_keys: deps
                 .iter()
-                .filter_map(|&d| tasks.get(d as usize))
                 .map(|d| (d.configuration.clone(), d.key.clone().unwrap_or_default()))
                 .collect(),
             plan: prepared.plan(&req, i, packages).map(WirePlan::from_plan),

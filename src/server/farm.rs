@@ -415,7 +415,11 @@ fn assign(
     let build = store
         .farm_build(task.build)?
         .ok_or(FarmError::NoSuchBuild(task.build))?;
-    let tasks = store.tasks(task.build)?;
+    // Only the dependencies' tasks: a claim reads nothing else of a long build.
+    let mut deps = Vec::with_capacity(task.deps.len());
+    for &d in &task.deps {
+        deps.extend(store.task(task.build, d)?);
+    }
     let dir = s.settings.tree.clone().ok_or_else(|| {
         ApiError::new(
             StatusCode::UNPROCESSABLE_ENTITY,
@@ -424,7 +428,7 @@ fn assign(
         )
     })?;
     let tree = s
-        .tree(&dir)
+        .kept_tree(&dir)
         .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "bad_tree", e.to_string()))?;
     let release = crate::farm::Release {
         tree: &tree,
@@ -441,7 +445,7 @@ fn assign(
     Ok(release.assignment(
         &build,
         task,
-        &tasks,
+        &deps,
         workspace,
         &packages,
         s.farm.queue.heartbeat,

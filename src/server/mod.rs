@@ -165,6 +165,20 @@ impl State {
         Ok(t)
     }
 
+    /// The module tree kept by the last read of `dir`, unchecked, or read now if there is
+    /// none: for the build farm's claims, which build what was submitted (the submission
+    /// read it checked), so a claim does not look at every module file again.
+    pub fn kept_tree(
+        &self,
+        dir: &std::path::Path,
+    ) -> Result<std::sync::Arc<crate::config::Tree>, crate::config::TreeError> {
+        let kept = self.tree.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        match kept {
+            Some(t) if t.root == dir => Ok(t),
+            _ => self.tree(dir),
+        }
+    }
+
     /// The token the request carries, checked; `None` when it carries none.
     pub fn caller(&self, req: &HttpRequest) -> Result<Option<TokenRecord>, AuthError> {
         let Some(value) = req.headers().get(actix_web::http::header::AUTHORIZATION) else {
