@@ -82,7 +82,7 @@ fn resource(path: &str) -> actix_web::Resource {
 }
 
 /// Runs blocking library work (disk writes, fsync, key generation) off the HTTP workers.
-async fn blocking<T: Send + 'static>(
+pub(super) async fn blocking<T: Send + 'static>(
     f: impl FnOnce() -> Result<T, ApiError> + Send + 'static,
 ) -> Result<T, ApiError> {
     web::block(f)
@@ -520,9 +520,7 @@ async fn checked_registration(
     };
     let (s, key) = (state.clone(), key.to_string());
     blocking(move || {
-        let tree = s.tree(&dir).map_err(|e| {
-            ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "bad_tree", e.to_string())
-        })?;
+        let tree = s.tree(&dir).map_err(ApiError::from)?;
         let want = s.repos.check_registration_in(&tree, &r, &key)?;
         if want != r.expect {
             return Err(crate::repo::RepoError::Lock {
@@ -853,9 +851,7 @@ async fn resolve(req: HttpRequest, state: Shared) -> Result<HttpResponse, ApiErr
         .collect();
     let s = state.clone();
     let plan = blocking(move || {
-        let tree = s.tree(&tree_dir).map_err(|e| {
-            ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "bad_tree", e.to_string())
-        })?;
+        let tree = s.tree(&tree_dir).map_err(ApiError::from)?;
         let node = crate::resolve::node::ReportedNode {
             installed,
             privileged,

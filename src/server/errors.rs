@@ -127,3 +127,11 @@ impl From<StoreError> for ApiError {
         RepoError::from(e).into()
     }
 }
+
+/// The server's own module tree does not read: its admin's to fix, not the caller's.
+impl From<crate::config::TreeError> for ApiError {
+    fn from(e: crate::config::TreeError) -> ApiError {
+        ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "bad_tree", e.to_string())
+            .hint("the server's --tree does not read; its admin can check it with `packyard lint`")
+    }
+}

@@ -12,6 +12,7 @@ use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, HttpResponse, web};
 use serde::{Deserialize, Serialize};
 
+use super::api::blocking;
 use super::errors::ApiError;
 use super::{Settings, Shared};
 use crate::farm::{BuildView, FarmError, Queue, TaskReport, now_ms};
@@ -143,14 +144,6 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
     .service(web::resource("/agents/claim").route(web::post().to(claim)));
 }
 
-async fn blocking<T: Send + 'static>(
-    f: impl FnOnce() -> Result<T, ApiError> + Send + 'static,
-) -> Result<T, ApiError> {
-    web::block(f)
-        .await
-        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()))?
-}
-
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(super) struct Submission {
@@ -205,9 +198,7 @@ pub(super) async fn submitted(
     };
     let s = state.clone();
     blocking(move || {
-        let tree = s.tree(&dir).map_err(|e| {
-            ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "bad_tree", e.to_string())
-        })?;
+        let tree = s.tree(&dir).map_err(ApiError::from)?;
         let release = crate::farm::Release {
             tree: &tree,
             layout: &s.layout,
@@ -427,9 +418,7 @@ fn assign(
             "no module tree",
         )
     })?;
-    let tree = s
-        .kept_tree(&dir)
-        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "bad_tree", e.to_string()))?;
+    let tree = s.kept_tree(&dir).map_err(ApiError::from)?;
     let release = crate::farm::Release {
         tree: &tree,
         layout: &s.layout,
