@@ -227,6 +227,26 @@ impl Client {
         url: &str,
         r: Result<ureq::http::Response<ureq::Body>, ureq::Error>,
     ) -> Result<Option<T>, ClientError> {
+        let (status, text) = self.answer_text(url, r)?;
+        if status == 204 {
+            return Ok(None);
+        }
+        let value: serde_json::Value = serde_json::from_str(&text).unwrap_or_default();
+        serde_json::from_value(value)
+            .map(Some)
+            .map_err(|e| ClientError::Answer {
+                url: url.to_string(),
+                why: e.to_string(),
+            })
+    }
+
+    /// A successful answer's status and body; an error answer as its `{code, message,
+    /// hint}`.
+    fn answer_text(
+        &self,
+        url: &str,
+        r: Result<ureq::http::Response<ureq::Body>, ureq::Error>,
+    ) -> Result<(u16, String), ClientError> {
         let mut r = r.map_err(|e| ClientError::Unreachable {
             url: self.base.clone(),
             why: e.to_string(),
@@ -239,8 +259,8 @@ impl Client {
                 url: url.to_string(),
                 why: e.to_string(),
             })?;
-        let value: serde_json::Value = serde_json::from_str(&text).unwrap_or_default();
         if status >= 400 {
+            let value: serde_json::Value = serde_json::from_str(&text).unwrap_or_default();
             let field = |k: &str| value[k].as_str().map(str::to_string);
             return Err(ClientError::Http {
                 url: url.to_string(),
@@ -250,15 +270,7 @@ impl Client {
                 hint: field("hint"),
             });
         }
-        if status == 204 {
-            return Ok(None);
-        }
-        serde_json::from_value(value)
-            .map(Some)
-            .map_err(|e| ClientError::Answer {
-                url: url.to_string(),
-                why: e.to_string(),
-            })
+        Ok((status, text))
     }
 
     fn auth<B>(&self, req: ureq::RequestBuilder<B>) -> ureq::RequestBuilder<B> {
@@ -604,26 +616,7 @@ impl Client {
     /// What a task's agent has sent of its log so far.
     pub fn task_log(&self, id: u64, index: u32) -> Result<String, ClientError> {
         let url = format!("{}/api/v1/builds/{id}/tasks/{index}/log", self.base);
-        let mut r =
-            self.auth(self.agent.get(&url))
-                .call()
-                .map_err(|e| ClientError::Unreachable {
-                    url: self.base.clone(),
-                    why: e.to_string(),
-                })?;
-        let status = r.status().as_u16();
-        let text = r.body_mut().read_to_string().unwrap_or_default();
-        if status >= 400 {
-            let value: serde_json::Value = serde_json::from_str(&text).unwrap_or_default();
-            let field = |k: &str| value[k].as_str().map(str::to_string);
-            return Err(ClientError::Http {
-                url,
-                status,
-                code: field("code").unwrap_or_default(),
-                message: field("message").unwrap_or(text),
-                hint: field("hint"),
-            });
-        }
-        Ok(text)
+        let r = self.auth(self.agent.get(&url)).call();
+        Ok(self.answer_text(&url, r)?.1)
     }
 }

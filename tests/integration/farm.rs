@@ -103,6 +103,12 @@ fn a_submitted_release_is_claimed_task_by_task_under_leases() {
         server.get(&log_path),
         (200, b"== checkout\n== compile\n".to_vec())
     );
+    let o = remote(
+        &server,
+        &builder,
+        &["builds", "log", &id.to_string(), &index.to_string()],
+    );
+    assert_eq!(crate::support::stdout(&o), "== checkout\n== compile\n");
     // The task is running on the server's side, and /metrics says so; its lease is
     // the agent's secret (anyone may read builds).
     let shown = server.get_json(&format!("/api/v1/builds/{id}"));
