@@ -300,6 +300,17 @@ install = "mkdir -p ${{prefix}}/usr/share/nap && echo rested > ${{prefix}}/usr/s
     (tree, ctl)
 }
 
+/// [`sleepy_tree`] in `dir` with its compile sleeping `seconds`, and a data directory
+/// beside it with `nightly` and a builder token: tree, control dir, data dir, token.
+fn sleepy_setup(dir: &Path, seconds: &str) -> (PathBuf, PathBuf, PathBuf, String) {
+    let (tree, ctl) = sleepy_tree(dir);
+    fs::write(ctl.join("seconds"), seconds).unwrap();
+    let d = dir.join("data");
+    create_nightly(&d, &[]);
+    let builder = token(&d, "builder");
+    (tree, ctl, d, builder)
+}
+
 /// A number of seconds no other process on the machine sleeps (`n` tells the tests
 /// apart), as `sleeping` looks for it.
 fn marker(n: u32) -> String {
@@ -327,12 +338,9 @@ fn stop_sleeping(marker: &str) {
 #[test]
 fn a_lost_agent_s_task_is_built_by_another_after_its_lease() {
     let t = tempfile::tempdir().unwrap();
-    let (tree, ctl) = sleepy_tree(t.path());
     let m = marker(1);
-    fs::write(ctl.join("seconds"), &m).unwrap();
-    let d = &t.path().join("data");
-    create_nightly(d, &[]);
-    let builder = token(d, "builder");
+    let (tree, ctl, d, builder) = sleepy_setup(t.path(), &m);
+    let d = &d;
     let server = Server::start(
         d,
         &[
@@ -394,12 +402,9 @@ fn a_lost_agent_s_task_is_built_by_another_after_its_lease() {
 #[test]
 fn signals_drain_or_hand_back_and_a_cancel_stops_the_running_task() {
     let t = tempfile::tempdir().unwrap();
-    let (tree, ctl) = sleepy_tree(t.path());
     let m = marker(2);
-    fs::write(ctl.join("seconds"), &m).unwrap();
-    let d = &t.path().join("data");
-    create_nightly(d, &[]);
-    let builder = token(d, "builder");
+    let (tree, ctl, d, builder) = sleepy_setup(t.path(), &m);
+    let d = &d;
     let server = Server::start(
         d,
         &[
@@ -492,11 +497,8 @@ fn an_agent_builds_in_the_sandbox_when_asked() {
         return;
     }
     let t = tempfile::tempdir().unwrap();
-    let (tree, ctl) = sleepy_tree(t.path());
-    fs::write(ctl.join("seconds"), "0").unwrap();
-    let d = &t.path().join("data");
-    create_nightly(d, &[]);
-    let builder = token(d, "builder");
+    let (tree, _, d, builder) = sleepy_setup(t.path(), "0");
+    let d = &d;
     let server = Server::start(d, &["--tree", tree.to_str().unwrap()]);
     let ws = t.path().join("ws");
     let agent = Agent::start(&server, &builder, &ws, "boxed", &["--isolate", "bwrap"]);
@@ -749,11 +751,8 @@ fn free_port() -> u16 {
 #[test]
 fn a_task_survives_a_server_restart() {
     let t = tempfile::tempdir().unwrap();
-    let (tree, ctl) = sleepy_tree(t.path());
-    fs::write(ctl.join("seconds"), "4").unwrap();
-    let d = &t.path().join("data");
-    create_nightly(d, &[]);
-    let builder = token(d, "builder");
+    let (tree, _, d, builder) = sleepy_setup(t.path(), "4");
+    let d = &d;
     let listen = format!("127.0.0.1:{}", free_port());
     let args = ["--tree", tree.to_str().unwrap(), "--heartbeat", "0.5"];
     let server = Server::start_at(d, &listen, &args);
