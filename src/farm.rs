@@ -606,15 +606,13 @@ impl Release<'_> {
             project = prepared.project().to_string();
             let offset = tasks.len() as u32;
             let mut keys: Vec<Option<String>> = Vec::new();
-            for (i, (configuration, module, deps)) in prepared.components().into_iter().enumerate()
-            {
+            let components = prepared.components();
+            for (i, (configuration, module, deps)) in components.iter().cloned().enumerate() {
                 let job = prepared.job(&req, i)?;
+                // A dependency's key is known only when it is cached too.
                 let dep_keys: Option<Vec<(String, String)>> = deps
                     .iter()
-                    .map(|&d| {
-                        let (conf, _, _) = &prepared.components()[d];
-                        keys[d].clone().map(|k| (conf.clone(), k))
-                    })
+                    .map(|&d| keys[d].clone().map(|k| (components[d].0.clone(), k)))
                     .collect();
                 let key = match (&job.tag, dep_keys) {
                     (Some(tag), Some(dep_keys)) if !self.force => {
