@@ -555,7 +555,7 @@ pub struct Release<'a> {
     pub force: bool,
 }
 
-impl Release<'_> {
+impl<'a> Release<'a> {
     /// The release resolved for `platform`, in a build of workspace `workspace`, as
     /// `packyard build` resolves it.
     fn prepare(
@@ -563,7 +563,7 @@ impl Release<'_> {
         platform: &str,
         workspace: &std::path::Path,
     ) -> Result<
-        (crate::build::BuildRequest<'_>, crate::build::Prepared<'_>),
+        (crate::build::BuildRequest<'a>, crate::build::Prepared<'a>),
         crate::build::BuildError,
     > {
         let req = crate::build::BuildRequest {
@@ -646,36 +646,60 @@ impl Release<'_> {
         Ok((project, tasks))
     }
 
-    /// What the agent that claimed `task` under `lease` gets: the component's job
-    /// resolved for the agent's `workspace`, the keys of its dependencies (`deps`: their
-    /// tasks), and the staging plan from `packages` and the package spec.
-    #[allow(clippy::too_many_arguments)]
+    /// The whole release resolved for `platform` in an agent's `workspace`, with each
+    /// component's position: what [`Prepared::assignment`] answers claims from. A server
+    /// keeps it for the claims that follow (resolving a release of thousands of
+    /// components costs far more than one claim may).
+    pub fn prepare_for_agents(
+        &self,
+        platform: &str,
+        workspace: &std::path::Path,
+    ) -> Result<Prepared<'a>, crate::build::BuildError> {
+        let (req, prepared) = self.prepare(platform, workspace)?;
+        let positions = prepared
+            .components()
+            .into_iter()
+            .enumerate()
+            .map(|(i, (configuration, _, _))| (configuration, i))
+            .collect();
+        Ok(Prepared {
+            req,
+            prepared,
+            positions,
+        })
+    }
+}
+
+/// A release resolved for one platform and agent workspace (see
+/// [`Release::prepare_for_agents`]).
+pub struct Prepared<'a> {
+    req: crate::build::BuildRequest<'a>,
+    prepared: crate::build::Prepared<'a>,
+    positions: std::collections::HashMap<String, usize>,
+}
+
+impl Prepared<'_> {
+    /// What the agent that claimed `task` gets: the component's job resolved for the
+    /// agent's workspace, the keys of its dependencies (`deps`: their tasks), and the
+    /// staging plan from `packages` and the package spec.
     pub fn assignment(
         &self,
         build: &FarmBuild,
         task: &Task,
         deps: &[Task],
-        workspace: &std::path::Path,
         packages: &dyn crate::resolve::Packages,
         heartbeat: Duration,
     ) -> Result<Assignment, crate::build::BuildError> {
-        // Only this component and what it needs at build time: a claim resolves its
-        // dependency cone, not the whole release.
-        let one = Release {
-            only: vec![task.configuration.clone()],
-            project: self.project.clone(),
-            ..*self
-        };
-        let (req, prepared) = one.prepare(&task.platform, workspace)?;
-        let i = prepared
-            .components()
-            .iter()
-            .position(|(c, _, _)| *c == task.configuration)
-            .ok_or_else(|| crate::build::BuildError::NotInRelease {
+        let (req, prepared) = (&self.req, &self.prepared);
+        let i = *self.positions.get(&task.configuration).ok_or_else(|| {
+            crate::build::BuildError::NotInRelease {
                 name: task.configuration.clone(),
                 release: prepared.project().to_string(),
-            })?;
-        let mut job = prepared.job(&req, i)?;
+            }
+        })?;
+        let mut job = prepared.job(req, i)?;
+        let plan = prepared.plan(req, i, packages).map(WirePlan::from_plan);
+        let spec = prepared.spec(req, i);
         job.index = task.index as usize;
         job.force = build.force;
         let lease = task.lease.as_ref();
@@ -690,8 +714,8 @@ impl Release<'_> {
                 .iter()
                 .map(|d| (d.configuration.clone(), d.key.clone().unwrap_or_default()))
                 .collect(),
-            plan: prepared.plan(&req, i, packages).map(WirePlan::from_plan),
-            spec: prepared.spec(&req, i),
+            plan,
+            spec,
             job,
         })
     }
@@ -754,6 +778,8 @@ pub struct WirePlanned {
     pub package_name: Option<String>,
     pub checkout: Option<String>,
     pub listed_only: bool,
+    #[serde(default)]
+    pub sha256: Option<String>,
 }
 
 impl WirePlan {
@@ -776,6 +802,7 @@ impl WirePlan {
                     package_name: d.package_name,
                     checkout: d.checkout,
                     listed_only: d.listed_only,
+                    sha256: d.sha256,
                 })
                 .collect(),
             stage_dir: p.stage_dir,
@@ -803,6 +830,7 @@ impl WirePlan {
                     package_name: d.package_name,
                     checkout: d.checkout,
                     listed_only: d.listed_only,
+                    sha256: d.sha256,
                 })
                 .collect(),
             stage_dir: self.stage_dir,

@@ -214,20 +214,40 @@ impl BuildRepo for RemoteBuildRepo<'_> {
 
     fn publish(&self, out: &Path) -> Result<Vec<BuiltFile>, CacheError> {
         let files = crate::repo::publish::input_files(&[out.to_path_buf()], self.layout)?;
-        let mut published = Vec::new();
+        let mut keyed = Vec::with_capacity(files.len());
         for (source, key) in files {
             let key = key.ok_or_else(|| CacheError {
                 what: format!("{}: not at a download-from path", source.display()),
                 hint: Some("the packaging target writes into ${artifactsDir}".into()),
             })?;
-            let up = self.client.upload(
-                &self.name,
-                &key,
-                &source,
-                &Default::default(),
-                None,
-                self.lease.as_deref(),
-            )?;
+            keyed.push((source, key));
+        }
+        // All at once: the server publishes uploads that arrive together in one batch
+        // (one index rebuild for the component's tarball and package).
+        let uploaded: Vec<Result<_, _>> = std::thread::scope(|s| {
+            let running: Vec<_> = keyed
+                .iter()
+                .map(|(source, key)| {
+                    s.spawn(move || {
+                        self.client.upload(
+                            &self.name,
+                            key,
+                            source,
+                            &Default::default(),
+                            None,
+                            self.lease.as_deref(),
+                        )
+                    })
+                })
+                .collect();
+            running
+                .into_iter()
+                .map(|h| h.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
+                .collect()
+        });
+        let mut published = Vec::with_capacity(uploaded.len());
+        for up in uploaded {
+            let up = up?;
             published.push(BuiltFile {
                 path: up.file.path,
                 sha256: up.file.sha256,

@@ -216,6 +216,8 @@ pub struct Prepared<'a> {
     steps: Steps,
     project: String,
     workspace: PathBuf,
+    /// This machine, for every plan of the build: its package database is read once.
+    node: crate::resolve::node::ThisNode,
 }
 
 impl Prepared<'_> {
@@ -260,8 +262,7 @@ impl Prepared<'_> {
         i: usize,
         packages: &dyn crate::resolve::Packages,
     ) -> Result<crate::resolve::Plan, String> {
-        let node = crate::resolve::node::ThisNode::new(Some(false));
-        plan_for(req, self, i, packages, &node).map_err(|e| e.with_hint())
+        plan_for(req, self, i, packages, &self.node).map_err(|e| e.with_hint())
     }
 
     /// What packing component `i` writes, or why it cannot be packed.
@@ -348,6 +349,7 @@ pub fn prepare<'a>(req: &BuildRequest<'a>) -> Result<Prepared<'a>, BuildError> {
         steps,
         project,
         workspace,
+        node: crate::resolve::node::ThisNode::new(Some(false)),
     })
 }
 
@@ -372,7 +374,7 @@ pub fn build(
     let mut first_started = vec![false; n];
     let mut second_started = vec![false; n];
     let mut packages: Option<Box<dyn crate::resolve::Packages>> = None;
-    let node = crate::resolve::node::ThisNode::new(Some(false));
+    let node = &prepared.node;
     let platform = prepared.resolver.platform().name.clone();
     let jobs = req.jobs.max(1);
     let (tx, rx) = mpsc::channel::<Msg>();
@@ -465,7 +467,7 @@ pub fn build(
                         packages = Some(repo.packages()?);
                     }
                     let plan = match &packages {
-                        Some(p) => plan_for(req, prepared, i, p.as_ref(), &node),
+                        Some(p) => plan_for(req, prepared, i, p.as_ref(), node),
                         None => continue,
                     };
                     let _ = reply.send(plan.map_err(|e| e.with_hint()));

@@ -536,7 +536,10 @@ fn stage(
     plan.dependencies
         .retain(|d| d.action != crate::resolve::Action::Source);
     let opts = FetchOptions {
-        cache: job.output.join("downloads"),
+        // Shared by the workspace's components and kept between builds: a dependency
+        // several components stage is downloaded once (checked against the plan's
+        // checksum every time it is used).
+        cache: job.workspace.join("_output").join(".downloads"),
         stage_dir: job.stage.clone(),
         workspace_dir: job.workspace.clone(),
         privileged: false,
@@ -549,7 +552,6 @@ fn stage(
         let hint = e.hint();
         failed("fetch", format!("{e} ({hint})"))
     })?;
-    let _ = fs::remove_dir_all(job.output.join("downloads"));
     for m in &report.unpacked {
         log.line(&format!("== staged {m} into {}", job.stage.display()));
     }

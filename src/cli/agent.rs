@@ -172,8 +172,9 @@ pub fn cmd_agent(
     Ok(ExitCode::SUCCESS)
 }
 
-/// Progress lines on a terminal (stderr), and with `--json` one line per finished task
-/// on stdout.
+/// Progress lines on a terminal (stderr), and with `--json` a line on stdout per task
+/// claimed (`"event": "claimed"`, with its lease) and per task finished
+/// (`"event": "finished"`).
 struct Lines {
     terminal: bool,
     json: bool,
@@ -181,6 +182,20 @@ struct Lines {
 
 impl AgentObserver for Lines {
     fn claimed(&self, task: &TaskRef, a: &Assignment) {
+        if self.json {
+            // The lease is this agent's to know: with it an operator can tell its calls
+            // apart in the server's log.
+            let line = serde_json::json!({
+                "event": "claimed",
+                "build": a.build,
+                "index": a.index,
+                "lease": a.lease,
+                "configuration": a.job.configuration,
+                "platform": a.job.platform,
+                "workspace": a.job.workspace,
+            });
+            println!("{line}");
+        }
         if self.terminal {
             eprintln!(
                 "task {task}: {} for {} (in {})",
@@ -211,7 +226,17 @@ impl AgentObserver for Lines {
 
     fn finished(&self, f: &Finished) {
         if self.json {
-            match serde_json::to_string(f) {
+            #[derive(serde::Serialize)]
+            struct Line<'a> {
+                event: &'static str,
+                #[serde(flatten)]
+                finished: &'a Finished,
+            }
+            let line = Line {
+                event: "finished",
+                finished: f,
+            };
+            match serde_json::to_string(&line) {
                 Ok(line) => println!("{line}"),
                 Err(e) => eprintln!("task {}/{}: {e}", f.build, f.index),
             }

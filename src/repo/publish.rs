@@ -1138,33 +1138,12 @@ impl Repositories {
             .keys_dir
             .with_file_name("locks")
             .join(format!("{name}.lock"));
-        RepoLock::acquire(&path).map_err(|source| RepoError::Io { path, source })
+        RepoLock::exclusive(&path).map_err(|source| RepoError::Io { path, source })
     }
 }
 
-/// An exclusive `flock` on a file, released on drop.
-pub(super) struct RepoLock {
-    _file: fs::File,
-}
-
-impl RepoLock {
-    fn acquire(path: &Path) -> std::io::Result<RepoLock> {
-        if let Some(dir) = path.parent() {
-            fs::create_dir_all(dir)?;
-        }
-        let file = fs::OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(path)?;
-        use std::os::fd::AsRawFd;
-        // SAFETY: flock on a descriptor we own; the lock goes with the file.
-        if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX) } != 0 {
-            return Err(std::io::Error::last_os_error());
-        }
-        Ok(RepoLock { _file: file })
-    }
-}
+/// The per-repository publish lock.
+pub(super) type RepoLock = crate::atomic::FileLock;
 
 /// Where the repository's record of a file's SHA-256 sits beside it: `<path>.sha256`,
 /// in `sha256sum` format. It lets a build node check a tarball (which no signed index

@@ -443,12 +443,15 @@ impl Getter {
                 Err(e) => return Err(io_at(Path::new(&record))(e)),
             }
         };
-        let sum = text.split_whitespace().next().unwrap_or("");
-        if sum.len() != 64 || !sum.bytes().all(|b| b.is_ascii_hexdigit()) {
-            return Err(FetchError::BadRecord { record });
-        }
-        Ok(sum.to_ascii_lowercase())
+        parse_record(&text).ok_or(FetchError::BadRecord { record })
     }
+}
+
+/// The SHA-256 a `<file>.sha256` record holds (its first word), in lower case.
+pub fn parse_record(text: &str) -> Option<String> {
+    let sum = text.split_whitespace().next().unwrap_or("");
+    (sum.len() == 64 && sum.bytes().all(|b| b.is_ascii_hexdigit()))
+        .then(|| sum.to_ascii_lowercase())
 }
 
 fn fetch_one(
@@ -458,7 +461,10 @@ fn fetch_one(
     progress: &dyn Progress,
 ) -> Result<Fetched, FetchError> {
     let (source, dest) = where_to(d, cache);
-    let expected = getter.record(&source)?;
+    let expected = match &d.sha256 {
+        Some(sum) => sum.clone(),
+        None => getter.record(&source)?,
+    };
     let mismatch = |actual: String| FetchError::Checksum {
         file: source.clone(),
         expected: expected.clone(),
@@ -490,8 +496,16 @@ fn fetch_one(
         }
     }
     let part = PathBuf::from(format!("{}.part", dest.display()));
-    if let Some(dir) = part.parent() {
-        fs::create_dir_all(dir).map_err(io_at(dir))?;
+    // Builds sharing the cache may want the same file at once: the one holding the lock
+    // on its partial download fetches it, and the others find it done.
+    let _held = crate::atomic::FileLock::exclusive(&part).map_err(io_at(&part))?;
+    if let Ok(m) = fs::metadata(&dest)
+        && sha256_file(&dest, &crate::progress::Quiet)? == expected
+    {
+        if fs::metadata(&part).is_ok_and(|p| p.len() == 0) {
+            let _ = fs::remove_file(&part);
+        }
+        return Ok(done(&dest, m.len(), true));
     }
     let actual = download(getter, &source, &part, progress)?;
     let actual = if actual == expected {

@@ -64,6 +64,10 @@ pub struct Planned {
     /// Not fetched: a runtime-only dependency without `--runtime-deps`.
     #[serde(skip)]
     pub listed_only: bool,
+    /// The SHA-256 of the file `source` names, when the plan knew it (else `fetch` reads
+    /// the repository's record).
+    #[serde(skip)]
+    pub sha256: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -105,6 +109,12 @@ impl PlanError {
 pub trait Packages {
     /// Where the file at download-from `path` is, if this repository has it.
     fn find(&self, path: &str) -> Option<String>;
+    /// The SHA-256 the repository recorded for the file at `path`, where that is cheap
+    /// to know (a repository on this machine); `None` leaves it to `fetch` to read the
+    /// record beside the file.
+    fn checksum(&self, _path: &str) -> Option<String> {
+        None
+    }
     /// How messages name it.
     fn name(&self) -> String;
 }
@@ -302,6 +312,7 @@ fn external(
         package_name: Some(dep.name.clone()),
         checkout: None,
         listed_only: false,
+        sha256: None,
     }
 }
 
@@ -320,7 +331,11 @@ fn decide(
         .map(str::to_string)
         .or_else(|| dep.package_name.clone());
     let why = &dep.reason;
-    let find = |path: &str| repos.iter().find_map(|r| r.find(path));
+    let find = |path: &str| {
+        repos
+            .iter()
+            .find_map(|r| r.find(path).map(|at| (at, r.checksum(path))))
+    };
     let mut out = Planned {
         module: dep.name.clone(),
         configuration: Some(target.configuration.clone()),
@@ -338,6 +353,7 @@ fn decide(
             .find(|c| c.target == "checkout")
             .map(|c| c.command.clone()),
         listed_only: false,
+        sha256: None,
     };
     if let (Some(p), Some(v)) = (&package, &version)
         && node.installed(format, p).contains(v)
@@ -350,20 +366,23 @@ fn decide(
     let binary = paths.and_then(|d| find(&d.package));
     let tarball = paths.and_then(|d| find(&d.tarball));
     match (binary, tarball) {
-        (Some(b), _) if privileged => {
+        (Some((b, sum)), _) if privileged => {
             out.action = Action::Install;
             out.reason = format!("prebuilt package in the repository ({why})");
             out.source = Some(b);
+            out.sha256 = sum;
             out.path = paths.map(|d| d.package.clone());
         }
-        (_, Some(t)) => {
+        (_, Some((t, sum))) => {
             out.action = Action::Download;
             out.reason = format!("prebuilt tarball in the repository ({why})");
             out.source = Some(t);
+            out.sha256 = sum;
             out.path = paths.map(|d| d.tarball.clone());
         }
-        (Some(b), None) => {
+        (Some((b, sum)), None) => {
             out.action = Action::Install;
+            out.sha256 = sum;
             let cmd = match format {
                 PackageFormat::Rpm => format!("sudo {tool} install -y {b}"),
                 PackageFormat::Deb => format!("sudo {tool} install -y ./{}", file_of(&b)),

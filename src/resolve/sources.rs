@@ -27,6 +27,11 @@ impl Packages for LocalRepo {
         })
     }
 
+    fn checksum(&self, path: &str) -> Option<String> {
+        let record = self.dir.join(crate::repo::publish::checksum_key(path));
+        crate::resolve::fetch::parse_record(&std::fs::read_to_string(record).ok()?)
+    }
+
     fn name(&self) -> String {
         match &self.url {
             Some(u) => u.clone(),

@@ -25,6 +25,8 @@ pub struct FarmState {
     agents: Mutex<BTreeMap<String, AgentSeen>>,
     /// `<data>/farm/logs`: running tasks' logs, as their agents send them.
     logs: PathBuf,
+    /// Claims answered from releases kept resolved.
+    pub claims: super::claims::Claims,
 }
 
 /// An agent, as last seen.
@@ -51,6 +53,7 @@ impl FarmState {
             ),
             agents: Mutex::default(),
             logs,
+            claims: Default::default(),
         })
     }
 
@@ -411,34 +414,13 @@ fn assign(
     for &d in &task.deps {
         deps.extend(store.task(task.build, d)?);
     }
-    let dir = s.settings.tree.clone().ok_or_else(|| {
-        ApiError::new(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "no_tree",
-            "no module tree",
-        )
-    })?;
-    let tree = s.kept_tree(&dir).map_err(ApiError::from)?;
-    let release = crate::farm::Release {
-        tree: &tree,
-        layout: &s.layout,
-        project: Some(build.project.clone()),
-        only: build.only.clone(),
-        force: build.force,
-    };
-    // The agent fetches dependencies from the served repository.
-    let packages = crate::resolve::sources::LocalRepo {
-        dir: s.repos_root.join(&build.repo),
-        url: Some(format!("{base}/repos/{}", super::url_path(&build.repo))),
-    };
-    Ok(release.assignment(
-        &build,
-        task,
-        &deps,
-        workspace,
-        &packages,
-        s.farm.queue.heartbeat,
-    )?)
+    s.farm.claims.assignment(
+        build,
+        task.clone(),
+        deps,
+        workspace.to_path_buf(),
+        base.to_string(),
+    )
 }
 
 #[derive(Deserialize)]

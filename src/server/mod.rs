@@ -14,6 +14,7 @@
 
 pub mod api;
 pub mod browse;
+pub mod claims;
 pub mod demo;
 pub mod errors;
 pub mod farm;
@@ -298,6 +299,7 @@ pub fn run(opts: ServeOptions) -> Result<(), ServeError> {
     });
     // Leases that run out put their tasks back, also while no agent asks.
     farm::expire_in_background(state.clone());
+    claims::Claims::start(state.clone());
 
     actix_web::rt::System::new().block_on(async move {
         let app_state = state.clone();
@@ -309,6 +311,12 @@ pub fn run(opts: ServeOptions) -> Result<(), ServeError> {
                 .app_data(web::JsonConfig::default().error_handler(|e, _| {
                     errors::ApiError::bad_request("bad_json", format!("the JSON body: {e}"))
                         .hint("see docs/openapi.yaml for the fields")
+                        .into()
+                }))
+                // A path segment of the wrong kind (`/api/v1/builds/abc`) names nothing.
+                .app_data(web::PathConfig::default().error_handler(|e, req| {
+                    errors::ApiError::not_found(format!("nothing at {}: {e}", req.path()))
+                        .hint("build ids and task indexes are numbers")
                         .into()
                 }))
                 .app_data(web::QueryConfig::default().error_handler(|e, _| {

@@ -87,6 +87,15 @@ impl Agent {
     }
 }
 
+/// The lines of one kind (`claimed`, `finished`) of an agent's `--json` output.
+fn events(lines: &[Value], event: &str) -> Vec<Value> {
+    lines
+        .iter()
+        .filter(|l| l["event"] == event)
+        .cloned()
+        .collect()
+}
+
 impl Drop for Agent {
     fn drop(&mut self) {
         if let Some(mut c) = self.child.take() {
@@ -243,6 +252,8 @@ fn an_agent_builds_a_submitted_release_into_the_repository() {
     agent.signal(libc::SIGTERM);
     let (status, lines, err) = agent.end(Duration::from_secs(10));
     assert!(status.success(), "{status:?} {err}");
+    assert_eq!(events(&lines, "claimed").len(), 6, "{lines:?}");
+    let lines = events(&lines, "finished");
     assert_eq!(lines.len(), 6, "{lines:?}");
     assert!(lines.iter().all(|l| l["result"] == "built"), "{lines:?}");
     // Not on a terminal: no progress lines.
@@ -363,8 +374,11 @@ fn a_lost_agent_s_task_is_built_by_another_after_its_lease() {
     assert!(log.contains("== compile"), "{log}");
     assert!(sleeping(&m));
     lost.signal(libc::SIGKILL);
-    let (status, _, _) = lost.end(Duration::from_secs(10));
+    let (status, lines, _) = lost.end(Duration::from_secs(10));
     assert!(!status.success());
+    let claimed = events(&lines, "claimed");
+    assert_eq!(claimed.len(), 1, "{lines:?}");
+    let lost_lease = claimed[0]["lease"].as_str().unwrap().to_string();
     stop_sleeping(&m);
     fs::write(ctl.join("seconds"), "0").unwrap();
 
@@ -391,6 +405,14 @@ fn a_lost_agent_s_task_is_built_by_another_after_its_lease() {
         .join("ws-other/slot-0/_output/sleepy.nap/build.log");
     assert_eq!(log, fs::read_to_string(file).unwrap());
     assert!(log.contains("awake") && log.contains("== publish"), "{log}");
+    // The lost node comes back and reports under its old lease: refused, nothing changed.
+    let (s, b) = server.post(
+        &format!("/api/v1/builds/{id}/tasks/0/report"),
+        &json!({"lease": lost_lease, "state": "failed", "artifacts": [], "reason": "late"}),
+        Some(&builder),
+    );
+    assert_eq!((s, b["code"].as_str()), (409, Some("stale_lease")), "{b}");
+    assert_eq!(build_view(&server, id)["tasks"][0]["state"], "built");
     other.signal(libc::SIGTERM);
     assert!(other.end(Duration::from_secs(10)).0.success());
     assert!(server.stop().success());
@@ -433,7 +455,7 @@ fn signals_drain_or_hand_back_and_a_cancel_stops_the_running_task() {
     first.signal(libc::SIGTERM);
     let (status, lines, err) = first.end(Duration::from_secs(20));
     assert!(!status.success(), "{err}");
-    assert!(lines.is_empty(), "{lines:?}");
+    assert!(events(&lines, "finished").is_empty(), "{lines:?}");
     assert!(!sleeping(&m), "the step outlived the second signal");
     let task = build_view(&server, id)["tasks"][0].clone();
     let h = history(&task);
@@ -448,6 +470,7 @@ fn signals_drain_or_hand_back_and_a_cancel_stops_the_running_task() {
     second.signal(libc::SIGTERM);
     let (status, lines, err) = second.end(Duration::from_secs(60));
     assert!(status.success(), "{status:?} {err}");
+    let lines = events(&lines, "finished");
     assert_eq!(lines.len(), 1, "{lines:?}");
     assert_eq!(lines[0]["result"], "built", "{lines:?}");
     let b = build_view(&server, id);
@@ -486,6 +509,7 @@ fn signals_drain_or_hand_back_and_a_cancel_stops_the_running_task() {
     third.signal(libc::SIGTERM);
     let (status, lines, _) = third.end(Duration::from_secs(10));
     assert!(status.success());
+    let lines = events(&lines, "finished");
     assert_eq!(lines[0]["result"], "cancelled", "{lines:?}");
     assert!(server.stop().success());
 }

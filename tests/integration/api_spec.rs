@@ -591,6 +591,10 @@ fn every_api_answer_matches_openapi_yaml() {
     let (s, b) = call("get", &task(&missing, "log"), None, None);
     assert_eq!(s, 404, "{b}");
     spec.check("get", log, s, &b);
+    // A build id that is not a number names no build: a JSON 404, as for a missing one.
+    let (s, b) = call("get", "/api/v1/builds/latest", None, None);
+    assert_eq!((s, b["code"].as_str()), (404, Some("not_found")), "{b}");
+    spec.check("get", "/api/v1/builds/{build}", s, &b);
 
     // What an agent publishes for its task names the lease: taken under the current
     // one, refused under another, and a lease that does not read.
