@@ -90,6 +90,31 @@ fn remove_created(mut dirs: Vec<PathBuf>) {
     }
 }
 
+/// An exclusive `flock` on a file (created if missing), held until dropped: it serialises
+/// processes on one machine, and the threads of one.
+pub struct FileLock {
+    _file: File,
+}
+
+impl FileLock {
+    pub fn exclusive(path: &Path) -> io::Result<FileLock> {
+        if let Some(dir) = path.parent() {
+            fs::create_dir_all(dir)?;
+        }
+        let file = fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(path)?;
+        use std::os::fd::AsRawFd;
+        // SAFETY: flock on a descriptor we own; the lock goes with the file.
+        if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX) } != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(FileLock { _file: file })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -135,30 +160,5 @@ mod tests {
             .collect();
         names.sort();
         assert_eq!(names, ["blocker", "keep"], "a temporary was left behind");
-    }
-}
-
-/// An exclusive `flock` on a file (created if missing), held until dropped: it serialises
-/// processes on one machine, and the threads of one.
-pub struct FileLock {
-    _file: File,
-}
-
-impl FileLock {
-    pub fn exclusive(path: &Path) -> io::Result<FileLock> {
-        if let Some(dir) = path.parent() {
-            fs::create_dir_all(dir)?;
-        }
-        let file = fs::OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(path)?;
-        use std::os::fd::AsRawFd;
-        // SAFETY: flock on a descriptor we own; the lock goes with the file.
-        if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX) } != 0 {
-            return Err(io::Error::last_os_error());
-        }
-        Ok(FileLock { _file: file })
     }
 }

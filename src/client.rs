@@ -7,6 +7,8 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
+use crate::paths::segment;
+
 use serde::de::DeserializeOwned;
 
 use crate::auth::NewToken;
@@ -459,7 +461,7 @@ impl Client {
             "{}/api/v1/repos/{}/files/{}",
             self.base,
             segment(repo),
-            crate::server::url_path(key)
+            crate::paths::url_path(key)
         );
         let mut req = self
             .auth(self.agent.put(&url))
@@ -497,7 +499,7 @@ impl Client {
         match self.get(&format!(
             "/repos/{}/builds/{}",
             segment(repo),
-            crate::server::url_path(tarball)
+            crate::paths::url_path(tarball)
         )) {
             Ok(b) => Ok(Some(b)),
             Err(ClientError::Http { code, .. }) if code == "no_such_build" => Ok(None),
@@ -530,7 +532,7 @@ impl Client {
             "{}/api/v1/repos/{}/builds/{}",
             self.base,
             segment(repo),
-            crate::server::url_path(tarball)
+            crate::paths::url_path(tarball)
         );
         let body = serde_json::json!({
             "record": record,
@@ -587,11 +589,6 @@ impl Client {
         let r = self.auth(self.agent.delete(&url)).call();
         self.answer(&url, r)
     }
-}
-
-/// Percent-encodes one path segment.
-fn segment(s: &str) -> String {
-    percent_encoding::utf8_percent_encode(s, crate::server::SEGMENT).to_string()
 }
 
 /// The build farm as its submitters and watchers see it.

@@ -23,6 +23,7 @@ pub mod layout;
 pub mod lint;
 pub mod lock;
 pub mod pack;
+pub mod paths;
 pub mod progress;
 pub mod repo;
 pub mod resolve;

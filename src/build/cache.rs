@@ -267,7 +267,7 @@ impl BuildRepo for RemoteBuildRepo<'_> {
             "{}/repos/{}/{}",
             self.url,
             self.name,
-            crate::server::url_path(path)
+            crate::paths::url_path(path)
         )
     }
 

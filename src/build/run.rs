@@ -246,7 +246,7 @@ pub fn finish(
         Ok(Outcome::Cached) => {
             result.result = Outcome::Cached;
             // The log of the build that made the artifacts stays the published one.
-            result.log = Some(repo.location(&crate::repo::builds::log_path(&job.tarball)));
+            result.log = Some(repo.location(&crate::paths::log_path(&job.tarball)));
         }
         Ok(_) => result.result = Outcome::Built,
         Err(f) => {
@@ -303,7 +303,7 @@ fn publish_record(
     let text = fs::read(&log.path).unwrap_or_default();
     match repo.record(&job.tarball, &record, &text) {
         Ok(()) => {
-            result.log = Some(repo.location(&crate::repo::builds::log_path(&job.tarball)));
+            result.log = Some(repo.location(&crate::paths::log_path(&job.tarball)));
         }
         Err(e) => {
             log.line(&format!("== the build record was not published: {e}"));

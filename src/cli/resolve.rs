@@ -130,7 +130,7 @@ fn named_repo(spec: &str, target: &Target) -> String {
         return spec.to_string();
     }
     match target {
-        Target::Remote { url, .. } => format!("{url}/repos/{}", crate::server::url_path(spec)),
+        Target::Remote { url, .. } => format!("{url}/repos/{}", crate::paths::url_path(spec)),
         Target::Local { data, .. } => {
             let dir = data.join("repos").join(spec);
             if dir.is_dir() || !Path::new(spec).is_dir() {
@@ -172,7 +172,7 @@ fn default_repos(target: &Target) -> Result<Vec<String>, Failure> {
         .iter()
         .map(|r| match &place {
             Place::Served(url) => {
-                format!("{url}/repos/{}", crate::server::url_path(&r.record.name))
+                format!("{url}/repos/{}", crate::paths::url_path(&r.record.name))
             }
             Place::Dir(dir) => dir.join(&r.record.name).display().to_string(),
         })

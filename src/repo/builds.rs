@@ -11,6 +11,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::{RepoError, Repositories};
+use crate::paths::{log_path, record_path};
 
 /// How a component's build ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -51,25 +52,6 @@ pub struct BuildRecord {
 
 /// Logs bigger than this are cut (their end is kept: that is where failures are).
 pub const MAX_LOG_BYTES: usize = 16 << 20;
-
-/// The record's path for a component whose tarball is at `tarball`.
-pub fn record_path(tarball: &str) -> String {
-    format!("{}.build.json", stem(tarball))
-}
-
-/// The log's path for a component whose tarball is at `tarball`.
-pub fn log_path(tarball: &str) -> String {
-    format!("{}.build.log", stem(tarball))
-}
-
-fn stem(tarball: &str) -> &str {
-    tarball.strip_suffix(".tar.gz").unwrap_or(tarball)
-}
-
-/// Whether a repository path is a build file (log or record), not a package.
-pub fn is_build_file(path: &str) -> bool {
-    path.ends_with(".build.json") || path.ends_with(".build.log")
-}
 
 /// The end of a log that is too long, with a first line saying so.
 pub fn cut_log(log: &[u8]) -> std::borrow::Cow<'_, [u8]> {
@@ -164,7 +146,7 @@ pub fn read_build(
             break;
         }
         current = crate::blobs::check_key(&a.path).is_ok()
-            && read(&crate::repo::publish::checksum_key(&a.path))?.is_some_and(|t| {
+            && read(&crate::paths::checksum_key(&a.path))?.is_some_and(|t| {
                 String::from_utf8_lossy(&t).split_whitespace().next() == Some(a.sha256.as_str())
             });
     }
@@ -184,15 +166,6 @@ pub struct StoredBuild {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn build_files_sit_beside_the_tarball() {
-        let t = "p/p.m/1.0/el9_x86_64/m-1.0-1.tar.gz";
-        assert_eq!(record_path(t), "p/p.m/1.0/el9_x86_64/m-1.0-1.build.json");
-        assert_eq!(log_path(t), "p/p.m/1.0/el9_x86_64/m-1.0-1.build.log");
-        assert!(is_build_file(&log_path(t)) && is_build_file(&record_path(t)));
-        assert!(!is_build_file(t));
-    }
 
     #[test]
     fn long_logs_keep_their_end() {

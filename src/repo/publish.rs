@@ -7,13 +7,15 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::fs::{self, File};
 use std::path::{Path, PathBuf};
+
+use crate::paths::{checksum_key, checksum_line};
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
 use super::package::{self, Identity, Parsed};
-use super::{RepoError, Repositories, builds};
+use super::{RepoError, Repositories};
 use crate::layout::{PackageFormat, Platform};
 use crate::progress::Progress;
 use crate::store::{
@@ -726,7 +728,10 @@ impl Repositories {
                 .remove(&format!("{name}/{}", checksum_key(&p.path)))?;
             // A pruned component's build files go with its tarball.
             if p.kind == FileKind::Tgz {
-                for f in [builds::record_path(&p.path), builds::log_path(&p.path)] {
+                for f in [
+                    crate::paths::record_path(&p.path),
+                    crate::paths::log_path(&p.path),
+                ] {
                     self.blobs.remove(&format!("{name}/{f}"))?;
                 }
             }
@@ -1144,19 +1149,6 @@ impl Repositories {
 
 /// The per-repository publish lock.
 pub(super) type RepoLock = crate::atomic::FileLock;
-
-/// Where the repository's record of a file's SHA-256 sits beside it: `<path>.sha256`,
-/// in `sha256sum` format. It lets a build node check a tarball (which no signed index
-/// lists) from a plain directory, a `file://` tree or any HTTP mirror.
-pub fn checksum_key(path: &str) -> String {
-    format!("{path}.sha256")
-}
-
-/// The text of a checksum file: `sha256sum -c` reads it in the file's directory.
-pub fn checksum_line(path: &str, sha256: &str) -> String {
-    let file = path.rsplit('/').next().unwrap_or(path);
-    format!("{sha256}  {file}\n")
-}
 
 /// What makes two records the same package: kind, platform, name, epoch, version,
 /// release, arch.

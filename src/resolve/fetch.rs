@@ -404,7 +404,7 @@ impl Getter {
 
     /// The repository's record of `source`'s SHA-256: `<source>.sha256`.
     fn record(&self, source: &str) -> Result<String, FetchError> {
-        let record = crate::repo::publish::checksum_key(source);
+        let record = crate::paths::checksum_key(source);
         let text = if is_url(source) {
             let mut r = self.get(&record, 0).map_err(|why| FetchError::Download {
                 url: record.clone(),
@@ -685,6 +685,7 @@ mod tests {
             package_name: Some(format!("pkg-{module}")),
             checkout: None,
             listed_only: false,
+            sha256: None,
         }
     }
 

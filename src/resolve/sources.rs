@@ -22,13 +22,13 @@ impl Packages for LocalRepo {
             return None;
         }
         Some(match &self.url {
-            Some(u) => format!("{u}/{}", crate::server::url_path(path)),
+            Some(u) => format!("{u}/{}", crate::paths::url_path(path)),
             None => full.display().to_string(),
         })
     }
 
     fn checksum(&self, path: &str) -> Option<String> {
-        let record = self.dir.join(crate::repo::publish::checksum_key(path));
+        let record = self.dir.join(crate::paths::checksum_key(path));
         crate::resolve::fetch::parse_record(&std::fs::read_to_string(record).ok()?)
     }
 
@@ -60,7 +60,7 @@ impl RemoteRepo {
 
 impl Packages for RemoteRepo {
     fn find(&self, path: &str) -> Option<String> {
-        let url = format!("{}/{}", self.url, crate::server::url_path(path));
+        let url = format!("{}/{}", self.url, crate::paths::url_path(path));
         let req = self.agent.head(&url);
         let r = crate::client::authorized(req, self.token.as_deref())
             .call()

@@ -217,7 +217,7 @@ pub fn listed(repo: &str, mut record: PackageRecord) -> Listed {
     // Where it sits in its index is the store's business.
     record.listed = None;
     Listed {
-        url: format!("/repos/{repo}/{}", super::url_path(&record.path)),
+        url: format!("/repos/{repo}/{}", crate::paths::url_path(&record.path)),
         record,
     }
 }
@@ -393,7 +393,10 @@ async fn upload(
         StatusCode::CREATED
     };
     // Where it landed: a loose upload's path is the server's choice.
-    let location = format!("/repos/{repo}/{}", super::url_path(&outcome.file.path));
+    let location = format!(
+        "/repos/{repo}/{}",
+        crate::paths::url_path(&outcome.file.path)
+    );
     Ok(HttpResponse::build(status)
         .insert_header(("Location", location))
         .json(outcome))
@@ -633,7 +636,7 @@ async fn record_build(
             "Location",
             format!(
                 "/repos/{repo}/{}",
-                super::url_path(&crate::repo::builds::log_path(&tarball))
+                crate::paths::url_path(&crate::paths::log_path(&tarball))
             ),
         ))
         .json(stored))
@@ -690,7 +693,10 @@ async fn create_lock(
     Ok(HttpResponse::build(status)
         .insert_header((
             "Location",
-            format!("/api/v1/locks/{}", super::url_path(&out.lock.configuration)),
+            format!(
+                "/api/v1/locks/{}",
+                crate::paths::url_path(&out.lock.configuration)
+            ),
         ))
         .json(out))
 }
@@ -846,7 +852,7 @@ async fn resolve(req: HttpRequest, state: Shared) -> Result<HttpResponse, ApiErr
         .iter()
         .map(|r| crate::resolve::sources::LocalRepo {
             dir: state.repos_root.join(&r.name),
-            url: Some(format!("{base}/repos/{}", super::url_path(&r.name))),
+            url: Some(format!("{base}/repos/{}", crate::paths::url_path(&r.name))),
         })
         .collect();
     let s = state.clone();

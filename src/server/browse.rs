@@ -8,9 +8,10 @@ use std::fmt::Write;
 use actix_web::{HttpRequest, HttpResponse, web};
 use serde::Deserialize;
 
+use super::Shared;
 use super::api::{PackageFilter, find_packages};
 use super::errors::ApiError;
-use super::{Shared, url_path};
+use crate::paths::url_path;
 use crate::store::{FileKind, PackageRecord, RepoRecord};
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
@@ -346,7 +347,7 @@ async fn file(
     }
     // A component's tarball has its build's log and record beside it.
     if p.kind == crate::store::FileKind::Tgz {
-        let log = crate::repo::builds::log_path(&p.path);
+        let log = crate::paths::log_path(&p.path);
         let logged = state.repos.blobs.exists(&format!("{}/{log}", record.name));
         if logged.map_err(crate::repo::RepoError::from)? {
             row(

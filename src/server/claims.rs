@@ -176,7 +176,7 @@ fn answer<'t>(
         url: Some(format!(
             "{}/repos/{}",
             ask.base,
-            super::url_path(&build.repo)
+            crate::paths::url_path(&build.repo)
         )),
     };
     let (_, prepared) = &kept[at];

@@ -364,22 +364,6 @@ pub fn run(opts: ServeOptions) -> Result<(), ServeError> {
     })
 }
 
-/// What stays as is in a URL path segment: RFC 3986's unreserved characters and `+`.
-pub const SEGMENT: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
-    .remove(b'-')
-    .remove(b'.')
-    .remove(b'_')
-    .remove(b'~')
-    .remove(b'+');
-
-/// Percent-encodes a repository path for a URL (each part encoded, `/` kept).
-pub fn url_path(s: &str) -> String {
-    s.split('/')
-        .map(|part| percent_encoding::utf8_percent_encode(part, SEGMENT).to_string())
-        .collect::<Vec<_>>()
-        .join("/")
-}
-
 /// Every route, in one place.
 pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.configure(metrics::routes)
