@@ -7,12 +7,11 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use crate::paths::segment;
-
 use serde::de::DeserializeOwned;
 
 use crate::auth::NewToken;
 use crate::farm::{Assignment, Beat, TaskReport};
+use crate::paths::segment;
 use crate::repo::builds::{BuildRecord, StoredBuild};
 use crate::repo::keys::{Algorithm, KeyInfo};
 use crate::repo::publish::{FileOutcome, UploadRegistration};

@@ -36,6 +36,14 @@ pub fn checksum_line(path: &str, sha256: &str) -> String {
     format!("{sha256}  {file}\n")
 }
 
+/// The SHA-256 a checksum file holds (its first word), in lower case; `None` if it holds
+/// none.
+pub fn parse_checksum(text: &str) -> Option<String> {
+    let sum = text.split_whitespace().next().unwrap_or("");
+    (sum.len() == 64 && sum.bytes().all(|b| b.is_ascii_hexdigit()))
+        .then(|| sum.to_ascii_lowercase())
+}
+
 /// The build record's path for a component whose tarball is at `tarball`.
 pub fn record_path(tarball: &str) -> String {
     format!("{}.build.json", stem(tarball))
@@ -73,5 +81,9 @@ mod tests {
         assert_eq!(url_path("a b/ü.rpm"), "a%20b/%C3%BC.rpm");
         assert_eq!(segment("a/b c"), "a%2Fb%20c");
         assert_eq!(checksum_line("d/f.tar.gz", "ab"), "ab  f.tar.gz\n");
+        let sum = "AB".repeat(32);
+        let line = checksum_line("f", &sum);
+        assert_eq!(parse_checksum(&line), Some(sum.to_ascii_lowercase()));
+        assert_eq!(parse_checksum("abc  f\n"), None);
     }
 }

@@ -11,7 +11,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::{RepoError, Repositories};
-use crate::paths::{log_path, record_path};
+use crate::paths::{checksum_key, log_path, parse_checksum, record_path};
 
 /// How a component's build ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -146,8 +146,8 @@ pub fn read_build(
             break;
         }
         current = crate::blobs::check_key(&a.path).is_ok()
-            && read(&crate::paths::checksum_key(&a.path))?.is_some_and(|t| {
-                String::from_utf8_lossy(&t).split_whitespace().next() == Some(a.sha256.as_str())
+            && read(&checksum_key(&a.path))?.is_some_and(|t| {
+                parse_checksum(&String::from_utf8_lossy(&t)).as_deref() == Some(a.sha256.as_str())
             });
     }
     Ok(Some(StoredBuild { record, current }))

@@ -7,8 +7,6 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::fs::{self, File};
 use std::path::{Path, PathBuf};
-
-use crate::paths::{checksum_key, checksum_line};
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use serde::Serialize;
@@ -17,6 +15,7 @@ use sha2::{Digest, Sha256};
 use super::package::{self, Identity, Parsed};
 use super::{RepoError, Repositories};
 use crate::layout::{PackageFormat, Platform};
+use crate::paths::{checksum_key, checksum_line, log_path, record_path};
 use crate::progress::Progress;
 use crate::store::{
     Change, FileKind, IndexEntry, LeftFile, Listing, PackageRecord, RepoKind, RepoRecord,
@@ -728,10 +727,7 @@ impl Repositories {
                 .remove(&format!("{name}/{}", checksum_key(&p.path)))?;
             // A pruned component's build files go with its tarball.
             if p.kind == FileKind::Tgz {
-                for f in [
-                    crate::paths::record_path(&p.path),
-                    crate::paths::log_path(&p.path),
-                ] {
+                for f in [record_path(&p.path), log_path(&p.path)] {
                     self.blobs.remove(&format!("{name}/{f}"))?;
                 }
             }

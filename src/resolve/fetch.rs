@@ -443,15 +443,8 @@ impl Getter {
                 Err(e) => return Err(io_at(Path::new(&record))(e)),
             }
         };
-        parse_record(&text).ok_or(FetchError::BadRecord { record })
+        crate::paths::parse_checksum(&text).ok_or(FetchError::BadRecord { record })
     }
-}
-
-/// The SHA-256 a `<file>.sha256` record holds (its first word), in lower case.
-pub fn parse_record(text: &str) -> Option<String> {
-    let sum = text.split_whitespace().next().unwrap_or("");
-    (sum.len() == 64 && sum.bytes().all(|b| b.is_ascii_hexdigit()))
-        .then(|| sum.to_ascii_lowercase())
 }
 
 fn fetch_one(
@@ -489,23 +482,26 @@ fn fetch_one(
         }
         return Ok(done(path, len, true));
     }
-    if let Ok(m) = fs::metadata(&dest) {
+    // The size of the kept download, if it is the file asked for.
+    let kept = |progress: &dyn Progress| -> Result<Option<u64>, FetchError> {
+        let Ok(m) = fs::metadata(&dest) else {
+            return Ok(None);
+        };
         progress.grow(m.len());
-        if sha256_file(&dest, progress)? == expected {
-            return Ok(done(&dest, m.len(), true));
-        }
+        Ok((sha256_file(&dest, progress)? == expected).then_some(m.len()))
+    };
+    if let Some(len) = kept(progress)? {
+        return Ok(done(&dest, len, true));
     }
     let part = PathBuf::from(format!("{}.part", dest.display()));
     // Builds sharing the cache may want the same file at once: the one holding the lock
     // on its partial download fetches it, and the others find it done.
     let _held = crate::atomic::FileLock::exclusive(&part).map_err(io_at(&part))?;
-    if let Ok(m) = fs::metadata(&dest)
-        && sha256_file(&dest, &crate::progress::Quiet)? == expected
-    {
+    if let Some(len) = kept(&crate::progress::Quiet)? {
         if fs::metadata(&part).is_ok_and(|p| p.len() == 0) {
             let _ = fs::remove_file(&part);
         }
-        return Ok(done(&dest, m.len(), true));
+        return Ok(done(&dest, len, true));
     }
     let actual = download(getter, &source, &part, progress)?;
     let actual = if actual == expected {

@@ -29,7 +29,7 @@ impl Packages for LocalRepo {
 
     fn checksum(&self, path: &str) -> Option<String> {
         let record = self.dir.join(crate::paths::checksum_key(path));
-        crate::resolve::fetch::parse_record(&std::fs::read_to_string(record).ok()?)
+        crate::paths::parse_checksum(&std::fs::read_to_string(record).ok()?)
     }
 
     fn name(&self) -> String {

@@ -15,6 +15,7 @@ use actix_web::http::StatusCode;
 
 use super::Shared;
 use super::errors::ApiError;
+use super::farm::no_tree;
 use crate::farm::{Assignment, Prepared, Release};
 use crate::store::{FarmBuild, Task};
 
@@ -60,14 +61,6 @@ impl Claims {
         workspace: PathBuf,
         base: String,
     ) -> Result<Assignment, ApiError> {
-        let no_tree = || {
-            ApiError::new(
-                StatusCode::UNPROCESSABLE_ENTITY,
-                "no_tree",
-                "this server has no module tree to resolve a build in",
-            )
-            .hint("start the server with `packyard serve --tree DIR`")
-        };
         let asks = self.asks.get().ok_or_else(no_tree)?;
         let (reply, answer) = mpsc::channel();
         asks.send(Ask {

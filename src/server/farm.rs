@@ -182,12 +182,7 @@ pub(super) async fn submitted(
     body: Submission,
 ) -> Result<BuildView, ApiError> {
     let Some(dir) = state.settings.tree.clone() else {
-        return Err(ApiError::new(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "no_tree",
-            "this server has no module tree to resolve a build in",
-        )
-        .hint("start the server with `packyard serve --tree DIR`"));
+        return Err(no_tree());
     };
     if body.platforms.is_empty() {
         return Err(
@@ -237,6 +232,16 @@ pub(super) async fn submitted(
         shown(&s, id, true)
     })
     .await
+}
+
+/// The answer of a farm call on a server without a module tree.
+pub(super) fn no_tree() -> ApiError {
+    ApiError::new(
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "no_tree",
+        "this server has no module tree to resolve a build in",
+    )
+    .hint("start the server with `packyard serve --tree DIR`")
 }
 
 /// The only volatile repository, where builds go by default.
