@@ -181,7 +181,6 @@ impl BuildRepo for LocalBuildRepo {
     fn packages(&self) -> Result<Box<dyn Packages>, CacheError> {
         Ok(Box::new(crate::resolve::sources::LocalRepo {
             dir: self.dir(),
-            url: None,
         }))
     }
 

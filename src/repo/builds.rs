@@ -105,11 +105,11 @@ impl Repositories {
             }
         }
         self.blobs
-            .put(&format!("{repo}/{}", log_path(tarball)), &cut_log(log))?;
+            .put_now(&format!("{repo}/{}", log_path(tarball)), &cut_log(log))?;
         let json =
             serde_json::to_vec_pretty(record).map_err(|e| RepoError::BadBuild(e.to_string()))?;
         self.blobs
-            .put(&format!("{repo}/{}", record_path(tarball)), &json)?;
+            .put_now(&format!("{repo}/{}", record_path(tarball)), &json)?;
         Ok(())
     }
 

@@ -218,12 +218,14 @@ impl super::Repositories {
                     repo: repo.into(),
                     path: path.into(),
                 })?;
-        let bytes = self.blobs.get(&format!("{repo}/{path}"))?.ok_or_else(|| {
-            super::RepoError::NoSuchPackage {
+        let object = super::publish::object_key(self, &record);
+        let bytes = self
+            .blobs
+            .get(&format!("{repo}/{object}"))?
+            .ok_or_else(|| super::RepoError::NoSuchPackage {
                 repo: repo.into(),
                 path: path.into(),
-            }
-        })?;
+            })?;
         // It was checked when published: failing now means the stored file is damaged.
         let details = read(path, &bytes).map_err(|why| {
             super::RepoError::Internal(format!(

@@ -12,7 +12,9 @@
 pub mod apt;
 pub mod builds;
 pub mod details;
+pub mod generations;
 pub mod keys;
+pub mod names;
 pub mod package;
 pub mod publish;
 pub mod release;
@@ -259,6 +261,16 @@ pub fn check_repo_name(name: &str) -> Result<(), RepoError> {
 impl Repositories {
     /// Opens (creating) the data directory with the embedded store.
     pub fn open(data: &Path, layout: Layout) -> Result<Repositories, RepoError> {
+        Self::open_with(data, layout, Box::new(FsBlobs::new(data.join("repos"))))
+    }
+
+    /// Opens the data directory with its bytes in `blobs` (the store, keys and scratch
+    /// space stay in `data`).
+    pub fn open_with(
+        data: &Path,
+        layout: Layout,
+        blobs: Box<dyn Blobs>,
+    ) -> Result<Repositories, RepoError> {
         let io = |source| RepoError::Io {
             path: data.to_path_buf(),
             source,
@@ -273,7 +285,7 @@ impl Repositories {
         let store = SledStore::open_waiting(&data.join("store"), STORE_WAIT)?;
         let repos = Repositories {
             store: Box::new(store),
-            blobs: Box::new(FsBlobs::new(data.join("repos"))),
+            blobs,
             keys_dir: data.join("keys"),
             scratch: data.join("tmp"),
             layout,
@@ -348,7 +360,7 @@ impl Repositories {
 
     /// A deleted repository's files and key.
     fn remove_files(&self, name: &str) -> Result<(), RepoError> {
-        self.blobs.remove_tree(name)?;
+        self.blobs.remove_all(name)?;
         self.remove_key(name)
     }
 
@@ -380,11 +392,10 @@ impl Repositories {
         // Files and a key a delete left when it was interrupted after its records went
         // go; any others are not ours to remove.
         self.finish_delete(name)?;
-        let leftover = [
-            self.blobs.local_path(name),
-            Some(self.keys_dir.join(format!("{name}.asc"))),
-        ];
-        if let Some(path) = leftover.into_iter().flatten().find(|p| p.exists()) {
+        let files = (!self.blobs.list(name)?.is_empty())
+            .then(|| self.keys_dir.with_file_name("repos").join(name));
+        let key = Some(self.keys_dir.join(format!("{name}.asc"))).filter(|p| p.exists());
+        if let Some(path) = files.or(key) {
             return Err(RepoError::Leftover {
                 name: name.into(),
                 path,
@@ -484,7 +495,7 @@ mod tests {
                 .unwrap();
             repos
                 .blobs
-                .put(&format!("{name}/a/b.tar.gz"), b"x")
+                .put_now(&format!("{name}/a/b.tar.gz"), b"x")
                 .unwrap();
         }
         // A delete marks "gone", its records go, then the process dies; "kept" lost its

@@ -14,6 +14,7 @@ use sha2::{Digest, Sha256};
 
 use super::package::{self, Identity, Parsed};
 use super::{RepoError, Repositories};
+use crate::blobs::Body;
 use crate::layout::{PackageFormat, Platform};
 use crate::paths::{checksum_key, checksum_line, log_path, record_path};
 use crate::progress::Progress;
@@ -226,6 +227,12 @@ fn keep(kept: &AtomicU64, budget: u64, n: u64) -> bool {
         (k + n <= budget).then_some(k + n)
     })
     .is_ok()
+}
+
+/// The object that holds a package's bytes, relative to the repository: for RPMs and DEBs
+/// their index alias (content-named, so never overwritten), for tarballs their path.
+pub fn object_key(repos: &Repositories, r: &PackageRecord) -> String {
+    alias_key(repos, r).unwrap_or_else(|| r.path.clone())
 }
 
 /// Where a package's second name lives, relative to the repository: RPMs under their
@@ -643,29 +650,44 @@ impl Repositories {
         progress.start("storing", to_write.iter().map(|r| r.record.size).sum());
         // Spread over the cores: each file is its own inode and data, and one file's
         // write waits on the file system while another is prepared.
+        // A package's bytes go to its object (for RPMs and DEBs the content-named index
+        // alias, never overwritten); its path is a name of that object, which the store
+        // records and the blobs materialise where direct readers need it.
         let store = |r: &Ready| -> Result<(), RepoError> {
             progress.advance(r.record.size);
-            let key = format!("{name}/{}", r.key);
+            let key = format!("{name}/{}", object_key(self, &r.record));
+            let checked = Some(r.record.sha256.as_str());
             match &r.content {
-                Content::Kept(bytes) => self.blobs.put_unsynced(&key, bytes)?,
+                Content::Kept(bytes) => self.blobs.put(&key, Body::Bytes(bytes), None)?,
                 Content::Source(path) => {
-                    self.blobs.put_file_unsynced(&key, path, &r.record.sha256)?
+                    let mut from = std::fs::File::open(path).map_err(|source| RepoError::Io {
+                        path: path.clone(),
+                        source,
+                    })?;
+                    let body = Body::Read {
+                        from: &mut from,
+                        source: path,
+                    };
+                    self.blobs.put(&key, body, checked)?
                 }
-                Content::Staged { at, len } => self.blobs.put_reader_unsynced(
-                    &key,
-                    &mut staging.read(*at, *len)?,
-                    &self.scratch,
-                    &r.record.sha256,
-                )?,
+                Content::Staged { at, len } => {
+                    let body = Body::Read {
+                        from: &mut staging.read(*at, *len)?,
+                        source: &self.scratch,
+                    };
+                    self.blobs.put(&key, body, checked)?
+                }
             }
-            self.blobs.put_unsynced(
+            let path = format!("{name}/{}", r.key);
+            if key != path {
+                self.blobs.link(&key, &path)?;
+            }
+            let line = checksum_line(&r.key, &r.record.sha256);
+            self.blobs.put(
                 &format!("{name}/{}", checksum_key(&r.key)),
-                checksum_line(&r.key, &r.record.sha256).as_bytes(),
+                Body::Bytes(line.as_bytes()),
+                None,
             )?;
-            if let Some(alias) = alias_key(self, &r.record) {
-                self.blobs
-                    .alias(&format!("{name}/{}", r.key), &format!("{name}/{alias}"))?;
-            }
             Ok(())
         };
         crate::cores::map(to_write.iter().collect(), CORES_FROM, store, |_| {
@@ -678,7 +700,7 @@ impl Repositories {
         .collect::<Result<(), RepoError>>()?;
         timer.lap("stored");
         // Durable before the store names them.
-        self.blobs.sync()?;
+        self.blobs.flush()?;
         timer.lap("synced");
         let mut dirty = repo.clone();
         dirty.pending = touched.iter().cloned().collect();
@@ -802,7 +824,7 @@ impl Repositories {
             let key = format!("{}/{}", repo.name, self.layout.repository.key);
             let public = s.public_armored()?;
             if self.blobs.get(&key)?.as_deref() != Some(public.as_bytes()) {
-                self.blobs.put(&key, public.as_bytes())?;
+                self.blobs.put_now(&key, public.as_bytes())?;
             }
         }
         let mut rewritten = Vec::new();
@@ -811,6 +833,8 @@ impl Repositories {
         let mut changes: Vec<Change> = Vec::new();
         // Files no kept generation names any more.
         let mut due: Vec<LeftFile> = Vec::new();
+        // Each directory's new generation and the one it replaces, to show once named.
+        let mut shown = Vec::new();
         for index in which {
             let mut timer = Phases::start(format!("index {}/{index}", repo.name));
             let rows = self.store.index_entries(&repo.name, index)?;
@@ -856,9 +880,23 @@ impl Repositories {
                         h.len() == 64 && h.bytes().all(|b| b.is_ascii_hexdigit())
                     })
             };
-            let swapped =
-                self.blobs
-                    .replace_dir(&format!("{}/{dir}", repo.name), &files, &content_named)?;
+            let dir_key = format!("{}/{dir}", repo.name);
+            let current = self.store.generation(&repo.name, &dir)?;
+            let (generation, swapped) = super::generations::write(
+                &*self.blobs,
+                &dir_key,
+                current.as_ref(),
+                &files,
+                &content_named,
+            )?;
+            if current.as_ref() != Some(&generation) {
+                changes.push(Change::PutGeneration {
+                    repo: repo.name.clone(),
+                    dir: dir.clone(),
+                    generation: generation.clone(),
+                });
+            }
+            shown.push((dir_key, generation, current));
             let before = self.store.left_files(&repo.name, index)?;
             let mut after = Vec::new();
             if swapped {
@@ -923,6 +961,9 @@ impl Repositories {
         clean.pending.clear();
         changes.push(Change::PutRepo(clean));
         self.store.apply(changes)?;
+        for (dir, now, before) in shown {
+            super::generations::switched(&*self.blobs, &dir, &now, before.as_ref())?;
+        }
         Ok(rewritten)
     }
 
@@ -1542,6 +1583,91 @@ mod tests {
         assert!(repodata.join("repomd.xml").is_file());
         assert!(!repodata.join("repomd.xml.key").exists());
         assert!(!repodata.join("repomd.xml.asc").exists());
+    }
+
+    #[test]
+    fn publishing_indexing_and_serving_need_no_file_system() {
+        let dir = tempfile::tempdir().unwrap();
+        let blobs = Box::new(crate::blobs::MemBlobs::default());
+        let repos = Repositories::open_with(
+            &dir.path().join("data"),
+            crate::layout::Layout::builtin(),
+            blobs,
+        )
+        .unwrap();
+        repos.create(&super::super::NewRepo::volatile("r")).unwrap();
+        repos
+            .generate_key("r", super::super::keys::Algorithm::Ed25519, false)
+            .unwrap();
+        let read = |path: &str| match repos.open_path("r", path, None).unwrap() {
+            Some(o) => match o.data {
+                crate::blobs::Data::Bytes(b) => Some(b),
+                crate::blobs::Data::File(_) => panic!("{path}: a file from memory"),
+            },
+            None => None,
+        };
+        let input = rpm_file(dir.path(), "tool");
+        let first = publish_el9(&repos, std::slice::from_ref(&input), true);
+        let path = &first.files[0].path;
+        // The package at its path (a name the store keeps, no object there), its
+        // checksum record, and the index that names it.
+        let bytes = read(path).unwrap();
+        assert_eq!(
+            format!("{:x}", Sha256::digest(&bytes)),
+            first.files[0].sha256
+        );
+        let line = String::from_utf8(read(&checksum_key(path)).unwrap()).unwrap();
+        assert!(line.starts_with(&first.files[0].sha256), "{line}");
+        let repomd =
+            String::from_utf8(read("yum/el9_x86_64/repodata/repomd.xml").unwrap()).unwrap();
+        let primary = repomd
+            .split("<location href=\"repodata/")
+            .nth(1)
+            .and_then(|s| s.split('"').next())
+            .unwrap()
+            .to_string();
+        assert!(primary.contains("primary.xml"), "{repomd}");
+        assert!(primary.ends_with(".gz"), "{primary}");
+        let mut xml = Vec::new();
+        std::io::Read::read_to_end(
+            &mut flate2::read::MultiGzDecoder::new(
+                &read(&format!("yum/el9_x86_64/repodata/{primary}")).unwrap()[..],
+            ),
+            &mut xml,
+        )
+        .unwrap();
+        let href = String::from_utf8_lossy(&xml)
+            .split("<location href=\"")
+            .nth(1)
+            .and_then(|s| s.split('"').next())
+            .unwrap()
+            .to_string();
+        assert_eq!(read(&format!("yum/el9_x86_64/{href}")).unwrap(), bytes);
+        assert!(read("yum/el9_x86_64/repodata/repomd.xml.asc").is_some());
+        // A rebuild replaces the package: the new index names the new bytes; the old
+        // index file and the old alias stay one generation for readers in flight.
+        let rebuilt = dir.path().join("rebuilt");
+        fs::create_dir_all(&rebuilt).unwrap();
+        let second_input = rebuilt.join("tool-1.0-1.x86_64.rpm");
+        rpm::PackageBuilder::new("tool", "1.0", "MIT", "x86_64", "a tool")
+            .release("1")
+            .with_file_contents("rebuilt\n", rpm::FileOptions::new("/usr/share/tool/readme"))
+            .unwrap()
+            .build()
+            .unwrap()
+            .write_file(&second_input)
+            .unwrap();
+        let second = publish_el9(&repos, &[second_input], true);
+        assert_eq!(&second.files[0].path, path);
+        assert!(read(&format!("yum/el9_x86_64/repodata/{primary}")).is_some());
+        assert!(read(&format!("yum/el9_x86_64/{href}")).is_some());
+        assert_eq!(
+            format!("{:x}", Sha256::digest(read(path).unwrap())),
+            second.files[0].sha256
+        );
+        // Deleted: nothing of it is left.
+        repos.delete("r").unwrap();
+        assert!(repos.blobs.list("r").unwrap().is_empty());
     }
 
     #[test]

@@ -5,11 +5,9 @@ use std::path::PathBuf;
 
 use super::Packages;
 
-/// A repository directory: `<dir>/<download-from path>`. With `url`, the server's own
-/// view of a repository it serves: found on disk, named by URL.
+/// A repository directory: `<dir>/<download-from path>` (a `file://` repository).
 pub struct LocalRepo {
     pub dir: PathBuf,
-    pub url: Option<String>,
 }
 
 impl Packages for LocalRepo {
@@ -18,13 +16,7 @@ impl Packages for LocalRepo {
             return None;
         }
         let full = self.dir.join(path);
-        if !full.is_file() {
-            return None;
-        }
-        Some(match &self.url {
-            Some(u) => format!("{u}/{}", crate::paths::url_path(path)),
-            None => full.display().to_string(),
-        })
+        full.is_file().then(|| full.display().to_string())
     }
 
     fn checksum(&self, path: &str) -> Option<String> {
@@ -33,10 +25,31 @@ impl Packages for LocalRepo {
     }
 
     fn name(&self) -> String {
-        match &self.url {
-            Some(u) => u.clone(),
-            None => self.dir.display().to_string(),
-        }
+        self.dir.display().to_string()
+    }
+}
+
+/// A repository as the store holds it, named by the URL it is served at: the server's
+/// own view of its repositories (it asks its store, not a directory).
+pub struct StoredRepo<'a> {
+    pub repos: &'a crate::repo::Repositories,
+    pub repo: String,
+    pub url: String,
+}
+
+impl Packages for StoredRepo<'_> {
+    fn find(&self, path: &str) -> Option<String> {
+        crate::blobs::check_key(path).ok()?;
+        self.repos.store.package(&self.repo, path).ok()??;
+        Some(format!("{}/{}", self.url, crate::paths::url_path(path)))
+    }
+
+    fn checksum(&self, path: &str) -> Option<String> {
+        Some(self.repos.store.package(&self.repo, path).ok()??.sha256)
+    }
+
+    fn name(&self) -> String {
+        self.url.clone()
     }
 }
 
@@ -86,6 +99,6 @@ pub fn open(spec: &str, token: Option<&str>) -> Result<Box<dyn Packages>, String
                 dir.display()
             ));
         }
-        Ok(Box::new(LocalRepo { dir, url: None }))
+        Ok(Box::new(LocalRepo { dir }))
     }
 }

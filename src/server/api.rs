@@ -848,15 +848,16 @@ async fn resolve(req: HttpRequest, state: Shared) -> Result<HttpResponse, ApiErr
             .collect::<Result<_, _>>()?
     };
     let base = state.base_url(&req);
-    let sources: Vec<crate::resolve::sources::LocalRepo> = records
-        .iter()
-        .map(|r| crate::resolve::sources::LocalRepo {
-            dir: state.repos_root.join(&r.name),
-            url: Some(format!("{base}/repos/{}", crate::paths::url_path(&r.name))),
-        })
-        .collect();
     let s = state.clone();
     let plan = blocking(move || {
+        let sources: Vec<crate::resolve::sources::StoredRepo> = records
+            .iter()
+            .map(|r| crate::resolve::sources::StoredRepo {
+                repos: &s.repos,
+                repo: r.name.clone(),
+                url: format!("{base}/repos/{}", crate::paths::url_path(&r.name)),
+            })
+            .collect();
         let tree = s.tree(&tree_dir).map_err(ApiError::from)?;
         let node = crate::resolve::node::ReportedNode {
             installed,

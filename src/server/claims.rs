@@ -164,13 +164,10 @@ fn answer<'t>(
     };
     let build = &ask.build;
     // The agent fetches dependencies from the served repository.
-    let packages = crate::resolve::sources::LocalRepo {
-        dir: state.repos_root.join(&build.repo),
-        url: Some(format!(
-            "{}/repos/{}",
-            ask.base,
-            crate::paths::url_path(&build.repo)
-        )),
+    let packages = crate::resolve::sources::StoredRepo {
+        repos: &state.repos,
+        repo: build.repo.clone(),
+        url: format!("{}/repos/{}", ask.base, crate::paths::url_path(&build.repo)),
     };
     let (_, prepared) = &kept[at];
     prepared

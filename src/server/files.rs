@@ -4,14 +4,13 @@
 //! no hidden parts, no absolute paths) and, once resolved, as a place below the
 //! repository's directory. Directories are never listed.
 
-use std::fs::File;
-
 use actix_files::NamedFile;
 use actix_web::http::header::{ContentDisposition, DispositionType};
 use actix_web::{HttpRequest, HttpResponse, web};
 
 use super::Shared;
 use super::errors::ApiError;
+use crate::blobs::{Data, Meta};
 use crate::layout::{Layout, PackageFormat};
 use crate::store::{FileKind, RepoRecord};
 
@@ -37,69 +36,94 @@ pub async fn get(
     }
     state.may_read(&req, &repo)?;
     let missing = || ApiError::not_found(format!("no file {tail} in repository {repo}"));
-    if !plain_path(&tail) {
+    if !plain_path(&tail) || state.deleting(&repo) {
         return Err(missing());
     }
-    let file = match state.repo_dir(&repo) {
-        Some(dir) => open_beneath(&dir, &tail).map_err(|_| missing())?,
-        None => return Err(missing()),
+    let Some(object) = state.repos.open_path(&repo, &tail, None)? else {
+        return Err(missing());
     };
-    let named = NamedFile::from_file(file, &tail).map_err(|_| missing())?;
-    if !named.metadata().is_file() {
-        return Err(missing());
+    match object.data {
+        // A file: actix-files answers Range and the conditional requests from it.
+        Data::File(file) => {
+            let named = NamedFile::from_file(file, &tail)
+                .map_err(|_| missing())?
+                .set_content_type(content_type(&tail))
+                .set_content_disposition(ContentDisposition {
+                    disposition: DispositionType::Inline,
+                    parameters: vec![],
+                })
+                .read_mode_threshold(SYNC_READ_LIMIT);
+            Ok(named.into_response(&req))
+        }
+        Data::Bytes(bytes) => Ok(from_memory(&req, &object.meta, bytes, content_type(&tail))),
     }
-    let named = named
-        .set_content_type(content_type(&tail))
-        .set_content_disposition(ContentDisposition {
-            disposition: DispositionType::Inline,
-            parameters: vec![],
-        })
-        .read_mode_threshold(SYNC_READ_LIMIT);
-    Ok(named.into_response(&req))
+}
+
+/// An object read into memory, answered as actix-files answers a file: ETag and
+/// Last-Modified, 304 to a matching conditional request, one byte range (206, or 416).
+fn from_memory(req: &HttpRequest, meta: &Meta, bytes: Vec<u8>, ct: mime::Mime) -> HttpResponse {
+    use actix_web::http::{StatusCode, header};
+    let modified = header::HttpDate::from(meta.modified).to_string();
+    let header_is = |name: header::HeaderName, v: &str| {
+        req.headers()
+            .get(name)
+            .and_then(|h| h.to_str().ok())
+            .is_some_and(|h| h.split(',').any(|t| t.trim() == v || t.trim() == "*"))
+    };
+    let unchanged = header_is(header::IF_NONE_MATCH, &meta.etag)
+        || (!req.headers().contains_key(header::IF_NONE_MATCH)
+            && req
+                .headers()
+                .get(header::IF_MODIFIED_SINCE)
+                .and_then(|h| h.to_str().ok())
+                .and_then(|h| h.parse::<header::HttpDate>().ok())
+                .is_some_and(|since| {
+                    let since = std::time::SystemTime::from(since);
+                    meta.modified
+                        .duration_since(since)
+                        .map_or(true, |d| d.as_secs() == 0)
+                }));
+    let answer = |status: StatusCode| {
+        let mut b = HttpResponse::build(status);
+        b.insert_header((header::ETAG, meta.etag.as_str()))
+            .insert_header((header::LAST_MODIFIED, modified.as_str()))
+            .insert_header((header::ACCEPT_RANGES, "bytes"))
+            .insert_header(header::ContentType(ct.clone()));
+        b
+    };
+    if unchanged {
+        return answer(StatusCode::NOT_MODIFIED).finish();
+    }
+    let len = bytes.len() as u64;
+    if let Some(range) = req
+        .headers()
+        .get(header::RANGE)
+        .and_then(|h| h.to_str().ok())
+    {
+        return match actix_files::HttpRange::parse(range, len).as_deref() {
+            Ok([r]) => {
+                let (start, n) = (r.start as usize, r.length as usize);
+                answer(StatusCode::PARTIAL_CONTENT)
+                    .insert_header((
+                        header::CONTENT_RANGE,
+                        format!("bytes {}-{}/{len}", r.start, r.start + r.length - 1),
+                    ))
+                    .body(bytes[start..start + n].to_vec())
+            }
+            // Several ranges: the whole object, as a server may answer.
+            Ok(_) => answer(StatusCode::OK).body(bytes),
+            Err(_) => answer(StatusCode::RANGE_NOT_SATISFIABLE)
+                .insert_header((header::CONTENT_RANGE, format!("bytes */{len}")))
+                .finish(),
+        };
+    }
+    answer(StatusCode::OK).body(bytes)
 }
 
 /// A relative path without `.`/`..`/empty parts, control characters or hidden parts
 /// (generation directories and other bookkeeping start with `.`).
 fn plain_path(tail: &str) -> bool {
     crate::blobs::check_key(tail).is_ok() && !tail.split('/').any(|p| p.starts_with('.'))
-}
-
-/// Opens `tail` below the directory `dir` for reading. The kernel resolves the path and
-/// refuses any step out of `dir` — through `..`, an absolute symlink, or a symlink that
-/// leads outside — while symlinks inside it (the index generations) are followed
-/// (`openat2` with `RESOLVE_BENEATH`, Linux 5.6+). Older kernels get the same answer
-/// from resolving the whole path and comparing it with the directory's.
-pub fn open_beneath(dir: &File, tail: &str) -> std::io::Result<File> {
-    use std::os::fd::{AsRawFd, FromRawFd};
-    let c = std::ffi::CString::new(tail).map_err(std::io::Error::other)?;
-    // SAFETY: open_how is plain integers; all zero is a valid value.
-    let mut how: libc::open_how = unsafe { std::mem::zeroed() };
-    how.flags = (libc::O_RDONLY | libc::O_CLOEXEC | libc::O_NOCTTY) as u64;
-    how.resolve = libc::RESOLVE_BENEATH | libc::RESOLVE_NO_MAGICLINKS;
-    // SAFETY: a valid directory descriptor, a NUL-terminated path, and `how` with its size.
-    let fd = unsafe {
-        libc::syscall(
-            libc::SYS_openat2,
-            dir.as_raw_fd(),
-            c.as_ptr(),
-            &how as *const libc::open_how,
-            std::mem::size_of::<libc::open_how>(),
-        )
-    };
-    if fd >= 0 {
-        // SAFETY: the kernel just gave us this descriptor; nothing else owns it.
-        return Ok(unsafe { File::from_raw_fd(fd as i32) });
-    }
-    let err = std::io::Error::last_os_error();
-    if err.raw_os_error() != Some(libc::ENOSYS) {
-        return Err(err);
-    }
-    let base = std::fs::read_link(format!("/proc/self/fd/{}", dir.as_raw_fd()))?;
-    let full = std::fs::canonicalize(base.join(tail))?;
-    if !full.starts_with(&base) {
-        return Err(std::io::Error::from_raw_os_error(libc::EXDEV));
-    }
-    File::open(full)
 }
 
 fn content_type(path: &str) -> mime::Mime {
@@ -244,38 +268,59 @@ mod tests {
     use super::*;
 
     #[test]
-    fn files_open_only_inside_the_repository() {
-        let dir = tempfile::tempdir().unwrap();
-        let root = dir.path();
-        std::fs::create_dir_all(root.join("r/a/.hidden")).unwrap();
-        std::fs::create_dir_all(root.join("other")).unwrap();
-        std::fs::write(root.join("r/a/x.rpm"), b"x").unwrap();
-        std::fs::write(root.join("r/a/.hidden/y"), b"y").unwrap();
-        std::fs::write(root.join("other/secret"), b"s").unwrap();
-        std::os::unix::fs::symlink("../other/secret", root.join("r/leak")).unwrap();
-        std::os::unix::fs::symlink("/etc/passwd", root.join("r/abs")).unwrap();
-        std::os::unix::fs::symlink("a", root.join("r/inside")).unwrap();
-        let repo = File::open(root.join("r")).unwrap();
-        let open = |p: &str| plain_path(p) && open_beneath(&repo, p).is_ok();
-        assert!(open("a/x.rpm"));
-        assert!(open("inside/x.rpm"));
+    fn paths_are_checked_as_text() {
+        assert!(plain_path("a/x.rpm"));
         for bad in [
-            "../other/secret",
-            "a/../../other/secret",
-            "/etc/passwd",
-            "leak",
-            "abs",
+            "../x",
             "a/.hidden/y",
-            "a//x.rpm",
-            "a/x.rpm\0",
+            ".repodata.gen-1/repomd.xml",
+            "a//x",
+            "/etc/passwd",
             "",
         ] {
-            assert!(!open(bad), "{bad:?}");
+            assert!(!plain_path(bad), "{bad:?}");
         }
-        // The kernel check holds on its own, without the text check.
-        for bad in ["leak", "abs", "../other/secret", "a/../../other/secret"] {
-            assert!(open_beneath(&repo, bad).is_err(), "{bad:?}");
-        }
+    }
+
+    #[actix_web::test]
+    async fn objects_from_memory_answer_ranges_and_conditional_requests() {
+        use actix_web::http::StatusCode;
+        use actix_web::test::TestRequest;
+        let meta = Meta {
+            len: 10,
+            modified: std::time::UNIX_EPOCH + std::time::Duration::from_secs(1_700_000_000),
+            etag: "\"abc\"".into(),
+        };
+        let answer = |req: TestRequest| {
+            from_memory(
+                &req.to_http_request(),
+                &meta,
+                b"0123456789".to_vec(),
+                mime::TEXT_PLAIN,
+            )
+        };
+        let body = |r: HttpResponse| async move {
+            actix_web::body::to_bytes(r.into_body()).await.unwrap()
+        };
+        let r = answer(TestRequest::default());
+        assert_eq!(r.status(), StatusCode::OK);
+        assert_eq!(r.headers().get("etag").unwrap(), "\"abc\"");
+        assert_eq!(body(r).await, "0123456789");
+        let r = answer(TestRequest::default().insert_header(("range", "bytes=2-4")));
+        assert_eq!(r.status(), StatusCode::PARTIAL_CONTENT);
+        assert_eq!(r.headers().get("content-range").unwrap(), "bytes 2-4/10");
+        assert_eq!(body(r).await, "234");
+        let r = answer(TestRequest::default().insert_header(("range", "bytes=-3")));
+        assert_eq!(body(r).await, "789");
+        let r = answer(TestRequest::default().insert_header(("range", "bytes=20-")));
+        assert_eq!(r.status(), StatusCode::RANGE_NOT_SATISFIABLE);
+        let r = answer(TestRequest::default().insert_header(("if-none-match", "\"abc\"")));
+        assert_eq!(r.status(), StatusCode::NOT_MODIFIED);
+        let r = answer(TestRequest::default().insert_header(("if-none-match", "\"old\"")));
+        assert_eq!(r.status(), StatusCode::OK);
+        let since = actix_web::http::header::HttpDate::from(meta.modified).to_string();
+        let r = answer(TestRequest::default().insert_header(("if-modified-since", since)));
+        assert_eq!(r.status(), StatusCode::NOT_MODIFIED);
     }
 
     #[test]

@@ -1,10 +1,9 @@
-//! What file serving keeps per repository — whether it is private, its open directory — so
-//! the hot path asks the store nothing. A repository being deleted is not served and not
+//! What file serving keeps per repository — whether it is private — so the hot path asks
+//! the store as little as it can. A repository being deleted is not served and not
 //! kept, and what was kept of it is forgotten, so a repository created again under its
 //! name starts afresh.
 
 use std::collections::HashMap;
-use std::fs::File;
 use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 #[derive(Default)]
@@ -26,7 +25,6 @@ struct Inner {
 #[derive(Default)]
 pub struct Entry {
     pub private: Option<bool>,
-    pub dir: Option<Arc<File>>,
 }
 
 fn read(inner: &RwLock<Inner>) -> RwLockReadGuard<'_, Inner> {
@@ -67,6 +65,11 @@ impl Known {
         }
         set(k.entries.entry(name.to_string()).or_default(), v.clone());
         Ok(Some(v))
+    }
+
+    /// Whether a delete of repository `name` is under way (it is not served meanwhile).
+    pub fn is_deleting(&self, name: &str) -> bool {
+        read(&self.inner).deleting.contains_key(name)
     }
 
     /// Forgets repository `name` and stops serving it until the guard is dropped (when

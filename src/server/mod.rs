@@ -122,15 +122,13 @@ impl ServeError {
 pub struct State {
     pub repos: Repositories,
     pub data: PathBuf,
-    /// `<data>/repos`, resolved: served files must resolve to below it.
-    pub repos_root: PathBuf,
     /// Where uploads are streamed before they are published.
     pub uploads: PathBuf,
     pub settings: Settings,
     pub metrics: metrics::Metrics,
     pub queue: queue::PublishQueue,
-    /// Per repository: whether it is private (fixed at creation) and its directory, open
-    /// for [`files::open_beneath`]; forgotten when it is deleted.
+    /// Per repository: whether it is private (fixed at creation); forgotten when it is
+    /// deleted.
     pub known: known::Known,
     /// Platforms and download-from templates, for plans.
     pub layout: crate::layout::Layout,
@@ -234,17 +232,9 @@ impl State {
         Ok(self.repos.repo(name)?)
     }
 
-    /// Repository `name`'s directory, opened once.
-    pub fn repo_dir(&self, name: &str) -> Option<std::sync::Arc<std::fs::File>> {
-        self.known
-            .get_or(
-                name,
-                |e| e.dir.clone(),
-                |e, d| e.dir = Some(d),
-                || std::fs::File::open(self.repos_root.join(name)).map(std::sync::Arc::new),
-            )
-            .ok()
-            .flatten()
+    /// Whether repository `name` is being deleted (then it is not served).
+    pub fn deleting(&self, name: &str) -> bool {
+        self.known.is_deleting(name)
     }
 
     /// The URL clients reach this server at: the configured one, else the request's.
@@ -279,7 +269,6 @@ pub fn run(opts: ServeOptions) -> Result<(), ServeError> {
     // Left by a server that stopped mid-upload: never published, safe to drop.
     let _ = std::fs::remove_dir_all(&uploads);
     std::fs::create_dir_all(&uploads)?;
-    let repos_root = std::fs::canonicalize(opts.data.join("repos"))?;
     let mut settings = opts.settings.clone();
     if settings.tree.is_none() {
         settings.tree = opts.demo.clone();
@@ -287,7 +276,6 @@ pub fn run(opts: ServeOptions) -> Result<(), ServeError> {
     let state = web::Data::new(State {
         repos,
         data: opts.data.clone(),
-        repos_root,
         uploads,
         settings: settings.clone(),
         metrics: metrics::Metrics::new(),

@@ -275,6 +275,23 @@ pub struct LeftFile {
     pub sha256: String,
 }
 
+/// The generation an index directory (`yum/<platform>/repodata`, `apt/dists/<suite>`)
+/// shows: its files are objects under the sibling prefix `.<base>.gen-<hash>/`, written
+/// whole before this record names them; the record is switched in the store batch that
+/// clears the repository's pending indexes, so every server sees one generation at once.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Generation {
+    /// `.<base>.gen-<hash>` (the hash covers every file's name and bytes).
+    pub name: String,
+    /// The files it holds, relative to it (carried ones included), sorted.
+    pub files: Vec<String>,
+    /// Content-named files carried over from the generation before, for readers of that
+    /// one; never carried twice.
+    pub carried: Vec<String>,
+    /// The generation before, kept for readers in flight; the one before that is dropped.
+    pub previous: Option<String>,
+}
+
 /// A locked configuration: its canonical content hash, recorded by `packyard lock`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct LockRecord {
@@ -364,8 +381,14 @@ pub enum Change {
         tree: String,
         files: Vec<LeftFile>,
     },
+    /// The generation an index directory of a repository shows from now on.
+    PutGeneration {
+        repo: String,
+        dir: String,
+        generation: Generation,
+    },
     /// A repository and everything recorded of it: packages, index entries, segments,
-    /// files that left.
+    /// files that left, index generations.
     RemoveRepo(String),
     /// A build of the farm (its tasks are put one by one).
     PutFarmBuild(FarmBuild),
@@ -401,6 +424,9 @@ pub trait Store: Send + Sync {
     fn segments(&self, repo: &str, tree: &str) -> Result<Arc<Segments>, StoreError>;
     /// The files that left an index tree at its current generation.
     fn left_files(&self, repo: &str, tree: &str) -> Result<Vec<LeftFile>, StoreError>;
+    /// The generation index directory `dir` of `repo` shows (none before its first
+    /// index build, or in a data directory written before generations were recorded).
+    fn generation(&self, repo: &str, dir: &str) -> Result<Option<Generation>, StoreError>;
 
     /// A number for a new farm build, never handed out before.
     fn new_build_id(&self) -> Result<BuildId, StoreError>;

@@ -15,8 +15,9 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use super::{
-    BuildId, Change, FarmBuild, IndexEntry, IndexRow, Lease, LeftFile, LockRecord, PackageRecord,
-    RepoRecord, Segments, Store, StoreError, Task, TaskEvent, TaskState, TokenRecord,
+    BuildId, Change, FarmBuild, Generation, IndexEntry, IndexRow, Lease, LeftFile, LockRecord,
+    PackageRecord, RepoRecord, Segments, Store, StoreError, Task, TaskEvent, TaskState,
+    TokenRecord,
 };
 
 pub struct SledStore {
@@ -323,10 +324,15 @@ fn task_index_keys(t: &Task) -> Vec<Vec<u8>> {
 fn left_key(repo: &str, tree: &str) -> Vec<u8> {
     format!("left\0{repo}\0{tree}").into_bytes()
 }
+// An index directory's current generation: `gen\0<repo>\0<dir>`, JSON.
+fn gen_key(repo: &str, dir: &str) -> Vec<u8> {
+    format!("gen\0{repo}\0{dir}").into_bytes()
+}
 /// The prefixes of every key that belongs to repository `repo` (but its own record):
-/// packages, packages by name, index entries, segments and files that left.
-fn repo_prefixes(repo: &str) -> [Vec<u8>; 5] {
-    ["pkg", "name", "ent", "seg", "left"].map(|kind| format!("{kind}\0{repo}\0").into_bytes())
+/// packages, packages by name, index entries, segments, files that left, generations.
+fn repo_prefixes(repo: &str) -> [Vec<u8>; 6] {
+    ["pkg", "name", "ent", "seg", "left", "gen"]
+        .map(|kind| format!("{kind}\0{repo}\0").into_bytes())
 }
 
 fn backend(e: sled::Error) -> StoreError {
@@ -541,6 +547,11 @@ impl Store for SledStore {
                 Change::PutLeft { repo, tree, files } => {
                     batch.insert(left_key(&repo, &tree), encode(&files))
                 }
+                Change::PutGeneration {
+                    repo,
+                    dir,
+                    generation,
+                } => batch.insert(gen_key(&repo, &dir), encode(&generation)),
                 Change::RemoveSegment { repo, tree, key } => {
                     let prefix = seg_prefix(&repo, &tree);
                     batch.remove(joined(&prefix, &key));
@@ -657,6 +668,10 @@ impl Store for SledStore {
 
     fn left_files(&self, repo: &str, tree: &str) -> Result<Vec<LeftFile>, StoreError> {
         Ok(self.get(&left_key(repo, tree))?.unwrap_or_default())
+    }
+
+    fn generation(&self, repo: &str, dir: &str) -> Result<Option<Generation>, StoreError> {
+        self.get(&gen_key(repo, dir))
     }
 
     fn new_build_id(&self) -> Result<BuildId, StoreError> {

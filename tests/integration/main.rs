@@ -19,5 +19,6 @@ mod registered;
 mod repo;
 mod resolve;
 mod serve;
+mod upgrade;
 mod versions;
 mod zypper;

@@ -1,0 +1,69 @@
+//! Which object a path of a repository reads — the one question serving asks. Names live
+//! in the store: an index directory's files are read from its current generation, a
+//! package's download-from path from its record's object, its `.sha256` record from the
+//! record itself. Anything else (build records and logs, the public key) is an object at
+//! its path.
+
+use super::{RepoError, Repositories};
+use crate::blobs::{Data, Meta, Object};
+
+impl Repositories {
+    /// The index directory (`yum/<platform>/repodata`, `<apt>/dists/<suite>`) that `path`
+    /// lies in, and the rest of it.
+    fn index_dir<'p>(&self, path: &'p str) -> Option<(&'p str, &'p str)> {
+        if let Some(at) = path.find("/repodata/") {
+            let end = at + "/repodata".len();
+            return Some((&path[..end], &path[end + 1..]));
+        }
+        let apt = &self.layout.repository.apt;
+        let rest = path.strip_prefix(apt.as_str())?.strip_prefix("/dists/")?;
+        let (suite, file) = rest.split_once('/')?;
+        let end = apt.len() + "/dists/".len() + suite.len();
+        Some((&path[..end], file))
+    }
+
+    /// Opens what path `path` of repository `repo` reads (already checked as a key), or
+    /// `None`. `range` as [`crate::blobs::Blobs::open`] takes it.
+    pub fn open_path(
+        &self,
+        repo: &str,
+        path: &str,
+        range: Option<std::ops::Range<u64>>,
+    ) -> Result<Option<Object>, RepoError> {
+        if let Some((dir, file)) = self.index_dir(path)
+            && let Some(g) = self.store.generation(repo, dir)?
+        {
+            let key = super::generations::file_key(&format!("{repo}/{dir}"), &g.name, file);
+            return Ok(self.blobs.open(&key, range)?);
+        }
+        // Most requests are for a package at its path, which backends that materialise
+        // names (files) answer at once.
+        if let Some(o) = self.blobs.open(&format!("{repo}/{path}"), range.clone())? {
+            return Ok(Some(o));
+        }
+        if let Some(p) = self.store.package(repo, path)? {
+            let object = super::publish::object_key(self, &p);
+            return Ok(self.blobs.open(&format!("{repo}/{object}"), range)?);
+        }
+        if let Some(stem) = path.strip_suffix(".sha256")
+            && let Some(p) = self.store.package(repo, stem)?
+        {
+            let line = crate::paths::checksum_line(&p.path, &p.sha256).into_bytes();
+            let meta = Meta {
+                len: line.len() as u64,
+                modified: std::time::UNIX_EPOCH
+                    + std::time::Duration::from_secs(p.published.max(0) as u64),
+                etag: format!("\"{:.16}\"", p.sha256),
+            };
+            let len = line.len() as u64;
+            let r = range.unwrap_or(0..len);
+            let start = r.start.min(len);
+            let bytes = line[start as usize..r.end.clamp(start, len) as usize].to_vec();
+            return Ok(Some(Object {
+                meta,
+                data: Data::Bytes(bytes),
+            }));
+        }
+        Ok(None)
+    }
+}
