@@ -52,11 +52,44 @@ impl AuthError {
     }
 }
 
+/// A token as the API and `token list --json` show it, wherever it was read: the store's
+/// record without the secret's hash (store types are not API types).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
+pub struct Token {
+    pub id: String,
+    pub role: Role,
+    /// What it is for (free text).
+    pub name: String,
+    pub created: i64,
+    /// When it was revoked; a revoked token is refused.
+    pub revoked: Option<i64>,
+    /// Unix seconds from which it is refused; `None`: it does not expire.
+    pub expires: Option<i64>,
+}
+
+impl From<&TokenRecord> for Token {
+    fn from(r: &TokenRecord) -> Token {
+        Token {
+            id: r.id.clone(),
+            role: r.role,
+            name: r.name.clone(),
+            created: r.created,
+            revoked: r.revoked,
+            expires: r.expires,
+        }
+    }
+}
+
+/// Every token, as the API shows them.
+pub fn list(store: &dyn Store) -> Result<Vec<Token>, AuthError> {
+    Ok(store.tokens()?.iter().map(Token::from).collect())
+}
+
 /// A token just created: the only time its secret is known.
 #[derive(Debug, Clone, Serialize, serde::Deserialize)]
 pub struct NewToken {
     #[serde(flatten)]
-    pub record: TokenRecord,
+    pub record: Token,
     /// The bearer token to hand over.
     pub token: String,
 }
@@ -130,7 +163,7 @@ pub fn create(
     };
     store.apply(vec![Change::PutToken(record.clone())])?;
     Ok(NewToken {
-        record,
+        record: Token::from(&record),
         token: format!("{PREFIX}{id}_{secret}"),
     })
 }
@@ -172,7 +205,7 @@ pub fn require(has: Role, needed: Role) -> Result<(), AuthError> {
 }
 
 /// Revokes token `id` (for good); revoking twice keeps the first date.
-pub fn revoke(store: &dyn Store, id: &str) -> Result<TokenRecord, AuthError> {
+pub fn revoke(store: &dyn Store, id: &str) -> Result<Token, AuthError> {
     let mut record = store
         .token(id)?
         .ok_or_else(|| AuthError::NoSuchToken(id.into()))?;
@@ -180,7 +213,7 @@ pub fn revoke(store: &dyn Store, id: &str) -> Result<TokenRecord, AuthError> {
         record.revoked = Some(chrono::Utc::now().timestamp());
         store.apply(vec![Change::PutToken(record.clone())])?;
     }
-    Ok(record)
+    Ok(Token::from(&record))
 }
 
 /// Constant-time comparison: how far two hashes agree must not show in the time taken.

@@ -17,7 +17,7 @@ use crate::repo::keys::{Algorithm, KeyInfo};
 use crate::repo::publish::{FileOutcome, UploadRegistration};
 use crate::repo::release::LockOutcome;
 use crate::repo::{NewRepo, RepoSummary};
-use crate::store::{BuildId, LockRecord, RepoRecord, Role, Task, TokenRecord};
+use crate::store::{BuildId, LockRecord, RepoRecord, Role, Task};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
@@ -152,6 +152,7 @@ pub fn is_url(s: &str) -> bool {
     s.starts_with("http://") || s.starts_with("https://")
 }
 
+#[derive(Clone)]
 pub struct Client {
     base: String,
     token: Option<String>,
@@ -408,6 +409,19 @@ impl Client {
     }
 
     /// Installs an armored secret key as `repo`'s signing key.
+    /// The public key that signs `repo`'s indexes, as served beside them (`key`: its
+    /// file name in the repository).
+    pub fn public_key(&self, repo: &str, key: &str) -> Result<String, ClientError> {
+        let url = format!(
+            "{}/repos/{}/{}",
+            self.base,
+            segment(repo),
+            crate::paths::url_path(key)
+        );
+        let r = self.auth(self.agent.get(&url)).call();
+        Ok(self.answer_text(&url, r)?.1)
+    }
+
     pub fn import_key(
         &self,
         repo: &str,
@@ -567,7 +581,7 @@ impl Client {
         }
     }
 
-    pub fn tokens(&self) -> Result<Vec<TokenRecord>, ClientError> {
+    pub fn tokens(&self) -> Result<Vec<crate::auth::Token>, ClientError> {
         self.get("/tokens")
     }
 
@@ -583,7 +597,7 @@ impl Client {
         )
     }
 
-    pub fn revoke_token(&self, id: &str) -> Result<TokenRecord, ClientError> {
+    pub fn revoke_token(&self, id: &str) -> Result<crate::auth::Token, ClientError> {
         let url = format!("{}/api/v1/tokens/{}", self.base, segment(id));
         let r = self.auth(self.agent.delete(&url)).call();
         self.answer(&url, r)

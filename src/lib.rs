@@ -6,7 +6,8 @@
 //! metadata in [`store`] and bytes in [`blobs`]; [`lock`] freezes configurations.
 //! [`version`] gives RPM and Debian ordering, [`layout`] the platforms and path templates.
 //! [`server`] serves it all over HTTP, with [`auth`] tokens for writers; [`cli`] is the
-//! thin command-line edge. Both call the same library functions.
+//! thin command-line edge, doing repository commands through [`service`] on the data
+//! directory or a server. Both call the same library functions.
 
 pub mod agent;
 pub mod archive;
@@ -28,5 +29,6 @@ pub mod progress;
 pub mod repo;
 pub mod resolve;
 pub mod server;
+pub mod service;
 pub mod store;
 pub mod version;

@@ -426,6 +426,10 @@ impl Blobs for FsBlobs {
         sync_dir(&parent)
     }
 
+    fn describe(&self, key: &str) -> String {
+        self.root.join(key).display().to_string()
+    }
+
     fn shown(&self, dir: &str) -> Option<String> {
         let link = self.path(dir).ok()?;
         let target = fs::read_link(link).ok()?;

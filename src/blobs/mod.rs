@@ -142,6 +142,11 @@ pub trait Blobs: Send + Sync {
         None
     }
 
+    /// Where a person finds `key` (a path on this machine, a URL), for messages.
+    fn describe(&self, key: &str) -> String {
+        key.to_string()
+    }
+
     /// The whole object at `key`, in memory.
     fn get(&self, key: &str) -> Result<Option<Vec<u8>>, BlobError> {
         let Some(object) = self.open(key, None)? else {

@@ -1,5 +1,5 @@
 //! `repo`, `key`, `publish`, `lock`, `clone` and `register`: arguments and output; the
-//! work is in [`crate::repo`], or on a server through [`crate::client`].
+//! work is done by a [`Service`]: the data directory, or a server.
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -9,9 +9,8 @@ use clap::{Args, Subcommand};
 use super::{Failure, Outcome, print_json};
 use crate::client::{Client, ClientError};
 use crate::layout::Layout;
-use crate::repo::publish::UploadRegistration;
-use crate::repo::release::{new_lock, registration};
 use crate::repo::{PublishOptions, RepoError, Repositories};
+use crate::service::{Remote, Service, ServiceError};
 use crate::store::RepoKind;
 
 #[derive(Subcommand)]
@@ -112,6 +111,11 @@ pub fn remote_failure(e: ClientError) -> Failure {
     Failure::new(e, hint)
 }
 
+pub fn service_failure(e: ServiceError) -> Failure {
+    let hint = e.hint();
+    Failure::new(e, hint)
+}
+
 /// Where a command does its work: on the data directory itself, or through a running
 /// server (`--server URL --token T`).
 pub enum Target<'a> {
@@ -132,9 +136,27 @@ impl Target<'_> {
             Target::Local { layout, .. } | Target::Remote { layout, .. } => layout,
         }
     }
+
+    /// What does a repository command's work here: the data directory (opened now), or
+    /// the server.
+    pub fn service(&self) -> Result<Box<dyn Service + '_>, Failure> {
+        Ok(match self {
+            Target::Local { data, layout } => Box::new(open(data, layout)?),
+            Target::Remote {
+                client,
+                url,
+                layout,
+            } => Box::new(Remote {
+                client: client.clone(),
+                url: url.clone(),
+                layout,
+            }),
+        })
+    }
 }
 
 pub fn cmd_repo(cmd: RepoCommand, target: &Target, json: bool) -> Outcome {
+    let service = target.service()?;
     match cmd {
         RepoCommand::Create {
             name,
@@ -152,32 +174,21 @@ pub fn cmd_repo(cmd: RepoCommand, target: &Target, json: bool) -> Outcome {
                 yum_compression,
                 private,
             };
-            let (r, place) = match target {
-                Target::Local { data, layout } => (
-                    open(data, layout)?.create(&new).map_err(failure)?,
-                    data.join("repos").join(&name).display().to_string(),
-                ),
-                Target::Remote { client, url, .. } => (
-                    client.create_repo(&new).map_err(remote_failure)?,
-                    format!("{url}/repos/{name}/"),
-                ),
-            };
+            let r = service.create_repo(&new).map_err(service_failure)?;
             if json {
                 print_json(&r)?;
             } else {
                 println!(
-                    "created {} repository {} in {place}",
+                    "created {} repository {} in {}",
                     r.kind.as_str(),
-                    r.name
+                    r.name,
+                    service.location(&name, "")
                 );
                 println!("next: packyard key generate --repo {name}");
             }
         }
         RepoCommand::List => {
-            let list = match target {
-                Target::Local { data, layout } => open(data, layout)?.list().map_err(failure)?,
-                Target::Remote { client, .. } => client.repos().map_err(remote_failure)?,
-            };
+            let list = service.repos().map_err(service_failure)?;
             if json {
                 print_json(&list)?;
             } else if list.is_empty() {
@@ -198,12 +209,7 @@ pub fn cmd_repo(cmd: RepoCommand, target: &Target, json: bool) -> Outcome {
         }
         RepoCommand::Delete { name, yes } => {
             if !yes {
-                let r = match target {
-                    Target::Local { data, layout } => {
-                        open(data, layout)?.show(&name).map_err(failure)?
-                    }
-                    Target::Remote { client, .. } => client.repo(&name).map_err(remote_failure)?,
-                };
+                let r = service.repo(&name).map_err(service_failure)?;
                 return Err(Failure::new(
                     format!(
                         "deleting {} would remove its {} packages ({} bytes), its indexes \
@@ -213,14 +219,7 @@ pub fn cmd_repo(cmd: RepoCommand, target: &Target, json: bool) -> Outcome {
                     format!("run `packyard repo delete {name} --yes` to do it"),
                 ));
             }
-            let gone = match target {
-                Target::Local { data, layout } => {
-                    open(data, layout)?.delete(&name).map_err(failure)?
-                }
-                Target::Remote { client, .. } => {
-                    client.delete_repo(&name).map_err(remote_failure)?
-                }
-            };
+            let gone = service.delete_repo(&name).map_err(service_failure)?;
             if json {
                 print_json(&gone)?;
             } else {
@@ -231,16 +230,7 @@ pub fn cmd_repo(cmd: RepoCommand, target: &Target, json: bool) -> Outcome {
             }
         }
         RepoCommand::Show { name } => {
-            let (r, place) = match target {
-                Target::Local { data, layout } => (
-                    open(data, layout)?.show(&name).map_err(failure)?,
-                    data.join("repos").join(&name).display().to_string(),
-                ),
-                Target::Remote { client, url, .. } => (
-                    client.repo(&name).map_err(remote_failure)?,
-                    format!("{url}/repos/{name}/"),
-                ),
-            };
+            let r = service.repo(&name).map_err(service_failure)?;
             if json {
                 print_json(&r)?;
             } else {
@@ -263,7 +253,7 @@ pub fn cmd_repo(cmd: RepoCommand, target: &Target, json: bool) -> Outcome {
                     r.record.key.as_deref().unwrap_or("none (indexes unsigned)")
                 );
                 println!("packages    {} ({} bytes)", r.packages, r.bytes);
-                println!("tree        {place}");
+                println!("tree        {}", service.location(&name, ""));
             }
         }
     }
@@ -271,74 +261,33 @@ pub fn cmd_repo(cmd: RepoCommand, target: &Target, json: bool) -> Outcome {
 }
 
 pub fn cmd_key(cmd: KeyCommand, target: &Target, json: bool) -> Outcome {
-    let (data, layout) = match target {
-        Target::Local { data, layout } => (*data, *layout),
-        Target::Remote { client, url, .. } => {
-            return match cmd {
-                KeyCommand::Generate {
-                    repo,
-                    algorithm,
-                    force,
-                } => {
-                    let info = client
-                        .generate_key(&repo, algorithm, force)
-                        .map_err(remote_failure)?;
-                    print_key(&info, &format!("{url}/repos/{repo}/key.asc"), json)
-                }
-                KeyCommand::Export { repo } => Err(Failure::new(
-                    "`key export` reads the data directory, which the server holds",
-                    format!("the server serves the public key: curl {url}/repos/{repo}/key.asc"),
-                )),
-                KeyCommand::Import { repo, file, force } => {
-                    let armored = read_key_file(&file)?;
-                    let info = client
-                        .import_key(&repo, &armored, force)
-                        .map_err(remote_failure)?;
-                    print_key(&info, &format!("{url}/repos/{repo}/key.asc"), json)
-                }
-            };
-        }
-    };
-    let repos = open(data, layout)?;
-    let (repo, info) = match cmd {
+    let service = target.service()?;
+    let info = match cmd {
         KeyCommand::Generate {
             repo,
             algorithm,
             force,
-        } => {
-            let info = repos
-                .generate_key(&repo, algorithm, force)
-                .map_err(failure)?;
-            (repo, info)
-        }
+        } => service.generate_key(&repo, algorithm, force),
         KeyCommand::Import { repo, file, force } => {
-            let armored = read_key_file(&file)?;
-            let info = repos.import_key(&repo, &armored, force).map_err(failure)?;
-            (repo, info)
+            let armored = std::fs::read_to_string(&file)
+                .map_err(|e| Failure::new(format!("{}: {e}", file.display()), None))?;
+            service.import_key(&repo, &armored, force)
         }
         KeyCommand::Export { repo } => {
-            print!("{}", repos.public_key(&repo).map_err(failure)?);
+            print!("{}", service.public_key(&repo).map_err(service_failure)?);
             return Ok(ExitCode::SUCCESS);
         }
-    };
-    let place = data.join("repos").join(&repo).join("key.asc");
-    print_key(&info, &place.display().to_string(), json)
-}
-
-fn read_key_file(file: &std::path::Path) -> Result<String, Failure> {
-    std::fs::read_to_string(file)
-        .map_err(|e| Failure::new(format!("{}: {e}", file.display()), None))
-}
-
-fn print_key(info: &crate::repo::keys::KeyInfo, public: &str, json: bool) -> Outcome {
+    }
+    .map_err(service_failure)?;
     if json {
-        print_json(info)?;
+        print_json(&info)?;
     } else {
         println!(
             "repository {} signs with key {}",
             info.repo, info.fingerprint
         );
-        println!("public key: {public}");
+        let key = &target.layout().repository.key;
+        println!("public key: {}", service.location(&info.repo, key));
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -350,101 +299,11 @@ pub fn cmd_publish(args: PublishArgs, target: &Target, json: bool) -> Outcome {
         platform: args.platform.clone(),
         external: args.external,
     };
-    let report = match target {
-        Target::Local { data, layout } => open(data, layout)?
-            .publish(&args.repo, &args.paths, &opts, &bar)
-            .map_err(failure)?,
-        Target::Remote { client, layout, .. } => {
-            let files = crate::repo::publish::input_files(&args.paths, layout).map_err(failure)?;
-            let uploads = files
-                .into_iter()
-                .map(|(source, key)| {
-                    // A loose file goes up under its bare name; the server places it.
-                    let key = key.unwrap_or_else(|| {
-                        source
-                            .file_name()
-                            .map(|n| n.to_string_lossy().into_owned())
-                            .unwrap_or_default()
-                    });
-                    (source, key, None)
-                })
-                .collect();
-            upload_all(client, &args.repo, uploads, &opts, &bar)?
-        }
-    };
+    let report = target
+        .service()?
+        .publish(&args.repo, &args.paths, &opts, &bar)
+        .map_err(service_failure)?;
     print_report(&report, json)
-}
-
-/// Uploads `files` (source, download-from path, registration) a few at a time — the
-/// server publishes concurrent uploads together — and sums up the answers.
-fn upload_all(
-    client: &Client,
-    repo: &str,
-    files: Vec<(PathBuf, String, Option<UploadRegistration>)>,
-    opts: &PublishOptions,
-    bar: &dyn crate::progress::Progress,
-) -> Result<crate::repo::PublishReport, Failure> {
-    let total = files
-        .iter()
-        .filter_map(|(p, _, _)| std::fs::metadata(p).ok())
-        .map(|m| m.len())
-        .sum();
-    bar.start("uploading", total);
-    let next = std::sync::atomic::AtomicUsize::new(0);
-    let results = std::sync::Mutex::new(Vec::new());
-    std::thread::scope(|s| {
-        for _ in 0..4.min(files.len()) {
-            s.spawn(|| {
-                loop {
-                    let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                    let Some((source, key, register)) = files.get(i) else {
-                        break;
-                    };
-                    let r = client.upload(repo, key, source, opts, register.as_ref(), None);
-                    if let Ok(m) = std::fs::metadata(source) {
-                        bar.advance(m.len());
-                    }
-                    let failed = r.is_err();
-                    results
-                        .lock()
-                        .unwrap_or_else(|p| p.into_inner())
-                        .push((i, r));
-                    if failed {
-                        // Stop handing out more files after the first failure.
-                        next.store(files.len(), std::sync::atomic::Ordering::Relaxed);
-                    }
-                }
-            });
-        }
-    });
-    bar.finish();
-    let mut results = results.into_inner().unwrap_or_else(|p| p.into_inner());
-    results.sort_by_key(|(i, _)| *i);
-    let mut report = crate::repo::PublishReport {
-        repo: repo.to_string(),
-        files: vec![],
-        removed: vec![],
-        indexes: vec![],
-    };
-    for (i, r) in results {
-        let up = r.map_err(|e| {
-            let hint = e.hint();
-            Failure::new(format!("{}: {e}", files[i].0.display()), hint)
-        })?;
-        report.files.push(up.file);
-        for p in up.removed {
-            if !report.removed.contains(&p) {
-                report.removed.push(p);
-            }
-        }
-        for x in up.indexes {
-            if !report.indexes.contains(&x) {
-                report.indexes.push(x);
-            }
-        }
-    }
-    report.indexes.sort();
-    Ok(report)
 }
 
 fn print_report(report: &crate::repo::PublishReport, json: bool) -> Outcome {
@@ -523,15 +382,10 @@ fn load_tree(dir: &Path) -> Result<crate::config::Tree, Failure> {
 
 pub fn cmd_lock(args: LockArgs, target: &Target, json: bool) -> Outcome {
     let tree = load_tree(&args.tree)?;
-    let out = match target {
-        Target::Local { data, layout } => open(data, layout)?
-            .lock(&tree, &args.configuration)
-            .map_err(failure)?,
-        Target::Remote { client, .. } => {
-            let lock = new_lock(&tree, &args.configuration).map_err(failure)?;
-            client.lock(&lock).map_err(remote_failure)?
-        }
-    };
+    let out = target
+        .service()?
+        .lock(&tree, &args.configuration)
+        .map_err(service_failure)?;
     if json {
         print_json(&out)?;
     } else if out.new {
@@ -580,75 +434,24 @@ pub fn cmd_register(args: RegisterArgs, target: &Target, json: bool) -> Outcome 
         ..Default::default()
     };
     let bar = super::progress::Bar::new(!json);
-    let report = match target {
-        Target::Local { data, layout } => open(data, layout)?
-            .register(
-                crate::repo::release::Registering {
-                    tree: &tree,
-                    configuration: &args.configuration,
-                    options,
-                    inputs: &args.paths,
-                },
-                &args.repo,
-                &crate::repo::PublishOptions {
-                    sign: args.sign,
-                    ..Default::default()
-                },
-                &bar,
-            )
-            .map_err(failure)?,
-        Target::Remote { client, layout, .. } => {
-            // The tree is here: check the lock and the files here, then let the server
-            // check the lock's hash again and each header against what it must say.
-            let lock = check_remote_lock(client, &tree, &args.configuration)?.ok_or_else(|| {
-                Failure::new(
-                    format!("{} is not locked", args.configuration),
-                    format!(
-                        "only packages of a locked configuration are registered: `packyard lock {} --tree {}`",
-                        args.configuration,
-                        args.tree.display()
-                    ),
-                )
-            })?;
-            let files = registration(&tree, layout, &args.configuration, options, &args.paths)
-                .map_err(failure)?
-                .into_iter()
-                .map(|r| {
-                    let register = UploadRegistration {
-                        configuration: args.configuration.clone(),
-                        lock_sha256: lock.sha256.clone(),
-                        expect: r.expect,
-                    };
-                    (r.source, r.key, Some(register))
-                })
-                .collect();
-            let opts = PublishOptions {
+    let report = target
+        .service()?
+        .register(
+            crate::repo::release::Registering {
+                tree: &tree,
+                configuration: &args.configuration,
+                options,
+                inputs: &args.paths,
+            },
+            &args.repo,
+            &crate::repo::PublishOptions {
                 sign: args.sign,
                 ..Default::default()
-            };
-            upload_all(client, &args.repo, files, &opts, &bar)?
-        }
-    };
+            },
+            &bar,
+        )
+        .map_err(service_failure)?;
     print_report(&report, json)
-}
-
-/// The server's lock of `configuration`, after checking that the tree still matches it.
-fn check_remote_lock(
-    client: &Client,
-    tree: &crate::config::Tree,
-    configuration: &str,
-) -> Result<Option<crate::store::LockRecord>, Failure> {
-    let Some(existing) = client.get_lock(configuration).map_err(remote_failure)? else {
-        return Ok(None);
-    };
-    let now = new_lock(tree, configuration).map_err(failure)?;
-    if now.sha256 != existing.sha256 {
-        return Err(failure(crate::repo::release::changed(
-            &existing,
-            &now.canonical,
-        )));
-    }
-    Ok(Some(existing))
 }
 
 /// Refuses to pack a locked configuration whose entry changed. Locks are read from the
@@ -659,20 +462,20 @@ pub fn check_lock(
     configuration: &str,
     target: &Target,
 ) -> Result<(), Failure> {
-    match target {
-        Target::Remote { client, .. } => {
-            check_remote_lock(client, tree, configuration)?;
-        }
-        Target::Local { data, layout } => {
-            if let Some(server) = crate::repo::running(data) {
-                let client = Client::new(&server.url, None);
-                check_remote_lock(&client, tree, configuration)?;
-            } else if data.join("store").is_dir() {
-                open(data, layout)?
-                    .check_lock(tree, configuration)
-                    .map_err(failure)?;
-            }
-        }
-    }
+    let service = match target {
+        Target::Local { data, layout } => match crate::repo::running(data) {
+            Some(server) => Box::new(Remote {
+                client: Client::new(&server.url, None),
+                url: server.url,
+                layout,
+            }),
+            None if data.join("store").is_dir() => target.service()?,
+            None => return Ok(()),
+        },
+        Target::Remote { .. } => target.service()?,
+    };
+    service
+        .check_lock(tree, configuration)
+        .map_err(service_failure)?;
     Ok(())
 }

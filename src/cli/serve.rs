@@ -6,10 +6,9 @@ use std::process::ExitCode;
 
 use clap::{Args, Subcommand};
 
-use super::repo::{Target, failure, remote_failure};
+use super::repo::{Target, service_failure};
 use super::{Failure, Outcome, print_json};
 use crate::layout::Layout;
-use crate::repo::Repositories;
 use crate::server::{self, ServeOptions, Settings};
 use crate::store::Role;
 
@@ -95,40 +94,17 @@ pub fn cmd_serve(args: ServeArgs, data: &Path, layout: &Layout, json: bool) -> O
 }
 
 pub fn cmd_token(cmd: TokenCommand, target: &Target, json: bool) -> Outcome {
-    let auth = |e: crate::auth::AuthError| {
-        let hint = e.hint();
-        Failure::new(e, hint)
-    };
     // Tokens are made on the data directory, or by an admin through the server.
-    enum Tokens<'a> {
-        Local(Box<Repositories>),
-        Remote(&'a crate::client::Client),
-    }
-    let tokens = match target {
-        Target::Local { data, layout } => Tokens::Local(Box::new(
-            Repositories::open(data, (*layout).clone()).map_err(failure)?,
-        )),
-        Target::Remote { client, .. } => Tokens::Remote(client),
-    };
+    let service = target.service()?;
     match cmd {
         TokenCommand::Create {
             role,
             name,
             expires,
         } => {
-            let t = match &tokens {
-                Tokens::Local(repos) => {
-                    let expires = expires
-                        .as_deref()
-                        .map(|e| crate::auth::expiry(e, chrono::Utc::now().timestamp()))
-                        .transpose()
-                        .map_err(auth)?;
-                    crate::auth::create(repos.store.as_ref(), role, &name, expires).map_err(auth)?
-                }
-                Tokens::Remote(c) => c
-                    .create_token(role, &name, expires.as_deref())
-                    .map_err(remote_failure)?,
-            };
+            let t = service
+                .create_token(role, &name, expires.as_deref())
+                .map_err(service_failure)?;
             if json {
                 print_json(&t)?;
             } else {
@@ -141,10 +117,7 @@ pub fn cmd_token(cmd: TokenCommand, target: &Target, json: bool) -> Outcome {
             }
         }
         TokenCommand::List => {
-            let list = match &tokens {
-                Tokens::Local(repos) => repos.store.tokens().map_err(|e| auth(e.into()))?,
-                Tokens::Remote(c) => c.tokens().map_err(remote_failure)?,
-            };
+            let list = service.tokens().map_err(service_failure)?;
             if json {
                 print_json(&list)?;
             } else if list.is_empty() {
@@ -163,12 +136,7 @@ pub fn cmd_token(cmd: TokenCommand, target: &Target, json: bool) -> Outcome {
             }
         }
         TokenCommand::Revoke { id } => {
-            let t = match &tokens {
-                Tokens::Local(repos) => {
-                    crate::auth::revoke(repos.store.as_ref(), &id).map_err(auth)?
-                }
-                Tokens::Remote(c) => c.revoke_token(&id).map_err(remote_failure)?,
-            };
+            let t = service.revoke_token(&id).map_err(service_failure)?;
             if json {
                 print_json(&t)?;
             } else {

@@ -1174,18 +1174,11 @@ impl Repositories {
         })
     }
 
-    /// Serialises publishes to one repository across threads and processes.
-    pub(super) fn lock_repo(&self, name: &str) -> Result<RepoLock, RepoError> {
-        let path = self
-            .keys_dir
-            .with_file_name("locks")
-            .join(format!("{name}.lock"));
-        RepoLock::exclusive(&path).map_err(|source| RepoError::Io { path, source })
+    /// Serialises publishes to one repository among everyone who writes the store.
+    pub(super) fn lock_repo(&self, name: &str) -> Result<crate::store::RepoGuard, RepoError> {
+        Ok(self.store.lock_repo(name)?)
     }
 }
-
-/// The per-repository publish lock.
-pub(super) type RepoLock = crate::atomic::FileLock;
 
 /// What makes two records the same package: kind, platform, name, epoch, version,
 /// release, arch.

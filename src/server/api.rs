@@ -711,24 +711,7 @@ async fn show_lock(path: web::Path<String>, state: Shared) -> Result<HttpRespons
 
 async fn list_tokens(req: HttpRequest, state: Shared) -> Result<HttpResponse, ApiError> {
     state.require(&req, Role::Admin)?;
-    // The hashes stay in the store.
-    let list: Vec<serde_json::Value> = state
-        .repos
-        .store
-        .tokens()?
-        .iter()
-        .map(without_hash)
-        .collect();
-    Ok(HttpResponse::Ok().json(list))
-}
-
-/// A token record as the API shows it: the secret's hash stays in the store.
-fn without_hash(t: &impl Serialize) -> serde_json::Value {
-    let mut v = serde_json::to_value(t).unwrap_or_default();
-    if let Some(o) = v.as_object_mut() {
-        o.remove("hash");
-    }
-    v
+    Ok(HttpResponse::Ok().json(auth::list(state.repos.store.as_ref())?))
 }
 
 #[derive(Deserialize)]
@@ -764,7 +747,7 @@ async fn create_token(
     .await?;
     Ok(HttpResponse::Created()
         .insert_header(("Location", format!("/api/v1/tokens/{}", t.record.id)))
-        .json(without_hash(&t)))
+        .json(t))
 }
 
 async fn revoke_token(
@@ -776,7 +759,7 @@ async fn revoke_token(
     let s = state.clone();
     let id = path.into_inner();
     let t = blocking(move || Ok(auth::revoke(s.repos.store.as_ref(), &id)?)).await?;
-    Ok(HttpResponse::Ok().json(without_hash(&t)))
+    Ok(HttpResponse::Ok().json(t))
 }
 
 /// `GET /resolve`: the build node's plan, for nodes that only have curl. The node says

@@ -397,10 +397,64 @@ pub enum Change {
     PutTask(Task),
 }
 
+/// Held while one publish (or create, delete, key change) of a repository decides and
+/// writes; dropped, the next one begins. Whatever the backend keeps to hold the lock (an
+/// in-process mark, a database session) is inside.
+pub struct RepoGuard(#[allow(dead_code)] Box<dyn Send>);
+
+impl RepoGuard {
+    pub fn new(held: impl Send + 'static) -> RepoGuard {
+        RepoGuard(Box::new(held))
+    }
+}
+
+/// Named locks within one process: enough for a store that one process holds (sled).
+#[derive(Default, Clone)]
+pub struct NamedLocks {
+    held: Arc<(
+        std::sync::Mutex<std::collections::HashSet<String>>,
+        std::sync::Condvar,
+    )>,
+}
+
+struct Held {
+    locks: NamedLocks,
+    name: String,
+}
+
+impl Drop for Held {
+    fn drop(&mut self) {
+        let (set, freed) = &*self.locks.held;
+        set.lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&self.name);
+        freed.notify_all();
+    }
+}
+
+impl NamedLocks {
+    /// Waits until no one holds `name`, then holds it until the guard is dropped.
+    pub fn lock(&self, name: &str) -> RepoGuard {
+        let (set, freed) = &*self.held;
+        let mut held = set.lock().unwrap_or_else(|p| p.into_inner());
+        while held.contains(name) {
+            held = freed.wait(held).unwrap_or_else(|p| p.into_inner());
+        }
+        held.insert(name.to_string());
+        RepoGuard::new(Held {
+            locks: self.clone(),
+            name: name.to_string(),
+        })
+    }
+}
+
 /// The metadata store. Every write goes through [`Store::apply`], which applies a batch
 /// all or nothing and makes it durable before returning.
 pub trait Store: Send + Sync {
     fn apply(&self, changes: Vec<Change>) -> Result<(), StoreError>;
+    /// Serialises the publishes of repository `repo` among everyone who writes this
+    /// store: a publish decides what changes from reads made while it holds this.
+    fn lock_repo(&self, repo: &str) -> Result<RepoGuard, StoreError>;
     fn repo(&self, name: &str) -> Result<Option<RepoRecord>, StoreError>;
     /// All repositories, by name.
     fn repos(&self) -> Result<Vec<RepoRecord>, StoreError>;
@@ -478,6 +532,29 @@ mod tests {
             external: false,
             index: IndexEntry::None,
         }
+    }
+
+    #[test]
+    fn a_repository_lock_is_held_by_one_at_a_time() {
+        let locks = NamedLocks::default();
+        let inside = std::sync::atomic::AtomicU32::new(0);
+        let most = std::sync::atomic::AtomicU32::new(0);
+        std::thread::scope(|s| {
+            for _ in 0..8 {
+                s.spawn(|| {
+                    for _ in 0..50 {
+                        let _g = locks.lock("r");
+                        // Another name is not held up by it.
+                        drop(locks.lock("other"));
+                        let n = inside.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1;
+                        most.fetch_max(n, std::sync::atomic::Ordering::SeqCst);
+                        std::thread::yield_now();
+                        inside.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
+                    }
+                });
+            }
+        });
+        assert_eq!(most.into_inner(), 1);
     }
 
     #[test]

@@ -27,6 +27,8 @@ pub struct SledStore {
     memo: Mutex<Memo>,
     /// Held while a claim picks and takes a task, so two never take the same one.
     claiming: Mutex<()>,
+    /// Per-repository publish locks: this process is the store's only writer.
+    repos: super::NamedLocks,
 }
 
 /// How much memory (estimated) the kept index trees may take; past it, the trees used
@@ -347,6 +349,7 @@ impl SledStore {
                 db,
                 memo: Mutex::default(),
                 claiming: Mutex::default(),
+                repos: Default::default(),
             }),
             Err(sled::Error::Io(e)) if e.kind() == std::io::ErrorKind::WouldBlock => {
                 Err(StoreError::Busy {
@@ -439,6 +442,10 @@ fn encode<T: Serialize>(v: &T) -> Vec<u8> {
 }
 
 impl Store for SledStore {
+    fn lock_repo(&self, repo: &str) -> Result<super::RepoGuard, StoreError> {
+        Ok(self.repos.lock(repo))
+    }
+
     fn apply(&self, changes: Vec<Change>) -> Result<(), StoreError> {
         let mut batch = sled::Batch::default();
         let mut patches: Vec<Patch> = Vec::new();
