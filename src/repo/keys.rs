@@ -6,9 +6,6 @@
 //! tree; the public key is published at `<repo>/key.asc`. Signatures carry the time of the
 //! content they sign (the newest publish), so the same content is signed identically.
 
-use std::fs;
-use std::io::Write;
-
 use pgp::composed::{
     ArmorOptions, CleartextSignedMessage, Deserializable, DetachedSignature, KeyType,
     SecretKeyParamsBuilder, SignedSecretKey, SubpacketConfig,
@@ -210,21 +207,14 @@ impl Signer {
 }
 
 impl Repositories {
-    fn key_path(&self, repo: &str) -> std::path::PathBuf {
-        self.keys_dir.join(format!("{repo}.asc"))
-    }
-
     /// Removes the repository's signing key, if it has one (the repository is going).
     pub(super) fn remove_key(&self, repo: &str) -> Result<(), RepoError> {
-        let path = self.key_path(repo);
-        crate::blobs::unless_missing(fs::remove_file(&path))
-            .map_err(|source| RepoError::Io { path, source })
+        Ok(self.store.remove_secret_key(repo)?)
     }
 
     /// The repository's signer, if it has a key.
     pub fn signer(&self, repo: &RepoRecord) -> Result<Signer, RepoError> {
-        let path = self.key_path(&repo.name);
-        let armored = fs::read_to_string(&path).map_err(|_| {
+        let armored = self.store.secret_key(&repo.name)?.ok_or_else(|| {
             key_error(
                 format!("repository {} has no signing key", repo.name),
                 &format!("run `packyard key generate --repo {}`", repo.name),
@@ -300,20 +290,7 @@ impl Repositories {
         record.pending.sort();
         record.pending.dedup();
         self.store.apply(vec![Change::PutRepo(record.clone())])?;
-        // The secret: owner-only, written whole or not at all.
-        fs::create_dir_all(&self.keys_dir).map_err(|source| RepoError::Io {
-            path: self.keys_dir.clone(),
-            source,
-        })?;
-        let path = self.key_path(&record.name);
-        let io = |source| RepoError::Io {
-            path: path.clone(),
-            source,
-        };
-        let mut tmp = tempfile::NamedTempFile::new_in(&self.keys_dir).map_err(io)?;
-        tmp.write_all(armored.as_bytes()).map_err(io)?;
-        tmp.as_file().sync_all().map_err(io)?;
-        tmp.persist(&path).map_err(|e| io(e.error))?;
+        self.store.put_secret_key(&record.name, armored)?;
         record.key = Some(signer.fingerprint());
         self.store.apply(vec![Change::PutRepo(record.clone())])?;
         let pending: std::collections::BTreeSet<String> = record.pending.iter().cloned().collect();

@@ -23,7 +23,7 @@ pub mod yum;
 
 use std::path::{Path, PathBuf};
 
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 
 use crate::blobs::{BlobError, Blobs, FsBlobs};
 use crate::layout::Layout;
@@ -44,10 +44,9 @@ pub enum RepoError {
     #[error("a repository named {0:?} already exists")]
     Exists(String),
     #[error(
-        "the data directory already holds {}, of a repository named {name:?} that the store does not know",
-        path.display()
+        "the data directory already holds {path}, of a repository named {name:?} that the store does not know"
     )]
-    Leftover { name: String, path: PathBuf },
+    Leftover { name: String, path: String },
     #[error("{0:?} is not a valid repository name")]
     BadName(String),
     #[error("unknown platform {0:?}")]
@@ -123,7 +122,7 @@ impl RepoError {
                 "if the store was restored from an older copy, restore one that matches; else \
                  move {} away (a key there may be the only copy of a signing key) and create \
                  the repository again",
-                path.display()
+                path
             ),
             RepoError::BadName(_) => {
                 "use lowercase letters, digits, `.`, `_` and `-`, starting with a letter or digit"
@@ -212,28 +211,12 @@ pub struct RepoSummary {
 /// process holds it at a time): concurrent publishes queue instead of failing.
 const STORE_WAIT: std::time::Duration = std::time::Duration::from_secs(30);
 
-/// Written to `<data>/server.json` while a server runs, so the command line can say
-/// where to send what it cannot do itself.
-#[derive(Debug, Serialize, Deserialize)]
-pub struct ServerInfo {
-    pub url: String,
-    pub pid: u32,
-}
-
-/// The server running on `data`, if one is (its file names a live process).
-pub fn running(data: &Path) -> Option<ServerInfo> {
-    let text = std::fs::read_to_string(data.join("server.json")).ok()?;
-    let info: ServerInfo = serde_json::from_str(&text).ok()?;
-    // SAFETY: signal 0 only asks whether the process exists.
-    let alive = unsafe { libc::kill(info.pid as libc::pid_t, 0) } == 0;
-    (alive && info.pid != std::process::id()).then_some(info)
-}
+pub use crate::store::{ServerInfo, running};
 
 /// The data directory, opened: store, blobs, keys, layout.
 pub struct Repositories {
     pub store: Box<dyn Store>,
     pub blobs: Box<dyn Blobs>,
-    keys_dir: PathBuf,
     /// Where a publish stages signed packages it cannot keep in memory (an unnamed file,
     /// gone with the process).
     scratch: PathBuf,
@@ -286,7 +269,6 @@ impl Repositories {
         let repos = Repositories {
             store: Box::new(store),
             blobs,
-            keys_dir: data.join("keys"),
             scratch: data.join("tmp"),
             layout,
             keep_bytes: publish::KEEP_BYTES,
@@ -295,17 +277,11 @@ impl Repositories {
         Ok(repos)
     }
 
-    /// Finishes the deletes that were interrupted: each leaves a marker until its files
-    /// and key are gone. Only marked repositories are touched — a store that lost records
-    /// some other way (restored from an older copy) never costs files or keys. Safe on
-    /// open: this process holds the store, so no delete or create runs elsewhere.
+    /// Finishes the deletes that were interrupted: each is marked in the store until its
+    /// files and key are gone. Only marked repositories are touched — a store that lost
+    /// records some other way (restored from an older copy) never costs files or keys.
     fn sweep(&self) -> Result<(), RepoError> {
-        let dir = self.markers_dir();
-        for e in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
-            let name = e.file_name().to_string_lossy().into_owned();
-            if check_repo_name(&name).is_err() {
-                continue;
-            }
+        for name in self.store.deleting()? {
             // One that cannot be finished now (a file that will not go) keeps its mark
             // for the next command, and stops no other.
             if let Err(e) = self.finish_delete(&name) {
@@ -316,46 +292,20 @@ impl Repositories {
     }
 
     /// Finishes an interrupted delete of `name`, if one is marked: its files and key go
-    /// (unless its records are still there: then it stopped before deleting anything),
-    /// then the mark.
+    /// (unless its records are there again: then it was created again meanwhile), then
+    /// the mark.
     fn finish_delete(&self, name: &str) -> Result<(), RepoError> {
-        if !self.markers_dir().join(name).exists() {
+        if !self.store.deleting()?.iter().any(|n| n == name) {
             return Ok(());
         }
         if self.store.repo(name)?.is_none() {
             self.remove_files(name)?;
         }
-        self.unmark(name)
-    }
-
-    fn markers_dir(&self) -> PathBuf {
-        self.keys_dir.with_file_name("deleting")
-    }
-
-    /// Marks repository `name` as being deleted, durably.
-    fn mark(&self, name: &str) -> Result<(), RepoError> {
-        let dir = self.markers_dir();
-        let path = dir.join(name);
-        let io = |source| RepoError::Io {
-            path: path.clone(),
-            source,
-        };
-        if !dir.is_dir() {
-            // The directory itself durable too, the first time: the mark must survive.
-            std::fs::create_dir_all(&dir).map_err(io)?;
-            if let Some(data) = dir.parent() {
-                std::fs::File::open(data)
-                    .and_then(|d| d.sync_all())
-                    .map_err(io)?;
-            }
-        }
-        crate::atomic::write(&path, b"").map_err(io)
-    }
-
-    fn unmark(&self, name: &str) -> Result<(), RepoError> {
-        let path = self.markers_dir().join(name);
-        crate::blobs::unless_missing(std::fs::remove_file(&path))
-            .map_err(|source| RepoError::Io { path, source })
+        self.store.apply(vec![crate::store::Change::Deleting {
+            repo: name.into(),
+            marked: false,
+        }])?;
+        Ok(())
     }
 
     /// A deleted repository's files and key.
@@ -392,9 +342,11 @@ impl Repositories {
         // Files and a key a delete left when it was interrupted after its records went
         // go; any others are not ours to remove.
         self.finish_delete(name)?;
-        let files = (!self.blobs.list(name)?.is_empty())
-            .then(|| self.keys_dir.with_file_name("repos").join(name));
-        let key = Some(self.keys_dir.join(format!("{name}.asc"))).filter(|p| p.exists());
+        let files = (!self.blobs.list(name)?.is_empty()).then(|| self.blobs.describe(name));
+        let key = self
+            .store
+            .secret_key(name)?
+            .map(|_| self.store.secret_key_place(name));
         if let Some(path) = files.or(key) {
             return Err(RepoError::Leftover {
                 name: name.into(),
@@ -439,14 +391,22 @@ impl Repositories {
             return Err(RepoError::Permanent(name.into()));
         }
         let summary = self.summary(record)?;
-        // Marked, then records: from then on nobody sees the repository, and its name can
-        // be used again. Files and key go last; the mark says they may (an interrupted
-        // delete is finished by the next command, or by a create of the same name).
-        self.mark(name)?;
-        self.store
-            .apply(vec![crate::store::Change::RemoveRepo(name.into())])?;
+        // Marked in the batch that removes the records: from then on nobody sees the
+        // repository, and its name can be used again. Files and key go last; the mark
+        // says they may (an interrupted delete is finished by the next command, or by a
+        // create of the same name).
+        self.store.apply(vec![
+            crate::store::Change::RemoveRepo(name.into()),
+            crate::store::Change::Deleting {
+                repo: name.into(),
+                marked: true,
+            },
+        ])?;
         self.remove_files(name)?;
-        self.unmark(name)?;
+        self.store.apply(vec![crate::store::Change::Deleting {
+            repo: name.into(),
+            marked: false,
+        }])?;
         Ok(summary)
     }
 
@@ -488,7 +448,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let data = dir.path().join("data");
         let repos = Repositories::open(&data, Layout::builtin()).unwrap();
-        for name in ["gone", "kept"] {
+        for name in ["gone", "kept", "old"] {
             repos.create(&NewRepo::volatile(name)).unwrap();
             repos
                 .generate_key(name, keys::Algorithm::Ed25519, false)
@@ -498,24 +458,35 @@ mod tests {
                 .put_now(&format!("{name}/a/b.tar.gz"), b"x")
                 .unwrap();
         }
-        // A delete marks "gone", its records go, then the process dies; "kept" lost its
-        // record some other way (an older store put back) and is not marked.
-        repos.mark("gone").unwrap();
-        repos.mark("never").unwrap();
+        // A delete marks "gone" as its records go, then the process dies; "kept" lost its
+        // record some other way (an older store put back) and is not marked; "old" was
+        // marked by a release that kept delete marks as files.
+        let deleting = |repo: &str| crate::store::Change::Deleting {
+            repo: repo.into(),
+            marked: true,
+        };
         repos
             .store
             .apply(vec![
                 crate::store::Change::RemoveRepo("gone".into()),
+                deleting("gone"),
+                deleting("never"),
                 crate::store::Change::RemoveRepo("kept".into()),
+                crate::store::Change::RemoveRepo("old".into()),
             ])
             .unwrap();
+        std::fs::create_dir_all(data.join("deleting")).unwrap();
+        std::fs::write(data.join("deleting/old"), b"").unwrap();
         std::fs::create_dir_all(data.join("repos/.removing-gone/a")).unwrap();
         drop(repos);
         let repos = Repositories::open(&data, Layout::builtin()).unwrap();
-        assert!(!data.join("repos/gone").exists());
+        for gone in ["gone", "old"] {
+            assert!(!data.join("repos").join(gone).exists(), "{gone}");
+            assert!(!data.join(format!("keys/{gone}.asc")).exists(), "{gone}");
+        }
         assert!(!data.join("repos/.removing-gone").exists());
-        assert!(!data.join("keys/gone.asc").exists());
-        assert_eq!(std::fs::read_dir(data.join("deleting")).unwrap().count(), 0);
+        assert!(!data.join("deleting").exists());
+        assert!(repos.store.deleting().unwrap().is_empty());
         // Unmarked: files and key stay, and a create of the name says why it cannot.
         assert!(data.join("repos/kept/a/b.tar.gz").exists());
         assert!(data.join("keys/kept.asc").exists());

@@ -31,7 +31,7 @@ use serde::Deserialize;
 
 use crate::auth::{self, AuthError};
 use crate::layout::Layout;
-use crate::repo::{RepoError, Repositories, ServerInfo};
+use crate::repo::{RepoError, Repositories};
 use crate::store::{RepoRecord, Role, TokenRecord};
 
 /// Settings from `--config FILE` (TOML); every one has a default.
@@ -334,19 +334,16 @@ pub fn run(opts: ServeOptions) -> Result<(), ServeError> {
                 source: std::io::Error::other("no address bound"),
             })?;
         let url = format!("http://{addr}");
-        let info = ServerInfo {
-            url: url.clone(),
-            pid: std::process::id(),
-        };
-        crate::atomic::write(
-            &opts.data.join("server.json"),
-            serde_json::to_string(&info).unwrap_or_default().as_bytes(),
-        )?;
+        state
+            .repos
+            .store
+            .serving(Some(&url))
+            .map_err(RepoError::from)?;
         tracing::info!(%url, data = %opts.data.display(), "listening");
         println!("packyard serve: listening on {url}");
         let result = server.run().await;
         tracing::info!("stopped; flushing the store");
-        let _ = std::fs::remove_file(opts.data.join("server.json"));
+        let _ = state.repos.store.serving(None);
         state.repos.store.flush().map_err(RepoError::from)?;
         result.map_err(ServeError::Io)
     })

@@ -12,7 +12,7 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 
 pub use self::queue::{BuildId, FarmBuild, Lease, Task, TaskEvent, TaskState};
-pub use self::sled::SledStore;
+pub use self::sled::{ServerInfo, SledStore, running};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -22,6 +22,11 @@ pub enum StoreError {
     Backend(String),
     #[error("metadata store record {key} is unreadable: {message}")]
     Corrupt { key: String, message: String },
+    #[error("{path}: {source}")]
+    Io {
+        path: String,
+        source: std::io::Error,
+    },
 }
 
 impl StoreError {
@@ -32,7 +37,7 @@ impl StoreError {
                                         directory; wait for it, or send the command to the server"
                     .into()
             }
-            StoreError::Backend(_) => {
+            StoreError::Backend(_) | StoreError::Io { .. } => {
                 "check the data directory's disk space and permissions".into()
             }
             StoreError::Corrupt { .. } => {
@@ -387,6 +392,12 @@ pub enum Change {
         dir: String,
         generation: Generation,
     },
+    /// A delete of repository `repo` began (`true`: in the batch that removes its
+    /// records) or ended (`false`: its files and key are gone).
+    Deleting {
+        repo: String,
+        marked: bool,
+    },
     /// A repository and everything recorded of it: packages, index entries, segments,
     /// files that left, index generations.
     RemoveRepo(String),
@@ -455,6 +466,21 @@ pub trait Store: Send + Sync {
     /// Serialises the publishes of repository `repo` among everyone who writes this
     /// store: a publish decides what changes from reads made while it holds this.
     fn lock_repo(&self, repo: &str) -> Result<RepoGuard, StoreError>;
+    /// Repositories whose delete began and did not end: their files and keys still go.
+    fn deleting(&self) -> Result<Vec<String>, StoreError>;
+    /// The armored secret key that signs repository `repo`'s indexes, if it has one.
+    fn secret_key(&self, repo: &str) -> Result<Option<String>, StoreError>;
+    /// Keeps `armored` as repository `repo`'s secret key, durably, from readers other
+    /// than the store's owner.
+    fn put_secret_key(&self, repo: &str, armored: &str) -> Result<(), StoreError>;
+    fn remove_secret_key(&self, repo: &str) -> Result<(), StoreError>;
+    /// Where the secret key of `repo` is kept, for a person reading a message.
+    fn secret_key_place(&self, repo: &str) -> String;
+    /// Tells commands that a server at `url` holds this store now (`None`: no more), for
+    /// a store that one process holds at a time; others need no telling.
+    fn serving(&self, _url: Option<&str>) -> Result<(), StoreError> {
+        Ok(())
+    }
     fn repo(&self, name: &str) -> Result<Option<RepoRecord>, StoreError>;
     /// All repositories, by name.
     fn repos(&self) -> Result<Vec<RepoRecord>, StoreError>;

@@ -1,5 +1,8 @@
 //! The embedded store on sled: one tree, keys prefixed by record kind, values JSON.
-//! A batch is one `apply_batch` (atomic) followed by a flush (durable).
+//! A batch is one `apply_batch` (atomic) followed by a flush (durable). Beside the
+//! database, in the data directory, it keeps what must be read without opening it or
+//! away from it: repositories' secret keys (`keys/<repo>.asc`, owner-only files) and, while
+//! a server holds the store, who that is (`server.json`).
 //!
 //! Index trees' entries and segments, once read (entries also once changed), are kept
 //! decoded in memory and patched by every batch: a running server adding one package to a
@@ -7,7 +10,7 @@
 //! past it, the trees used least recently are forgotten.
 
 use std::collections::{BTreeMap, HashMap};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -29,6 +32,31 @@ pub struct SledStore {
     claiming: Mutex<()>,
     /// Per-repository publish locks: this process is the store's only writer.
     repos: super::NamedLocks,
+    /// The data directory the store is in (`<data>/store`).
+    data: PathBuf,
+}
+
+/// Written to `<data>/server.json` while a server holds the store, so a command can say
+/// where to send what it cannot do itself.
+#[derive(Debug, Serialize, serde::Deserialize)]
+pub struct ServerInfo {
+    pub url: String,
+    pub pid: u32,
+}
+
+/// The server holding the store of data directory `data`, if one does (its record names
+/// a live process).
+pub fn running(data: &Path) -> Option<ServerInfo> {
+    let text = std::fs::read_to_string(data.join("server.json")).ok()?;
+    let info: ServerInfo = serde_json::from_str(&text).ok()?;
+    // SAFETY: signal 0 only asks whether the process exists.
+    let alive = unsafe { libc::kill(info.pid as libc::pid_t, 0) } == 0;
+    (alive && info.pid != std::process::id()).then_some(info)
+}
+
+// A delete under way: `deleting\0<repo>`, empty.
+fn deleting_key(repo: &str) -> Vec<u8> {
+    format!("deleting\0{repo}").into_bytes()
 }
 
 /// How much memory (estimated) the kept index trees may take; past it, the trees used
@@ -345,12 +373,17 @@ impl SledStore {
     /// Opens (creating) the store in `dir`. Only one process may hold it.
     pub fn open(dir: &Path) -> Result<SledStore, StoreError> {
         match sled::open(dir) {
-            Ok(db) => Ok(SledStore {
-                db,
-                memo: Mutex::default(),
-                claiming: Mutex::default(),
-                repos: Default::default(),
-            }),
+            Ok(db) => {
+                let store = SledStore {
+                    db,
+                    memo: Mutex::default(),
+                    claiming: Mutex::default(),
+                    repos: Default::default(),
+                    data: dir.parent().unwrap_or(dir).to_path_buf(),
+                };
+                store.upgrade()?;
+                Ok(store)
+            }
             Err(sled::Error::Io(e)) if e.kind() == std::io::ErrorKind::WouldBlock => {
                 Err(StoreError::Busy {
                     path: dir.display().to_string(),
@@ -384,6 +417,37 @@ impl SledStore {
                 other => return other,
             }
         }
+    }
+
+    /// What data directories of earlier releases kept beside the database moves in:
+    /// delete marks (`<data>/deleting/<repo>`) become records, then the files go.
+    fn upgrade(&self) -> Result<(), StoreError> {
+        let dir = self.data.join("deleting");
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            return Ok(());
+        };
+        let names: Vec<String> = entries
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .collect();
+        let changes = names
+            .iter()
+            .filter(|n| crate::repo::check_repo_name(n).is_ok())
+            .map(|n| Change::Deleting {
+                repo: n.clone(),
+                marked: true,
+            })
+            .collect();
+        self.apply(changes)?;
+        let io = |source| StoreError::Io {
+            path: dir.display().to_string(),
+            source,
+        };
+        std::fs::remove_dir_all(&dir).map_err(io)
+    }
+
+    fn key_path(&self, repo: &str) -> PathBuf {
+        self.data.join("keys").join(format!("{repo}.asc"))
     }
 
     fn memo(&self) -> MutexGuard<'_, Memo> {
@@ -444,6 +508,79 @@ fn encode<T: Serialize>(v: &T) -> Vec<u8> {
 impl Store for SledStore {
     fn lock_repo(&self, repo: &str) -> Result<super::RepoGuard, StoreError> {
         Ok(self.repos.lock(repo))
+    }
+
+    fn deleting(&self) -> Result<Vec<String>, StoreError> {
+        self.db
+            .scan_prefix(b"deleting\0")
+            .keys()
+            .map(|k| {
+                let k = k.map_err(backend)?;
+                Ok(String::from_utf8_lossy(&k["deleting\0".len()..]).into_owned())
+            })
+            .collect()
+    }
+
+    fn secret_key(&self, repo: &str) -> Result<Option<String>, StoreError> {
+        let path = self.key_path(repo);
+        match std::fs::read_to_string(&path) {
+            Ok(k) => Ok(Some(k)),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(source) => Err(StoreError::Io {
+                path: path.display().to_string(),
+                source,
+            }),
+        }
+    }
+
+    fn put_secret_key(&self, repo: &str, armored: &str) -> Result<(), StoreError> {
+        use std::io::Write;
+        let path = self.key_path(repo);
+        let dir = self.data.join("keys");
+        let io = |source| StoreError::Io {
+            path: path.display().to_string(),
+            source,
+        };
+        std::fs::create_dir_all(&dir).map_err(io)?;
+        // Owner-only (temporary files are made 0600), written whole or not at all.
+        let mut tmp = tempfile::NamedTempFile::new_in(&dir).map_err(io)?;
+        tmp.write_all(armored.as_bytes()).map_err(io)?;
+        tmp.as_file().sync_all().map_err(io)?;
+        tmp.persist(&path).map_err(|e| io(e.error))?;
+        std::fs::File::open(&dir)
+            .and_then(|d| d.sync_all())
+            .map_err(io)
+    }
+
+    fn remove_secret_key(&self, repo: &str) -> Result<(), StoreError> {
+        let path = self.key_path(repo);
+        crate::blobs::unless_missing(std::fs::remove_file(&path)).map_err(|source| StoreError::Io {
+            path: path.display().to_string(),
+            source,
+        })
+    }
+
+    fn secret_key_place(&self, repo: &str) -> String {
+        self.key_path(repo).display().to_string()
+    }
+
+    fn serving(&self, url: Option<&str>) -> Result<(), StoreError> {
+        let path = self.data.join("server.json");
+        let io = |source| StoreError::Io {
+            path: path.display().to_string(),
+            source,
+        };
+        match url {
+            Some(url) => {
+                let info = ServerInfo {
+                    url: url.to_string(),
+                    pid: std::process::id(),
+                };
+                let text = serde_json::to_string(&info).unwrap_or_default();
+                crate::atomic::write(&path, text.as_bytes()).map_err(io)
+            }
+            None => crate::blobs::unless_missing(std::fs::remove_file(&path)).map_err(io),
+        }
     }
 
     fn apply(&self, changes: Vec<Change>) -> Result<(), StoreError> {
@@ -559,6 +696,13 @@ impl Store for SledStore {
                     dir,
                     generation,
                 } => batch.insert(gen_key(&repo, &dir), encode(&generation)),
+                Change::Deleting { repo, marked: true } => {
+                    batch.insert(deleting_key(&repo), &[][..])
+                }
+                Change::Deleting {
+                    repo,
+                    marked: false,
+                } => batch.remove(deleting_key(&repo)),
                 Change::RemoveSegment { repo, tree, key } => {
                     let prefix = seg_prefix(&repo, &tree);
                     batch.remove(joined(&prefix, &key));
