@@ -17,7 +17,7 @@ use crate::repo::keys::{Algorithm, KeyInfo};
 use crate::repo::publish::{FileOutcome, UploadRegistration};
 use crate::repo::release::LockOutcome;
 use crate::repo::{NewRepo, RepoSummary};
-use crate::store::{BuildId, LockRecord, RepoRecord, Role, Task};
+use crate::store::{BuildId, LockRecord, Role, Task};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
@@ -382,7 +382,7 @@ impl Client {
         self.get(&format!("/repos/{}", segment(name)))
     }
 
-    pub fn create_repo(&self, new: &NewRepo) -> Result<RepoRecord, ClientError> {
+    pub fn create_repo(&self, new: &NewRepo) -> Result<crate::repo::Repo, ClientError> {
         self.post("/repos", new)
     }
 

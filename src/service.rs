@@ -14,8 +14,10 @@ use crate::progress::Progress;
 use crate::repo::keys::{Algorithm, KeyInfo};
 use crate::repo::publish::UploadRegistration;
 use crate::repo::release::{LockOutcome, Registering, new_lock, registration};
-use crate::repo::{NewRepo, PublishOptions, PublishReport, RepoError, RepoSummary, Repositories};
-use crate::store::{LockRecord, RepoRecord, Role};
+use crate::repo::{
+    NewRepo, PublishOptions, PublishReport, Repo, RepoError, RepoSummary, Repositories,
+};
+use crate::store::{LockRecord, Role};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ServiceError {
@@ -47,7 +49,7 @@ impl ServiceError {
 type Result<T> = std::result::Result<T, ServiceError>;
 
 pub trait Service {
-    fn create_repo(&self, new: &NewRepo) -> Result<RepoRecord>;
+    fn create_repo(&self, new: &NewRepo) -> Result<Repo>;
     fn repos(&self) -> Result<Vec<RepoSummary>>;
     fn repo(&self, name: &str) -> Result<RepoSummary>;
     fn delete_repo(&self, name: &str) -> Result<RepoSummary>;
@@ -82,8 +84,8 @@ pub trait Service {
 }
 
 impl Service for Repositories {
-    fn create_repo(&self, new: &NewRepo) -> Result<RepoRecord> {
-        Ok(self.create(new)?)
+    fn create_repo(&self, new: &NewRepo) -> Result<Repo> {
+        Ok(Repo::from(&self.create(new)?))
     }
     fn repos(&self) -> Result<Vec<RepoSummary>> {
         Ok(self.list()?)
@@ -157,7 +159,7 @@ pub struct Remote<'a> {
 }
 
 impl Service for Remote<'_> {
-    fn create_repo(&self, new: &NewRepo) -> Result<RepoRecord> {
+    fn create_repo(&self, new: &NewRepo) -> Result<Repo> {
         Ok(self.client.create_repo(new)?)
     }
     fn repos(&self) -> Result<Vec<RepoSummary>> {

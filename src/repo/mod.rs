@@ -198,11 +198,53 @@ impl NewRepo {
     }
 }
 
+/// A repository as the API and `--json` show it (the store's record is not an API type).
+#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
+pub struct Repo {
+    pub name: String,
+    pub kind: RepoKind,
+    /// Platforms it takes, sorted; empty means every known platform.
+    pub platforms: Vec<String>,
+    /// Volatile only: how many versions of each package are kept.
+    pub keep: Option<u32>,
+    /// Unix seconds.
+    pub created: i64,
+    /// Fingerprint of the signing key, once there is one.
+    pub key: Option<String>,
+    pub yum_compression: crate::store::MetadataCompression,
+    /// Index trees left to rebuild by an interrupted publish; normally empty.
+    pub pending: Vec<String>,
+    pub private: bool,
+}
+
+impl Repo {
+    /// Where a build node looks first: as [`RepoRecord::search_order`].
+    pub fn search_order(&self) -> (bool, &str) {
+        (self.kind != RepoKind::Registered, &self.name)
+    }
+}
+
+impl From<&RepoRecord> for Repo {
+    fn from(r: &RepoRecord) -> Repo {
+        Repo {
+            name: r.name.clone(),
+            kind: r.kind,
+            platforms: r.platforms.clone(),
+            keep: r.keep,
+            created: r.created,
+            key: r.key.clone(),
+            yum_compression: r.yum_compression,
+            pending: r.pending.clone(),
+            private: r.private,
+        }
+    }
+}
+
 /// A repository with what it holds, for `repo list` / `repo show`.
 #[derive(Debug, Clone, Serialize, serde::Deserialize)]
 pub struct RepoSummary {
     #[serde(flatten)]
-    pub record: RepoRecord,
+    pub record: Repo,
     pub packages: usize,
     pub bytes: u64,
 }
@@ -434,7 +476,7 @@ impl Repositories {
         Ok(RepoSummary {
             packages: packages.len(),
             bytes: packages.iter().map(|p| p.size).sum(),
-            record,
+            record: Repo::from(&record),
         })
     }
 }

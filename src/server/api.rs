@@ -111,7 +111,7 @@ async fn create_repo(
     let record = blocking(move || Ok(s.repos.create(&body)?)).await?;
     Ok(HttpResponse::Created()
         .insert_header(("Location", format!("/api/v1/repos/{}", record.name)))
-        .json(record))
+        .json(crate::repo::Repo::from(&record)))
 }
 
 async fn show_repo(
@@ -205,20 +205,45 @@ struct PackageQuery {
     q: Option<String>,
 }
 
-/// A package as the API lists it: its record and where to download it.
+/// A package as the API lists it: what its record says a client may know, and where to
+/// download it (where it sits in its index is the store's business).
 #[derive(Serialize)]
 pub struct Listed {
-    #[serde(flatten)]
-    pub record: PackageRecord,
+    pub path: String,
+    pub kind: FileKind,
+    pub platform: String,
+    pub name: String,
+    pub epoch: u32,
+    pub version: String,
+    pub release: String,
+    pub arch: String,
+    pub size: u64,
+    pub sha256: String,
+    pub published: i64,
+    pub configuration: Option<String>,
+    pub signed: bool,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub external: bool,
     pub url: String,
 }
 
-pub fn listed(repo: &str, mut record: PackageRecord) -> Listed {
-    // Where it sits in its index is the store's business.
-    record.listed = None;
+pub fn listed(repo: &str, r: PackageRecord) -> Listed {
     Listed {
-        url: format!("/repos/{repo}/{}", crate::paths::url_path(&record.path)),
-        record,
+        url: format!("/repos/{repo}/{}", crate::paths::url_path(&r.path)),
+        path: r.path,
+        kind: r.kind,
+        platform: r.platform,
+        name: r.name,
+        epoch: r.epoch,
+        version: r.version,
+        release: r.release,
+        arch: r.arch,
+        size: r.size,
+        sha256: r.sha256,
+        published: r.published,
+        configuration: r.configuration,
+        signed: r.signed,
+        external: r.external,
     }
 }
 
@@ -817,9 +842,9 @@ async fn resolve(req: HttpRequest, state: Shared) -> Result<HttpResponse, ApiErr
         let signed_in = state.caller(&req)?.is_some();
         let mut all: Vec<_> = state
             .repos
-            .list()?
+            .store
+            .repos()?
             .into_iter()
-            .map(|r| r.record)
             .filter(|r| signed_in || !r.private)
             .collect();
         all.sort_by(|a, b| a.search_order().cmp(&b.search_order()));

@@ -85,13 +85,13 @@ fn size(n: u64) -> String {
     }
 }
 
-fn kind_tag(r: &RepoRecord) -> String {
-    let class = if r.kind == crate::store::RepoKind::Registered {
+fn kind_tag(kind: crate::store::RepoKind) -> String {
+    let class = if kind == crate::store::RepoKind::Registered {
         "tag reg"
     } else {
         "tag"
     };
-    format!("<span class=\"{class}\">{}</span>", r.kind.as_str())
+    format!("<span class=\"{class}\">{}</span>", kind.as_str())
 }
 
 async fn index(req: HttpRequest, state: Shared) -> Result<HttpResponse, ApiError> {
@@ -119,7 +119,7 @@ async fn index(req: HttpRequest, state: Shared) -> Result<HttpResponse, ApiError
                 body,
                 "<tr><td><a href=\"/r/{n}\">{n}</a></td><td>{}</td><td>{}</td><td>{}</td>\
                  <td>{}</td></tr>",
-                kind_tag(&r.record),
+                kind_tag(r.record.kind),
                 r.packages,
                 size(r.bytes),
                 esc(&platforms),
@@ -157,7 +157,7 @@ async fn repository(
         "<h1>{n} {}</h1><form action=\"/r/{n}\" method=get>\
          <input type=search name=q placeholder=\"search packages\" value=\"{}\"> \
          <button type=submit>Search</button></form>",
-        kind_tag(&record),
+        kind_tag(record.kind),
         esc(q.as_deref().unwrap_or("")),
     );
     body += &setup_links(&state, &record);
