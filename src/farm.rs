@@ -543,7 +543,9 @@ impl BuildView {
 }
 
 /// Reads a file of a repository by its path there (`None`: not there).
-pub type ReadFile<'a> = dyn Fn(&str) -> Result<Option<Vec<u8>>, crate::repo::RepoError> + 'a;
+/// The build recorded beside a tarball of the repository a build publishes into.
+pub type ReadBuild<'a> =
+    dyn Fn(&str) -> Result<Option<crate::repo::builds::StoredBuild>, crate::repo::RepoError> + 'a;
 
 /// What a server with the module tree resolves, for a submission or a claim.
 pub struct Release<'a> {
@@ -595,7 +597,7 @@ impl<'a> Release<'a> {
     pub fn tasks(
         &self,
         platforms: &[String],
-        read: &ReadFile<'_>,
+        read: &ReadBuild<'_>,
     ) -> Result<(String, Vec<NewTask>), crate::build::BuildError> {
         // Keys do not depend on the workspace (its path is named in them).
         let workspace = std::path::Path::new("/workspace");
@@ -626,7 +628,7 @@ impl<'a> Release<'a> {
                     _ => None,
                 };
                 let cached = match &key {
-                    Some(key) => crate::repo::builds::read_build(&job.tarball, read)
+                    Some(key) => read(&job.tarball)
                         .ok()
                         .flatten()
                         .filter(|b| b.current && &b.record.key == key)

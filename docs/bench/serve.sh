@@ -4,13 +4,15 @@
 #   docs/bench/serve.sh [SECONDS] [ROUNDS] [UPLOADS]    (defaults: 10 s a run, 3 rounds, 200)
 #
 # One volatile repository holding two published .tar.gz packages of random bytes, ~4 KB
-# and ~10 MB. nginx (sendfile on, access_log off, worker_processes auto) has the data
-# directory's repos/ as its root, so its /bench/<path> is packyard's /repos/bench/<path>;
-# both are checked to send the file's bytes first. Downloads: wrk -t2, -c32 for the 4 KB
-# file and -c8 for the 10 MB one, each run after a 1 s warm-up; ROUNDS rounds taking turns
-# between the servers, medians shown: requests/s, MiB/s and the server's CPU (all its
-# processes and threads, % of one core). packyard runs with PACKYARD_LOG=warn, then again
-# with the default info logging (one line a request, to a file). wrk shares the cores.
+# and ~10 MB. nginx (sendfile on, worker_processes auto) has the data directory's repos/
+# as its root, so its /bench/<path> is packyard's /repos/bench/<path>; both are checked to
+# send the file's bytes first. Compared like for like: nginx without an access log against
+# packyard with PACKYARD_LOG=warn (no line a request), and nginx with its access log
+# (buffered, `buffer=64k flush=1s`, the usual production setting) against packyard's
+# default info logging (one line a request, to a file). Downloads: wrk -t2, -c32 for the
+# 4 KB file and -c8 for the 10 MB one, each run after a 1 s warm-up; ROUNDS rounds taking
+# turns between the servers, medians shown: requests/s, MiB/s and the server's CPU (all
+# its processes and threads, % of one core). wrk shares the cores.
 # Uploads: UPLOADS small RPMs of distinct names PUT to /api/v1/repos/bench/files/<path>
 # with a builder token, 16 at a time (xargs -P 16), each answered once published:
 # uploads/s (no reference: nginx does not publish packages).
@@ -49,26 +51,31 @@ for ((i = 0; i < UPLOADS; i++)); do pack "up-$i" "$W/up" "$W/upl" rpm; done
 # Before the server starts: the command line cannot open a data directory being served.
 TOKEN=$("$PY" --data "$D" token create --role builder --name bench 2>/dev/null)
 
-NPORT=$(free_port)
-cat > "$W/nginx.conf" <<CONF
+start_nginx() { # NAME ACCESS_LOG: sets NGINX (pid) and NURL
+  local port dir=$W/$1
+  port=$(free_port)
+  mkdir -p "$dir"
+  cat > "$dir/nginx.conf" <<CONF
 $([ "$(id -u)" = 0 ] && echo "user root;")
 daemon off;
 worker_processes auto;
-pid $W/nginx.pid;
-error_log $W/nginx-error.log;
+pid $dir/nginx.pid;
+error_log $dir/nginx-error.log;
 events {}
 http {
-  access_log off;
+  access_log $2;
   sendfile on;
   tcp_nopush on;
-  client_body_temp_path $W/nb; proxy_temp_path $W/np; fastcgi_temp_path $W/nf;
-  uwsgi_temp_path $W/nu; scgi_temp_path $W/ns;
-  server { listen 127.0.0.1:$NPORT; root $D/repos; }
+  client_body_temp_path $dir/nb; proxy_temp_path $dir/np; fastcgi_temp_path $dir/nf;
+  uwsgi_temp_path $dir/nu; scgi_temp_path $dir/ns;
+  server { listen 127.0.0.1:$port; root $D/repos; }
 }
 CONF
-nginx -p "$W" -c "$W/nginx.conf" -e "$W/nginx-error.log" & NGINX=$!
-PIDS+=("$NGINX")
-NURL=http://127.0.0.1:$NPORT/bench
+  nginx -p "$dir" -c "$dir/nginx.conf" -e "$dir/nginx-error.log" & NGINX=$!
+  PIDS+=("$NGINX")
+  NURL=http://127.0.0.1:$port/bench
+}
+start_nginx nolog off
 
 ready() { # URL PID
   for _ in $(seq 100); do
@@ -100,13 +107,13 @@ measure() { # LABEL PID URL CONNECTIONS: one line "LABEL|req/s|transfer/s|CPU %"
   if grep -qE 'Non-2xx|Socket errors' <<<"$out"; then echo "$1: $out" >&2; fi
   echo "$1|$(awk '/^Requests\/sec/ {print $2}' <<<"$out")|$(awk '/^Transfer\/sec/ {print $2}' <<<"$out")|$(((t1 - t0) * 100 / $(getconf CLK_TCK) / SECS))" >> "$RESULTS"
 }
-rounds() { # PACKYARD_LABEL
+rounds() { # NGINX_LABEL PACKYARD_LABEL
   local r size f c
   for ((r = 0; r < ROUNDS; r++)); do
     for size in 4KB 10MB; do
       if [ $size = 4KB ]; then f=$SMALL c=32; else f=$BIG c=8; fi
-      measure "nginx $size" "$NGINX" "$NURL/$f" $c
-      measure "$1 $size" "$PY_PID" "$PURL/repos/bench/$f" $c
+      measure "$1 $size" "$NGINX" "$NURL/$f" $c
+      measure "$2 $size" "$PY_PID" "$PURL/repos/bench/$f" $c
     done
   done
 }
@@ -120,7 +127,7 @@ for f in "$SMALL" "$BIG"; do
   done
 done
 echo "files: $(stat -c %s "$D/repos/bench/$SMALL") and $(stat -c %s "$D/repos/bench/$BIG") bytes, same bytes from both servers; wrk ${SECS} s x $ROUNDS rounds; $(nproc) cores"
-rounds packyard-warn
+rounds nginx-nolog packyard-warn
 
 t0=$(date +%s.%N)
 (cd "$W/upl" && find . -name '*.rpm' -printf '%P\n') | xargs -P 16 -I{} curl -s -o /dev/null -w '%{http_code}\n' \
@@ -129,8 +136,11 @@ t1=$(date +%s.%N)
 created=$(grep -c '^201$' "$W/codes" || true)
 stop "$PY_PID"
 
+stop "$NGINX"
+start_nginx log "$W/log/access.log combined buffer=64k flush=1s"
+ready "$NURL/$SMALL" "$NGINX"
 start_packyard ""
-rounds packyard-info
+rounds nginx-log packyard-info
 stop "$PY_PID" "$NGINX"
 echo "log lines written: $(wc -l < "$W/serve-warn.log") with PACKYARD_LOG=warn, $(wc -l < "$W/serve-info.log") with the default"
 
@@ -148,9 +158,10 @@ for label, rs in sorted(runs.items(), key=lambda kv: (kv[0].endswith("10MB"), kv
     lo, hi = min(r[0] for r in rs), max(r[0] for r in rs)
     print(f"  {label:20} {med(label, 0):8.0f} {f'({lo:.0f}-{hi:.0f})':>15} {med(label, 1):8.1f} {med(label, 2):9.0f}%")
 for size in ("4KB", "10MB"):
-    for v in ("warn", "info"):
-        r = med(f"packyard-{v} {size}", 0) / med(f"nginx {size}", 0)
-        print(f"  {size:4} packyard ({v} log) / nginx: {r:5.2f}x" + ("" if r >= 0.9 else "  (target >= 0.9x: missed)"))
+    for v, n in (("warn", "nolog"), ("info", "log")):
+        r = med(f"packyard-{v} {size}", 0) / med(f"nginx-{n} {size}", 0)
+        what = "no access log" if n == "nolog" else "an access log line a request"
+        print(f"  {size:4} packyard / nginx, both with {what}: {r:5.2f}x" + ("" if r >= 0.9 else "  (target >= 0.9x: missed)"))
 t0, t1, created, n = float(sys.argv[2]), float(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5])
 print(f"  uploads: {created} of {n} created (201) in {t1 - t0:.2f} s -> {created / (t1 - t0):.1f} uploads/s, 16 in parallel")
 PY

@@ -231,6 +231,20 @@ fn absent(e: &io::Error) -> bool {
 }
 
 impl FsBlobs {
+    /// The first parts of the keys held (the repositories of a data directory).
+    pub fn top_names(&self) -> Vec<String> {
+        let mut names: Vec<String> = fs::read_dir(&self.root)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter(|e| e.path().is_dir())
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .filter(|n| !n.starts_with('.'))
+            .collect();
+        names.sort();
+        names
+    }
+
     fn root_dir(&self) -> Result<Arc<File>, BlobError> {
         if let Some(d) = self.dir.get() {
             return Ok(d.clone());

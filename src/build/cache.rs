@@ -55,11 +55,13 @@ pub trait BuildRepo: Sync {
 type Pick = Box<dyn Fn(&[crate::repo::RepoSummary]) -> Result<String, CacheError> + Send + Sync>;
 
 /// A repository of the data directory, opened by this process. Whether a component is
-/// cached is read from the repository's files (the record beside the tarball, the
-/// `.sha256` beside each artifact), so a build that turns out to be cached never opens
-/// the store; it is opened at the first publish.
+/// cached is read from the repository's objects (the record beside the tarball, the
+/// `.sha256` beside each artifact) as a `file://` client reads them, so a build that turns
+/// out to be cached never opens the store; it is opened at the first publish.
 pub struct LocalBuildRepo {
     data: std::path::PathBuf,
+    /// The data directory's objects, read without the store.
+    blobs: crate::blobs::FsBlobs,
     layout: crate::layout::Layout,
     pick: Pick,
     /// The repository: named by `--repo`, the only one there, or picked from the store.
@@ -76,16 +78,11 @@ impl LocalBuildRepo {
         asked: Option<String>,
         pick: Pick,
     ) -> Result<LocalBuildRepo, CacheError> {
-        let dirs: Vec<String> = std::fs::read_dir(data.join("repos"))
-            .map(|d| {
-                d.flatten()
-                    .filter(|e| e.path().is_dir())
-                    .map(|e| e.file_name().to_string_lossy().into_owned())
-                    .collect()
-            })
-            .unwrap_or_default();
+        let blobs = crate::repo::data_blobs(data);
+        let dirs = blobs.top_names();
         let mut repo = LocalBuildRepo {
             data: data.to_path_buf(),
+            blobs,
             layout,
             pick,
             name: String::new(),
@@ -99,7 +96,7 @@ impl LocalBuildRepo {
                 (repo.pick)(&repos.list()?)?
             }
         };
-        if !repo.dir().is_dir() {
+        if !repo.blobs.top_names().contains(&repo.name) {
             // No such repository, most likely: the store says so, with its hint.
             repo.repositories()?;
         }
@@ -126,29 +123,27 @@ impl LocalBuildRepo {
         Ok(repos)
     }
 
-    fn dir(&self) -> std::path::PathBuf {
-        self.data.join("repos").join(&self.name)
+    fn key(&self, path: &str) -> String {
+        format!("{}/{path}", self.name)
     }
 }
 
 impl BuildRepo for LocalBuildRepo {
     fn describe(&self) -> String {
-        format!("repository {} ({})", self.name, self.dir().display())
+        use crate::blobs::Blobs;
+        format!(
+            "repository {} ({})",
+            self.name,
+            self.blobs.describe(&self.name)
+        )
     }
 
     fn build(&self, tarball: &str) -> Result<Option<StoredBuild>, CacheError> {
-        let dir = self.dir();
-        Ok(crate::repo::builds::read_build(
-            tarball,
-            |path| match std::fs::read(dir.join(path)) {
-                Ok(bytes) => Ok(Some(bytes)),
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-                Err(source) => Err(RepoError::Io {
-                    path: dir.join(path),
-                    source,
-                }),
-            },
-        )?)
+        use crate::blobs::Blobs;
+        let read = |path: &str| Ok(self.blobs.get(&self.key(path))?);
+        Ok(crate::repo::builds::read_build(tarball, read, |path| {
+            crate::repo::builds::file_checksum(path, read)
+        })?)
     }
 
     fn publish(&self, out: &Path) -> Result<Vec<BuiltFile>, CacheError> {
@@ -175,12 +170,14 @@ impl BuildRepo for LocalBuildRepo {
     }
 
     fn location(&self, path: &str) -> String {
-        self.dir().join(path).display().to_string()
+        use crate::blobs::Blobs;
+        self.blobs.describe(&self.key(path))
     }
 
     fn packages(&self) -> Result<Box<dyn Packages>, CacheError> {
+        use crate::blobs::Blobs;
         Ok(Box::new(crate::resolve::sources::LocalRepo {
-            dir: self.dir(),
+            dir: self.blobs.describe(&self.name).into(),
         }))
     }
 

@@ -118,19 +118,21 @@ impl Repositories {
     /// later publish may have replaced or pruned one).
     pub fn build(&self, repo: &str, tarball: &str) -> Result<Option<StoredBuild>, RepoError> {
         let repo = self.repo(repo)?.name;
-        read_build(tarball, |path| {
-            Ok(self.blobs.get(&format!("{repo}/{path}"))?)
-        })
+        read_build(
+            tarball,
+            |path| Ok(self.blobs.get(&format!("{repo}/{path}"))?),
+            |path| Ok(self.store.package(&repo, path)?.map(|p| p.sha256)),
+        )
     }
 }
 
-/// The build recorded beside `tarball` in a repository whose files `read` gives (by
-/// path in the repository; `None` if absent), and whether it is current: each
-/// artifact's `.sha256` — written with it by every publish — still names the recorded
-/// checksum. Files only, so a build node decides without opening the store.
+/// The build recorded beside `tarball` in a repository whose objects `read` gives (by
+/// path in the repository; `None` if absent), and whether it is current: `checksum` (the
+/// repository's record of each artifact) still names the recorded sha256.
 pub fn read_build(
     tarball: &str,
     read: impl Fn(&str) -> Result<Option<Vec<u8>>, RepoError>,
+    checksum: impl Fn(&str) -> Result<Option<String>, RepoError>,
 ) -> Result<Option<StoredBuild>, RepoError> {
     crate::blobs::check_key(tarball)?;
     let Some(bytes) = read(&record_path(tarball))? else {
@@ -146,11 +148,25 @@ pub fn read_build(
             break;
         }
         current = crate::blobs::check_key(&a.path).is_ok()
-            && read(&checksum_key(&a.path))?.is_some_and(|t| {
-                parse_checksum(&String::from_utf8_lossy(&t)).as_deref() == Some(a.sha256.as_str())
-            });
+            && checksum(&a.path)?.as_deref() == Some(a.sha256.as_str());
     }
     Ok(Some(StoredBuild { record, current }))
+}
+
+/// The sha256 a repository read as `file://` gives for the package at `path`: its
+/// `.sha256` record (written for tarballs, and for every package by earlier releases),
+/// else the package's own bytes hashed.
+pub fn file_checksum(
+    path: &str,
+    read: impl Fn(&str) -> Result<Option<Vec<u8>>, RepoError>,
+) -> Result<Option<String>, RepoError> {
+    if let Some(line) = read(&checksum_key(path))? {
+        return Ok(parse_checksum(&String::from_utf8_lossy(&line)));
+    }
+    Ok(read(path)?.map(|b| {
+        use sha2::Digest;
+        format!("{:x}", sha2::Sha256::digest(&b))
+    }))
 }
 
 /// A build record as the repository holds it.

@@ -268,6 +268,12 @@ pub struct Repositories {
     keep_bytes: u64,
 }
 
+/// The objects of data directory `data`, without its store: for what reads a repository
+/// as a `file://` client does (a build's cache check, which never opens the store).
+pub fn data_blobs(data: &Path) -> FsBlobs {
+    FsBlobs::new(data.join("repos"))
+}
+
 /// Repository names: 1-64 of `[a-z0-9._-]`, starting with a letter or digit.
 pub fn check_repo_name(name: &str) -> Result<(), RepoError> {
     let ok = !name.is_empty()
@@ -286,7 +292,7 @@ pub fn check_repo_name(name: &str) -> Result<(), RepoError> {
 impl Repositories {
     /// Opens (creating) the data directory with the embedded store.
     pub fn open(data: &Path, layout: Layout) -> Result<Repositories, RepoError> {
-        Self::open_with(data, layout, Box::new(FsBlobs::new(data.join("repos"))))
+        Self::open_with(data, layout, Box::new(data_blobs(data)))
     }
 
     /// Opens the data directory with its bytes in `blobs` (the store, keys and scratch

@@ -682,12 +682,17 @@ impl Repositories {
             if key != path {
                 self.blobs.link(&key, &path)?;
             }
-            let line = checksum_line(&r.key, &r.record.sha256);
-            self.blobs.put(
-                &format!("{name}/{}", checksum_key(&r.key)),
-                Body::Bytes(line.as_bytes()),
-                None,
-            )?;
+            // Tarballs, which build nodes download, have their checksum record beside
+            // them for `file://` readers; an RPM's or DEB's is in the signed indexes, and
+            // a server answers `<file>.sha256` of any package from its record.
+            if r.record.kind == FileKind::Tgz {
+                let line = checksum_line(&r.key, &r.record.sha256);
+                self.blobs.put(
+                    &format!("{name}/{}", checksum_key(&r.key)),
+                    Body::Bytes(line.as_bytes()),
+                    None,
+                )?;
+            }
             Ok(())
         };
         crate::cores::map(to_write.iter().collect(), CORES_FROM, store, |_| {

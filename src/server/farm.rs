@@ -204,12 +204,7 @@ pub(super) async fn submitted(
             only: body.only.clone(),
             force: body.force,
         };
-        let read = |path: &str| {
-            s.repos
-                .blobs
-                .get(&format!("{repo}/{path}"))
-                .map_err(Into::into)
-        };
+        let read = |tarball: &str| s.repos.build(&repo, tarball);
         let (project, tasks) = release.tasks(&body.platforms, &read)?;
         let build = FarmBuild {
             id: 0,
