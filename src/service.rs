@@ -13,7 +13,7 @@ use crate::layout::Layout;
 use crate::progress::Progress;
 use crate::repo::keys::{Algorithm, KeyInfo};
 use crate::repo::publish::UploadRegistration;
-use crate::repo::release::{LockOutcome, Registering, new_lock, registration};
+use crate::repo::release::{LockOutcome, Registering, new_lock, not_locked, registration};
 use crate::repo::{
     NewRepo, PublishOptions, PublishReport, Repo, RepoError, RepoSummary, Repositories,
 };
@@ -231,15 +231,9 @@ impl Service for Remote<'_> {
         } = what;
         // Checked here first: the lock and the files; the server checks the lock's hash
         // again and each header against what it must say.
-        let lock = self.check_lock(tree, configuration)?.ok_or_else(|| {
-            RepoError::Lock {
-                what: format!("{configuration} is not locked"),
-                hint: format!(
-                    "only packages of a locked configuration are registered: `packyard lock {configuration} --tree {}`",
-                    tree.root.display()
-                ),
-            }
-        })?;
+        let lock = self
+            .check_lock(tree, configuration)?
+            .ok_or_else(|| not_locked(tree, configuration))?;
         let files = registration(tree, self.layout, configuration, options, inputs)?
             .into_iter()
             .map(|r| {

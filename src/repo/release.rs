@@ -92,13 +92,7 @@ impl Repositories {
             });
         }
         if self.check_lock(tree, configuration)?.is_none() {
-            return Err(RepoError::Lock {
-                what: format!("{configuration} is not locked"),
-                hint: format!(
-                    "only packages of a locked configuration are registered: `packyard lock {configuration} --tree {}`",
-                    tree.root.display()
-                ),
-            });
+            return Err(not_locked(tree, configuration));
         }
         let candidates = registration(tree, &self.layout, configuration, options, inputs)?
             .into_iter()
@@ -109,6 +103,17 @@ impl Repositories {
             })
             .collect();
         self.publish_candidates(repo, candidates, opts, progress)
+    }
+}
+
+/// Why a configuration's packages cannot be registered yet.
+pub fn not_locked(tree: &Tree, configuration: &str) -> RepoError {
+    RepoError::Lock {
+        what: format!("{configuration} is not locked"),
+        hint: format!(
+            "only packages of a locked configuration are registered: `packyard lock {configuration} --tree {}`",
+            tree.root.display()
+        ),
     }
 }
 

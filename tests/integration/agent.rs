@@ -630,14 +630,7 @@ fn two_agents_build_a_release_for_two_platforms_as_packyard_build_does() {
     // Installed from the server by dnf and apt-get.
     let w = t.path().join("clients");
     if crate::support::have_tool("dnf", &["--version"]) {
-        let (_, repo_file) = server.get("/repos/nightly/el9_x86_64.repo");
-        let reposdir = w.join("yum.repos.d");
-        fs::create_dir_all(&reposdir).unwrap();
-        fs::write(reposdir.join("nightly.repo"), repo_file).unwrap();
-        crate::repo::dnf_run(
-            crate::repo::dnf_command(&w, &reposdir),
-            &["install", "my-database-schemas"],
-        );
+        server.dnf_install(&w, "nightly", &["my-database-schemas"]);
     }
     if crate::support::have_tool("apt-get", &["--version"]) {
         let (_, sources) = server.get("/repos/nightly/deb12.sources");

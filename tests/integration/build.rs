@@ -9,7 +9,7 @@ use std::time::Instant;
 
 use serde_json::Value;
 
-use crate::repo::{AptRoot, copy_tree, create_nightly, dnf_command, dnf_run, ed25519_key, run_ok};
+use crate::repo::{AptRoot, copy_tree, create_nightly, ed25519_key, run_ok};
 use crate::serve::{Server, token};
 use crate::support::{have_tool, stderr, stdout};
 
@@ -225,15 +225,7 @@ fn the_fixture_release_builds_from_source_and_dnf_and_apt_install_it() {
     // dnf and apt-get install from the repository the build published into.
     let w = t.path().join("clients");
     if have_tool("dnf", &["--version"]) {
-        let (status, repo_file) = server.get("/repos/nightly/el9_x86_64.repo");
-        assert_eq!(status, 200);
-        let reposdir = w.join("yum.repos.d");
-        fs::create_dir_all(&reposdir).unwrap();
-        fs::write(reposdir.join("nightly.repo"), repo_file).unwrap();
-        dnf_run(
-            dnf_command(&w, &reposdir),
-            &["install", "my-database-schemas", "my-api-java"],
-        );
+        server.dnf_install(&w, "nightly", &["my-database-schemas", "my-api-java"]);
         let q = run_ok(Command::new("rpm").arg("--root").arg(w.join("root")).args([
             "-q",
             "my-database-schemas",

@@ -12,10 +12,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
-use crate::repo::{
-    AptRoot, check_consistent, create_nightly, dnf_command, dnf_run, ed25519_key, py, py_json,
-    snapshot,
-};
+use crate::repo::{AptRoot, check_consistent, create_nightly, ed25519_key, py, py_json, snapshot};
 use crate::support::{have_tool, packed, stderr, stdout};
 
 /// A running `packyard serve`, stopped (SIGTERM) when dropped.
@@ -76,12 +73,30 @@ impl Server {
         child.wait().unwrap()
     }
 
+    /// dnf installs `packages` into `<w>/root` from repository `repo`'s el9 platform, set
+    /// up by the `.repo` file this server gives.
+    pub fn dnf_install(&self, w: &Path, repo: &str, packages: &[&str]) {
+        let (status, repo_file) = self.get(&format!("/repos/{repo}/el9_x86_64.repo"));
+        assert_eq!(status, 200);
+        let reposdir = w.join("yum.repos.d");
+        fs::create_dir_all(&reposdir).unwrap();
+        fs::write(reposdir.join(format!("{repo}.repo")), repo_file).unwrap();
+        let mut args = vec!["install"];
+        args.extend(packages);
+        crate::repo::dnf_run(crate::repo::dnf_command(w, &reposdir), &args);
+    }
+
     pub fn get(&self, path: &str) -> (u16, Vec<u8>) {
-        let mut r = self
-            .agent
-            .get(format!("{}{path}", self.url))
-            .call()
-            .unwrap();
+        self.get_as(path, None)
+    }
+
+    /// GET with a bearer token, if given.
+    pub fn get_as(&self, path: &str, token: Option<&str>) -> (u16, Vec<u8>) {
+        let mut req = self.agent.get(format!("{}{path}", self.url));
+        if let Some(t) = token {
+            req = req.header("Authorization", format!("Bearer {t}"));
+        }
+        let mut r = req.call().unwrap();
         let status = r.status().as_u16();
         let body = r
             .body_mut()
@@ -287,13 +302,7 @@ fn dnf_and_apt_install_through_the_served_setup_files() {
         "{repo_file}"
     );
     if have_tool("dnf", &["--version"]) {
-        let reposdir = w.join("yum.repos.d");
-        fs::create_dir_all(&reposdir).unwrap();
-        fs::write(reposdir.join("nightly.repo"), &repo_file).unwrap();
-        dnf_run(
-            dnf_command(w, &reposdir),
-            &["install", "my-database-schemas"],
-        );
+        server.dnf_install(w, "nightly", &["my-database-schemas"]);
         let q = Command::new("rpm")
             .arg("--root")
             .arg(w.join("root"))

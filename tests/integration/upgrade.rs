@@ -13,7 +13,7 @@ use std::process::Command;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
-use crate::repo::{AptRoot, dnf_command, dnf_run, py_json, run_ok};
+use crate::repo::{AptRoot, py_json, run_ok};
 use crate::serve::Server;
 use crate::support::{have_tool, root};
 
@@ -50,26 +50,6 @@ fn manifest() -> Manifest {
         }
     }
     m
-}
-
-/// GET with a bearer token; status and body.
-fn get_as(server: &Server, path: &str, token: Option<&str>) -> (u16, Vec<u8>) {
-    let agent = ureq::Agent::config_builder()
-        .http_status_as_error(false)
-        .build()
-        .new_agent();
-    let mut req = agent.get(format!("{}{path}", server.url));
-    if let Some(t) = token {
-        req = req.header("Authorization", format!("Bearer {t}"));
-    }
-    let mut r = req.call().unwrap();
-    let body = r
-        .body_mut()
-        .with_config()
-        .limit(1 << 30)
-        .read_to_vec()
-        .unwrap();
-    (r.status().as_u16(), body)
 }
 
 #[test]
@@ -120,15 +100,12 @@ fn a_data_directory_of_packyard_0_1_opens_serves_and_installs() {
     let builder = secret("fixture-builder");
     for (repo, path, sha) in &m.files {
         let url = format!("/repos/{repo}/{path}");
-        let (status, body) = get_as(&server, &url, Some(builder));
+        let (status, body) = server.get_as(&url, Some(builder));
         assert_eq!(status, 200, "GET {url}");
         assert_eq!(&format!("{:x}", Sha256::digest(&body)), sha, "GET {url}");
     }
     let (repo, path, _) = m.files.iter().find(|f| f.0 == "ci").unwrap();
-    assert_eq!(
-        get_as(&server, &format!("/repos/{repo}/{path}"), None).0,
-        401
-    );
+    assert_eq!(server.get_as(&format!("/repos/{repo}/{path}"), None).0, 401);
 
     // Tokens: each still has its role; the revoked one and a forged secret are refused.
     let tokens = |s: &str| server.call("get", "/api/v1/tokens", None, Some(s));
@@ -192,15 +169,7 @@ fn a_data_directory_of_packyard_0_1_opens_serves_and_installs() {
     // dnf and apt-get from the indexes the old release wrote (signed with its keys).
     let w = t.path();
     if have_tool("dnf", &["--version"]) {
-        let (status, repo_file) = server.get("/repos/nightly/el9_x86_64.repo");
-        assert_eq!(status, 200);
-        let reposdir = w.join("yum.repos.d");
-        fs::create_dir_all(&reposdir).unwrap();
-        fs::write(reposdir.join("nightly.repo"), repo_file).unwrap();
-        dnf_run(
-            dnf_command(w, &reposdir),
-            &["install", "my-database-schemas"],
-        );
+        server.dnf_install(w, "nightly", &["my-database-schemas"]);
         let q = run_ok(
             Command::new("rpm")
                 .arg("--root")
@@ -240,7 +209,7 @@ fn a_data_directory_of_packyard_0_1_opens_serves_and_installs() {
         "{answer}"
     );
     assert_eq!(
-        get_as(&server, &format!("/repos/nightly/{key}"), None),
+        server.get_as(&format!("/repos/nightly/{key}"), None),
         (200, deb)
     );
     if have_apt {
