@@ -14,11 +14,14 @@ use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
+pub mod conformance;
 mod fs;
 mod mem;
+mod s3;
 
 pub use fs::FsBlobs;
 pub use mem::MemBlobs;
+pub use s3::S3Blobs;
 
 #[derive(Debug, thiserror::Error)]
 pub enum BlobError {
@@ -26,6 +29,9 @@ pub enum BlobError {
     BadKey { key: String, why: &'static str },
     #[error("{path}: {source}")]
     Io { path: PathBuf, source: io::Error },
+    /// An object store's answer (or none), with what to do about it.
+    #[error("object store: {what}")]
+    Remote { what: String },
     #[error(
         "{path} changed while it was being published: sha256 {checked} when checked, {copied} when copied"
     )]
@@ -244,69 +250,14 @@ mod tests {
         }
     }
 
-    /// What every backend must do alike.
-    pub(super) fn behaves(b: &dyn Blobs) {
-        b.put("r/a/x.rpm", Body::Bytes(b"one"), None).unwrap();
-        b.flush().unwrap();
-        assert_eq!(b.get("r/a/x.rpm").unwrap().as_deref(), Some(&b"one"[..]));
-        let m = b.stat("r/a/x.rpm").unwrap().unwrap();
-        assert_eq!(m.len, 3);
-        // Replaced: the ETag moves.
-        b.put("r/a/x.rpm", Body::Bytes(b"two!"), None).unwrap();
-        let m2 = b.stat("r/a/x.rpm").unwrap().unwrap();
-        assert_eq!(m2.len, 4);
-        assert_ne!(m.etag, m2.etag);
-        // A checked stream that does not match stores nothing.
-        let e = b
-            .put(
-                "r/a/y.rpm",
-                Body::Read {
-                    from: &mut &b"abc"[..],
-                    source: Path::new("y.rpm"),
-                },
-                Some("00"),
-            )
-            .unwrap_err();
-        assert!(matches!(e, BlobError::Changed { .. }), "{e}");
-        assert!(!b.exists("r/a/y.rpm").unwrap());
-        // Ranges.
-        let o = b.open("r/a/x.rpm", Some(1..3)).unwrap().unwrap();
-        assert_eq!(o.meta.len, 4);
-        match o.data {
-            Data::Bytes(bytes) => assert_eq!(bytes, b"wo"),
-            Data::File(mut f) => {
-                use std::io::{Seek, SeekFrom};
-                f.seek(SeekFrom::Start(1)).unwrap();
-                let mut two = [0; 2];
-                f.read_exact(&mut two).unwrap();
-                assert_eq!(&two, b"wo");
-            }
-        }
-        // Copies, lists, removals.
-        b.copy("r/a/x.rpm", "r/b/c/z.rpm").unwrap();
-        b.put("rest/k", Body::Bytes(b"k"), None).unwrap();
-        assert_eq!(b.get("r/b/c/z.rpm").unwrap().unwrap(), b"two!");
-        assert_eq!(b.list("r").unwrap(), ["r/a/x.rpm", "r/b/c/z.rpm"]);
-        assert_eq!(b.list("r/b").unwrap(), ["r/b/c/z.rpm"]);
-        b.remove("r/a/x.rpm").unwrap();
-        b.remove("r/a/x.rpm").unwrap();
-        assert!(b.open("r/a/x.rpm", None).unwrap().is_none());
-        assert_eq!(b.get("r/b/c/z.rpm").unwrap().unwrap(), b"two!");
-        b.remove_all("r").unwrap();
-        assert!(b.list("r").unwrap().is_empty());
-        assert!(b.exists("rest/k").unwrap());
-        assert!(b.put("../x", Body::Bytes(b""), None).is_err());
-        assert!(b.open("a//b", None).is_err());
-    }
-
     #[test]
     fn the_memory_backend_behaves() {
-        behaves(&MemBlobs::default());
+        conformance::check(&MemBlobs::default());
     }
 
     #[test]
     fn the_file_backend_behaves() {
         let dir = tempfile::tempdir().unwrap();
-        behaves(&FsBlobs::new(dir.path()));
+        conformance::check(&FsBlobs::new(dir.path()));
     }
 }

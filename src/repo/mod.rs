@@ -107,6 +107,11 @@ impl RepoError {
                  written"
                     .into()
             }
+            RepoError::Blob(BlobError::Remote { .. }) => {
+                "the message says what the object store answered; check its endpoint, bucket \
+                 and credentials"
+                    .into()
+            }
             RepoError::Blob(BlobError::Io { .. }) | RepoError::Internal(_) => {
                 "check the data directory's disk space and permissions, and the server's log"
                     .into()
@@ -183,10 +188,9 @@ pub struct NewRepo {
     pub private: bool,
 }
 
-#[cfg(test)]
 impl NewRepo {
     /// A volatile repository with every default.
-    pub(crate) fn volatile(name: &str) -> NewRepo {
+    pub fn volatile(name: &str) -> NewRepo {
         NewRepo {
             name: name.into(),
             kind: RepoKind::Volatile,

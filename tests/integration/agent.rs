@@ -754,15 +754,6 @@ fn a_failing_target_skips_its_dependents_and_fails_the_build() {
     assert!(server.stop().success());
 }
 
-/// A loopback port that was free a moment ago.
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 /// The server restarted while an agent builds: the agent rides it out and the task is
 /// recorded once, built.
 #[test]
@@ -770,7 +761,7 @@ fn a_task_survives_a_server_restart() {
     let t = tempfile::tempdir().unwrap();
     let (tree, _, d, builder) = sleepy_setup(t.path(), "4");
     let d = &d;
-    let listen = format!("127.0.0.1:{}", free_port());
+    let listen = format!("127.0.0.1:{}", crate::support::free_port());
     let args = ["--tree", tree.to_str().unwrap(), "--heartbeat", "0.5"];
     let server = Server::start_at(d, &listen, &args);
     let agent = Agent::start(&server, &builder, &t.path().join("ws"), "one", &[]);

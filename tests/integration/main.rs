@@ -19,6 +19,7 @@ mod race;
 mod registered;
 mod repo;
 mod resolve;
+mod s3;
 mod serve;
 mod upgrade;
 mod versions;

@@ -52,6 +52,15 @@ pub fn have_tool(cmd: &str, probe: &[&str]) -> bool {
     ok
 }
 
+/// A loopback port that was free a moment ago.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
 /// A small deterministic generator, so failures reproduce.
 pub struct Rng(u64);
 

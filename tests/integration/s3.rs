@@ -1,0 +1,219 @@
+//! The S3 blob backend against a real object store that checks signatures: SeaweedFS
+//! (`weed mini`, installed by scripts/test into `target/test-venv`), started once for the
+//! whole test binary on 127.0.0.1 and stopped with it. Each test takes a bucket of its own.
+
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use packyard::blobs::{Blobs, Data, S3Blobs};
+
+use crate::support::root;
+
+const KEY: &str = "packyard-test";
+const SECRET: &str = "packyard-test-secret";
+
+/// The running store's S3 port, or `None` (skipped) where `weed` is missing outside CI.
+fn weed() -> Option<u16> {
+    static PORT: OnceLock<Option<u16>> = OnceLock::new();
+    *PORT.get_or_init(|| {
+        let bin = std::env::var_os("PACKYARD_TEST_WEED")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| root().join("target/test-venv/bin/weed"));
+        if !crate::support::have_tool(bin.to_str().unwrap_or("weed"), &["version"]) {
+            return None;
+        }
+        let port = crate::support::free_port();
+        let (tx, rx) = std::sync::mpsc::channel();
+        // The store is started from a thread that lives as long as the tests do: it dies
+        // with the thread that started it (PR_SET_PDEATHSIG), so it never outlives them.
+        std::thread::spawn(move || {
+            // One place, emptied at each start: the store is killed with the tests, so
+            // nothing would remove a temporary directory after it.
+            let dir = root().join("target/test-weed");
+            let _ = std::fs::remove_dir_all(&dir);
+            std::fs::create_dir_all(&dir).unwrap();
+            let mut cmd = Command::new(&bin);
+            cmd.arg("mini")
+                .arg(format!("-dir={}", dir.display()))
+                .args(["-ip=127.0.0.1", "-ip.bind=127.0.0.1", "-admin.ui=false"])
+                .arg(format!("-s3.port={port}"))
+                .env("AWS_ACCESS_KEY_ID", KEY)
+                .env("AWS_SECRET_ACCESS_KEY", SECRET)
+                .stdout(Stdio::null())
+                .stderr(Stdio::null());
+            unsafe {
+                std::os::unix::process::CommandExt::pre_exec(&mut cmd, || {
+                    libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+                    Ok(())
+                });
+            }
+            let mut child = cmd.spawn().expect("weed starts");
+            let _ = tx.send(child.id());
+            let _ = child.wait();
+        });
+        rx.recv().unwrap();
+        let start = Instant::now();
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(
+                start.elapsed() < Duration::from_secs(60),
+                "SeaweedFS did not listen on {port} within a minute"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        Some(port)
+    })
+}
+
+/// A new bucket on the store, and the `--blobs` URL of a prefix in it.
+fn bucket(port: u16, name: &str) -> String {
+    let endpoint: url::Url = format!("http://127.0.0.1:{port}").parse().unwrap();
+    let bucket = rusty_s3::Bucket::new(
+        endpoint,
+        rusty_s3::UrlStyle::Path,
+        name.to_string(),
+        "us-east-1",
+    )
+    .unwrap();
+    let creds = rusty_s3::Credentials::new(KEY, SECRET);
+    let url = rusty_s3::S3Action::sign(
+        &rusty_s3::actions::CreateBucket::new(&bucket, &creds),
+        Duration::from_secs(60),
+    );
+    // The store may take a moment after it listens before it takes buckets.
+    let start = Instant::now();
+    loop {
+        match ureq::put(url.as_str()).send_empty() {
+            Ok(_) => break,
+            Err(e) if start.elapsed() < Duration::from_secs(30) => {
+                let _ = e;
+                std::thread::sleep(Duration::from_millis(200));
+            }
+            Err(e) => panic!("creating bucket {name}: {e}"),
+        }
+    }
+    format!("s3://{name}/some/prefix?endpoint=http://127.0.0.1:{port}&region=us-east-1")
+}
+
+fn open(spec: &str) -> S3Blobs {
+    S3Blobs::open_with(spec, KEY, SECRET).unwrap()
+}
+
+#[test]
+fn s3_backend_keeps_the_blob_contract() {
+    let Some(port) = weed() else { return };
+    let spec = bucket(port, "contract");
+    let b = open(&spec);
+    b.check().unwrap();
+    packyard::blobs::conformance::check(&b);
+    // A presigned URL reads the object without credentials, until it expires.
+    b.put_now("r/x.rpm", b"presigned").unwrap();
+    let url = b.url("r/x.rpm", Duration::from_secs(60)).unwrap();
+    let got = ureq::get(&url)
+        .call()
+        .unwrap()
+        .body_mut()
+        .read_to_vec()
+        .unwrap();
+    assert_eq!(got, b"presigned");
+    // Unsigned, it is refused: the store checks signatures.
+    let plain = url.split('?').next().unwrap();
+    let r = ureq::get(plain)
+        .config()
+        .http_status_as_error(false)
+        .build()
+        .call()
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 403, "{plain}");
+}
+
+#[test]
+fn a_repository_on_s3_is_published_indexed_and_read_through_the_store() {
+    let Some(port) = weed() else { return };
+    let spec = bucket(port, "repos");
+    let t = tempfile::tempdir().unwrap();
+    let blobs = Box::new(open(&spec));
+    let repos = packyard::repo::Repositories::open_with(
+        &t.path().join("data"),
+        packyard::layout::Layout::builtin(),
+        blobs,
+    )
+    .unwrap();
+    repos
+        .create(&packyard::repo::NewRepo::volatile("nightly"))
+        .unwrap();
+    let rpm = t.path().join("tool-1.0-1.x86_64.rpm");
+    rpm::PackageBuilder::new("tool", "1.0", "MIT", "x86_64", "a tool")
+        .release("1")
+        .with_file_contents("tool\n", rpm::FileOptions::new("/usr/share/tool/readme"))
+        .unwrap()
+        .build()
+        .unwrap()
+        .write_file(&rpm)
+        .unwrap();
+    let opts = packyard::repo::PublishOptions {
+        platform: Some("el9_x86_64".into()),
+        ..Default::default()
+    };
+    let report = repos
+        .publish("nightly", &[rpm], &opts, &packyard::progress::Quiet)
+        .unwrap();
+    assert!(!report.files.is_empty());
+    let read = |path: &str| match repos.open_path("nightly", path, None).unwrap() {
+        Some(o) => match o.data {
+            Data::Bytes(b) => b,
+            Data::File(_) => panic!("a file from an object store"),
+        },
+        None => panic!("{path}: not found through the store"),
+    };
+    for f in &report.files {
+        use sha2::Digest;
+        let bytes = read(&f.path);
+        assert_eq!(
+            format!("{:x}", sha2::Sha256::digest(&bytes)),
+            f.sha256,
+            "{}",
+            f.path
+        );
+    }
+    let repomd = String::from_utf8(read("yum/el9_x86_64/repodata/repomd.xml")).unwrap();
+    assert!(repomd.contains("primary"), "{repomd}");
+    // The objects are in the bucket under the prefix, the generation's among them.
+    let keys = repos.blobs.list("nightly").unwrap();
+    assert!(
+        keys.iter().any(|k| k.contains("/.repodata.gen-")),
+        "{keys:?}"
+    );
+    repos.delete("nightly").unwrap();
+    assert!(repos.blobs.list("nightly").unwrap().is_empty());
+}
+
+#[test]
+fn wrong_credentials_or_an_unreachable_store_are_clear_errors() {
+    let Some(port) = weed() else { return };
+    let spec = bucket(port, "creds");
+    // A wrong secret: the check says which and what to fix.
+    let e = S3Blobs::open_with(&spec, KEY, "wrong")
+        .unwrap()
+        .check()
+        .unwrap_err();
+    let text = e.to_string();
+    assert!(text.contains("refused the credentials (403)"), "{text}");
+    assert!(text.contains("AWS_SECRET_ACCESS_KEY"), "{text}");
+    // Nothing listening.
+    let closed = crate::support::free_port();
+    let dead = format!("s3://x/p?endpoint=http://127.0.0.1:{closed}&region=us-east-1");
+    let e = S3Blobs::open_with(&dead, KEY, SECRET)
+        .unwrap()
+        .check()
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("cannot be reached"), "{e}");
+    // Not an object store URL at all.
+    let e = S3Blobs::open_with("s3://bucket/p", KEY, SECRET)
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(e.contains("endpoint"), "{e}");
+}
