@@ -13,6 +13,7 @@ pub mod agent;
 pub mod archive;
 pub mod atomic;
 pub mod auth;
+pub mod backends;
 pub mod blobs;
 pub mod build;
 pub mod cli;

@@ -59,9 +59,9 @@ type Pick = Box<dyn Fn(&[crate::repo::RepoSummary]) -> Result<String, CacheError
 /// `.sha256` beside each artifact) as a `file://` client reads them, so a build that turns
 /// out to be cached never opens the store; it is opened at the first publish.
 pub struct LocalBuildRepo {
-    data: std::path::PathBuf,
+    backends: crate::backends::Backends,
     /// The data directory's objects, read without the store.
-    blobs: crate::blobs::FsBlobs,
+    blobs: std::sync::Arc<dyn crate::blobs::Blobs>,
     layout: crate::layout::Layout,
     pick: Pick,
     /// The repository: named by `--repo`, the only one there, or picked from the store.
@@ -73,15 +73,20 @@ impl LocalBuildRepo {
     /// The repository `asked` for, or the only one of `data`; else `pick` chooses from
     /// the store's list (which opens it now).
     pub fn open(
-        data: &Path,
+        backends: &crate::backends::Backends,
         layout: crate::layout::Layout,
         asked: Option<String>,
         pick: Pick,
     ) -> Result<LocalBuildRepo, CacheError> {
-        let blobs = crate::repo::data_blobs(data);
-        let dirs = blobs.top_names();
+        // The repositories a file backend holds are its top directories; any other
+        // backend is asked through the store.
+        let dirs = match backends.blobs {
+            crate::backends::BlobsUrl::File => crate::repo::data_blobs(&backends.data).top_names(),
+            _ => vec![],
+        };
+        let blobs = std::sync::Arc::from(backends.open_blobs()?);
         let mut repo = LocalBuildRepo {
-            data: data.to_path_buf(),
+            backends: backends.clone(),
             blobs,
             layout,
             pick,
@@ -96,7 +101,7 @@ impl LocalBuildRepo {
                 (repo.pick)(&repos.list()?)?
             }
         };
-        if !repo.blobs.top_names().contains(&repo.name) {
+        if !dirs.contains(&repo.name) {
             // No such repository, most likely: the store says so, with its hint.
             repo.repositories()?;
         }
@@ -109,7 +114,7 @@ impl LocalBuildRepo {
         if let Some(r) = store.as_ref() {
             return Ok(r.clone());
         }
-        let repos = Repositories::open(&self.data, self.layout.clone())?;
+        let repos = Repositories::open_backends(&self.backends, self.layout.clone())?;
         if !self.name.is_empty() {
             let list = repos.list()?;
             if !list.iter().any(|r| r.record.name == self.name) {
@@ -130,7 +135,6 @@ impl LocalBuildRepo {
 
 impl BuildRepo for LocalBuildRepo {
     fn describe(&self) -> String {
-        use crate::blobs::Blobs;
         format!(
             "repository {} ({})",
             self.name,
@@ -139,7 +143,6 @@ impl BuildRepo for LocalBuildRepo {
     }
 
     fn build(&self, tarball: &str) -> Result<Option<StoredBuild>, CacheError> {
-        use crate::blobs::Blobs;
         let read = |path: &str| Ok(self.blobs.get(&self.key(path))?);
         Ok(crate::repo::builds::read_build(tarball, read, |path| {
             crate::repo::builds::file_checksum(path, read)
@@ -170,14 +173,16 @@ impl BuildRepo for LocalBuildRepo {
     }
 
     fn location(&self, path: &str) -> String {
-        use crate::blobs::Blobs;
-        self.blobs.describe(&self.key(path))
+        let key = self.key(path);
+        self.blobs
+            .url(&key, std::time::Duration::from_secs(3600))
+            .unwrap_or_else(|| self.blobs.describe(&key))
     }
 
     fn packages(&self) -> Result<Box<dyn Packages>, CacheError> {
-        use crate::blobs::Blobs;
-        Ok(Box::new(crate::resolve::sources::LocalRepo {
-            dir: self.blobs.describe(&self.name).into(),
+        Ok(Box::new(crate::resolve::sources::BlobRepo {
+            blobs: self.blobs.clone(),
+            repo: self.name.clone(),
         }))
     }
 

@@ -121,7 +121,11 @@ pub fn cmd_build(args: BuildArgs, target: &Target, token: Option<&str>, json: bo
     let prepared = build::prepare(&request).map_err(failed)?;
     let lines = Lines::new(!json, prepared.configurations());
     let report = match target {
-        Target::Local { data, layout } => {
+        Target::Local {
+            data,
+            layout,
+            backends,
+        } => {
             // A server holding the data directory is named at once, not after checkouts.
             if let Some(info) = crate::repo::running(data) {
                 return Err(super::repo::failure(crate::repo::RepoError::InUse {
@@ -137,7 +141,7 @@ pub fn cmd_build(args: BuildArgs, target: &Target, token: Option<&str>, json: bo
                     hint: f.hint,
                 })
             });
-            let repo = LocalBuildRepo::open(data, (*layout).clone(), args.repo.clone(), pick)
+            let repo = LocalBuildRepo::open(backends, (*layout).clone(), args.repo.clone(), pick)
                 .map_err(|e| Failure::new(&e, e.hint.clone()))?;
             let report = build::build(&request, &prepared, &repo, &lines).map_err(failed)?;
             // Every store write was flushed when made; closing the store would only

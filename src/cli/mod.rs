@@ -50,6 +50,19 @@ struct Cli {
     /// data directory (which the server holds).
     #[arg(long, global = true, value_name = "URL", env = "PACKYARD_SERVER")]
     server: Option<String>,
+    /// The metadata store: `sled` (embedded in the data directory; the default) or
+    /// `postgres://USER@HOST:PORT/DB`.
+    #[arg(long, global = true, value_name = "URL", env = "PACKYARD_STORE")]
+    store: Option<String>,
+    /// Where package files and indexes are kept: `file` (the data directory's repos/; the
+    /// default) or `s3://BUCKET/PREFIX?endpoint=http://HOST:PORT&region=R` (credentials
+    /// from AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or the config file's [s3]).
+    #[arg(long, global = true, value_name = "URL", env = "PACKYARD_BLOBS")]
+    blobs: Option<String>,
+    /// The config file (TOML): store, blobs, [s3] access_key_id and secret_access_key, and
+    /// `serve`'s settings; default: packyard.toml in the data directory, if there.
+    #[arg(long, global = true, value_name = "FILE", env = "PACKYARD_CONFIG")]
+    config: Option<PathBuf>,
     /// The API token for --server (`packyard token create`).
     #[arg(
         long,
@@ -252,6 +265,16 @@ fn run(cli: Cli) -> Outcome {
         Some(dir) => Layout::from_dir(dir)?,
         None => Layout::builtin(),
     };
+    let backends = crate::backends::Backends::choose(
+        &cli.data,
+        cli.store.as_deref(),
+        cli.blobs.as_deref(),
+        cli.config.as_deref(),
+    )
+    .map_err(|e| {
+        let hint = e.hint();
+        Failure::new(e, hint)
+    })?;
     let target = match &cli.server {
         Some(url) => repo::Target::Remote {
             client: crate::client::Client::new(url, cli.token.clone()),
@@ -261,6 +284,7 @@ fn run(cli: Cli) -> Outcome {
         None => repo::Target::Local {
             data: &cli.data,
             layout: &layout,
+            backends: &backends,
         },
     };
     match cli.command {
@@ -281,7 +305,9 @@ fn run(cli: Cli) -> Outcome {
         Command::Build(args) => build::cmd_build(args, &target, cli.token.as_deref(), cli.json),
         Command::Submit(args) => farm::cmd_submit(args, &target, cli.json),
         Command::Builds(cmd) => farm::cmd_builds(cmd, &target, cli.json),
-        Command::Serve(args) => serve::cmd_serve(args, &cli.data, &layout, cli.json),
+        Command::Serve(args) => {
+            serve::cmd_serve(args, &backends, cli.config.as_deref(), &layout, cli.json)
+        }
         Command::Agent(args) => agent::cmd_agent(
             args,
             cli.server.as_deref(),

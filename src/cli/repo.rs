@@ -97,8 +97,8 @@ pub struct PublishArgs {
     external: bool,
 }
 
-fn open(data: &Path, layout: &Layout) -> Result<Repositories, Failure> {
-    Repositories::open(data, layout.clone()).map_err(failure)
+fn open(backends: &crate::backends::Backends, layout: &Layout) -> Result<Repositories, Failure> {
+    Repositories::open_backends(backends, layout.clone()).map_err(failure)
 }
 
 pub fn failure(e: RepoError) -> Failure {
@@ -122,6 +122,7 @@ pub enum Target<'a> {
     Local {
         data: &'a Path,
         layout: &'a Layout,
+        backends: &'a crate::backends::Backends,
     },
     Remote {
         client: Client,
@@ -141,7 +142,9 @@ impl Target<'_> {
     /// the server.
     pub fn service(&self) -> Result<Box<dyn Service + '_>, Failure> {
         Ok(match self {
-            Target::Local { data, layout } => Box::new(open(data, layout)?),
+            Target::Local {
+                layout, backends, ..
+            } => Box::new(open(backends, layout)?),
             Target::Remote {
                 client,
                 url,
@@ -463,7 +466,7 @@ pub fn check_lock(
     target: &Target,
 ) -> Result<(), Failure> {
     let service = match target {
-        Target::Local { data, layout } => match crate::repo::running(data) {
+        Target::Local { data, layout, .. } => match crate::repo::running(data) {
             Some(server) => Box::new(Remote {
                 client: Client::new(&server.url, None),
                 url: server.url,

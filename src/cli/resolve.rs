@@ -151,7 +151,11 @@ fn default_repos(target: &Target) -> Result<Vec<String>, Failure> {
     }
     let (mut list, place) = match target {
         Target::Remote { client, url, .. } => (client.repos()?, Place::Served(url.clone())),
-        Target::Local { data, layout } => {
+        Target::Local {
+            data,
+            layout,
+            backends,
+        } => {
             if !data.join("repos").is_dir() {
                 return Ok(vec![]);
             }
@@ -161,7 +165,8 @@ fn default_repos(target: &Target) -> Result<Vec<String>, Failure> {
                     Place::Served(info.url.trim_end_matches('/').to_string()),
                 ),
                 None => (
-                    crate::repo::Repositories::open(data, (*layout).clone())?.list()?,
+                    crate::repo::Repositories::open_backends(backends, (*layout).clone())?
+                        .list()?,
                     Place::Dir(data.join("repos")),
                 ),
             }

@@ -18,10 +18,6 @@ pub struct ServeArgs {
     /// written to <data>/server.json).
     #[arg(long, value_name = "HOST:PORT")]
     listen: Option<String>,
-    /// Settings file (TOML): listen, max_upload_bytes, workers, base_url, shutdown_timeout,
-    /// tree, lease_seconds, heartbeat_seconds.
-    #[arg(long, value_name = "FILE")]
-    config: Option<PathBuf>,
     /// If the data directory has no repositories, fill it with the sample release from
     /// this module tree first.
     #[arg(long, value_name = "TREE", num_args = 0..=1,
@@ -37,6 +33,11 @@ pub struct ServeArgs {
     /// Seconds between an agent's heartbeats (default 15).
     #[arg(long, value_name = "SECONDS")]
     heartbeat: Option<f64>,
+    /// Answer a request for a package file with a redirect (302) to a short-lived URL of
+    /// its object, where the blob backend gives one (an object store); index files are
+    /// always served by packyard.
+    #[arg(long)]
+    redirect_blobs: bool,
 }
 
 #[derive(Subcommand)]
@@ -59,9 +60,17 @@ pub enum TokenCommand {
     Revoke { id: String },
 }
 
-pub fn cmd_serve(args: ServeArgs, data: &Path, layout: &Layout, json: bool) -> Outcome {
+pub fn cmd_serve(
+    args: ServeArgs,
+    backends: &crate::backends::Backends,
+    config: Option<&Path>,
+    layout: &Layout,
+    json: bool,
+) -> Outcome {
     server::init_logging(json);
-    let mut settings = match &args.config {
+    let in_data = backends.data.join("packyard.toml");
+    let file = config.or(in_data.is_file().then_some(in_data.as_path()));
+    let mut settings = match file {
         Some(path) => Settings::load(path).map_err(|e| {
             let hint = e.hint();
             Failure::new(e, hint)
@@ -80,8 +89,9 @@ pub fn cmd_serve(args: ServeArgs, data: &Path, layout: &Layout, json: bool) -> O
     if let Some(h) = args.heartbeat {
         settings.heartbeat_seconds = h;
     }
+    settings.redirect_blobs |= args.redirect_blobs;
     server::run(ServeOptions {
-        data: data.to_path_buf(),
+        backends: backends.clone(),
         layout: layout.clone(),
         settings,
         demo: args.demo,

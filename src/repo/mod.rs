@@ -25,6 +25,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
+use crate::backends::Backends;
 use crate::blobs::{BlobError, Blobs, FsBlobs};
 use crate::layout::Layout;
 use crate::store::{MetadataCompression, RepoKind, RepoRecord, SledStore, Store, StoreError};
@@ -35,6 +36,8 @@ pub use publish::{PublishOptions, PublishReport};
 pub enum RepoError {
     #[error(transparent)]
     Store(#[from] StoreError),
+    #[error(transparent)]
+    Backend(#[from] crate::backends::BackendError),
     #[error(transparent)]
     Blob(#[from] BlobError),
     #[error("no repository named {0:?}")]
@@ -99,6 +102,7 @@ impl RepoError {
     pub fn hint(&self) -> Option<String> {
         Some(match self {
             RepoError::Store(e) => e.hint(),
+            RepoError::Backend(e) => e.hint(),
             RepoError::Blob(BlobError::BadKey { .. }) => {
                 "paths inside a repository are relative, without `..`".into()
             }
@@ -294,32 +298,54 @@ pub fn check_repo_name(name: &str) -> Result<(), RepoError> {
 }
 
 impl Repositories {
-    /// Opens (creating) the data directory with the embedded store.
+    /// Opens (creating) the data directory with the embedded store and its files.
     pub fn open(data: &Path, layout: Layout) -> Result<Repositories, RepoError> {
-        Self::open_with(data, layout, Box::new(data_blobs(data)))
+        Self::open_backends(&Backends::embedded(data), layout)
     }
 
-    /// Opens the data directory with its bytes in `blobs` (the store, keys and scratch
-    /// space stay in `data`).
-    pub fn open_with(
-        data: &Path,
-        layout: Layout,
-        blobs: Box<dyn Blobs>,
-    ) -> Result<Repositories, RepoError> {
+    /// Opens the data directory with the backends `b` names.
+    pub fn open_backends(b: &Backends, layout: Layout) -> Result<Repositories, RepoError> {
+        let data = &b.data;
         let io = |source| RepoError::Io {
             path: data.to_path_buf(),
             source,
         };
-        std::fs::create_dir_all(data.join("repos")).map_err(io)?;
-        if let Some(info) = running(data) {
+        std::fs::create_dir_all(data).map_err(io)?;
+        if b.blobs == crate::backends::BlobsUrl::File {
+            std::fs::create_dir_all(data.join("repos")).map_err(io)?;
+        }
+        // The embedded store is held by one process: a server holding it answers instead.
+        if b.embedded_store()
+            && let Some(info) = running(data)
+        {
             return Err(RepoError::InUse {
                 url: info.url,
                 pid: info.pid,
             });
         }
+        let store = b.open_store(STORE_WAIT)?;
+        let blobs = b.open_blobs()?;
+        Self::assemble(data, layout, store, blobs)
+    }
+
+    /// Opens the data directory's embedded store with its bytes in `blobs`.
+    pub fn open_with(
+        data: &Path,
+        layout: Layout,
+        blobs: Box<dyn Blobs>,
+    ) -> Result<Repositories, RepoError> {
         let store = SledStore::open_waiting(&data.join("store"), STORE_WAIT)?;
+        Self::assemble(data, layout, Box::new(store), blobs)
+    }
+
+    fn assemble(
+        data: &Path,
+        layout: Layout,
+        store: Box<dyn Store>,
+        blobs: Box<dyn Blobs>,
+    ) -> Result<Repositories, RepoError> {
         let repos = Repositories {
-            store: Box::new(store),
+            store,
             blobs,
             scratch: data.join("tmp"),
             layout,

@@ -22,6 +22,22 @@ impl Repositories {
         Some((&path[..end], file))
     }
 
+    /// A URL the package at `path` of `repo` can be fetched from directly for `ttl`, where
+    /// it is a package and the blob backend gives such URLs (presigned). Index files are
+    /// never redirected: a client must not mix generations.
+    pub fn package_url(
+        &self,
+        repo: &str,
+        path: &str,
+        ttl: std::time::Duration,
+    ) -> Result<Option<String>, RepoError> {
+        let Some(p) = self.store.package(repo, path)? else {
+            return Ok(None);
+        };
+        let object = super::publish::object_key(self, &p);
+        Ok(self.blobs.url(&format!("{repo}/{object}"), ttl))
+    }
+
     /// Opens what path `path` of repository `repo` reads (already checked as a key), or
     /// `None`. `range` as [`crate::blobs::Blobs::open`] takes it.
     pub fn open_path(

@@ -29,6 +29,36 @@ impl Packages for LocalRepo {
     }
 }
 
+/// A repository of this machine's data directory read straight from its blob backend, as
+/// a build that publishes into it does: a file by its path where the backend keeps files,
+/// else a presigned URL of the object.
+pub struct BlobRepo {
+    pub blobs: std::sync::Arc<dyn crate::blobs::Blobs>,
+    pub repo: String,
+}
+
+impl Packages for BlobRepo {
+    fn find(&self, path: &str) -> Option<String> {
+        crate::blobs::check_key(path).ok()?;
+        let key = format!("{}/{path}", self.repo);
+        self.blobs.stat(&key).ok()??;
+        Some(
+            self.blobs
+                .url(&key, std::time::Duration::from_secs(3600))
+                .unwrap_or_else(|| self.blobs.describe(&key)),
+        )
+    }
+
+    fn checksum(&self, path: &str) -> Option<String> {
+        let key = format!("{}/{}", self.repo, crate::paths::checksum_key(path));
+        crate::paths::parse_checksum(&String::from_utf8_lossy(&self.blobs.get(&key).ok()??))
+    }
+
+    fn name(&self) -> String {
+        self.blobs.describe(&self.repo)
+    }
+}
+
 /// A repository as the store holds it, named by the URL it is served at: the server's
 /// own view of its repositories (it asks its store, not a directory).
 pub struct StoredRepo<'a> {

@@ -18,6 +18,9 @@ use crate::store::{FileKind, RepoRecord};
 /// faster than a hop to the blocking pool, and repository files are mostly small.
 const SYNC_READ_LIMIT: u64 = 1 << 30;
 
+/// How long a redirect's presigned URL works (`--redirect-blobs`).
+const REDIRECT_TTL: std::time::Duration = std::time::Duration::from_secs(300);
+
 pub async fn get(
     req: HttpRequest,
     path: web::Path<(String, String)>,
@@ -38,6 +41,15 @@ pub async fn get(
     let missing = || ApiError::not_found(format!("no file {tail} in repository {repo}"));
     if !plain_path(&tail) || state.deleting(&repo) {
         return Err(missing());
+    }
+    if state.settings.redirect_blobs
+        && let Some(url) = state.repos.package_url(&repo, &tail, REDIRECT_TTL)?
+    {
+        // Short-lived: the redirect itself is not to be kept past the URL's expiry.
+        return Ok(HttpResponse::Found()
+            .insert_header(("Location", url))
+            .insert_header(("Cache-Control", "no-store"))
+            .finish());
     }
     let Some(object) = state.repos.open_path(&repo, &tail, None)? else {
         return Err(missing());

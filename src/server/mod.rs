@@ -34,7 +34,8 @@ use crate::layout::Layout;
 use crate::repo::{RepoError, Repositories};
 use crate::store::{RepoRecord, Role, TokenRecord};
 
-/// Settings from `--config FILE` (TOML); every one has a default.
+/// Settings from the config file (`--config FILE`, else `packyard.toml` in the data
+/// directory; TOML); every one has a default.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Settings {
@@ -56,6 +57,14 @@ pub struct Settings {
     pub lease_seconds: f64,
     /// Seconds between an agent's heartbeats; `--heartbeat` wins.
     pub heartbeat_seconds: f64,
+    /// Package files answered with a redirect to a presigned URL of their object, where
+    /// the blob backend gives one; `--redirect-blobs` sets it.
+    pub redirect_blobs: bool,
+    /// The backends (`store`, `blobs`, `[s3]`), read from the same file by
+    /// [`crate::backends`].
+    pub store: Option<toml::Value>,
+    pub blobs: Option<toml::Value>,
+    pub s3: Option<toml::Value>,
 }
 
 impl Default for Settings {
@@ -69,6 +78,10 @@ impl Default for Settings {
             tree: None,
             lease_seconds: 60.0,
             heartbeat_seconds: 15.0,
+            redirect_blobs: false,
+            store: None,
+            blobs: None,
+            s3: None,
         }
     }
 }
@@ -250,7 +263,8 @@ impl State {
 }
 
 pub struct ServeOptions {
-    pub data: PathBuf,
+    /// The data directory and the backends it uses.
+    pub backends: crate::backends::Backends,
     pub layout: Layout,
     pub settings: Settings,
     /// Seed an empty data directory with the fixture release.
@@ -261,11 +275,11 @@ pub struct ServeOptions {
 /// flushes the store.
 pub fn run(opts: ServeOptions) -> Result<(), ServeError> {
     // Refuses a data directory another server holds.
-    let repos = Repositories::open(&opts.data, opts.layout.clone())?;
+    let repos = Repositories::open_backends(&opts.backends, opts.layout.clone())?;
     if let Some(tree) = &opts.demo {
         demo::seed(&repos, tree)?;
     }
-    let uploads = opts.data.join("uploads");
+    let uploads = opts.backends.data.join("uploads");
     // Left by a server that stopped mid-upload: never published, safe to drop.
     let _ = std::fs::remove_dir_all(&uploads);
     std::fs::create_dir_all(&uploads)?;
@@ -275,7 +289,7 @@ pub fn run(opts: ServeOptions) -> Result<(), ServeError> {
     }
     let state = web::Data::new(State {
         repos,
-        data: opts.data.clone(),
+        data: opts.backends.data.clone(),
         uploads,
         settings: settings.clone(),
         metrics: metrics::Metrics::new(),
@@ -283,7 +297,7 @@ pub fn run(opts: ServeOptions) -> Result<(), ServeError> {
         known: Default::default(),
         layout: opts.layout.clone(),
         tree: Default::default(),
-        farm: farm::FarmState::new(&settings, &opts.data)?,
+        farm: farm::FarmState::new(&settings, &opts.backends.data)?,
     });
     // Leases that run out put their tasks back, also while no agent asks.
     farm::expire_in_background(state.clone());
@@ -339,7 +353,7 @@ pub fn run(opts: ServeOptions) -> Result<(), ServeError> {
             .store
             .serving(Some(&url))
             .map_err(RepoError::from)?;
-        tracing::info!(%url, data = %opts.data.display(), "listening");
+        tracing::info!(%url, data = %opts.backends.data.display(), "listening");
         println!("packyard serve: listening on {url}");
         let result = server.run().await;
         tracing::info!("stopped; flushing the store");

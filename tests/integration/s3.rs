@@ -217,3 +217,133 @@ fn wrong_credentials_or_an_unreachable_store_are_clear_errors() {
         .to_string();
     assert!(e.contains("endpoint"), "{e}");
 }
+
+/// The command line and a server on a data directory whose packyard.toml puts its bytes in
+/// a bucket: nothing lands under the data directory's repos/, dnf installs through the
+/// server (streamed from the bucket), and with --redirect-blobs a package is a redirect to
+/// a presigned URL while the indexes are still served by packyard.
+#[test]
+fn a_server_on_s3_serves_dnf_and_redirects_when_asked() {
+    let Some(port) = weed() else { return };
+    let spec = bucket(port, "served");
+    let t = tempfile::tempdir().unwrap();
+    let d = t.path().join("data");
+    std::fs::create_dir_all(&d).unwrap();
+    std::fs::write(
+        d.join("packyard.toml"),
+        format!(
+            "blobs = \"{spec}\"\n[s3]\naccess_key_id = \"{KEY}\"\nsecret_access_key = \"{SECRET}\"\n"
+        ),
+    )
+    .unwrap();
+    let py = |args: &[&str]| {
+        let out = Command::new(env!("CARGO_BIN_EXE_packyard"))
+            .arg("--data")
+            .arg(&d)
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    py(&["repo", "create", "nightly", "--kind", "volatile"]);
+    py(&["key", "generate", "--repo", "nightly"]);
+    let rpm = t.path().join("s3tool-1.0-1.x86_64.rpm");
+    rpm::PackageBuilder::new("s3tool", "1.0", "MIT", "x86_64", "a tool kept in a bucket")
+        .release("1")
+        .with_file_contents(
+            "s3tool\n",
+            rpm::FileOptions::new("/usr/share/s3tool/readme"),
+        )
+        .unwrap()
+        .build()
+        .unwrap()
+        .write_file(&rpm)
+        .unwrap();
+    let report = py(&[
+        "--json",
+        "publish",
+        "--repo",
+        "nightly",
+        "--platform",
+        "el9_x86_64",
+        rpm.to_str().unwrap(),
+    ]);
+    let report: serde_json::Value = serde_json::from_str(&report).unwrap();
+    let path = report["files"][0]["path"].as_str().unwrap().to_string();
+    // The bytes are in the bucket, not in the data directory.
+    let files: Vec<_> = walk(&d.join("repos"));
+    assert!(files.is_empty(), "{files:?}");
+
+    let server = crate::serve::Server::start(&d, &[]);
+    let (status, body) = server.get(&format!("/repos/nightly/{path}"));
+    assert_eq!(status, 200);
+    {
+        use sha2::Digest;
+        assert_eq!(
+            format!("{:x}", sha2::Sha256::digest(&body)),
+            report["files"][0]["sha256"].as_str().unwrap()
+        );
+    }
+    if crate::support::have_tool("dnf", &["--version"]) {
+        let w = t.path().join("client");
+        server.dnf_install(&w, "nightly", &["s3tool"]);
+        assert!(w.join("root/usr/share/s3tool/readme").is_file());
+    }
+    assert!(server.stop().success());
+
+    let server = crate::serve::Server::start(&d, &["--redirect-blobs"]);
+    let agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .max_redirects(0)
+        .build()
+        .new_agent();
+    let r = agent
+        .get(format!("{}/repos/nightly/{path}", server.url))
+        .call()
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 302);
+    assert_eq!(r.headers().get("cache-control").unwrap(), "no-store");
+    let location = r
+        .headers()
+        .get("location")
+        .unwrap()
+        .to_str()
+        .unwrap()
+        .to_string();
+    assert!(location.contains("X-Amz-Signature"), "{location}");
+    let got = ureq::get(&location)
+        .call()
+        .unwrap()
+        .body_mut()
+        .read_to_vec()
+        .unwrap();
+    {
+        use sha2::Digest;
+        assert_eq!(
+            format!("{:x}", sha2::Sha256::digest(&got)),
+            report["files"][0]["sha256"].as_str().unwrap()
+        );
+    }
+    let (status, _) = server.get("/repos/nightly/yum/el9_x86_64/repodata/repomd.xml");
+    assert_eq!(status, 200, "index files are served, never redirected");
+    assert!(server.stop().success());
+}
+
+/// Every file below `dir` (none if it is not there).
+fn walk(dir: &std::path::Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let p = e.path();
+        if p.is_dir() {
+            out.extend(walk(&p));
+        } else {
+            out.push(p);
+        }
+    }
+    out
+}
