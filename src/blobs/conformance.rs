@@ -44,6 +44,11 @@ pub fn check(b: &dyn Blobs) {
             f.read_exact(&mut two).unwrap();
             assert_eq!(&two, b"wo");
         }
+        Data::Stream(mut r) => {
+            let mut got = Vec::new();
+            r.read_to_end(&mut got).unwrap();
+            assert_eq!(got, b"wo");
+        }
     }
     // Copies, lists, removals.
     b.copy("r/a/x.rpm", "r/b/c/z.rpm").unwrap();

@@ -444,6 +444,10 @@ impl Blobs for FsBlobs {
         self.root.join(key).display().to_string()
     }
 
+    fn is_local(&self) -> bool {
+        true
+    }
+
     fn shown(&self, dir: &str) -> Option<String> {
         let link = self.path(dir).ok()?;
         let target = fs::read_link(link).ok()?;

@@ -45,6 +45,10 @@ fn under<'a, V>(map: &'a BTreeMap<String, V>, prefix: &str) -> impl Iterator<Ite
 }
 
 impl Blobs for MemBlobs {
+    fn is_local(&self) -> bool {
+        true
+    }
+
     fn put(&self, key: &str, body: Body<'_>, sha256: Option<&str>) -> Result<(), BlobError> {
         check_key(key)?;
         let bytes = match body {

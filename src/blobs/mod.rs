@@ -100,6 +100,9 @@ pub enum Data {
     File(std::fs::File),
     /// The bytes of the range asked for (the whole object without one).
     Bytes(Vec<u8>),
+    /// The bytes of the range asked for (the whole object without one), as they arrive
+    /// (an object store's answer): never all in memory.
+    Stream(Box<dyn Read + Send>),
 }
 
 /// Where bytes live. Keys are checked with [`check_key`] by every method.
@@ -148,6 +151,11 @@ pub trait Blobs: Send + Sync {
         None
     }
 
+    /// Whether reading is quick enough to do on a server's request thread (local files);
+    /// otherwise a server reads on its blocking pool.
+    fn is_local(&self) -> bool {
+        false
+    }
     /// Where a person finds `key` (a path on this machine, a URL), for messages.
     fn describe(&self, key: &str) -> String {
         key.to_string()
@@ -158,17 +166,17 @@ pub trait Blobs: Send + Sync {
         let Some(object) = self.open(key, None)? else {
             return Ok(None);
         };
-        match object.data {
-            Data::Bytes(b) => Ok(Some(b)),
-            Data::File(mut f) => {
-                let mut out = Vec::with_capacity(object.meta.len as usize);
-                f.read_to_end(&mut out).map_err(|source| BlobError::Io {
-                    path: PathBuf::from(key),
-                    source,
-                })?;
-                Ok(Some(out))
-            }
-        }
+        let mut from: Box<dyn Read> = match object.data {
+            Data::Bytes(b) => return Ok(Some(b)),
+            Data::File(f) => Box::new(f),
+            Data::Stream(r) => r,
+        };
+        let mut out = Vec::with_capacity(object.meta.len.min(1 << 26) as usize);
+        from.read_to_end(&mut out).map_err(|source| BlobError::Io {
+            path: PathBuf::from(key),
+            source,
+        })?;
+        Ok(Some(out))
     }
     fn exists(&self, key: &str) -> Result<bool, BlobError> {
         Ok(self.stat(key)?.is_some())

@@ -5,7 +5,7 @@
 //! Nothing is materialised: a repository here is read through the store (a server), which
 //! names every object.
 
-use std::io::{Read, Seek};
+use std::io::Seek;
 use std::ops::Range;
 use std::time::{Duration, SystemTime};
 
@@ -252,18 +252,13 @@ impl Blobs for S3Blobs {
             }
             req = req.header("Range", format!("bytes={}-{}", r.start, r.end - 1));
         }
-        let mut r = self.send(req.call(), "get")?;
+        let r = self.send(req.call(), "get")?;
         match r.status().as_u16() {
             200 | 206 => {
                 let meta = Self::meta(&r);
-                let mut bytes = Vec::with_capacity(meta.len.min(1 << 26) as usize);
-                r.body_mut()
-                    .as_reader()
-                    .read_to_end(&mut bytes)
-                    .map_err(|e| remote(format!("{}{key}: reading it: {e}", self.name)))?;
                 Ok(Some(Object {
                     meta,
-                    data: Data::Bytes(bytes),
+                    data: Data::Stream(Box::new(r.into_body().into_reader())),
                 }))
             }
             404 => Ok(None),

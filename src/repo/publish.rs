@@ -1600,7 +1600,7 @@ mod tests {
         let read = |path: &str| match repos.open_path("r", path, None).unwrap() {
             Some(o) => match o.data {
                 crate::blobs::Data::Bytes(b) => Some(b),
-                crate::blobs::Data::File(_) => panic!("{path}: a file from memory"),
+                _ => panic!("{path}: not bytes from memory"),
             },
             None => None,
         };

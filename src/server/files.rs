@@ -51,85 +51,195 @@ pub async fn get(
             .insert_header(("Cache-Control", "no-store"))
             .finish());
     }
-    let Some(object) = state.repos.open_path(&repo, &tail, None)? else {
+    let ct = content_type(&tail);
+    // Local files are opened on this thread; an object store is asked on the blocking
+    // pool (a network round trip must not hold a request thread).
+    if state.repos.blobs.is_local() {
+        let Some(object) = state.repos.open_path(&repo, &tail, None)? else {
+            return Err(missing());
+        };
+        return match object.data {
+            // A file: actix-files answers Range and the conditional requests from it.
+            Data::File(file) => {
+                let named = NamedFile::from_file(file, &tail)
+                    .map_err(|_| missing())?
+                    .set_content_type(ct)
+                    .set_content_disposition(ContentDisposition {
+                        disposition: DispositionType::Inline,
+                        parameters: vec![],
+                    })
+                    .read_mode_threshold(SYNC_READ_LIMIT);
+                Ok(named.into_response(&req))
+            }
+            Data::Bytes(bytes) => Ok(answer(&req, &object.meta, ct, Body::Memory(bytes))),
+            Data::Stream(r) => Ok(answer(&req, &object.meta, ct, Body::Stream(r))),
+        };
+    }
+    let s = state.clone();
+    let (r, t) = (repo.clone(), tail.clone());
+    let Some(object) = super::api::blocking(move || Ok(s.repos.open_path(&r, &t, None)?)).await?
+    else {
         return Err(missing());
     };
-    match object.data {
-        // A file: actix-files answers Range and the conditional requests from it.
-        Data::File(file) => {
-            let named = NamedFile::from_file(file, &tail)
-                .map_err(|_| missing())?
-                .set_content_type(content_type(&tail))
-                .set_content_disposition(ContentDisposition {
-                    disposition: DispositionType::Inline,
-                    parameters: vec![],
+    let meta = object.meta.clone();
+    let body = match object.data {
+        Data::Bytes(b) => Body::Memory(b),
+        Data::File(f) => Body::Stream(Box::new(f)),
+        Data::Stream(whole) => match wanted_range(&req, meta.len) {
+            // A range: asked of the store by itself, the whole answer left unread.
+            Some(Ok((start, n))) if !unchanged(&req, &meta) => {
+                drop(whole);
+                let s = state.clone();
+                let (r, t) = (repo.clone(), tail.clone());
+                let ranged = super::api::blocking(move || {
+                    Ok(s.repos.open_path(&r, &t, Some(start..start + n))?)
                 })
-                .read_mode_threshold(SYNC_READ_LIMIT);
-            Ok(named.into_response(&req))
-        }
-        Data::Bytes(bytes) => Ok(from_memory(&req, &object.meta, bytes, content_type(&tail))),
+                .await?
+                .ok_or_else(missing)?;
+                return Ok(match ranged.data {
+                    Data::Stream(r) => partial(&req, &meta, ct, start, n, Body::Stream(r)),
+                    Data::Bytes(b) => partial(&req, &meta, ct, start, n, Body::Memory(b)),
+                    Data::File(f) => partial(&req, &meta, ct, start, n, Body::Stream(Box::new(f))),
+                });
+            }
+            _ => Body::Stream(whole),
+        },
+    };
+    Ok(answer(&req, &meta, ct, body))
+}
+
+/// An answer's bytes: in memory (all of the object), or read as they come.
+enum Body {
+    Memory(Vec<u8>),
+    Stream(Box<dyn std::io::Read + Send>),
+}
+
+/// Whether the client holds these bytes already (If-None-Match, else If-Modified-Since).
+fn unchanged(req: &HttpRequest, meta: &Meta) -> bool {
+    use actix_web::http::header;
+    let none_match = req
+        .headers()
+        .get(header::IF_NONE_MATCH)
+        .and_then(|h| h.to_str().ok());
+    if let Some(h) = none_match {
+        return h
+            .split(',')
+            .any(|t| t.trim() == meta.etag || t.trim() == "*");
+    }
+    req.headers()
+        .get(header::IF_MODIFIED_SINCE)
+        .and_then(|h| h.to_str().ok())
+        .and_then(|h| h.parse::<header::HttpDate>().ok())
+        .is_some_and(|since| {
+            let since = std::time::SystemTime::from(since);
+            meta.modified
+                .duration_since(since)
+                .map_or(true, |d| d.as_secs() == 0)
+        })
+}
+
+/// The one byte range asked for (start, length), or `Err` when it cannot be satisfied;
+/// `None` for the whole object (no Range, or several ranges: a server may send all).
+fn wanted_range(req: &HttpRequest, len: u64) -> Option<Result<(u64, u64), ()>> {
+    let range = req
+        .headers()
+        .get(actix_web::http::header::RANGE)?
+        .to_str()
+        .ok()?;
+    match actix_files::HttpRange::parse(range, len).as_deref() {
+        Ok([r]) => Some(Ok((r.start, r.length))),
+        Ok(_) => None,
+        Err(_) => Some(Err(())),
     }
 }
 
-/// An object read into memory, answered as actix-files answers a file: ETag and
-/// Last-Modified, 304 to a matching conditional request, one byte range (206, or 416).
-fn from_memory(req: &HttpRequest, meta: &Meta, bytes: Vec<u8>, ct: mime::Mime) -> HttpResponse {
+fn builder(
+    meta: &Meta,
+    ct: mime::Mime,
+    status: actix_web::http::StatusCode,
+) -> actix_web::HttpResponseBuilder {
+    use actix_web::http::header;
+    let mut b = HttpResponse::build(status);
+    b.insert_header((header::ETAG, meta.etag.as_str()))
+        .insert_header((
+            header::LAST_MODIFIED,
+            header::HttpDate::from(meta.modified).to_string(),
+        ))
+        .insert_header((header::ACCEPT_RANGES, "bytes"))
+        .insert_header(header::ContentType(ct));
+    b
+}
+
+/// The bytes of `body` as an answer of `len` bytes: from memory, or streamed from a
+/// blocking read on the blocking pool as the client takes them.
+fn send(mut b: actix_web::HttpResponseBuilder, len: u64, body: Body) -> HttpResponse {
+    match body {
+        Body::Memory(bytes) => b.body(bytes),
+        Body::Stream(mut from) => {
+            let (tx, rx) =
+                tokio::sync::mpsc::channel::<Result<actix_web::web::Bytes, std::io::Error>>(4);
+            actix_web::rt::task::spawn_blocking(move || {
+                loop {
+                    let mut buf = vec![0u8; 64 << 10];
+                    match from.read(&mut buf) {
+                        Ok(0) => break,
+                        Ok(n) => {
+                            buf.truncate(n);
+                            if tx.blocking_send(Ok(buf.into())).is_err() {
+                                break; // the client went away
+                            }
+                        }
+                        Err(e) => {
+                            let _ = tx.blocking_send(Err(e));
+                            break;
+                        }
+                    }
+                }
+            });
+            let stream = futures_util::stream::unfold(rx, |mut rx| async move {
+                rx.recv().await.map(|item| (item, rx))
+            });
+            b.body(actix_web::body::SizedStream::new(len, Box::pin(stream)))
+        }
+    }
+}
+
+/// A part of an object (206).
+fn partial(
+    req: &HttpRequest,
+    meta: &Meta,
+    ct: mime::Mime,
+    start: u64,
+    n: u64,
+    body: Body,
+) -> HttpResponse {
+    let _ = req;
+    let mut b = builder(meta, ct, actix_web::http::StatusCode::PARTIAL_CONTENT);
+    b.insert_header((
+        actix_web::http::header::CONTENT_RANGE,
+        format!("bytes {start}-{}/{}", start + n - 1, meta.len),
+    ));
+    send(b, n, body)
+}
+
+/// An object answered as actix-files answers a file: ETag and Last-Modified, 304 to a
+/// matching conditional request, one byte range (206, or 416) — for a body in memory
+/// (the whole object), the range is cut from it; a streamed body is the whole object.
+fn answer(req: &HttpRequest, meta: &Meta, ct: mime::Mime, body: Body) -> HttpResponse {
     use actix_web::http::{StatusCode, header};
-    let modified = header::HttpDate::from(meta.modified).to_string();
-    let header_is = |name: header::HeaderName, v: &str| {
-        req.headers()
-            .get(name)
-            .and_then(|h| h.to_str().ok())
-            .is_some_and(|h| h.split(',').any(|t| t.trim() == v || t.trim() == "*"))
-    };
-    let unchanged = header_is(header::IF_NONE_MATCH, &meta.etag)
-        || (!req.headers().contains_key(header::IF_NONE_MATCH)
-            && req
-                .headers()
-                .get(header::IF_MODIFIED_SINCE)
-                .and_then(|h| h.to_str().ok())
-                .and_then(|h| h.parse::<header::HttpDate>().ok())
-                .is_some_and(|since| {
-                    let since = std::time::SystemTime::from(since);
-                    meta.modified
-                        .duration_since(since)
-                        .map_or(true, |d| d.as_secs() == 0)
-                }));
-    let answer = |status: StatusCode| {
-        let mut b = HttpResponse::build(status);
-        b.insert_header((header::ETAG, meta.etag.as_str()))
-            .insert_header((header::LAST_MODIFIED, modified.as_str()))
-            .insert_header((header::ACCEPT_RANGES, "bytes"))
-            .insert_header(header::ContentType(ct.clone()));
-        b
-    };
-    if unchanged {
-        return answer(StatusCode::NOT_MODIFIED).finish();
+    if unchanged(req, meta) {
+        return builder(meta, ct, StatusCode::NOT_MODIFIED).finish();
     }
-    let len = bytes.len() as u64;
-    if let Some(range) = req
-        .headers()
-        .get(header::RANGE)
-        .and_then(|h| h.to_str().ok())
-    {
-        return match actix_files::HttpRange::parse(range, len).as_deref() {
-            Ok([r]) => {
-                let (start, n) = (r.start as usize, r.length as usize);
-                answer(StatusCode::PARTIAL_CONTENT)
-                    .insert_header((
-                        header::CONTENT_RANGE,
-                        format!("bytes {}-{}/{len}", r.start, r.start + r.length - 1),
-                    ))
-                    .body(bytes[start..start + n].to_vec())
-            }
-            // Several ranges: the whole object, as a server may answer.
-            Ok(_) => answer(StatusCode::OK).body(bytes),
-            Err(_) => answer(StatusCode::RANGE_NOT_SATISFIABLE)
-                .insert_header((header::CONTENT_RANGE, format!("bytes */{len}")))
-                .finish(),
-        };
+    match (wanted_range(req, meta.len), body) {
+        (Some(Err(())), _) => builder(meta, ct, StatusCode::RANGE_NOT_SATISFIABLE)
+            .insert_header((header::CONTENT_RANGE, format!("bytes */{}", meta.len)))
+            .finish(),
+        (Some(Ok((start, n))), Body::Memory(bytes)) => {
+            let cut = bytes[start as usize..(start + n) as usize].to_vec();
+            partial(req, meta, ct, start, n, Body::Memory(cut))
+        }
+        (_, body) => send(builder(meta, ct, StatusCode::OK), meta.len, body),
     }
-    answer(StatusCode::OK).body(bytes)
 }
 
 /// A relative path without `.`/`..`/empty parts, control characters or hidden parts
@@ -304,11 +414,11 @@ mod tests {
             etag: "\"abc\"".into(),
         };
         let answer = |req: TestRequest| {
-            from_memory(
+            super::answer(
                 &req.to_http_request(),
                 &meta,
-                b"0123456789".to_vec(),
                 mime::TEXT_PLAIN,
+                Body::Memory(b"0123456789".to_vec()),
             )
         };
         let body = |r: HttpResponse| async move {

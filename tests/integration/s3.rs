@@ -162,8 +162,12 @@ fn a_repository_on_s3_is_published_indexed_and_read_through_the_store() {
     assert!(!report.files.is_empty());
     let read = |path: &str| match repos.open_path("nightly", path, None).unwrap() {
         Some(o) => match o.data {
-            Data::Bytes(b) => b,
-            Data::File(_) => panic!("a file from an object store"),
+            Data::Stream(mut r) => {
+                let mut b = Vec::new();
+                std::io::Read::read_to_end(&mut r, &mut b).unwrap();
+                b
+            }
+            Data::Bytes(_) | Data::File(_) => panic!("an object store's answer is streamed"),
         },
         None => panic!("{path}: not found through the store"),
     };
@@ -289,6 +293,39 @@ fn a_server_on_s3_serves_dnf_and_redirects_when_asked() {
             report["files"][0]["sha256"].as_str().unwrap()
         );
     }
+    // Streamed from the bucket: a range, and a conditional request.
+    let agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .build()
+        .new_agent();
+    let url = format!("{}/repos/nightly/{path}", server.url);
+    let mut r = agent
+        .get(&url)
+        .header("Range", "bytes=10-19")
+        .call()
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 206);
+    assert_eq!(r.body_mut().read_to_vec().unwrap(), body[10..20]);
+    let r = agent.get(&url).call().unwrap();
+    let etag = r
+        .headers()
+        .get("etag")
+        .unwrap()
+        .to_str()
+        .unwrap()
+        .to_string();
+    let r = agent
+        .get(&url)
+        .header("If-None-Match", &etag)
+        .call()
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 304);
+    let r = agent
+        .get(&url)
+        .header("Range", "bytes=999999-")
+        .call()
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 416);
     if crate::support::have_tool("dnf", &["--version"]) {
         let w = t.path().join("client");
         server.dnf_install(&w, "nightly", &["s3tool"]);
