@@ -132,6 +132,17 @@ enum Command {
     Vercmp(VercmpArgs),
     /// List the known platforms.
     Platforms,
+    /// Remove objects no name leads to (failed publishes' leftovers, index generations
+    /// older than the one kept for readers) once older than --grace; a server does it
+    /// by itself every hour.
+    Gc {
+        /// Leave objects younger than this many seconds (a publish may be storing them).
+        #[arg(long, value_name = "SECONDS", default_value_t = 3600)]
+        grace: u64,
+        /// Only say what would be removed.
+        #[arg(long)]
+        dry_run: bool,
+    },
     /// Lint the sample release and show what it resolves to (the quick tour).
     Demo {
         #[arg(long, default_value = "fixtures/trees/my-project")]
@@ -316,6 +327,7 @@ fn run(cli: Cli) -> Outcome {
             cli.json,
         ),
         Command::Token(cmd) => serve::cmd_token(cmd, &target, cli.json),
+        Command::Gc { grace, dry_run } => repo::cmd_gc(grace, dry_run, &target, cli.json),
         Command::Platforms => {
             let platforms: Vec<_> = layout.platforms.values().collect();
             if cli.json {

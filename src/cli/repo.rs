@@ -309,6 +309,42 @@ pub fn cmd_publish(args: PublishArgs, target: &Target, json: bool) -> Outcome {
     print_report(&report, json)
 }
 
+pub fn cmd_gc(grace: u64, dry_run: bool, target: &Target, json: bool) -> Outcome {
+    let Target::Local {
+        layout, backends, ..
+    } = target
+    else {
+        return Err(Failure::new(
+            "gc runs where the data is, not through a server",
+            "a server collects by itself every hour; on its machine, stop it or wait".to_string(),
+        ));
+    };
+    let repos = open(backends, layout)?;
+    let c = repos
+        .collect(std::time::Duration::from_secs(grace), dry_run)
+        .map_err(failure)?;
+    if json {
+        print_json(&c)?;
+    } else {
+        for k in &c.removed {
+            println!("{} {k}", if dry_run { "would remove" } else { "removed" });
+        }
+        println!(
+            "{} of {} objects unnamed ({} bytes){}; {} younger than {grace} s left",
+            c.removed.len(),
+            c.objects,
+            c.bytes,
+            if dry_run {
+                ", nothing removed (--dry-run)"
+            } else {
+                ", removed"
+            },
+            c.young
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
 fn print_report(report: &crate::repo::PublishReport, json: bool) -> Outcome {
     if json {
         print_json(report)?;

@@ -301,6 +301,7 @@ pub fn run(opts: ServeOptions) -> Result<(), ServeError> {
     });
     // Leases that run out put their tasks back, also while no agent asks.
     farm::expire_in_background(state.clone());
+    collect_in_background(state.clone());
     claims::Claims::start(state.clone());
 
     actix_web::rt::System::new().block_on(async move {
@@ -361,6 +362,28 @@ pub fn run(opts: ServeOptions) -> Result<(), ServeError> {
         state.repos.store.flush().map_err(RepoError::from)?;
         result.map_err(ServeError::Io)
     })
+}
+
+/// How often a server collects unnamed objects, and how old they must be.
+const COLLECT_EVERY: std::time::Duration = std::time::Duration::from_secs(3600);
+
+/// Collects objects no name leads to (`repo::gc`) every hour, for as long as the server
+/// runs.
+fn collect_in_background(state: Shared) {
+    std::thread::spawn(move || {
+        loop {
+            std::thread::sleep(COLLECT_EVERY);
+            match state.repos.collect(COLLECT_EVERY, false) {
+                Ok(c) if !c.removed.is_empty() => tracing::info!(
+                    removed = c.removed.len(),
+                    bytes = c.bytes,
+                    "collected unnamed objects"
+                ),
+                Ok(_) => {}
+                Err(e) => tracing::warn!("collecting unnamed objects: {e}"),
+            }
+        }
+    });
 }
 
 /// Every route, in one place.
