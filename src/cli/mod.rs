@@ -132,6 +132,17 @@ enum Command {
     Vercmp(VercmpArgs),
     /// List the known platforms.
     Platforms,
+    /// Copy the data directory's package files and indexes to another blob backend, each
+    /// checked against its source; run it again to finish an interrupted one. The source
+    /// is only read: point `blobs` at the target afterwards.
+    Migrate {
+        /// The blob backend to copy to (`file`, or `s3://BUCKET/PREFIX?endpoint=...`).
+        #[arg(long, value_name = "URL")]
+        to_blobs: Option<String>,
+        /// The store to copy the metadata to (not available yet).
+        #[arg(long, value_name = "URL")]
+        to_store: Option<String>,
+    },
     /// Remove objects no name leads to (failed publishes' leftovers, index generations
     /// older than the one kept for readers) once older than --grace; a server does it
     /// by itself every hour.
@@ -327,6 +338,9 @@ fn run(cli: Cli) -> Outcome {
             cli.json,
         ),
         Command::Token(cmd) => serve::cmd_token(cmd, &target, cli.json),
+        Command::Migrate { to_blobs, to_store } => {
+            repo::cmd_migrate(to_blobs.as_deref(), to_store.as_deref(), &target, cli.json)
+        }
         Command::Gc { grace, dry_run } => repo::cmd_gc(grace, dry_run, &target, cli.json),
         Command::Platforms => {
             let platforms: Vec<_> = layout.platforms.values().collect();

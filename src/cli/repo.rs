@@ -309,6 +309,63 @@ pub fn cmd_publish(args: PublishArgs, target: &Target, json: bool) -> Outcome {
     print_report(&report, json)
 }
 
+pub fn cmd_migrate(
+    to_blobs: Option<&str>,
+    to_store: Option<&str>,
+    target: &Target,
+    json: bool,
+) -> Outcome {
+    let Target::Local {
+        layout, backends, ..
+    } = target
+    else {
+        return Err(Failure::new(
+            "migrate runs where the data is, not through a server",
+            "stop the server, then run it on the data directory".to_string(),
+        ));
+    };
+    if let Some(url) = to_store {
+        return Err(Failure::new(
+            format!("moving the metadata to {url} is not available yet"),
+            "migrate the blobs alone with --to-blobs; the store stays where it is".to_string(),
+        ));
+    }
+    let Some(url) = to_blobs else {
+        return Err(Failure::new(
+            "nothing to migrate to",
+            "give --to-blobs URL (s3://BUCKET/PREFIX?endpoint=...&region=..., or file)".to_string(),
+        ));
+    };
+    let mut to = (*backends).clone();
+    to.blobs = crate::backends::parse_blobs(url).map_err(|e| {
+        let hint = e.hint();
+        Failure::new(e, hint)
+    })?;
+    if to.blobs == backends.blobs {
+        return Err(Failure::new(
+            format!("the data directory's blobs are {url} already"),
+            "give another --to-blobs".to_string(),
+        ));
+    }
+    let target_blobs = to.open_blobs().map_err(failure)?;
+    let repos = open(backends, layout)?;
+    let bar = super::progress::Bar::new(!json);
+    let m = repos
+        .migrate_blobs(target_blobs.as_ref(), &bar)
+        .map_err(failure)?;
+    if json {
+        print_json(&m)?;
+    } else {
+        println!(
+            "{} objects named; {} copied ({} bytes), the others were there already; each \
+             checked against its source",
+            m.objects, m.copied, m.bytes
+        );
+        println!("next: set blobs = \"{url}\" in packyard.toml (or --blobs) to use them");
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
 pub fn cmd_gc(grace: u64, dry_run: bool, target: &Target, json: bool) -> Outcome {
     let Target::Local {
         layout, backends, ..

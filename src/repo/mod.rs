@@ -15,6 +15,7 @@ pub mod details;
 pub mod gc;
 pub mod generations;
 pub mod keys;
+pub mod migrate;
 pub mod names;
 pub mod package;
 pub mod publish;

@@ -19,22 +19,22 @@ use crate::support::{have_tool, root};
 
 /// What `data-0.1.manifest` says the fixture holds.
 #[derive(Default)]
-struct Manifest {
+pub struct Manifest {
     /// name → (role, secret)
-    tokens: BTreeMap<String, (String, String)>,
+    pub tokens: BTreeMap<String, (String, String)>,
     /// name → kind
-    repos: BTreeMap<String, String>,
+    pub repos: BTreeMap<String, String>,
     /// configuration → sha256
-    locks: BTreeMap<String, String>,
+    pub locks: BTreeMap<String, String>,
     /// (repository, tarball path)
-    builds: Vec<(String, String)>,
+    pub builds: Vec<(String, String)>,
     /// farm build id → state
-    farm: BTreeMap<u64, String>,
+    pub farm: BTreeMap<u64, String>,
     /// (repository, path, sha256)
-    files: Vec<(String, String, String)>,
+    pub files: Vec<(String, String, String)>,
 }
 
-fn manifest() -> Manifest {
+pub fn manifest() -> Manifest {
     let text = fs::read_to_string(root().join("tests/fixtures/data-0.1.manifest")).unwrap();
     let mut m = Manifest::default();
     for line in text.lines().filter(|l| !l.starts_with('#')) {
@@ -52,15 +52,20 @@ fn manifest() -> Manifest {
     m
 }
 
+/// The data directory of packyard 0.1, unpacked at `d`.
+pub fn unpack_fixture(d: &Path) {
+    let tarball = fs::File::open(root().join("tests/fixtures/data-0.1.tar.gz")).unwrap();
+    let mut archive = tar::Archive::new(flate2::read::GzDecoder::new(tarball));
+    archive.set_preserve_permissions(true);
+    archive.unpack(d).unwrap();
+}
+
 #[test]
 fn a_data_directory_of_packyard_0_1_opens_serves_and_installs() {
     let m = manifest();
     let t = tempfile::tempdir().unwrap();
     let d = &t.path().join("data");
-    let tarball = fs::File::open(root().join("tests/fixtures/data-0.1.tar.gz")).unwrap();
-    let mut archive = tar::Archive::new(flate2::read::GzDecoder::new(tarball));
-    archive.set_preserve_permissions(true);
-    archive.unpack(d).unwrap();
+    unpack_fixture(d);
     let secret = |name: &str| m.tokens[name].1.as_str();
     let token_id = |s: &str| s.split('_').nth(1).unwrap().to_string();
 

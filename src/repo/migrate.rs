@@ -1,0 +1,229 @@
+//! Moving a data directory's bytes to another blob backend (`packyard migrate
+//! --to-blobs URL`): every object a repository names — packages, checksum records of
+//! tarballs, build records and logs, the public key, each index directory's current
+//! generation — copied, each one read back and checked against the sha256 of the source,
+//! then the names materialised where the target needs them (hard links, the generation
+//! shown). The source is only read. A second run copies only what the first did not
+//! finish (an object already there with the right bytes is checked, not copied), so an
+//! interrupted migration is finished by running it again.
+
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+
+use super::{RepoError, Repositories};
+use crate::blobs::{Blobs, Body};
+use crate::store::{Change, FileKind, Generation};
+
+/// What a migration did.
+#[derive(Debug, Default, Clone, Serialize, serde::Deserialize, PartialEq, Eq)]
+pub struct Migrated {
+    /// Objects the repositories name.
+    pub objects: usize,
+    /// Copied now (the others were there already, with the right bytes).
+    pub copied: usize,
+    pub bytes: u64,
+}
+
+fn sha(b: &[u8]) -> String {
+    format!("{:x}", Sha256::digest(b))
+}
+
+impl Repositories {
+    /// Copies every named object of every repository into `to` (see the module doc).
+    pub fn migrate_blobs(
+        &self,
+        to: &dyn Blobs,
+        progress: &dyn crate::progress::Progress,
+    ) -> Result<Migrated, RepoError> {
+        let mut out = Migrated::default();
+        let records = self.store.repos()?;
+        progress.start("migrating", records.len() as u64);
+        for record in records {
+            let repo = record.name.clone();
+            // Nothing changes in the repository while it is copied.
+            let _guard = self.lock_repo(&repo)?;
+            let packages = self.store.packages(&repo)?;
+            let mut objects: Vec<String> = Vec::new();
+            for p in &packages {
+                objects.push(super::publish::object_key(self, p));
+                if p.kind == FileKind::Tgz {
+                    objects.push(crate::paths::checksum_key(&p.path));
+                }
+            }
+            objects.extend(
+                self.blobs
+                    .list(&repo)?
+                    .into_iter()
+                    .filter_map(|k| k.strip_prefix(&format!("{repo}/")).map(str::to_string))
+                    .filter(|k| crate::paths::is_build_file(k)),
+            );
+            objects.push(self.layout.repository.key.clone());
+            // Each index directory's current generation (recorded now where a data
+            // directory written before generations were recorded only shows one).
+            let mut shown = Vec::new();
+            for dir in self.index_dirs(&record)? {
+                let key = format!("{repo}/{dir}");
+                let g = match self.store.generation(&repo, &dir)? {
+                    Some(g) => g,
+                    None => {
+                        let Some(name) = self.blobs.shown(&key) else {
+                            continue;
+                        };
+                        let prefix = super::generations::file_key(&key, &name, "");
+                        let prefix = prefix.trim_end_matches('/').to_string();
+                        let files = self
+                            .blobs
+                            .list(&prefix)?
+                            .into_iter()
+                            .filter_map(|k| {
+                                k.strip_prefix(&format!("{prefix}/")).map(str::to_string)
+                            })
+                            .collect();
+                        let g = Generation {
+                            name,
+                            files,
+                            carried: vec![],
+                            previous: None,
+                        };
+                        self.store.apply(vec![Change::PutGeneration {
+                            repo: repo.clone(),
+                            dir: dir.clone(),
+                            generation: g.clone(),
+                        }])?;
+                        g
+                    }
+                };
+                for f in &g.files {
+                    let full = super::generations::file_key(&key, &g.name, f);
+                    objects.push(full[repo.len() + 1..].to_string());
+                }
+                shown.push((key, g.name));
+            }
+            objects.sort();
+            objects.dedup();
+            for rel in &objects {
+                let key = format!("{repo}/{rel}");
+                let Some(bytes) = self.blobs.get(&key)? else {
+                    continue;
+                };
+                out.objects += 1;
+                let want = sha(&bytes);
+                if to.get(&key)?.is_some_and(|b| sha(&b) == want) {
+                    continue;
+                }
+                to.put(&key, Body::Bytes(&bytes), Some(&want))?;
+                // Read back: what the target holds is what the source held.
+                let back = to.get(&key)?.map(|b| sha(&b));
+                if back.as_deref() != Some(want.as_str()) {
+                    return Err(RepoError::Internal(format!(
+                        "{}: copied, but it reads back as sha256 {} where the source has {want}",
+                        to.describe(&key),
+                        back.unwrap_or_else(|| "nothing".into())
+                    )));
+                }
+                out.copied += 1;
+                out.bytes += bytes.len() as u64;
+            }
+            // The names, where the target materialises them.
+            for p in &packages {
+                let object = super::publish::object_key(self, p);
+                if object != p.path {
+                    to.link(&format!("{repo}/{object}"), &format!("{repo}/{}", p.path))?;
+                }
+            }
+            to.flush()?;
+            for (dir, name) in shown {
+                to.show(&dir, &name)?;
+            }
+            progress.advance(1);
+        }
+        progress.finish();
+        Ok(out)
+    }
+
+    /// The index directories of `repo`'s trees, relative to it.
+    fn index_dirs(&self, repo: &crate::store::RepoRecord) -> Result<Vec<String>, RepoError> {
+        let mut trees = self.trees_of(repo)?;
+        trees.extend(repo.pending.iter().cloned());
+        Ok(trees
+            .into_iter()
+            .filter_map(|t| {
+                if let Some(platform) = t.strip_prefix("yum/") {
+                    Some(format!(
+                        "{}/repodata",
+                        super::publish::yum_dir(self, platform)
+                    ))
+                } else {
+                    t.strip_prefix("apt/")
+                        .map(|suite| format!("{}/dists/{suite}", self.layout.repository.apt))
+                }
+            })
+            .collect())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::blobs::MemBlobs;
+
+    /// What `path` of repository `r` serves, whole.
+    fn read(repos: &Repositories, path: &str) -> Vec<u8> {
+        let o = repos.open_path("r", path, None).unwrap().expect(path);
+        let mut from: Box<dyn std::io::Read> = match o.data {
+            crate::blobs::Data::Bytes(b) => return b,
+            crate::blobs::Data::File(f) => Box::new(f),
+            crate::blobs::Data::Stream(s) => s,
+        };
+        let mut v = Vec::new();
+        from.read_to_end(&mut v).unwrap();
+        v
+    }
+
+    #[test]
+    fn a_migration_copies_what_is_served_and_a_second_one_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().join("data");
+        let repos = Repositories::open(&data, crate::layout::Layout::builtin()).unwrap();
+        repos.create(&super::super::NewRepo::volatile("r")).unwrap();
+        let rpm = dir.path().join("tool-1.0-1.x86_64.rpm");
+        rpm::PackageBuilder::new("tool", "1.0", "MIT", "x86_64", "a tool")
+            .release("1")
+            .with_file_contents("tool\n", rpm::FileOptions::new("/usr/share/tool/readme"))
+            .unwrap()
+            .build()
+            .unwrap()
+            .write_file(&rpm)
+            .unwrap();
+        let opts = super::super::PublishOptions {
+            platform: Some("el9_x86_64".into()),
+            ..Default::default()
+        };
+        let report = repos
+            .publish("r", &[rpm], &opts, &crate::progress::Quiet)
+            .unwrap();
+        let path = report.files[0].path.clone();
+        let before: Vec<String> = repos.blobs.list("r").unwrap();
+
+        let to = MemBlobs::default();
+        let first = repos.migrate_blobs(&to, &crate::progress::Quiet).unwrap();
+        assert!(
+            first.copied > 0 && first.copied == first.objects,
+            "{first:?}"
+        );
+        let second = repos.migrate_blobs(&to, &crate::progress::Quiet).unwrap();
+        assert_eq!((second.objects, second.copied), (first.objects, 0));
+        // The source is as it was.
+        assert_eq!(repos.blobs.list("r").unwrap(), before);
+        // The same repository served from the target (the same store, the bytes in
+        // the target): byte for byte.
+        let paths = [path.as_str(), "yum/el9_x86_64/repodata/repomd.xml"];
+        let served: Vec<Vec<u8>> = paths.iter().map(|p| read(&repos, p)).collect();
+        drop(repos);
+        let there =
+            Repositories::open_with(&data, crate::layout::Layout::builtin(), Box::new(to)).unwrap();
+        for (p, want) in paths.iter().zip(served) {
+            assert_eq!(read(&there, p), want, "{p}");
+        }
+    }
+}
