@@ -112,6 +112,17 @@ pub trait Blobs: Send + Sync {
     /// must hash to it — a source changed since it was checked is refused, and nothing is
     /// stored.
     fn put(&self, key: &str, body: Body<'_>, sha256: Option<&str>) -> Result<(), BlobError>;
+    /// Like [`Blobs::put`], only where no object is at `key` yet — for content-named keys,
+    /// whose bytes never change, so a second writer has nothing to add (an object store
+    /// is asked to refuse the second put, so two servers racing store it once). Returns
+    /// whether it stored.
+    fn put_new(&self, key: &str, body: Body<'_>, sha256: Option<&str>) -> Result<bool, BlobError> {
+        if self.exists(key)? {
+            return Ok(false);
+        }
+        self.put(key, body, sha256)?;
+        Ok(true)
+    }
     /// Makes everything stored, linked and removed so far durable.
     fn flush(&self) -> Result<(), BlobError>;
     /// The object at `key`, if there is one; with `range`, only those bytes of it (as far

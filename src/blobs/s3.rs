@@ -233,6 +233,32 @@ impl Blobs for S3Blobs {
         }
     }
 
+    fn put_new(&self, key: &str, body: Body<'_>, sha256: Option<&str>) -> Result<bool, BlobError> {
+        let bytes = match body {
+            Body::Bytes(b) => std::borrow::Cow::Borrowed(b),
+            Body::Read { from, source } => {
+                let mut out = Vec::new();
+                copy_checked(from, &mut out, sha256, source).map_err(|e| BlobError::Io {
+                    path: source.to_path_buf(),
+                    source: e,
+                })??;
+                std::borrow::Cow::Owned(out)
+            }
+        };
+        if sha256.is_some() {
+            copy_checked(&mut &bytes[..], &mut std::io::sink(), sha256, std::path::Path::new(key))
+                .map_err(remote)??;
+        }
+        // Create-only: the store answers 412 when the key holds an object already.
+        let only_new = [("if-none-match", "*".to_string())];
+        let r = self.put_object(key, &only_new, |req| req.send(&bytes[..]))?;
+        match r.status().as_u16() {
+            200 | 201 | 204 => Ok(true),
+            412 => Ok(false),
+            _ => Err(self.failed(key, "a create-only put", r)),
+        }
+    }
+
     fn flush(&self) -> Result<(), BlobError> {
         // A put is durable once it is answered.
         Ok(())

@@ -92,15 +92,16 @@ pub fn write(
         }
         return Ok((same, false));
     }
-    // Files with the same bytes (APT's by-hash copies) are copies of one. A leftover of
-    // a crashed run under this name holds these very bytes: written again, whole.
+    // Files with the same bytes (APT's by-hash copies) are copies of one.
     let mut first: HashMap<&[u8], String> = HashMap::new();
     for (file, bytes) in files {
         let key = file_key(dir, &name, file);
         match first.get(bytes.as_slice()) {
             Some(same) => blobs.copy(same, &key)?,
             None => {
-                blobs.put(&key, Body::Bytes(bytes), None)?;
+                // Content-named (the generation's name hashes every file): a leftover of
+                // a crashed run under this name already holds these bytes.
+                blobs.put_new(&key, Body::Bytes(bytes), None)?;
                 first.insert(bytes, key);
             }
         }

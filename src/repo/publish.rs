@@ -656,9 +656,20 @@ impl Repositories {
         let store = |r: &Ready| -> Result<(), RepoError> {
             progress.advance(r.record.size);
             let key = format!("{name}/{}", object_key(self, &r.record));
+            let path = format!("{name}/{}", r.key);
+            // An RPM's or DEB's object is content-named: stored once (a publish a crash
+            // stopped after storing it finds it there); a tarball's is its path.
+            let put = |body: Body<'_>, checked: Option<&str>| -> Result<(), RepoError> {
+                if key == path {
+                    self.blobs.put(&key, body, checked)?;
+                } else {
+                    self.blobs.put_new(&key, body, checked)?;
+                }
+                Ok(())
+            };
             let checked = Some(r.record.sha256.as_str());
             match &r.content {
-                Content::Kept(bytes) => self.blobs.put(&key, Body::Bytes(bytes), None)?,
+                Content::Kept(bytes) => put(Body::Bytes(bytes), None)?,
                 Content::Source(path) => {
                     let mut from = std::fs::File::open(path).map_err(|source| RepoError::Io {
                         path: path.clone(),
@@ -668,17 +679,16 @@ impl Repositories {
                         from: &mut from,
                         source: path,
                     };
-                    self.blobs.put(&key, body, checked)?
+                    put(body, checked)?
                 }
                 Content::Staged { at, len } => {
                     let body = Body::Read {
                         from: &mut staging.read(*at, *len)?,
                         source: &self.scratch,
                     };
-                    self.blobs.put(&key, body, checked)?
+                    put(body, checked)?
                 }
             }
-            let path = format!("{name}/{}", r.key);
             if key != path {
                 self.blobs.link(&key, &path)?;
             }
