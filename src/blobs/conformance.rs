@@ -52,7 +52,10 @@ pub fn check(b: &dyn Blobs) {
     }
     // Create-only puts: the second finds the first's object and changes nothing.
     assert!(b.put_new("r/c/n.rpm", Body::Bytes(b"first"), None).unwrap());
-    assert!(!b.put_new("r/c/n.rpm", Body::Bytes(b"second"), None).unwrap());
+    assert!(
+        !b.put_new("r/c/n.rpm", Body::Bytes(b"second"), None)
+            .unwrap()
+    );
     assert_eq!(b.get("r/c/n.rpm").unwrap().unwrap(), b"first");
     b.remove("r/c/n.rpm").unwrap();
     // Copies, lists, removals.

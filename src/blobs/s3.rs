@@ -246,8 +246,13 @@ impl Blobs for S3Blobs {
             }
         };
         if sha256.is_some() {
-            copy_checked(&mut &bytes[..], &mut std::io::sink(), sha256, std::path::Path::new(key))
-                .map_err(remote)??;
+            copy_checked(
+                &mut &bytes[..],
+                &mut std::io::sink(),
+                sha256,
+                std::path::Path::new(key),
+            )
+            .map_err(remote)??;
         }
         // Create-only: the store answers 412 when the key holds an object already.
         let only_new = [("if-none-match", "*".to_string())];

@@ -3,6 +3,8 @@
 //! without touching publishing or indexing; [`sled::SledStore`] is the embedded default.
 //! Bytes (package files, indexes) are not here: they live in [`crate::blobs`].
 
+pub mod conformance;
+pub mod postgres;
 pub mod queue;
 pub mod sled;
 
@@ -11,6 +13,7 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
+pub use self::postgres::PostgresStore;
 pub use self::queue::{BuildId, FarmBuild, Lease, Task, TaskEvent, TaskState};
 pub use self::sled::{ServerInfo, SledStore, running};
 
@@ -20,6 +23,9 @@ pub enum StoreError {
     Busy { path: String },
     #[error("metadata store: {0}")]
     Backend(String),
+    /// A database that cannot be reached or named, with what to fix.
+    #[error("metadata store: {0}")]
+    Unreachable(String),
     #[error("metadata store record {key} is unreadable: {message}")]
     Corrupt { key: String, message: String },
     #[error("{path}: {source}")]
@@ -35,6 +41,11 @@ impl StoreError {
             StoreError::Busy { .. } => {
                 "a running `packyard serve` (or another command) holds this data \
                                         directory; wait for it, or send the command to the server"
+                    .into()
+            }
+            StoreError::Unreachable(_) => {
+                "the message names the database; check that it runs and that --store (or \
+                 PACKYARD_STORE, or `store` in packyard.toml) names it"
                     .into()
             }
             StoreError::Backend(_) | StoreError::Io { .. } => {

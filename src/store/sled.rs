@@ -952,6 +952,12 @@ mod tests {
     }
 
     #[test]
+    fn sled_store_keeps_the_store_contract() {
+        let dir = tempfile::tempdir().unwrap();
+        crate::store::conformance::check(&SledStore::open(dir.path()).unwrap());
+    }
+
+    #[test]
     fn kept_trees_past_the_budget_are_forgotten_least_recently_used_first() {
         let dir = tempfile::tempdir().unwrap();
         let store = SledStore::open(dir.path()).unwrap();

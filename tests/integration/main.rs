@@ -15,6 +15,7 @@ mod isolate;
 mod lint_pack;
 mod logs;
 mod pack;
+mod pg;
 mod race;
 mod registered;
 mod repo;

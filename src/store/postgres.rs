@@ -1,0 +1,1127 @@
+//! The metadata store on PostgreSQL (`--store postgres://USER@HOST:PORT/DB`): what
+//! [`super::SledStore`] keeps, in tables (`migrations/*.sql`), so several packyard
+//! processes on several machines share one store. Same behaviour as the embedded store,
+//! record for record: the same JSON records, index entries listed in the same byte order,
+//! one SQL transaction per [`Store::apply`] batch.
+//!
+//! - **Schema.** Versioned files under `migrations/`, embedded in the binary and applied
+//!   at open, in one transaction under an advisory lock (two processes opening a new
+//!   database at once do not race), each recorded in `schema_version`. A released file is
+//!   never edited; a change is a new file. A database written by a newer packyard is
+//!   refused.
+//! - **Publishes of one repository serialise across processes.** [`Store::lock_repo`]
+//!   takes a session advisory lock (`pg_advisory_lock`) on a hash of the repository name,
+//!   on a connection the guard holds; dropping the guard unlocks it (and a process that
+//!   dies lets go with its session).
+//! - **Claims are atomic across processes.** [`Store::claim`] picks the oldest claimable
+//!   task (lowest build id, then index, as the embedded store orders them) with
+//!   `SELECT ... FOR UPDATE SKIP LOCKED` and claims it in the same transaction.
+//! - **No cache.** Every read goes to the database (index trees included): another
+//!   process may have changed anything since. An index tree is one indexed range read.
+//! - **Batches are written in bulk.** The package changes of a batch are applied from
+//!   memory (a package added and removed in one batch leaves nothing, as in the embedded
+//!   store) and written with a few array statements, not one round trip per package; a
+//!   batch that deadlocks with another is rolled back and tried again.
+//!
+//! Connections: the synchronous `postgres` client (the store's callers are synchronous),
+//! in a small pool of our own — a `Mutex<Vec<_>>` of idle connections, each with its
+//! prepared statements — rather than a pool crate (`r2d2_postgres`): the store needs
+//! nothing more. Connections are opened on demand, at most [`MAX_IDLE`] are kept idle,
+//! and one that sat idle is checked before reuse. The client drives each call on a Tokio
+//! runtime of its own, which panics on a thread already inside a runtime (an actix
+//! worker, a `web::block` thread), and the server calls the store from such threads: there
+//! every call, and every drop of a connection, is made from a short-lived thread of its
+//! own ([`off_runtime`]); elsewhere (commands, agents, tests) it is made inline.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::str::FromStr;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use postgres::types::ToSql;
+use postgres::{Client, GenericClient, NoTls, Row, Statement};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use crate::backends::redact;
+
+use super::{
+    BuildId, Change, FarmBuild, Generation, IndexEntry, IndexRow, Lease, LeftFile, LockRecord,
+    PackageRecord, RepoGuard, RepoRecord, Segments, Store, StoreError, Task, TaskEvent, TaskState,
+    TokenRecord,
+};
+
+/// The schema, version by version: `(version, SQL)`, applied in order from the first the
+/// database lacks.
+const MIGRATIONS: &[(i32, &str)] = &[(1, include_str!("migrations/0001_initial.sql"))];
+
+/// Idle connections kept for reuse; more are opened when needed and closed after.
+const MAX_IDLE: usize = 8;
+/// An idle connection unused for this long is checked before it is used again.
+const IDLE_CHECK: Duration = Duration::from_secs(10);
+/// Rows per statement when a batch writes many.
+const CHUNK: usize = 500;
+/// Tries of a transaction that PostgreSQL rolled back for a deadlock or a serialization
+/// failure.
+const ATTEMPTS: usize = 4;
+
+/// The metadata store in a PostgreSQL database.
+pub struct PostgresStore {
+    pool: Arc<Pool>,
+}
+
+struct Pool {
+    config: postgres::Config,
+    /// The database URL without its password, for messages.
+    shown: String,
+    idle: Mutex<Vec<Conn>>,
+}
+
+/// A connection and the statements prepared on it.
+struct Conn {
+    client: Client,
+    statements: HashMap<&'static str, Statement>,
+    used: Instant,
+}
+
+/// What goes wrong inside a call: the database's errors are kept as they are until the
+/// call ends, so a transaction can tell a deadlock (tried again) from the rest.
+enum Fail {
+    Db(postgres::Error),
+    Store(StoreError),
+}
+
+impl From<postgres::Error> for Fail {
+    fn from(e: postgres::Error) -> Fail {
+        Fail::Db(e)
+    }
+}
+
+impl From<StoreError> for Fail {
+    fn from(e: StoreError) -> Fail {
+        Fail::Store(e)
+    }
+}
+
+type Params<'a> = &'a [&'a (dyn ToSql + Sync)];
+
+/// Runs `f` where the synchronous client may block: inline, unless this thread is inside
+/// a Tokio runtime (where the client's own runtime would panic), then on a thread of its
+/// own that this one waits for.
+fn off_runtime<R: Send>(f: impl FnOnce() -> Result<R, StoreError> + Send) -> Result<R, StoreError> {
+    if tokio::runtime::Handle::try_current().is_err() {
+        return f();
+    }
+    std::thread::scope(|s| {
+        let worker = std::thread::Builder::new()
+            .name("packyard-postgres".into())
+            .spawn_scoped(s, f)
+            .map_err(|e| StoreError::Backend(format!("cannot start a thread: {e}")))?;
+        match worker.join() {
+            Ok(r) => r,
+            Err(panic) => std::panic::resume_unwind(panic),
+        }
+    })
+}
+
+/// A stable 64-bit number for an advisory lock on `what`.
+fn lock_key(what: &str) -> i64 {
+    use sha2::Digest;
+    let digest = sha2::Sha256::digest(format!("packyard\0{what}").as_bytes());
+    let mut first = [0u8; 8];
+    first.copy_from_slice(&digest[..8]);
+    i64::from_be_bytes(first)
+}
+
+/// Whether PostgreSQL rolled the transaction back for a conflict with another: trying
+/// again can succeed.
+fn retriable(e: &postgres::Error) -> bool {
+    use postgres::error::SqlState;
+    matches!(
+        e.code(),
+        Some(c) if *c == SqlState::T_R_DEADLOCK_DETECTED || *c == SqlState::T_R_SERIALIZATION_FAILURE
+    )
+}
+
+/// The database's own words for an error (the client's `Display` says only "db error"),
+/// else the error and its causes.
+fn describe(e: &postgres::Error) -> String {
+    if let Some(db) = e.as_db_error() {
+        let mut text = format!("{} ({})", db.message(), db.code().code());
+        for extra in [db.detail(), db.hint()].into_iter().flatten() {
+            text.push_str("; ");
+            text.push_str(extra);
+        }
+        return text;
+    }
+    let mut text = e.to_string();
+    let mut cause = std::error::Error::source(e);
+    while let Some(c) = cause {
+        let more = c.to_string();
+        if !text.contains(&more) {
+            text.push_str(": ");
+            text.push_str(&more);
+        }
+        cause = c.source();
+    }
+    text
+}
+
+fn retrying<R>(mut f: impl FnMut() -> Result<R, Fail>) -> Result<R, Fail> {
+    let mut attempt = 1;
+    loop {
+        match f() {
+            Err(Fail::Db(e)) if attempt < ATTEMPTS && retriable(&e) => {
+                attempt += 1;
+                std::thread::sleep(Duration::from_millis(10 * attempt as u64));
+            }
+            other => return other,
+        }
+    }
+}
+
+fn decode<T: DeserializeOwned>(key: impl FnOnce() -> String, text: &str) -> Result<T, StoreError> {
+    serde_json::from_str(text).map_err(|e| StoreError::Corrupt {
+        key: key(),
+        message: e.to_string(),
+    })
+}
+
+fn encode<T: Serialize>(v: &T) -> String {
+    // Serialising our own plain records cannot fail.
+    serde_json::to_string(v).unwrap_or_default()
+}
+
+fn build_id(id: BuildId) -> Result<i64, StoreError> {
+    i64::try_from(id).map_err(|_| StoreError::Backend(format!("build id {id} is out of range")))
+}
+
+fn from_build_id(id: i64) -> Result<BuildId, StoreError> {
+    BuildId::try_from(id)
+        .map_err(|_| StoreError::Backend(format!("the database holds a build id {id}")))
+}
+
+/// An index entry's key within its tree: `<order>\0<path>`, so entries list in their
+/// order, then by path (as the embedded store's keys sort).
+fn entry_key(order: &[u8], path: &str) -> Vec<u8> {
+    let mut k = Vec::with_capacity(order.len() + 1 + path.len());
+    k.extend_from_slice(order);
+    k.push(0);
+    k.extend_from_slice(path.as_bytes());
+    k
+}
+
+/// A statement on a connection or in a transaction, prepared once per connection.
+struct Db<'a, C: GenericClient> {
+    client: &'a mut C,
+    statements: &'a mut HashMap<&'static str, Statement>,
+}
+
+impl<C: GenericClient> Db<'_, C> {
+    fn statement(&mut self, sql: &'static str) -> Result<Statement, Fail> {
+        if let Some(s) = self.statements.get(sql) {
+            return Ok(s.clone());
+        }
+        let s = self.client.prepare(sql)?;
+        self.statements.insert(sql, s.clone());
+        Ok(s)
+    }
+
+    fn query(&mut self, sql: &'static str, params: Params) -> Result<Vec<Row>, Fail> {
+        let s = self.statement(sql)?;
+        Ok(self.client.query(&s, params)?)
+    }
+
+    fn execute(&mut self, sql: &'static str, params: Params) -> Result<u64, Fail> {
+        let s = self.statement(sql)?;
+        Ok(self.client.execute(&s, params)?)
+    }
+
+    fn one(&mut self, sql: &'static str, params: Params) -> Result<Row, Fail> {
+        let s = self.statement(sql)?;
+        Ok(self.client.query_one(&s, params)?)
+    }
+}
+
+impl Conn {
+    fn db(&mut self) -> Db<'_, Client> {
+        Db {
+            client: &mut self.client,
+            statements: &mut self.statements,
+        }
+    }
+}
+
+/// Column `i` of `row` (a mismatch is the schema's fault: an error, not a panic).
+fn col<'a, T: postgres::types::FromSql<'a>>(row: &'a Row, i: usize) -> Result<T, Fail> {
+    Ok(row.try_get(i)?)
+}
+
+impl Pool {
+    fn error(&self, f: Fail) -> StoreError {
+        match f {
+            Fail::Store(e) => e,
+            Fail::Db(e) => {
+                StoreError::Backend(format!("PostgreSQL ({}): {}", self.shown, describe(&e)))
+            }
+        }
+    }
+
+    fn connect(&self) -> Result<Conn, StoreError> {
+        let client = self.config.connect(NoTls).map_err(|e| {
+            StoreError::Unreachable(format!(
+                "cannot connect to PostgreSQL at {}: {}; start PostgreSQL or fix --store \
+                 (PACKYARD_STORE, `store` in packyard.toml)",
+                self.shown,
+                describe(&e)
+            ))
+        })?;
+        Ok(Conn {
+            client,
+            statements: HashMap::new(),
+            used: Instant::now(),
+        })
+    }
+
+    /// An idle connection that still works, or a new one. Called off any runtime.
+    fn get(&self) -> Result<Conn, StoreError> {
+        loop {
+            let next = self.idle.lock().unwrap_or_else(|p| p.into_inner()).pop();
+            let Some(mut c) = next else {
+                return self.connect();
+            };
+            if c.client.is_closed() {
+                continue;
+            }
+            if c.used.elapsed() > IDLE_CHECK && c.client.is_valid(IDLE_CHECK).is_err() {
+                continue;
+            }
+            return Ok(c);
+        }
+    }
+
+    /// Takes back a connection after a call (called off any runtime): kept if it still
+    /// works and there is room, else closed.
+    fn put(&self, mut c: Conn) {
+        if c.client.is_closed() {
+            return;
+        }
+        c.used = Instant::now();
+        let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
+        if idle.len() < MAX_IDLE {
+            idle.push(c);
+        }
+    }
+
+    /// Runs `f` on a connection of the pool.
+    fn with<R: Send>(
+        &self,
+        f: impl FnOnce(&mut Conn) -> Result<R, Fail> + Send,
+    ) -> Result<R, StoreError> {
+        off_runtime(|| {
+            let mut c = self.get()?;
+            let r = f(&mut c);
+            self.put(c);
+            r.map_err(|e| self.error(e))
+        })
+    }
+
+    /// Runs `f` in one transaction, tried again when PostgreSQL rolls it back for a
+    /// conflict with another.
+    fn transaction<R: Send>(
+        &self,
+        f: impl Fn(&mut Db<'_, postgres::Transaction<'_>>) -> Result<R, Fail> + Send + Sync,
+    ) -> Result<R, StoreError> {
+        self.with(|conn| {
+            retrying(|| {
+                let Conn {
+                    client, statements, ..
+                } = &mut *conn;
+                let mut tx = client.transaction()?;
+                let r = f(&mut Db {
+                    client: &mut tx,
+                    statements,
+                })?;
+                tx.commit()?;
+                Ok(r)
+            })
+        })
+    }
+}
+
+impl Drop for Pool {
+    fn drop(&mut self) {
+        let idle = std::mem::take(self.idle.get_mut().unwrap_or_else(|p| p.into_inner()));
+        // Closing a connection runs the client's runtime too.
+        let _ = off_runtime(move || {
+            drop(idle);
+            Ok(())
+        });
+    }
+}
+
+/// A repository's publish lock: the advisory lock held by the session of `conn`.
+struct RepoLock {
+    pool: Arc<Pool>,
+    conn: Option<Conn>,
+    key: i64,
+}
+
+impl Drop for RepoLock {
+    fn drop(&mut self) {
+        let Some(mut c) = self.conn.take() else {
+            return;
+        };
+        let (pool, key) = (&self.pool, self.key);
+        let _ = off_runtime(move || {
+            // Unlocked, the connection goes back to the pool; failing that, it is closed,
+            // which ends the session and its locks.
+            let unlocked = c
+                .db()
+                .one("SELECT pg_advisory_unlock($1)", &[&key])
+                .and_then(|row| col::<bool>(&row, 0));
+            if let Ok(true) = unlocked {
+                pool.put(c);
+            }
+            Ok(())
+        });
+    }
+}
+
+impl PostgresStore {
+    /// Connects to the database at `url` (`postgres://USER[:PASSWORD]@HOST:PORT/DB`) and
+    /// brings its schema up to date.
+    pub fn open(url: &str) -> Result<PostgresStore, StoreError> {
+        let shown = redact(url);
+        let mut config = postgres::Config::from_str(url).map_err(|e| {
+            StoreError::Unreachable(format!(
+                "{shown} is not a PostgreSQL database URL ({e}); give \
+                 postgres://USER[:PASSWORD]@HOST:PORT/DB to --store"
+            ))
+        })?;
+        if config.get_connect_timeout().is_none() {
+            config.connect_timeout(Duration::from_secs(10));
+        }
+        if config.get_application_name().is_none() {
+            config.application_name("packyard");
+        }
+        let store = PostgresStore {
+            pool: Arc::new(Pool {
+                config,
+                shown,
+                idle: Mutex::default(),
+            }),
+        };
+        store.migrate()?;
+        Ok(store)
+    }
+
+    /// The schema version this packyard writes.
+    pub fn schema_version() -> i32 {
+        MIGRATIONS.last().map_or(0, |m| m.0)
+    }
+
+    fn migrate(&self) -> Result<(), StoreError> {
+        let shown = self.pool.shown.clone();
+        self.pool.with(|conn| {
+            let mut tx = conn.client.transaction()?;
+            tx.execute("SELECT pg_advisory_xact_lock($1)", &[&lock_key("schema")])?;
+            tx.batch_execute(
+                "SET LOCAL client_min_messages TO warning;
+                 CREATE TABLE IF NOT EXISTS schema_version (
+                     version integer PRIMARY KEY,
+                     applied timestamptz NOT NULL DEFAULT now()
+                 )",
+            )?;
+            let row = tx.query_one("SELECT coalesce(max(version), 0) FROM schema_version", &[])?;
+            let current: i32 = col(&row, 0)?;
+            let known = Self::schema_version();
+            if current > known {
+                return Err(StoreError::Backend(format!(
+                    "the database at {shown} has schema version {current}, written by a newer \
+                     packyard (this one knows up to {known}): upgrade packyard"
+                ))
+                .into());
+            }
+            for (version, sql) in MIGRATIONS.iter().filter(|m| m.0 > current) {
+                tx.batch_execute(sql)?;
+                tx.execute(
+                    "INSERT INTO schema_version (version) VALUES ($1)",
+                    &[version],
+                )?;
+            }
+            tx.commit()?;
+            Ok(())
+        })
+    }
+
+    /// The record in column 0 of the row `sql` finds, if any.
+    fn get<T: DeserializeOwned>(
+        &self,
+        sql: &'static str,
+        params: Params,
+        key: impl FnOnce() -> String + Send,
+    ) -> Result<Option<T>, StoreError> {
+        let text: Option<String> = self.pool.with(|c| {
+            let rows = c.db().query(sql, params)?;
+            rows.first().map(|r| col(r, 0)).transpose()
+        })?;
+        text.map(|t| decode(key, &t)).transpose()
+    }
+
+    /// The records in column 0 of the rows `sql` finds, with their keys in column 1.
+    fn scan<T: DeserializeOwned>(
+        &self,
+        sql: &'static str,
+        params: Params,
+        what: &str,
+    ) -> Result<Vec<T>, StoreError> {
+        let rows: Vec<(String, String)> = self.pool.with(|c| {
+            c.db()
+                .query(sql, params)?
+                .iter()
+                .map(|r| Ok((col(r, 0)?, col(r, 1)?)))
+                .collect()
+        })?;
+        rows.iter()
+            .map(|(record, key)| decode(|| format!("{what}/{key}"), record))
+            .collect()
+    }
+}
+
+/// Writes the batch `changes` in the transaction of `db`.
+fn apply_in<C: GenericClient>(db: &mut Db<'_, C>, changes: &[Change]) -> Result<(), Fail> {
+    let is_package =
+        |c: &Change| matches!(c, Change::PutPackage { .. } | Change::RemovePackage { .. });
+    let mut rest = changes;
+    while let Some(first) = rest.first() {
+        if is_package(first) {
+            let n = rest.iter().take_while(|c| is_package(c)).count();
+            packages(db, &rest[..n])?;
+            rest = &rest[n..];
+        } else {
+            change(db, first)?;
+            rest = &rest[1..];
+        }
+    }
+    Ok(())
+}
+
+/// Where a package is listed: its index tree and its order there.
+type Place = (String, Vec<u8>);
+/// An index entry's place: repository, tree and key.
+type EntryAt<'a> = (&'a str, String, Vec<u8>);
+
+/// Package changes in a row: applied in memory in their order, then written in bulk.
+fn packages<C: GenericClient>(db: &mut Db<'_, C>, run: &[Change]) -> Result<(), Fail> {
+    // The listing of every package the run touches, as the database has it (locked, in
+    // one order, so two batches cannot deadlock on them).
+    let mut wanted: BTreeMap<&str, BTreeSet<&str>> = BTreeMap::new();
+    for c in run {
+        match c {
+            Change::PutPackage { repo, record } => {
+                wanted.entry(repo).or_default().insert(&record.path);
+            }
+            Change::RemovePackage { repo, path } => {
+                wanted.entry(repo).or_default().insert(path);
+            }
+            _ => {}
+        }
+    }
+    // (repo, path) -> where it is listed now (None: absent, or listed nowhere).
+    let mut listed: HashMap<(&str, String), Option<Place>> = HashMap::new();
+    for (repo, paths) in &wanted {
+        let paths: Vec<&str> = paths.iter().copied().collect();
+        for chunk in paths.chunks(CHUNK) {
+            let rows = db.query(
+                "SELECT path, listed_tree, listed_order FROM packages \
+                 WHERE repo = $1 AND path = ANY($2) ORDER BY path FOR UPDATE",
+                &[repo, &chunk],
+            )?;
+            for r in &rows {
+                let path: String = col(r, 0)?;
+                let tree: Option<String> = col(r, 1)?;
+                let order: Option<Vec<u8>> = col(r, 2)?;
+                listed.insert((repo, path), tree.zip(order));
+            }
+        }
+    }
+    // The run's result, by key: Some = put, None = removed.
+    let mut records: HashMap<(&str, &str), Option<&PackageRecord>> = HashMap::new();
+    let mut entries: HashMap<EntryAt<'_>, Option<Vec<u8>>> = HashMap::new();
+    for c in run {
+        let (repo, path, record) = match c {
+            Change::PutPackage { repo, record } => (repo.as_str(), &record.path, Some(record)),
+            Change::RemovePackage { repo, path } => (repo.as_str(), path, None),
+            _ => continue,
+        };
+        // A record replaced in place may have been listed elsewhere.
+        if let Some(Some((tree, order))) = listed.get(&(repo, path.clone())) {
+            entries.insert((repo, tree.clone(), entry_key(order, path)), None);
+        }
+        let now = record.and_then(|r| r.listed.as_ref()).map(|l| {
+            entries.insert(
+                (repo, l.tree.clone(), entry_key(l.order.as_bytes(), path)),
+                record.map(|r| r.index.encode(r.published, &r.sha256)),
+            );
+            (l.tree.clone(), l.order.as_bytes().to_vec())
+        });
+        listed.insert((repo, path.clone()), now);
+        records.insert((repo, path), record);
+    }
+
+    let (gone, put): (Vec<_>, Vec<_>) = entries.into_iter().partition(|(_, v)| v.is_none());
+    for chunk in gone.chunks(CHUNK) {
+        let repos: Vec<&str> = chunk.iter().map(|((r, ..), _)| *r).collect();
+        let trees: Vec<&str> = chunk.iter().map(|((_, t, _), _)| t.as_str()).collect();
+        let keys: Vec<&[u8]> = chunk.iter().map(|((.., k), _)| k.as_slice()).collect();
+        db.execute(
+            "DELETE FROM index_entries e \
+             USING unnest($1::text[], $2::text[], $3::bytea[]) AS d(repo, tree, key) \
+             WHERE e.repo = d.repo AND e.tree = d.tree AND e.key = d.key",
+            &[&repos, &trees, &keys],
+        )?;
+    }
+    for chunk in put.chunks(CHUNK) {
+        let repos: Vec<&str> = chunk.iter().map(|((r, ..), _)| *r).collect();
+        let trees: Vec<&str> = chunk.iter().map(|((_, t, _), _)| t.as_str()).collect();
+        let keys: Vec<&[u8]> = chunk.iter().map(|((.., k), _)| k.as_slice()).collect();
+        let values: Vec<&[u8]> = chunk
+            .iter()
+            .map(|(_, v)| v.as_deref().unwrap_or_default())
+            .collect();
+        db.execute(
+            "INSERT INTO index_entries (repo, tree, key, entry) \
+             SELECT * FROM unnest($1::text[], $2::text[], $3::bytea[], $4::bytea[]) \
+             ON CONFLICT (repo, tree, key) DO UPDATE SET entry = excluded.entry",
+            &[&repos, &trees, &keys, &values],
+        )?;
+    }
+
+    let (gone, put): (Vec<_>, Vec<_>) = records.into_iter().partition(|(_, v)| v.is_none());
+    for chunk in gone.chunks(CHUNK) {
+        let repos: Vec<&str> = chunk.iter().map(|((r, _), _)| *r).collect();
+        let paths: Vec<&str> = chunk.iter().map(|((_, p), _)| *p).collect();
+        db.execute(
+            "DELETE FROM packages p USING unnest($1::text[], $2::text[]) AS d(repo, path) \
+             WHERE p.repo = d.repo AND p.path = d.path",
+            &[&repos, &paths],
+        )?;
+    }
+    let put: Vec<(&str, &PackageRecord)> = put
+        .into_iter()
+        .filter_map(|((repo, _), r)| Some((repo, r?)))
+        .collect();
+    for chunk in put.chunks(CHUNK) {
+        let repos: Vec<&str> = chunk.iter().map(|(repo, _)| *repo).collect();
+        let paths: Vec<&str> = chunk.iter().map(|(_, r)| r.path.as_str()).collect();
+        let names: Vec<&str> = chunk.iter().map(|(_, r)| r.name.as_str()).collect();
+        let trees: Vec<Option<&str>> = chunk
+            .iter()
+            .map(|(_, r)| r.listed.as_ref().map(|l| l.tree.as_str()))
+            .collect();
+        let orders: Vec<Option<&[u8]>> = chunk
+            .iter()
+            .map(|(_, r)| r.listed.as_ref().map(|l| l.order.as_bytes()))
+            .collect();
+        let texts: Vec<String> = chunk.iter().map(|(_, r)| encode(r)).collect();
+        db.execute(
+            "INSERT INTO packages (repo, path, name, listed_tree, listed_order, record) \
+             SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::bytea[], \
+                                  $6::text[]) \
+             ON CONFLICT (repo, path) DO UPDATE SET name = excluded.name, \
+                 listed_tree = excluded.listed_tree, listed_order = excluded.listed_order, \
+                 record = excluded.record",
+            &[&repos, &paths, &names, &trees, &orders, &texts],
+        )?;
+    }
+    Ok(())
+}
+
+/// Stores a task with what finds it: claimable, or held under a lease until when.
+fn put_task<C: GenericClient>(db: &mut Db<'_, C>, t: &Task) -> Result<(), Fail> {
+    let lease = match (&t.lease, t.state.held()) {
+        (Some(l), true) => Some(l.expires.max(0)),
+        _ => None,
+    };
+    db.execute(
+        "INSERT INTO tasks (build, idx, platform, state, claimable, lease_expires, record) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7) \
+         ON CONFLICT (build, idx) DO UPDATE SET platform = excluded.platform, \
+             state = excluded.state, claimable = excluded.claimable, \
+             lease_expires = excluded.lease_expires, record = excluded.record",
+        &[
+            &build_id(t.build)?,
+            &i64::from(t.index),
+            &t.platform,
+            &t.state.as_str(),
+            &t.claimable(),
+            &lease,
+            &encode(t),
+        ],
+    )?;
+    Ok(())
+}
+
+/// Applies one change that is not a package's.
+fn change<C: GenericClient>(db: &mut Db<'_, C>, c: &Change) -> Result<(), Fail> {
+    match c {
+        Change::PutPackage { .. } | Change::RemovePackage { .. } => {
+            packages(db, std::slice::from_ref(c))?;
+        }
+        Change::PutRepo(r) => {
+            db.execute(
+                "INSERT INTO repos (name, record) VALUES ($1, $2) \
+                 ON CONFLICT (name) DO UPDATE SET record = excluded.record",
+                &[&r.name, &encode(r)],
+            )?;
+        }
+        Change::PutLock(l) => {
+            db.execute(
+                "INSERT INTO locks (configuration, record) VALUES ($1, $2) \
+                 ON CONFLICT (configuration) DO UPDATE SET record = excluded.record",
+                &[&l.configuration, &encode(l)],
+            )?;
+        }
+        Change::PutToken(t) => {
+            db.execute(
+                "INSERT INTO tokens (id, record) VALUES ($1, $2) \
+                 ON CONFLICT (id) DO UPDATE SET record = excluded.record",
+                &[&t.id, &encode(t)],
+            )?;
+        }
+        Change::PutSegment {
+            repo,
+            tree,
+            key,
+            bytes,
+        } => {
+            db.execute(
+                "INSERT INTO segments (repo, tree, key, bytes) VALUES ($1, $2, $3, $4) \
+                 ON CONFLICT (repo, tree, key) DO UPDATE SET bytes = excluded.bytes",
+                &[repo, tree, key, bytes],
+            )?;
+        }
+        Change::RemoveSegment { repo, tree, key } => {
+            db.execute(
+                "DELETE FROM segments WHERE repo = $1 AND tree = $2 AND key = $3",
+                &[repo, tree, key],
+            )?;
+        }
+        Change::PutLeft { repo, tree, files } if files.is_empty() => {
+            db.execute(
+                "DELETE FROM left_files WHERE repo = $1 AND tree = $2",
+                &[repo, tree],
+            )?;
+        }
+        Change::PutLeft { repo, tree, files } => {
+            db.execute(
+                "INSERT INTO left_files (repo, tree, files) VALUES ($1, $2, $3) \
+                 ON CONFLICT (repo, tree) DO UPDATE SET files = excluded.files",
+                &[repo, tree, &encode(files)],
+            )?;
+        }
+        Change::PutGeneration {
+            repo,
+            dir,
+            generation,
+        } => {
+            db.execute(
+                "INSERT INTO generations (repo, dir, record) VALUES ($1, $2, $3) \
+                 ON CONFLICT (repo, dir) DO UPDATE SET record = excluded.record",
+                &[repo, dir, &encode(generation)],
+            )?;
+        }
+        Change::Deleting { repo, marked: true } => {
+            db.execute(
+                "INSERT INTO deleting (repo) VALUES ($1) ON CONFLICT DO NOTHING",
+                &[repo],
+            )?;
+        }
+        Change::Deleting {
+            repo,
+            marked: false,
+        } => {
+            db.execute("DELETE FROM deleting WHERE repo = $1", &[repo])?;
+        }
+        Change::RemoveRepo(repo) => {
+            db.execute(
+                "WITH p AS (DELETE FROM packages WHERE repo = $1), \
+                      e AS (DELETE FROM index_entries WHERE repo = $1), \
+                      s AS (DELETE FROM segments WHERE repo = $1), \
+                      l AS (DELETE FROM left_files WHERE repo = $1), \
+                      g AS (DELETE FROM generations WHERE repo = $1) \
+                 DELETE FROM repos WHERE name = $1",
+                &[repo],
+            )?;
+        }
+        Change::PutFarmBuild(b) => {
+            db.execute(
+                "INSERT INTO farm_builds (id, record) VALUES ($1, $2) \
+                 ON CONFLICT (id) DO UPDATE SET record = excluded.record",
+                &[&build_id(b.id)?, &encode(b)],
+            )?;
+        }
+        Change::PutTask(t) => put_task(db, t)?,
+    }
+    Ok(())
+}
+
+impl Store for PostgresStore {
+    fn apply(&self, changes: Vec<Change>) -> Result<(), StoreError> {
+        if changes.is_empty() {
+            return Ok(());
+        }
+        self.pool.transaction(|db| apply_in(db, &changes))
+    }
+
+    fn lock_repo(&self, repo: &str) -> Result<RepoGuard, StoreError> {
+        let key = lock_key(&format!("repo\0{repo}"));
+        let pool = &self.pool;
+        off_runtime(|| {
+            // A connection of its own: the lock is its session's until the guard goes.
+            let mut c = pool.get()?;
+            if let Err(e) = c.db().execute("SELECT pg_advisory_lock($1)", &[&key]) {
+                return Err(pool.error(e));
+            }
+            Ok(RepoGuard::new(RepoLock {
+                pool: pool.clone(),
+                conn: Some(c),
+                key,
+            }))
+        })
+    }
+
+    fn deleting(&self) -> Result<Vec<String>, StoreError> {
+        self.pool.with(|c| {
+            c.db()
+                .query("SELECT repo FROM deleting ORDER BY repo", &[])?
+                .iter()
+                .map(|r| col(r, 0))
+                .collect()
+        })
+    }
+
+    /// The secret key as it was given to [`Store::put_secret_key`]: the store keeps the
+    /// armored text as it is (an unprotected key lies in the table unprotected), readable
+    /// by whoever may read the database.
+    fn secret_key(&self, repo: &str) -> Result<Option<String>, StoreError> {
+        self.pool.with(|c| {
+            c.db()
+                .query("SELECT armored FROM secret_keys WHERE repo = $1", &[&repo])?
+                .first()
+                .map(|r| col(r, 0))
+                .transpose()
+        })
+    }
+
+    /// Keeps the armored key exactly as given, in table `secret_keys`: protect the
+    /// database (and its backups) as the key's owner would protect the key itself.
+    fn put_secret_key(&self, repo: &str, armored: &str) -> Result<(), StoreError> {
+        self.pool.transaction(|db| {
+            db.execute(
+                "INSERT INTO secret_keys (repo, armored) VALUES ($1, $2) \
+                 ON CONFLICT (repo) DO UPDATE SET armored = excluded.armored",
+                &[&repo, &armored],
+            )
+            .map(drop)
+        })
+    }
+
+    fn remove_secret_key(&self, repo: &str) -> Result<(), StoreError> {
+        self.pool.transaction(|db| {
+            db.execute("DELETE FROM secret_keys WHERE repo = $1", &[&repo])
+                .map(drop)
+        })
+    }
+
+    fn secret_key_place(&self, repo: &str) -> String {
+        format!(
+            "the secret_keys row of repository {repo} in {}",
+            self.pool.shown
+        )
+    }
+
+    fn repo(&self, name: &str) -> Result<Option<RepoRecord>, StoreError> {
+        self.get("SELECT record FROM repos WHERE name = $1", &[&name], || {
+            format!("repo/{name}")
+        })
+    }
+
+    fn repos(&self) -> Result<Vec<RepoRecord>, StoreError> {
+        self.scan("SELECT record, name FROM repos ORDER BY name", &[], "repo")
+    }
+
+    fn package(&self, repo: &str, path: &str) -> Result<Option<PackageRecord>, StoreError> {
+        self.get(
+            "SELECT record FROM packages WHERE repo = $1 AND path = $2",
+            &[&repo, &path],
+            || format!("pkg/{repo}/{path}"),
+        )
+    }
+
+    fn packages(&self, repo: &str) -> Result<Vec<PackageRecord>, StoreError> {
+        self.scan(
+            "SELECT record, path FROM packages WHERE repo = $1 ORDER BY path",
+            &[&repo],
+            &format!("pkg/{repo}"),
+        )
+    }
+
+    fn packages_named(&self, repo: &str, name: &str) -> Result<Vec<PackageRecord>, StoreError> {
+        self.scan(
+            "SELECT record, path FROM packages WHERE repo = $1 AND name = $2 ORDER BY path",
+            &[&repo, &name],
+            &format!("pkg/{repo}"),
+        )
+    }
+
+    fn lock(&self, configuration: &str) -> Result<Option<LockRecord>, StoreError> {
+        self.get(
+            "SELECT record FROM locks WHERE configuration = $1",
+            &[&configuration],
+            || format!("lock/{configuration}"),
+        )
+    }
+
+    fn locks(&self) -> Result<Vec<LockRecord>, StoreError> {
+        self.scan(
+            "SELECT record, configuration FROM locks ORDER BY configuration",
+            &[],
+            "lock",
+        )
+    }
+
+    fn token(&self, id: &str) -> Result<Option<TokenRecord>, StoreError> {
+        self.get("SELECT record FROM tokens WHERE id = $1", &[&id], || {
+            format!("tok/{id}")
+        })
+    }
+
+    fn tokens(&self) -> Result<Vec<TokenRecord>, StoreError> {
+        self.scan("SELECT record, id FROM tokens ORDER BY id", &[], "tok")
+    }
+
+    /// Nothing to do: every batch is committed (durable) before `apply` returns.
+    fn flush(&self) -> Result<(), StoreError> {
+        Ok(())
+    }
+
+    fn index_entries(&self, repo: &str, tree: &str) -> Result<Arc<Vec<IndexRow>>, StoreError> {
+        let rows: Vec<(Vec<u8>, Vec<u8>)> = self.pool.with(|c| {
+            c.db()
+                .query(
+                    "SELECT key, entry FROM index_entries WHERE repo = $1 AND tree = $2 \
+                     ORDER BY key",
+                    &[&repo, &tree],
+                )?
+                .iter()
+                .map(|r| Ok((col(r, 0)?, col(r, 1)?)))
+                .collect()
+        })?;
+        rows.into_iter()
+            .map(|(key, entry)| {
+                let key = String::from_utf8_lossy(&key).into_owned();
+                let (published, sha256, entry) =
+                    IndexEntry::decode(&entry).ok_or_else(|| StoreError::Corrupt {
+                        key: format!("ent/{repo}/{tree}/{}", key.replace('\0', "/")),
+                        message: "not an index entry".into(),
+                    })?;
+                Ok(IndexRow::new(key, published, sha256, entry))
+            })
+            .collect::<Result<Vec<_>, _>>()
+            .map(Arc::new)
+    }
+
+    fn segments(&self, repo: &str, tree: &str) -> Result<Arc<Segments>, StoreError> {
+        self.pool
+            .with(|c| {
+                c.db()
+                    .query(
+                        "SELECT key, bytes FROM segments WHERE repo = $1 AND tree = $2",
+                        &[&repo, &tree],
+                    )?
+                    .iter()
+                    .map(|r| Ok((col(r, 0)?, col(r, 1)?)))
+                    .collect::<Result<Segments, Fail>>()
+            })
+            .map(Arc::new)
+    }
+
+    fn left_files(&self, repo: &str, tree: &str) -> Result<Vec<LeftFile>, StoreError> {
+        Ok(self
+            .get(
+                "SELECT files FROM left_files WHERE repo = $1 AND tree = $2",
+                &[&repo, &tree],
+                || format!("left/{repo}/{tree}"),
+            )?
+            .unwrap_or_default())
+    }
+
+    fn generation(&self, repo: &str, dir: &str) -> Result<Option<Generation>, StoreError> {
+        self.get(
+            "SELECT record FROM generations WHERE repo = $1 AND dir = $2",
+            &[&repo, &dir],
+            || format!("gen/{repo}/{dir}"),
+        )
+    }
+
+    fn new_build_id(&self) -> Result<BuildId, StoreError> {
+        let id: i64 = self.pool.with(|c| {
+            let row = c.db().one("SELECT nextval('farm_build_ids')", &[])?;
+            col(&row, 0)
+        })?;
+        from_build_id(id)
+    }
+
+    fn farm_build(&self, id: BuildId) -> Result<Option<FarmBuild>, StoreError> {
+        self.get(
+            "SELECT record FROM farm_builds WHERE id = $1",
+            &[&build_id(id)?],
+            || format!("fbuild/{id}"),
+        )
+    }
+
+    fn farm_builds(&self) -> Result<Vec<FarmBuild>, StoreError> {
+        self.scan(
+            "SELECT record, id::text FROM farm_builds ORDER BY id DESC",
+            &[],
+            "fbuild",
+        )
+    }
+
+    fn tasks(&self, build: BuildId) -> Result<Vec<Task>, StoreError> {
+        self.scan(
+            "SELECT record, build || '/' || idx FROM tasks WHERE build = $1 ORDER BY idx",
+            &[&build_id(build)?],
+            "task",
+        )
+    }
+
+    fn task(&self, build: BuildId, index: u32) -> Result<Option<Task>, StoreError> {
+        self.get(
+            "SELECT record FROM tasks WHERE build = $1 AND idx = $2",
+            &[&build_id(build)?, &i64::from(index)],
+            || format!("task/{build}/{index}"),
+        )
+    }
+
+    fn claim(
+        &self,
+        platforms: &[String],
+        lease: Lease,
+        now: i64,
+    ) -> Result<Option<Task>, StoreError> {
+        self.pool.transaction(|db| {
+            // The oldest claimable task no other claim is taking right now.
+            let rows = db.query(
+                "SELECT record, build || '/' || idx FROM tasks \
+                 WHERE claimable AND platform = ANY($1) \
+                 ORDER BY build, idx LIMIT 1 FOR UPDATE SKIP LOCKED",
+                &[&platforms],
+            )?;
+            let Some(row) = rows.first() else {
+                return Ok(None);
+            };
+            let (text, key): (String, String) = (col(row, 0)?, col(row, 1)?);
+            let mut task: Task = decode(|| format!("task/{key}"), &text)?;
+            task.state = TaskState::Claimed;
+            task.attempts += 1;
+            task.claimed = Some(now);
+            task.history.push(TaskEvent {
+                at: now,
+                what: format!("claimed (attempt {})", task.attempts),
+                agent: Some(lease.agent.clone()),
+            });
+            task.lease = Some(lease.clone());
+            put_task(db, &task)?;
+            Ok(Some(task))
+        })
+    }
+
+    fn expired(&self, now: i64) -> Result<Vec<(BuildId, u32)>, StoreError> {
+        let rows: Vec<(i64, i64)> = self.pool.with(|c| {
+            c.db()
+                .query(
+                    "SELECT build, idx FROM tasks WHERE lease_expires < $1 \
+                     ORDER BY lease_expires, build, idx",
+                    &[&now],
+                )?
+                .iter()
+                .map(|r| Ok((col(r, 0)?, col(r, 1)?)))
+                .collect()
+        })?;
+        rows.into_iter()
+            .map(|(build, index)| {
+                let index = u32::try_from(index).map_err(|_| {
+                    StoreError::Backend(format!("the database holds a task index {index}"))
+                })?;
+                Ok((from_build_id(build)?, index))
+            })
+            .collect()
+    }
+
+    fn task_counts(&self) -> Result<Vec<(TaskState, u64)>, StoreError> {
+        let rows: Vec<(String, i64)> = self.pool.with(|c| {
+            c.db()
+                .query("SELECT state, count(*) FROM tasks GROUP BY state", &[])?
+                .iter()
+                .map(|r| Ok((col(r, 0)?, col(r, 1)?)))
+                .collect()
+        })?;
+        let counts: HashMap<String, i64> = rows.into_iter().collect();
+        Ok(TaskState::ALL
+            .iter()
+            .map(|s| {
+                let n = counts.get(s.as_str()).copied().unwrap_or(0);
+                (*s, u64::try_from(n).unwrap_or(0))
+            })
+            .collect())
+    }
+
+    fn claimable(&self) -> Result<u64, StoreError> {
+        let n: i64 = self.pool.with(|c| {
+            let row = c
+                .db()
+                .one("SELECT count(*) FROM tasks WHERE claimable", &[])?;
+            col(&row, 0)
+        })?;
+        Ok(u64::try_from(n).unwrap_or(0))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn entry_keys_sort_as_the_embedded_stores_do() {
+        // NUL ends the order, so a shorter order sorts before a longer one it begins.
+        assert!(entry_key(b"a", "z.rpm") < entry_key(b"a-b", "a.rpm"));
+        assert!(entry_key(b"B", "x") < entry_key(b"a", "x"));
+        assert_eq!(entry_key(b"o", "p"), b"o\0p");
+    }
+
+    #[test]
+    fn repositories_lock_apart() {
+        assert_ne!(lock_key("repo\0a"), lock_key("repo\0b"));
+    }
+
+    #[test]
+    fn a_database_that_is_not_there_is_a_clear_error() {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .map(|a| a.port())
+            .unwrap();
+        let e = PostgresStore::open(&format!("postgres://u:pw@127.0.0.1:{port}/db"))
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(
+            e.contains("cannot connect to PostgreSQL at postgres://u:***@127.0.0.1"),
+            "{e}"
+        );
+        assert!(e.contains("start PostgreSQL or fix --store"), "{e}");
+        assert!(!e.contains("pw"), "{e}");
+    }
+}
