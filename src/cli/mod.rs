@@ -132,14 +132,15 @@ enum Command {
     Vercmp(VercmpArgs),
     /// List the known platforms.
     Platforms,
-    /// Copy the data directory's package files and indexes to another blob backend, each
-    /// checked against its source; run it again to finish an interrupted one. The source
-    /// is only read: point `blobs` at the target afterwards.
+    /// Copy the data directory's metadata to another store and/or its package files and
+    /// indexes to another blob backend (each object checked against its source); run it
+    /// again to finish an interrupted one. The source is only read: name the targets in
+    /// packyard.toml afterwards.
     Migrate {
         /// The blob backend to copy to (`file`, or `s3://BUCKET/PREFIX?endpoint=...`).
         #[arg(long, value_name = "URL")]
         to_blobs: Option<String>,
-        /// The store to copy the metadata to (not available yet).
+        /// The store to copy the metadata to (`postgres://USER@HOST:PORT/DB`, or `sled`).
         #[arg(long, value_name = "URL")]
         to_store: Option<String>,
     },

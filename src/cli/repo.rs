@@ -324,44 +324,76 @@ pub fn cmd_migrate(
             "stop the server, then run it on the data directory".to_string(),
         ));
     };
-    if let Some(url) = to_store {
-        return Err(Failure::new(
-            format!("moving the metadata to {url} is not available yet"),
-            "migrate the blobs alone with --to-blobs; the store stays where it is".to_string(),
-        ));
-    }
-    let Some(url) = to_blobs else {
+    if to_store.is_none() && to_blobs.is_none() {
         return Err(Failure::new(
             "nothing to migrate to",
-            "give --to-blobs URL (s3://BUCKET/PREFIX?endpoint=...&region=..., or file)".to_string(),
-        ));
-    };
-    let mut to = (*backends).clone();
-    to.blobs = crate::backends::parse_blobs(url).map_err(|e| {
-        let hint = e.hint();
-        Failure::new(e, hint)
-    })?;
-    if to.blobs == backends.blobs {
-        return Err(Failure::new(
-            format!("the data directory's blobs are {url} already"),
-            "give another --to-blobs".to_string(),
+            "give --to-store URL (postgres://USER@HOST:PORT/DB) and/or --to-blobs URL \
+             (s3://BUCKET/PREFIX?endpoint=...&region=...)"
+                .to_string(),
         ));
     }
-    let target_blobs = to.open_blobs().map_err(failure)?;
+    let bad = |e: crate::backends::BackendError| {
+        let hint = e.hint();
+        Failure::new(e, hint)
+    };
+    let mut to = (*backends).clone();
+    if let Some(url) = to_store {
+        to.store = crate::backends::parse_store(url).map_err(bad)?;
+        if to.store == backends.store {
+            return Err(Failure::new(
+                format!("the data directory's store is {url} already"),
+                "give another --to-store".to_string(),
+            ));
+        }
+    }
+    if let Some(url) = to_blobs {
+        to.blobs = crate::backends::parse_blobs(url).map_err(bad)?;
+        if to.blobs == backends.blobs {
+            return Err(Failure::new(
+                format!("the data directory's blobs are {url} already"),
+                "give another --to-blobs".to_string(),
+            ));
+        }
+    }
     let repos = open(backends, layout)?;
-    let bar = super::progress::Bar::new(!json);
-    let m = repos
-        .migrate_blobs(target_blobs.as_ref(), &bar)
-        .map_err(failure)?;
+    let mut done = serde_json::Map::new();
+    if to_blobs.is_some() {
+        let target_blobs = to.open_blobs().map_err(failure)?;
+        let bar = super::progress::Bar::new(!json);
+        let m = repos
+            .migrate_blobs(target_blobs.as_ref(), &bar)
+            .map_err(failure)?;
+        if !json {
+            println!(
+                "blobs: {} objects named; {} copied ({} bytes), the others were there \
+                 already; each checked against its source",
+                m.objects, m.copied, m.bytes
+            );
+        }
+        done.insert("blobs".into(), serde_json::to_value(&m).unwrap_or_default());
+    }
+    if to_store.is_some() {
+        let target_store = to
+            .open_store(std::time::Duration::from_secs(30))
+            .map_err(failure)?;
+        let m = repos
+            .migrate_store(target_store.as_ref())
+            .map_err(failure)?;
+        if !json {
+            println!(
+                "store: {} records copied ({} packages with their index entries)",
+                m.records, m.packages
+            );
+        }
+        done.insert("store".into(), serde_json::to_value(&m).unwrap_or_default());
+    }
     if json {
-        print_json(&m)?;
+        print_json(&done)?;
     } else {
         println!(
-            "{} objects named; {} copied ({} bytes), the others were there already; each \
-             checked against its source",
-            m.objects, m.copied, m.bytes
+            "next: name them in packyard.toml (store = \"...\", blobs = \"...\") or with \
+             --store/--blobs; the source is as it was"
         );
-        println!("next: set blobs = \"{url}\" in packyard.toml (or --blobs) to use them");
     }
     Ok(ExitCode::SUCCESS)
 }

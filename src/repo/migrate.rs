@@ -24,6 +24,13 @@ pub struct Migrated {
     pub bytes: u64,
 }
 
+/// What a store migration copied.
+#[derive(Debug, Default, Clone, Serialize, serde::Deserialize, PartialEq, Eq)]
+pub struct StoreMigrated {
+    pub records: usize,
+    pub packages: usize,
+}
+
 fn sha(b: &[u8]) -> String {
     format!("{:x}", Sha256::digest(b))
 }
@@ -138,6 +145,99 @@ impl Repositories {
             progress.advance(1);
         }
         progress.finish();
+        Ok(out)
+    }
+
+    /// Copies every record of this data directory's store into `to` (an empty store, or
+    /// one an interrupted migration filled in part: every record is put again, whole, so
+    /// running it twice leaves the same store): repositories with their packages and
+    /// index entries, cached index segments, generations, files that left, locks, tokens,
+    /// secret keys, delete marks, and the build farm's builds and tasks. Each
+    /// repository's records go in one batch. The source is only read.
+    pub fn migrate_store(&self, to: &dyn crate::store::Store) -> Result<StoreMigrated, RepoError> {
+        let mut out = StoreMigrated::default();
+        let mut first = Vec::new();
+        for t in self.store.tokens()? {
+            first.push(Change::PutToken(t));
+        }
+        for l in self.store.locks()? {
+            first.push(Change::PutLock(l));
+        }
+        out.records += first.len();
+        to.apply(first)?;
+        for record in self.store.repos()? {
+            let repo = record.name.clone();
+            let _guard = self.lock_repo(&repo)?;
+            let mut batch = vec![Change::PutRepo(record.clone())];
+            let mut rows: std::collections::HashMap<
+                String,
+                std::sync::Arc<Vec<crate::store::IndexRow>>,
+            > = Default::default();
+            for mut p in self.store.packages(&repo)? {
+                if let Some(l) = p.listed.clone() {
+                    if !rows.contains_key(&l.tree) {
+                        rows.insert(l.tree.clone(), self.store.index_entries(&repo, &l.tree)?);
+                    }
+                    let key = format!("{}\0{}", l.order, p.path);
+                    if let Some(row) = rows[&l.tree].iter().find(|r| r.key == key) {
+                        p.index = row.entry.clone();
+                    }
+                }
+                batch.push(Change::PutPackage {
+                    repo: repo.clone(),
+                    record: p,
+                });
+                out.packages += 1;
+            }
+            let mut trees = self.trees_of(&record)?;
+            trees.extend(record.pending.iter().cloned());
+            for tree in &trees {
+                for (key, bytes) in self.store.segments(&repo, tree)?.iter() {
+                    batch.push(Change::PutSegment {
+                        repo: repo.clone(),
+                        tree: tree.clone(),
+                        key: key.clone(),
+                        bytes: bytes.clone(),
+                    });
+                }
+                let files = self.store.left_files(&repo, tree)?;
+                if !files.is_empty() {
+                    batch.push(Change::PutLeft {
+                        repo: repo.clone(),
+                        tree: tree.clone(),
+                        files,
+                    });
+                }
+            }
+            for dir in self.index_dirs(&record)? {
+                if let Some(generation) = self.store.generation(&repo, &dir)? {
+                    batch.push(Change::PutGeneration {
+                        repo: repo.clone(),
+                        dir,
+                        generation,
+                    });
+                }
+            }
+            out.records += batch.len();
+            to.apply(batch)?;
+            if let Some(key) = self.store.secret_key(&repo)? {
+                to.put_secret_key(&repo, &key)?;
+            }
+        }
+        let marks: Vec<Change> = self
+            .store
+            .deleting()?
+            .into_iter()
+            .map(|repo| Change::Deleting { repo, marked: true })
+            .collect();
+        out.records += marks.len();
+        to.apply(marks)?;
+        for b in self.store.farm_builds()? {
+            let mut batch = vec![Change::PutFarmBuild(b.clone())];
+            batch.extend(self.store.tasks(b.id)?.into_iter().map(Change::PutTask));
+            out.records += batch.len();
+            to.apply(batch)?;
+        }
         Ok(out)
     }
 

@@ -761,6 +761,12 @@ fn change<C: GenericClient>(db: &mut Db<'_, C>, c: &Change) -> Result<(), Fail> 
                  ON CONFLICT (id) DO UPDATE SET record = excluded.record",
                 &[&build_id(b.id)?, &encode(b)],
             )?;
+            // A build put with its id (a migration) is never handed out again.
+            db.execute(
+                "SELECT setval('farm_build_ids', GREATEST($1, \
+                 (SELECT last_value FROM farm_build_ids)))",
+                &[&build_id(b.id)?],
+            )?;
         }
         Change::PutTask(t) => put_task(db, t)?,
     }

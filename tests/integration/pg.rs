@@ -96,7 +96,7 @@ fn as_server_user(cmd: &mut Command) {
 }
 
 /// The running server's port, or `None` (skipped) where PostgreSQL is missing outside CI.
-fn server() -> Option<u16> {
+pub(crate) fn server() -> Option<u16> {
     static PORT: OnceLock<Option<u16>> = OnceLock::new();
     *PORT.get_or_init(|| {
         let Some(bin) = bin_dir() else {
@@ -172,7 +172,7 @@ fn admin_url(port: u16) -> String {
 
 /// A new database on the server, and its `--store` URL. Its default collation is ICU's
 /// English where the server has ICU (so byte order is not what sorting text gives).
-fn database(port: u16, name: &str) -> String {
+pub(crate) fn database(port: u16, name: &str) -> String {
     let mut admin = postgres::Client::connect(&admin_url(port), postgres::NoTls).unwrap();
     let icu = format!(
         "CREATE DATABASE {name} TEMPLATE template0 ENCODING 'UTF8' \

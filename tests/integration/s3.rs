@@ -11,11 +11,11 @@ use packyard::blobs::{Blobs, Data, S3Blobs};
 
 use crate::support::root;
 
-const KEY: &str = "packyard-test";
-const SECRET: &str = "packyard-test-secret";
+pub(crate) const KEY: &str = "packyard-test";
+pub(crate) const SECRET: &str = "packyard-test-secret";
 
 /// The running store's S3 port, or `None` (skipped) where `weed` is missing outside CI.
-fn weed() -> Option<u16> {
+pub(crate) fn weed() -> Option<u16> {
     static PORT: OnceLock<Option<u16>> = OnceLock::new();
     *PORT.get_or_init(|| {
         let bin = std::env::var_os("PACKYARD_TEST_WEED")
@@ -67,7 +67,7 @@ fn weed() -> Option<u16> {
 }
 
 /// A new bucket on the store, and the `--blobs` URL of a prefix in it.
-fn bucket(port: u16, name: &str) -> String {
+pub(crate) fn bucket(port: u16, name: &str) -> String {
     let endpoint: url::Url = format!("http://127.0.0.1:{port}").parse().unwrap();
     let bucket = rusty_s3::Bucket::new(
         endpoint,
@@ -462,4 +462,149 @@ fn the_0_1_data_directory_migrates_to_s3_and_serves_the_same_bytes() {
         assert_eq!(a.0, 200, "{r}/{p}");
         assert!(a.1 == b.1, "{r}/{p}: other bytes after the migration");
     }
+}
+
+/// A `packyard serve` on a data directory whose store is not the embedded one (no
+/// `server.json`): ready once `/healthz` answers; stopped when dropped.
+struct Served {
+    child: std::process::Child,
+    url: String,
+}
+
+impl Served {
+    fn start(data: &std::path::Path) -> Served {
+        let port = crate::support::free_port();
+        let child = Command::new(env!("CARGO_BIN_EXE_packyard"))
+            .arg("--data")
+            .arg(data)
+            .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let url = format!("http://127.0.0.1:{port}");
+        let start = Instant::now();
+        while ureq::get(&format!("{url}/healthz")).call().is_err() {
+            assert!(
+                start.elapsed() < Duration::from_secs(60),
+                "no server on {url}"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Served { child, url }
+    }
+
+    fn get_as(&self, path: &str, token: &str) -> (u16, Vec<u8>) {
+        let mut r = ureq::get(&format!("{}{path}", self.url))
+            .header("Authorization", format!("Bearer {token}"))
+            .config()
+            .http_status_as_error(false)
+            .build()
+            .call()
+            .unwrap();
+        let body = r
+            .body_mut()
+            .with_config()
+            .limit(1 << 30)
+            .read_to_vec()
+            .unwrap();
+        (r.status().as_u16(), body)
+    }
+}
+
+impl Drop for Served {
+    fn drop(&mut self) {
+        // SAFETY: signalling our own child.
+        unsafe { libc::kill(self.child.id() as libc::pid_t, libc::SIGTERM) };
+        let _ = self.child.wait();
+    }
+}
+
+/// The 0.1 data directory moved to PostgreSQL and a bucket (`migrate --to-store
+/// --to-blobs`): a server on a new data directory naming only those serves every package,
+/// key and index byte for byte, with the same tokens; a second migration changes nothing.
+#[test]
+fn the_0_1_data_directory_migrates_to_postgres_and_s3() {
+    let (Some(port), Some(pg)) = (weed(), crate::pg::server()) else {
+        return;
+    };
+    let spec = bucket(port, "cluster");
+    let store = crate::pg::database(pg, "migrated");
+    let m = crate::upgrade::manifest();
+    let t = tempfile::tempdir().unwrap();
+    let d = t.path().join("data");
+    crate::upgrade::unpack_fixture(&d);
+    let token = m.tokens["fixture-builder"].1.clone();
+    let mut paths: Vec<String> = m
+        .files
+        .iter()
+        .map(|(r, p, _)| format!("/repos/{r}/{p}"))
+        .collect();
+    for r in m.repos.keys() {
+        for p in [
+            "key.asc",
+            "yum/el9_x86_64/repodata/repomd.xml",
+            "apt/dists/deb12/InRelease",
+        ] {
+            paths.push(format!("/repos/{r}/{p}"));
+        }
+    }
+    paths.push("/api/v1/locks".into());
+    let server = crate::serve::Server::start(&d, &[]);
+    let before: Vec<(u16, Vec<u8>)> = paths
+        .iter()
+        .map(|p| server.get_as(p, Some(&token)))
+        .collect();
+    assert!(server.stop().success());
+
+    let migrate = || -> serde_json::Value {
+        let out = Command::new(env!("CARGO_BIN_EXE_packyard"))
+            .arg("--data")
+            .arg(&d)
+            .args([
+                "--json",
+                "migrate",
+                "--to-store",
+                &store,
+                "--to-blobs",
+                &spec,
+            ])
+            .env("AWS_ACCESS_KEY_ID", KEY)
+            .env("AWS_SECRET_ACCESS_KEY", SECRET)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice(&out.stdout).unwrap()
+    };
+    let first = migrate();
+    assert!(first["store"]["packages"].as_u64().unwrap() > 50, "{first}");
+    let second = migrate();
+    assert_eq!(second["blobs"]["copied"], 0, "{second}");
+    assert_eq!(second["store"], first["store"]);
+
+    // A data directory holding nothing but the names of the database and the bucket.
+    let d2 = t.path().join("elsewhere");
+    std::fs::create_dir_all(&d2).unwrap();
+    std::fs::write(
+        d2.join("packyard.toml"),
+        format!(
+            "store = \"{store}\"\nblobs = \"{spec}\"\n[s3]\naccess_key_id = \"{KEY}\"\nsecret_access_key = \"{SECRET}\"\n"
+        ),
+    )
+    .unwrap();
+    let served = Served::start(&d2);
+    for (p, (b, a)) in paths.iter().zip(
+        before
+            .iter()
+            .zip(paths.iter().map(|p| served.get_as(p, &token))),
+    ) {
+        assert_eq!(a.0, b.0, "{p}");
+        assert!(a.1 == b.1, "{p}: other bytes after the migration");
+    }
+    drop(served);
+    assert!(!d2.join("repos").exists() || walk(&d2.join("repos")).is_empty());
 }
