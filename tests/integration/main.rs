@@ -7,6 +7,7 @@ mod agent;
 mod api_spec;
 mod build;
 mod cli;
+mod cluster;
 mod damaged;
 mod farm;
 mod fixtures_build;

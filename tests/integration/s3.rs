@@ -439,14 +439,14 @@ fn the_0_1_data_directory_migrates_to_s3_and_serves_the_same_bytes() {
         serde_json::from_slice(&out.stdout).unwrap()
     };
     let first = migrate();
-    assert!(first["copied"].as_u64().unwrap() > 100, "{first}");
-    assert_eq!(migrate()["copied"], 0);
+    assert!(first["blobs"]["copied"].as_u64().unwrap() > 100, "{first}");
+    assert_eq!(migrate()["blobs"]["copied"], 0);
     // Three objects lost on the way: the next run copies those three.
     let bucket = open(&spec);
     for key in bucket.list("nightly").unwrap().iter().take(3) {
         bucket.remove(key).unwrap();
     }
-    assert_eq!(migrate()["copied"], 3);
+    assert_eq!(migrate()["blobs"]["copied"], 3);
 
     std::fs::write(
         d.join("packyard.toml"),
