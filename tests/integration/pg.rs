@@ -125,34 +125,18 @@ pub(crate) fn server() -> Option<u16> {
             String::from_utf8_lossy(&out.stderr)
         );
         let port = crate::support::free_port();
-        let (tx, rx) = std::sync::mpsc::channel();
-        // The server is started from a thread that lives as long as the tests do: it dies
-        // with the thread that started it (PR_SET_PDEATHSIG), so it never outlives them.
-        let postgres = bin.join("postgres");
         let log = std::fs::File::create(dir.join("server.log")).unwrap();
-        std::thread::spawn(move || {
-            let mut cmd = Command::new(postgres);
-            cmd.arg("-D")
-                .arg(&data)
-                .args(["-c", "listen_addresses=127.0.0.1", "-p", &port.to_string()])
-                .arg("-k")
-                .arg(&dir)
-                .args(["-c", "fsync=off", "-c", "max_connections=300"])
-                .stdout(Stdio::null())
-                .stderr(log);
-            as_server_user(&mut cmd);
-            // After the change of user (which clears the setting).
-            unsafe {
-                std::os::unix::process::CommandExt::pre_exec(&mut cmd, || {
-                    libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
-                    Ok(())
-                });
-            }
-            let mut child = cmd.spawn().expect("postgres starts");
-            let _ = tx.send(child.id());
-            let _ = child.wait();
-        });
-        rx.recv().unwrap();
+        let mut cmd = Command::new(bin.join("postgres"));
+        cmd.arg("-D")
+            .arg(&data)
+            .args(["-c", "listen_addresses=127.0.0.1", "-p", &port.to_string()])
+            .arg("-k")
+            .arg(&dir)
+            .args(["-c", "fsync=off", "-c", "max_connections=300"])
+            .stdout(Stdio::null())
+            .stderr(log);
+        as_server_user(&mut cmd);
+        crate::support::spawn_for_the_run(cmd);
         let start = Instant::now();
         while postgres::Client::connect(&admin_url(port), postgres::NoTls).is_err() {
             assert!(

@@ -25,35 +25,21 @@ pub(crate) fn weed() -> Option<u16> {
             return None;
         }
         let port = crate::support::free_port();
-        let (tx, rx) = std::sync::mpsc::channel();
-        // The store is started from a thread that lives as long as the tests do: it dies
-        // with the thread that started it (PR_SET_PDEATHSIG), so it never outlives them.
-        std::thread::spawn(move || {
-            // One place, emptied at each start: the store is killed with the tests, so
-            // nothing would remove a temporary directory after it.
-            let dir = root().join("target/test-weed");
-            let _ = std::fs::remove_dir_all(&dir);
-            std::fs::create_dir_all(&dir).unwrap();
-            let mut cmd = Command::new(&bin);
-            cmd.arg("mini")
-                .arg(format!("-dir={}", dir.display()))
-                .args(["-ip=127.0.0.1", "-ip.bind=127.0.0.1", "-admin.ui=false"])
-                .arg(format!("-s3.port={port}"))
-                .env("AWS_ACCESS_KEY_ID", KEY)
-                .env("AWS_SECRET_ACCESS_KEY", SECRET)
-                .stdout(Stdio::null())
-                .stderr(Stdio::null());
-            unsafe {
-                std::os::unix::process::CommandExt::pre_exec(&mut cmd, || {
-                    libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
-                    Ok(())
-                });
-            }
-            let mut child = cmd.spawn().expect("weed starts");
-            let _ = tx.send(child.id());
-            let _ = child.wait();
-        });
-        rx.recv().unwrap();
+        // One place, emptied at each start: the store is killed with the tests, so
+        // nothing would remove a temporary directory after it.
+        let dir = root().join("target/test-weed");
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let mut cmd = Command::new(&bin);
+        cmd.arg("mini")
+            .arg(format!("-dir={}", dir.display()))
+            .args(["-ip=127.0.0.1", "-ip.bind=127.0.0.1", "-admin.ui=false"])
+            .arg(format!("-s3.port={port}"))
+            .env("AWS_ACCESS_KEY_ID", KEY)
+            .env("AWS_SECRET_ACCESS_KEY", SECRET)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        crate::support::spawn_for_the_run(cmd);
         let start = Instant::now();
         while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
             assert!(
@@ -397,24 +383,11 @@ fn the_0_1_data_directory_migrates_to_s3_and_serves_the_same_bytes() {
     let d = t.path().join("data");
     crate::upgrade::unpack_fixture(&d);
     let token = m.tokens["fixture-builder"].1.clone();
-    let mut paths: Vec<(String, String)> = m
-        .files
-        .iter()
-        .map(|(r, p, _)| (r.clone(), p.clone()))
-        .collect();
-    for r in m.repos.keys() {
-        for p in [
-            "key.asc",
-            "yum/el9_x86_64/repodata/repomd.xml",
-            "apt/dists/deb12/InRelease",
-        ] {
-            paths.push((r.clone(), p.to_string()));
-        }
-    }
+    let paths = fixture_paths(&m);
     let fetch_all = |server: &crate::serve::Server| -> Vec<(u16, Vec<u8>)> {
         paths
             .iter()
-            .map(|(r, p)| server.get_as(&format!("/repos/{r}/{p}"), Some(&token)))
+            .map(|p| server.get_as(p, Some(&token)))
             .collect()
     };
     let server = crate::serve::Server::start(&d, &[]);
@@ -458,9 +431,9 @@ fn the_0_1_data_directory_migrates_to_s3_and_serves_the_same_bytes() {
     let server = crate::serve::Server::start(&d, &[]);
     let after = fetch_all(&server);
     assert!(server.stop().success());
-    for ((r, p), (b, a)) in paths.iter().zip(before.iter().zip(&after)) {
-        assert_eq!(a.0, 200, "{r}/{p}");
-        assert!(a.1 == b.1, "{r}/{p}: other bytes after the migration");
+    for (p, (b, a)) in paths.iter().zip(before.iter().zip(&after)) {
+        assert_eq!(a.0, 200, "{p}");
+        assert!(a.1 == b.1, "{p}: other bytes after the migration");
     }
 }
 
@@ -535,20 +508,7 @@ fn the_0_1_data_directory_migrates_to_postgres_and_s3() {
     let d = t.path().join("data");
     crate::upgrade::unpack_fixture(&d);
     let token = m.tokens["fixture-builder"].1.clone();
-    let mut paths: Vec<String> = m
-        .files
-        .iter()
-        .map(|(r, p, _)| format!("/repos/{r}/{p}"))
-        .collect();
-    for r in m.repos.keys() {
-        for p in [
-            "key.asc",
-            "yum/el9_x86_64/repodata/repomd.xml",
-            "apt/dists/deb12/InRelease",
-        ] {
-            paths.push(format!("/repos/{r}/{p}"));
-        }
-    }
+    let mut paths = fixture_paths(&m);
     paths.push("/api/v1/locks".into());
     let server = crate::serve::Server::start(&d, &[]);
     let before: Vec<(u16, Vec<u8>)> = paths
@@ -607,4 +567,24 @@ fn the_0_1_data_directory_migrates_to_postgres_and_s3() {
     }
     drop(served);
     assert!(!d2.join("repos").exists() || walk(&d2.join("repos")).is_empty());
+}
+
+/// What the 0.1 fixture serves, as URL paths: every package file, and each repository's
+/// public key and index entry points.
+fn fixture_paths(m: &crate::upgrade::Manifest) -> Vec<String> {
+    let mut paths: Vec<String> = m
+        .files
+        .iter()
+        .map(|(r, p, _)| format!("/repos/{r}/{p}"))
+        .collect();
+    for r in m.repos.keys() {
+        for p in [
+            "key.asc",
+            "yum/el9_x86_64/repodata/repomd.xml",
+            "apt/dists/deb12/InRelease",
+        ] {
+            paths.push(format!("/repos/{r}/{p}"));
+        }
+    }
+    paths
 }

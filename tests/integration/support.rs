@@ -52,6 +52,26 @@ pub fn have_tool(cmd: &str, probe: &[&str]) -> bool {
     ok
 }
 
+/// Starts the engine `cmd` (a database, an object store) for the whole test run, from a
+/// thread that lives as long as the tests do: it dies with that thread (PR_SET_PDEATHSIG,
+/// set after any change of user the command makes), so it never outlives the tests.
+pub fn spawn_for_the_run(mut cmd: std::process::Command) {
+    // SAFETY: prctl only, between fork and exec.
+    unsafe {
+        std::os::unix::process::CommandExt::pre_exec(&mut cmd, || {
+            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+            Ok(())
+        });
+    }
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut child = cmd.spawn().expect("the engine starts");
+        let _ = tx.send(());
+        let _ = child.wait();
+    });
+    rx.recv().unwrap();
+}
+
 /// A loopback port that was free a moment ago.
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
