@@ -180,11 +180,24 @@ impl Backends {
         }
     }
 
+    /// The data directory's own files (`<data>/repos`), read without the store: what a
+    /// `file://` reader of the repositories sees.
+    pub fn file_blobs(&self) -> FsBlobs {
+        FsBlobs::new(self.data.join("repos"))
+    }
+
     /// The blob backend, checked: an object store that cannot be reached, or refuses the
     /// credentials or the bucket, is an error now rather than at the first upload.
     pub fn open_blobs(&self) -> Result<Box<dyn Blobs>, crate::repo::RepoError> {
         match &self.blobs {
-            BlobsUrl::File => Ok(Box::new(FsBlobs::new(self.data.join("repos")))),
+            BlobsUrl::File => {
+                let root = self.data.join("repos");
+                std::fs::create_dir_all(&root).map_err(|source| crate::repo::RepoError::Io {
+                    path: root.clone(),
+                    source,
+                })?;
+                Ok(Box::new(self.file_blobs()))
+            }
             BlobsUrl::S3(url) => {
                 let b = match &self.s3 {
                     Some(c) => S3Blobs::open_with(url, &c.access_key_id, &c.secret_access_key)?,

@@ -58,7 +58,7 @@ impl FsBlobs {
         self.make_dir(dir)?;
         // A file system (or kernel, or a missing `/proc`) without unnamed files: a
         // temporary name, then a rename over the old file.
-        if put_new(dir, &path, fill).map_err(io_at(&path))? {
+        if link_unnamed(dir, &path, fill).map_err(io_at(&path))? {
             return Ok(());
         }
         let mut tmp = tempfile::Builder::new()
@@ -89,7 +89,7 @@ fn io_at(path: &Path) -> impl FnOnce(io::Error) -> BlobError + '_ {
 /// removal, most of a small file's cost. `Ok(false)`,
 /// before anything is filled, where unnamed files cannot be made or linked: `fill` may
 /// read a stream, so it runs once at most.
-fn put_new(
+fn link_unnamed(
     dir: &Path,
     path: &Path,
     fill: &mut dyn FnMut(&mut File) -> io::Result<()>,

@@ -170,7 +170,39 @@ impl S3Blobs {
         }
     }
 
-    /// PUTs `body` (with `len` bytes) to `key`, with extra signed headers.
+    /// PUTs `body` to `key` with extra signed headers, once it is checked whole against
+    /// `sha256`: a stream goes through a temporary file, hashed on the way, so a large
+    /// package is never all in memory and nothing is sent that does not match.
+    fn checked_put(
+        &self,
+        key: &str,
+        body: Body<'_>,
+        sha256: Option<&str>,
+        headers: &[(&'static str, String)],
+    ) -> Result<Response, BlobError> {
+        match body {
+            Body::Bytes(bytes) => {
+                if sha256.is_some() {
+                    let named = std::path::Path::new(key);
+                    copy_checked(&mut &bytes[..], &mut std::io::sink(), sha256, named)
+                        .map_err(remote)??;
+                }
+                self.put_object(key, headers, |req| req.send(bytes))
+            }
+            Body::Read { from, source } => {
+                let io = |e| BlobError::Io {
+                    path: source.to_path_buf(),
+                    source: e,
+                };
+                let mut tmp = tempfile::tempfile().map_err(io)?;
+                copy_checked(from, &mut tmp, sha256, source).map_err(io)??;
+                tmp.rewind().map_err(io)?;
+                self.put_object(key, headers, |req| req.send(&tmp))
+            }
+        }
+    }
+
+    /// A signed PUT of `key` (the extra headers signed too); `send` gives the body.
     fn put_object(
         &self,
         key: &str,
@@ -196,37 +228,7 @@ impl S3Blobs {
 
 impl Blobs for S3Blobs {
     fn put(&self, key: &str, body: Body<'_>, sha256: Option<&str>) -> Result<(), BlobError> {
-        let r = match body {
-            Body::Bytes(bytes) => {
-                if sha256.is_some() {
-                    copy_checked(
-                        &mut &bytes[..],
-                        &mut std::io::sink(),
-                        sha256,
-                        std::path::Path::new(key),
-                    )
-                    .map_err(remote)??;
-                }
-                self.put_object(key, &[], |req| req.send(bytes))?
-            }
-            Body::Read { from, source } => {
-                // Checked whole before anything is sent: a temporary file, hashed on the
-                // way, so a large package is never all in memory.
-                let mut tmp = tempfile::tempfile().map_err(|e| BlobError::Io {
-                    path: source.to_path_buf(),
-                    source: e,
-                })?;
-                copy_checked(from, &mut tmp, sha256, source).map_err(|e| BlobError::Io {
-                    path: source.to_path_buf(),
-                    source: e,
-                })??;
-                tmp.rewind().map_err(|e| BlobError::Io {
-                    path: source.to_path_buf(),
-                    source: e,
-                })?;
-                self.put_object(key, &[], |req| req.send(&tmp))?
-            }
-        };
+        let r = self.checked_put(key, body, sha256, &[])?;
         match r.status().as_u16() {
             200 | 201 | 204 => Ok(()),
             _ => Err(self.failed(key, "a put", r)),
@@ -234,29 +236,8 @@ impl Blobs for S3Blobs {
     }
 
     fn put_new(&self, key: &str, body: Body<'_>, sha256: Option<&str>) -> Result<bool, BlobError> {
-        let bytes = match body {
-            Body::Bytes(b) => std::borrow::Cow::Borrowed(b),
-            Body::Read { from, source } => {
-                let mut out = Vec::new();
-                copy_checked(from, &mut out, sha256, source).map_err(|e| BlobError::Io {
-                    path: source.to_path_buf(),
-                    source: e,
-                })??;
-                std::borrow::Cow::Owned(out)
-            }
-        };
-        if sha256.is_some() {
-            copy_checked(
-                &mut &bytes[..],
-                &mut std::io::sink(),
-                sha256,
-                std::path::Path::new(key),
-            )
-            .map_err(remote)??;
-        }
         // Create-only: the store answers 412 when the key holds an object already.
-        let only_new = [("if-none-match", "*".to_string())];
-        let r = self.put_object(key, &only_new, |req| req.send(&bytes[..]))?;
+        let r = self.checked_put(key, body, sha256, &[("if-none-match", "*".to_string())])?;
         match r.status().as_u16() {
             200 | 201 | 204 => Ok(true),
             412 => Ok(false),

@@ -81,7 +81,7 @@ impl LocalBuildRepo {
         // The repositories a file backend holds are its top directories; any other
         // backend is asked through the store.
         let dirs = match backends.blobs {
-            crate::backends::BlobsUrl::File => crate::repo::data_blobs(&backends.data).top_names(),
+            crate::backends::BlobsUrl::File => backends.file_blobs().top_names(),
             _ => vec![],
         };
         let blobs = std::sync::Arc::from(backends.open_blobs()?);

@@ -309,21 +309,34 @@ pub fn cmd_publish(args: PublishArgs, target: &Target, json: bool) -> Outcome {
     print_report(&report, json)
 }
 
+/// The data directory of a command that runs only where the data is.
+fn where_the_data_is<'t>(
+    target: &'t Target,
+    command: &str,
+    hint: &str,
+) -> Result<(&'t Layout, &'t crate::backends::Backends), Failure> {
+    match target {
+        Target::Local {
+            layout, backends, ..
+        } => Ok((layout, backends)),
+        Target::Remote { .. } => Err(Failure::new(
+            format!("{command} runs where the data is, not through a server"),
+            hint.to_string(),
+        )),
+    }
+}
+
 pub fn cmd_migrate(
     to_blobs: Option<&str>,
     to_store: Option<&str>,
     target: &Target,
     json: bool,
 ) -> Outcome {
-    let Target::Local {
-        layout, backends, ..
-    } = target
-    else {
-        return Err(Failure::new(
-            "migrate runs where the data is, not through a server",
-            "stop the server, then run it on the data directory".to_string(),
-        ));
-    };
+    let (layout, backends) = where_the_data_is(
+        target,
+        "migrate",
+        "stop the server, then run it on the data directory",
+    )?;
     if to_store.is_none() && to_blobs.is_none() {
         return Err(Failure::new(
             "nothing to migrate to",
@@ -399,15 +412,11 @@ pub fn cmd_migrate(
 }
 
 pub fn cmd_gc(grace: u64, dry_run: bool, target: &Target, json: bool) -> Outcome {
-    let Target::Local {
-        layout, backends, ..
-    } = target
-    else {
-        return Err(Failure::new(
-            "gc runs where the data is, not through a server",
-            "a server collects by itself every hour; on its machine, stop it or wait".to_string(),
-        ));
-    };
+    let (layout, backends) = where_the_data_is(
+        target,
+        "gc",
+        "a server collects by itself every hour; on its machine, stop it or wait",
+    )?;
     let repos = open(backends, layout)?;
     let c = repos
         .collect(std::time::Duration::from_secs(grace), dry_run)

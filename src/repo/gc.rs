@@ -43,10 +43,7 @@ impl Repositories {
             keys.insert(p.path);
         }
         keys.insert(self.layout.repository.key.clone());
-        let record = self.repo(repo)?;
-        let mut trees = self.trees_of(&record)?;
-        trees.extend(record.pending.iter().cloned());
-        for tree in &trees {
+        for tree in &self.all_trees(&self.repo(repo)?)? {
             keys.extend(
                 self.store
                     .left_files(repo, tree)?

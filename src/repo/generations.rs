@@ -44,6 +44,27 @@ pub fn file_key(dir: &str, generation: &str, file: &str) -> String {
     under(&under(split(dir).0, generation), file)
 }
 
+/// The generation direct readers see in directory `dir` (a key), as a record: what a
+/// data directory written before the store named generations holds instead of one.
+pub fn shown(blobs: &dyn Blobs, dir: &str) -> Result<Option<Generation>, BlobError> {
+    let Some(name) = blobs.shown(dir) else {
+        return Ok(None);
+    };
+    let prefix = file_key(dir, &name, "");
+    let prefix = prefix.trim_end_matches('/');
+    let files = blobs
+        .list(prefix)?
+        .into_iter()
+        .filter_map(|k| k.strip_prefix(&format!("{prefix}/")).map(str::to_string))
+        .collect();
+    Ok(Some(Generation {
+        name,
+        files,
+        carried: vec![],
+        previous: None,
+    }))
+}
+
 /// Writes `files` as the next generation of directory `dir` (a key, `<repo>/...`) whose
 /// current one is `current` (from the store; or, for data written before generations were
 /// recorded, what the blobs show), durably. Returns the record to store and whether the
@@ -65,22 +86,7 @@ pub fn write(
     // blobs show, and every file in it may be carried.
     let shown = match current {
         Some(_) => None,
-        None => blobs.shown(dir).map(|g| {
-            let prefix = file_key(dir, &g, "");
-            let prefix = prefix.trim_end_matches('/');
-            let files = blobs
-                .list(prefix)
-                .unwrap_or_default()
-                .into_iter()
-                .filter_map(|k| k.strip_prefix(&format!("{prefix}/")).map(str::to_string))
-                .collect();
-            Generation {
-                name: g,
-                files,
-                carried: vec![],
-                previous: None,
-            }
-        }),
+        None => shown(blobs, dir)?,
     };
     let current = current.or(shown.as_ref());
     if let Some(cur) = current

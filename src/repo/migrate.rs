@@ -12,7 +12,7 @@ use sha2::{Digest, Sha256};
 
 use super::{RepoError, Repositories};
 use crate::blobs::{Blobs, Body};
-use crate::store::{Change, FileKind, Generation};
+use crate::store::{Change, FileKind};
 
 /// What a migration did.
 #[derive(Debug, Default, Clone, Serialize, serde::Deserialize, PartialEq, Eq)]
@@ -68,29 +68,17 @@ impl Repositories {
             // Each index directory's current generation (recorded now where a data
             // directory written before generations were recorded only shows one).
             let mut shown = Vec::new();
-            for dir in self.index_dirs(&record)? {
+            for dir in self
+                .all_trees(&record)?
+                .iter()
+                .filter_map(|t| self.index_dir_of(t))
+            {
                 let key = format!("{repo}/{dir}");
                 let g = match self.store.generation(&repo, &dir)? {
                     Some(g) => g,
                     None => {
-                        let Some(name) = self.blobs.shown(&key) else {
+                        let Some(g) = super::generations::shown(&*self.blobs, &key)? else {
                             continue;
-                        };
-                        let prefix = super::generations::file_key(&key, &name, "");
-                        let prefix = prefix.trim_end_matches('/').to_string();
-                        let files = self
-                            .blobs
-                            .list(&prefix)?
-                            .into_iter()
-                            .filter_map(|k| {
-                                k.strip_prefix(&format!("{prefix}/")).map(str::to_string)
-                            })
-                            .collect();
-                        let g = Generation {
-                            name,
-                            files,
-                            carried: vec![],
-                            previous: None,
                         };
                         self.store.apply(vec![Change::PutGeneration {
                             repo: repo.clone(),
@@ -189,9 +177,7 @@ impl Repositories {
                 });
                 out.packages += 1;
             }
-            let mut trees = self.trees_of(&record)?;
-            trees.extend(record.pending.iter().cloned());
-            for tree in &trees {
+            for tree in &self.all_trees(&record)? {
                 for (key, bytes) in self.store.segments(&repo, tree)?.iter() {
                     batch.push(Change::PutSegment {
                         repo: repo.clone(),
@@ -209,7 +195,11 @@ impl Repositories {
                     });
                 }
             }
-            for dir in self.index_dirs(&record)? {
+            for dir in self
+                .all_trees(&record)?
+                .iter()
+                .filter_map(|t| self.index_dir_of(t))
+            {
                 if let Some(generation) = self.store.generation(&repo, &dir)? {
                     batch.push(Change::PutGeneration {
                         repo: repo.clone(),
@@ -239,26 +229,6 @@ impl Repositories {
             to.apply(batch)?;
         }
         Ok(out)
-    }
-
-    /// The index directories of `repo`'s trees, relative to it.
-    fn index_dirs(&self, repo: &crate::store::RepoRecord) -> Result<Vec<String>, RepoError> {
-        let mut trees = self.trees_of(repo)?;
-        trees.extend(repo.pending.iter().cloned());
-        Ok(trees
-            .into_iter()
-            .filter_map(|t| {
-                if let Some(platform) = t.strip_prefix("yum/") {
-                    Some(format!(
-                        "{}/repodata",
-                        super::publish::yum_dir(self, platform)
-                    ))
-                } else {
-                    t.strip_prefix("apt/")
-                        .map(|suite| format!("{}/dists/{suite}", self.layout.repository.apt))
-                }
-            })
-            .collect())
     }
 }
 

@@ -28,7 +28,7 @@ use std::path::{Path, PathBuf};
 use serde::Serialize;
 
 use crate::backends::Backends;
-use crate::blobs::{BlobError, Blobs, FsBlobs};
+use crate::blobs::{BlobError, Blobs};
 use crate::layout::Layout;
 use crate::store::{MetadataCompression, RepoKind, RepoRecord, SledStore, Store, StoreError};
 
@@ -278,12 +278,6 @@ pub struct Repositories {
     keep_bytes: u64,
 }
 
-/// The objects of data directory `data`, without its store: for what reads a repository
-/// as a `file://` client does (a build's cache check, which never opens the store).
-pub fn data_blobs(data: &Path) -> FsBlobs {
-    FsBlobs::new(data.join("repos"))
-}
-
 /// Repository names: 1-64 of `[a-z0-9._-]`, starting with a letter or digit.
 pub fn check_repo_name(name: &str) -> Result<(), RepoError> {
     let ok = !name.is_empty()
@@ -313,9 +307,6 @@ impl Repositories {
             source,
         };
         std::fs::create_dir_all(data).map_err(io)?;
-        if b.blobs == crate::backends::BlobsUrl::File {
-            std::fs::create_dir_all(data.join("repos")).map_err(io)?;
-        }
         // The embedded store is held by one process: a server holding it answers instead.
         if b.embedded_store()
             && let Some(info) = running(data)

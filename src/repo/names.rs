@@ -31,11 +31,17 @@ impl Repositories {
         path: &str,
         ttl: std::time::Duration,
     ) -> Result<Option<String>, RepoError> {
-        let Some(p) = self.store.package(repo, path)? else {
-            return Ok(None);
-        };
-        let object = super::publish::object_key(self, &p);
-        Ok(self.blobs.url(&format!("{repo}/{object}"), ttl))
+        Ok(self
+            .package_object(repo, path)?
+            .and_then(|key| self.blobs.url(&key, ttl)))
+    }
+
+    /// The key of the object holding the package at `path` of `repo`, if there is one.
+    fn package_object(&self, repo: &str, path: &str) -> Result<Option<String>, RepoError> {
+        Ok(self
+            .store
+            .package(repo, path)?
+            .map(|p| format!("{repo}/{}", super::publish::object_key(self, &p))))
     }
 
     /// Opens what path `path` of repository `repo` reads (already checked as a key), or
@@ -57,9 +63,8 @@ impl Repositories {
         if let Some(o) = self.blobs.open(&format!("{repo}/{path}"), range.clone())? {
             return Ok(Some(o));
         }
-        if let Some(p) = self.store.package(repo, path)? {
-            let object = super::publish::object_key(self, &p);
-            return Ok(self.blobs.open(&format!("{repo}/{object}"), range)?);
+        if let Some(key) = self.package_object(repo, path)? {
+            return Ok(self.blobs.open(&key, range)?);
         }
         if let Some(stem) = path.strip_suffix(".sha256")
             && let Some(p) = self.store.package(repo, stem)?

@@ -813,6 +813,24 @@ impl Repositories {
         Ok(trees)
     }
 
+    /// The directory of index tree `tree` (`yum/<platform>`, `apt/<suite>`), relative to
+    /// the repository: `<yum dir>/repodata`, `<apt>/dists/<suite>`.
+    pub(super) fn index_dir_of(&self, tree: &str) -> Option<String> {
+        if let Some(platform) = tree.strip_prefix("yum/") {
+            Some(format!("{}/repodata", yum_dir(self, platform)))
+        } else {
+            tree.strip_prefix("apt/")
+                .map(|suite| format!("{}/dists/{suite}", self.layout.repository.apt))
+        }
+    }
+
+    /// Every index tree of `repo`, with those an interrupted publish left pending.
+    pub(super) fn all_trees(&self, repo: &RepoRecord) -> Result<BTreeSet<String>, RepoError> {
+        let mut trees = self.trees_of(repo)?;
+        trees.extend(repo.pending.iter().cloned());
+        Ok(trees)
+    }
+
     /// Rebuilds the named index trees from the store, then stores `repo` with no index
     /// pending; returns the trees that changed. `left`: files that leave each tree with
     /// this build. They stay while a kept generation names them: a tree's new generation
@@ -856,36 +874,32 @@ impl Repositories {
             // Compressed segments of earlier builds of this tree.
             let known = self.store.segments(&repo.name, index)?;
             timer.lap("read");
-            let (super::segments::Rendered { files, usage }, dir) =
-                if let Some(platform) = index.strip_prefix("yum/") {
-                    let rendered = super::yum::render(
-                        &rows,
-                        repo.yum_compression,
-                        signer.as_ref(),
-                        &known,
-                        repo.created,
-                    )?;
-                    (rendered, format!("{}/repodata", yum_dir(self, platform)))
-                } else if let Some(suite) = index.strip_prefix("apt/") {
-                    let rendered = super::apt::render(
-                        &super::apt::Suite {
-                            origin: &repo.name,
-                            suite,
-                            component: &self.layout.repository.apt_component,
-                            architectures: self.suite_architectures(repo, suite),
-                            created: repo.created,
-                        },
-                        &rows,
-                        signer.as_ref(),
-                        &known,
-                    )?;
-                    (
-                        rendered,
-                        format!("{}/dists/{suite}", self.layout.repository.apt),
-                    )
-                } else {
-                    continue;
-                };
+            let Some(dir) = self.index_dir_of(index) else {
+                continue;
+            };
+            let super::segments::Rendered { files, usage } = if index.starts_with("yum/") {
+                super::yum::render(
+                    &rows,
+                    repo.yum_compression,
+                    signer.as_ref(),
+                    &known,
+                    repo.created,
+                )?
+            } else {
+                let suite = &index["apt/".len()..];
+                super::apt::render(
+                    &super::apt::Suite {
+                        origin: &repo.name,
+                        suite,
+                        component: &self.layout.repository.apt_component,
+                        architectures: self.suite_architectures(repo, suite),
+                        created: repo.created,
+                    },
+                    &rows,
+                    signer.as_ref(),
+                    &known,
+                )?
+            };
             timer.lap("rendered");
             // Content-named files (`<sha256>-*.xml.*`, `by-hash/`) outlive their index by
             // one generation, for clients that read the previous one a moment ago.
