@@ -46,6 +46,13 @@ pub enum RepoCommand {
         #[arg(long)]
         yes: bool,
     },
+    /// Write a repository as served (packages, indexes, public key, build records) to a
+    /// directory: a `file://` repository, or the source of an rsync mirror.
+    Export {
+        name: String,
+        /// Where to write it (made if missing; files already there are replaced).
+        dir: PathBuf,
+    },
 }
 
 #[derive(Subcommand)]
@@ -159,6 +166,9 @@ impl Target<'_> {
 }
 
 pub fn cmd_repo(cmd: RepoCommand, target: &Target, json: bool) -> Outcome {
+    if let RepoCommand::Export { name, dir } = &cmd {
+        return cmd_export(name, dir, target, json);
+    }
     let service = target.service()?;
     match cmd {
         RepoCommand::Create {
@@ -232,6 +242,7 @@ pub fn cmd_repo(cmd: RepoCommand, target: &Target, json: bool) -> Outcome {
                 );
             }
         }
+        RepoCommand::Export { .. } => unreachable!("handled above"),
         RepoCommand::Show { name } => {
             let r = service.repo(&name).map_err(service_failure)?;
             if json {
@@ -324,6 +335,28 @@ fn where_the_data_is<'t>(
             hint.to_string(),
         )),
     }
+}
+
+fn cmd_export(name: &str, dir: &Path, target: &Target, json: bool) -> Outcome {
+    let (layout, backends) = where_the_data_is(
+        target,
+        "repo export",
+        "on the embedded store, stop the server (its repository directory already is \
+         this tree); on a shared store, run it without --server",
+    )?;
+    let done = open(backends, layout)?.export(name, dir).map_err(failure)?;
+    if json {
+        print_json(&done)?;
+    } else {
+        println!(
+            "wrote {} files ({} bytes) of {} to {}",
+            done.files,
+            done.bytes,
+            done.repo,
+            dir.display()
+        );
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 pub fn cmd_migrate(

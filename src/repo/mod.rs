@@ -12,6 +12,7 @@
 pub mod apt;
 pub mod builds;
 pub mod details;
+pub mod export;
 pub mod gc;
 pub mod generations;
 pub mod keys;

@@ -88,3 +88,44 @@ impl Repositories {
         Ok(None)
     }
 }
+
+impl Repositories {
+    /// Every path repository `repo` serves from stored bytes, sorted: its packages (and
+    /// the `.sha256` records kept for tarballs), build records and logs, its public key,
+    /// and the files of each index directory's current generation. The setup files a
+    /// server writes for clients (`.repo`, `.sources`) are not stored, so not named.
+    pub fn served_paths(&self, repo: &str) -> Result<Vec<String>, RepoError> {
+        let record = self.repo(repo)?;
+        let mut paths = Vec::new();
+        for p in self.store.packages(repo)? {
+            if p.kind == crate::store::FileKind::Tgz {
+                paths.push(crate::paths::checksum_key(&p.path));
+            }
+            paths.push(p.path);
+        }
+        let prefix = format!("{repo}/");
+        paths.extend(
+            self.blobs
+                .list(repo)?
+                .into_iter()
+                .filter_map(|k| k.strip_prefix(&prefix).map(str::to_string))
+                .filter(|k| crate::paths::is_build_file(k)),
+        );
+        let key = &self.layout.repository.key;
+        if self.blobs.exists(&format!("{repo}/{key}"))? {
+            paths.push(key.clone());
+        }
+        for dir in self
+            .all_trees(&record)?
+            .iter()
+            .filter_map(|t| self.index_dir_of(t))
+        {
+            if let Some(g) = self.store.generation(repo, &dir)? {
+                paths.extend(g.files.iter().map(|f| format!("{dir}/{f}")));
+            }
+        }
+        paths.sort();
+        paths.dedup();
+        Ok(paths)
+    }
+}

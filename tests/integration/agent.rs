@@ -190,7 +190,7 @@ fn an_agent_builds_a_submitted_release_into_the_repository() {
     assert_eq!(b["state"], "succeeded", "{b}");
     let tasks = b["tasks"].as_array().unwrap().clone();
     assert_eq!(tasks.len(), 6, "{b}");
-    let repo = d.join("repos/nightly");
+    let repo = crate::support::tree(d, "nightly");
     let mut slots = std::collections::BTreeSet::new();
     for task in &tasks {
         let h = history(task);
@@ -396,7 +396,10 @@ fn a_lost_agent_s_task_is_built_by_another_after_its_lease() {
     assert_eq!(task["attempts"], 2, "{task}");
     for a in task["artifacts"].as_array().unwrap() {
         let path = a["path"].as_str().unwrap();
-        assert!(d.join("repos/nightly").join(path).is_file(), "{path}");
+        assert!(
+            crate::support::tree(d, "nightly").join(path).is_file(),
+            "{path}"
+        );
     }
     // The log on the server is the second attempt's, whole.
     let log = task_log(&server, id, 0);
@@ -623,8 +626,8 @@ fn two_agents_build_a_release_for_two_platforms_as_packyard_build_does() {
         );
         assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     }
-    let farm = digests(&d.join("repos/nightly"));
-    let here = digests(&local.join("repos/nightly"));
+    let farm = digests(&crate::support::tree(d, "nightly"));
+    let here = digests(&crate::support::tree(local, "nightly"));
     assert_eq!(farm.len(), 24, "{farm:?}");
     assert_eq!(farm, here);
     // Installed from the server by dnf and apt-get.

@@ -38,6 +38,7 @@ pub(crate) fn build_with(
 ) -> (Output, Vec<Value>) {
     cmd.arg("--json");
     if let Some(d) = data {
+        crate::support::ready_data(d);
         cmd.arg("--data").arg(d);
     }
     let o = cmd
@@ -200,7 +201,7 @@ fn the_fixture_release_builds_from_source_and_dnf_and_apt_install_it() {
     // The programs really compiled: run them out of the published packages.
     let x = t.path().join("extract");
     fs::create_dir_all(&x).unwrap();
-    let repo = d.join("repos/nightly");
+    let repo = crate::support::tree(d, "nightly");
     run_ok(
         Command::new("sh")
             .arg("-c")
@@ -301,8 +302,8 @@ fn builds_are_reproducible_cached_and_rebuild_only_what_a_change_reaches() {
 
     // --jobs 1 and --jobs 4, in other workspaces and repositories: the same bytes, and
     // the same keys (no machine path enters a key).
-    let a1 = artifact_bytes(&d1.join("repos/nightly"), &one);
-    let a4 = artifact_bytes(&d4.join("repos/nightly"), &four);
+    let a1 = artifact_bytes(&crate::support::tree(&d1, "nightly"), &one);
+    let a4 = artifact_bytes(&crate::support::tree(&d4, "nightly"), &four);
     assert_eq!(a1.len(), 12);
     assert_eq!(a1.keys().collect::<Vec<_>>(), a4.keys().collect::<Vec<_>>());
     for (path, bytes) in &a1 {
@@ -572,9 +573,7 @@ fn keep_going_custom_packaging_and_clean() {
         !ws.join("_output/my-project.clients.python_api/prefix")
             .exists()
     );
-    let o = Command::new(env!("CARGO_BIN_EXE_packyard"))
-        .arg("--data")
-        .arg(d)
+    let o = crate::support::packyard_at(d)
         .args(["build", "--tree"])
         .arg(&tree)
         .args(["--targets", "compile,nonsense"])
@@ -717,9 +716,7 @@ pub(crate) fn hanging_steps_are_stopped(dir: &Path, n: u32, extra: &[&str]) -> S
     assert!(!running(), "a `sleep {marker}` outlived its step");
 
     // No limit, but the build itself is stopped while the step hangs.
-    let mut packyard = Command::new(env!("CARGO_BIN_EXE_packyard"))
-        .arg("--data")
-        .arg(d)
+    let mut packyard = crate::support::packyard_at(d)
         .args(["build", "--platform", "el9_x86_64", "--workspace"])
         .arg(dir.join("ws2"))
         .arg("--tree")

@@ -12,7 +12,7 @@
 //! servers log to `<data>/serve.log`, printed when the test fails.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::io::{BufRead, Read};
+use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::Mutex;
@@ -212,31 +212,20 @@ impl Node {
             .append(true)
             .open(&log_path)
             .unwrap();
-        let mut child = Command::new(env!("CARGO_BIN_EXE_packyard"))
-            .arg("--data")
-            .arg(data)
+        let mut child = crate::support::packyard_at(data)
             .args(["serve", "--listen", "127.0.0.1:0"])
             .current_dir(crate::support::root())
             .stdout(Stdio::piped())
             .stderr(log)
             .spawn()
             .unwrap();
-        let out = child.stdout.take().unwrap();
-        let (tx, rx) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in std::io::BufReader::new(out).lines().map_while(Result::ok) {
-                if let Some(url) = line.strip_prefix("packyard serve: listening on ") {
-                    let _ = tx.send(url.to_string());
-                }
-            }
-        });
-        let url = match rx.recv_timeout(Duration::from_secs(60)) {
-            Ok(url) => url,
-            Err(e) => {
+        let url = match crate::support::listening_url(&mut child, Duration::from_secs(60)) {
+            Some(url) => url,
+            None => {
                 let _ = child.kill();
                 let _ = child.wait();
                 panic!(
-                    "server {name} did not say where it listens ({e}); its log:\n{}",
+                    "server {name} did not say where it listens; its log:\n{}",
                     std::fs::read_to_string(&log_path).unwrap_or_default()
                 );
             }

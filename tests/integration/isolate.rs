@@ -143,7 +143,10 @@ fn the_fixture_release_builds_the_same_in_the_sandbox_as_without() {
             assert!(ws.join(module).is_dir(), "{module}");
             assert!(!ws.join("_output").join(module).join("checkout").exists());
         }
-        builds.push((artifact_bytes(&d.join("repos/nightly"), &list), keys(&list)));
+        builds.push((
+            artifact_bytes(&crate::support::tree(d, "nightly"), &list),
+            keys(&list),
+        ));
     }
     let (none, bwrap) = (&builds[0], &builds[1]);
     assert_eq!(none.0.len(), 12);
@@ -348,6 +351,7 @@ fn without_a_working_bwrap_the_build_fails_up_front_and_none_never_starts_it() {
         std::env::var("PATH").unwrap_or_default()
     );
     let build = |how: &str, path: &str, ws: &Path| {
+        crate::support::ready_data(&d);
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_packyard"));
         cmd.env("PATH", path)
             .arg("--data")

@@ -13,6 +13,7 @@ fn served_log(json: bool) -> String {
     create_nightly(d, &[]);
     let log = d.join("serve.log");
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_packyard"));
+    crate::support::ready_data(d);
     cmd.arg("--data").arg(d);
     if json {
         cmd.arg("--json");

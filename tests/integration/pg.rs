@@ -532,9 +532,7 @@ fn a_server_on_postgres_serves_what_the_command_line_published() {
     let t = tempfile::tempdir().unwrap();
     let d = t.path().join("data");
     let py = |args: &[&str]| {
-        let out = Command::new(env!("CARGO_BIN_EXE_packyard"))
-            .arg("--data")
-            .arg(&d)
+        let out = crate::support::packyard_at(&d)
             .args(["--store", &url])
             .args(args)
             .output()
@@ -563,9 +561,7 @@ fn a_server_on_postgres_serves_what_the_command_line_published() {
 
     // Started here: a server on a shared store leaves no server.json to find it by.
     let listen = format!("127.0.0.1:{}", crate::support::free_port());
-    let mut server = Command::new(env!("CARGO_BIN_EXE_packyard"))
-        .arg("--data")
-        .arg(&d)
+    let mut server = crate::support::packyard_at(&d)
         .args(["--store", &url, "serve", "--listen", &listen])
         .stdout(Stdio::null())
         .stderr(std::fs::File::create(t.path().join("serve.log")).unwrap())
@@ -642,9 +638,7 @@ fn a_server_on_postgres_serves_what_the_command_line_published() {
 fn an_unreachable_database_is_a_clear_error() {
     let closed = crate::support::free_port();
     let t = tempfile::tempdir().unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_packyard"))
-        .arg("--data")
-        .arg(t.path())
+    let out = crate::support::packyard_at(t.path())
         .args([
             "--store",
             &format!("postgres://me:hunter2@127.0.0.1:{closed}/packyard"),

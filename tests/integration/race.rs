@@ -167,9 +167,7 @@ fn race(d: &Path, inputs: &[&Input]) -> Vec<Value> {
     let waiters: Vec<_> = inputs
         .iter()
         .map(|input| {
-            let child = Command::new(env!("CARGO_BIN_EXE_packyard"))
-                .arg("--data")
-                .arg(d)
+            let child = crate::support::packyard_at(d)
                 .args(["--json", "publish", "--repo", "nightly"])
                 .arg(&input.out)
                 .stdout(Stdio::piped())
@@ -376,7 +374,7 @@ fn check_everything_landed(d: &Path, work: &Path, published: &[&Input]) {
     let shown = py_json(d, &["repo", "show", "nightly"]);
     assert_eq!(shown["packages"], 2 * (rpms.len() + debs.len()), "{shown}");
     assert!(shown["pending"].as_array().unwrap().is_empty(), "{shown}");
-    let repo = d.join("repos/nightly");
+    let repo = crate::support::tree(d, "nightly");
     let yum = repo.join("yum/el9_x86_64");
     assert_listed("primary", &yum, &yum_listed(&yum), &rpms);
     let apt = repo.join("apt");

@@ -14,9 +14,7 @@ use crate::support::{have_tool, packed, stderr, stdout};
 
 /// `packyard --data DATA args...`
 pub(crate) fn py(data: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_packyard"))
-        .arg("--data")
-        .arg(data)
+    crate::support::packyard_at(data)
         .args(args)
         .current_dir(crate::support::root())
         .output()
@@ -242,7 +240,7 @@ fn yum_indexes_match_createrepo_c() {
     assert!(files.iter().all(|f| f["action"] == "added"));
     assert_eq!(report["indexes"], serde_json::json!(["yum/el9_x86_64"]));
 
-    let base = data.path().join("repos/nightly/yum/el9_x86_64");
+    let base = crate::support::tree(data.path(), "nightly").join("yum/el9_x86_64");
     let ours = repodata_docs(&base);
     assert_eq!(
         ours.keys().collect::<Vec<_>>(),
@@ -296,7 +294,7 @@ fn apt_indexes_match_apt_ftparchive() {
     let (data, report) = published("deb12_amd64");
     assert_eq!(report["files"].as_array().unwrap().len(), 12, "{report}");
     assert_eq!(report["indexes"], serde_json::json!(["apt/deb12"]));
-    let apt = data.path().join("repos/nightly/apt");
+    let apt = crate::support::tree(data.path(), "nightly").join("apt");
     let dists = apt.join("dists/deb12");
     let release = fs::read_to_string(dists.join("Release")).unwrap();
     for field in [
@@ -358,7 +356,7 @@ fn published_file(data: &Path, report: &Value, suffix: &str, package: &str) -> s
         .map(|f| f["path"].as_str().unwrap())
         .find(|p| p.ends_with(suffix) && p.rsplit('/').next().unwrap().starts_with(package))
         .unwrap_or_else(|| panic!("no {package}*{suffix} in {report}"));
-    data.join("repos/nightly").join(f)
+    crate::support::tree(data, "nightly").join(f)
 }
 
 /// `rpm -K` on `rpm_file`, in an rpm database at `db` holding only `key_file`: the
@@ -410,7 +408,7 @@ fn dnf_installs_signed_packages_from_a_signed_repository() {
     let key = py_json(d, &["key", "generate", "--repo", "nightly"]);
     let fingerprint = key["fingerprint"].as_str().unwrap().to_string();
     let report = publish_packed(d, "el9_x86_64", &["--sign"]);
-    let repo = d.join("repos/nightly");
+    let repo = crate::support::tree(d, "nightly");
     let key_file = repo.join("key.asc");
     let exported = stdout(&py(d, &["key", "export", "--repo", "nightly"]));
     assert_eq!(exported, fs::read_to_string(&key_file).unwrap());
@@ -525,7 +523,7 @@ fn zstd_repodata_reads_the_same_and_installs() {
     let d = data.path();
     create_nightly(d, &["--yum-compression", "zstd"]);
     publish_packed(d, "el9_x86_64", &[]);
-    let base = d.join("repos/nightly/yum/el9_x86_64");
+    let base = crate::support::tree(d, "nightly").join("yum/el9_x86_64");
     let repomd = fs::read_to_string(base.join("repodata/repomd.xml")).unwrap();
     assert_eq!(repomd.matches(".xml.zst\"").count(), 3, "{repomd}");
     let docs = repodata_docs(&base);
@@ -540,7 +538,7 @@ fn apt_get_fetches_from_a_signed_repository() {
     create_nightly(d, &[]);
     ed25519_key(d);
     publish_packed(d, "deb12_amd64", &[]);
-    let repo = d.join("repos/nightly");
+    let repo = crate::support::tree(d, "nightly");
     if !have_tool("apt-get", &["--version"]) {
         return;
     }
@@ -777,7 +775,7 @@ pub(crate) fn snapshot(dir: &Path) -> BTreeMap<String, String> {
 }
 
 fn primary_names(data: &Path, repo: &str) -> Vec<String> {
-    let docs = repodata_docs(&data.join("repos").join(repo).join("yum/el9_x86_64"));
+    let docs = repodata_docs(&crate::support::tree(data, repo).join("yum/el9_x86_64"));
     let text = String::from_utf8(docs["primary"].clone()).unwrap();
     text.split("<location href=\"")
         .skip(1)
@@ -808,7 +806,7 @@ fn registered_repositories_never_change() {
         stderr(&plain)
     );
     assert_eq!(py_json(d, &["repo", "show", "reg"])["packages"], 0);
-    assert!(!d.join("repos/reg/vt").exists());
+    assert!(!crate::support::tree(d, "reg").join("vt").exists());
     fn external(dir: &Path) -> [&str; 5] {
         [
             "publish",
@@ -827,7 +825,7 @@ fn registered_repositories_never_change() {
             .iter()
             .all(|f| f["action"] == "added")
     );
-    let before = snapshot(&d.join("repos/reg"));
+    let before = snapshot(&crate::support::tree(d, "reg"));
 
     // The same files again: nothing to do, nothing rewritten.
     let again = py_json(d, &external(&one));
@@ -839,7 +837,7 @@ fn registered_repositories_never_change() {
             .all(|f| f["action"] == "unchanged")
     );
     assert_eq!(again["indexes"], serde_json::json!([]));
-    assert_eq!(snapshot(&d.join("repos/reg")), before);
+    assert_eq!(snapshot(&crate::support::tree(d, "reg")), before);
 
     // Other bytes under the same name: refused, naming both checksums; nothing changes.
     let o = py(d, &external(&one_again));
@@ -849,7 +847,7 @@ fn registered_repositories_never_change() {
     assert!(err.contains("registered repository reg"), "{err}");
     assert!(err.contains(old_sum), "{err}");
     assert!(err.contains("hint: "), "{err}");
-    assert_eq!(snapshot(&d.join("repos/reg")), before);
+    assert_eq!(snapshot(&crate::support::tree(d, "reg")), before);
     let shown = py_json(d, &["repo", "show", "reg"]);
     assert_eq!(shown["packages"], 2);
 }
@@ -863,13 +861,13 @@ fn volatile_repositories_can_be_deleted_and_registered_ones_cannot() {
     let held = report["files"].as_array().unwrap().len();
     assert!(held > 0);
     // Without --yes: nothing happens, and it says what would go.
-    let before = snapshot(&d.join("repos/nightly"));
+    let before = snapshot(&crate::support::tree(d, "nightly"));
     let o = py(d, &["repo", "delete", "nightly"]);
     assert!(!o.status.success());
     let err = stderr(&o);
     assert!(err.contains(&format!("its {held} packages")), "{err}");
     assert!(err.contains("--yes"), "{err}");
-    assert_eq!(snapshot(&d.join("repos/nightly")), before);
+    assert_eq!(snapshot(&crate::support::tree(d, "nightly")), before);
     // With it: the records, files and key go.
     let gone = py_json(d, &["repo", "delete", "nightly", "--yes"]);
     assert_eq!(gone["packages"], held);
@@ -967,7 +965,7 @@ fn volatile_repositories_replace_and_keep_the_newest() {
     assert!(!rpm_v0.exists());
     // Only its index alias stays, for readers of the previous index (kept one
     // generation), which names it.
-    let left = snapshot(&d.join("repos/nightly"));
+    let left = snapshot(&crate::support::tree(d, "nightly"));
     let of_v0: Vec<&String> = left.keys().filter(|k| k.contains("1.0.0")).collect();
     assert_eq!(of_v0.len(), 1, "{of_v0:?}");
     assert!(
@@ -981,9 +979,7 @@ fn volatile_repositories_replace_and_keep_the_newest() {
 fn pack_conf(tree: &Path, data: &Path, conf: &str, out: &Path) -> Output {
     let prefix = out.with_extension("prefix");
     crate::support::write(&prefix.join("usr/share/vt-tool/version.txt"), "x\n");
-    Command::new(env!("CARGO_BIN_EXE_packyard"))
-        .arg("--data")
-        .arg(data)
+    crate::support::packyard_at(data)
         .args(["pack", "--tree"])
         .arg(tree)
         .args([
@@ -1095,13 +1091,13 @@ fn lock_edit_clone_and_register() {
     assert_rpm_signed(
         &dir.path().join("rpmdb"),
         &key_file,
-        &d.join("repos/reg-signed").join(rpm_key),
+        &crate::support::tree(d, "reg-signed").join(rpm_key),
     );
 
     // Packages of another configuration are not registered under this one.
     let v1 = dir.path().join("v1");
     assert!(pack_conf(&tree, d, "tool_R_1_1_0_1", &v1).status.success());
-    let before = snapshot(&d.join("repos/reg"));
+    let before = snapshot(&crate::support::tree(d, "reg"));
     let o = py(
         d,
         &[
@@ -1117,7 +1113,7 @@ fn lock_edit_clone_and_register() {
     let err = stderr(&o);
     assert!(!o.status.success());
     assert!(err.contains("not built from tool_R_1_0_0_1"), "{err}");
-    assert_eq!(snapshot(&d.join("repos/reg")), before);
+    assert_eq!(snapshot(&crate::support::tree(d, "reg")), before);
     // Nor a package whose header is another version, even at the right path.
     let forged = dir.path().join("forged");
     copy_tree(&v1, &forged);
@@ -1204,7 +1200,7 @@ fn lock_edit_clone_and_register() {
 /// and checksums, and that signatures verify. Returns how many packages the indexes name.
 pub(crate) fn check_consistent(data: &Path, repo: &str) -> usize {
     use sha2::{Digest, Sha256};
-    let root = data.join("repos").join(repo);
+    let root = crate::support::tree(data, repo);
     let ring = data.join("check-keyring.gpg");
     if root.join("key.asc").exists() && !ring.exists() {
         keyring(&root.join("key.asc"), &ring);
@@ -1316,7 +1312,7 @@ pub(crate) fn check_consistent(data: &Path, repo: &str) -> usize {
 
 /// dnf and apt-get read repository `nightly` (signed) without a complaint.
 fn clients_read(data: &Path, work: &Path) {
-    let repo = data.join("repos/nightly");
+    let repo = crate::support::tree(data, "nightly");
     let key = repo.join("key.asc");
     if repo.join("yum/el9_x86_64/repodata").exists() && have_tool("dnf", &["--version"]) {
         let listed = dnf(
@@ -1382,9 +1378,7 @@ fn a_killed_publish_leaves_a_consistent_repository() {
     }
     let mut killed = 0;
     for (i, input) in inputs.iter().enumerate() {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_packyard"))
-            .arg("--data")
-            .arg(d)
+        let mut child = crate::support::packyard_at(d)
             .args(["publish", "--repo", "nightly", "--sign"])
             .arg(input)
             .arg(fixture[i % 2])
@@ -1444,9 +1438,7 @@ fn concurrent_publishes_all_land() {
     let children: Vec<_> = inputs
         .iter()
         .map(|input| {
-            Command::new(env!("CARGO_BIN_EXE_packyard"))
-                .arg("--data")
-                .arg(d)
+            crate::support::packyard_at(d)
                 .args(["publish", "--repo", "nightly"])
                 .arg(input)
                 .stdout(std::process::Stdio::piped())
@@ -1466,7 +1458,7 @@ fn concurrent_publishes_all_land() {
 /// Runs a publish that must fail; checks the message and that neither the repository
 /// tree nor the store changed.
 fn publish_refused(d: &Path, repo: &str, args: &[&str], expect: &[&str]) {
-    let before = snapshot(&d.join("repos").join(repo));
+    let before = snapshot(&crate::support::tree(d, repo));
     let count = py_json(d, &["repo", "show", repo])["packages"].clone();
     let mut all = vec!["publish", "--repo", repo];
     all.extend_from_slice(args);
@@ -1478,7 +1470,7 @@ fn publish_refused(d: &Path, repo: &str, args: &[&str], expect: &[&str]) {
     }
     assert!(err.contains("hint: "), "no hint: {err}");
     assert_eq!(
-        snapshot(&d.join("repos").join(repo)),
+        snapshot(&crate::support::tree(d, repo)),
         before,
         "tree changed"
     );
@@ -1607,7 +1599,7 @@ fn loose_files_go_to_name_version_platform() {
         ]
     );
     for p in paths {
-        assert!(d.join("repos/nightly").join(p).is_file(), "{p}");
+        assert!(crate::support::tree(d, "nightly").join(p).is_file(), "{p}");
     }
     assert_eq!(check_consistent(d, "nightly"), 1);
 }
@@ -1693,7 +1685,7 @@ fn an_imported_gpg_key_signs_the_indexes() {
     );
     // A key that no longer loads stops a publish; indexes never go out unsigned.
     fs::write(d.join("keys/nightly.asc"), "damaged").unwrap();
-    let before = snapshot(&d.join("repos/nightly"));
+    let before = snapshot(&crate::support::tree(d, "nightly"));
     let fixture = packed("el9_x86_64").to_str().unwrap().to_string();
     let o = py(d, &["publish", "--repo", "nightly", &fixture]);
     assert!(!o.status.success());
@@ -1703,7 +1695,7 @@ fn an_imported_gpg_key_signs_the_indexes() {
         stderr(&o)
     );
     assert_eq!(
-        snapshot(&d.join("repos/nightly")),
+        snapshot(&crate::support::tree(d, "nightly")),
         before,
         "indexes written without a key"
     );
@@ -1747,7 +1739,7 @@ fn an_older_version_than_keep_allows_leaves_nothing_behind() {
     assert_eq!(r["removed"].as_array().unwrap().len(), 2, "{r}");
     assert_eq!(primary_names(d, "nightly"), ["vt-tool-1.2.0-1.x86_64.rpm"]);
     assert_eq!(py_json(d, &["repo", "show", "nightly"])["packages"], 2);
-    let left = snapshot(&d.join("repos/nightly"));
+    let left = snapshot(&crate::support::tree(d, "nightly"));
     assert!(!left.keys().any(|k| k.contains("1.0.0")), "{left:?}");
     check_consistent(d, "nightly");
     let o = py(
@@ -1812,7 +1804,7 @@ fn a_client_on_the_previous_index_still_finds_its_files() {
     pack_version(&tree, 0, &a, "1700000000");
     pack_version(&tree, 1, &b, "1700000000");
     py_json(d, &["publish", "--repo", "nightly", a.to_str().unwrap()]);
-    let base = d.join("repos/nightly/yum/el9_x86_64");
+    let base = crate::support::tree(d, "nightly").join("yum/el9_x86_64");
     let old = fs::read_to_string(base.join("repodata/repomd.xml")).unwrap();
     py_json(d, &["publish", "--repo", "nightly", b.to_str().unwrap()]);
     assert_ne!(
@@ -1861,8 +1853,8 @@ fn a_replaced_package_stays_while_a_kept_index_names_it() {
     let tree = versions_tree(dir.path());
     let d = &dir.path().join("data");
     create_nightly(d, &[]);
-    let yum = d.join("repos/nightly/yum/el9_x86_64");
-    let apt = d.join("repos/nightly/apt");
+    let yum = crate::support::tree(d, "nightly").join("yum/el9_x86_64");
+    let apt = crate::support::tree(d, "nightly").join("apt");
     let packages = "dists/deb12/main/binary-amd64/Packages";
     // The same package rebuilt three times (other dates, other bytes), each published over
     // the one before. What each index named, before the next publish.
@@ -1909,7 +1901,7 @@ fn a_new_repository_is_valid_before_its_first_publish() {
     let dir = tempfile::tempdir().unwrap();
     let d = &dir.path().join("data");
     create_nightly(d, &[]);
-    let repo = d.join("repos/nightly");
+    let repo = crate::support::tree(d, "nightly");
     let yum = repo.join("yum/el9_x86_64");
     // Empty indexes from the start, of every platform it takes; no key yet.
     assert!(yum.join("repodata/repomd.xml").is_file());

@@ -172,7 +172,7 @@ fn scenario_repo(d: &Path) -> (PathBuf, BTreeMap<&'static str, String>) {
         fs::copy(&packed[key], &to).unwrap();
     }
     py_json(d, &["publish", "--repo", "nightly", sel.to_str().unwrap()]);
-    (d.join("repos/nightly"), chosen)
+    (crate::support::tree(d, "nightly"), chosen)
 }
 
 /// `packyard --json <cmd> ...` on the scenario: (success, JSON on stdout, stderr).

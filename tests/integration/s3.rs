@@ -227,12 +227,7 @@ fn a_server_on_s3_serves_dnf_and_redirects_when_asked() {
     )
     .unwrap();
     let py = |args: &[&str]| {
-        let out = Command::new(env!("CARGO_BIN_EXE_packyard"))
-            .arg("--data")
-            .arg(&d)
-            .args(args)
-            .output()
-            .unwrap();
+        let out = crate::support::packyard_at(&d).args(args).output().unwrap();
         assert!(
             out.status.success(),
             "{args:?}: {}",
@@ -396,9 +391,7 @@ fn the_0_1_data_directory_migrates_to_s3_and_serves_the_same_bytes() {
     assert!(before.iter().all(|(s, _)| *s == 200));
 
     let migrate = || -> serde_json::Value {
-        let out = Command::new(env!("CARGO_BIN_EXE_packyard"))
-            .arg("--data")
-            .arg(&d)
+        let out = crate::support::packyard_at(&d)
             .args(["--json", "migrate", "--to-blobs", &spec])
             .env("AWS_ACCESS_KEY_ID", KEY)
             .env("AWS_SECRET_ACCESS_KEY", SECRET)
@@ -447,9 +440,7 @@ struct Served {
 impl Served {
     fn start(data: &std::path::Path) -> Served {
         let port = crate::support::free_port();
-        let child = Command::new(env!("CARGO_BIN_EXE_packyard"))
-            .arg("--data")
-            .arg(data)
+        let child = crate::support::packyard_at(data)
             .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -518,9 +509,7 @@ fn the_0_1_data_directory_migrates_to_postgres_and_s3() {
     assert!(server.stop().success());
 
     let migrate = || -> serde_json::Value {
-        let out = Command::new(env!("CARGO_BIN_EXE_packyard"))
-            .arg("--data")
-            .arg(&d)
+        let out = crate::support::packyard_at(&d)
             .args([
                 "--json",
                 "migrate",

@@ -29,30 +29,16 @@ impl Server {
 
     /// A server listening on `listen` (a fixed port, to start it again at the same URL).
     pub fn start_at(data: &Path, listen: &str, extra: &[&str]) -> Server {
-        let child = Command::new(env!("CARGO_BIN_EXE_packyard"))
-            .arg("--data")
-            .arg(data)
+        let mut child = crate::support::packyard_at(data)
             .args(["serve", "--listen", listen])
             .args(extra)
-            .current_dir(crate::support::root())
-            .stdout(Stdio::null())
+            .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .spawn()
             .unwrap();
-        let pid = child.id();
-        let start = Instant::now();
-        let url = loop {
-            if let Ok(text) = fs::read_to_string(data.join("server.json"))
-                && let Ok(v) = serde_json::from_str::<Value>(&text)
-                && v["pid"] == pid
-            {
-                break v["url"].as_str().unwrap().to_string();
-            }
-            assert!(
-                start.elapsed() < Duration::from_secs(120),
-                "the server did not start"
-            );
-            std::thread::sleep(Duration::from_millis(50));
+        let Some(url) = crate::support::listening_url(&mut child, Duration::from_secs(120)) else {
+            let _ = child.kill();
+            panic!("the server did not start");
         };
         let agent = ureq::Agent::config_builder()
             .http_status_as_error(false)
@@ -367,7 +353,7 @@ fn uploads_answer_201_401_403_and_409() {
         Some(&builder),
     );
     assert_eq!(s, 403);
-    assert!(!d.join("repos/releases").join(key).exists());
+    assert!(!crate::support::tree(d, "releases").join(key).exists());
 
     // The right roles: 201, with the checksum checked when given.
     let sha = {
@@ -400,7 +386,7 @@ fn uploads_answer_201_401_403_and_409() {
         body["hint"].as_str().unwrap().contains("register"),
         "{body}"
     );
-    assert!(!d.join("repos/releases").join(key).exists());
+    assert!(!crate::support::tree(d, "releases").join(key).exists());
     let external = format!("{key}?external=true");
     let (s, body) = server.upload("releases", &external, &bytes, Some(&release), &[]);
     assert_eq!(s, 403, "{body}");
@@ -421,13 +407,16 @@ fn uploads_answer_201_401_403_and_409() {
         .find(|(k, _)| k.ends_with(".rpm") && k != key)
         .map(|(_, p)| fs::read(p).unwrap())
         .unwrap();
-    let before = snapshot(&d.join("repos/releases"));
+    let before = snapshot(&crate::support::tree(d, "releases"));
     let (s, body) = server.upload("releases", &external, &other, Some(&admin), &[]);
     assert_eq!(s, 409, "{body}");
     assert_eq!(body["code"], "overwrite");
     assert!(body["message"].as_str().unwrap().contains(&sha), "{body}");
-    assert_eq!(snapshot(&d.join("repos/releases")), before);
-    assert_eq!(fs::read(d.join("repos/releases").join(key)).unwrap(), bytes);
+    assert_eq!(snapshot(&crate::support::tree(d, "releases")), before);
+    assert_eq!(
+        fs::read(crate::support::tree(d, "releases").join(key)).unwrap(),
+        bytes
+    );
 
     // An admin revokes the builder's token: 401 from then on.
     let id = &builder[4..16];
@@ -775,11 +764,9 @@ fn files_are_served_with_ranges_etags_and_types() {
     let listed =
         server.get_json("/api/v1/repos/nightly/packages?kind=deb&name=my-database-schemas");
     let url = listed[0]["url"].as_str().unwrap();
-    let on_disk = fs::read(
-        d.join("repos/nightly")
-            .join(listed[0]["path"].as_str().unwrap()),
-    )
-    .unwrap();
+    let on_disk =
+        fs::read(crate::support::tree(d, "nightly").join(listed[0]["path"].as_str().unwrap()))
+            .unwrap();
 
     let (s, head) = server.raw("GET", url.as_bytes(), "");
     assert_eq!(s, 200);
@@ -1193,9 +1180,7 @@ fn the_command_line_works_through_the_server() {
         .unwrap();
     let out = dir.path().join("out");
     let pack = |tree: &str| {
-        Command::new(env!("CARGO_BIN_EXE_packyard"))
-            .arg("--data")
-            .arg(d)
+        crate::support::packyard_at(d)
             .args([
                 "pack",
                 "--tree",
@@ -1502,7 +1487,7 @@ fn browse_pages_in_chromium_find_and_download_a_package() {
     let listed =
         server.get_json("/api/v1/repos/nightly/packages?name=my-database-schemas&kind=rpm");
     let key = listed[0]["path"].as_str().unwrap();
-    let want = fs::read(d.join("repos/nightly").join(key)).unwrap();
+    let want = fs::read(crate::support::tree(d, "nightly").join(key)).unwrap();
     let name = key.rsplit('/').next().unwrap();
     let start = Instant::now();
     loop {

@@ -245,3 +245,104 @@ pub fn packed(platform: &'static str) -> &'static Path {
     })
     .path()
 }
+
+/// The backends this run's data directories use, from `PACKYARD_TEST_BACKENDS`:
+/// `sled+file` (the default: the embedded store and files under the data directory) or
+/// `postgres+s3` (each data directory a test makes names a database of its own on the
+/// test PostgreSQL and a prefix of its own in a bucket of the test SeaweedFS, in its
+/// `packyard.toml`). The same tests run on both; `scripts/test` runs both.
+pub fn on_postgres_s3() -> bool {
+    static WHICH: OnceLock<bool> = OnceLock::new();
+    *WHICH.get_or_init(
+        || match std::env::var("PACKYARD_TEST_BACKENDS").as_deref() {
+            Err(_) | Ok("") | Ok("sled+file") => false,
+            Ok("postgres+s3") => true,
+            Ok(other) => {
+                panic!("PACKYARD_TEST_BACKENDS={other}: expected sled+file or postgres+s3")
+            }
+        },
+    )
+}
+
+/// Readies `data` as a data directory for this run's backends (see [`on_postgres_s3`]):
+/// on postgres+s3, the first time, writes its `packyard.toml` naming a new database and a
+/// new prefix. Idempotent; a data directory that already has a `packyard.toml` (a test
+/// that chose its backends) is left as it is.
+pub fn ready_data(data: &Path) {
+    if !on_postgres_s3() || data.join("packyard.toml").exists() {
+        return;
+    }
+    static BUCKET: OnceLock<(u16, u16)> = OnceLock::new();
+    static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let &(pg, s3) = BUCKET.get_or_init(|| {
+        let (Some(pg), Some(s3)) = (crate::pg::server(), crate::s3::weed()) else {
+            panic!("PACKYARD_TEST_BACKENDS=postgres+s3 needs PostgreSQL and SeaweedFS (scripts/test installs them)");
+        };
+        crate::s3::bucket(s3, "suite");
+        (pg, s3)
+    });
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let store = crate::pg::database(pg, &format!("suite_{n}"));
+    let blobs = format!("s3://suite/d{n}?endpoint=http://127.0.0.1:{s3}&region=us-east-1");
+    std::fs::create_dir_all(data).unwrap();
+    std::fs::write(
+        data.join("packyard.toml"),
+        format!(
+            "store = \"{store}\"\nblobs = \"{blobs}\"\n[s3]\naccess_key_id = \"{}\"\nsecret_access_key = \"{}\"\n",
+            crate::s3::KEY,
+            crate::s3::SECRET
+        ),
+    )
+    .unwrap();
+}
+
+/// `packyard --data DATA`, from the repository root, on this run's backends.
+pub fn packyard_at(data: &Path) -> Command {
+    ready_data(data);
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_packyard"));
+    cmd.arg("--data").arg(data).current_dir(root());
+    cmd
+}
+
+/// The served tree of repository `repo` of data directory `data`, as a directory: on the
+/// file backend the repository's own directory; elsewhere written out now with
+/// `packyard repo export` (call again after a change).
+pub fn tree(data: impl AsRef<Path>, repo: &str) -> PathBuf {
+    let data = data.as_ref();
+    if !on_postgres_s3() {
+        return data.join("repos").join(repo);
+    }
+    static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let out = data.join(format!("export-{repo}-{n}"));
+    let o = packyard_at(data)
+        .args(["repo", "export", repo])
+        .arg(&out)
+        .output()
+        .unwrap();
+    assert!(
+        o.status.success(),
+        "packyard repo export {repo}: {}",
+        stderr(&o)
+    );
+    out
+}
+
+/// The URL a `packyard serve` child (started with stdout piped) says it listens on, or
+/// `None` if it says nothing within `within`. Its stdout is read to the end meanwhile.
+pub fn listening_url(
+    child: &mut std::process::Child,
+    within: std::time::Duration,
+) -> Option<String> {
+    use std::io::BufRead;
+    let out = child.stdout.take()?;
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(out).lines().map_while(Result::ok) {
+            if let Some(url) = line.strip_prefix("packyard serve: listening on ") {
+                let _ = tx.send(url.to_string());
+            }
+        }
+    });
+    rx.recv_timeout(within).ok()
+}

@@ -157,7 +157,7 @@ fn zypper_installs_from_the_tree_on_disk_after_the_key_is_replaced() {
     create_nightly(d, &[]);
     ed25519_key(d);
     publish_packed(d, "el9_x86_64", &[]);
-    let repo = d.join("repos/nightly");
+    let repo = crate::support::tree(d, "nightly");
     let repodata = repo.join("yum/el9_x86_64/repodata");
     let first = fs::read_to_string(repo.join("key.asc")).unwrap();
     assert_eq!(
