@@ -166,6 +166,12 @@ impl Backends {
         self.store == StoreUrl::Sled
     }
 
+    /// Whether the repositories are directories under the data directory (`--blobs
+    /// file`), so a path there is a `file://` repository.
+    pub fn blobs_are_files(&self) -> bool {
+        self.blobs == BlobsUrl::File
+    }
+
     pub fn open_store(
         &self,
         patience: std::time::Duration,

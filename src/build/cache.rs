@@ -144,8 +144,16 @@ impl BuildRepo for LocalBuildRepo {
 
     fn build(&self, tarball: &str) -> Result<Option<StoredBuild>, CacheError> {
         let read = |path: &str| Ok(self.blobs.get(&self.key(path))?);
+        if self.blobs.is_local() {
+            return Ok(crate::repo::builds::read_build(tarball, read, |path| {
+                crate::repo::builds::file_checksum(path, read)
+            })?);
+        }
+        // An object store holds packages under their content names, not their paths: their
+        // checksums are the store's records (a shared store, cheap to open).
+        let repos = self.repositories()?;
         Ok(crate::repo::builds::read_build(tarball, read, |path| {
-            crate::repo::builds::file_checksum(path, read)
+            Ok(repos.store.package(&self.name, path)?.map(|p| p.sha256))
         })?)
     }
 
@@ -180,6 +188,12 @@ impl BuildRepo for LocalBuildRepo {
     }
 
     fn packages(&self) -> Result<Box<dyn Packages>, CacheError> {
+        if !self.blobs.is_local() {
+            return Ok(Box::new(crate::resolve::sources::ObjectRepo {
+                repos: self.repositories()?,
+                repo: self.name.clone(),
+            }));
+        }
         Ok(Box::new(crate::resolve::sources::BlobRepo {
             blobs: self.blobs.clone(),
             repo: self.name.clone(),

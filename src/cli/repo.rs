@@ -625,21 +625,27 @@ pub fn cmd_register(args: RegisterArgs, target: &Target, json: bool) -> Outcome 
 }
 
 /// Refuses to pack a locked configuration whose entry changed. Locks are read from the
-/// server when one holds the data directory (or `--server` names one); without a data
-/// directory there are no locks to check.
+/// server when one holds the data directory (or `--server` names one), or from a shared
+/// store; without a data directory there are no locks to check.
 pub fn check_lock(
     tree: &crate::config::Tree,
     configuration: &str,
     target: &Target,
 ) -> Result<(), Failure> {
     let service = match target {
-        Target::Local { data, layout, .. } => match crate::repo::running(data) {
+        Target::Local {
+            data,
+            layout,
+            backends,
+        } => match crate::repo::running(data) {
             Some(server) => Box::new(Remote {
                 client: Client::new(&server.url, None),
                 url: server.url,
                 layout,
             }),
-            None if data.join("store").is_dir() => target.service()?,
+            None if data.join("store").is_dir() || !backends.embedded_store() => {
+                target.service()?
+            }
             None => return Ok(()),
         },
         Target::Remote { .. } => target.service()?,

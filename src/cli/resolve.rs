@@ -83,11 +83,25 @@ fn make_plan(
     } else {
         args.repos.iter().map(|r| named_repo(r, target)).collect()
     };
-    let repos: Vec<Box<dyn Packages>> = specs
-        .iter()
-        .map(|r| resolve::sources::open(r, token))
-        .collect::<Result<_, _>>()
-        .map_err(|e| {
+    // On an object store a data directory's repositories are read through its store.
+    let stored = match target {
+        Target::Local {
+            layout, backends, ..
+        } if !backends.blobs_are_files() => Some(std::sync::Arc::new(
+            crate::repo::Repositories::open_backends(backends, (*layout).clone())?,
+        )),
+        _ => None,
+    };
+    let mut repos: Vec<Box<dyn Packages>> = Vec::new();
+    for spec in &specs {
+        let open = match (&stored, spec.strip_prefix(STORED)) {
+            (Some(r), Some(name)) => Ok(Box::new(resolve::sources::ObjectRepo {
+                repos: r.clone(),
+                repo: name.to_string(),
+            }) as Box<dyn Packages>),
+            _ => resolve::sources::open(spec, token),
+        };
+        repos.push(open.map_err(|e| {
             Failure::new(
                 e,
                 "--repo takes a repository name of --data (or of --server), a repository \
@@ -95,7 +109,9 @@ fn make_plan(
                  (http://HOST/repos/NAME)"
                     .to_string(),
             )
-        })?;
+        })?);
+    }
+    let specs: Vec<String> = repos.iter().map(|r| r.name()).collect();
     let repos: Vec<&dyn Packages> = repos.iter().map(|r| r.as_ref()).collect();
     let node = ThisNode::new(Some(privileged));
     let request = PlanRequest {
@@ -121,8 +137,13 @@ fn make_plan(
     Ok((plan, specs))
 }
 
+/// How a repository of a data directory on an object store is named among `--repo`
+/// values (read through the store: see [`make_plan`]).
+const STORED: &str = "stored:";
+
 /// A `--repo` value as a directory or URL: a bare repository name (`nightly`) is that
-/// repository of `--data` (its directory) or of `--server` (its URL); a URL or a path
+/// repository of `--data` (its directory, or [`STORED`] and its name where the
+/// repositories are in an object store) or of `--server` (its URL); a URL or a path
 /// stays as given (a directory of that name in the working directory wins over a name
 /// `--data` does not have).
 fn named_repo(spec: &str, target: &Target) -> String {
@@ -131,6 +152,11 @@ fn named_repo(spec: &str, target: &Target) -> String {
     }
     match target {
         Target::Remote { url, .. } => format!("{url}/repos/{}", crate::paths::url_path(spec)),
+        Target::Local { backends, .. }
+            if !backends.blobs_are_files() && !Path::new(spec).is_dir() =>
+        {
+            format!("{STORED}{spec}")
+        }
         Target::Local { data, .. } => {
             let dir = data.join("repos").join(spec);
             if dir.is_dir() || !Path::new(spec).is_dir() {
@@ -148,6 +174,7 @@ fn default_repos(target: &Target) -> Result<Vec<String>, Failure> {
     enum Place {
         Served(String),
         Dir(PathBuf),
+        Stored,
     }
     let (mut list, place) = match target {
         Target::Remote { client, url, .. } => (client.repos()?, Place::Served(url.clone())),
@@ -156,19 +183,26 @@ fn default_repos(target: &Target) -> Result<Vec<String>, Failure> {
             layout,
             backends,
         } => {
-            if !data.join("repos").is_dir() {
-                return Ok(vec![]);
-            }
-            match crate::repo::running(data) {
-                Some(info) => (
-                    crate::client::Client::new(&info.url, None).repos()?,
-                    Place::Served(info.url.trim_end_matches('/').to_string()),
-                ),
-                None => (
+            if !backends.blobs_are_files() {
+                (
                     crate::repo::Repositories::open_backends(backends, (*layout).clone())?
                         .list()?,
-                    Place::Dir(data.join("repos")),
-                ),
+                    Place::Stored,
+                )
+            } else if !data.join("repos").is_dir() {
+                return Ok(vec![]);
+            } else {
+                match crate::repo::running(data) {
+                    Some(info) => (
+                        crate::client::Client::new(&info.url, None).repos()?,
+                        Place::Served(info.url.trim_end_matches('/').to_string()),
+                    ),
+                    None => (
+                        crate::repo::Repositories::open_backends(backends, (*layout).clone())?
+                            .list()?,
+                        Place::Dir(data.join("repos")),
+                    ),
+                }
             }
         }
     };
@@ -180,6 +214,7 @@ fn default_repos(target: &Target) -> Result<Vec<String>, Failure> {
                 format!("{url}/repos/{}", crate::paths::url_path(&r.record.name))
             }
             Place::Dir(dir) => dir.join(&r.record.name).display().to_string(),
+            Place::Stored => format!("{STORED}{}", r.record.name),
         })
         .collect())
 }

@@ -90,9 +90,10 @@ impl Repositories {
 }
 
 impl Repositories {
-    /// Every path repository `repo` serves from stored bytes, sorted: its packages (and
-    /// the `.sha256` records kept for tarballs), build records and logs, its public key,
-    /// and the files of each index directory's current generation. The setup files a
+    /// Every path repository `repo` serves from stored bytes, sorted: its packages at
+    /// their paths and at their index names (with the files a kept index generation still
+    /// names), the `.sha256` records kept for tarballs, build records and logs, its public
+    /// key, and the files of each index directory's current generation. The setup files a
     /// server writes for clients (`.repo`, `.sources`) are not stored, so not named.
     pub fn served_paths(&self, repo: &str) -> Result<Vec<String>, RepoError> {
         let record = self.repo(repo)?;
@@ -103,24 +104,23 @@ impl Repositories {
             }
             paths.push(p.path);
         }
+        // Objects at their served paths; generations' objects (under `.<dir>.gen-*/`)
+        // are served at their directory's path, below.
         let prefix = format!("{repo}/");
         paths.extend(
             self.blobs
                 .list(repo)?
                 .into_iter()
                 .filter_map(|k| k.strip_prefix(&prefix).map(str::to_string))
-                .filter(|k| crate::paths::is_build_file(k)),
+                .filter(|k| !k.split('/').any(|part| part.starts_with('.'))),
         );
-        let key = &self.layout.repository.key;
-        if self.blobs.exists(&format!("{repo}/{key}"))? {
-            paths.push(key.clone());
-        }
         for dir in self
             .all_trees(&record)?
             .iter()
             .filter_map(|t| self.index_dir_of(t))
         {
             if let Some(g) = self.store.generation(repo, &dir)? {
+                paths.retain(|p| !p.starts_with(&format!("{dir}/")));
                 paths.extend(g.files.iter().map(|f| format!("{dir}/{f}")));
             }
         }

@@ -29,9 +29,9 @@ impl Packages for LocalRepo {
     }
 }
 
-/// A repository of this machine's data directory read straight from its blob backend, as
-/// a build that publishes into it does: a file by its path where the backend keeps files,
-/// else a presigned URL of the object.
+/// A repository of this machine's data directory on the file backend, read straight from
+/// its files as a build that publishes into it does (without opening the store, which a
+/// server may hold).
 pub struct BlobRepo {
     pub blobs: std::sync::Arc<dyn crate::blobs::Blobs>,
     pub repo: String,
@@ -80,6 +80,31 @@ impl Packages for StoredRepo<'_> {
 
     fn name(&self) -> String {
         self.url.clone()
+    }
+}
+
+/// A repository of this machine's data directory whose bytes are in an object store:
+/// found by the store's records, fetched from presigned URLs of its objects (a command
+/// run beside servers on a shared store reads it as they do, with no server between).
+pub struct ObjectRepo {
+    pub repos: std::sync::Arc<crate::repo::Repositories>,
+    pub repo: String,
+}
+
+impl Packages for ObjectRepo {
+    fn find(&self, path: &str) -> Option<String> {
+        crate::blobs::check_key(path).ok()?;
+        self.repos
+            .package_url(&self.repo, path, std::time::Duration::from_secs(3600))
+            .ok()?
+    }
+
+    fn checksum(&self, path: &str) -> Option<String> {
+        Some(self.repos.store.package(&self.repo, path).ok()??.sha256)
+    }
+
+    fn name(&self) -> String {
+        self.repos.blobs.describe(&self.repo)
     }
 }
 

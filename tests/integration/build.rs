@@ -138,7 +138,7 @@ fn the_fixture_release_builds_from_source_and_dnf_and_apt_install_it() {
             assert!(c.get(field).is_some(), "{field} missing: {c}");
         }
         // The published log has every target's output.
-        let log = fs::read_to_string(c["log"].as_str().unwrap()).unwrap();
+        let log = crate::support::read_location(c["log"].as_str().unwrap());
         assert!(log.contains("== checkout: ok"), "{log}");
         assert!(log.contains("== publish: into repository nightly"), "{log}");
     }
@@ -148,12 +148,11 @@ fn the_fixture_release_builds_from_source_and_dnf_and_apt_install_it() {
         "{server_rpm}"
     );
     // A build dependency is staged in the dependent's own stage dir.
-    let log = fs::read_to_string(
+    let log = crate::support::read_location(
         component(&el9, "web_server_R_2_5_1_1")["log"]
             .as_str()
             .unwrap(),
-    )
-    .unwrap();
+    );
     assert!(
         log.contains("== staged my-project.servers.database_schemas into"),
         "{log}"
@@ -531,7 +530,7 @@ fn keep_going_custom_packaging_and_clean() {
         a
     };
     let log_of = |list: &[Value], c: &str| {
-        fs::read_to_string(component(list, c)["log"].as_str().unwrap()).unwrap()
+        crate::support::read_location(component(list, c)["log"].as_str().unwrap())
     };
     for keep_going in [false, true] {
         let extra: &[&str] = if keep_going { &["--keep-going"] } else { &[] };
@@ -705,7 +704,7 @@ pub(crate) fn hanging_steps_are_stopped(dir: &Path, n: u32, extra: &[&str]) -> S
             && reason.contains("ran longer than --step-timeout (1 s)"),
         "{reason}"
     );
-    let log = fs::read_to_string(hang["log"].as_str().unwrap()).unwrap();
+    let log = crate::support::read_location(hang["log"].as_str().unwrap());
     assert!(log.contains("== compile: stopped after"), "{log}");
     assert!(!log.contains("end-42"), "{log}");
     // Both sleeps are gone (a moment after the kill).

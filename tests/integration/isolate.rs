@@ -132,7 +132,7 @@ fn the_fixture_release_builds_the_same_in_the_sandbox_as_without() {
         assert!(o.status.success(), "{how}: {}{}", stdout(&o), stderr(&o));
         assert_eq!(results(&list), all("built"), "{how}");
         for c in &list {
-            let log = fs::read_to_string(c["log"].as_str().unwrap()).unwrap();
+            let log = crate::support::read_location(c["log"].as_str().unwrap());
             assert_eq!(
                 log.contains("(sandboxed (--isolate bwrap): the host read-only"),
                 how == "bwrap",
@@ -269,7 +269,7 @@ fn a_step_that_writes_outside_its_workspace_fails_in_the_sandbox_and_not_without
             "{reason}"
         );
         assert!(!path.exists(), "{}", path.display());
-        let log = fs::read_to_string(c["log"].as_str().unwrap()).unwrap();
+        let log = crate::support::read_location(c["log"].as_str().unwrap());
         assert!(log.contains("(sandboxed (--isolate bwrap)"), "{log}");
     }
     let stray = component(&list, "stray_R_1_0_0_1");

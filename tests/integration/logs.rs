@@ -2,7 +2,7 @@
 
 use std::fs;
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use crate::repo::create_nightly;
 
@@ -22,20 +22,12 @@ fn served_log(json: bool) -> String {
         .args(["serve", "--listen", "127.0.0.1:0"])
         .env_remove("NO_COLOR")
         .env("PACKYARD_LOG", "debug")
-        .stdout(Stdio::null())
+        .stdout(Stdio::piped())
         .stderr(fs::File::create(&log).unwrap())
         .spawn()
         .unwrap();
-    let start = Instant::now();
-    let url = loop {
-        if let Ok(text) = fs::read_to_string(d.join("server.json"))
-            && let Ok(v) = serde_json::from_str::<serde_json::Value>(&text)
-        {
-            break v["url"].as_str().unwrap().to_string();
-        }
-        assert!(start.elapsed() < Duration::from_secs(60), "no server");
-        std::thread::sleep(Duration::from_millis(50));
-    };
+    let url =
+        crate::support::listening_url(&mut child, Duration::from_secs(60)).expect("no server");
     let agent = ureq::Agent::config_builder()
         .http_status_as_error(false)
         .build()

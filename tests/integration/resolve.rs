@@ -452,6 +452,10 @@ fn a_tampered_tarball_is_refused_and_the_stage_dir_is_unchanged() {
     let last = bytes.len() - 1;
     bytes[last] ^= 0xff;
     fs::write(&file, &bytes).unwrap();
+    if crate::support::on_postgres_s3() {
+        let key = format!("nightly/{}", sc.chosen["server.tgz"]);
+        crate::support::put_blob(&sc.data, &key, &bytes);
+    }
 
     let server = Server::start(&sc.data, &[]);
     let url = format!("{}/repos/nightly", server.url);

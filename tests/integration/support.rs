@@ -346,3 +346,60 @@ pub fn listening_url(
     });
     rx.recv_timeout(within).ok()
 }
+
+/// The backends data directory `data` uses (its `packyard.toml`, else embedded).
+fn backends_of(data: &Path) -> packyard::backends::Backends {
+    packyard::backends::Backends::choose(data, None, None, None).unwrap()
+}
+
+/// The keys of the objects under `prefix/` in data directory `data`'s blob backend.
+pub fn blob_keys(data: &Path, prefix: &str) -> Vec<String> {
+    backends_of(data)
+        .open_blobs()
+        .unwrap()
+        .list(prefix)
+        .unwrap()
+}
+
+/// Opens data directory `data`'s store (no server may hold an embedded one), for a test
+/// to read or damage what it keeps.
+pub fn open_store(data: &Path) -> Box<dyn packyard::store::Store> {
+    backends_of(data)
+        .open_store(std::time::Duration::from_secs(10))
+        .unwrap()
+}
+
+/// Replaces the bytes of object `key` in data directory `data`'s blobs behind its
+/// store's back (a test damaging what is stored).
+pub fn put_blob(data: &Path, key: &str, bytes: &[u8]) {
+    backends_of(data)
+        .open_blobs()
+        .unwrap()
+        .put(key, packyard::blobs::Body::Bytes(bytes), None)
+        .unwrap();
+}
+
+/// A config file for `--config` holding `settings` and, on this run's shared backends,
+/// the data directory's backends (`--config` replaces `<data>/packyard.toml`).
+pub fn config_file(data: &Path, settings: &str) -> PathBuf {
+    ready_data(data);
+    let backends = std::fs::read_to_string(data.join("packyard.toml")).unwrap_or_default();
+    // Top-level settings go before the backends' `[s3]` table.
+    let path = data.join("serve.toml");
+    std::fs::write(&path, format!("{settings}{backends}")).unwrap();
+    path
+}
+
+/// The text at a location packyard reported (a build's log): a file on this machine, or
+/// a URL (a presigned one, where an object store holds it).
+pub fn read_location(at: &str) -> String {
+    if at.starts_with("http://") || at.starts_with("https://") {
+        return ureq::get(at)
+            .call()
+            .unwrap_or_else(|e| panic!("GET {at}: {e}"))
+            .body_mut()
+            .read_to_string()
+            .unwrap();
+    }
+    std::fs::read_to_string(at).unwrap_or_else(|e| panic!("{at}: {e}"))
+}

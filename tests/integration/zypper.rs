@@ -177,6 +177,8 @@ fn zypper_installs_from_the_tree_on_disk_after_the_key_is_replaced() {
             "--force",
         ],
     );
+    let repo = crate::support::tree(d, "nightly");
+    let repodata = repo.join("yum/el9_x86_64/repodata");
     let second = fs::read_to_string(repo.join("key.asc")).unwrap();
     assert_ne!(second, first);
     assert_eq!(
