@@ -43,7 +43,11 @@ pub async fn get(
         return Err(missing());
     }
     if state.settings.redirect_blobs
-        && let Some(url) = state.repos.package_url(&repo, &tail, REDIRECT_TTL)?
+        && let Some(url) = {
+            let s = state.clone();
+            let (r, t) = (repo.clone(), tail.clone());
+            super::api::blocking(move || Ok(s.repos.package_url(&r, &t, REDIRECT_TTL)?)).await?
+        }
     {
         // Short-lived: the redirect itself is not to be kept past the URL's expiry.
         return Ok(HttpResponse::Found()
@@ -52,9 +56,10 @@ pub async fn get(
             .finish());
     }
     let ct = content_type(&tail);
-    // Local files are opened on this thread; an object store is asked on the blocking
-    // pool (a network round trip must not hold a request thread).
-    if state.repos.blobs.is_local() {
+    // Local files named by a local store are opened on this thread; a database or an
+    // object store is asked on the blocking pool (a network round trip must not hold a
+    // request thread).
+    if state.repos.blobs.is_local() && state.repos.store.is_local() {
         let Some(object) = state.repos.open_path(&repo, &tail, None)? else {
             return Err(missing());
         };

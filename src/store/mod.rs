@@ -487,6 +487,11 @@ pub trait Store: Send + Sync {
     fn remove_secret_key(&self, repo: &str) -> Result<(), StoreError>;
     /// Where the secret key of `repo` is kept, for a person reading a message.
     fn secret_key_place(&self, repo: &str) -> String;
+    /// Whether asking is quick enough to do on a server's request thread (an embedded
+    /// store); otherwise a server asks on its blocking pool.
+    fn is_local(&self) -> bool {
+        false
+    }
     /// Tells commands that a server at `url` holds this store now (`None`: no more), for
     /// a store that one process holds at a time; others need no telling.
     fn serving(&self, _url: Option<&str>) -> Result<(), StoreError> {

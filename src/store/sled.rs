@@ -506,6 +506,10 @@ fn encode<T: Serialize>(v: &T) -> Vec<u8> {
 }
 
 impl Store for SledStore {
+    fn is_local(&self) -> bool {
+        true
+    }
+
     fn lock_repo(&self, repo: &str) -> Result<super::RepoGuard, StoreError> {
         Ok(self.repos.lock(repo))
     }
