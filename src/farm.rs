@@ -4,8 +4,19 @@
 //! changes nothing; a lease that runs out puts its task back (or fails it after
 //! [`Queue::MAX_ATTEMPTS`]); a task's end makes its dependents claimable or skips them.
 //! The HTTP layer and the agent are thin shells over these calls.
+//!
+//! Any number of servers may share one store (PostgreSQL), each with a `Queue` of its
+//! own, so nothing here is held in the process. Every call that reads a build's tasks (or
+//! its record) and writes them back — started, heartbeat, report, hand back, cancel, and
+//! expiry build by build — does so under the store's lock of that build
+//! ([`Store::lock_farm_build`]), reading afresh once it holds it: two reports of a task's
+//! dependencies at once each see the other's end, two expiries never put one lease's
+//! task back twice. A claim takes the oldest claimable task atomically in the store, and
+//! under the same lock: so a claim never lands between a cancel's read of the queued
+//! tasks and its write, and a task is either cancelled or held by the one agent whose
+//! heartbeats hear of the cancel. A submit needs no lock: no one knows the build's id
+//! before its batch is in.
 
-use std::sync::Mutex;
 use std::time::Duration;
 
 use crate::repo::builds::BuiltFile;
@@ -84,15 +95,13 @@ pub struct Beat {
     pub cancel: bool,
 }
 
-/// The queue's settings, and the lock every change to it takes (claims, reports,
-/// expiries and cancels each read a task and write it back: one at a time per process;
-/// the store's own claim is atomic on its own too).
+/// The queue's settings. It holds no lock of its own: the store's per-build locks
+/// serialise changes across every process sharing the store (see the module's notes).
 pub struct Queue {
     /// How long a lease lasts without a heartbeat.
     pub lease: Duration,
     /// How often agents are told to renew it.
     pub heartbeat: Duration,
-    lock: Mutex<()>,
 }
 
 fn ms(d: Duration) -> i64 {
@@ -109,15 +118,7 @@ impl Queue {
     pub const MAX_ATTEMPTS: u32 = 3;
 
     pub fn new(lease: Duration, heartbeat: Duration) -> Queue {
-        Queue {
-            lease,
-            heartbeat,
-            lock: Mutex::new(()),
-        }
-    }
-
-    fn hold(&self) -> std::sync::MutexGuard<'_, ()> {
-        self.lock.lock().unwrap_or_else(|p| p.into_inner())
+        Queue { lease, heartbeat }
     }
 
     /// Stores `build` with its tasks: the cached ones done at once, those whose
@@ -138,7 +139,6 @@ impl Queue {
                 )));
             }
         }
-        let _held = self.hold();
         build.id = store.new_build_id()?;
         build.submitted = now;
         let mut stored: Vec<Task> = Vec::with_capacity(tasks.len());
@@ -198,7 +198,6 @@ impl Queue {
         platforms: &[String],
         now: i64,
     ) -> Result<Option<Task>, FarmError> {
-        let _held = self.hold();
         let lease = Lease {
             id: lease_id(),
             agent: agent.to_string(),
@@ -252,7 +251,7 @@ impl Queue {
         lease: &str,
         now: i64,
     ) -> Result<Beat, FarmError> {
-        let _held = self.hold();
+        let _build = store.lock_farm_build(build)?;
         let mut task = self.leased(store, build, index, lease)?;
         let cancel = store.farm_build(build)?.is_some_and(|b| b.cancelled);
         let expires = now + ms(self.lease);
@@ -272,7 +271,7 @@ impl Queue {
         lease: &str,
         now: i64,
     ) -> Result<(), FarmError> {
-        let _held = self.hold();
+        let _build = store.lock_farm_build(build)?;
         let mut task = self.leased(store, build, index, lease)?;
         if task.state == TaskState::Claimed {
             task.state = TaskState::Running;
@@ -304,7 +303,7 @@ impl Queue {
                 report.state.as_str()
             )));
         }
-        let _held = self.hold();
+        let _build = store.lock_farm_build(build)?;
         let mut task = self.leased(store, build, index, lease)?;
         let agent = task.lease.take().map(|l| l.agent);
         task.history.push(TaskEvent {
@@ -336,7 +335,7 @@ impl Queue {
         lease: &str,
         now: i64,
     ) -> Result<(), FarmError> {
-        let _held = self.hold();
+        let _build = store.lock_farm_build(build)?;
         let mut task = self.leased(store, build, index, lease)?;
         let agent = task.lease.take().map(|l| l.agent);
         task.attempts = task.attempts.saturating_sub(1);
@@ -352,47 +351,64 @@ impl Queue {
     }
 
     /// Puts back the tasks whose lease ran out (naming the lost agent), or fails those
-    /// that ran out [`Queue::MAX_ATTEMPTS`] times. Returns how many it touched.
+    /// that ran out [`Queue::MAX_ATTEMPTS`] times. Returns how many it put back or failed.
+    /// Another server may expire the same leases at the same moment: each task is read
+    /// again under its build's lock and left alone unless its lease still ran out (the
+    /// other expired it, its agent reported, or a new claim holds it now).
     pub fn expire(&self, store: &dyn Store, now: i64) -> Result<usize, FarmError> {
-        let _held = self.hold();
-        let expired = store.expired(now)?;
-        for &(build, index) in &expired {
-            let Some(mut task) = store.task(build, index)? else {
-                continue;
-            };
-            let Some(lease) = task.lease.take().filter(|_| task.state.held()) else {
-                continue;
-            };
-            let lost = format!("the lease of {} ran out", lease.agent);
-            if task.attempts >= Self::MAX_ATTEMPTS {
-                let why = format!("{lost}, the {} attempt's", ordinal(task.attempts));
-                task.history.push(TaskEvent {
-                    at: now,
-                    what: format!("failed: {why}"),
-                    agent: Some(lease.agent),
-                });
-                task.state = TaskState::Failed;
-                task.reason = Some(why);
-                task.finished = Some(now);
-                self.settle(store, build, vec![task], now)?;
-            } else {
-                task.history.push(TaskEvent {
-                    at: now,
-                    what: format!("{lost}; queued again"),
-                    agent: Some(lease.agent),
-                });
-                task.state = TaskState::Queued;
-                task.ready = true;
-                store.apply(vec![Change::PutTask(task)])?;
+        // By build, oldest lease first within each: one lock per build.
+        let mut by_build: Vec<(BuildId, Vec<u32>)> = Vec::new();
+        for (build, index) in store.expired(now)? {
+            match by_build.iter_mut().find(|(b, _)| *b == build) {
+                Some((_, indices)) => indices.push(index),
+                None => by_build.push((build, vec![index])),
             }
         }
-        Ok(expired.len())
+        let mut touched = 0;
+        for (build, indices) in by_build {
+            let _build = store.lock_farm_build(build)?;
+            for index in indices {
+                let Some(mut task) = store.task(build, index)? else {
+                    continue;
+                };
+                let ran_out =
+                    task.state.held() && task.lease.as_ref().is_some_and(|l| l.expires < now);
+                let Some(lease) = task.lease.take().filter(|_| ran_out) else {
+                    continue;
+                };
+                touched += 1;
+                let lost = format!("the lease of {} ran out", lease.agent);
+                if task.attempts >= Self::MAX_ATTEMPTS {
+                    let why = format!("{lost}, the {} attempt's", ordinal(task.attempts));
+                    task.history.push(TaskEvent {
+                        at: now,
+                        what: format!("failed: {why}"),
+                        agent: Some(lease.agent),
+                    });
+                    task.state = TaskState::Failed;
+                    task.reason = Some(why);
+                    task.finished = Some(now);
+                    self.settle(store, build, vec![task], now)?;
+                } else {
+                    task.history.push(TaskEvent {
+                        at: now,
+                        what: format!("{lost}; queued again"),
+                        agent: Some(lease.agent),
+                    });
+                    task.state = TaskState::Queued;
+                    task.ready = true;
+                    store.apply(vec![Change::PutTask(task)])?;
+                }
+            }
+        }
+        Ok(touched)
     }
 
     /// Cancels a build: its queued tasks end `cancelled` (their dependents skipped); held
-    /// ones are told at their next heartbeat and report themselves.
+    /// ones are told at their next heartbeat and report themselves. Claims wait while
+    /// this holds the build's lock, so each task is cancelled or claimed, never both.
     pub fn cancel(&self, store: &dyn Store, build: BuildId, now: i64) -> Result<(), FarmError> {
-        let _held = self.hold();
+        let _build = store.lock_farm_build(build)?;
         let mut b = store
             .farm_build(build)?
             .ok_or(FarmError::NoSuchBuild(build))?;
@@ -423,6 +439,7 @@ impl Queue {
     /// Stores `ended` (tasks that just ended) with what follows in the same batch: each
     /// queued dependent becomes claimable once all its dependencies succeeded, or is
     /// skipped (and so on down) when one did not; the build ends with its last task.
+    /// Called holding the build's lock, so the tasks it reads are current.
     fn settle(
         &self,
         store: &dyn Store,
@@ -870,6 +887,7 @@ fn lease_id() -> String {
 mod tests {
     use super::*;
     use crate::store::SledStore;
+    use std::sync::Mutex;
 
     fn build() -> FarmBuild {
         FarmBuild {

@@ -3,9 +3,11 @@
 //! server). Records come back as they were put, in the orders the trait names; a batch's
 //! package changes keep the by-name lookup and the index trees in step; a removed
 //! repository leaves nothing; the farm's queue hands out tasks oldest first, once.
+//! [`check_shared`] checks two handles on one store, as two servers sharing it hold: a
+//! farm build's tasks change under one lock for both.
 
-use std::sync::Mutex;
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
+use std::sync::{Barrier, Mutex};
 use std::time::Duration;
 
 use super::{
@@ -25,10 +27,24 @@ pub fn check(store: &dyn Store) {
     marks_keys_tokens_and_locks(store);
     removed_repositories_leave_nothing(store);
     publish_locks(store);
+    build_locks(store);
     farm_records(store);
     queue_order_and_dependencies(store);
     stale_leases(store);
     many_agents_at_once(store);
+    claims_wait_for_the_builds_lock(store);
+}
+
+/// Checks `a` and `b`, two handles on one store that holds no farm work yet (two
+/// processes' connections to a shared database; where one process holds the store, the
+/// same store twice), each with a queue of its own as two servers have: a build's lock
+/// held through one holds for the other, and the queue's changes made through both at
+/// once lose none of each other's. Panics at the first difference.
+pub fn check_shared(a: &dyn Store, b: &dyn Store) {
+    build_locks_across(a, b);
+    racing_reports(a, b);
+    racing_expiries(a, b);
+    cancel_racing_claims(a, b);
 }
 
 fn repo(name: &str) -> RepoRecord {
@@ -583,6 +599,28 @@ fn publish_locks(store: &dyn Store) {
     assert_eq!(most.into_inner(), 1);
 }
 
+fn build_locks(store: &dyn Store) {
+    let inside = AtomicU32::new(0);
+    let most = AtomicU32::new(0);
+    std::thread::scope(|s| {
+        for _ in 0..4 {
+            s.spawn(|| {
+                for _ in 0..15 {
+                    let _g = store.lock_farm_build(7).unwrap();
+                    // Another build is not held up by it, nor a repository named alike.
+                    drop(store.lock_farm_build(8).unwrap());
+                    drop(store.lock_repo("7").unwrap());
+                    let n = inside.fetch_add(1, Ordering::SeqCst) + 1;
+                    most.fetch_max(n, Ordering::SeqCst);
+                    std::thread::sleep(Duration::from_millis(1));
+                    inside.fetch_sub(1, Ordering::SeqCst);
+                }
+            });
+        }
+    });
+    assert_eq!(most.into_inner(), 1);
+}
+
 fn farm_build(id: BuildId) -> FarmBuild {
     FarmBuild {
         id,
@@ -929,4 +967,271 @@ fn many_agents_at_once(store: &dyn Store) {
     let mut got = got.into_inner().unwrap();
     got.sort();
     assert_eq!(got, (0..40).collect::<Vec<u32>>());
+}
+
+/// A claim waits while its task's build is locked, and takes only what the holder left
+/// claimable: a task cancelled meanwhile is not handed out. Other builds' tasks are not
+/// held up.
+fn claims_wait_for_the_builds_lock(store: &dyn Store) {
+    let (p, other) = (strings(&["waits_x86_64"]), strings(&["free_x86_64"]));
+    let q = Queue::new(Duration::from_secs(60), Duration::from_secs(15));
+    let id = q
+        .submit(store, farm_build(0), vec![new_task("a", &p[0], &[])], 0)
+        .unwrap();
+    let free = q
+        .submit(store, farm_build(0), vec![new_task("f", &other[0], &[])], 0)
+        .unwrap();
+    let held = store.lock_farm_build(id).unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            tx.send(store.claim(&p, lease("w", 100), 1).unwrap())
+                .unwrap()
+        });
+        let t = store.claim(&other, lease("f", 100), 1).unwrap().unwrap();
+        assert_eq!(t.id(), (free, 0));
+        assert!(rx.recv_timeout(Duration::from_millis(300)).is_err());
+        // As a cancel does, holding the lock.
+        let mut cancelled = store.task(id, 0).unwrap().unwrap();
+        cancelled.state = TaskState::Cancelled;
+        store.apply(vec![Change::PutTask(cancelled)]).unwrap();
+        drop(held);
+        assert_eq!(rx.recv_timeout(Duration::from_secs(30)).unwrap(), None);
+    });
+    assert_eq!(
+        store.task(id, 0).unwrap().unwrap().state,
+        TaskState::Cancelled
+    );
+}
+
+/// A build's lock held through one handle holds for the other; other builds, and a
+/// repository named alike, are not held up.
+fn build_locks_across(a: &dyn Store, b: &dyn Store) {
+    let held = a.lock_farm_build(41).unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            let _g = b.lock_farm_build(41).unwrap();
+            tx.send(std::time::Instant::now()).unwrap();
+        });
+        drop(b.lock_farm_build(42).unwrap());
+        drop(b.lock_repo("41").unwrap());
+        assert!(rx.recv_timeout(Duration::from_millis(300)).is_err());
+        let released = std::time::Instant::now();
+        drop(held);
+        let got = rx.recv_timeout(Duration::from_secs(30)).unwrap();
+        assert!(got >= released);
+    });
+}
+
+/// The lease of `t`, as its agent knows it.
+fn lease_of(t: &Task) -> String {
+    t.lease.as_ref().map(|l| l.id.clone()).unwrap_or_default()
+}
+
+/// Two dependencies of one task reported at the same moment through two queues: each
+/// report's settling sees the other's end, so the dependent always becomes claimable and
+/// the build ends.
+fn racing_reports(a: &dyn Store, b: &dyn Store) {
+    let mine = strings(&["reports_x86_64"]);
+    let p = mine[0].as_str();
+    let (qa, qb) = (
+        Queue::new(Duration::from_secs(60), Duration::from_secs(15)),
+        Queue::new(Duration::from_secs(60), Duration::from_secs(15)),
+    );
+    for round in 0..50 {
+        let tasks = vec![
+            new_task("a", p, &[]),
+            new_task("b", p, &[]),
+            new_task("c", p, &[0, 1]),
+        ];
+        let id = qa.submit(a, farm_build(0), tasks, 0).unwrap();
+        let ta = qa.claim(a, "x", &mine, 1).unwrap().unwrap();
+        let tb = qb.claim(b, "y", &mine, 1).unwrap().unwrap();
+        assert_eq!((ta.id(), tb.id()), ((id, 0), (id, 1)));
+        let start = Barrier::new(2);
+        std::thread::scope(|s| {
+            for (q, store, t) in [(&qa, a, &ta), (&qb, b, &tb)] {
+                let start = &start;
+                s.spawn(move || {
+                    start.wait();
+                    q.report(
+                        store,
+                        id,
+                        t.index,
+                        &lease_of(t),
+                        report(TaskState::Built),
+                        2,
+                    )
+                    .unwrap();
+                });
+            }
+        });
+        let c = qb.claim(b, "z", &mine, 3).unwrap();
+        assert_eq!(
+            c.as_ref().map(Task::id),
+            Some((id, 2)),
+            "round {round}: {:?}",
+            states(a, id)
+        );
+        let c = c.unwrap();
+        qa.report(a, id, 2, &lease_of(&c), report(TaskState::Built), 4)
+            .unwrap();
+        assert_eq!(
+            a.farm_build(id).unwrap().unwrap().finished,
+            Some(4),
+            "round {round}"
+        );
+    }
+}
+
+/// Two queues expiring the same run-out leases at once while agents, through both, claim
+/// each task as soon as it is queued again: each is put back once (one attempt lost, one
+/// event, one count), and no new claim is undone by the expiry that came second.
+fn racing_expiries(a: &dyn Store, b: &dyn Store) {
+    let mine = strings(&["expiries_x86_64"]);
+    let p = mine[0].as_str();
+    let lease_ms = Duration::from_millis(10);
+    let (qa, qb) = (
+        Queue::new(lease_ms, Duration::from_millis(3)),
+        Queue::new(lease_ms, Duration::from_millis(3)),
+    );
+    const TASKS: usize = 8;
+    for round in 0..20 {
+        let t0 = 1_000_000 + round * 1000;
+        let tasks = (0..TASKS)
+            .map(|i| new_task(&format!("t{i}"), p, &[]))
+            .collect();
+        let id = qa.submit(a, farm_build(0), tasks, t0).unwrap();
+        for _ in 0..TASKS {
+            assert_eq!(qa.claim(a, "lost", &mine, t0).unwrap().unwrap().build, id);
+        }
+        // Leases of claims made now run out after it: not expired again.
+        let now = t0 + 100;
+        let start = Barrier::new(4);
+        let (expired, ended) = (AtomicUsize::new(0), AtomicUsize::new(0));
+        let claimed: Mutex<Vec<Task>> = Mutex::default();
+        std::thread::scope(|s| {
+            for (q, store) in [(&qa, a), (&qb, b)] {
+                let (start, expired, ended) = (&start, &expired, &ended);
+                s.spawn(move || {
+                    start.wait();
+                    expired.fetch_add(q.expire(store, now).unwrap(), Ordering::SeqCst);
+                    ended.fetch_add(1, Ordering::SeqCst);
+                });
+            }
+            for (i, (q, store)) in [(&qa, a), (&qb, b)].into_iter().enumerate() {
+                let (start, ended, claimed, mine) = (&start, &ended, &claimed, &mine);
+                s.spawn(move || {
+                    start.wait();
+                    loop {
+                        let finished = ended.load(Ordering::SeqCst) == 2;
+                        match q.claim(store, &format!("new{i}"), mine, now).unwrap() {
+                            Some(t) => claimed.lock().unwrap().push(t),
+                            None if finished => return,
+                            None => {}
+                        }
+                    }
+                });
+            }
+        });
+        assert_eq!(expired.into_inner(), TASKS, "round {round}: expired twice");
+        let claimed = claimed.into_inner().unwrap();
+        assert_eq!(
+            claimed.len(),
+            TASKS,
+            "round {round}: a new claim was undone"
+        );
+        for t in a.tasks(id).unwrap() {
+            let ran_out = t
+                .history
+                .iter()
+                .filter(|e| e.what.contains("ran out"))
+                .count();
+            let mine: Vec<&Task> = claimed.iter().filter(|c| c.id() == t.id()).collect();
+            assert_eq!(
+                (t.state, t.attempts, ran_out, mine.len()),
+                (TaskState::Claimed, 2, 1, 1),
+                "round {round}: {:?}",
+                t.history
+            );
+            assert_eq!(t.lease, mine[0].lease);
+            qa.report(
+                a,
+                id,
+                t.index,
+                &lease_of(&t),
+                report(TaskState::Built),
+                now + 1,
+            )
+            .unwrap();
+        }
+        assert!(a.farm_build(id).unwrap().unwrap().finished.is_some());
+    }
+}
+
+/// A cancel through one queue while agents claim through both: every task ends up either
+/// cancelled, never handed out, or held by the one agent it was handed to, whose
+/// heartbeat is told of the cancel.
+fn cancel_racing_claims(a: &dyn Store, b: &dyn Store) {
+    let mine = strings(&["cancels_x86_64"]);
+    let p = mine[0].as_str();
+    let (qa, qb) = (
+        Queue::new(Duration::from_secs(60), Duration::from_secs(15)),
+        Queue::new(Duration::from_secs(60), Duration::from_secs(15)),
+    );
+    for round in 0..20 {
+        let tasks = (0..12)
+            .map(|i| new_task(&format!("t{i}"), p, &[]))
+            .collect();
+        let id = qa.submit(a, farm_build(0), tasks, 0).unwrap();
+        let handed: Mutex<Vec<Task>> = Mutex::default();
+        let start = Barrier::new(3);
+        std::thread::scope(|s| {
+            for (i, (q, store)) in [(&qa, a), (&qb, b)].into_iter().enumerate() {
+                let (start, handed, mine) = (&start, &handed, &mine);
+                s.spawn(move || {
+                    start.wait();
+                    while let Some(t) = q.claim(store, &format!("agent{i}"), mine, 1).unwrap() {
+                        handed.lock().unwrap().push(t);
+                    }
+                });
+            }
+            start.wait();
+            qb.cancel(b, id, 2).unwrap();
+        });
+        let handed = handed.into_inner().unwrap();
+        for t in a.tasks(id).unwrap() {
+            let to: Vec<&Task> = handed.iter().filter(|h| h.id() == t.id()).collect();
+            match t.state {
+                TaskState::Cancelled => {
+                    assert!(
+                        to.is_empty(),
+                        "round {round}: task {} cancelled after it was handed out",
+                        t.index
+                    );
+                }
+                TaskState::Claimed => {
+                    assert_eq!(
+                        to.len(),
+                        1,
+                        "round {round}: task {} handed out {} times",
+                        t.index,
+                        to.len()
+                    );
+                    assert_eq!(t.lease, to[0].lease, "round {round}: task {}", t.index);
+                    let lease = lease_of(&t);
+                    assert!(qa.heartbeat(a, id, t.index, &lease, 3).unwrap().cancel);
+                    assert!(qb.heartbeat(b, id, t.index, &lease, 3).unwrap().cancel);
+                    qa.report(a, id, t.index, &lease, report(TaskState::Cancelled), 4)
+                        .unwrap();
+                }
+                other => panic!("round {round}: task {} is {}", t.index, other.as_str()),
+            }
+        }
+        assert!(
+            a.farm_build(id).unwrap().unwrap().finished.is_some(),
+            "round {round}"
+        );
+    }
 }

@@ -430,6 +430,17 @@ impl RepoGuard {
     }
 }
 
+/// Held while one change of a farm build's tasks reads them and writes them back (see
+/// [`Store::lock_farm_build`]); dropped, the next one begins. Like [`RepoGuard`], it
+/// carries whatever the backend keeps to hold the lock.
+pub struct BuildGuard(#[allow(dead_code)] Box<dyn Send>);
+
+impl BuildGuard {
+    pub fn new(held: impl Send + 'static) -> BuildGuard {
+        BuildGuard(Box::new(held))
+    }
+}
+
 /// Named locks within one process: enough for a store that one process holds (sled).
 #[derive(Default, Clone)]
 pub struct NamedLocks {
@@ -477,6 +488,11 @@ pub trait Store: Send + Sync {
     /// Serialises the publishes of repository `repo` among everyone who writes this
     /// store: a publish decides what changes from reads made while it holds this.
     fn lock_repo(&self, repo: &str) -> Result<RepoGuard, StoreError>;
+    /// Serialises the changes of farm build `build`'s tasks (and of its record) among
+    /// everyone who writes this store: each reads the tasks while it holds this, so none
+    /// writes back what another changed meanwhile. [`Store::claim`] takes it too, inside
+    /// the store. One at a time per caller: a holder never asks for a second build's.
+    fn lock_farm_build(&self, build: BuildId) -> Result<BuildGuard, StoreError>;
     /// Repositories whose delete began and did not end: their files and keys still go.
     fn deleting(&self) -> Result<Vec<String>, StoreError>;
     /// The armored secret key that signs repository `repo`'s indexes, if it has one.
@@ -536,6 +552,9 @@ pub trait Store: Send + Sync {
     /// first, then build order): two callers never get the same task. It is stored as
     /// claimed under `lease`, its attempts counted and the claim put in its history.
     /// Finds the task without reading the queue (claimable tasks are kept by platform).
+    /// The task is taken under its build's lock ([`Store::lock_farm_build`]), waiting
+    /// while another holds it, so a claim never lands between another change's read of
+    /// the build's tasks and its write (a cancel would write the task back queued).
     fn claim(
         &self,
         platforms: &[String],

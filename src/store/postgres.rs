@@ -13,9 +13,22 @@
 //!   takes a session advisory lock (`pg_advisory_lock`) on a hash of the repository name,
 //!   on a connection the guard holds; dropping the guard unlocks it (and a process that
 //!   dies lets go with its session).
-//! - **Claims are atomic across processes.** [`Store::claim`] picks the oldest claimable
-//!   task (lowest build id, then index, as the embedded store orders them) with
-//!   `SELECT ... FOR UPDATE SKIP LOCKED` and claims it in the same transaction.
+//! - **Changes of a farm build's tasks serialise across processes.**
+//!   [`Store::lock_farm_build`] takes a session advisory lock on the two keys
+//!   (`BUILD_LOCKS`, the build id's low 32 bits) — a key space of its own, apart from
+//!   the 64-bit keys of the repositories' and the schema's locks — on a connection the
+//!   guard holds, as `lock_repo` does. `farm::Queue` holds it while it reads a build's
+//!   tasks and writes them back; the reads, on other connections, see every batch the
+//!   holder before it committed (it committed before it let go, and nothing is cached).
+//! - **Claims are atomic across processes, under the build's lock.** [`Store::claim`]
+//!   reads which build has the oldest claimable task (lowest build id, then index, as the
+//!   embedded store orders them) outside any transaction, then in one transaction takes
+//!   that build's lock (`pg_advisory_xact_lock`, let go at commit), picks the build's
+//!   first claimable task `FOR UPDATE` and claims it. Lock before row, as every holder of
+//!   the session lock takes them (its batches lock rows while it holds the lock): had the
+//!   claim row-locked its task first and then waited for the lock, a cancel holding the
+//!   lock and writing that row would wait for the claim in a circle. A claim that finds
+//!   the build's tasks taken meanwhile (by another claim or a cancel) looks again.
 //! - **No cache.** Every read goes to the database (index trees included): another
 //!   process may have changed anything since. An index tree is one indexed range read.
 //! - **Batches are written in bulk.** The package changes of a batch are applied from
@@ -46,9 +59,9 @@ use serde::de::DeserializeOwned;
 use crate::backends::redact;
 
 use super::{
-    BuildId, Change, FarmBuild, Generation, IndexEntry, IndexRow, Lease, LeftFile, LockRecord,
-    PackageRecord, RepoGuard, RepoRecord, Segments, Store, StoreError, Task, TaskEvent, TaskState,
-    TokenRecord,
+    BuildGuard, BuildId, Change, FarmBuild, Generation, IndexEntry, IndexRow, Lease, LeftFile,
+    LockRecord, PackageRecord, RepoGuard, RepoRecord, Segments, Store, StoreError, Task, TaskEvent,
+    TaskState, TokenRecord,
 };
 
 /// The schema, version by version: `(version, SQL)`, applied in order from the first the
@@ -61,6 +74,8 @@ const MAX_IDLE: usize = 8;
 const IDLE_CHECK: Duration = Duration::from_secs(10);
 /// Rows per statement when a batch writes many.
 const CHUNK: usize = 500;
+/// Candidates a claim looks at before it gives up for now (see [`Store::claim`]).
+const CLAIM_TRIES: usize = 64;
 /// Tries of a transaction that PostgreSQL rolled back for a deadlock or a serialization
 /// failure.
 const ATTEMPTS: usize = 4;
@@ -122,6 +137,18 @@ fn off_runtime<R: Send>(f: impl FnOnce() -> Result<R, StoreError> + Send) -> Res
             Err(panic) => std::panic::resume_unwind(panic),
         }
     })
+}
+
+/// The first of the two numbers of every farm build's advisory lock ("pyfb"). Locks named
+/// by two 32-bit numbers are a key space of their own, apart from the 64-bit keys of
+/// [`lock_key`] (the schema's and the repositories' locks).
+const BUILD_LOCKS: i32 = 0x7079_6662;
+
+/// The two numbers of build `id`'s advisory lock: [`BUILD_LOCKS`] and the id's low 32 bits.
+/// Builds 2³² apart share a lock: they only wait for each other (a holder never asks for
+/// a second build's lock).
+fn build_lock_key(id: BuildId) -> (i32, i32) {
+    (BUILD_LOCKS, id as u32 as i32)
 }
 
 /// A stable 64-bit number for an advisory lock on `what`.
@@ -332,19 +359,44 @@ impl Pool {
         &self,
         f: impl Fn(&mut Db<'_, postgres::Transaction<'_>>) -> Result<R, Fail> + Send + Sync,
     ) -> Result<R, StoreError> {
-        self.with(|conn| {
-            retrying(|| {
-                let Conn {
-                    client, statements, ..
-                } = &mut *conn;
-                let mut tx = client.transaction()?;
-                let r = f(&mut Db {
-                    client: &mut tx,
-                    statements,
-                })?;
-                tx.commit()?;
-                Ok(r)
+        self.with(|conn| conn.transaction(&f))
+    }
+
+    /// A connection of its own holding the session advisory lock `key` (waiting for it),
+    /// until the lock is dropped.
+    fn session_lock(self: &Arc<Self>, key: AdvisoryKey) -> Result<SessionLock, StoreError> {
+        off_runtime(|| {
+            let mut c = self.get()?;
+            if let Err(e) = key.lock(&mut c) {
+                return Err(self.error(e));
+            }
+            Ok(SessionLock {
+                pool: self.clone(),
+                conn: Some(c),
+                key,
             })
+        })
+    }
+}
+
+impl Conn {
+    /// Runs `f` in one transaction on this connection, tried again when PostgreSQL rolls
+    /// it back for a conflict with another.
+    fn transaction<R>(
+        &mut self,
+        f: &dyn Fn(&mut Db<'_, postgres::Transaction<'_>>) -> Result<R, Fail>,
+    ) -> Result<R, Fail> {
+        retrying(|| {
+            let Conn {
+                client, statements, ..
+            } = &mut *self;
+            let mut tx = client.transaction()?;
+            let r = f(&mut Db {
+                client: &mut tx,
+                statements,
+            })?;
+            tx.commit()?;
+            Ok(r)
         })
     }
 }
@@ -360,14 +412,48 @@ impl Drop for Pool {
     }
 }
 
-/// A repository's publish lock: the advisory lock held by the session of `conn`.
-struct RepoLock {
-    pool: Arc<Pool>,
-    conn: Option<Conn>,
-    key: i64,
+/// An advisory lock held by a session: a repository's publish lock, or a farm build's.
+#[derive(Clone, Copy)]
+enum AdvisoryKey {
+    /// [`lock_key`] of `repo\0<name>`.
+    Repo(i64),
+    /// [`build_lock_key`] of the build.
+    Build(i32, i32),
 }
 
-impl Drop for RepoLock {
+impl AdvisoryKey {
+    fn lock(self, c: &mut Conn) -> Result<(), Fail> {
+        match self {
+            AdvisoryKey::Repo(key) => c.db().execute("SELECT pg_advisory_lock($1)", &[&key]),
+            AdvisoryKey::Build(class, key) => c
+                .db()
+                .execute("SELECT pg_advisory_lock($1, $2)", &[&class, &key]),
+        }
+        .map(drop)
+    }
+
+    /// Whether the session held it.
+    fn unlock(self, c: &mut Conn) -> Result<bool, Fail> {
+        let row = match self {
+            AdvisoryKey::Repo(key) => c.db().one("SELECT pg_advisory_unlock($1)", &[&key]),
+            AdvisoryKey::Build(class, key) => c
+                .db()
+                .one("SELECT pg_advisory_unlock($1, $2)", &[&class, &key]),
+        }?;
+        col(&row, 0)
+    }
+}
+
+/// The advisory lock `key`, held by the session of `conn` (a connection no one else
+/// uses meanwhile); a session that ends, its process dying or its connection lost, lets
+/// go of it too.
+struct SessionLock {
+    pool: Arc<Pool>,
+    conn: Option<Conn>,
+    key: AdvisoryKey,
+}
+
+impl Drop for SessionLock {
     fn drop(&mut self) {
         let Some(mut c) = self.conn.take() else {
             return;
@@ -376,11 +462,7 @@ impl Drop for RepoLock {
         let _ = off_runtime(move || {
             // Unlocked, the connection goes back to the pool; failing that, it is closed,
             // which ends the session and its locks.
-            let unlocked = c
-                .db()
-                .one("SELECT pg_advisory_unlock($1)", &[&key])
-                .and_then(|row| col::<bool>(&row, 0));
-            if let Ok(true) = unlocked {
+            if let Ok(true) = key.unlock(&mut c) {
                 pool.put(c);
             }
             Ok(())
@@ -782,20 +864,15 @@ impl Store for PostgresStore {
     }
 
     fn lock_repo(&self, repo: &str) -> Result<RepoGuard, StoreError> {
-        let key = lock_key(&format!("repo\0{repo}"));
-        let pool = &self.pool;
-        off_runtime(|| {
-            // A connection of its own: the lock is its session's until the guard goes.
-            let mut c = pool.get()?;
-            if let Err(e) = c.db().execute("SELECT pg_advisory_lock($1)", &[&key]) {
-                return Err(pool.error(e));
-            }
-            Ok(RepoGuard::new(RepoLock {
-                pool: pool.clone(),
-                conn: Some(c),
-                key,
-            }))
-        })
+        let key = AdvisoryKey::Repo(lock_key(&format!("repo\0{repo}")));
+        self.pool.session_lock(key).map(RepoGuard::new)
+    }
+
+    fn lock_farm_build(&self, build: BuildId) -> Result<BuildGuard, StoreError> {
+        let (class, key) = build_lock_key(build);
+        self.pool
+            .session_lock(AdvisoryKey::Build(class, key))
+            .map(BuildGuard::new)
     }
 
     fn deleting(&self) -> Result<Vec<String>, StoreError> {
@@ -1018,30 +1095,56 @@ impl Store for PostgresStore {
         lease: Lease,
         now: i64,
     ) -> Result<Option<Task>, StoreError> {
-        self.pool.transaction(|db| {
-            // The oldest claimable task no other claim is taking right now.
-            let rows = db.query(
-                "SELECT record, build || '/' || idx FROM tasks \
-                 WHERE claimable AND platform = ANY($1) \
-                 ORDER BY build, idx LIMIT 1 FOR UPDATE SKIP LOCKED",
-                &[&platforms],
-            )?;
-            let Some(row) = rows.first() else {
-                return Ok(None);
-            };
-            let (text, key): (String, String) = (col(row, 0)?, col(row, 1)?);
-            let mut task: Task = decode(|| format!("task/{key}"), &text)?;
-            task.state = TaskState::Claimed;
-            task.attempts += 1;
-            task.claimed = Some(now);
-            task.history.push(TaskEvent {
-                at: now,
-                what: format!("claimed (attempt {})", task.attempts),
-                agent: Some(lease.agent.clone()),
-            });
-            task.lease = Some(lease.clone());
-            put_task(db, &task)?;
-            Ok(Some(task))
+        self.pool.with(|conn| {
+            // Each miss below is another claim (or a cancel) taking the task first; the
+            // bound only keeps the loop finite (the agent asks again).
+            for _ in 0..CLAIM_TRIES {
+                // Which build has the oldest claimable task: read outside any transaction,
+                // so nothing is held while the build's lock is waited for.
+                let rows = conn.db().query(
+                    "SELECT build FROM tasks WHERE claimable AND platform = ANY($1) \
+                     ORDER BY build, idx LIMIT 1",
+                    &[&platforms],
+                )?;
+                let Some(row) = rows.first() else {
+                    return Ok(None);
+                };
+                let build: i64 = col(row, 0)?;
+                let (class, key) = build_lock_key(from_build_id(build)?);
+                let claimed = conn.transaction(&|db| {
+                    // The build's lock first, then the task's row: the order every holder
+                    // of the lock takes them in (it writes rows in batches while holding
+                    // it), so the two never wait for each other in a circle. The lock is
+                    // the transaction's: its commit lets go.
+                    db.execute("SELECT pg_advisory_xact_lock($1, $2)", &[&class, &key])?;
+                    let rows = db.query(
+                        "SELECT record, build || '/' || idx FROM tasks \
+                         WHERE build = $1 AND claimable AND platform = ANY($2) \
+                         ORDER BY idx LIMIT 1 FOR UPDATE",
+                        &[&build, &platforms],
+                    )?;
+                    let Some(row) = rows.first() else {
+                        return Ok(None);
+                    };
+                    let (text, at): (String, String) = (col(row, 0)?, col(row, 1)?);
+                    let mut task: Task = decode(|| format!("task/{at}"), &text)?;
+                    task.state = TaskState::Claimed;
+                    task.attempts += 1;
+                    task.claimed = Some(now);
+                    task.history.push(TaskEvent {
+                        at: now,
+                        what: format!("claimed (attempt {})", task.attempts),
+                        agent: Some(lease.agent.clone()),
+                    });
+                    task.lease = Some(lease.clone());
+                    put_task(db, &task)?;
+                    Ok(Some(task))
+                })?;
+                if claimed.is_some() {
+                    return Ok(claimed);
+                }
+            }
+            Ok(None)
         })
     }
 

@@ -28,10 +28,10 @@ pub struct SledStore {
     /// Index trees read so far, by key prefix: entries in key order, and segments.
     /// Held across a batch, so a reader never caches a tree a batch is changing.
     memo: Mutex<Memo>,
-    /// Held while a claim picks and takes a task, so two never take the same one.
-    claiming: Mutex<()>,
     /// Per-repository publish locks: this process is the store's only writer.
     repos: super::NamedLocks,
+    /// Per-build locks of the farm's tasks (claims take them too), for the same reason.
+    builds: super::NamedLocks,
     /// The data directory the store is in (`<data>/store`).
     data: PathBuf,
 }
@@ -365,6 +365,9 @@ fn repo_prefixes(repo: &str) -> [Vec<u8>; 6] {
         .map(|kind| format!("{kind}\0{repo}\0").into_bytes())
 }
 
+/// Candidates a claim looks at before it gives up for now (see [`Store::claim`]).
+const CLAIM_TRIES: usize = 64;
+
 fn backend(e: sled::Error) -> StoreError {
     StoreError::Backend(e.to_string())
 }
@@ -377,8 +380,8 @@ impl SledStore {
                 let store = SledStore {
                     db,
                     memo: Mutex::default(),
-                    claiming: Mutex::default(),
                     repos: Default::default(),
+                    builds: Default::default(),
                     data: dir.parent().unwrap_or(dir).to_path_buf(),
                 };
                 store.upgrade()?;
@@ -512,6 +515,10 @@ impl Store for SledStore {
 
     fn lock_repo(&self, repo: &str) -> Result<super::RepoGuard, StoreError> {
         Ok(self.repos.lock(repo))
+    }
+
+    fn lock_farm_build(&self, build: BuildId) -> Result<super::BuildGuard, StoreError> {
+        Ok(super::BuildGuard::new(self.builds.lock(&build.to_string())))
     }
 
     fn deleting(&self) -> Result<Vec<String>, StoreError> {
@@ -858,35 +865,45 @@ impl Store for SledStore {
         lease: Lease,
         now: i64,
     ) -> Result<Option<Task>, StoreError> {
-        let _one_at_a_time = self.claiming.lock().unwrap_or_else(|p| p.into_inner());
-        // The first claimable task of each platform; the oldest build's wins.
-        let mut best: Option<(BuildId, u32)> = None;
-        for p in platforms {
-            let first = self.db.scan_prefix(ready_prefix(p)).keys().next();
-            if let Some(k) = first.transpose().map_err(backend)?
-                && let Some(id) = task_of_index_key(&k)
-                && best.is_none_or(|b| id < b)
-            {
-                best = Some(id);
+        // Each miss below is another claim (or a cancel) taking the task first; the bound
+        // only keeps a damaged index from looping (the agent asks again).
+        for _ in 0..CLAIM_TRIES {
+            // The first claimable task of each platform; the oldest build's wins.
+            let mut best: Option<(BuildId, u32)> = None;
+            for p in platforms {
+                let first = self.db.scan_prefix(ready_prefix(p)).keys().next();
+                if let Some(k) = first.transpose().map_err(backend)?
+                    && let Some(id) = task_of_index_key(&k)
+                    && best.is_none_or(|b| id < b)
+                {
+                    best = Some(id);
+                }
             }
+            let Some((build, index)) = best else {
+                return Ok(None);
+            };
+            // Taken under the build's lock, read again: the change that held it (or a
+            // claim just before) may have taken or cancelled it.
+            let _build = self.lock_farm_build(build)?;
+            let Some(mut task) = self.task(build, index)? else {
+                return Ok(None);
+            };
+            if !task.claimable() || !platforms.contains(&task.platform) {
+                continue;
+            }
+            task.state = TaskState::Claimed;
+            task.attempts += 1;
+            task.claimed = Some(now);
+            task.history.push(TaskEvent {
+                at: now,
+                what: format!("claimed (attempt {})", task.attempts),
+                agent: Some(lease.agent.clone()),
+            });
+            task.lease = Some(lease);
+            self.apply(vec![Change::PutTask(task.clone())])?;
+            return Ok(Some(task));
         }
-        let Some((build, index)) = best else {
-            return Ok(None);
-        };
-        let Some(mut task) = self.task(build, index)? else {
-            return Ok(None);
-        };
-        task.state = TaskState::Claimed;
-        task.attempts += 1;
-        task.claimed = Some(now);
-        task.history.push(TaskEvent {
-            at: now,
-            what: format!("claimed (attempt {})", task.attempts),
-            agent: Some(lease.agent.clone()),
-        });
-        task.lease = Some(lease);
-        self.apply(vec![Change::PutTask(task.clone())])?;
-        Ok(Some(task))
+        Ok(None)
     }
 
     fn expired(&self, now: i64) -> Result<Vec<(BuildId, u32)>, StoreError> {
@@ -959,6 +976,14 @@ mod tests {
     fn sled_store_keeps_the_store_contract() {
         let dir = tempfile::tempdir().unwrap();
         crate::store::conformance::check(&SledStore::open(dir.path()).unwrap());
+    }
+
+    /// One process holds a sled store: its servers' queues share the store itself.
+    #[test]
+    fn sled_store_keeps_the_shared_store_contract() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SledStore::open(dir.path()).unwrap();
+        crate::store::conformance::check_shared(&store, &store);
     }
 
     #[test]

@@ -340,6 +340,70 @@ fn two_stores_on_one_database_share_records_locks_and_the_queue() {
     assert!(e.contains("newer packyard"), "{e}");
 }
 
+/// Two servers' queues on one database (each store with its own connections), changing
+/// the same builds' tasks at the same moment: reports of two dependencies at once, two
+/// expiries of one lease, a cancel among claims (the store contract's shared part).
+#[test]
+fn two_queues_on_one_database_change_a_builds_tasks_one_at_a_time() {
+    let Some(port) = server() else { return };
+    let url = database(port, "farm_shared");
+    let a = PostgresStore::open(&url).unwrap();
+    let b = PostgresStore::open(&url).unwrap();
+    packyard::store::conformance::check_shared(&a, &b);
+}
+
+/// A build's lock is a session advisory lock of its own key space (two 32-bit keys, apart
+/// from the repositories' 64-bit ones), and a session that ends lets go of it.
+#[test]
+fn a_builds_lock_goes_with_its_session() {
+    let Some(port) = server() else { return };
+    let url = database(port, "farm_locks");
+    let a = PostgresStore::open(&url).unwrap();
+    let b = PostgresStore::open(&url).unwrap();
+    let mut admin = postgres::Client::connect(&url, postgres::NoTls).unwrap();
+    let held = a.lock_farm_build(5).unwrap();
+    let repo = a.lock_repo("5").unwrap();
+    // (objid, objsubid, pid) of each advisory lock granted in this database (other tests
+    // use others): objsubid 2 for a two-key lock.
+    let locks = |admin: &mut postgres::Client| -> Vec<(i64, i16, i32)> {
+        admin
+            .query(
+                "SELECT objid::bigint, objsubid, pid FROM pg_locks \
+                 WHERE locktype = 'advisory' AND granted AND database = \
+                     (SELECT oid FROM pg_database WHERE datname = current_database()) \
+                 ORDER BY objsubid",
+                &[],
+            )
+            .unwrap()
+            .iter()
+            .map(|r| (r.get(0), r.get(1), r.get(2)))
+            .collect()
+    };
+    let now = locks(&mut admin);
+    assert_eq!(now.len(), 2, "{now:?}");
+    assert_eq!(now[0].1, 1, "the repository's lock: one 64-bit key");
+    assert_eq!((now[1].0, now[1].1), (5, 2), "the build's lock: two keys");
+    drop(repo);
+    // Held: the other store waits for it; once the holder's session is gone, it gets it.
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            let _g = b.lock_farm_build(5).unwrap();
+            tx.send(()).unwrap();
+        });
+        assert!(rx.recv_timeout(Duration::from_millis(300)).is_err());
+        let pid = now[1].2;
+        admin
+            .execute("SELECT pg_terminate_backend($1)", &[&pid])
+            .unwrap();
+        rx.recv_timeout(Duration::from_secs(30)).unwrap();
+    });
+    // Dropping the guard of a lost session is no error (its connection is closed).
+    drop(held);
+    assert!(locks(&mut admin).is_empty());
+    drop(a.lock_farm_build(5).unwrap());
+}
+
 /// An RPM of `name` 1.0-1, x86_64, written into `dir`.
 fn rpm(dir: &Path, name: &str) -> PathBuf {
     let path = dir.join(format!("{name}-1.0-1.x86_64.rpm"));
