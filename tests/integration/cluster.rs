@@ -350,6 +350,51 @@ struct Cluster {
     store: String,
 }
 
+/// Every node's packyard.toml: the guide's deployment example (docs/deploy/packyard.toml)
+/// with this test's database, bucket, credentials and passphrase file in place of the
+/// example's, and without its `base_url` (each node is reached directly here).
+fn deploy_config(store: &str, blobs: &str, passphrase: &Path) -> String {
+    let example =
+        std::fs::read_to_string(crate::support::root().join("docs/deploy/packyard.toml"))
+            .unwrap();
+    std::fs::write(passphrase, "cluster test passphrase\n").unwrap();
+    let mut config = example.clone();
+    for (from, to) in [
+        (
+            "\"postgres://packyard@db.example.org:5432/packyard\"".to_string(),
+            format!("\"{store}\""),
+        ),
+        (
+            "\"s3://packages/prod?endpoint=http://s3.example.org:8333&region=us-east-1\"".into(),
+            format!("\"{blobs}\""),
+        ),
+        (
+            "\"/etc/packyard/key-passphrase\"".into(),
+            format!("\"{}\"", passphrase.display()),
+        ),
+        (
+            "base_url = \"https://packages.example.org\"\n".into(),
+            String::new(),
+        ),
+        (
+            "access_key_id = \"packyard\"".into(),
+            format!("access_key_id = \"{}\"", crate::s3::KEY),
+        ),
+        (
+            "secret_access_key = \"change-me\"".into(),
+            format!("secret_access_key = \"{}\"", crate::s3::SECRET),
+        ),
+    ] {
+        assert_eq!(
+            example.matches(&from).count(),
+            1,
+            "docs/deploy/packyard.toml no longer has {from} once: keep the test in step"
+        );
+        config = config.replace(&from, &to);
+    }
+    config
+}
+
 impl Cluster {
     /// `None` (skipped) where PostgreSQL or SeaweedFS is missing outside CI.
     fn start(tag: &str) -> Option<Cluster> {
@@ -360,12 +405,8 @@ impl Cluster {
         let start = Instant::now();
         let store = crate::pg::database(pg, &format!("cluster_{tag}"));
         let blobs = crate::s3::bucket(s3, &format!("cluster-{tag}"));
-        let config = format!(
-            "store = \"{store}\"\nblobs = \"{blobs}\"\n[s3]\naccess_key_id = \"{}\"\nsecret_access_key = \"{}\"\n",
-            crate::s3::KEY,
-            crate::s3::SECRET
-        );
         let dir = tempfile::tempdir().unwrap();
+        let config = deploy_config(&store, &blobs, &dir.path().join("key-passphrase"));
         for d in ["a", "b", "cli"] {
             std::fs::create_dir_all(dir.path().join(d)).unwrap();
             std::fs::write(dir.path().join(d).join("packyard.toml"), &config).unwrap();
