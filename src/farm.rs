@@ -40,6 +40,9 @@ pub enum FarmError {
         lease: String,
         why: String,
     },
+    /// A part of a running log that starts past what is held: parts before it are missing.
+    #[error("the server has {have} bytes of this log, the part starts at {offset}")]
+    LogGap { have: u64, offset: u64 },
     #[error("{0}")]
     Invalid(String),
 }
@@ -55,6 +58,7 @@ impl FarmError {
             FarmError::StaleLease { .. } => "the task was given to another agent (its lease ran \
                  out, or it was handed back or cancelled); drop it and ask for new work"
                 .into(),
+            FarmError::LogGap { have, .. } => format!("send the log again from offset {have}"),
             FarmError::Invalid(_) => return None,
         })
     }
@@ -240,6 +244,32 @@ impl Queue {
         lease: &str,
     ) -> Result<(), FarmError> {
         self.leased(store, build, index, lease).map(|_| ())
+    }
+
+    /// Adds `bytes`, the part of a running task's log its agent sent from byte `offset`,
+    /// to the log the store keeps (so every server of a shared store shows the same one).
+    /// What the store already has of the part is taken once, so an agent may send a part
+    /// again after an error; a part past the end is refused, naming where to resume.
+    pub fn append_log(
+        &self,
+        store: &dyn Store,
+        build: BuildId,
+        index: u32,
+        lease: &str,
+        offset: u64,
+        bytes: &[u8],
+    ) -> Result<(), FarmError> {
+        let _held = store.lock_farm_build(build)?;
+        self.leased(store, build, index, lease)?;
+        let have = store.task_log_len(build, index)?;
+        if offset > have {
+            return Err(FarmError::LogGap { have, offset });
+        }
+        let skip = (have - offset).min(bytes.len() as u64) as usize;
+        if skip < bytes.len() {
+            store.append_task_log(build, index, have, &bytes[skip..])?;
+        }
+        Ok(())
     }
 
     /// Renews the lease; says whether the task's build was cancelled.

@@ -3,7 +3,6 @@
 //! and the thread that expires leases. A thin shell over [`crate::farm`].
 
 use std::collections::BTreeMap;
-use std::io::{Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::time::Duration;
@@ -23,8 +22,6 @@ pub struct FarmState {
     pub queue: Queue,
     /// Agents that asked for work, by name.
     agents: Mutex<BTreeMap<String, AgentSeen>>,
-    /// `<data>/farm/logs`: running tasks' logs, as their agents send them.
-    logs: PathBuf,
     /// Claims answered from releases kept resolved.
     pub claims: super::claims::Claims,
 }
@@ -42,23 +39,16 @@ pub struct AgentSeen {
 }
 
 impl FarmState {
-    pub fn new(settings: &Settings, data: &Path) -> std::io::Result<FarmState> {
-        let logs = data.join("farm").join("logs");
-        std::fs::create_dir_all(&logs)?;
+    pub fn new(settings: &Settings) -> FarmState {
         let secs = |s: f64| Duration::from_secs_f64(s.max(0.01));
-        Ok(FarmState {
+        FarmState {
             queue: Queue::new(
                 secs(settings.lease_seconds),
                 secs(settings.heartbeat_seconds),
             ),
             agents: Mutex::default(),
-            logs,
             claims: Default::default(),
-        })
-    }
-
-    pub(super) fn log_path(&self, build: BuildId, index: u32) -> PathBuf {
-        self.logs.join(format!("{build}-{index}.log"))
+        }
     }
 
     pub fn agents(&self) -> Vec<AgentSeen> {
@@ -106,6 +96,7 @@ impl From<FarmError> for ApiError {
             FarmError::StaleLease { .. } => {
                 ApiError::new(StatusCode::CONFLICT, "stale_lease", message)
             }
+            FarmError::LogGap { .. } => ApiError::new(StatusCode::CONFLICT, "log_gap", message),
             FarmError::Invalid(_) => ApiError::bad_request("invalid", message),
         };
         match hint {
@@ -367,7 +358,7 @@ async fn claim(
         };
         // The log of an attempt before (a lost agent's, one handed back) is not this
         // one's: the new agent's parts start at offset 0.
-        let _ = std::fs::remove_file(s.farm.log_path(task.build, task.index));
+        store.remove_task_log(task.build, task.index)?;
         match assign(&s, &task, &body.workspace, &base) {
             Ok(a) => Ok(Some(a)),
             Err(e) => {
@@ -506,35 +497,11 @@ async fn append_log(
     let part = body.into_inner();
     let s = state.clone();
     blocking(move || {
-        s.farm
-            .queue
-            .check(s.repos.store.as_ref(), build, index, &part.lease)?;
-        let path = s.farm.log_path(build, index);
-        let io = |e: std::io::Error| {
-            ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string())
-        };
-        let mut f = std::fs::OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&path)
-            .map_err(io)?;
-        let have = f.metadata().map_err(io)?.len();
-        if part.offset > have {
-            return Err(ApiError::new(
-                StatusCode::CONFLICT,
-                "log_gap",
-                format!(
-                    "the server has {have} bytes of this log, the part starts at {}",
-                    part.offset
-                ),
-            )
-            .hint(format!("send the log again from offset {have}")));
-        }
+        let store = s.repos.store.as_ref();
         let bytes = part.text.as_bytes();
-        let skip = (have - part.offset).min(bytes.len() as u64) as usize;
-        f.seek(SeekFrom::Start(have)).map_err(io)?;
-        f.write_all(&bytes[skip..]).map_err(io)
+        Ok(s.farm
+            .queue
+            .append_log(store, build, index, &part.lease, part.offset, bytes)?)
     })
     .await?;
     Ok(HttpResponse::NoContent().finish())
@@ -550,7 +517,8 @@ async fn read_log(
     if store.task(build, index)?.is_none() {
         return Err(FarmError::NoSuchTask { build, index }.into());
     }
-    let text = std::fs::read(state.farm.log_path(build, index)).unwrap_or_default();
+    let s = state.clone();
+    let text = blocking(move || Ok(s.repos.store.task_log(build, index)?)).await?;
     Ok(HttpResponse::Ok()
         .content_type("text/plain; charset=utf-8")
         .body(text))

@@ -155,7 +155,7 @@ async fn task_log(
         .store
         .task(id, index)?
         .ok_or(crate::farm::FarmError::NoSuchTask { build: id, index })?;
-    let text = std::fs::read(state.farm.log_path(id, index)).unwrap_or_default();
+    let text = state.repos.store.task_log(id, index)?;
     let mut history = String::new();
     for e in &task.history {
         let _ = writeln!(

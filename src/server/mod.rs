@@ -297,7 +297,7 @@ pub fn run(opts: ServeOptions) -> Result<(), ServeError> {
         known: Default::default(),
         layout: opts.layout.clone(),
         tree: Default::default(),
-        farm: farm::FarmState::new(&settings, &opts.backends.data)?,
+        farm: farm::FarmState::new(&settings),
     });
     // Leases that run out put their tasks back, also while no agent asks.
     farm::expire_in_background(state.clone());

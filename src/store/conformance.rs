@@ -33,6 +33,36 @@ pub fn check(store: &dyn Store) {
     stale_leases(store);
     many_agents_at_once(store);
     claims_wait_for_the_builds_lock(store);
+    running_logs(store);
+}
+
+/// A running task's log in parts: appended at its length, read whole in order, a part
+/// put again unchanged, other tasks' logs apart, removed for a new attempt.
+fn running_logs(store: &dyn Store) {
+    let (b, i) = (9_000_001, 3);
+    assert_eq!(store.task_log_len(b, i).unwrap(), 0);
+    assert!(store.task_log(b, i).unwrap().is_empty());
+    store.append_task_log(b, i, 0, b"hello ").unwrap();
+    store.append_task_log(b, i + 1, 0, b"other").unwrap();
+    let at = store.task_log_len(b, i).unwrap();
+    assert_eq!(at, 6);
+    // Past 16 parts, so an order by text rather than by offset would show.
+    let mut want = b"hello ".to_vec();
+    for n in 0..20u8 {
+        let part = vec![b'a' + n; usize::from(n) + 1];
+        let at = store.task_log_len(b, i).unwrap();
+        store.append_task_log(b, i, at, &part).unwrap();
+        want.extend_from_slice(&part);
+    }
+    // A part at an offset already held changes nothing.
+    store.append_task_log(b, i, 0, b"HELLO ").unwrap();
+    assert_eq!(store.task_log(b, i).unwrap(), want);
+    assert_eq!(store.task_log_len(b, i).unwrap(), want.len() as u64);
+    assert_eq!(store.task_log(b, i + 1).unwrap(), b"other");
+    store.remove_task_log(b, i).unwrap();
+    assert_eq!(store.task_log_len(b, i).unwrap(), 0);
+    assert_eq!(store.task_log(b, i + 1).unwrap(), b"other");
+    store.remove_task_log(b, i + 1).unwrap();
 }
 
 /// Checks `a` and `b`, two handles on one store that holds no farm work yet (two

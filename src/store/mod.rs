@@ -493,6 +493,20 @@ pub trait Store: Send + Sync {
     /// writes back what another changed meanwhile. [`Store::claim`] takes it too, inside
     /// the store. One at a time per caller: a holder never asks for a second build's.
     fn lock_farm_build(&self, build: BuildId) -> Result<BuildGuard, StoreError>;
+    /// Bytes of the running log of task (`build`, `index`) held so far.
+    fn task_log_len(&self, build: BuildId, index: u32) -> Result<u64, StoreError>;
+    /// Stores `bytes` as the part of that log starting at byte `at` (callers append at
+    /// [`Store::task_log_len`], under the build's lock; a part already there stays).
+    fn append_task_log(
+        &self,
+        build: BuildId,
+        index: u32,
+        at: u64,
+        bytes: &[u8],
+    ) -> Result<(), StoreError>;
+    /// The running log of task (`build`, `index`), its parts in order.
+    fn task_log(&self, build: BuildId, index: u32) -> Result<Vec<u8>, StoreError>;
+    fn remove_task_log(&self, build: BuildId, index: u32) -> Result<(), StoreError>;
     /// Repositories whose delete began and did not end: their files and keys still go.
     fn deleting(&self) -> Result<Vec<String>, StoreError>;
     /// The armored secret key that signs repository `repo`'s indexes, if it has one.

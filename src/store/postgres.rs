@@ -66,7 +66,10 @@ use super::{
 
 /// The schema, version by version: `(version, SQL)`, applied in order from the first the
 /// database lacks.
-const MIGRATIONS: &[(i32, &str)] = &[(1, include_str!("migrations/0001_initial.sql"))];
+const MIGRATIONS: &[(i32, &str)] = &[
+    (1, include_str!("migrations/0001_initial.sql")),
+    (2, include_str!("migrations/0002_task_logs.sql")),
+];
 
 /// Idle connections kept for reuse; more are opened when needed and closed after.
 const MAX_IDLE: usize = 8;
@@ -915,6 +918,64 @@ impl Store for PostgresStore {
         self.pool.transaction(|db| {
             db.execute("DELETE FROM secret_keys WHERE repo = $1", &[&repo])
                 .map(drop)
+        })
+    }
+
+    fn task_log_len(&self, build: BuildId, index: u32) -> Result<u64, StoreError> {
+        let (b, i) = (build as i64, i64::from(index));
+        self.pool.with(|c| {
+            let rows = c.db().query(
+                "SELECT at + length(bytes) FROM task_log_parts WHERE build = $1 AND idx = $2 \
+                 ORDER BY at DESC LIMIT 1",
+                &[&b, &i],
+            )?;
+            Ok(rows
+                .first()
+                .map(|r| r.get::<_, i64>(0).max(0) as u64)
+                .unwrap_or(0))
+        })
+    }
+
+    fn append_task_log(
+        &self,
+        build: BuildId,
+        index: u32,
+        at: u64,
+        bytes: &[u8],
+    ) -> Result<(), StoreError> {
+        let (b, i, at) = (build as i64, i64::from(index), at as i64);
+        self.pool.transaction(|db| {
+            db.execute(
+                "INSERT INTO task_log_parts (build, idx, at, bytes) VALUES ($1, $2, $3, $4) \
+                 ON CONFLICT (build, idx, at) DO NOTHING",
+                &[&b, &i, &at, &bytes],
+            )
+            .map(drop)
+        })
+    }
+
+    fn task_log(&self, build: BuildId, index: u32) -> Result<Vec<u8>, StoreError> {
+        let (b, i) = (build as i64, i64::from(index));
+        self.pool.with(|c| {
+            let mut out = Vec::new();
+            for r in c.db().query(
+                "SELECT bytes FROM task_log_parts WHERE build = $1 AND idx = $2 ORDER BY at",
+                &[&b, &i],
+            )? {
+                out.extend_from_slice(r.get::<_, &[u8]>(0));
+            }
+            Ok(out)
+        })
+    }
+
+    fn remove_task_log(&self, build: BuildId, index: u32) -> Result<(), StoreError> {
+        let (b, i) = (build as i64, i64::from(index));
+        self.pool.transaction(|db| {
+            db.execute(
+                "DELETE FROM task_log_parts WHERE build = $1 AND idx = $2",
+                &[&b, &i],
+            )
+            .map(drop)
         })
     }
 

@@ -318,6 +318,9 @@ fn task_prefix(build: BuildId) -> Vec<u8> {
 fn task_key(build: BuildId, index: u32) -> Vec<u8> {
     format!("task\0{build:016x}\0{index:08x}").into_bytes()
 }
+fn task_log_prefix(build: BuildId, index: u32) -> Vec<u8> {
+    format!("tasklog\0{build:016x}\0{index:08x}\0").into_bytes()
+}
 fn ready_prefix(platform: &str) -> Vec<u8> {
     format!("ready\0{platform}\0").into_bytes()
 }
@@ -530,6 +533,54 @@ impl Store for SledStore {
                 Ok(String::from_utf8_lossy(&k["deleting\0".len()..]).into_owned())
             })
             .collect()
+    }
+
+    fn task_log_len(&self, build: BuildId, index: u32) -> Result<u64, StoreError> {
+        let Some((k, v)) = self
+            .db
+            .scan_prefix(task_log_prefix(build, index))
+            .next_back()
+            .transpose()
+            .map_err(backend)?
+        else {
+            return Ok(0);
+        };
+        let at = &k[task_log_prefix(build, index).len()..];
+        let at = u64::from_str_radix(&String::from_utf8_lossy(at), 16).unwrap_or(0);
+        Ok(at + v.len() as u64)
+    }
+
+    fn append_task_log(
+        &self,
+        build: BuildId,
+        index: u32,
+        at: u64,
+        bytes: &[u8],
+    ) -> Result<(), StoreError> {
+        let mut key = task_log_prefix(build, index);
+        key.extend_from_slice(format!("{at:016x}").as_bytes());
+        self.db
+            .compare_and_swap(key, None::<&[u8]>, Some(bytes))
+            .map_err(backend)?
+            .ok();
+        // Not flushed: a running log's last part lost in a crash is sent again by its
+        // agent, or the task runs again.
+        Ok(())
+    }
+
+    fn task_log(&self, build: BuildId, index: u32) -> Result<Vec<u8>, StoreError> {
+        let mut out = Vec::new();
+        for v in self.db.scan_prefix(task_log_prefix(build, index)).values() {
+            out.extend_from_slice(&v.map_err(backend)?);
+        }
+        Ok(out)
+    }
+
+    fn remove_task_log(&self, build: BuildId, index: u32) -> Result<(), StoreError> {
+        for k in self.db.scan_prefix(task_log_prefix(build, index)).keys() {
+            self.db.remove(k.map_err(backend)?).map_err(backend)?;
+        }
+        Ok(())
     }
 
     fn secret_key(&self, repo: &str) -> Result<Option<String>, StoreError> {

@@ -355,8 +355,7 @@ struct Cluster {
 /// example's, and without its `base_url` (each node is reached directly here).
 fn deploy_config(store: &str, blobs: &str, passphrase: &Path) -> String {
     let example =
-        std::fs::read_to_string(crate::support::root().join("docs/deploy/packyard.toml"))
-            .unwrap();
+        std::fs::read_to_string(crate::support::root().join("docs/deploy/packyard.toml")).unwrap();
     std::fs::write(passphrase, "cluster test passphrase\n").unwrap();
     let mut config = example.clone();
     for (from, to) in [
