@@ -371,12 +371,18 @@ impl Cluster {
         let start = Instant::now();
         let store = crate::pg::database(pg, &format!("cluster_{tag}"));
         let blobs = crate::s3::bucket(s3, &format!("cluster-{tag}"));
+        let dir = tempfile::tempdir().unwrap();
+        // One passphrase for every server and the command line: the database keeps the
+        // keys protected by it.
+        let pass = dir.path().join("key-passphrase");
+        std::fs::write(&pass, format!("cluster {tag} passphrase\n")).unwrap();
         let config = format!(
-            "store = \"{store}\"\nblobs = \"{blobs}\"\n[s3]\naccess_key_id = \"{}\"\nsecret_access_key = \"{}\"\n",
+            "store = \"{store}\"\nblobs = \"{blobs}\"\nkey_passphrase_file = \"{}\"\n\
+             [s3]\naccess_key_id = \"{}\"\nsecret_access_key = \"{}\"\n",
+            pass.display(),
             crate::s3::KEY,
             crate::s3::SECRET
         );
-        let dir = tempfile::tempdir().unwrap();
         for d in ["a", "b", "cli"] {
             std::fs::create_dir_all(dir.path().join(d)).unwrap();
             std::fs::write(dir.path().join(d).join("packyard.toml"), &config).unwrap();
