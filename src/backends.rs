@@ -2,7 +2,9 @@
 //! by URL: on the command line (`--store`, `--blobs`, or `PACKYARD_STORE`,
 //! `PACKYARD_BLOBS`), else in a config file (`--config FILE`, else `packyard.toml` in the
 //! data directory), else the embedded defaults — sled in `<data>/store`, files in
-//! `<data>/repos`. The only place that turns those names into backends.
+//! `<data>/repos`. The only place that turns those names into backends. The file holding
+//! the secret keys' passphrase is chosen the same way (`--key-passphrase-file`,
+//! `PACKYARD_KEY_PASSPHRASE_FILE`, `key_passphrase_file`; none by default).
 
 use std::path::{Path, PathBuf};
 
@@ -27,8 +29,9 @@ impl BackendError {
     pub fn hint(&self) -> String {
         match self {
             BackendError::Config { .. } => {
-                "packyard.toml takes `store = \"...\"`, `blobs = \"...\"` and an `[s3]` table with \
-                 access_key_id and secret_access_key"
+                "packyard.toml takes `store = \"...\"`, `blobs = \"...\"`, \
+                 `key_passphrase_file = \"...\"` and an `[s3]` table with access_key_id and \
+                 secret_access_key"
                     .into()
             }
             _ => "see `packyard --help` for --store and --blobs".into(),
@@ -72,6 +75,7 @@ struct ConfigFile {
     store: Option<String>,
     blobs: Option<String>,
     s3: Option<S3Credentials>,
+    key_passphrase_file: Option<PathBuf>,
     listen: Option<toml::Value>,
     max_upload_bytes: Option<toml::Value>,
     workers: Option<toml::Value>,
@@ -90,6 +94,8 @@ pub struct Backends {
     pub store: StoreUrl,
     pub blobs: BlobsUrl,
     s3: Option<S3Credentials>,
+    /// The file whose first line is the secret keys' passphrase.
+    pub key_passphrase_file: Option<PathBuf>,
 }
 
 pub fn parse_store(s: &str) -> Result<StoreUrl, BackendError> {
@@ -118,15 +124,18 @@ impl Backends {
             store: StoreUrl::Sled,
             blobs: BlobsUrl::File,
             s3: None,
+            key_passphrase_file: None,
         }
     }
 
-    /// What `data` uses: `store` and `blobs` as given (command line, environment), else
-    /// the config file's, else the defaults.
+    /// What `data` uses: `store`, `blobs` and `key_passphrase_file` as given (command
+    /// line, environment), else the config file's, else the defaults. A relative
+    /// `key_passphrase_file` in the config file is taken from the file's folder.
     pub fn choose(
         data: &Path,
         store: Option<&str>,
         blobs: Option<&str>,
+        key_passphrase_file: Option<&Path>,
         config: Option<&Path>,
     ) -> Result<Backends, BackendError> {
         let default_file = data.join("packyard.toml");
@@ -158,7 +167,23 @@ impl Backends {
                 None => BlobsUrl::File,
             },
             s3: file.s3,
+            key_passphrase_file: match key_passphrase_file {
+                Some(p) => Some(p.to_path_buf()),
+                None => file
+                    .key_passphrase_file
+                    .map(|p| path.parent().unwrap_or(Path::new(".")).join(p)),
+            },
         })
+    }
+
+    /// The secret keys' passphrase, read from its file now; none if no file is named.
+    pub fn key_passphrase(
+        &self,
+    ) -> Result<Option<crate::repo::keys::Passphrase>, crate::repo::RepoError> {
+        self.key_passphrase_file
+            .as_deref()
+            .map(crate::repo::keys::Passphrase::read)
+            .transpose()
     }
 
     /// Whether this is a data directory one process holds (the embedded store).
@@ -235,7 +260,7 @@ mod tests {
     fn flags_win_over_the_config_file_which_wins_over_defaults() {
         let dir = tempfile::tempdir().unwrap();
         let d = dir.path();
-        let b = Backends::choose(d, None, None, None).unwrap();
+        let b = Backends::choose(d, None, None, None, None).unwrap();
         assert_eq!((b.store, b.blobs), (StoreUrl::Sled, BlobsUrl::File));
         std::fs::write(
             d.join("packyard.toml"),
@@ -243,7 +268,7 @@ mod tests {
              [s3]\naccess_key_id = \"k\"\nsecret_access_key = \"s\"\n",
         )
         .unwrap();
-        let b = Backends::choose(d, None, None, None).unwrap();
+        let b = Backends::choose(d, None, None, None, None).unwrap();
         assert_eq!(
             b.blobs,
             BlobsUrl::S3("s3://b/p?endpoint=http://127.0.0.1:1".into())
@@ -252,20 +277,47 @@ mod tests {
             !format!("{b:?}").contains("\"s\""),
             "the secret shows: {b:?}"
         );
-        let b = Backends::choose(d, Some("sled"), Some("file"), None).unwrap();
+        let b = Backends::choose(d, Some("sled"), Some("file"), None, None).unwrap();
         assert_eq!(b.blobs, BlobsUrl::File);
         // A named config file must be there; a bad one says where.
-        assert!(Backends::choose(d, None, None, Some(&d.join("missing.toml"))).is_err());
+        assert!(Backends::choose(d, None, None, None, Some(&d.join("missing.toml"))).is_err());
         std::fs::write(d.join("serve.toml"), "listen = \"127.0.0.1:1\"\n").unwrap();
-        assert!(Backends::choose(d, None, None, Some(&d.join("serve.toml"))).is_ok());
+        assert!(Backends::choose(d, None, None, None, Some(&d.join("serve.toml"))).is_ok());
         std::fs::write(d.join("bad.toml"), "stor = \"sled\"\n").unwrap();
-        let e = Backends::choose(d, None, None, Some(&d.join("bad.toml"))).unwrap_err();
+        let e = Backends::choose(d, None, None, None, Some(&d.join("bad.toml"))).unwrap_err();
         assert!(e.to_string().contains("bad.toml"), "{e}");
         assert!(parse_store("mysql://x").is_err());
+        assert_eq!(b.key_passphrase_file, None);
+        assert!(b.key_passphrase().unwrap().is_none());
         assert!(parse_blobs("gs://x").is_err());
         assert_eq!(
             redact("postgres://u:secret@h:5432/db"),
             "postgres://u:***@h:5432/db"
         );
+    }
+
+    #[test]
+    fn the_key_passphrase_file_is_chosen_like_the_backends_and_read_once_asked() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        std::fs::write(d.join("packyard.toml"), "key_passphrase_file = \"pass\"\n").unwrap();
+        // Relative in the config file: beside the file.
+        let b = Backends::choose(d, None, None, None, None).unwrap();
+        assert_eq!(b.key_passphrase_file, Some(d.join("pass")));
+        // Missing: an error naming the file, when the passphrase is needed.
+        let e = b.key_passphrase().unwrap_err().to_string();
+        assert!(e.contains("pass"), "{e}");
+        // The first line, without its line break.
+        std::fs::write(d.join("pass"), "s3cret words\r\nsecond line\n").unwrap();
+        let p = b.key_passphrase().unwrap().unwrap();
+        assert!(!format!("{p:?}").contains("s3cret"), "{p:?}");
+        // The command line wins.
+        let other = d.join("other");
+        let b = Backends::choose(d, None, None, Some(&other), None).unwrap();
+        assert_eq!(b.key_passphrase_file.as_deref(), Some(other.as_path()));
+        // An empty first line is refused, saying so.
+        std::fs::write(&other, "\nsecond\n").unwrap();
+        let e = b.key_passphrase().unwrap_err().to_string();
+        assert!(e.contains("empty") && e.contains("other"), "{e}");
     }
 }

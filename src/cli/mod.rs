@@ -59,8 +59,20 @@ struct Cli {
     /// from AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or the config file's [s3]).
     #[arg(long, global = true, value_name = "URL", env = "PACKYARD_BLOBS")]
     blobs: Option<String>,
-    /// The config file (TOML): store, blobs, [s3] access_key_id and secret_access_key, and
-    /// `serve`'s settings; default: packyard.toml in the data directory, if there.
+    /// The file whose first line is the passphrase of the repositories' secret keys: keys
+    /// generated or imported are stored protected by it (required with a store other than
+    /// sled), and stored ones are unlocked with it to sign. Every server of a shared store
+    /// needs the same one.
+    #[arg(
+        long,
+        global = true,
+        value_name = "FILE",
+        env = crate::repo::PASSPHRASE_ENV
+    )]
+    key_passphrase_file: Option<PathBuf>,
+    /// The config file (TOML): store, blobs, key_passphrase_file, [s3] access_key_id and
+    /// secret_access_key, and `serve`'s settings; default: packyard.toml in the data
+    /// directory, if there.
     #[arg(long, global = true, value_name = "FILE", env = "PACKYARD_CONFIG")]
     config: Option<PathBuf>,
     /// The API token for --server (`packyard token create`).
@@ -292,6 +304,7 @@ fn run(cli: Cli) -> Outcome {
         &cli.data,
         cli.store.as_deref(),
         cli.blobs.as_deref(),
+        cli.key_passphrase_file.as_deref(),
         cli.config.as_deref(),
     )
     .map_err(|e| {

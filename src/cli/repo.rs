@@ -68,7 +68,8 @@ pub enum KeyCommand {
         #[arg(long)]
         force: bool,
     },
-    /// Import an armored, unprotected secret key as the repository's signing key.
+    /// Import an armored secret key as the repository's signing key: unprotected, or
+    /// protected by the --key-passphrase-file passphrase.
     Import {
         #[arg(long)]
         repo: String,
@@ -402,6 +403,19 @@ pub fn cmd_migrate(
         }
     }
     let repos = open(backends, layout)?;
+    // The target store opened, and the keys it is to keep made ready, before any byte is
+    // copied: a database that cannot be reached, or a key that cannot go there, stops
+    // the migration before it begins.
+    let target_store = match to_store {
+        Some(_) => {
+            let store = to
+                .open_store(std::time::Duration::from_secs(30))
+                .map_err(failure)?;
+            let keys = repos.keys_for_store(store.as_ref()).map_err(failure)?;
+            Some((store, keys))
+        }
+        None => None,
+    };
     let mut done = serde_json::Map::new();
     if to_blobs.is_some() {
         let target_blobs = to.open_blobs().map_err(failure)?;
@@ -418,12 +432,9 @@ pub fn cmd_migrate(
         }
         done.insert("blobs".into(), serde_json::to_value(&m).unwrap_or_default());
     }
-    if to_store.is_some() {
-        let target_store = to
-            .open_store(std::time::Duration::from_secs(30))
-            .map_err(failure)?;
+    if let Some((store, keys)) = target_store {
         let m = repos
-            .migrate_store(target_store.as_ref())
+            .migrate_store(store.as_ref(), &keys)
             .map_err(failure)?;
         if !json {
             println!(

@@ -31,6 +31,9 @@ pub struct StoreMigrated {
     pub packages: usize,
 }
 
+/// Repositories' armored secret keys as a store migration puts them into its target.
+pub struct StoreKeys(std::collections::HashMap<String, String>);
+
 fn sha(b: &[u8]) -> String {
     format!("{:x}", Sha256::digest(b))
 }
@@ -136,13 +139,34 @@ impl Repositories {
         Ok(out)
     }
 
+    /// The secret keys a store migration into `to` puts there, each as `to` must keep it
+    /// ([`Repositories::key_for`]: into a store others read, protected by the configured
+    /// passphrase). Decided before anything is copied — bytes included — so a key that
+    /// cannot go stops the migration before it begins.
+    pub fn keys_for_store(&self, to: &dyn crate::store::Store) -> Result<StoreKeys, RepoError> {
+        let mut keys = std::collections::HashMap::new();
+        for record in self.store.repos()? {
+            if let Some(armored) = self.store.secret_key(&record.name)?
+                && let Some(kept) = self.key_for(to, &record.name, &armored)?
+            {
+                keys.insert(record.name, kept);
+            }
+        }
+        Ok(StoreKeys(keys))
+    }
+
     /// Copies every record of this data directory's store into `to` (an empty store, or
     /// one an interrupted migration filled in part: every record is put again, whole, so
     /// running it twice leaves the same store): repositories with their packages and
     /// index entries, cached index segments, generations, files that left, locks, tokens,
-    /// secret keys, delete marks, and the build farm's builds and tasks. Each
-    /// repository's records go in one batch. The source is only read.
-    pub fn migrate_store(&self, to: &dyn crate::store::Store) -> Result<StoreMigrated, RepoError> {
+    /// secret keys (`keys`, from [`Repositories::keys_for_store`]), delete marks, and the
+    /// build farm's builds and tasks. Each repository's records go in one batch. The
+    /// source is only read.
+    pub fn migrate_store(
+        &self,
+        to: &dyn crate::store::Store,
+        keys: &StoreKeys,
+    ) -> Result<StoreMigrated, RepoError> {
         let mut out = StoreMigrated::default();
         let mut first = Vec::new();
         for t in self.store.tokens()? {
@@ -210,8 +234,8 @@ impl Repositories {
             }
             out.records += batch.len();
             to.apply(batch)?;
-            if let Some(key) = self.store.secret_key(&repo)? {
-                to.put_secret_key(&repo, &key)?;
+            if let Some(key) = keys.0.get(&repo) {
+                to.put_secret_key(&repo, key)?;
             }
         }
         let marks: Vec<Change> = self

@@ -6,7 +6,8 @@
 //! ```text
 //! <data>/store/          metadata (sled)
 //! <data>/repos/<repo>/   the repository tree served at /repos/<repo>/ (DESIGN §4)
-//! <data>/keys/<repo>.asc the secret signing key (0600; never under repos/)
+//! <data>/keys/<repo>.asc the secret signing key (0600; never under repos/; S2K-protected
+//!                        when a key passphrase is given)
 //! ```
 
 pub mod apt;
@@ -85,6 +86,17 @@ pub enum RepoError {
     Key { what: String, hint: String },
     #[error("repository {0} already has a key")]
     KeyExists(String),
+    #[error("{key} is protected by a passphrase, and none was given")]
+    KeyNeedsPassphrase { key: keys::KeyName },
+    #[error("the passphrase in {} does not open {key}", file.display())]
+    WrongPassphrase { key: keys::KeyName, file: PathBuf },
+    #[error(
+        "repository {repo}'s secret key would be kept unprotected in {place}, which others \
+         can read: a store other than the embedded one takes passphrase-protected keys only"
+    )]
+    ClearKeyRefused { repo: String, place: String },
+    #[error("key passphrase file {}: {why}", path.display())]
+    PassphraseFile { path: PathBuf, why: String },
     #[error("{what}")]
     Lock { what: String, hint: String },
     /// Something on the server's side that a client cannot fix.
@@ -163,6 +175,38 @@ impl RepoError {
             RepoError::Key { hint, .. } | RepoError::Lock { hint, .. } => hint.clone(),
             RepoError::KeyExists(_) => "clients trust that key; replace it only with --force, \
                                         then give them the new key.asc"
+                .into(),
+            RepoError::KeyNeedsPassphrase { key } => format!(
+                "pass --key-passphrase-file FILE (or set {PASSPHRASE_ENV}=FILE, or \
+                 key_passphrase_file = \"FILE\" in packyard.toml), the file's first line \
+                 being the passphrase{}",
+                match key {
+                    keys::KeyName::Stored { .. } => "; every server that signs needs it",
+                    keys::KeyName::Given { .. } => " (the key is stored protected with it)",
+                }
+            ),
+            RepoError::WrongPassphrase { key, .. } => match key {
+                keys::KeyName::Stored { repo } => format!(
+                    "give the file holding the passphrase the key was stored with (every \
+                     server of the store needs the same one); if it is lost, `packyard key \
+                     generate --repo {repo} --force` makes a new key, and clients need the \
+                     new key.asc"
+                ),
+                keys::KeyName::Given { .. } => "import the key protected with the \
+                                                 configured passphrase (`gpg --passwd KEYID`, \
+                                                 then export it again), or unprotected: it is \
+                                                 stored protected with the configured one"
+                    .into(),
+            },
+            RepoError::ClearKeyRefused { .. } => format!(
+                "pass --key-passphrase-file FILE (or set {PASSPHRASE_ENV}=FILE, or \
+                 key_passphrase_file = \"FILE\" in packyard.toml): the key is stored \
+                 protected with the passphrase on the file's first line, and every server \
+                 of the store needs the same file"
+            ),
+            RepoError::PassphraseFile { .. } => "the file's first line is the passphrase (its \
+                                                 line break is not part of it); keep the file \
+                                                 readable by packyard's user only (chmod 600)"
                 .into(),
             RepoError::InUse { url, .. } => format!(
                 "send the command to the server: add `--server {url} --token TOKEN` \
@@ -260,6 +304,10 @@ pub struct RepoSummary {
     pub bytes: u64,
 }
 
+/// The environment variable that names the key passphrase file (as
+/// `--key-passphrase-file` does), for messages.
+pub const PASSPHRASE_ENV: &str = "PACKYARD_KEY_PASSPHRASE_FILE";
+
 /// How long a command waits for another packyard process to let go of the store (one
 /// process holds it at a time): concurrent publishes queue instead of failing.
 const STORE_WAIT: std::time::Duration = std::time::Duration::from_secs(30);
@@ -277,6 +325,8 @@ pub struct Repositories {
     /// How many bytes of checked files one publish keeps in memory (the rest are read
     /// again when stored).
     keep_bytes: u64,
+    /// What unlocks the stored secret keys, and protects the ones stored from now on.
+    passphrase: Option<keys::Passphrase>,
 }
 
 /// Repository names: 1-64 of `[a-z0-9._-]`, starting with a letter or digit.
@@ -317,9 +367,17 @@ impl Repositories {
                 pid: info.pid,
             });
         }
+        let passphrase = b.key_passphrase()?;
         let store = b.open_store(STORE_WAIT)?;
         let blobs = b.open_blobs()?;
-        Self::assemble(data, layout, store, blobs)
+        Ok(Self::assemble(data, layout, store, blobs)?.with_key_passphrase(passphrase))
+    }
+
+    /// The passphrase that unlocks stored keys and protects new ones (none: keys are
+    /// stored unprotected, which only the embedded store takes).
+    pub fn with_key_passphrase(mut self, passphrase: Option<keys::Passphrase>) -> Repositories {
+        self.passphrase = passphrase;
+        self
     }
 
     /// Opens the data directory's embedded store with its bytes in `blobs`.
@@ -344,6 +402,7 @@ impl Repositories {
             scratch: data.join("tmp"),
             layout,
             keep_bytes: publish::KEEP_BYTES,
+            passphrase: None,
         };
         repos.sweep()?;
         Ok(repos)

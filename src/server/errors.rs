@@ -8,6 +8,7 @@ use serde::Serialize;
 use crate::auth::AuthError;
 use crate::blobs::BlobError;
 use crate::repo::RepoError;
+use crate::repo::keys::KeyName;
 use crate::store::StoreError;
 
 #[derive(Debug, Serialize)]
@@ -80,6 +81,20 @@ impl From<RepoError> for ApiError {
             RepoError::PlatformNotTaken { .. } => (S::BAD_REQUEST, "platform_not_taken"),
             RepoError::Key { .. } => (S::BAD_REQUEST, "invalid"),
             RepoError::KeyExists(_) => (S::CONFLICT, "exists"),
+            // A key given to import that the server's passphrase does not open: the
+            // client's to fix; a stored key the server cannot unlock, or no passphrase
+            // where the store needs one: the server's configuration.
+            RepoError::KeyNeedsPassphrase {
+                key: KeyName::Given { .. },
+            }
+            | RepoError::WrongPassphrase {
+                key: KeyName::Given { .. },
+                ..
+            } => (S::BAD_REQUEST, "key_passphrase"),
+            RepoError::KeyNeedsPassphrase { .. }
+            | RepoError::WrongPassphrase { .. }
+            | RepoError::ClearKeyRefused { .. }
+            | RepoError::PassphraseFile { .. } => (S::INTERNAL_SERVER_ERROR, "key_passphrase"),
             RepoError::Lock { .. } => (S::CONFLICT, "lock"),
             RepoError::BadBuild(_) => (S::UNPROCESSABLE_ENTITY, "bad_build"),
             RepoError::Blob(BlobError::BadKey { .. }) => (S::BAD_REQUEST, "bad_path"),

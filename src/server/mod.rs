@@ -60,11 +60,12 @@ pub struct Settings {
     /// Package files answered with a redirect to a presigned URL of their object, where
     /// the blob backend gives one; `--redirect-blobs` sets it.
     pub redirect_blobs: bool,
-    /// The backends (`store`, `blobs`, `[s3]`), read from the same file by
-    /// [`crate::backends`].
+    /// The backends (`store`, `blobs`, `[s3]`) and `key_passphrase_file`, read from the
+    /// same file by [`crate::backends`].
     pub store: Option<toml::Value>,
     pub blobs: Option<toml::Value>,
     pub s3: Option<toml::Value>,
+    pub key_passphrase_file: Option<toml::Value>,
 }
 
 impl Default for Settings {
@@ -82,6 +83,7 @@ impl Default for Settings {
             store: None,
             blobs: None,
             s3: None,
+            key_passphrase_file: None,
         }
     }
 }
@@ -278,6 +280,11 @@ pub fn run(opts: ServeOptions) -> Result<(), ServeError> {
     let repos = Repositories::open_backends(&opts.backends, opts.layout.clone())?;
     if let Some(tree) = &opts.demo {
         demo::seed(&repos, tree)?;
+    }
+    // Every publish into such a repository fails until the server is given what unlocks
+    // its key: said now, not at the first upload.
+    for e in repos.keys_that_cannot_sign()? {
+        tracing::warn!(error = %e, hint = e.hint().unwrap_or_default(), "a signing key cannot sign");
     }
     let uploads = opts.backends.data.join("uploads");
     // Left by a server that stopped mid-upload: never published, safe to drop.

@@ -522,6 +522,12 @@ pub trait Store: Send + Sync {
     fn is_local(&self) -> bool {
         false
     }
+    /// Whether secret keys put here stay on this machine, readable by their owner only
+    /// (the embedded store's files). A store that others read — every server of a shared
+    /// database, its backups — is given passphrase-protected keys only.
+    fn keeps_secrets_local(&self) -> bool {
+        false
+    }
     /// Tells commands that a server at `url` holds this store now (`None`: no more), for
     /// a store that one process holds at a time; others need no telling.
     fn serving(&self, _url: Option<&str>) -> Result<(), StoreError> {

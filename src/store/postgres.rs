@@ -888,9 +888,9 @@ impl Store for PostgresStore {
         })
     }
 
-    /// The secret key as it was given to [`Store::put_secret_key`]: the store keeps the
-    /// armored text as it is (an unprotected key lies in the table unprotected), readable
-    /// by whoever may read the database.
+    /// The secret key as it was given to [`Store::put_secret_key`], readable by whoever
+    /// may read the database: repositories give this store passphrase-protected keys
+    /// only ([`Store::keeps_secrets_local`] is false).
     fn secret_key(&self, repo: &str) -> Result<Option<String>, StoreError> {
         self.pool.with(|c| {
             c.db()
@@ -901,8 +901,7 @@ impl Store for PostgresStore {
         })
     }
 
-    /// Keeps the armored key exactly as given, in table `secret_keys`: protect the
-    /// database (and its backups) as the key's owner would protect the key itself.
+    /// Keeps the armored key exactly as given, in table `secret_keys`.
     fn put_secret_key(&self, repo: &str, armored: &str) -> Result<(), StoreError> {
         self.pool.transaction(|db| {
             db.execute(

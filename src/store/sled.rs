@@ -626,6 +626,10 @@ impl Store for SledStore {
         self.key_path(repo).display().to_string()
     }
 
+    fn keeps_secrets_local(&self) -> bool {
+        true
+    }
+
     fn serving(&self, url: Option<&str>) -> Result<(), StoreError> {
         let path = self.data.join("server.json");
         let io = |source| StoreError::Io {

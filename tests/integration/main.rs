@@ -13,6 +13,7 @@ mod farm;
 mod fixtures_build;
 mod hardlinks;
 mod isolate;
+mod keys;
 mod lint_pack;
 mod logs;
 mod pack;

@@ -405,7 +405,7 @@ fn a_builds_lock_goes_with_its_session() {
 }
 
 /// An RPM of `name` 1.0-1, x86_64, written into `dir`.
-fn rpm(dir: &Path, name: &str) -> PathBuf {
+pub(crate) fn rpm(dir: &Path, name: &str) -> PathBuf {
     let path = dir.join(format!("{name}-1.0-1.x86_64.rpm"));
     rpm::PackageBuilder::new(name, "1.0", "MIT", "x86_64", "a tool kept in PostgreSQL")
         .release("1")
@@ -422,7 +422,7 @@ fn rpm(dir: &Path, name: &str) -> PathBuf {
 }
 
 fn open(data: &Path, url: &str) -> Repositories {
-    let backends = Backends::choose(data, Some(url), None, None).unwrap();
+    let backends = Backends::choose(data, Some(url), None, None, None).unwrap();
     Repositories::open_backends(&backends, packyard::layout::Layout::builtin()).unwrap()
 }
 
@@ -595,9 +595,14 @@ fn a_server_on_postgres_serves_what_the_command_line_published() {
     let url = database(port, "served");
     let t = tempfile::tempdir().unwrap();
     let d = t.path().join("data");
+    // The database takes protected keys only: every command and the server unlock the
+    // key with this passphrase.
+    let pass = t.path().join("key-passphrase");
+    std::fs::write(&pass, "served from postgres\n").unwrap();
     let py = |args: &[&str]| {
         let out = crate::support::packyard_at(&d)
             .args(["--store", &url])
+            .env("PACKYARD_KEY_PASSPHRASE_FILE", &pass)
             .args(args)
             .output()
             .unwrap();
@@ -627,6 +632,7 @@ fn a_server_on_postgres_serves_what_the_command_line_published() {
     let listen = format!("127.0.0.1:{}", crate::support::free_port());
     let mut server = crate::support::packyard_at(&d)
         .args(["--store", &url, "serve", "--listen", &listen])
+        .env("PACKYARD_KEY_PASSPHRASE_FILE", &pass)
         .stdout(Stdio::null())
         .stderr(std::fs::File::create(t.path().join("serve.log")).unwrap())
         .spawn()

@@ -361,7 +361,7 @@ fn published_file(data: &Path, report: &Value, suffix: &str, package: &str) -> s
 
 /// `rpm -K` on `rpm_file`, in an rpm database at `db` holding only `key_file`: the
 /// signature must check.
-fn assert_rpm_signed(db: &Path, key_file: &Path, rpm_file: &Path) {
+pub(crate) fn assert_rpm_signed(db: &Path, key_file: &Path, rpm_file: &Path) {
     fs::create_dir_all(db).unwrap();
     run_ok(
         Command::new("rpm")

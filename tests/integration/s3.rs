@@ -2,7 +2,7 @@
 //! (`weed mini`, installed by scripts/test into `target/test-venv`), started once for the
 //! whole test binary on 127.0.0.1 and stopped with it. Each test takes a bucket of its own.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
@@ -458,6 +458,18 @@ impl Served {
         Served { child, url }
     }
 
+    fn put_as(&self, path: &str, body: &[u8], token: &str) -> (u16, Vec<u8>) {
+        let mut r = ureq::put(&format!("{}{path}", self.url))
+            .header("Authorization", format!("Bearer {token}"))
+            .config()
+            .http_status_as_error(false)
+            .build()
+            .send(body)
+            .unwrap();
+        let answer = r.body_mut().read_to_vec().unwrap();
+        (r.status().as_u16(), answer)
+    }
+
     fn get_as(&self, path: &str, token: &str) -> (u16, Vec<u8>) {
         let mut r = ureq::get(&format!("{}{path}", self.url))
             .header("Authorization", format!("Bearer {token}"))
@@ -487,6 +499,9 @@ impl Drop for Served {
 /// The 0.1 data directory moved to PostgreSQL and a bucket (`migrate --to-store
 /// --to-blobs`): a server on a new data directory naming only those serves every package,
 /// key and index byte for byte, with the same tokens; a second migration changes nothing.
+/// The 0.1 keys (unprotected files) go into the database protected by the passphrase the
+/// migration is given — without one it stops before copying anything — and the server,
+/// given the same passphrase, signs what it publishes next with them.
 #[test]
 fn the_0_1_data_directory_migrates_to_postgres_and_s3() {
     let (Some(port), Some(pg)) = (weed(), crate::pg::server()) else {
@@ -508,20 +523,28 @@ fn the_0_1_data_directory_migrates_to_postgres_and_s3() {
         .collect();
     assert!(server.stop().success());
 
-    let migrate = || -> serde_json::Value {
-        let out = crate::support::packyard_at(&d)
-            .args([
-                "--json",
-                "migrate",
-                "--to-store",
-                &store,
-                "--to-blobs",
-                &spec,
-            ])
-            .env("AWS_ACCESS_KEY_ID", KEY)
-            .env("AWS_SECRET_ACCESS_KEY", SECRET)
-            .output()
-            .unwrap();
+    let pass = t.path().join("key-passphrase");
+    std::fs::write(&pass, "moved into the database\n").unwrap();
+    let migrate = |pass: Option<&Path>| -> std::process::Output {
+        let mut cmd = crate::support::packyard_at(&d);
+        if let Some(p) = pass {
+            cmd.arg("--key-passphrase-file").arg(p);
+        }
+        cmd.args([
+            "--json",
+            "migrate",
+            "--to-store",
+            &store,
+            "--to-blobs",
+            &spec,
+        ])
+        .env("AWS_ACCESS_KEY_ID", KEY)
+        .env("AWS_SECRET_ACCESS_KEY", SECRET)
+        .output()
+        .unwrap()
+    };
+    let migrated = |pass: &Path| -> serde_json::Value {
+        let out = migrate(Some(pass));
         assert!(
             out.status.success(),
             "{}",
@@ -529,19 +552,80 @@ fn the_0_1_data_directory_migrates_to_postgres_and_s3() {
         );
         serde_json::from_slice(&out.stdout).unwrap()
     };
-    let first = migrate();
+    let db = || postgres::Client::connect(&store, postgres::NoTls).unwrap();
+    let stored_keys = || -> Vec<(String, String)> {
+        db().query("SELECT repo, armored FROM secret_keys ORDER BY repo", &[])
+            .unwrap()
+            .iter()
+            .map(|r| (r.get(0), r.get(1)))
+            .collect()
+    };
+
+    // Without a passphrase the unprotected keys cannot go: nothing is copied at all.
+    let out = migrate(None);
+    assert!(!out.status.success());
+    let err: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(
+        err["error"].as_str().unwrap().contains("unprotected")
+            && err["hint"]
+                .as_str()
+                .unwrap()
+                .contains("--key-passphrase-file"),
+        "{err}"
+    );
+    let repos: i64 = db()
+        .query_one("SELECT count(*) FROM repos", &[])
+        .unwrap()
+        .get(0);
+    assert_eq!(repos, 0);
+    assert!(stored_keys().is_empty());
+    assert!(open(&spec).list("nightly").unwrap().is_empty());
+
+    let first = migrated(&pass);
     assert!(first["store"]["packages"].as_u64().unwrap() > 50, "{first}");
-    let second = migrate();
+    let keys = stored_keys();
+    assert_eq!(
+        keys.iter().map(|(r, _)| r.as_str()).collect::<Vec<_>>(),
+        m.repos.keys().map(String::as_str).collect::<Vec<_>>()
+    );
+    let second = migrated(&pass);
     assert_eq!(second["blobs"]["copied"], 0, "{second}");
     assert_eq!(second["store"], first["store"]);
+    assert_eq!(
+        stored_keys(),
+        keys,
+        "the second migration protected the keys again"
+    );
+    // Each key row: gpg cannot use it without the passphrase, and with it signs as the
+    // repository's published key.
+    if crate::support::have_tool("gpg", &["--version"])
+        && crate::support::have_tool("gpgv", &["--version"])
+    {
+        for (repo, armored) in &keys {
+            let ring = t.path().join(format!("{repo}.gpg"));
+            crate::repo::keyring(&d.join("repos").join(repo).join("key.asc"), &ring);
+            assert!(
+                crate::keys::gpg_needs_the_passphrase(
+                    &t.path().join("gpg").join(repo),
+                    armored,
+                    &pass,
+                    &ring
+                ),
+                "{repo}: the key in the database is usable without the passphrase"
+            );
+        }
+    }
 
-    // A data directory holding nothing but the names of the database and the bucket.
+    // A data directory holding nothing but the names of the database and the bucket, and
+    // the passphrase file.
     let d2 = t.path().join("elsewhere");
     std::fs::create_dir_all(&d2).unwrap();
     std::fs::write(
         d2.join("packyard.toml"),
         format!(
-            "store = \"{store}\"\nblobs = \"{spec}\"\n[s3]\naccess_key_id = \"{KEY}\"\nsecret_access_key = \"{SECRET}\"\n"
+            "store = \"{store}\"\nblobs = \"{spec}\"\nkey_passphrase_file = \"{}\"\n\
+             [s3]\naccess_key_id = \"{KEY}\"\nsecret_access_key = \"{SECRET}\"\n",
+            pass.display()
         ),
     )
     .unwrap();
@@ -553,6 +637,56 @@ fn the_0_1_data_directory_migrates_to_postgres_and_s3() {
     ) {
         assert_eq!(a.0, b.0, "{p}");
         assert!(a.1 == b.1, "{p}: other bytes after the migration");
+    }
+    // A package uploaded now is published with an index signed by the key from the
+    // database, which verifies with the repository's public key.
+    let input = t.path().join("upload");
+    std::fs::create_dir_all(&input).unwrap();
+    let rpm = crate::pg::rpm(&input, "aftermigration");
+    let (status, answer) = served.put_as(
+        "/api/v1/repos/nightly/files/aftermigration-1.0-1.x86_64.rpm?platform=el9_x86_64",
+        &std::fs::read(&rpm).unwrap(),
+        &token,
+    );
+    assert_eq!(status, 201, "{}", String::from_utf8_lossy(&answer));
+    if crate::support::have_tool("gpgv", &["--version"]) {
+        let base = "/repos/nightly/yum/el9_x86_64/repodata";
+        let files = t.path().join("served");
+        std::fs::create_dir_all(&files).unwrap();
+        for (path, name) in [
+            ("/repos/nightly/key.asc", "key.asc"),
+            (&format!("{base}/repomd.xml") as &str, "repomd.xml"),
+            (&format!("{base}/repomd.xml.asc"), "repomd.xml.asc"),
+        ] {
+            let (status, body) = served.get_as(path, &token);
+            assert_eq!(status, 200, "{path}");
+            std::fs::write(files.join(name), body).unwrap();
+        }
+        let xml = std::fs::read_to_string(files.join("repomd.xml")).unwrap();
+        let ring = files.join("key.gpg");
+        crate::repo::keyring(&files.join("key.asc"), &ring);
+        let v = Command::new("gpgv")
+            .arg("--keyring")
+            .arg(&ring)
+            .arg(files.join("repomd.xml.asc"))
+            .arg(files.join("repomd.xml"))
+            .output()
+            .unwrap();
+        assert!(
+            v.status.success(),
+            "gpgv: {}",
+            String::from_utf8_lossy(&v.stderr)
+        );
+        let before_repomd = &before[paths
+            .iter()
+            .position(|p| p == "/repos/nightly/yum/el9_x86_64/repodata/repomd.xml")
+            .unwrap()]
+        .1;
+        assert_ne!(
+            xml.as_bytes(),
+            &before_repomd[..],
+            "the index did not change"
+        );
     }
     drop(served);
     assert!(!d2.join("repos").exists() || walk(&d2.join("repos")).is_empty());

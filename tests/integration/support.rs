@@ -285,10 +285,13 @@ pub fn ready_data(data: &Path) {
     let store = crate::pg::database(pg, &format!("suite_{n}"));
     let blobs = format!("s3://suite/d{n}?endpoint=http://127.0.0.1:{s3}&region=us-east-1");
     std::fs::create_dir_all(data).unwrap();
+    // A shared store keeps signing keys protected by a passphrase (relative: beside it).
+    std::fs::write(data.join("key-passphrase"), format!("suite {n}\n")).unwrap();
     std::fs::write(
         data.join("packyard.toml"),
         format!(
-            "store = \"{store}\"\nblobs = \"{blobs}\"\n[s3]\naccess_key_id = \"{}\"\nsecret_access_key = \"{}\"\n",
+            "store = \"{store}\"\nblobs = \"{blobs}\"\nkey_passphrase_file = \"key-passphrase\"\n\
+             [s3]\naccess_key_id = \"{}\"\nsecret_access_key = \"{}\"\n",
             crate::s3::KEY,
             crate::s3::SECRET
         ),
@@ -349,7 +352,7 @@ pub fn listening_url(
 
 /// The backends data directory `data` uses (its `packyard.toml`, else embedded).
 fn backends_of(data: &Path) -> packyard::backends::Backends {
-    packyard::backends::Backends::choose(data, None, None, None).unwrap()
+    packyard::backends::Backends::choose(data, None, None, None, None).unwrap()
 }
 
 /// The keys of the objects under `prefix/` in data directory `data`'s blob backend.
