@@ -1114,6 +1114,8 @@ fn the_command_line_works_through_the_server() {
     assert_eq!(key["repo"], "nightly");
     // A secret key made elsewhere is imported through the server, once.
     let elsewhere = dir.path().join("elsewhere");
+    // An embedded data directory on any run: its key is an unprotected file.
+    crate::support::write(&elsewhere.join("packyard.toml"), "");
     py_json(&elsewhere, &["repo", "create", "tmp", "--kind", "volatile"]);
     let made = py_json(
         &elsewhere,
