@@ -6,7 +6,6 @@
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
-use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
@@ -371,15 +370,7 @@ fn keys_in_postgres_are_protected_and_sign_only_with_the_passphrase() {
         .stderr(std::fs::File::create(&log).unwrap())
         .spawn()
         .unwrap();
-    let start = Instant::now();
-    while std::net::TcpStream::connect(&listen).is_err() {
-        assert!(
-            start.elapsed() < Duration::from_secs(60) && server.try_wait().unwrap().is_none(),
-            "the server did not start: {}",
-            std::fs::read_to_string(&log).unwrap_or_default()
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    crate::support::wait_listening(&mut server, &listen, &log);
     let mut r = ureq::put(format!(
         "http://{listen}/api/v1/repos/nightly/files/keymore-1.0-1.x86_64.rpm?platform=el9_x86_64"
     ))

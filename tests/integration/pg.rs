@@ -637,15 +637,7 @@ fn a_server_on_postgres_serves_what_the_command_line_published() {
         .stderr(std::fs::File::create(t.path().join("serve.log")).unwrap())
         .spawn()
         .unwrap();
-    let start = Instant::now();
-    while std::net::TcpStream::connect(&listen).is_err() {
-        assert!(
-            start.elapsed() < Duration::from_secs(60) && server.try_wait().unwrap().is_none(),
-            "the server did not start: {}",
-            std::fs::read_to_string(t.path().join("serve.log")).unwrap_or_default()
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    crate::support::wait_listening(&mut server, &listen, &t.path().join("serve.log"));
     let agent = ureq::Agent::config_builder()
         .http_status_as_error(false)
         .build()

@@ -406,3 +406,19 @@ pub fn read_location(at: &str) -> String {
     }
     std::fs::read_to_string(at).unwrap_or_else(|e| panic!("{at}: {e}"))
 }
+
+/// Waits until `server` (a `packyard serve --listen ADDR` child, its stderr in `log`)
+/// takes connections on `listen`; fails the test with its log if it exits or takes a
+/// minute.
+pub fn wait_listening(server: &mut std::process::Child, listen: &str, log: &Path) {
+    let start = std::time::Instant::now();
+    while std::net::TcpStream::connect(listen).is_err() {
+        assert!(
+            start.elapsed() < std::time::Duration::from_secs(60)
+                && server.try_wait().unwrap().is_none(),
+            "the server did not start: {}",
+            std::fs::read_to_string(log).unwrap_or_default()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}
