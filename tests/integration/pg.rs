@@ -71,21 +71,7 @@ fn server_dir() -> PathBuf {
         base = std::env::temp_dir().join("packyard-test-pg");
         std::fs::create_dir_all(&base).unwrap();
     }
-    for e in std::fs::read_dir(&base).unwrap().flatten() {
-        let gone = e
-            .file_name()
-            .to_str()
-            .and_then(|n| n.parse::<libc::pid_t>().ok())
-            // SAFETY: signal 0 only asks whether the process exists.
-            .is_some_and(|pid| unsafe { libc::kill(pid, 0) } != 0);
-        if gone {
-            let _ = std::fs::remove_dir_all(e.path());
-        }
-    }
-    let dir = base.join(std::process::id().to_string());
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
+    crate::support::run_dir(&base)
 }
 
 fn as_server_user(cmd: &mut Command) {

@@ -25,16 +25,34 @@ pub(crate) fn weed() -> Option<u16> {
             return None;
         }
         let port = crate::support::free_port();
-        // One place, emptied at each start: the store is killed with the tests, so
-        // nothing would remove a temporary directory after it.
-        let dir = root().join("target/test-weed");
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
+        // The store is killed with the tests, so nothing would remove a temporary
+        // directory after it: the next run removes it.
+        let dir = crate::support::run_dir(&root().join("target/test-weed"));
         let mut cmd = Command::new(&bin);
         cmd.arg("mini")
             .arg(format!("-dir={}", dir.display()))
             .args(["-ip=127.0.0.1", "-ip.bind=127.0.0.1", "-admin.ui=false"])
             .arg(format!("-s3.port={port}"))
+            // Every other server of its own on a free port too, so test runs side by side
+            // do not collide; no telemetry (nothing but loopback).
+            .args(
+                [
+                    "master",
+                    "master.grpc",
+                    "volume",
+                    "volume.grpc",
+                    "filer",
+                    "filer.grpc",
+                    "webdav",
+                    "admin",
+                    "admin.grpc",
+                ]
+                .map(|s| {
+                    let (server, grpc) = s.split_once('.').map_or((s, ""), |(a, _)| (a, ".grpc"));
+                    format!("-{server}.port{grpc}={}", crate::support::free_port())
+                }),
+            )
+            .arg("-master.telemetry=false")
             .env("AWS_ACCESS_KEY_ID", KEY)
             .env("AWS_SECRET_ACCESS_KEY", SECRET)
             .stdout(Stdio::null())

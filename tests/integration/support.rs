@@ -422,3 +422,24 @@ pub fn wait_listening(server: &mut std::process::Child, listen: &str, log: &Path
         std::thread::sleep(std::time::Duration::from_millis(50));
     }
 }
+
+/// This test run's own directory under `base` (`base/<pid>`, made empty), after removing
+/// those of runs that are gone: engines killed with their tests leave theirs behind.
+pub fn run_dir(base: &Path) -> PathBuf {
+    std::fs::create_dir_all(base).unwrap();
+    for e in std::fs::read_dir(base).unwrap().flatten() {
+        let gone = e
+            .file_name()
+            .to_str()
+            .and_then(|n| n.parse::<libc::pid_t>().ok())
+            // SAFETY: signal 0 only asks whether the process exists.
+            .is_some_and(|pid| unsafe { libc::kill(pid, 0) } != 0);
+        if gone {
+            let _ = std::fs::remove_dir_all(e.path());
+        }
+    }
+    let dir = base.join(std::process::id().to_string());
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
