@@ -182,8 +182,15 @@ struct PackArgs {
     #[arg(long)]
     configuration: String,
     /// The staged install prefix (what the install target filled).
+    #[arg(long, value_name = "DIR", required_unless_present = "source")]
+    prefix: Option<PathBuf>,
+    /// Write the source packages instead (for a Debian platform: `.dsc`, `.orig.tar.gz`,
+    /// `.debian.tar.xz`), from the component's checkout.
+    #[arg(long, requires = "checkout", conflicts_with_all = ["prefix", "formats"])]
+    source: bool,
+    /// The component's checkout (the module directory its `checkout` target made).
     #[arg(long, value_name = "DIR")]
-    prefix: PathBuf,
+    checkout: Option<PathBuf>,
     /// Output tree; files land at their download-from paths inside it.
     #[arg(long, value_name = "DIR", default_value = "_output")]
     out: PathBuf,
@@ -446,18 +453,36 @@ fn cmd_pack(args: &PackArgs, layout: &Layout, target: &repo::Target, json: bool)
         })?),
         _ => None,
     };
-    let request = pack::PackRequest {
-        tree: &tree,
-        layout,
-        configuration: &args.configuration,
-        options: args.ctx.options(),
-        prefix: &args.prefix,
-        out: &args.out,
-        source_date_epoch,
-        formats: &args.formats,
-    };
     let bar = progress::Bar::new(!json);
-    let artifacts = pack::pack(&request, &bar).map_err(|e| Failure::new(&e, e.hint()))?;
+    let artifacts = match (&args.prefix, &args.checkout) {
+        (_, Some(checkout)) if args.source => pack::pack_source(
+            &pack::SourceRequest {
+                tree: &tree,
+                layout,
+                configuration: &args.configuration,
+                options: args.ctx.options(),
+                checkout,
+                out: &args.out,
+                source_date_epoch,
+            },
+            &bar,
+        ),
+        (Some(prefix), _) => pack::pack(
+            &pack::PackRequest {
+                tree: &tree,
+                layout,
+                configuration: &args.configuration,
+                options: args.ctx.options(),
+                prefix,
+                out: &args.out,
+                source_date_epoch,
+                formats: &args.formats,
+            },
+            &bar,
+        ),
+        _ => unreachable!("clap requires --prefix, or --source with --checkout"),
+    }
+    .map_err(|e| Failure::new(&e, e.hint()))?;
     if json {
         print_json(&artifacts)?;
     } else {

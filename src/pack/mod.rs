@@ -8,6 +8,7 @@
 pub mod autodeps;
 pub mod compress;
 pub mod deb;
+pub mod debsrc;
 pub mod rpm;
 pub mod spec;
 pub mod tarball;
@@ -86,6 +87,10 @@ pub enum ArtifactFormat {
     Tgz,
     Rpm,
     Deb,
+    /// A file of a Debian source package (`.dsc`, `.orig.tar.gz`, `.debian.tar.xz`).
+    #[value(skip)]
+    #[serde(rename = "deb-source")]
+    DebSource,
 }
 
 impl ArtifactFormat {
@@ -94,6 +99,7 @@ impl ArtifactFormat {
             ArtifactFormat::Tgz => "tar.gz",
             ArtifactFormat::Rpm => "RPM",
             ArtifactFormat::Deb => "DEB",
+            ArtifactFormat::DebSource => "Debian source",
         }
     }
 }
@@ -274,6 +280,130 @@ pub fn pack_spec(
         .collect();
     crate::atomic::write_all(&files).map_err(|(path, source)| PackError::Io { path, source })?;
     Ok(artifacts)
+}
+
+/// What to make source packages of, from which checkout, and where.
+pub struct SourceRequest<'a> {
+    pub tree: &'a Tree,
+    pub layout: &'a Layout,
+    pub configuration: &'a str,
+    pub options: ResolveOptions,
+    /// The component's checkout (its module directory, as `checkout` made it).
+    pub checkout: &'a Path,
+    pub out: &'a Path,
+    pub source_date_epoch: Option<i64>,
+}
+
+/// Writes the source packages of a configuration's platform from its checkout, beside
+/// where its binary package goes (the download-from directory), and returns them.
+pub fn pack_source(
+    req: &SourceRequest,
+    progress: &dyn Progress,
+) -> Result<Vec<Artifact>, PackError> {
+    let mut options = req.options.clone();
+    // A source package's build has its own prefix and installs its build dependencies
+    // into the root (`${stageDir}`): the commands name them so.
+    options
+        .overrides
+        .push(("prefix".into(), debsrc::PREFIX_MARK.into()));
+    options.overrides.push(("stageDir".into(), "/".into()));
+    let (resolver, id) =
+        Resolver::for_configuration(req.tree, req.layout, options, req.configuration)?;
+    let resolved = resolver.resolve(id)?;
+    let spec = spec_of(req.tree, req.layout, id, &resolved, req.source_date_epoch)?;
+    progress.start("reading", 0);
+    let checkout: Vec<Entry> = walk::walk(req.checkout, &|n| progress.advance(n))?
+        .into_iter()
+        .filter(|e| e.path != ".git" && !e.path.starts_with(".git/"))
+        .collect();
+    let input = debsrc::SourceInput {
+        spec: &spec,
+        build_depends: build_depends(&resolved),
+        targets: resolved
+            .commands
+            .iter()
+            .filter(|c| debsrc::SOURCE_TARGETS.iter().any(|(t, _)| *t == c.target))
+            .map(|c| (c.target.clone(), c.command.clone()))
+            .collect(),
+        checkout,
+    };
+    progress.start("packing", 0);
+    let files = match spec.platform.format {
+        PackageFormat::Deb => debsrc::debian_source(&input)?,
+        PackageFormat::Rpm => {
+            return Err(PackError::Spec {
+                what: format!(
+                    "source RPMs are not made yet (platform {})",
+                    spec.platform.name
+                ),
+                hint: "pack the source of a Debian platform (e.g. --platform deb12_amd64)".into(),
+            });
+        }
+    };
+    progress.finish();
+    let dir = Path::new(&spec.package_path)
+        .parent()
+        .map(|d| d.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let outputs: Vec<(String, Vec<u8>)> = files
+        .into_iter()
+        .map(|f| {
+            let path = if dir.is_empty() {
+                f.name
+            } else {
+                format!("{dir}/{}", f.name)
+            };
+            (path, f.bytes)
+        })
+        .collect();
+    let artifacts = outputs
+        .iter()
+        .map(|(path, bytes)| Artifact {
+            format: ArtifactFormat::DebSource,
+            path: path.clone(),
+            size: bytes.len() as u64,
+            sha256: format!("{:x}", Sha256::digest(bytes)),
+        })
+        .collect();
+    let files: Vec<(PathBuf, &[u8])> = outputs
+        .iter()
+        .map(|(path, bytes)| (req.out.join(path), bytes.as_slice()))
+        .collect();
+    crate::atomic::write_all(&files).map_err(|(path, source)| PackError::Io { path, source })?;
+    Ok(artifacts)
+}
+
+/// What building a configuration needs installed, as package relations: its build-time
+/// externals with their constraints, its internal build dependencies by package name at
+/// their resolved `version-age`.
+fn build_depends(resolved: &crate::config::ResolvedConfiguration) -> Vec<spec::Relation> {
+    use crate::config::resolve::DependencyType;
+    use crate::version::{Clause, Op};
+    resolved
+        .dependencies
+        .iter()
+        .filter(|d| {
+            matches!(
+                d.scope,
+                crate::config::Scope::Build | crate::config::Scope::Both
+            )
+        })
+        .filter_map(|d| {
+            if d.kind == DependencyType::External {
+                return Some(spec::Relation {
+                    name: d.name.clone(),
+                    clauses: d.constraint.clone().map(|c| c.0).unwrap_or_default(),
+                });
+            }
+            Some(spec::Relation {
+                name: d.package_name.clone()?,
+                clauses: vec![Clause {
+                    op: Op::Eq,
+                    version: d.version.clone()?,
+                }],
+            })
+        })
+        .collect()
 }
 
 /// The tarball: the prefix as is, paths relative to it.
