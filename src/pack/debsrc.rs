@@ -221,11 +221,12 @@ pub fn control(input: &SourceInput) -> Result<String, PackError> {
     ));
     for (name, value) in super::deb::relation_fields(&spec.relations) {
         let value = value?;
-        // What the files need (packyard's autodeps) comes from dpkg-shlibdeps here.
+        // What the files need (packyard's autodeps) is found by the rules: libraries by
+        // dpkg-shlibdeps, the Python interpreter by where modules are.
         let value = if name == "Depends" && spec.autoreqprov {
             Some(match value {
-                Some(v) => format!("${{shlibs:Depends}}, {v}"),
-                None => "${shlibs:Depends}".to_string(),
+                Some(v) => format!("${{shlibs:Depends}}, ${{misc:Depends}}, {v}"),
+                None => "${shlibs:Depends}, ${misc:Depends}".to_string(),
             })
         } else {
             value
@@ -327,6 +328,13 @@ pub fn rules(input: &SourceInput) -> String {
             "\t  while read -r f; do [ \"$$(head -c 4 \"$$f\")\" != \"$$(printf '\\177ELF')\" ] || echo \"$$f\"; done); \\\n",
         );
         r.push_str("\t[ -z \"$$elf\" ] || dpkg-shlibdeps -Tdebian/$(PKG).substvars $$elf\n");
+        // A module under /usr/lib/pythonX[.Y]/ needs pythonX, as packyard's autodeps say.
+        r.push_str(
+            "\tfor d in $(ROOT)/usr/lib/python[0-9]* $(ROOT)/usr/lib64/python[0-9]*; do \\\n",
+        );
+        r.push_str("\t  [ -n \"$$(ls -A $$d 2>/dev/null)\" ] || continue; \\\n");
+        r.push_str("\t  v=$${d##*/python}; echo \"python$${v%%.*}\"; \\\n");
+        r.push_str("\tdone | sort -u | paste -sd, | sed 's/,/, /g; s/^/misc:Depends=/' >> debian/$(PKG).substvars\n");
     }
     r.push_str("\tdpkg-gencontrol -p$(PKG) -P$(ROOT) -Tdebian/$(PKG).substvars\n");
     let owners = if needs_root(spec) {

@@ -24,6 +24,7 @@ mod repo;
 mod resolve;
 mod s3;
 mod serve;
+mod source;
 mod upgrade;
 mod versions;
 mod zypper;

@@ -1,0 +1,251 @@
+//! Source packages: `pack --source` of every component of the fixture release, judged by
+//! dpkg-source, lintian and dpkg-buildpackage — and what the source package rebuilds
+//! compared with packyard's own binary package of the same configuration.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use crate::support::{FIXTURE_TREE, have_tool, packed, packyard, root, sh, stderr};
+
+/// A fresh checkout of `configuration` (its `checkout` target run in `ws`), and its module.
+fn checkout(ws: &Path, configuration: &str, platform: &str) -> PathBuf {
+    let shown = packyard(&[
+        "show",
+        configuration,
+        "--tree",
+        FIXTURE_TREE,
+        "--platform",
+        platform,
+        "--workspace",
+        ws.to_str().unwrap(),
+        "--json",
+    ]);
+    assert!(shown.status.success(), "{}", stderr(&shown));
+    let r: serde_json::Value = serde_json::from_slice(&shown.stdout).unwrap();
+    let module = r["module"].as_str().unwrap();
+    let command = r["commands"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["target"] == "checkout")
+        .unwrap()["command"]
+        .as_str()
+        .unwrap();
+    std::fs::create_dir_all(ws).unwrap();
+    sh(command, ws);
+    ws.join(module)
+}
+
+/// `pack --source` of `configuration` into `out`; the files written, by name.
+fn pack_source(configuration: &str, checkout: &Path, out: &Path) -> BTreeMap<String, Vec<u8>> {
+    let o = Command::new(env!("CARGO_BIN_EXE_packyard"))
+        .args(["pack", "--source", "--json", "--tree", FIXTURE_TREE])
+        .args([
+            "--configuration",
+            configuration,
+            "--platform",
+            "deb12_amd64",
+        ])
+        .arg("--checkout")
+        .arg(checkout)
+        .arg("--out")
+        .arg(out)
+        .current_dir(root())
+        .env("SOURCE_DATE_EPOCH", "1767225600")
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{configuration}: {}", stderr(&o));
+    let listed: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    listed
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| {
+            let path = a["path"].as_str().unwrap();
+            let name = path.rsplit('/').next().unwrap().to_string();
+            (name, std::fs::read(out.join(path)).unwrap())
+        })
+        .collect()
+}
+
+fn run(cmd: &mut Command) -> String {
+    let o = cmd.output().unwrap();
+    assert!(
+        o.status.success(),
+        "{cmd:?}: {}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+/// What a DEB says of itself that a rebuild must keep: its files (mode, owner, path),
+/// relation fields (as sets: dpkg orders alternatives its own way), conffiles,
+/// maintainer scripts, and md5sums.
+fn deb_facts(deb: &Path) -> BTreeMap<String, String> {
+    let mut facts = BTreeMap::new();
+    let listing = run(Command::new("dpkg-deb").arg("-c").arg(deb));
+    let files: Vec<String> = listing
+        .lines()
+        .map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            format!("{} {} {}", f[0], f[1], f[5..].join(" "))
+        })
+        .collect();
+    facts.insert("files".into(), files.join("\n"));
+    for field in [
+        "Package",
+        "Version",
+        "Architecture",
+        "Depends",
+        "Pre-Depends",
+        "Recommends",
+        "Breaks",
+        "Conflicts",
+        "Provides",
+        "Replaces",
+        "Section",
+        "Priority",
+        "Homepage",
+        "Maintainer",
+        "Description",
+    ] {
+        let v = run(Command::new("dpkg-deb").arg("-f").arg(deb).arg(field));
+        let set: BTreeSet<&str> = v.trim().split(", ").collect();
+        facts.insert(field.into(), format!("{set:?}"));
+    }
+    for member in [
+        "conffiles",
+        "md5sums",
+        "preinst",
+        "postinst",
+        "prerm",
+        "postrm",
+    ] {
+        let o = Command::new("dpkg-deb")
+            .arg("-I")
+            .arg(deb)
+            .arg(member)
+            .output()
+            .unwrap();
+        facts.insert(
+            member.into(),
+            String::from_utf8_lossy(&o.stdout).into_owned(),
+        );
+    }
+    facts
+}
+
+/// The programs of an unpacked package (`usr/bin`, `usr/sbin`), each run with
+/// `--version`: what each prints.
+fn programs(dir: &Path) -> BTreeMap<String, String> {
+    let mut out = BTreeMap::new();
+    for sub in ["usr/bin", "usr/sbin"] {
+        let Ok(list) = std::fs::read_dir(dir.join(sub)) else {
+            continue;
+        };
+        for e in list.flatten() {
+            let said = run(Command::new(e.path())
+                .arg("--version")
+                .env("WEB_SERVER_CONF", dir.join("etc/web_server/web.conf")));
+            out.insert(format!("{sub}/{}", e.file_name().to_string_lossy()), said);
+        }
+    }
+    out
+}
+
+#[test]
+fn debian_source_packages_rebuild_into_packyards_own_packages() {
+    if !have_tool("dpkg-buildpackage", &["--version"]) || !have_tool("lintian", &["--version"]) {
+        return;
+    }
+    let t = tempfile::tempdir().unwrap();
+    let built = packed("deb12_amd64");
+    let mut debs: BTreeMap<String, PathBuf> = BTreeMap::new();
+    for e in walkdir(built) {
+        if e.extension().is_some_and(|x| x == "deb") {
+            let name = run(Command::new("dpkg-deb").arg("-f").arg(&e).arg("Package"));
+            debs.insert(name.trim().to_string(), e);
+        }
+    }
+    let mut checked = 0;
+    for b in crate::support::release("deb12_amd64") {
+        let c = &b.configuration;
+        let ws = t.path().join("ws").join(c);
+        let co = checkout(&ws, c, "deb12_amd64");
+        // Byte-reproducible: packed twice, the same bytes.
+        let first = pack_source(c, &co, &t.path().join("out1").join(c));
+        let again = pack_source(c, &co, &t.path().join("out2").join(c));
+        assert_eq!(first, again, "{c}: packed twice, other bytes");
+        assert_eq!(first.len(), 3, "{c}: {:?}", first.keys());
+        let dsc = first.keys().find(|n| n.ends_with(".dsc")).unwrap().clone();
+        let dir = t.path().join("src").join(c);
+        std::fs::create_dir_all(&dir).unwrap();
+        for (name, bytes) in &first {
+            std::fs::write(dir.join(name), bytes).unwrap();
+        }
+        // lintian: no errors.
+        let lint = Command::new("lintian")
+            .args(["-E", "--no-cfg"])
+            .arg(dir.join(&dsc))
+            .output()
+            .unwrap();
+        let said = String::from_utf8_lossy(&lint.stdout);
+        assert!(
+            !said.lines().any(|l| l.starts_with("E:")),
+            "{c}: lintian: {said}"
+        );
+        // dpkg-source checks every checksum the .dsc gives; dpkg-buildpackage rebuilds.
+        let unpacked = dir.join("unpacked");
+        run(Command::new("dpkg-source")
+            .arg("-x")
+            .arg(dir.join(&dsc))
+            .arg(&unpacked));
+        // Build dependencies are the fixture's own packages, not installed on this host.
+        run(Command::new("dpkg-buildpackage")
+            .args(["-b", "-us", "-uc", "-d"])
+            .current_dir(&unpacked));
+        let rebuilt = std::fs::read_dir(&dir)
+            .unwrap()
+            .flatten()
+            .map(|e| e.path())
+            .find(|p| p.extension().is_some_and(|x| x == "deb"))
+            .unwrap_or_else(|| panic!("{c}: dpkg-buildpackage made no .deb"));
+        let name = run(Command::new("dpkg-deb")
+            .arg("-f")
+            .arg(&rebuilt)
+            .arg("Package"));
+        let ours = &debs[name.trim()];
+        let (a, b2) = (deb_facts(ours), deb_facts(&rebuilt));
+        for (k, v) in &a {
+            assert_eq!(
+                &b2[k], v,
+                "{c}: {k} differs between packyard's DEB and the rebuild"
+            );
+        }
+        // The programs in them run, and say the same.
+        let (xa, xb) = (dir.join("x-ours"), dir.join("x-rebuilt"));
+        run(Command::new("dpkg-deb").arg("-x").arg(ours).arg(&xa));
+        run(Command::new("dpkg-deb").arg("-x").arg(&rebuilt).arg(&xb));
+        assert_eq!(programs(&xa), programs(&xb), "{c}");
+        checked += 1;
+    }
+    assert!(checked >= 5, "{checked} components checked");
+}
+
+fn walkdir(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).unwrap().flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                stack.push(p);
+            } else {
+                out.push(p);
+            }
+        }
+    }
+    out
+}
