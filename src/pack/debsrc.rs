@@ -122,16 +122,23 @@ fn tar(entries: &[Entry], spec: &PackageSpec, c: Compression) -> Result<Vec<u8>,
     tarball::compressed(entries, &style, c, &|_| {}).map_err(io_err)
 }
 
+/// The checkout as a tarball under `<name>-<version>/`: the Debian `.orig.tar.gz` and the
+/// source RPM's `Source0`, the same bytes.
+pub fn upstream_tarball(input: &SourceInput) -> Result<Vec<u8>, PackError> {
+    let spec = input.spec;
+    let top = format!("{}-{}", spec.name, spec.version);
+    tar(
+        &under(&top, &input.checkout),
+        spec,
+        Compression::GZIP_DEFAULT,
+    )
+}
+
 /// The source package's three files: the `.orig.tar.gz`, the `.debian.tar.xz` and the
 /// `.dsc`, in that order.
 pub fn debian_source(input: &SourceInput) -> Result<Vec<SourceFile>, PackError> {
     let spec = input.spec;
-    let top = format!("{}-{}", spec.name, spec.version);
-    let orig = tar(
-        &under(&top, &input.checkout),
-        spec,
-        Compression::GZIP_DEFAULT,
-    )?;
+    let orig = upstream_tarball(input)?;
     let mut debian: Vec<Entry> = debian_files(input)?
         .into_iter()
         .map(|(path, text, mode)| file(path, text.into_bytes(), mode))
@@ -446,4 +453,77 @@ fn dsc(input: &SourceInput, files: &[(&str, &Vec<u8>)]) -> Result<String, PackEr
         s.push_str(&line(format!("{:x}", Md5::digest(f.1)), f));
     }
     Ok(s)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn input(spec: &PackageSpec) -> SourceInput<'_> {
+        SourceInput {
+            spec,
+            build_depends: vec![Relation {
+                name: "make".into(),
+                clauses: vec![],
+            }],
+            targets: vec![
+                ("compile".into(), "make".into()),
+                (
+                    "install".into(),
+                    format!("make install DESTDIR={PREFIX_MARK}"),
+                ),
+            ],
+            checkout: vec![file("Makefile".into(), b"all:\n".to_vec(), 0o644)],
+        }
+    }
+
+    #[test]
+    fn the_dsc_names_both_tarballs_with_their_checksums() {
+        let spec = crate::pack::spec::sample();
+        let files = debian_source(&input(&spec)).unwrap();
+        let names: Vec<&str> = files.iter().map(|f| f.name.as_str()).collect();
+        assert_eq!(
+            names,
+            ["a_1.0.orig.tar.gz", "a_1.0-1.debian.tar.xz", "a_1.0-1.dsc"]
+        );
+        let dsc = String::from_utf8(files[2].bytes.clone()).unwrap();
+        for f in &files[..2] {
+            let sum = format!("{:x}", sha2::Sha256::digest(&f.bytes));
+            assert!(
+                dsc.contains(&format!(" {sum} {} {}\n", f.bytes.len(), f.name)),
+                "{dsc}"
+            );
+        }
+        assert!(dsc.contains("Build-Depends: make\n"), "{dsc}");
+        // The same input, the same bytes.
+        let again = debian_source(&input(&spec)).unwrap();
+        assert!(files.iter().zip(&again).all(|(a, b)| a.bytes == b.bytes));
+    }
+
+    #[test]
+    fn rules_run_the_targets_with_the_packages_prefix() {
+        let spec = crate::pack::spec::sample();
+        let i = input(&spec);
+        let files = debian_files(&i).unwrap();
+        let install = &files
+            .iter()
+            .find(|(p, _, _)| p == "debian/packyard/install.sh")
+            .unwrap()
+            .1;
+        assert!(
+            install.contains("make install DESTDIR=$PACKYARD_PREFIX"),
+            "{install}"
+        );
+        let rules = rules(&i);
+        let build = rules.find("packyard/compile.sh").unwrap();
+        let inst = rules.find("packyard/install.sh").unwrap();
+        assert!(build < inst, "{rules}");
+        // A file owned by another user needs root for the binary target.
+        assert!(rules.contains("chown -h nobody:nobody $(ROOT)/var/lib/a/state"));
+        assert!(
+            control(&i)
+                .unwrap()
+                .contains("Rules-Requires-Root: binary-targets")
+        );
+    }
 }

@@ -11,6 +11,7 @@ pub mod deb;
 pub mod debsrc;
 pub mod rpm;
 pub mod spec;
+pub mod srpm;
 pub mod tarball;
 pub mod walk;
 
@@ -91,6 +92,9 @@ pub enum ArtifactFormat {
     #[value(skip)]
     #[serde(rename = "deb-source")]
     DebSource,
+    /// A source RPM.
+    #[value(skip)]
+    Srpm,
 }
 
 impl ArtifactFormat {
@@ -100,6 +104,7 @@ impl ArtifactFormat {
             ArtifactFormat::Rpm => "RPM",
             ArtifactFormat::Deb => "DEB",
             ArtifactFormat::DebSource => "Debian source",
+            ArtifactFormat::Srpm => "source RPM",
         }
     }
 }
@@ -328,16 +333,14 @@ pub fn pack_source(
         checkout,
     };
     progress.start("packing", 0);
-    let files = match spec.platform.format {
-        PackageFormat::Deb => debsrc::debian_source(&input)?,
+    let (format, files) = match spec.platform.format {
+        PackageFormat::Deb => (ArtifactFormat::DebSource, debsrc::debian_source(&input)?),
         PackageFormat::Rpm => {
-            return Err(PackError::Spec {
-                what: format!(
-                    "source RPMs are not made yet (platform {})",
-                    spec.platform.name
-                ),
-                hint: "pack the source of a Debian platform (e.g. --platform deb12_amd64)".into(),
-            });
+            let tarball = debsrc::upstream_tarball(&input)?;
+            (
+                ArtifactFormat::Srpm,
+                vec![srpm::source_rpm(&input, &tarball)?],
+            )
         }
     };
     progress.finish();
@@ -359,7 +362,7 @@ pub fn pack_source(
     let artifacts = outputs
         .iter()
         .map(|(path, bytes)| Artifact {
-            format: ArtifactFormat::DebSource,
+            format,
             path: path.clone(),
             size: bytes.len() as u64,
             sha256: format!("{:x}", Sha256::digest(bytes)),

@@ -15,7 +15,7 @@ use crate::version::Op;
 
 /// Directories other packages (`filesystem`, `systemd`, `python3`...) own. A package
 /// lists only directories it creates itself, so removing it never removes `/usr`.
-const SHARED_DIRS: &[&str] = &[
+pub(super) const SHARED_DIRS: &[&str] = &[
     "bin",
     "boot",
     "etc",
@@ -117,7 +117,7 @@ fn flags(op: Op) -> DependencyFlags {
 
 /// One RPM dependency per clause (`foo >= 1, foo < 2`), with extra flags such as
 /// `SCRIPT_PRE`.
-fn deps(r: &Relation, extra: DependencyFlags) -> Vec<Dependency> {
+pub(super) fn deps(r: &Relation, extra: DependencyFlags) -> Vec<Dependency> {
     if r.clauses.is_empty() {
         let mut d = Dependency::any(r.name.clone());
         d.flags |= extra;
@@ -420,43 +420,7 @@ mod tests {
     }
 
     fn spec() -> PackageSpec {
-        use super::super::spec::{Compression, Relations, Scripts};
-        use crate::layout::{PackageFormat, Platform};
-        PackageSpec {
-            name: "a".into(),
-            version: "1.0".into(),
-            release: "1".into(),
-            epoch: None,
-            platform: Platform {
-                name: "el9_x86_64".into(),
-                os: "el9".into(),
-                format: PackageFormat::Rpm,
-                rpm_arch: "x86_64".into(),
-                deb_arch: "amd64".into(),
-                lib_dir: "lib64".into(),
-            },
-            summary: "A".into(),
-            description: "A package.".into(),
-            license: "MIT".into(),
-            vendor: None,
-            homepage: None,
-            maintainer: None,
-            group: "Applications/System".into(),
-            section: "misc".into(),
-            priority: "optional".into(),
-            build_host: "localhost".into(),
-            relations: Relations::default(),
-            config_files: Vec::new(),
-            scripts: Scripts::default(),
-            changelog: Vec::new(),
-            date: 1_700_000_000,
-            compression: Compression::GZIP_DEFAULT,
-            owners: vec![("/var/lib/a/state".into(), "nobody".into(), "nobody".into())],
-            install_root: String::new(),
-            autoreqprov: false,
-            tarball_path: "a.tar.gz".into(),
-            package_path: "a.rpm".into(),
-        }
+        super::super::spec::sample()
     }
 
     /// Sets whose members RPM must record differently (doc, config, owner) are packed,

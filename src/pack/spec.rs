@@ -936,6 +936,47 @@ pub fn rfc2822(t: i64) -> String {
         .to_string()
 }
 
+/// A package spec for unit tests: `a` 1.0-1 for el9_x86_64, one owner set.
+#[cfg(test)]
+pub(crate) fn sample() -> PackageSpec {
+    use crate::layout::{PackageFormat, Platform};
+    PackageSpec {
+        name: "a".into(),
+        version: "1.0".into(),
+        release: "1".into(),
+        epoch: None,
+        platform: Platform {
+            name: "el9_x86_64".into(),
+            os: "el9".into(),
+            format: PackageFormat::Rpm,
+            rpm_arch: "x86_64".into(),
+            deb_arch: "amd64".into(),
+            lib_dir: "lib64".into(),
+        },
+        summary: "A".into(),
+        description: "A package.".into(),
+        license: "MIT".into(),
+        vendor: None,
+        homepage: None,
+        maintainer: None,
+        group: "Applications/System".into(),
+        section: "misc".into(),
+        priority: "optional".into(),
+        build_host: "localhost".into(),
+        relations: Relations::default(),
+        config_files: Vec::new(),
+        scripts: Scripts::default(),
+        changelog: Vec::new(),
+        date: 1_700_000_000,
+        compression: Compression::GZIP_DEFAULT,
+        owners: vec![("/var/lib/a/state".into(), "nobody".into(), "nobody".into())],
+        install_root: String::new(),
+        autoreqprov: false,
+        tarball_path: "a.tar.gz".into(),
+        package_path: "a.rpm".into(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -37,16 +37,21 @@ fn checkout(ws: &Path, configuration: &str, platform: &str) -> PathBuf {
     ws.join(module)
 }
 
-/// `pack --source` of `configuration` into `out`; the files written, by name.
+/// `pack --source` of `configuration` for Debian 12 into `out`; the files, by name.
 fn pack_source(configuration: &str, checkout: &Path, out: &Path) -> BTreeMap<String, Vec<u8>> {
+    pack_source_for(configuration, "deb12_amd64", checkout, out)
+}
+
+/// `pack --source` of `configuration` for `platform` into `out`; the files, by name.
+fn pack_source_for(
+    configuration: &str,
+    platform: &str,
+    checkout: &Path,
+    out: &Path,
+) -> BTreeMap<String, Vec<u8>> {
     let o = Command::new(env!("CARGO_BIN_EXE_packyard"))
         .args(["pack", "--source", "--json", "--tree", FIXTURE_TREE])
-        .args([
-            "--configuration",
-            configuration,
-            "--platform",
-            "deb12_amd64",
-        ])
+        .args(["--configuration", configuration, "--platform", platform])
         .arg("--checkout")
         .arg(checkout)
         .arg("--out")
@@ -248,4 +253,108 @@ fn walkdir(dir: &Path) -> Vec<PathBuf> {
         }
     }
     out
+}
+
+/// What an RPM says of itself that a rebuild must keep: files (mode, owner, group, path),
+/// requirements and provides (as sets: rpmbuild lists `/bin/sh` once per scriptlet kind),
+/// config files, scriptlets (their text, as rpmbuild trims it) and the changelog.
+fn rpm_facts(rpm: &Path) -> BTreeMap<String, String> {
+    let q = |args: &[&str]| run(Command::new("rpm").arg("-qp").args(args).arg(rpm));
+    let set = |text: String| {
+        let lines: BTreeSet<String> = text.lines().map(|l| l.trim_end().to_string()).collect();
+        format!("{lines:?}")
+    };
+    let mut facts = BTreeMap::new();
+    let files: Vec<String> = q(&["-lv"])
+        .lines()
+        .map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            format!("{} {} {} {}", f[0], f[2], f[3], f[f.len() - 1])
+        })
+        .collect();
+    facts.insert("files".into(), files.join("\n"));
+    // rtld(GNU_HASH) is what EL's rpmbuild adds for a GNU-hashed ELF file (packyard
+    // writes it as EL's would); the test host's rpmbuild (Debian's) does not.
+    let requires = q(&["--requires"])
+        .lines()
+        .filter(|l| !l.starts_with("rtld("))
+        .collect::<Vec<_>>()
+        .join("\n");
+    facts.insert("requires".into(), set(requires));
+    facts.insert("provides".into(), set(q(&["--provides"])));
+    facts.insert("config".into(), q(&["--configfiles"]));
+    facts.insert("changelog".into(), q(&["--changelog"]));
+    let scripts: Vec<String> = q(&["--scripts"])
+        .lines()
+        .map(str::trim_end)
+        .filter(|l| !l.is_empty())
+        .map(str::to_string)
+        .collect();
+    facts.insert("scripts".into(), scripts.join("\n"));
+    facts
+}
+
+#[test]
+fn source_rpms_rebuild_into_packyards_own_packages() {
+    if !have_tool("rpmbuild", &["--version"]) || !have_tool("rpmlint", &["--version"]) {
+        return;
+    }
+    let t = tempfile::tempdir().unwrap();
+    let built = packed("el9_x86_64");
+    let mut rpms: BTreeMap<String, PathBuf> = BTreeMap::new();
+    for e in walkdir(built) {
+        if e.extension().is_some_and(|x| x == "rpm") {
+            let name = run(Command::new("rpm").args(["-qp", "--qf", "%{NAME}"]).arg(&e));
+            rpms.insert(name, e);
+        }
+    }
+    let mut checked = 0;
+    for b in crate::support::release("el9_x86_64") {
+        let c = &b.configuration;
+        let co = checkout(&t.path().join("ws").join(c), c, "el9_x86_64");
+        let first = pack_source_for(c, "el9_x86_64", &co, &t.path().join("out1").join(c));
+        let again = pack_source_for(c, "el9_x86_64", &co, &t.path().join("out2").join(c));
+        assert_eq!(first, again, "{c}: packed twice, other bytes");
+        let (name, bytes) = first.iter().next().unwrap();
+        assert!(name.ends_with(".src.rpm"), "{name}");
+        let srpm = t.path().join(name);
+        std::fs::write(&srpm, bytes).unwrap();
+        let k = run(Command::new("rpm").arg("-K").arg(&srpm));
+        assert!(k.contains("digests OK"), "{c}: {k}");
+        assert_eq!(crate::pack::rpmlint(&srpm), Vec::<String>::new(), "{c}");
+        let top = t.path().join("rpmbuild").join(c);
+        run(Command::new("rpmbuild")
+            .args(["--rebuild", "--nodeps", "--define"])
+            .arg(format!("_topdir {}", top.display()))
+            .arg(&srpm));
+        let rebuilt = walkdir(&top.join("RPMS"))
+            .into_iter()
+            .find(|p| p.extension().is_some_and(|x| x == "rpm"))
+            .unwrap_or_else(|| panic!("{c}: rpmbuild made no RPM"));
+        let name = run(Command::new("rpm")
+            .args(["-qp", "--qf", "%{NAME}"])
+            .arg(&rebuilt));
+        let ours = &rpms[&name];
+        let (a, r) = (rpm_facts(ours), rpm_facts(&rebuilt));
+        for (k, v) in &a {
+            assert_eq!(
+                &r[k], v,
+                "{c}: {k} differs between packyard's RPM and the rebuild"
+            );
+        }
+        let (xa, xb) = (
+            t.path().join("x-ours").join(c),
+            t.path().join("x-rebuilt").join(c),
+        );
+        for (rpm, x) in [(ours, &xa), (&rebuilt, &xb)] {
+            std::fs::create_dir_all(x).unwrap();
+            sh(
+                &format!("rpm2cpio {} | cpio -idm --quiet", rpm.display()),
+                x,
+            );
+        }
+        assert_eq!(programs(&xa), programs(&xb), "{c}");
+        checked += 1;
+    }
+    assert!(checked >= 5, "{checked} components checked");
 }
