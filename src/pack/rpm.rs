@@ -337,10 +337,63 @@ pub fn build(
             }
         }
     }
-    let package = b.build().map_err(rpm_err)?;
+    let mut package = b.build().map_err(rpm_err)?;
+    let size = archive_size(&package).map_err(|e| PackError::Format {
+        format: "rpm",
+        message: format!("reading back the payload: {e}"),
+    })?;
+    set_archive_size(&mut package, size).map_err(rpm_err)?;
     let mut out = Vec::new();
     package.write(&mut out).map_err(rpm_err)?;
     Ok(out)
+}
+
+/// The size of `pkg`'s uncompressed payload (the cpio archive), counted by reading it.
+fn archive_size(pkg: &rpm::Package) -> std::io::Result<u64> {
+    let data = pkg.payload.as_slice();
+    let mut sink = std::io::sink();
+    match pkg
+        .metadata
+        .header
+        .get_entry_data_as_string(rpm::IndexTag::RPMTAG_PAYLOADCOMPRESSOR)
+    {
+        Ok("zstd") => std::io::copy(&mut zstd::Decoder::new(data)?, &mut sink),
+        Ok("xz") | Ok("lzma") => std::io::copy(&mut xz2::read::XzDecoder::new(data), &mut sink),
+        _ => std::io::copy(&mut flate2::read::MultiGzDecoder::new(data), &mut sink),
+    }
+}
+
+/// The archive size `pkg` records for rpm2cpio and rpm's legacy readers (the
+/// signature header's `PAYLOADSIZE`, which rpm merges into the header as `ARCHIVESIZE`),
+/// if it records one.
+pub fn recorded_archive_size(pkg: &rpm::Package) -> Option<u32> {
+    pkg.metadata
+        .signature
+        .get_entry_data_as_u32(rpm::IndexSignatureTag::RPMSIGTAG_PAYLOADSIZE)
+        .ok()
+}
+
+/// Records the uncompressed archive size in `pkg`'s signature header. The rpm crate
+/// writes none for v4 packages, and rpm2cpio then exits 1 after a full copy (it compares
+/// what it copied with `ARCHIVESIZE`); it also drops it when it signs, so signing puts it
+/// back.
+pub fn set_archive_size(pkg: &mut rpm::Package, size: u64) -> Result<(), rpm::Error> {
+    let payload_size = rpm::IndexSignatureTag::RPMSIGTAG_PAYLOADSIZE as u32;
+    let mut entries: Vec<rpm::HeaderEntry> = pkg
+        .metadata
+        .signature
+        .get_all_entries()?
+        .into_iter()
+        .filter(|(tag, _)| *tag != rpm::HEADER_SIGNATURES && *tag != payload_size)
+        .map(|(tag, data)| rpm::HeaderEntry::new(tag, data))
+        .collect();
+    entries.push(rpm::HeaderEntry::new(
+        payload_size,
+        rpm::IndexData::Int32(vec![u32::try_from(size).unwrap_or(u32::MAX)]),
+    ));
+    pkg.metadata.signature =
+        rpm::Header::from_entries(entries, rpm::IndexSignatureTag::HEADER_SIGNATURES);
+    Ok(())
 }
 
 #[cfg(test)]
@@ -425,6 +478,23 @@ mod tests {
 
     /// Sets whose members RPM must record differently (doc, config, owner) are packed,
     /// split where they differ.
+    /// rpm2cpio compares what it copies with the recorded archive size.
+    #[test]
+    fn the_archive_size_is_recorded() {
+        let bytes = build(
+            &spec(),
+            &[file("usr/share/a/README", None)],
+            &BTreeSet::new(),
+            &[],
+        )
+        .unwrap();
+        let pkg = rpm::Package::parse(&mut bytes.as_slice()).unwrap();
+        pkg.verify_digests().unwrap();
+        let size = archive_size(&pkg).unwrap();
+        assert!(size > 0);
+        assert_eq!(recorded_archive_size(&pkg), Some(size as u32));
+    }
+
     #[test]
     fn mixed_hard_link_sets_build() {
         let entries = [

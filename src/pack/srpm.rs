@@ -361,6 +361,7 @@ pub fn source_rpm(input: &SourceInput, tarball: &[u8]) -> Result<SourceFile, Pac
         .set_content_length((header_bytes.len() + pkg.payload.len()) as u64)
         .build()
         .map_err(rpm_err)?;
+    super::rpm::set_archive_size(&mut pkg, archive.len() as u64).map_err(rpm_err)?;
     let mut bytes = Vec::new();
     pkg.write(&mut bytes).map_err(rpm_err)?;
     // The lead's type: 1, a source package (rpm reads the header; `file` reads this).

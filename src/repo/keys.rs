@@ -469,8 +469,14 @@ impl Signer {
     pub fn sign_rpm(&self, bytes: &[u8]) -> Result<Vec<u8>, String> {
         let mut pkg = rpm::Package::parse(&mut &bytes[..]).map_err(|e| e.to_string())?;
         let t = self.time(i64::try_from(pkg.metadata.get_build_time().unwrap_or(0)).unwrap_or(0));
+        let archive = crate::pack::rpm::recorded_archive_size(&pkg);
         pkg.sign_with_timestamp(self.rpm_signer()?, u32::try_from(t).unwrap_or(u32::MAX))
             .map_err(|e| format!("signing the RPM failed: {e}"))?;
+        // Signing rebuilds the signature header without the archive size: put it back.
+        if let Some(size) = archive {
+            crate::pack::rpm::set_archive_size(&mut pkg, u64::from(size))
+                .map_err(|e| format!("signing the RPM failed: {e}"))?;
+        }
         let mut out = Vec::with_capacity(bytes.len() + 1024);
         pkg.write(&mut out).map_err(|e| e.to_string())?;
         Ok(out)
@@ -787,15 +793,18 @@ mod tests {
         assert!(verifies(&public, &signer.detached(b"x", 0).unwrap(), b"x"));
         // A protected key opens for signing with the passphrase alone, and RPMs too.
         let signer = Signer::unlock(parse_secret(&locked).unwrap(), Some(&p), &name).unwrap();
-        let rpm = rpm::PackageBuilder::new("t", "1", "MIT", "noarch", "t")
+        let mut rpm = rpm::PackageBuilder::new("t", "1", "MIT", "noarch", "t")
             .build()
             .unwrap();
+        crate::pack::rpm::set_archive_size(&mut rpm, 124).unwrap();
         let mut bytes = Vec::new();
         rpm.write(&mut bytes).unwrap();
         let signed = signer.sign_rpm(&bytes).unwrap();
         let pkg = rpm::Package::parse(&mut &signed[..]).unwrap();
         pkg.verify_signature(rpm::signature::pgp::Verifier::from_asc(&public).unwrap())
             .unwrap();
+        // The archive size rpm2cpio checks survives the signing.
+        assert_eq!(crate::pack::rpm::recorded_archive_size(&pkg), Some(124));
     }
 
     #[test]

@@ -346,10 +346,18 @@ fn source_rpms_rebuild_into_packyards_own_packages() {
             t.path().join("x-ours").join(c),
             t.path().join("x-rebuilt").join(c),
         );
-        for (rpm, x) in [(ours, &xa), (&rebuilt, &xb)] {
+        for (rpm, x) in [
+            (ours, &xa),
+            (&rebuilt, &xb),
+            (&srpm, &t.path().join("x-src").join(c)),
+        ] {
             std::fs::create_dir_all(x).unwrap();
+            // rpm2cpio checks the size it copied against the package's record.
             sh(
-                &format!("rpm2cpio {} | cpio -idm --quiet", rpm.display()),
+                &format!(
+                    "bash -o pipefail -c 'rpm2cpio {} | cpio -idm --quiet'",
+                    rpm.display()
+                ),
                 x,
             );
         }
