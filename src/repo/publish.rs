@@ -1207,6 +1207,11 @@ impl Repositories {
     pub(super) fn lock_repo(&self, name: &str) -> Result<crate::store::RepoGuard, RepoError> {
         Ok(self.store.lock_repo(name)?)
     }
+
+    /// Waits until no one publishes into `name` (its lock taken, and let go at once).
+    pub fn wait_for_publishes(&self, name: &str) -> Result<(), RepoError> {
+        self.lock_repo(name).map(drop)
+    }
 }
 
 /// What makes two records the same package: kind, platform, name, epoch, version,

@@ -83,6 +83,10 @@ impl PublishQueue {
     /// Publishes what waits for `slot` until nothing does.
     fn drain(&self, repos: &Repositories, slot: SlotKey) {
         loop {
+            // Wait for the repository's lock before taking the batch: while another
+            // process publishes into it, uploads keep arriving here and go out together
+            // (taken first, they would be a small batch stuck behind it).
+            let _ = repos.wait_for_publishes(&slot.0);
             let jobs = {
                 let mut waiting = self.waiting.lock().unwrap_or_else(|p| p.into_inner());
                 let entry = waiting.entry(slot.clone()).or_default();
