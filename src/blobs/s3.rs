@@ -308,10 +308,8 @@ impl Blobs for S3Blobs {
 
     fn remove_all(&self, prefix: &str) -> Result<(), BlobError> {
         // Not atomic on an object store: the store stopped naming these first.
-        for key in self.list(prefix)? {
-            self.remove(&key)?;
-        }
-        Ok(())
+        let keys = self.list(prefix)?;
+        super::for_each(self, &keys, |key| self.remove(key))
     }
 
     fn list(&self, prefix: &str) -> Result<Vec<String>, BlobError> {

@@ -98,29 +98,36 @@ pub fn write(
         }
         return Ok((same, false));
     }
-    // Files with the same bytes (APT's by-hash copies) are copies of one.
+    // Files with the same bytes (APT's by-hash copies) are copies of one, made once the
+    // first is stored. On an object store the requests of each step go out together.
     let mut first: HashMap<&[u8], String> = HashMap::new();
+    let mut puts: Vec<(String, &[u8])> = Vec::new();
+    let mut copies: Vec<(String, String)> = Vec::new();
     for (file, bytes) in files {
         let key = file_key(dir, &name, file);
         match first.get(bytes.as_slice()) {
-            Some(same) => blobs.copy(same, &key)?,
+            Some(same) => copies.push((same.clone(), key)),
             None => {
-                // Content-named (the generation's name hashes every file): a leftover of
-                // a crashed run under this name already holds these bytes.
-                blobs.put_new(&key, Body::Bytes(bytes), None)?;
-                first.insert(bytes, key);
+                first.insert(bytes, key.clone());
+                puts.push((key, bytes));
             }
         }
     }
+    // Content-named (the generation's name hashes every file): a leftover of a crashed
+    // run under this name already holds these bytes.
+    crate::blobs::for_each(blobs, &puts, |(key, bytes)| {
+        blobs.put_new(key, Body::Bytes(bytes), None).map(drop)
+    })?;
     let mut carried = Vec::new();
     if let Some(cur) = current {
         for file in &cur.files {
             if carry(file) && !names.contains(file.as_str()) && !cur.carried.contains(file) {
-                blobs.copy(&file_key(dir, &cur.name, file), &file_key(dir, &name, file))?;
+                copies.push((file_key(dir, &cur.name, file), file_key(dir, &name, file)));
                 carried.push(file.clone());
             }
         }
     }
+    crate::blobs::for_each(blobs, &copies, |(from, to)| blobs.copy(from, to))?;
     // Everything durable before the store names it.
     blobs.flush()?;
     let mut all: Vec<String> = names.iter().map(|n| n.to_string()).collect();
