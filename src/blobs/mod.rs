@@ -239,6 +239,45 @@ pub(crate) fn copy_checked(
     })
 }
 
+/// How many requests to an object store one operation keeps in flight: its round trips,
+/// not this machine, bound a batch of small objects.
+const IN_FLIGHT: usize = 8;
+
+/// Runs `f` on every item — on this thread where `blobs` is local (files: nothing to wait
+/// for), else up to [`IN_FLIGHT`] at a time — and returns the first error, if any.
+pub fn for_each<T: Sync>(
+    blobs: &dyn Blobs,
+    items: &[T],
+    f: impl Fn(&T) -> Result<(), BlobError> + Sync,
+) -> Result<(), BlobError> {
+    if blobs.is_local() || items.len() < 2 {
+        return items.iter().try_for_each(&f);
+    }
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    std::thread::scope(|s| {
+        let workers: Vec<_> = (0..IN_FLIGHT.min(items.len()))
+            .map(|_| {
+                s.spawn(|| -> Result<(), BlobError> {
+                    loop {
+                        let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        let Some(item) = items.get(i) else {
+                            return Ok(());
+                        };
+                        f(item)?;
+                    }
+                })
+            })
+            .collect();
+        workers.into_iter().try_for_each(|w| {
+            w.join().unwrap_or_else(|_| {
+                Err(BlobError::Remote {
+                    what: "a request thread panicked".into(),
+                })
+            })
+        })
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -279,43 +318,4 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         conformance::check(&FsBlobs::new(dir.path()));
     }
-}
-
-/// How many requests to an object store one operation keeps in flight: its round trips,
-/// not this machine, bound a batch of small objects.
-const IN_FLIGHT: usize = 8;
-
-/// Runs `f` on every item — on this thread where `blobs` is local (files: nothing to wait
-/// for), else up to [`IN_FLIGHT`] at a time — and returns the first error, if any.
-pub fn for_each<T: Sync>(
-    blobs: &dyn Blobs,
-    items: &[T],
-    f: impl Fn(&T) -> Result<(), BlobError> + Sync,
-) -> Result<(), BlobError> {
-    if blobs.is_local() || items.len() < 2 {
-        return items.iter().try_for_each(&f);
-    }
-    let next = std::sync::atomic::AtomicUsize::new(0);
-    std::thread::scope(|s| {
-        let workers: Vec<_> = (0..IN_FLIGHT.min(items.len()))
-            .map(|_| {
-                s.spawn(|| -> Result<(), BlobError> {
-                    loop {
-                        let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                        let Some(item) = items.get(i) else {
-                            return Ok(());
-                        };
-                        f(item)?;
-                    }
-                })
-            })
-            .collect();
-        workers.into_iter().try_for_each(|w| {
-            w.join().unwrap_or_else(|_| {
-                Err(BlobError::Remote {
-                    what: "a request thread panicked".into(),
-                })
-            })
-        })
-    })
 }
