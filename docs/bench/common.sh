@@ -51,3 +51,35 @@ tag = "v1"
 checkout = "true"
 TOML
 }
+
+# A loopback port that was free a moment ago.
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+
+# nginx_start DIR ROOT ACCESS_LOG: nginx (sendfile on, a worker per core) serving ROOT on
+# a free loopback port, its files in DIR; ACCESS_LOG is nginx's `access_log` value
+# (`off`, or a path with its format and buffering). Sets NGINX (its pid) and NGINX_PORT,
+# and adds the pid to PIDS.
+nginx_start() {
+  local dir=$1 root=$2 log=$3
+  NGINX_PORT=$(free_port)
+  mkdir -p "$dir"
+  cat > "$dir/nginx.conf" <<CONF
+$([ "$(id -u)" = 0 ] && echo "user root;")
+daemon off;
+worker_processes auto;
+pid $dir/nginx.pid;
+error_log $dir/nginx-error.log;
+events {}
+http {
+  access_log $log;
+  sendfile on;
+  tcp_nopush on;
+  client_body_temp_path $dir/nb; proxy_temp_path $dir/np; fastcgi_temp_path $dir/nf;
+  uwsgi_temp_path $dir/nu; scgi_temp_path $dir/ns;
+  server { listen 127.0.0.1:$NGINX_PORT; root $root; }
+}
+CONF
+  nginx -p "$dir" -c "$dir/nginx.conf" -e "$dir/nginx-error.log" &
+  NGINX=$!
+  PIDS+=("$NGINX")
+}

@@ -66,7 +66,6 @@ cleanup() {
 }
 trap cleanup EXIT
 trap 'exit 1' INT TERM
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 secs() { # prints wall seconds of "$@", after a sync
   local t0 t1
   sync
@@ -217,29 +216,8 @@ CLI=$W/s3/cli
 S3_TOKEN=$("$PY" --data "$CLI" token create --role builder --name bench 2>/dev/null)
 
 start_nginx() { # sets NGINX (pid) and NGINX_URL: the sled+file tree, no access log
-  local port dir=$W/nginx
-  port=$(free_port)
-  mkdir -p "$dir"
-  cat > "$dir/nginx.conf" <<CONF
-$([ "$(id -u)" = 0 ] && echo "user root;")
-daemon off;
-worker_processes auto;
-pid $dir/nginx.pid;
-error_log $dir/nginx-error.log;
-events {}
-http {
-  access_log off;
-  sendfile on;
-  tcp_nopush on;
-  client_body_temp_path $dir/nb; proxy_temp_path $dir/np; fastcgi_temp_path $dir/nf;
-  uwsgi_temp_path $dir/nu; scgi_temp_path $dir/ns;
-  server { listen 127.0.0.1:$port; root $SF/repos; }
-}
-CONF
-  nginx -p "$dir" -c "$dir/nginx.conf" -e "$dir/nginx-error.log" &
-  NGINX=$!
-  PIDS+=("$NGINX")
-  NGINX_URL=http://127.0.0.1:$port/bench
+  nginx_start "$W/nginx" "$SF/repos" off
+  NGINX_URL=http://127.0.0.1:$NGINX_PORT/bench
   for _ in $(seq 100); do curl -sf -o /dev/null "$NGINX_URL/$SMALL" && return; sleep 0.1; done
   echo "nginx did not answer" >&2; exit 1
 }

@@ -30,7 +30,6 @@ D=$W/data
 PIDS=()
 stop() { local p; for p in "$@"; do kill "$p" 2>/dev/null || true; wait "$p" 2>/dev/null || true; done; }
 trap 'stop "${PIDS[@]}"; rm -rf "$W"' EXIT
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 
 # Packages: content sized so that the .tar.gz files are about 4096 bytes and 10 MiB.
 pack() { # NAME PREFIX OUT FORMAT
@@ -52,28 +51,8 @@ for ((i = 0; i < UPLOADS; i++)); do pack "up-$i" "$W/up" "$W/upl" rpm; done
 TOKEN=$("$PY" --data "$D" token create --role builder --name bench 2>/dev/null)
 
 start_nginx() { # NAME ACCESS_LOG: sets NGINX (pid) and NURL
-  local port dir=$W/$1
-  port=$(free_port)
-  mkdir -p "$dir"
-  cat > "$dir/nginx.conf" <<CONF
-$([ "$(id -u)" = 0 ] && echo "user root;")
-daemon off;
-worker_processes auto;
-pid $dir/nginx.pid;
-error_log $dir/nginx-error.log;
-events {}
-http {
-  access_log $2;
-  sendfile on;
-  tcp_nopush on;
-  client_body_temp_path $dir/nb; proxy_temp_path $dir/np; fastcgi_temp_path $dir/nf;
-  uwsgi_temp_path $dir/nu; scgi_temp_path $dir/ns;
-  server { listen 127.0.0.1:$port; root $D/repos; }
-}
-CONF
-  nginx -p "$dir" -c "$dir/nginx.conf" -e "$dir/nginx-error.log" & NGINX=$!
-  PIDS+=("$NGINX")
-  NURL=http://127.0.0.1:$port/bench
+  nginx_start "$W/$1" "$D/repos" "$2"
+  NURL=http://127.0.0.1:$NGINX_PORT/bench
 }
 start_nginx nolog off
 

@@ -6,23 +6,11 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use crate::support::{FIXTURE_TREE, have_tool, packed, packyard, root, sh, stderr};
+use crate::support::{FIXTURE_TREE, have_tool, packed, root, sh, stderr};
 
 /// A fresh checkout of `configuration` (its `checkout` target run in `ws`), and its module.
 fn checkout(ws: &Path, configuration: &str, platform: &str) -> PathBuf {
-    let shown = packyard(&[
-        "show",
-        configuration,
-        "--tree",
-        FIXTURE_TREE,
-        "--platform",
-        platform,
-        "--workspace",
-        ws.to_str().unwrap(),
-        "--json",
-    ]);
-    assert!(shown.status.success(), "{}", stderr(&shown));
-    let r: serde_json::Value = serde_json::from_slice(&shown.stdout).unwrap();
+    let r = crate::support::shown(configuration, platform, ws);
     let module = r["module"].as_str().unwrap();
     let command = r["commands"]
         .as_array()

@@ -144,6 +144,24 @@ pub struct Built {
 
 pub const FIXTURE_TREE: &str = "fixtures/trees/my-project";
 
+/// `packyard show CONFIGURATION --json` of the fixture tree for `platform` in workspace
+/// `ws`: its module, properties and resolved commands.
+pub fn shown(configuration: &str, platform: &str, ws: &Path) -> serde_json::Value {
+    let o = packyard(&[
+        "show",
+        configuration,
+        "--tree",
+        FIXTURE_TREE,
+        "--platform",
+        platform,
+        "--workspace",
+        ws.to_str().unwrap(),
+        "--json",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    serde_json::from_slice(&o.stdout).unwrap()
+}
+
 /// Builds the latest fixture release for `platform` in `ws`, running every target of
 /// every component exactly as `show` resolves them (checkout, compile, install, test).
 pub fn build_release(ws: &Path, platform: &str) -> Vec<Built> {
@@ -155,19 +173,7 @@ pub fn build_release(ws: &Path, platform: &str) -> Vec<Built> {
     let mut built = Vec::new();
     for c in latest["configurations"].as_array().unwrap() {
         let name = c["configuration"].as_str().unwrap();
-        let shown = packyard(&[
-            "show",
-            name,
-            "--tree",
-            FIXTURE_TREE,
-            "--platform",
-            platform,
-            "--workspace",
-            ws.to_str().unwrap(),
-            "--json",
-        ]);
-        assert!(shown.status.success(), "{}", stderr(&shown));
-        let r: serde_json::Value = serde_json::from_slice(&shown.stdout).unwrap();
+        let r = shown(name, platform, ws);
         let module = r["module"].as_str().unwrap();
         let prefix = r["properties"]["prefix"]["value"].as_str().unwrap();
         for cmd in r["commands"].as_array().unwrap() {
