@@ -71,6 +71,7 @@ fn running_logs(store: &dyn Store) {
 /// held through one holds for the other, and the queue's changes made through both at
 /// once lose none of each other's. Panics at the first difference.
 pub fn check_shared(a: &dyn Store, b: &dyn Store) {
+    index_trees_across(a, b);
     build_locks_across(a, b);
     racing_reports(a, b);
     racing_expiries(a, b);
@@ -230,6 +231,30 @@ fn repositories_and_packages(store: &dyn Store) {
     );
     // An empty batch is nothing.
     store.apply(vec![]).unwrap();
+}
+
+/// A tree one handle read (and may keep) shows what the other changed since, and what it
+/// changed itself; a repository the other removed shows nothing.
+fn index_trees_across(a: &dyn Store, b: &dyn Store) {
+    let t = "yum/el9";
+    let read = |s: &dyn Store| keys(s, "shared", t);
+    a.apply(vec![put("shared", listed("x.rpm", t, "m", "1"))])
+        .unwrap();
+    assert_eq!(read(a), ["m\0x.rpm"]);
+    assert_eq!(read(b), ["m\0x.rpm"]);
+    b.apply(vec![put("shared", listed("y.rpm", t, "n", "1"))])
+        .unwrap();
+    assert_eq!(read(a), ["m\0x.rpm", "n\0y.rpm"]);
+    a.apply(vec![remove("shared", "x.rpm")]).unwrap();
+    assert_eq!(read(a), ["n\0y.rpm"]);
+    assert_eq!(read(b), ["n\0y.rpm"]);
+    b.apply(vec![Change::RemoveRepo("shared".into())]).unwrap();
+    assert!(read(a).is_empty());
+    a.apply(vec![put("shared", listed("z.rpm", t, "o", "1"))])
+        .unwrap();
+    assert_eq!(read(b), ["o\0z.rpm"]);
+    a.apply(vec![Change::RemoveRepo("shared".into())]).unwrap();
+    assert!(read(a).is_empty() && read(b).is_empty());
 }
 
 fn index_trees(store: &dyn Store) {

@@ -590,6 +590,24 @@ pub trait Store: Send + Sync {
     fn claimable(&self) -> Result<u64, StoreError>;
 }
 
+/// `rows` (in key order) with `changed` applied: rows replaced, removed or added.
+pub(crate) fn merge_rows(
+    rows: Vec<IndexRow>,
+    changed: std::collections::BTreeMap<String, Option<IndexRow>>,
+) -> Vec<IndexRow> {
+    let mut out = Vec::with_capacity(rows.len() + changed.len());
+    let mut old = rows.into_iter().peekable();
+    for (key, row) in changed {
+        while let Some(r) = old.next_if(|r| r.key < key) {
+            out.push(r);
+        }
+        old.next_if(|r| r.key == key);
+        out.extend(row);
+    }
+    out.extend(old);
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -69,6 +69,7 @@ use super::{
 const MIGRATIONS: &[(i32, &str)] = &[
     (1, include_str!("migrations/0001_initial.sql")),
     (2, include_str!("migrations/0002_task_logs.sql")),
+    (3, include_str!("migrations/0003_entry_versions.sql")),
 ];
 
 /// Idle connections kept for reuse; more are opened when needed and closed after.
@@ -86,6 +87,84 @@ const ATTEMPTS: usize = 4;
 /// The metadata store in a PostgreSQL database.
 pub struct PostgresStore {
     pool: Arc<Pool>,
+    /// Index trees read, at their repository's entry version.
+    kept: KeptTrees,
+}
+
+/// Index trees' entries this process read, each with the entry version of its repository
+/// it was read at: used while the repository's version is still that one (another
+/// process's batch moves it on), and patched by this process's own batches.
+#[derive(Default)]
+struct KeptTrees {
+    trees: Mutex<HashMap<TreeAt, (i64, Arc<Vec<IndexRow>>)>>,
+}
+
+/// An index tree: repository and tree.
+type TreeAt = (String, String);
+
+/// Rows kept at most, over every tree; past it, everything kept is forgotten.
+const KEPT_ROWS: usize = 2_000_000;
+
+impl KeptTrees {
+    fn get(&self, repo: &str, tree: &str, version: i64) -> Option<Arc<Vec<IndexRow>>> {
+        let trees = self.trees.lock().unwrap_or_else(|p| p.into_inner());
+        trees
+            .get(&(repo.to_string(), tree.to_string()))
+            .filter(|(v, _)| *v == version)
+            .map(|(_, rows)| rows.clone())
+    }
+
+    fn keep(&self, repo: &str, tree: &str, version: i64, rows: Arc<Vec<IndexRow>>) {
+        let mut trees = self.trees.lock().unwrap_or_else(|p| p.into_inner());
+        let total: usize = trees.values().map(|(_, r)| r.len()).sum();
+        if total + rows.len() > KEPT_ROWS {
+            trees.clear();
+        }
+        trees.insert((repo.to_string(), tree.to_string()), (version, rows));
+    }
+
+    /// After a batch of this process committed: trees kept at the version the batch
+    /// moved on from take its changes and its version; others of those repositories (read
+    /// before another process's batch) are forgotten, as are removed repositories'.
+    fn after(
+        &self,
+        bumped: Vec<(String, Option<i64>, i64)>,
+        patches: Vec<EntryPatch>,
+        removed: &[String],
+    ) {
+        if bumped.is_empty() {
+            return;
+        }
+        let mut trees = self.trees.lock().unwrap_or_else(|p| p.into_inner());
+        // A removed repository's entries went without a patch each.
+        trees.retain(|(r, _), _| !removed.contains(r));
+        let mut changed: HashMap<TreeAt, BTreeMap<String, Option<IndexRow>>> = HashMap::new();
+        for (repo, tree, key, value) in patches {
+            let key = String::from_utf8_lossy(&key).into_owned();
+            let row = value.and_then(|v| {
+                let (published, sha256, entry) = IndexEntry::decode(&v)?;
+                Some(IndexRow::new(key.clone(), published, sha256, entry))
+            });
+            changed.entry((repo, tree)).or_default().insert(key, row);
+        }
+        for (repo, before, now) in bumped {
+            let ours: Vec<(String, String)> =
+                trees.keys().filter(|(r, _)| *r == repo).cloned().collect();
+            for at in ours {
+                let Some((version, rows)) = trees.get_mut(&at) else {
+                    continue;
+                };
+                if Some(*version) != before {
+                    trees.remove(&at);
+                    continue;
+                }
+                *version = now;
+                if let Some(c) = changed.remove(&at) {
+                    *rows = Arc::new(super::merge_rows(rows.as_ref().clone(), c));
+                }
+            }
+        }
+    }
 }
 
 struct Pool {
@@ -496,6 +575,7 @@ impl PostgresStore {
                 shown,
                 idle: Mutex::default(),
             }),
+            kept: KeptTrees::default(),
         };
         store.migrate()?;
         Ok(store)
@@ -575,21 +655,74 @@ impl PostgresStore {
 }
 
 /// Writes the batch `changes` in the transaction of `db`.
-fn apply_in<C: GenericClient>(db: &mut Db<'_, C>, changes: &[Change]) -> Result<(), Fail> {
+/// An index entry a batch put (`Some`: its encoded bytes) or removed: repository, tree,
+/// key.
+type EntryPatch = (String, String, Vec<u8>, Option<Vec<u8>>);
+
+/// Applies `changes` in order; returns the index entries they changed, in order.
+fn apply_in<C: GenericClient>(
+    db: &mut Db<'_, C>,
+    changes: &[Change],
+) -> Result<Vec<EntryPatch>, Fail> {
     let is_package =
         |c: &Change| matches!(c, Change::PutPackage { .. } | Change::RemovePackage { .. });
+    let mut patches = Vec::new();
     let mut rest = changes;
     while let Some(first) = rest.first() {
         if is_package(first) {
             let n = rest.iter().take_while(|c| is_package(c)).count();
-            packages(db, &rest[..n])?;
+            packages(db, &rest[..n], &mut patches)?;
             rest = &rest[n..];
         } else {
             change(db, first)?;
             rest = &rest[1..];
         }
     }
-    Ok(())
+    Ok(patches)
+}
+
+/// Repositories whose index entries `changes` may change.
+fn entry_repos(changes: &[Change]) -> BTreeSet<&str> {
+    changes
+        .iter()
+        .filter_map(|c| match c {
+            Change::PutPackage { repo, .. }
+            | Change::RemovePackage { repo, .. }
+            | Change::RemoveRepo(repo) => Some(repo.as_str()),
+            _ => None,
+        })
+        .collect()
+}
+
+/// Gives each of `repos` a new entry version (locking its row first, in name order);
+/// returns `(repo, version before, version now)`.
+fn bump_versions<C: GenericClient>(
+    db: &mut Db<'_, C>,
+    repos: &BTreeSet<&str>,
+) -> Result<Vec<(String, Option<i64>, i64)>, Fail> {
+    let mut out = Vec::new();
+    for repo in repos {
+        let before: Option<i64> = db
+            .query(
+                "SELECT version FROM repo_entry_versions WHERE repo = $1 FOR UPDATE",
+                &[repo],
+            )?
+            .first()
+            .map(|r| col(r, 0))
+            .transpose()?;
+        let now: i64 = col(
+            &db.query(
+                "INSERT INTO repo_entry_versions (repo, version) \
+                 VALUES ($1, nextval('entry_versions')) \
+                 ON CONFLICT (repo) DO UPDATE SET version = excluded.version \
+                 RETURNING version",
+                &[repo],
+            )?[0],
+            0,
+        )?;
+        out.push((repo.to_string(), before, now));
+    }
+    Ok(out)
 }
 
 /// Where a package is listed: its index tree and its order there.
@@ -598,7 +731,11 @@ type Place = (String, Vec<u8>);
 type EntryAt<'a> = (&'a str, String, Vec<u8>);
 
 /// Package changes in a row: applied in memory in their order, then written in bulk.
-fn packages<C: GenericClient>(db: &mut Db<'_, C>, run: &[Change]) -> Result<(), Fail> {
+fn packages<C: GenericClient>(
+    db: &mut Db<'_, C>,
+    run: &[Change],
+    patches: &mut Vec<EntryPatch>,
+) -> Result<(), Fail> {
     // The listing of every package the run touches, as the database has it (locked, in
     // one order, so two batches cannot deadlock on them).
     let mut wanted: BTreeMap<&str, BTreeSet<&str>> = BTreeMap::new();
@@ -655,6 +792,11 @@ fn packages<C: GenericClient>(db: &mut Db<'_, C>, run: &[Change]) -> Result<(), 
         records.insert((repo, path), record);
     }
 
+    patches.extend(
+        entries
+            .iter()
+            .map(|((r, t, k), v)| (r.to_string(), t.clone(), k.clone(), v.clone())),
+    );
     let (gone, put): (Vec<_>, Vec<_>) = entries.into_iter().partition(|(_, v)| v.is_none());
     for chunk in gone.chunks(CHUNK) {
         let repos: Vec<&str> = chunk.iter().map(|((r, ..), _)| *r).collect();
@@ -752,7 +894,7 @@ fn put_task<C: GenericClient>(db: &mut Db<'_, C>, t: &Task) -> Result<(), Fail> 
 fn change<C: GenericClient>(db: &mut Db<'_, C>, c: &Change) -> Result<(), Fail> {
     match c {
         Change::PutPackage { .. } | Change::RemovePackage { .. } => {
-            packages(db, std::slice::from_ref(c))?;
+            packages(db, std::slice::from_ref(c), &mut Vec::new())?;
         }
         Change::PutRepo(r) => {
             db.execute(
@@ -863,7 +1005,21 @@ impl Store for PostgresStore {
         if changes.is_empty() {
             return Ok(());
         }
-        self.pool.transaction(|db| apply_in(db, &changes))
+        let repos = entry_repos(&changes);
+        let removed: Vec<String> = changes
+            .iter()
+            .filter_map(|c| match c {
+                Change::RemoveRepo(r) => Some(r.clone()),
+                _ => None,
+            })
+            .collect();
+        let (bumped, patches) = self.pool.transaction(|db| {
+            // Versions first: batches changing one repository's entries take turns here.
+            let bumped = bump_versions(db, &repos)?;
+            Ok((bumped, apply_in(db, &changes)?))
+        })?;
+        self.kept.after(bumped, patches, &removed);
+        Ok(())
     }
 
     fn lock_repo(&self, repo: &str) -> Result<RepoGuard, StoreError> {
@@ -1051,8 +1207,24 @@ impl Store for PostgresStore {
     }
 
     fn index_entries(&self, repo: &str, tree: &str) -> Result<Arc<Vec<IndexRow>>, StoreError> {
-        let rows: Vec<(Vec<u8>, Vec<u8>)> = self.pool.with(|c| {
-            c.db()
+        // The version first, then the rows: rows at least as new as the version they are
+        // kept at (a batch between the two only makes the next call read them again).
+        let (version, rows): (i64, Option<Vec<(Vec<u8>, Vec<u8>)>>) = self.pool.with(|c| {
+            let version: i64 = c
+                .db()
+                .query(
+                    "SELECT version FROM repo_entry_versions WHERE repo = $1",
+                    &[&repo],
+                )?
+                .first()
+                .map(|r| col(r, 0))
+                .transpose()?
+                .unwrap_or(0);
+            if self.kept.get(repo, tree, version).is_some() {
+                return Ok((version, None));
+            }
+            let rows = c
+                .db()
                 .query(
                     "SELECT key, entry FROM index_entries WHERE repo = $1 AND tree = $2 \
                      ORDER BY key",
@@ -1060,9 +1232,18 @@ impl Store for PostgresStore {
                 )?
                 .iter()
                 .map(|r| Ok((col(r, 0)?, col(r, 1)?)))
-                .collect()
+                .collect::<Result<Vec<_>, Fail>>()?;
+            Ok((version, Some(rows)))
         })?;
-        rows.into_iter()
+        let Some(rows) = rows else {
+            if let Some(kept) = self.kept.get(repo, tree, version) {
+                return Ok(kept);
+            }
+            // Forgotten in between (the budget): read it again.
+            return self.index_entries(repo, tree);
+        };
+        let rows = rows
+            .into_iter()
             .map(|(key, entry)| {
                 let key = String::from_utf8_lossy(&key).into_owned();
                 let (published, sha256, entry) =
@@ -1072,8 +1253,10 @@ impl Store for PostgresStore {
                     })?;
                 Ok(IndexRow::new(key, published, sha256, entry))
             })
-            .collect::<Result<Vec<_>, _>>()
-            .map(Arc::new)
+            .collect::<Result<Vec<_>, StoreError>>()
+            .map(Arc::new)?;
+        self.kept.keep(repo, tree, version, rows.clone());
+        Ok(rows)
     }
 
     fn segments(&self, repo: &str, tree: &str) -> Result<Arc<Segments>, StoreError> {

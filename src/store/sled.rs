@@ -228,7 +228,7 @@ impl Memo {
                     }
                 }
             } else {
-                *rows = merge(std::mem::take(rows), changed);
+                *rows = super::merge_rows(std::mem::take(rows), changed);
             }
             let size = rows_size(rows);
             self.used(&prefix, Some(size));
@@ -239,21 +239,6 @@ impl Memo {
 
 /// Up to this many changes, a tree's rows are patched one by one; more are merged.
 const FEW: usize = 16;
-
-/// `rows` (in key order) with `changed` applied: rows replaced, removed or added.
-fn merge(rows: Vec<IndexRow>, changed: BTreeMap<String, Option<IndexRow>>) -> Vec<IndexRow> {
-    let mut out = Vec::with_capacity(rows.len() + changed.len());
-    let mut old = rows.into_iter().peekable();
-    for (key, row) in changed {
-        while let Some(r) = old.next_if(|r| r.key < key) {
-            out.push(r);
-        }
-        old.next_if(|r| r.key == key);
-        out.extend(row);
-    }
-    out.extend(old);
-    out
-}
 
 /// Splits an index entry key into its tree prefix and the rest (`<order>\0<path>`).
 fn ent_parts(repo: &str, r: &PackageRecord) -> Option<(Vec<u8>, String)> {
