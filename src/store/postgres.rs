@@ -96,8 +96,11 @@ pub struct PostgresStore {
 /// process's batch moves it on), and patched by this process's own batches.
 #[derive(Default)]
 struct KeptTrees {
-    trees: Mutex<HashMap<TreeAt, (i64, Arc<Vec<IndexRow>>)>>,
+    trees: Mutex<HashMap<TreeAt, Kept>>,
 }
+
+/// A kept tree: the entry version it was read at, and its rows in key order.
+type Kept = (i64, Arc<Vec<IndexRow>>);
 
 /// An index tree: repository and tree.
 type TreeAt = (String, String);
