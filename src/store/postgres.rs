@@ -1212,7 +1212,9 @@ impl Store for PostgresStore {
     fn index_entries(&self, repo: &str, tree: &str) -> Result<Arc<Vec<IndexRow>>, StoreError> {
         // The version first, then the rows: rows at least as new as the version they are
         // kept at (a batch between the two only makes the next call read them again).
-        let (version, rows): (i64, Option<Vec<(Vec<u8>, Vec<u8>)>>) = self.pool.with(|c| {
+        // The rows as stored (key, entry), unless the kept ones are current.
+        type Stored = Option<Vec<(Vec<u8>, Vec<u8>)>>;
+        let (version, rows): (i64, Stored) = self.pool.with(|c| {
             let version: i64 = c
                 .db()
                 .query(
