@@ -977,22 +977,24 @@ impl Repositories {
         // Removed before the batch that forgets them: a crash between leaves them listed,
         // and removing them again is no harm. A path that holds those bytes again has its
         // alias named by the current index: it stays.
+        let mut doomed = Vec::new();
         for f in due {
             let back = self
                 .store
                 .package(&repo.name, &f.path)?
                 .is_some_and(|p| p.sha256 == f.sha256);
             if !back {
-                self.blobs.remove(&format!("{}/{}", repo.name, f.key))?;
+                doomed.push(format!("{}/{}", repo.name, f.key));
             }
         }
+        crate::blobs::for_each(&*self.blobs, &doomed, |key| self.blobs.remove(key))?;
         let mut clean = repo.clone();
         clean.pending.clear();
         changes.push(Change::PutRepo(clean));
         self.store.apply(changes)?;
-        for (dir, now, before) in shown {
-            super::generations::switched(&*self.blobs, &dir, &now, before.as_ref())?;
-        }
+        crate::blobs::for_each(&*self.blobs, &shown, |(dir, now, before)| {
+            super::generations::switched(&*self.blobs, dir, now, before.as_ref())
+        })?;
         Ok(rewritten)
     }
 

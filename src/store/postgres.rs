@@ -19,7 +19,8 @@
 //!   the 64-bit keys of the repositories' and the schema's locks — on a connection the
 //!   guard holds, as `lock_repo` does. `farm::Queue` holds it while it reads a build's
 //!   tasks and writes them back; the reads, on other connections, see every batch the
-//!   holder before it committed (it committed before it let go, and nothing is cached).
+//!   holder before it committed (it committed before it let go, and tasks are never
+//!   cached).
 //! - **Claims are atomic across processes, under the build's lock.** [`Store::claim`]
 //!   reads which build has the oldest claimable task (lowest build id, then index, as the
 //!   embedded store orders them) outside any transaction, then in one transaction takes
@@ -29,8 +30,16 @@
 //!   claim row-locked its task first and then waited for the lock, a cancel holding the
 //!   lock and writing that row would wait for the claim in a circle. A claim that finds
 //!   the build's tasks taken meanwhile (by another claim or a cancel) looks again.
-//! - **No cache.** Every read goes to the database (index trees included): another
-//!   process may have changed anything since. An index tree is one indexed range read.
+//! - **Index trees are kept while provably current; nothing else is cached.** Every
+//!   batch that changes a repository's index entries gives it a new entry version (one
+//!   sequence, `repo_entry_versions`, rows locked in name order at the batch's start).
+//!   A tree read is kept with the version it was read at (the version read first, the
+//!   rows after, so rows are never older than their version); a read asks for the
+//!   version (one small query) and uses the kept rows only while it is unchanged. This
+//!   process's own batches patch the trees they change and move them to the new
+//!   version, when the version they moved on from is the one kept (no one else wrote in
+//!   between); otherwise the repository's trees are forgotten. Everything else is read
+//!   from the database every time.
 //! - **Batches are written in bulk.** The package changes of a batch are applied from
 //!   memory (a package added and removed in one batch leaves nothing, as in the embedded
 //!   store) and written with a few array statements, not one round trip per package; a
