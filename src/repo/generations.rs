@@ -98,36 +98,45 @@ pub fn write(
         }
         return Ok((same, false));
     }
-    // Files with the same bytes (APT's by-hash copies) are copies of one, made once the
-    // first is stored. On an object store the requests of each step go out together.
+    // What to write: each file's bytes, or a copy of an object with the same bytes —
+    // the current generation's carried files, and on a file system (links) a by-hash copy
+    // of a file put here. On an object store a copy is a request like a put, and one that
+    // waited for a put would be a second round: files are put, and all go at once.
+    enum Write<'a> {
+        Put(String, &'a [u8]),
+        Copy(String, String),
+    }
     let mut first: HashMap<&[u8], String> = HashMap::new();
-    let mut puts: Vec<(String, &[u8])> = Vec::new();
-    let mut copies: Vec<(String, String)> = Vec::new();
+    let mut round: Vec<Write> = Vec::new();
+    let mut links: Vec<Write> = Vec::new();
     for (file, bytes) in files {
         let key = file_key(dir, &name, file);
         match first.get(bytes.as_slice()) {
-            Some(same) => copies.push((same.clone(), key)),
-            None => {
+            Some(same) if blobs.is_local() => links.push(Write::Copy(same.clone(), key)),
+            _ => {
                 first.insert(bytes, key.clone());
-                puts.push((key, bytes));
+                round.push(Write::Put(key, bytes));
             }
         }
     }
-    // Content-named (the generation's name hashes every file): a leftover of a crashed
-    // run under this name already holds these bytes.
-    crate::blobs::for_each(blobs, &puts, |(key, bytes)| {
-        blobs.put_new(key, Body::Bytes(bytes), None).map(drop)
-    })?;
     let mut carried = Vec::new();
     if let Some(cur) = current {
         for file in &cur.files {
             if carry(file) && !names.contains(file.as_str()) && !cur.carried.contains(file) {
-                copies.push((file_key(dir, &cur.name, file), file_key(dir, &name, file)));
+                let (from, to) = (file_key(dir, &cur.name, file), file_key(dir, &name, file));
+                round.push(Write::Copy(from, to));
                 carried.push(file.clone());
             }
         }
     }
-    crate::blobs::for_each(blobs, &copies, |(from, to)| blobs.copy(from, to))?;
+    let write = |w: &Write| match w {
+        // Content-named (the generation's name hashes every file): a leftover of a
+        // crashed run under this name already holds these bytes.
+        Write::Put(key, bytes) => blobs.put_new(key, Body::Bytes(bytes), None).map(drop),
+        Write::Copy(from, to) => blobs.copy(from, to),
+    };
+    crate::blobs::for_each(blobs, &round, write)?;
+    crate::blobs::for_each(blobs, &links, write)?;
     // Everything durable before the store names it.
     blobs.flush()?;
     let mut all: Vec<String> = names.iter().map(|n| n.to_string()).collect();
