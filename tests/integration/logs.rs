@@ -26,8 +26,13 @@ fn served_log(json: bool) -> String {
         .stderr(fs::File::create(&log).unwrap())
         .spawn()
         .unwrap();
-    let url =
-        crate::support::listening_url(&mut child, Duration::from_secs(60)).expect("no server");
+    let Some(url) = crate::support::listening_url(&mut child, Duration::from_secs(60)) else {
+        let _ = child.kill();
+        panic!(
+            "no server: {}",
+            fs::read_to_string(&log).unwrap_or_default()
+        );
+    };
     let agent = ureq::Agent::config_builder()
         .http_status_as_error(false)
         .build()
