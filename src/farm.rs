@@ -934,33 +934,10 @@ mod tests {
         }
     }
 
+    use crate::store::conformance::{report, states};
+
     fn task(name: &str, deps: &[u32]) -> NewTask {
-        NewTask {
-            configuration: format!("{name}_R_1_0_0_1"),
-            module: format!("p.{name}"),
-            platform: "el9_x86_64".into(),
-            deps: deps.to_vec(),
-            cached: None,
-        }
-    }
-
-    fn report(state: TaskState) -> TaskReport {
-        TaskReport {
-            state,
-            key: Some("k".into()),
-            artifacts: vec![],
-            reason: None,
-            log: None,
-        }
-    }
-
-    fn states(store: &dyn Store, build: BuildId) -> Vec<TaskState> {
-        store
-            .tasks(build)
-            .unwrap()
-            .iter()
-            .map(|t| t.state)
-            .collect()
+        crate::store::conformance::new_task(name, "el9_x86_64", deps)
     }
 
     const EL9: &[&str] = &["el9_x86_64"];

@@ -92,7 +92,8 @@ fn repo(name: &str) -> RepoRecord {
     }
 }
 
-fn record(path: &str) -> PackageRecord {
+/// A package record for the contract's checks (also the unit tests').
+pub(crate) fn record(path: &str) -> PackageRecord {
     PackageRecord {
         path: path.into(),
         kind: FileKind::Rpm,
@@ -635,7 +636,7 @@ fn removed_repositories_leave_nothing(store: &dyn Store) {
 
 /// Four threads take a lock 15 times each with `take` (which also checks that other
 /// locks are not held up by it): never two inside at once.
-fn held_alone(take: impl Fn() -> Box<dyn std::any::Any> + Sync) {
+pub(crate) fn held_alone(take: impl Fn() -> Box<dyn std::any::Any> + Sync) {
     let inside = AtomicU32::new(0);
     let most = AtomicU32::new(0);
     std::thread::scope(|s| {
@@ -861,7 +862,7 @@ fn farm_records(store: &dyn Store) {
     assert_eq!(store.claimable().unwrap(), 0);
 }
 
-fn new_task(name: &str, platform: &str, deps: &[u32]) -> NewTask {
+pub(crate) fn new_task(name: &str, platform: &str, deps: &[u32]) -> NewTask {
     NewTask {
         configuration: format!("{name}_R_1_0_0_1"),
         module: format!("p.{name}"),
@@ -871,7 +872,7 @@ fn new_task(name: &str, platform: &str, deps: &[u32]) -> NewTask {
     }
 }
 
-fn report(state: TaskState) -> TaskReport {
+pub(crate) fn report(state: TaskState) -> TaskReport {
     TaskReport {
         state,
         key: Some("k".into()),
@@ -881,7 +882,7 @@ fn report(state: TaskState) -> TaskReport {
     }
 }
 
-fn states(store: &dyn Store, build: BuildId) -> Vec<TaskState> {
+pub(crate) fn states(store: &dyn Store, build: BuildId) -> Vec<TaskState> {
     store
         .tasks(build)
         .unwrap()

@@ -172,7 +172,9 @@ impl KeptTrees {
                 }
                 *version = now;
                 if let Some(c) = changed.remove(&at) {
-                    *rows = Arc::new(super::merge_rows(rows.as_ref().clone(), c));
+                    // Unshared (as usual between publishes), the rows change in place.
+                    let r = Arc::make_mut(rows);
+                    *r = super::merge_rows(std::mem::take(r), c);
                 }
             }
         }
@@ -1221,9 +1223,12 @@ impl Store for PostgresStore {
     fn index_entries(&self, repo: &str, tree: &str) -> Result<Arc<Vec<IndexRow>>, StoreError> {
         // The version first, then the rows: rows at least as new as the version they are
         // kept at (a batch between the two only makes the next call read them again).
-        // The rows as stored (key, entry), unless the kept ones are current.
-        type Stored = Option<Vec<(Vec<u8>, Vec<u8>)>>;
-        let (version, rows): (i64, Stored) = self.pool.with(|c| {
+        // The kept rows if they are current, else the rows as stored (key, entry).
+        enum Read {
+            Kept(Arc<Vec<IndexRow>>),
+            Stored(i64, Vec<(Vec<u8>, Vec<u8>)>),
+        }
+        let read = self.pool.with(|c| {
             let version: i64 = c
                 .db()
                 .query(
@@ -1234,8 +1239,8 @@ impl Store for PostgresStore {
                 .map(|r| col(r, 0))
                 .transpose()?
                 .unwrap_or(0);
-            if self.kept.get(repo, tree, version).is_some() {
-                return Ok((version, None));
+            if let Some(kept) = self.kept.get(repo, tree, version) {
+                return Ok(Read::Kept(kept));
             }
             let rows = c
                 .db()
@@ -1247,14 +1252,11 @@ impl Store for PostgresStore {
                 .iter()
                 .map(|r| Ok((col(r, 0)?, col(r, 1)?)))
                 .collect::<Result<Vec<_>, Fail>>()?;
-            Ok((version, Some(rows)))
+            Ok(Read::Stored(version, rows))
         })?;
-        let Some(rows) = rows else {
-            if let Some(kept) = self.kept.get(repo, tree, version) {
-                return Ok(kept);
-            }
-            // Forgotten in between (the budget): read it again.
-            return self.index_entries(repo, tree);
+        let (version, rows) = match read {
+            Read::Kept(rows) => return Ok(rows),
+            Read::Stored(version, rows) => (version, rows),
         };
         let rows = rows
             .into_iter()

@@ -996,7 +996,7 @@ mod tests {
                     filelists: String::new(),
                     other: String::new(),
                 },
-                ..crate::store::tests::record(path)
+                ..crate::store::conformance::record(path)
             },
         }
     }

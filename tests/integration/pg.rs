@@ -390,22 +390,7 @@ fn a_builds_lock_goes_with_its_session() {
     drop(a.lock_farm_build(5).unwrap());
 }
 
-/// An RPM of `name` 1.0-1, x86_64, written into `dir`.
-pub(crate) fn rpm(dir: &Path, name: &str) -> PathBuf {
-    let path = dir.join(format!("{name}-1.0-1.x86_64.rpm"));
-    rpm::PackageBuilder::new(name, "1.0", "MIT", "x86_64", "a tool kept in PostgreSQL")
-        .release("1")
-        .with_file_contents(
-            format!("{name}\n"),
-            rpm::FileOptions::new(format!("/usr/share/{name}/readme")),
-        )
-        .unwrap()
-        .build()
-        .unwrap()
-        .write_file(&path)
-        .unwrap();
-    path
-}
+pub(crate) use crate::support::small_rpm as rpm;
 
 fn open(data: &Path, url: &str) -> Repositories {
     let backends = Backends::choose(data, Some(url), None, None, None).unwrap();

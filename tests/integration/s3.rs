@@ -147,15 +147,7 @@ fn a_repository_on_s3_is_published_indexed_and_read_through_the_store() {
     repos
         .create(&packyard::repo::NewRepo::volatile("nightly"))
         .unwrap();
-    let rpm = t.path().join("tool-1.0-1.x86_64.rpm");
-    rpm::PackageBuilder::new("tool", "1.0", "MIT", "x86_64", "a tool")
-        .release("1")
-        .with_file_contents("tool\n", rpm::FileOptions::new("/usr/share/tool/readme"))
-        .unwrap()
-        .build()
-        .unwrap()
-        .write_file(&rpm)
-        .unwrap();
+    let rpm = crate::support::small_rpm(t.path(), "tool");
     let opts = packyard::repo::PublishOptions {
         platform: Some("el9_x86_64".into()),
         ..Default::default()
@@ -255,18 +247,7 @@ fn a_server_on_s3_serves_dnf_and_redirects_when_asked() {
     };
     py(&["repo", "create", "nightly", "--kind", "volatile"]);
     py(&["key", "generate", "--repo", "nightly"]);
-    let rpm = t.path().join("s3tool-1.0-1.x86_64.rpm");
-    rpm::PackageBuilder::new("s3tool", "1.0", "MIT", "x86_64", "a tool kept in a bucket")
-        .release("1")
-        .with_file_contents(
-            "s3tool\n",
-            rpm::FileOptions::new("/usr/share/s3tool/readme"),
-        )
-        .unwrap()
-        .build()
-        .unwrap()
-        .write_file(&rpm)
-        .unwrap();
+    let rpm = crate::support::small_rpm(t.path(), "s3tool");
     let report = py(&[
         "--json",
         "publish",

@@ -449,3 +449,20 @@ pub fn run_dir(base: &Path) -> PathBuf {
     std::fs::create_dir_all(&dir).unwrap();
     dir
 }
+
+/// `<name>-1.0-1.x86_64.rpm` in `dir`: one small file, for tests of what stores it.
+pub fn small_rpm(dir: &Path, name: &str) -> PathBuf {
+    let path = dir.join(format!("{name}-1.0-1.x86_64.rpm"));
+    rpm::PackageBuilder::new(name, "1.0", "MIT", "x86_64", "a small test package")
+        .release("1")
+        .with_file_contents(
+            format!("{name}\n"),
+            rpm::FileOptions::new(format!("/usr/share/{name}/readme")),
+        )
+        .unwrap()
+        .build()
+        .unwrap()
+        .write_file(&path)
+        .unwrap();
+    path
+}
