@@ -338,6 +338,11 @@ pub fn build(
         }
     }
     let mut package = b.build().map_err(rpm_err)?;
+    name_source_rpm(
+        &mut package,
+        &format!("{}-{}-{}.src.rpm", spec.name, spec.version, spec.release),
+    )
+    .map_err(rpm_err)?;
     let size = archive_size(&package).map_err(|e| PackError::Format {
         format: "rpm",
         message: format!("reading back the payload: {e}"),
@@ -346,6 +351,43 @@ pub fn build(
     let mut out = Vec::new();
     package.write(&mut out).map_err(rpm_err)?;
     Ok(out)
+}
+
+/// Names the source package a binary one comes from (`SOURCERPM`, as rpmbuild writes
+/// it): the rpm crate writes `(none)`, and dnf and the browse pages find a package's
+/// source package by this name.
+fn name_source_rpm(pkg: &mut rpm::Package, name: &str) -> Result<(), rpm::Error> {
+    let tag = rpm::IndexTag::RPMTAG_SOURCERPM as u32;
+    let entries = pkg
+        .metadata
+        .header
+        .get_all_entries()?
+        .into_iter()
+        .filter(|(t, _)| *t != rpm::IndexTag::RPMTAG_HEADERIMMUTABLE as u32)
+        .map(|(t, data)| match t == tag {
+            true => rpm::HeaderEntry::new(t, rpm::IndexData::StringTag(name.to_string())),
+            false => rpm::HeaderEntry::new(t, data),
+        })
+        .collect();
+    replace_header(pkg, entries)
+}
+
+/// Gives `pkg` a header of `entries` (the region tag made again), and a signature header
+/// with digests of it.
+pub fn replace_header(
+    pkg: &mut rpm::Package,
+    entries: Vec<rpm::HeaderEntry>,
+) -> Result<(), rpm::Error> {
+    pkg.metadata.header =
+        rpm::Header::from_entries(entries, rpm::IndexTag::RPMTAG_HEADERIMMUTABLE);
+    let header_bytes = pkg.header_bytes()?;
+    pkg.metadata.signature =
+        rpm::SignatureHeaderBuilder::from_existing(&pkg.metadata.signature)?
+            .clear_signatures()
+            .calculate_digests(&header_bytes)
+            .set_content_length((header_bytes.len() + pkg.payload.len()) as u64)
+            .build()?;
+    Ok(())
 }
 
 /// The size of `pkg`'s uncompressed payload (the cpio archive), counted by reading it.

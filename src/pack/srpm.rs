@@ -13,7 +13,7 @@
 //! header are computed again, and the lead says "source". `rpm -K`, `rpmlint` and
 //! `rpmbuild --rebuild` are the judges (integration tests).
 
-use rpm::{HeaderEntry, IndexData, IndexTag, SignatureHeaderBuilder};
+use rpm::{HeaderEntry, IndexData, IndexTag};
 use sha2::{Digest, Sha256};
 
 use super::PackError;
@@ -351,16 +351,8 @@ pub fn source_rpm(input: &SourceInput, tarball: &[u8]) -> Result<SourceFile, Pac
     let mut entries = entries;
     without_prefix_requirement(&mut entries);
     let mut pkg = built;
-    pkg.metadata.header = rpm::Header::from_entries(entries, IndexTag::RPMTAG_HEADERIMMUTABLE);
     pkg.payload = payload;
-    let header_bytes = pkg.header_bytes().map_err(rpm_err)?;
-    pkg.metadata.signature = SignatureHeaderBuilder::from_existing(&pkg.metadata.signature)
-        .map_err(rpm_err)?
-        .clear_signatures()
-        .calculate_digests(&header_bytes)
-        .set_content_length((header_bytes.len() + pkg.payload.len()) as u64)
-        .build()
-        .map_err(rpm_err)?;
+    super::rpm::replace_header(&mut pkg, entries).map_err(rpm_err)?;
     super::rpm::set_archive_size(&mut pkg, archive.len() as u64).map_err(rpm_err)?;
     let mut bytes = Vec::new();
     pkg.write(&mut bytes).map_err(rpm_err)?;

@@ -1,5 +1,6 @@
-//! APT metadata: per suite, `dists/<suite>/Release`, `InRelease`, `Release.gpg` and
-//! `main/binary-<arch>/Packages{,.gz,.xz}` with `by-hash/SHA256/` copies. A package's
+//! APT metadata: per suite, `dists/<suite>/Release`, `InRelease`, `Release.gpg`,
+//! `main/binary-<arch>/Packages{,.gz,.xz}` and (with source packages)
+//! `main/source/Sources{,.gz,.xz}`, with `by-hash/SHA256/` copies. A package's
 //! stanza is rendered once, at publish, the way `apt-ftparchive packages` writes it
 //! ([`entry`]); a suite's files are the stored stanzas put together ([`render`]).
 
@@ -122,13 +123,122 @@ pub fn entry(
         ("SHA256".to_string(), r.sha256.clone()),
         ("SHA512".to_string(), format!("{:x}", Sha512::digest(bytes))),
     ]);
+    IndexEntry::Apt {
+        suite: platform.os.clone(),
+        arch: r.arch.clone(),
+        stanza: stanza_of(fields, ORDER),
+    }
+}
+
+/// A file's size and digests, as a `Sources` stanza lists them.
+#[derive(Debug, Clone)]
+pub struct FileSums {
+    pub name: String,
+    pub size: u64,
+    pub md5: String,
+    pub sha1: String,
+    pub sha256: String,
+}
+
+impl FileSums {
+    pub fn of(name: &str, bytes: &[u8]) -> FileSums {
+        FileSums {
+            name: name.to_string(),
+            size: bytes.len() as u64,
+            md5: format!("{:x}", Md5::digest(bytes)),
+            sha1: format!("{:x}", Sha1::digest(bytes)),
+            sha256: format!("{:x}", Sha256::digest(bytes)),
+        }
+    }
+}
+
+/// apt's field order for `Sources` (apt-pkg/tagfile-order.c); fields not in it follow in
+/// their `.dsc` order.
+const SOURCE_ORDER: &[&str] = &[
+    "Package",
+    "Source",
+    "Binary",
+    "Package-List",
+    "Version",
+    "Priority",
+    "Section",
+    "Maintainer",
+    "Original-Maintainer",
+    "Uploaders",
+    "Dm-Upload-Allowed",
+    "Standards-Version",
+    "Build-Depends",
+    "Build-Depends-Arch",
+    "Build-Depends-Indep",
+    "Build-Conflicts",
+    "Build-Conflicts-Arch",
+    "Build-Conflicts-Indep",
+    "Architecture",
+    "Testsuite",
+    "Testsuite-Triggers",
+    "Homepage",
+    "Description",
+    "Vcs-Browser",
+    "Vcs-Git",
+    "Directory",
+    "Files",
+    "Checksums-Md5",
+    "Checksums-Sha1",
+    "Checksums-Sha256",
+    "Checksums-Sha512",
+];
+
+/// The `Sources` stanza of one Debian source package (no trailing blank line), as
+/// `apt-ftparchive sources` writes it: the `.dsc`'s fields with `Source` as `Package`, its
+/// pool `directory`, and every file — the `.dsc` (`own`) first — with its size and sums.
+pub fn source_entry(
+    dsc: &DebControl,
+    directory: &str,
+    own: &FileSums,
+    parts: &[FileSums],
+    platform: &Platform,
+) -> IndexEntry {
+    const DROPPED: &[&str] = &["Files", "Checksums-Sha1", "Checksums-Sha256", "Checksums-Sha512"];
+    let mut fields: Vec<(String, String)> = dsc
+        .fields
+        .iter()
+        .filter(|(k, _)| !DROPPED.iter().any(|d| d.eq_ignore_ascii_case(k)))
+        .map(|(k, v)| match k.as_str() {
+            "Source" => ("Package".to_string(), v.clone()),
+            _ => (k.clone(), v.clone()),
+        })
+        .collect();
+    let list = |sum: fn(&FileSums) -> &String| {
+        std::iter::once(own)
+            .chain(parts)
+            .map(|f| format!("\n {} {} {}", sum(f), f.size, f.name))
+            .collect::<String>()
+    };
+    fields.extend([
+        ("Directory".to_string(), directory.to_string()),
+        ("Files".to_string(), list(|f| &f.md5)),
+        ("Checksums-Sha1".to_string(), list(|f| &f.sha1)),
+        ("Checksums-Sha256".to_string(), list(|f| &f.sha256)),
+    ]);
+    IndexEntry::Apt {
+        suite: platform.os.clone(),
+        arch: SOURCE.to_string(),
+        stanza: stanza_of(fields, SOURCE_ORDER),
+    }
+}
+
+/// The architecture a source package's entry has: its stanzas go to `Sources`.
+pub const SOURCE: &str = "source";
+
+/// Fields sorted by `order` (a stable sort: unknown ones keep their order, after the
+/// known ones), one `Field: value` line each (a multi-line value starts on the next line).
+fn stanza_of(mut fields: Vec<(String, String)>, order: &[&str]) -> String {
     let rank = |k: &str| {
-        ORDER
+        order
             .iter()
             .position(|o| o.eq_ignore_ascii_case(k))
-            .unwrap_or(ORDER.len())
+            .unwrap_or(order.len())
     };
-    // A stable sort keeps unknown fields in their own order, after the known ones.
     fields.sort_by_key(|(k, _)| rank(k));
     let mut stanza = String::new();
     for (k, v) in &fields {
@@ -140,11 +250,7 @@ pub fn entry(
         stanza.push_str(v);
         stanza.push('\n');
     }
-    IndexEntry::Apt {
-        suite: platform.os.clone(),
-        arch: r.arch.clone(),
-        stanza,
-    }
+    stanza
 }
 
 /// What a suite's Release says about itself.
@@ -179,34 +285,50 @@ pub fn render(
     let mut usage = segments::Usage::default();
     let mut files: Vec<(String, Vec<u8>)> = Vec::new();
     let mut indexed: Vec<(String, u64, String)> = Vec::new();
-    for arch in &suite.architectures {
+    // Each binary architecture's `Packages` (with the `all` packages), and `Sources`
+    // where the suite has source packages.
+    let mut lists: Vec<(String, &str, Box<dyn Fn(&str) -> bool + '_>)> = suite
+        .architectures
+        .iter()
+        .map(|arch| {
+            let wanted: Box<dyn Fn(&str) -> bool + '_> = Box::new(move |a| a == arch || a == "all");
+            (format!("binary-{arch}"), "Packages", wanted)
+        })
+        .collect();
+    let has_sources = rows
+        .iter()
+        .any(|r| matches!(&r.entry, IndexEntry::Apt { arch, .. } if arch == SOURCE));
+    if has_sources {
+        lists.push(("source".into(), "Sources", Box::new(|a| a == SOURCE)));
+    }
+    for (sub, list, wanted) in &lists {
         // Each stanza with the blank line that ends it.
         let stanzas: Vec<(&[u8; 16], String)> = rows
             .iter()
             .filter_map(|r| match &r.entry {
                 IndexEntry::Apt {
                     arch: a, stanza, ..
-                } if a == arch || a == "all" => Some((r.identity(), format!("{stanza}\n"))),
+                } if wanted(a) => Some((r.identity(), format!("{stanza}\n"))),
                 _ => None,
             })
             .collect();
         let ids: Vec<&[u8; 16]> = stanzas.iter().map(|(k, _)| *k).collect();
         let parts: Vec<&[u8]> = stanzas.iter().map(|(_, s)| s.as_bytes()).collect();
         let cuts = segments::Cuts::new(&ids);
-        let dir = format!("{}/binary-{arch}", suite.component);
+        let dir = format!("{}/{sub}", suite.component);
         let plain: Vec<u8> = parts.concat();
         // xz is the slow one: gzip runs beside it.
         let (gz, xz) = crate::cores::both(
-            || segments::build("Packages", b"", &parts, &cuts, b"", GZIP, known),
-            || segments::build("Packages", b"", &parts, &cuts, b"", XZ, known),
+            || segments::build(list, b"", &parts, &cuts, b"", GZIP, known),
+            || segments::build(list, b"", &parts, &cuts, b"", XZ, known),
         );
         let (mut gz, mut xz) = (gz.map_err(io)?, xz.map_err(io)?);
         usage.take(&mut gz);
         usage.take(&mut xz);
         for (name, bytes) in [
-            ("Packages", plain),
-            ("Packages.gz", gz.compressed),
-            ("Packages.xz", xz.compressed),
+            (list.to_string(), plain),
+            (format!("{list}.gz"), gz.compressed),
+            (format!("{list}.xz"), xz.compressed),
         ] {
             let sum = format!("{:x}", Sha256::digest(&bytes));
             indexed.push((format!("{dir}/{name}"), bytes.len() as u64, sum.clone()));

@@ -21,6 +21,13 @@ pub struct Details {
     /// each as written (`name [op version]`).
     pub relations: BTreeMap<String, Vec<String>>,
     pub files: Vec<FileInfo>,
+    /// The path of the source package it was built from, when the repository holds it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub source_package: Option<String>,
+    /// What names its source package: an RPM's `.src.rpm` file name, a DEB's source
+    /// package name (its `Source` field, else its own).
+    #[serde(skip)]
+    source_name: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -39,13 +46,23 @@ pub struct FileInfo {
 /// Reads `bytes` (a package named `name`) back into [`Details`].
 pub fn read(name: &str, bytes: &[u8]) -> Result<Details, String> {
     match package::parse(name, bytes)? {
-        Parsed::Rpm(m) => Ok(rpm_details(&m)),
+        Parsed::Rpm(m) => Ok(Details {
+            source_name: m.get_source_rpm().ok().map(str::to_string),
+            ..rpm_details(&m)
+        }),
+        Parsed::Srpm(m) => Ok(rpm_details(&m)),
+        Parsed::Dsc(dsc) => Ok(dsc_details(&dsc)),
         Parsed::Deb(control) => {
             let mut d = Details {
                 summary: None,
                 description: None,
                 license: None,
                 homepage: control.get("Homepage").map(str::to_string),
+                source_name: control
+                    .get("Source")
+                    .and_then(|s| s.split_whitespace().next())
+                    .or(control.get("Package"))
+                    .map(str::to_string),
                 ..Details::default()
             };
             if let Some(desc) = control.get("Description") {
@@ -88,6 +105,38 @@ pub fn read(name: &str, bytes: &[u8]) -> Result<Details, String> {
             files: tar_files(flate2::read::GzDecoder::new(bytes))?,
             ..Details::default()
         }),
+    }
+}
+
+/// A `.dsc`'s fields, its build relations, and the files it names.
+fn dsc_details(dsc: &package::Dsc) -> Details {
+    let c = &dsc.control;
+    let mut relations = BTreeMap::new();
+    for field in ["Build-Depends", "Build-Depends-Indep", "Build-Conflicts", "Binary"] {
+        if let Some(v) = c.get(field) {
+            let items: Vec<String> = v
+                .split(',')
+                .map(|s| s.split_whitespace().collect::<Vec<_>>().join(" "))
+                .filter(|s| !s.is_empty())
+                .collect();
+            relations.insert(field.to_ascii_lowercase(), items);
+        }
+    }
+    Details {
+        homepage: c.get("Homepage").map(str::to_string),
+        relations,
+        files: dsc
+            .files
+            .iter()
+            .map(|f| FileInfo {
+                path: f.name.clone(),
+                kind: "file",
+                mode: "0644".into(),
+                size: f.size,
+                target: None,
+            })
+            .collect(),
+        ..Details::default()
     }
 }
 
@@ -139,6 +188,7 @@ fn rpm_details(m: &rpm::PackageMetadata) -> Details {
         homepage: text(m.get_url()),
         relations,
         files,
+        ..Details::default()
     }
 }
 
@@ -227,11 +277,41 @@ impl super::Repositories {
                 path: path.into(),
             })?;
         // It was checked when published: failing now means the stored file is damaged.
-        let details = read(path, &bytes).map_err(|why| {
+        let mut details = read(path, &bytes).map_err(|why| {
             super::RepoError::Internal(format!(
                 "the stored file {repo}/{path} is unreadable: {why}"
             ))
         })?;
+        details.source_package = self.source_package(repo, &record, &details)?;
         Ok((record, details))
+    }
+
+    /// The source package in `repo` that binary package `record` was built from.
+    fn source_package(
+        &self,
+        repo: &str,
+        record: &crate::store::PackageRecord,
+        details: &Details,
+    ) -> Result<Option<String>, super::RepoError> {
+        use crate::store::FileKind;
+        let Some(source) = &details.source_name else {
+            return Ok(None);
+        };
+        let found = match record.kind {
+            // `name-version-release.src.rpm`: the name is what comes before the last two `-`.
+            FileKind::Rpm => {
+                let name = source.rsplitn(3, '-').nth(2).unwrap_or_default();
+                self.store.packages_named(repo, name)?.into_iter().find(|p| {
+                    p.kind == FileKind::Srpm && p.path.rsplit('/').next() == Some(source)
+                })
+            }
+            FileKind::Deb => self.store.packages_named(repo, source)?.into_iter().find(|p| {
+                p.kind == FileKind::Dsc
+                    && (p.epoch, &p.version, &p.release)
+                        == (record.epoch, &record.version, &record.release)
+            }),
+            _ => None,
+        };
+        Ok(found.map(|p| p.path))
     }
 }

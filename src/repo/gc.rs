@@ -34,13 +34,15 @@ impl Repositories {
     fn named(&self, repo: &str) -> Result<Named, RepoError> {
         let mut keys = BTreeSet::new();
         for p in self.store.packages(repo)? {
-            keys.insert(super::publish::object_key(self, &p));
+            for (object, path) in super::publish::record_files(self, &p) {
+                keys.insert(object);
+                keys.insert(path);
+            }
             keys.insert(crate::paths::checksum_key(&p.path));
             if p.kind == FileKind::Tgz {
                 keys.insert(crate::paths::record_path(&p.path));
                 keys.insert(crate::paths::log_path(&p.path));
             }
-            keys.insert(p.path);
         }
         keys.insert(self.layout.repository.key.clone());
         for tree in &self.all_trees(&self.repo(repo)?)? {

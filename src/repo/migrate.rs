@@ -55,7 +55,11 @@ impl Repositories {
             let packages = self.store.packages(&repo)?;
             let mut objects: Vec<String> = Vec::new();
             for p in &packages {
-                objects.push(super::publish::object_key(self, p));
+                objects.extend(
+                    super::publish::record_files(self, p)
+                        .into_iter()
+                        .map(|(object, _)| object),
+                );
                 if p.kind == FileKind::Tgz {
                     objects.push(crate::paths::checksum_key(&p.path));
                 }
@@ -124,9 +128,10 @@ impl Repositories {
             }
             // The names, where the target materialises them.
             for p in &packages {
-                let object = super::publish::object_key(self, p);
-                if object != p.path {
-                    to.link(&format!("{repo}/{object}"), &format!("{repo}/{}", p.path))?;
+                for (object, path) in super::publish::record_files(self, p) {
+                    if object != path {
+                        to.link(&format!("{repo}/{object}"), &format!("{repo}/{path}"))?;
+                    }
                 }
             }
             to.flush()?;

@@ -36,12 +36,36 @@ impl Repositories {
             .and_then(|key| self.blobs.url(&key, ttl)))
     }
 
-    /// The key of the object holding the package at `path` of `repo`, if there is one.
+    /// The key of the object holding the package at `path` of `repo` (or a file of a
+    /// Debian source package beside its `.dsc`), if there is one.
     fn package_object(&self, repo: &str, path: &str) -> Result<Option<String>, RepoError> {
-        Ok(self
+        if let Some(p) = self.store.package(repo, path)? {
+            return Ok(Some(format!(
+                "{repo}/{}",
+                super::publish::object_key(self, &p)
+            )));
+        }
+        let file = path.rsplit('/').next().unwrap_or(path);
+        let Some((source, _)) = file
+            .split_once('_')
+            .filter(|_| super::package::is_source_part(file))
+        else {
+            return Ok(None);
+        };
+        // The newest `.dsc` that names it (an `.orig.tar.*` may be named by several).
+        let mut holders: Vec<_> = self
             .store
-            .package(repo, path)?
-            .map(|p| format!("{repo}/{}", super::publish::object_key(self, &p))))
+            .packages_named(repo, source)?
+            .into_iter()
+            .filter(|p| !p.parts.is_empty())
+            .collect();
+        holders.sort_by_key(|p| std::cmp::Reverse(p.published));
+        Ok(holders.iter().find_map(|p| {
+            super::publish::record_files(self, p)
+                .into_iter()
+                .find(|(_, at)| at == path)
+                .map(|(object, _)| format!("{repo}/{object}"))
+        }))
     }
 
     /// Opens what path `path` of repository `repo` reads (already checked as a key), or
@@ -102,7 +126,11 @@ impl Repositories {
             if p.kind == crate::store::FileKind::Tgz {
                 paths.push(crate::paths::checksum_key(&p.path));
             }
-            paths.push(p.path);
+            paths.extend(
+                super::publish::record_files(self, &p)
+                    .into_iter()
+                    .map(|(_, path)| path),
+            );
         }
         // Objects at their served paths; generations' objects (under `.<dir>.gen-*/`)
         // are served at their directory's path, below.

@@ -15,8 +15,27 @@ use crate::version::DebVersion;
 #[derive(Debug)]
 pub enum Parsed {
     Rpm(Box<rpm::PackageMetadata>),
+    Srpm(Box<rpm::PackageMetadata>),
     Deb(DebControl),
+    Dsc(Dsc),
     Tgz,
+}
+
+/// A Debian source control file (`.dsc`): its fields, and the files it names.
+#[derive(Debug, Clone)]
+pub struct Dsc {
+    pub control: DebControl,
+    pub files: Vec<DscFile>,
+}
+
+/// One file a `.dsc` names, with what the `.dsc` says of it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DscFile {
+    pub name: String,
+    pub size: u64,
+    pub sha256: String,
+    /// From the `Files` field, when it names the file.
+    pub md5: Option<String>,
 }
 
 /// A DEB's `control` file: the fields in their order, values as written (continuation
@@ -49,7 +68,9 @@ impl Parsed {
     pub fn kind(&self) -> FileKind {
         match self {
             Parsed::Rpm(_) => FileKind::Rpm,
+            Parsed::Srpm(_) => FileKind::Srpm,
             Parsed::Deb(_) => FileKind::Deb,
+            Parsed::Dsc(_) => FileKind::Dsc,
             Parsed::Tgz => FileKind::Tgz,
         }
     }
@@ -70,10 +91,16 @@ pub fn rpm_signed(m: &rpm::PackageMetadata) -> bool {
 
 /// The kind a file name says it is.
 pub fn kind_of(name: &str) -> Option<FileKind> {
-    if name.ends_with(".rpm") {
+    if name.ends_with(".src.rpm") {
+        Some(FileKind::Srpm)
+    } else if name.ends_with(".rpm") {
         Some(FileKind::Rpm)
     } else if name.ends_with(".deb") {
         Some(FileKind::Deb)
+    } else if name.ends_with(".dsc") {
+        Some(FileKind::Dsc)
+    } else if is_source_part(name) {
+        None
     } else if name.ends_with(".tar.gz") || name.ends_with(".tgz") {
         Some(FileKind::Tgz)
     } else {
@@ -81,24 +108,68 @@ pub fn kind_of(name: &str) -> Option<FileKind> {
     }
 }
 
+/// A file a Debian source package's `.dsc` names besides itself: the upstream tarball
+/// (`.orig.tar.*`, with its `.asc`), the packaging (`.debian.tar.*`, `.diff.gz`), or a
+/// native package's one tarball (`_<version>.tar.*`, which the `.dsc` names).
+pub fn is_source_part(name: &str) -> bool {
+    let tarball = |stem: &str| {
+        [".tar.gz", ".tar.xz", ".tar.bz2", ".tar.lzma", ".tar.zst"]
+            .iter()
+            .any(|ext| name.ends_with(&format!("{stem}{ext}")))
+    };
+    tarball(".orig")
+        || tarball(".debian")
+        || name.ends_with(".diff.gz")
+        || (name.contains(".orig") && name.ends_with(".asc"))
+        || (name.contains(".orig-") && tarball(""))
+}
+
+/// What a publish takes: a package file or a part of a Debian source package.
+pub fn is_publishable(name: &str) -> bool {
+    kind_of(name).is_some() || is_source_part(name)
+}
+
+/// What a publish takes, for messages.
+pub const PUBLISHABLE: &str = "not a package: the name must end in .rpm, .deb, .tar.gz or \
+     .dsc (with the .orig.tar.* and .debian.tar.* files the .dsc names)";
+
 /// Reads and checks a package of the kind its name says.
 pub fn parse(name: &str, bytes: &[u8]) -> Result<Parsed, String> {
     match kind_of(name) {
-        Some(FileKind::Rpm) => parse_rpm(bytes).map(|m| Parsed::Rpm(Box::new(m))),
+        Some(FileKind::Rpm) => parse_rpm(bytes, false).map(|m| Parsed::Rpm(Box::new(m))),
+        Some(FileKind::Srpm) => parse_rpm(bytes, true).map(|m| Parsed::Srpm(Box::new(m))),
         Some(FileKind::Deb) => parse_deb(bytes).map(Parsed::Deb),
+        Some(FileKind::Dsc) => parse_dsc(bytes).map(Parsed::Dsc),
         Some(FileKind::Tgz) => check_tgz(bytes).map(|()| Parsed::Tgz),
-        None => Err("not a package: the name must end in .rpm, .deb or .tar.gz".into()),
+        None if is_source_part(name) => {
+            Err("a part of a Debian source package: publish it with the .dsc that names it".into())
+        }
+        None => Err(PUBLISHABLE.into()),
     }
 }
 
-fn parse_rpm(bytes: &[u8]) -> Result<rpm::PackageMetadata, String> {
+fn parse_rpm(bytes: &[u8], source: bool) -> Result<rpm::PackageMetadata, String> {
+    // The lead, as rpm reads it (rpmReadLead): the crate does not check its major
+    // version and signature type, which rpm refuses a package for.
+    if let Some(lead) = bytes.get(..96) {
+        if !matches!(lead[4], 3 | 4) {
+            return Err(format!("not a valid RPM: lead version {}", lead[4]));
+        }
+        if lead[78..80] != [0, 5] {
+            return Err("not a valid RPM: the lead's signature type is not 5 (header)".into());
+        }
+    }
     // The rpm crate panics on some crafted headers (offsets out of range): a bad file
     // must be an error naming it, never a crash.
     let parsed = std::panic::catch_unwind(|| rpm::Package::parse(&mut &bytes[..]))
         .map_err(|_| "not a valid RPM: its header is inconsistent".to_string())?;
     let pkg = parsed.map_err(|e| format!("not a valid RPM: {e}"))?;
-    if pkg.metadata.is_source_package() {
-        return Err("a source RPM; repositories hold binary packages".into());
+    match (pkg.metadata.is_source_package(), source) {
+        (true, false) => {
+            return Err("a source RPM named as a binary one: its name must end in .src.rpm".into());
+        }
+        (false, true) => return Err("a binary RPM named as a source one (.src.rpm)".into()),
+        _ => {}
     }
     pkg.verify_digests()
         .map_err(|e| format!("the RPM's digests do not match its contents: {e}"))?;
@@ -348,28 +419,149 @@ pub fn control_fields(text: &str) -> Result<Vec<(String, String)>, String> {
     Ok(fields)
 }
 
-/// Name, version and architecture of a parsed RPM or DEB.
+/// Name, version and architecture of a parsed package (a source package's architecture
+/// is `src` for RPM, `source` for Debian, as their indexes name it).
 pub fn identity(p: &Parsed) -> Option<Identity> {
-    match p {
-        Parsed::Rpm(m) => Some(Identity {
+    let rpm = |m: &rpm::PackageMetadata, arch: Option<&str>| {
+        Some(Identity {
             name: m.get_name().ok()?.to_string(),
             epoch: m.get_epoch().unwrap_or(0),
             version: m.get_version().ok()?.to_string(),
             release: m.get_release().ok()?.to_string(),
-            arch: m.get_arch().ok()?.to_string(),
-        }),
-        Parsed::Deb(c) => {
-            let v = DebVersion::parse(c.get("Version")?).ok()?;
-            Some(Identity {
-                name: c.get("Package")?.to_string(),
-                epoch: u32::try_from(v.epoch).ok()?,
-                version: v.upstream,
-                release: v.revision.unwrap_or_default(),
-                arch: c.get("Architecture")?.to_string(),
-            })
-        }
+            arch: match arch {
+                Some(a) => a.to_string(),
+                None => m.get_arch().ok()?.to_string(),
+            },
+        })
+    };
+    let deb = |c: &DebControl, name: &str, arch: Option<&str>| {
+        let v = DebVersion::parse(c.get("Version")?).ok()?;
+        Some(Identity {
+            name: c.get(name)?.to_string(),
+            epoch: u32::try_from(v.epoch).ok()?,
+            version: v.upstream,
+            release: v.revision.unwrap_or_default(),
+            arch: match arch {
+                Some(a) => a.to_string(),
+                None => c.get("Architecture")?.to_string(),
+            },
+        })
+    };
+    match p {
+        Parsed::Rpm(m) => rpm(m, None),
+        Parsed::Srpm(m) => rpm(m, Some("src")),
+        Parsed::Deb(c) => deb(c, "Package", None),
+        Parsed::Dsc(d) => deb(&d.control, "Source", Some("source")),
         Parsed::Tgz => None,
     }
+}
+
+/// A `.dsc` read and checked: one paragraph (inside an OpenPGP clear-signature when
+/// signed; the signature itself is the uploader's and not checked here) with `Format`,
+/// `Source` and `Version`, and files named by `Checksums-Sha256` — plain names, each
+/// once, agreeing with `Files` where both give a size.
+fn parse_dsc(bytes: &[u8]) -> Result<Dsc, String> {
+    let bad = |why: String| format!("not a valid .dsc: {why}");
+    if bytes.len() as u64 > CONTROL_LIMIT {
+        return Err(bad("it is over 1 MiB".into()));
+    }
+    let text = std::str::from_utf8(bytes).map_err(|_| bad("it is not UTF-8 text".into()))?;
+    let text = clear_signed_text(text).map_err(bad)?;
+    let fields = control_fields(&text).map_err(bad)?;
+    let control = DebControl { fields };
+    for f in ["Format", "Source", "Version"] {
+        if control.get(f).is_none_or(|v| v.trim().is_empty()) {
+            return Err(bad(format!("it has no {f} field")));
+        }
+    }
+    let source = control.get("Source").unwrap_or_default();
+    if !source
+        .bytes()
+        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"+-.".contains(&b))
+    {
+        return Err(bad(format!("Source {source:?} is not a Debian package name")));
+    }
+    DebVersion::parse(control.get("Version").unwrap_or_default())
+        .map_err(|e| bad(format!("Version: {e}")))?;
+    let lines = |field: &str| -> Result<Vec<(String, u64, String)>, String> {
+        let mut out = Vec::new();
+        for line in control.get(field).unwrap_or_default().lines() {
+            let line = line.trim();
+            if line.is_empty() {
+                continue;
+            }
+            let mut words = line.split_whitespace();
+            let (Some(sum), Some(size), Some(name), None) =
+                (words.next(), words.next(), words.next(), words.next())
+            else {
+                return Err(bad(format!("{field} line {line:?} is not `checksum size name`")));
+            };
+            let size = size
+                .parse()
+                .map_err(|_| bad(format!("{field} line {line:?}: size {size:?}")))?;
+            if !sum.bytes().all(|b| b.is_ascii_hexdigit()) {
+                return Err(bad(format!("{field} line {line:?}: checksum {sum:?}")));
+            }
+            out.push((sum.to_ascii_lowercase(), size, name.to_string()));
+        }
+        Ok(out)
+    };
+    let md5s = lines("Files")?;
+    let mut files: Vec<DscFile> = Vec::new();
+    for (sha256, size, name) in lines("Checksums-Sha256")? {
+        if sha256.len() != 64 {
+            return Err(bad(format!("Checksums-Sha256 names {name} with {sha256:?}")));
+        }
+        if name.contains('/') || name.starts_with('.') || !is_source_part(&name) {
+            return Err(bad(format!(
+                "it names {name:?}, which is not an .orig.tar.*, .debian.tar.* or .diff.gz \
+                 file beside it"
+            )));
+        }
+        if files.iter().any(|f| f.name == name) {
+            return Err(bad(format!("it names {name} twice")));
+        }
+        let md5 = match md5s.iter().find(|(_, _, n)| *n == name) {
+            Some((m, s, _)) if *s == size && m.len() == 32 => Some(m.clone()),
+            Some(_) => return Err(bad(format!("Files and Checksums-Sha256 disagree on {name}"))),
+            None => None,
+        };
+        files.push(DscFile {
+            name,
+            size,
+            sha256,
+            md5,
+        });
+    }
+    if files.is_empty() {
+        return Err(bad("Checksums-Sha256 names no files".into()));
+    }
+    Ok(Dsc { control, files })
+}
+
+/// The text of a control file, taken out of an OpenPGP clear-signature if it is in one
+/// (dash-escaped lines restored).
+fn clear_signed_text(text: &str) -> Result<String, String> {
+    const BEGIN: &str = "-----BEGIN PGP SIGNED MESSAGE-----";
+    if !text.trim_start().starts_with(BEGIN) {
+        return Ok(text.to_string());
+    }
+    let mut lines = text.trim_start().lines().skip(1);
+    // Armor headers (`Hash: SHA512`) up to a blank line.
+    for line in lines.by_ref() {
+        if line.trim().is_empty() {
+            break;
+        }
+    }
+    let mut out = String::new();
+    for line in lines {
+        if line.starts_with("-----BEGIN PGP SIGNATURE-----") {
+            return Ok(out);
+        }
+        out.push_str(line.strip_prefix("- ").unwrap_or(line));
+        out.push('\n');
+    }
+    Err("a clear-signed text without its signature".into())
 }
 
 #[cfg(test)]

@@ -127,6 +127,40 @@ struct Ready {
     content: Content,
     record: PackageRecord,
     previous: Option<PackageRecord>,
+    /// A `.dsc`'s parts: where each is read from (checked against the record's sums when
+    /// stored), and the place its candidate had.
+    parts: Vec<(PathBuf, PartPlace)>,
+}
+
+/// Where a candidate lies, to match a `.dsc` with the files it names: its download-from
+/// directory when the input gives one, else the directory of its source.
+type PartPlace = (String, String);
+
+fn part_place(c: &Candidate, file_name: &str) -> PartPlace {
+    let dir = match &c.key {
+        Some(k) => format!("key:{}", k.rsplit_once('/').map(|(d, _)| d).unwrap_or("")),
+        None => format!(
+            "source:{}",
+            c.source
+                .parent()
+                .map(|p| p.display().to_string())
+                .unwrap_or_default()
+        ),
+    };
+    (dir, file_name.to_string())
+}
+
+/// The name a candidate's kind is read from: its key's or label's last part (an upload's
+/// source is a temporary file), else the source's own name.
+fn candidate_name(c: &Candidate) -> String {
+    match c.key.as_ref().or(c.label.as_ref()) {
+        Some(k) => k.rsplit('/').next().unwrap_or(k).to_string(),
+        None => c
+            .source
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default(),
+    }
 }
 
 /// A checked file's bytes: kept from the check, or — once a publish has kept
@@ -236,14 +270,50 @@ pub fn object_key(repos: &Repositories, r: &PackageRecord) -> String {
 }
 
 /// Where a package's second name lives, relative to the repository: RPMs under their
-/// platform's YUM tree, DEBs under the APT pool, so each index names its packages with
-/// plain relative paths. The name holds the content's hash: a rebuild gets a new name,
-/// and the old one stays, for the old index, until the new index is in place.
+/// platform's YUM tree (source RPMs under their os's source tree), DEBs and Debian
+/// source packages under the APT pool, so each index names its packages with plain
+/// relative paths. The name holds the content's hash: a rebuild gets a new name, and the
+/// old one stays, for the old index, until the new index is in place.
 pub fn alias_key(repos: &Repositories, r: &PackageRecord) -> Option<String> {
     match r.kind {
-        FileKind::Rpm => Some(format!("{}/{}", yum_dir(repos, &r.platform), index_href(r))),
-        FileKind::Deb => Some(format!("{}/{}", repos.layout.repository.apt, index_href(r))),
+        FileKind::Rpm | FileKind::Srpm => Some(format!(
+            "{}/{}",
+            yum_dir(repos, &yum_tree_name(repos, r)?),
+            index_href(r)
+        )),
+        FileKind::Deb | FileKind::Dsc => {
+            Some(format!("{}/{}", repos.layout.repository.apt, index_href(r)))
+        }
         FileKind::Tgz => None,
+    }
+}
+
+/// Every file a record stands for, as (object key, download-from path), relative to the
+/// repository: the package itself, and a `.dsc`'s parts (in its pool directory, and
+/// beside it at its path).
+pub fn record_files(repos: &Repositories, r: &PackageRecord) -> Vec<(String, String)> {
+    let object = object_key(repos, r);
+    let mut out = Vec::with_capacity(1 + r.parts.len());
+    let dir = |p: &str| p.rsplit_once('/').map(|(d, _)| d.to_string());
+    for part in &r.parts {
+        let at = |p: &str| match dir(p) {
+            Some(d) => format!("{d}/{}", part.name),
+            None => part.name.clone(),
+        };
+        out.push((at(&object), at(&r.path)));
+    }
+    out.insert(0, (object, r.path.clone()));
+    out
+}
+
+/// The YUM tree name a (source) RPM is listed in: its platform, or `<os>-source`.
+fn yum_tree_name(repos: &Repositories, r: &PackageRecord) -> Option<String> {
+    match r.kind {
+        FileKind::Srpm => Some(format!(
+            "{}-source",
+            repos.layout.platforms.get(&r.platform)?.os
+        )),
+        _ => Some(r.platform.clone()),
     }
 }
 
@@ -251,16 +321,16 @@ pub fn alias_key(repos: &Repositories, r: &PackageRecord) -> Option<String> {
 /// `packages/<id>-<file>` (RPM), `pool/<id>-<file>` (DEB), where `<id>` hashes the
 /// record's path and content: a rebuild gets a new name, and no two records share one (so
 /// removing one never takes a file another still lists). One flat directory: a directory
-/// per package would cost an inode each.
+/// per package would cost an inode each. A Debian source package gets a directory,
+/// `pool/<id>/`, as its `.dsc` names its other files by bare name.
 fn index_href(r: &PackageRecord) -> String {
     let file = r.path.rsplit('/').next().unwrap_or(&r.path);
-    let dir = if r.kind == FileKind::Deb {
-        "pool"
-    } else {
-        "packages"
-    };
     let id = Sha256::digest(format!("{}\0{}", r.path, r.sha256));
-    format!("{dir}/{:.16x}-{file}", id)
+    match r.kind {
+        FileKind::Deb => format!("pool/{id:.16x}-{file}"),
+        FileKind::Dsc => format!("pool/{id:.16x}/{file}"),
+        _ => format!("packages/{id:.16x}-{file}"),
+    }
 }
 
 /// Time spent in each step of one publish, logged at debug level
@@ -692,6 +762,23 @@ impl Repositories {
             if key != path {
                 self.blobs.link(&key, &path)?;
             }
+            // A `.dsc`'s parts, in its pool directory and beside it.
+            let files = record_files(self, &r.record);
+            for (((object, at), (source, _)), part) in
+                files.iter().skip(1).zip(&r.parts).zip(&r.record.parts)
+            {
+                let mut from = File::open(source).map_err(|e| RepoError::Io {
+                    path: source.clone(),
+                    source: e,
+                })?;
+                let object = format!("{name}/{object}");
+                let body = Body::Read {
+                    from: &mut from,
+                    source,
+                };
+                self.blobs.put_new(&object, body, Some(&part.sha256))?;
+                self.blobs.link(&object, &format!("{name}/{at}"))?;
+            }
             // Tarballs, which build nodes download, have their checksum record beside
             // them for `file://` readers; an RPM's or DEB's is in the signed indexes, and
             // a server answers `<file>.sha256` of any package from its record.
@@ -730,12 +817,17 @@ impl Repositories {
         let mut left: BTreeMap<String, Vec<LeftFile>> = BTreeMap::new();
         let mut gone = Vec::new();
         let mut unlisted = Vec::new();
+        let written_objects: BTreeSet<String> = to_write
+            .iter()
+            .flat_map(|r| record_files(self, &r.record))
+            .map(|(object, _)| object)
+            .collect();
         for p in removed.iter().chain(replaced) {
-            if let Some(alias) = alias_key(self, p)
-                && !to_write
-                    .iter()
-                    .any(|r| alias_key(self, &r.record) == Some(alias.clone()))
-            {
+            let aliases = record_files(self, p)
+                .into_iter()
+                .map(|(object, _)| object)
+                .filter(|o| alias_key(self, p).is_some() && !written_objects.contains(o));
+            for alias in aliases {
                 match self.index_of(p) {
                     Some(tree) => left.entry(tree).or_default().push(LeftFile {
                         key: alias,
@@ -750,6 +842,17 @@ impl Repositories {
                 gone.push(p);
             }
         }
+        // A `.dsc`'s parts beside it may be another's too (an `.orig.tar.*` every
+        // revision of one version names): they go only when no package left names them.
+        let gone_paths: BTreeSet<&str> = gone.iter().map(|p| p.path.as_str()).collect();
+        let mut still_named: BTreeSet<String> = existing
+            .iter()
+            .filter(|p| !gone_paths.contains(p.path.as_str()))
+            .chain(to_write.iter().map(|r| &r.record))
+            .flat_map(|p| record_files(self, p).into_iter().skip(1))
+            .map(|(_, path)| path)
+            .collect();
+        still_named.extend(written.iter().map(|p| p.to_string()));
         let rewritten = self.rebuild_indexes(&repo, &touched, key.as_ref(), left)?;
         timer.lap("indexed");
 
@@ -759,6 +862,11 @@ impl Repositories {
             self.blobs.remove(&format!("{name}/{alias}"))?;
         }
         for p in gone {
+            for (_, path) in record_files(self, p).into_iter().skip(1) {
+                if !still_named.contains(&path) {
+                    self.blobs.remove(&format!("{name}/{path}"))?;
+                }
+            }
             self.blobs.remove(&format!("{name}/{}", p.path))?;
             self.blobs
                 .remove(&format!("{name}/{}", checksum_key(&p.path)))?;
@@ -788,7 +896,8 @@ impl Repositories {
         let platform = self.layout.platforms.get(&r.platform)?;
         match r.kind {
             FileKind::Rpm => Some(format!("yum/{}", platform.name)),
-            FileKind::Deb => Some(format!("apt/{}", platform.os)),
+            FileKind::Srpm => Some(format!("yum/{}-source", platform.os)),
+            FileKind::Deb | FileKind::Dsc => Some(format!("apt/{}", platform.os)),
             FileKind::Tgz => None,
         }
     }
@@ -1035,19 +1144,57 @@ impl Repositories {
         progress: &dyn Progress,
     ) -> Vec<Result<Ready, RepoError>> {
         let kept = AtomicU64::new(0);
+        // The parts of Debian source packages are read with the `.dsc` that names them.
+        let (parts, candidates): (Vec<Candidate>, Vec<Candidate>) = candidates
+            .into_iter()
+            .partition(|c| package::is_source_part(&candidate_name(c)));
+        let mut labels: HashMap<PartPlace, String> = HashMap::new();
+        let parts: HashMap<PartPlace, PathBuf> = parts
+            .into_iter()
+            .map(|c| {
+                let place = part_place(&c, &candidate_name(&c));
+                let label = c
+                    .label
+                    .clone()
+                    .unwrap_or_else(|| c.source.display().to_string());
+                labels.insert(place.clone(), label);
+                (place, c.source)
+            })
+            .collect();
         let check = |c| {
-            let r = self.check(repo, c, signer, &kept, staging);
+            let r = self.check(repo, c, signer, &kept, staging, &parts);
             if let Ok(r) = &r {
                 progress.advance(r.record.size);
             }
             r
         };
-        crate::cores::map(candidates, CORES_FROM, check, |_| {
+        let mut out = crate::cores::map(candidates, CORES_FROM, check, |_| {
             Err(RepoError::BadPackage {
                 path: repo.name.clone(),
                 why: "a checking thread panicked".into(),
             })
-        })
+        });
+        // A part no `.dsc` of this publish named would be stored nowhere.
+        let named: HashSet<&PartPlace> = out
+            .iter()
+            .flatten()
+            .flat_map(|r| r.parts.iter().map(|(_, place)| place))
+            .collect();
+        let mut orphans: Vec<&String> = labels
+            .iter()
+            .filter(|(place, _)| !named.contains(place))
+            .map(|(_, label)| label)
+            .collect();
+        orphans.sort();
+        if let Some(label) = orphans.first() {
+            out.push(Err(RepoError::BadPackage {
+                path: label.to_string(),
+                why: "a part of a Debian source package, but no .dsc beside it in this publish \
+                      names it: publish the .dsc with the files it names"
+                    .into(),
+            }));
+        }
+        out
     }
 
     /// Reads and checks one file for `repo`.
@@ -1058,6 +1205,7 @@ impl Repositories {
         signer: Option<&super::keys::Signer>,
         kept: &AtomicU64,
         staging: &Staging,
+        parts: &HashMap<PartPlace, PathBuf>,
     ) -> Result<Ready, RepoError> {
         let shown = c
             .label
@@ -1067,21 +1215,48 @@ impl Repositories {
             path: shown.clone(),
             why,
         };
-        // The name says what the file is: a key's or label's last part (an upload's
-        // source is a temporary file), else the source's own name.
-        let file_name = match c.key.as_ref().or(c.label.as_ref()) {
-            Some(k) => k.rsplit('/').next().unwrap_or(k).to_string(),
-            None => c
-                .source
-                .file_name()
-                .map(|n| n.to_string_lossy().into_owned())
-                .unwrap_or_default(),
-        };
+        let file_name = candidate_name(&c);
         let mut bytes = fs::read(&c.source).map_err(|source| RepoError::Io {
             path: c.source.clone(),
             source,
         })?;
         let parsed = package::parse(&file_name, &bytes).map_err(&bad)?;
+        // A `.dsc`'s parts, read whole and checked against what it says of them.
+        let mut part_files = Vec::new();
+        let mut part_sums = Vec::new();
+        if let Parsed::Dsc(dsc) = &parsed {
+            for f in &dsc.files {
+                let place = part_place(&c, &f.name);
+                let source = parts.get(&place).ok_or_else(|| {
+                    bad(format!(
+                        "it names {}, which is not beside it in this publish",
+                        f.name
+                    ))
+                })?;
+                let part = fs::read(source).map_err(|source_err| RepoError::Io {
+                    path: source.clone(),
+                    source: source_err,
+                })?;
+                let sums = super::apt::FileSums::of(&f.name, &part);
+                if sums.size != f.size || sums.sha256 != f.sha256 {
+                    return Err(bad(format!(
+                        "{} has {} bytes with sha256 {}, but the .dsc says {} bytes with {}: \
+                         a damaged or mismatched file",
+                        f.name, sums.size, sums.sha256, f.size, f.sha256
+                    )));
+                }
+                if f.md5.as_ref().is_some_and(|m| *m != sums.md5) {
+                    return Err(bad(format!(
+                        "{} has MD5 {}, but the .dsc's Files says {}",
+                        f.name,
+                        sums.md5,
+                        f.md5.as_deref().unwrap_or_default()
+                    )));
+                }
+                part_files.push((source.clone(), place));
+                part_sums.push(sums);
+            }
+        }
         let identity = match package::identity(&parsed) {
             Some(i) => i,
             None => tarball_identity(&file_name).ok_or_else(|| {
@@ -1107,8 +1282,7 @@ impl Repositories {
         check_platform(&parsed, &identity, platform).map_err(&bad)?;
         if let Some((name, version, release)) = &c.expect {
             let got = (&identity.name, &identity.version, &identity.release);
-            if matches!(parsed, Parsed::Rpm(_) | Parsed::Deb(_)) && got != (name, version, release)
-            {
+            if !matches!(parsed, Parsed::Tgz) && got != (name, version, release) {
                 return Err(bad(format!(
                     "its header says {}-{}-{}, but the configuration builds {name}-{version}-{release}",
                     got.0, got.1, got.2
@@ -1137,7 +1311,7 @@ impl Repositories {
                 "its repository path {key} starts with `{first}`, which holds the repository's indexes"
             )));
         }
-        if let (Some(s), Parsed::Rpm(_)) = (signer, &parsed) {
+        if let (Some(s), Parsed::Rpm(_) | Parsed::Srpm(_)) = (signer, &parsed) {
             bytes = s.sign_rpm(&bytes).map_err(&bad)?;
         }
         let sha256 = format!("{:x}", Sha256::digest(&bytes));
@@ -1155,29 +1329,37 @@ impl Repositories {
             published: chrono::Utc::now().timestamp(),
             configuration: c.configuration.clone(),
             signed: match &parsed {
-                Parsed::Rpm(m) => signer.is_some() || package::rpm_signed(m),
+                Parsed::Rpm(m) | Parsed::Srpm(m) => signer.is_some() || package::rpm_signed(m),
                 _ => false,
             },
             listed: None,
             external: false,
+            parts: part_sums
+                .iter()
+                .map(|p| crate::store::SourcePart {
+                    name: p.name.clone(),
+                    size: p.size,
+                    sha256: p.sha256.clone(),
+                })
+                .collect(),
             index: IndexEntry::None,
         };
         record.listed = self.index_of(&record).map(|tree| Listing {
             order: match record.kind {
-                FileKind::Rpm => super::yum::listing_order(&record.path),
+                FileKind::Rpm | FileKind::Srpm => super::yum::listing_order(&record.path),
                 _ => record.path.clone(),
             },
             tree,
         });
         record.index = match &parsed {
-            Parsed::Rpm(unsigned) => {
+            Parsed::Rpm(unsigned) | Parsed::Srpm(unsigned) => {
                 // Signing changed the bytes (and moved the header range): read them again.
                 let signed = match signer {
                     Some(_) => package::parse(&file_name, &bytes).map_err(&bad)?,
                     None => Parsed::Tgz,
                 };
                 let meta = match &signed {
-                    Parsed::Rpm(m) => m,
+                    Parsed::Rpm(m) | Parsed::Srpm(m) => m,
                     _ => unsigned,
                 };
                 super::yum::entries(meta, &record, &index_href(&record)).map_err(&bad)?
@@ -1185,11 +1367,17 @@ impl Repositories {
             Parsed::Deb(control) => {
                 super::apt::entry(control, &record, &index_href(&record), platform, &bytes)
             }
+            Parsed::Dsc(dsc) => {
+                let href = index_href(&record);
+                let directory = href.rsplit_once('/').map(|(d, _)| d).unwrap_or_default();
+                let own = super::apt::FileSums::of(&file_name, &bytes);
+                super::apt::source_entry(&dsc.control, directory, &own, &part_sums, platform)
+            }
             Parsed::Tgz => IndexEntry::None,
         };
         let previous = self.store.package(&repo.name, &key)?;
         // Signed bytes exist only here: staged, unless kept; others can be read again.
-        let signed_here = signer.is_some() && record.kind == FileKind::Rpm;
+        let signed_here = signer.is_some() && matches!(record.kind, FileKind::Rpm | FileKind::Srpm);
         let content = if keep(kept, self.keep_bytes, record.size) {
             Content::Kept(bytes)
         } else if signed_here {
@@ -1202,6 +1390,7 @@ impl Repositories {
             content,
             record,
             previous,
+            parts: part_files,
         })
     }
 
@@ -1305,6 +1494,9 @@ fn check_platform(p: &Parsed, id: &Identity, platform: &Platform) -> Result<(), 
     let (format, arch, any) = match p {
         Parsed::Rpm(_) => (PackageFormat::Rpm, &platform.rpm_arch, "noarch"),
         Parsed::Deb(_) => (PackageFormat::Deb, &platform.deb_arch, "all"),
+        // A source package builds for any architecture of its format.
+        Parsed::Srpm(_) => (PackageFormat::Rpm, &id.arch, "src"),
+        Parsed::Dsc(_) => (PackageFormat::Deb, &id.arch, "source"),
         Parsed::Tgz => return Ok(()),
     };
     if platform.format != format {
@@ -1400,10 +1592,10 @@ fn walk(root: &Path, dir: &Path, out: &mut Vec<(String, PathBuf)>) -> Result<(),
         if ft.is_dir() {
             walk(root, &path, out)?;
         } else if ft.is_file() {
-            if package::kind_of(&name).is_none() {
+            if !package::is_publishable(&name) {
                 return Err(RepoError::BadPackage {
                     path: path.display().to_string(),
-                    why: "not a package: the name must end in .rpm, .deb or .tar.gz".into(),
+                    why: package::PUBLISHABLE.into(),
                 });
             }
             let rel = path
@@ -1442,6 +1634,7 @@ mod tests {
             signed: false,
             listed: None,
             external: false,
+            parts: Vec::new(),
             index: IndexEntry::None,
         }
     }

@@ -212,7 +212,13 @@ fn archive_size(m: &PackageMetadata) -> u64 {
 /// `href` is relative to the platform's base URL; `time file` is the publish time.
 pub fn entries(m: &PackageMetadata, r: &PackageRecord, href: &str) -> Result<IndexEntry, String> {
     let s = |v: Result<&str, rpm::Error>| v.unwrap_or("").to_string();
-    let (name, arch) = (s(m.get_name()), s(m.get_arch()));
+    let name = s(m.get_name());
+    // A source RPM's header names the machine it was made on; indexes list it as `src`.
+    let arch = if m.is_source_package() {
+        "src".to_string()
+    } else {
+        s(m.get_arch())
+    };
     let (summary, description) = (s(m.get_summary()), s(m.get_description()));
     for (what, v) in [("summary", &summary), ("description", &description)] {
         check_chars(what, v)?;

@@ -181,6 +181,8 @@ async fn repository(
                     FileKind::Rpm => "rpm",
                     FileKind::Deb => "deb",
                     FileKind::Tgz => "tar.gz",
+                    FileKind::Srpm => "src.rpm",
+                    FileKind::Dsc => "dsc",
                 })
                 .collect();
             kinds.sort();
@@ -336,6 +338,16 @@ async fn file(
         format!("<code>{}</code>", esc(&p.path)),
     );
     row("sha256", format!("<code>{}</code>", esc(&p.sha256)));
+    if let Some(source) = &details.source_package {
+        row(
+            "source package",
+            format!(
+                "<a id=source href=\"/r/{n}/f/{}\">{}</a>",
+                esc(&url_path(source)),
+                esc(source.rsplit('/').next().unwrap_or(source))
+            ),
+        );
+    }
     if let Some(c) = &p.configuration {
         row("configuration", esc(c));
     }
@@ -445,19 +457,31 @@ fn install_snippet(state: &Shared, base: &str, repo: &RepoRecord, p: &PackageRec
             format!(
                 "curl -fsSL -o /etc/apt/sources.list.d/packyard-{r}-{suite}.sources {url}/{suite}.sources\n\
                  apt-get update\n\
-                 apt-get install {}={}{}{}",
+                 apt-get install {}={}",
                 p.name,
-                if p.epoch > 0 {
-                    format!("{}:", p.epoch)
-                } else {
-                    String::new()
-                },
-                p.version,
-                if p.release.is_empty() {
-                    String::new()
-                } else {
-                    format!("-{}", p.release)
-                },
+                deb_version(p),
+                r = repo.name,
+            )
+        }
+        FileKind::Srpm => format!(
+            "curl -fsSLO {url}/{}\nrpmbuild --rebuild {}",
+            url_path(&p.path),
+            p.path.rsplit('/').next().unwrap_or(&p.path),
+        ),
+        FileKind::Dsc => {
+            let suite = state
+                .repos
+                .layout
+                .platforms
+                .get(&p.platform)
+                .map(|x| x.os.clone())
+                .unwrap_or_default();
+            format!(
+                "curl -fsSL -o /etc/apt/sources.list.d/packyard-{r}-{suite}.sources {url}/{suite}.sources\n\
+                 apt-get update\n\
+                 apt-get source {}={}",
+                p.name,
+                deb_version(p),
                 r = repo.name,
             )
         }
@@ -469,6 +493,19 @@ fn install_snippet(state: &Shared, base: &str, repo: &RepoRecord, p: &PackageRec
             p.path.rsplit('/').next().unwrap_or(&p.path),
         ),
     }
+}
+
+/// A Debian package's version as apt names it: `[epoch:]version[-revision]`.
+fn deb_version(p: &PackageRecord) -> String {
+    let mut v = String::new();
+    if p.epoch > 0 {
+        v += &format!("{}:", p.epoch);
+    }
+    v += &p.version;
+    if !p.release.is_empty() {
+        v += &format!("-{}", p.release);
+    }
+    v
 }
 
 #[cfg(test)]

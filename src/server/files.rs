@@ -309,39 +309,73 @@ fn dnf_repo_file(
     }
     // Packages are checked (gpgcheck) only when every RPM of the platform is signed;
     // the signed metadata (repo_gpgcheck) vouches for their checksums either way.
-    let rpms: Vec<_> = state
-        .repos
-        .store
-        .packages(&record.name)?
-        .into_iter()
-        .filter(|p| p.kind == FileKind::Rpm && p.platform == platform)
-        .collect();
-    let signed_rpms = !rpms.is_empty() && rpms.iter().all(|p| p.signed);
+    let os = layout
+        .platforms
+        .get(platform)
+        .map(|p| p.os.clone())
+        .unwrap_or_default();
+    let packages = state.repos.store.packages(&record.name)?;
+    let of = |kind: FileKind, on: &dyn Fn(&str) -> bool| -> Vec<_> {
+        packages
+            .iter()
+            .filter(|p| p.kind == kind && on(&p.platform))
+            .collect()
+    };
+    let rpms = of(FileKind::Rpm, &|p| p == platform);
+    // Source RPMs of every platform of the os share its source tree.
+    let same_os = |p: &str| layout.platforms.get(p).is_some_and(|x| x.os == os);
+    let srpms = of(FileKind::Srpm, &same_os);
     let base = format!("{}/repos/{}", state.base_url(req), record.name);
-    let yum = crate::repo::publish::yum_dir(&state.repos, platform);
-    let signed = record.key.is_some();
-    let mut out = format!(
-        "[packyard-{repo}-{platform}]\n\
-         name=packyard {repo} ({platform})\n\
-         baseurl={base}/{yum}/\n\
-         enabled=1\n",
-        repo = record.name,
-    );
-    if signed {
+    let mut out = String::new();
+    let mut section = |id: String, name: String, tree: &str, enabled: bool, signed_files: bool| {
+        let yum = crate::repo::publish::yum_dir(&state.repos, tree);
+        if !out.is_empty() {
+            out += "\n";
+        }
         out += &format!(
-            "gpgcheck={}\nrepo_gpgcheck=1\ngpgkey={base}/{}\n",
-            u8::from(signed_rpms),
-            layout.repository.key
+            "[{id}]\nname={name}\nbaseurl={base}/{yum}/\nenabled={}\n",
+            u8::from(enabled)
         );
-    } else {
-        out += "# the repository has no signing key: nothing can be checked\n\
-                gpgcheck=0\nrepo_gpgcheck=0\n";
-    }
-    if record.kind == crate::store::RepoKind::Volatile {
-        // Nightly builds replace each other: look again after a minute, not a day (dnf),
-        // and before each command at all (zypper, which ignores metadata_expire and
-        // otherwise never refreshes a repository added from a file by itself).
-        out += "metadata_expire=60\nautorefresh=1\n";
+        if record.key.is_some() {
+            out += &format!(
+                "gpgcheck={}\nrepo_gpgcheck=1\ngpgkey={base}/{}\n",
+                u8::from(signed_files),
+                layout.repository.key
+            );
+        } else {
+            out += "# the repository has no signing key: nothing can be checked\n\
+                    gpgcheck=0\nrepo_gpgcheck=0\n";
+        }
+        if record.kind == crate::store::RepoKind::Volatile {
+            // Nightly builds replace each other: look again after a minute, not a day
+            // (dnf), and before each command at all (zypper, which ignores
+            // metadata_expire and otherwise never refreshes a repository added from a
+            // file by itself).
+            out += "metadata_expire=60\nautorefresh=1\n";
+        }
+    };
+    // Packages are checked (gpgcheck) only when every RPM of the tree is signed; the
+    // signed metadata (repo_gpgcheck) vouches for their checksums either way.
+    let all_signed = |list: &[&crate::store::PackageRecord]| {
+        !list.is_empty() && list.iter().all(|p| p.signed)
+    };
+    let repo = &record.name;
+    section(
+        format!("packyard-{repo}-{platform}"),
+        format!("packyard {repo} ({platform})"),
+        platform,
+        true,
+        all_signed(&rpms),
+    );
+    // The source packages, off until asked for (`dnf --enablerepo=...-source`).
+    if !srpms.is_empty() {
+        section(
+            format!("packyard-{repo}-{platform}-source"),
+            format!("packyard {repo} ({os} source packages)"),
+            &format!("{os}-source"),
+            false,
+            all_signed(&srpms),
+        );
     }
     Ok(text(out))
 }
@@ -367,8 +401,19 @@ fn apt_sources_file(
         .hint("suites are the os tags of its DEB platforms, e.g. deb12"));
     }
     let base = format!("{}/repos/{}", state.base_url(req), record.name);
+    // `apt-get source` reads the suite's Sources, written once it has source packages.
+    let sources = state
+        .repos
+        .store
+        .packages(&record.name)?
+        .iter()
+        .any(|p| {
+            p.kind == FileKind::Dsc
+                && layout.platforms.get(&p.platform).is_some_and(|x| x.os == suite)
+        });
     let mut out = format!(
-        "Types: deb\nURIs: {base}/{}\nSuites: {suite}\nComponents: {}\nArchitectures: {}\n",
+        "Types: deb{}\nURIs: {base}/{}\nSuites: {suite}\nComponents: {}\nArchitectures: {}\n",
+        if sources { " deb-src" } else { "" },
         layout.repository.apt,
         layout.repository.apt_component,
         arches.join(" ")

@@ -110,6 +110,7 @@ pub(crate) fn record(path: &str) -> PackageRecord {
         signed: false,
         listed: None,
         external: false,
+        parts: Vec::new(),
         index: IndexEntry::None,
     }
 }

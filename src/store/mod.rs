@@ -125,6 +125,28 @@ pub enum FileKind {
     Tgz,
     Rpm,
     Deb,
+    /// A source RPM (`.src.rpm`), listed in its os's YUM source tree (`yum/<os>-source`).
+    Srpm,
+    /// A Debian source package's `.dsc`; the files it names (`.orig.tar.*`,
+    /// `.debian.tar.*`) are its record's [`PackageRecord::parts`].
+    Dsc,
+}
+
+impl FileKind {
+    /// Whether it is a source package (`.src.rpm`, `.dsc`).
+    pub fn is_source(self) -> bool {
+        matches!(self, FileKind::Srpm | FileKind::Dsc)
+    }
+}
+
+/// A file a Debian source package's `.dsc` names, stored beside it (same directory, at
+/// its download-from path and in its pool directory) and gone with it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SourcePart {
+    /// The file's name, as the `.dsc` gives it.
+    pub name: String,
+    pub size: u64,
+    pub sha256: String,
 }
 
 /// One file published into a repository, with everything the indexes need, so adding a
@@ -158,6 +180,9 @@ pub struct PackageRecord {
     /// registered from a locked configuration.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub external: bool,
+    /// A `.dsc`'s other files.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub parts: Vec<SourcePart>,
     /// The pre-rendered index entries. Kept apart from the record in the store (see
     /// [`Store::index_entries`]), so reading records stays cheap.
     #[serde(skip)]

@@ -225,6 +225,7 @@ fn two_stores_on_one_database_share_records_locks_and_the_queue() {
             order: "t".into(),
         }),
         external: false,
+        parts: Vec::new(),
         index: packyard::store::IndexEntry::Yum {
             primary: "<package/>".into(),
             filelists: String::new(),

@@ -354,3 +354,207 @@ fn source_rpms_rebuild_into_packyards_own_packages() {
     }
     assert!(checked >= 5, "{checked} components checked");
 }
+
+/// Source packages of two components for each format, packed into one `pack --out` tree
+/// under `t`; the tree, and each source package's files by name.
+fn source_tree(t: &Path) -> (PathBuf, BTreeMap<String, Vec<u8>>) {
+    let out = t.join("sources");
+    let mut files = BTreeMap::new();
+    for platform in ["deb12_amd64", "el9_x86_64"] {
+        for b in crate::support::release(platform).iter().take(2) {
+            let c = &b.configuration;
+            let co = checkout(&t.join("ws").join(platform).join(c), c, platform);
+            files.extend(pack_source_for(c, platform, &co, &out));
+        }
+    }
+    (out, files)
+}
+
+#[test]
+fn source_packages_are_indexed_served_and_fetched_by_apt_get_source_and_dnf() {
+    use crate::repo::{create_nightly, ed25519_key, py_json};
+    let t = tempfile::tempdir().unwrap();
+    let d = &t.path().join("data");
+    create_nightly(d, &[]);
+    ed25519_key(d);
+    let (sources, files) = source_tree(t.path());
+    let report = py_json(
+        d,
+        &[
+            "publish",
+            "--repo",
+            "nightly",
+            "--sign",
+            packed("el9_x86_64").to_str().unwrap(),
+            packed("deb12_amd64").to_str().unwrap(),
+            sources.to_str().unwrap(),
+        ],
+    );
+    let kinds: Vec<&str> = report["files"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["kind"].as_str().unwrap())
+        .collect();
+    assert_eq!(kinds.iter().filter(|k| **k == "srpm").count(), 2, "{report}");
+    assert_eq!(kinds.iter().filter(|k| **k == "dsc").count(), 2, "{report}");
+    let indexes = report["indexes"].to_string();
+    assert!(indexes.contains("\"yum/el9-source\""), "{indexes}");
+    let repo = crate::support::tree(d, "nightly");
+
+    // The source tree's repodata is createrepo_c's for the same files.
+    let base = repo.join("yum/el9-source");
+    let ours = crate::repo::repodata_docs(&base);
+    if have_tool("createrepo_c", &["--version"]) {
+        let theirs_dir = t.path().join("createrepo");
+        crate::repo::copy_tree(&base.join("packages"), &theirs_dir.join("packages"));
+        crate::repo::run_ok(
+            Command::new("createrepo_c")
+                .args(["--no-database", "--quiet"])
+                .arg(&theirs_dir),
+        );
+        let theirs = crate::repo::repodata_docs(&theirs_dir);
+        for kind in ["primary", "filelists", "other"] {
+            let a = crate::repo::xml_packages(&ours[kind], &["time@file"]);
+            let b = crate::repo::xml_packages(&theirs[kind], &["time@file"]);
+            assert_eq!(a.len(), 2, "{kind}");
+            assert_eq!(a, b, "{kind}: our source entries differ from createrepo_c's");
+        }
+    }
+    // Signed with the repository key, like the binary RPMs.
+    let srpms: Vec<&String> = files.keys().filter(|n| n.ends_with(".src.rpm")).collect();
+    let srpm_path = |name: &str| {
+        report["files"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|f| f["path"].as_str().unwrap().to_string())
+            .find(|p| p.ends_with(&format!("/{name}")))
+            .unwrap()
+    };
+    crate::repo::assert_rpm_signed(
+        &t.path().join("rpmdb"),
+        &repo.join("key.asc"),
+        &repo.join(srpm_path(srpms[0])),
+    );
+
+    let server = crate::serve::Server::start(d, &[]);
+    // apt-get source: the .sources file as served says deb-src; apt checks every file
+    // against the signed Sources, and dpkg-source unpacks them.
+    let (status, setup) = server.get("/repos/nightly/deb12.sources");
+    assert_eq!(status, 200);
+    let setup = String::from_utf8(setup).unwrap();
+    assert!(setup.starts_with("Types: deb deb-src\n"), "{setup}");
+    if have_tool("apt-get", &["--version"]) {
+        let apt = crate::repo::AptRoot::from_sources(&t.path().join("aptroot"), &setup);
+        apt.update(&[]);
+        for (dsc, bytes) in files.iter().filter(|(n, _)| n.ends_with(".dsc")) {
+            let text = String::from_utf8_lossy(bytes);
+            let source = text
+                .lines()
+                .find_map(|l| l.strip_prefix("Source: "))
+                .unwrap();
+            let dl = t.path().join("apt-source").join(source);
+            std::fs::create_dir_all(&dl).unwrap();
+            let said = apt.run(&["source", source], &dl);
+            // The .dsc and the files it names, as packed.
+            for (name, want) in files.iter().filter(|(n, _)| {
+                n.starts_with(&format!("{source}_")) && !n.ends_with(".src.rpm")
+            }) {
+                assert_eq!(
+                    &std::fs::read(dl.join(name)).unwrap(),
+                    want,
+                    "{dsc}: {name} as apt-get source fetched it\n{said}"
+                );
+            }
+            let unpacked: Vec<PathBuf> = std::fs::read_dir(&dl)
+                .unwrap()
+                .flatten()
+                .map(|e| e.path())
+                .filter(|p| p.is_dir())
+                .collect();
+            assert_eq!(unpacked.len(), 1, "{dsc}: {said}");
+            assert!(unpacked[0].join("debian/rules").is_file(), "{dsc}: {said}");
+        }
+    }
+    // dnf: the .repo file's source section, off until enabled, finds the source RPMs and
+    // their locations download.
+    let (status, setup) = server.get("/repos/nightly/el9_x86_64.repo");
+    assert_eq!(status, 200);
+    let setup = String::from_utf8(setup).unwrap();
+    let section = "[packyard-nightly-el9_x86_64-source]";
+    let after = setup
+        .split_once(section)
+        .unwrap_or_else(|| panic!("no source section in\n{setup}"))
+        .1;
+    assert!(after.contains("enabled=0\n"), "{setup}");
+    assert!(after.contains("/yum/el9-source/\n"), "{setup}");
+    if have_tool("dnf", &["--version"]) {
+        let w = t.path().join("dnf");
+        let reposdir = w.join("yum.repos.d");
+        std::fs::create_dir_all(&reposdir).unwrap();
+        std::fs::write(reposdir.join("nightly.repo"), &setup).unwrap();
+        for srpm in &srpms {
+            let name = crate::repo::run_ok(
+                Command::new("rpm")
+                    .args(["-qp", "--qf", "%{NAME}"])
+                    .arg(repo.join(srpm_path(srpm))),
+            );
+            let cmd = crate::repo::dnf_command(&w, &reposdir);
+            let location = crate::repo::dnf_run(
+                cmd,
+                &[
+                    "--enablerepo=packyard-nightly-el9_x86_64-source",
+                    "repoquery",
+                    "--arch",
+                    "src",
+                    "--location",
+                    &name,
+                ],
+            );
+            let url = location
+                .lines()
+                .find(|l| l.starts_with("http"))
+                .unwrap_or_else(|| panic!("{name}: no location in {location:?}"));
+            let (status, got) = server.get(&url[server.url.len()..]);
+            assert_eq!(status, 200, "{url}");
+            assert_eq!(
+                crate::repo::run_ok(
+                    Command::new("rpm")
+                        .args(["-qp", "--qf", "%{NAME}-%{VERSION}-%{RELEASE} %{SOURCERPM}"])
+                        .arg(write_to(&t.path().join("dl"), srpm, &got))
+                ),
+                format!("{} (none)", srpm.trim_end_matches(".src.rpm")),
+                "{url}"
+            );
+        }
+    }
+    // A binary package's page links its source package.
+    let rpm = report["files"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["path"].as_str().unwrap())
+        .find(|p| {
+            p.ends_with(".rpm")
+                && !p.ends_with(".src.rpm")
+                && srpms.iter().any(|s| {
+                    let stem = s.trim_end_matches(".src.rpm");
+                    p.rsplit('/').next().unwrap().starts_with(&format!("{stem}."))
+                })
+        })
+        .unwrap();
+    let (status, page) = server.get(&format!("/r/nightly/f/{rpm}"));
+    assert_eq!(status, 200);
+    let page = String::from_utf8(page).unwrap();
+    assert!(page.contains("id=source href="), "{rpm}: no source package link");
+    assert!(server.stop().success());
+}
+
+/// Writes `bytes` to `dir/name`; the path.
+fn write_to(dir: &Path, name: &str, bytes: &[u8]) -> PathBuf {
+    std::fs::create_dir_all(dir).unwrap();
+    let path = dir.join(name);
+    std::fs::write(&path, bytes).unwrap();
+    path
+}
