@@ -266,6 +266,12 @@ impl Service for Remote<'_> {
     }
 }
 
+/// Whether an upload must come before the others: a part of a Debian source package,
+/// held by the server until its `.dsc` comes.
+pub fn is_held_first(key: &str) -> bool {
+    crate::repo::package::is_source_part(key.rsplit('/').next().unwrap_or(key))
+}
+
 /// Uploads `files` (source, download-from path, registration) a few at a time — the
 /// server publishes concurrent uploads together — and sums up the answers.
 fn upload_all(
@@ -280,31 +286,51 @@ fn upload_all(
         "uploading",
         files.iter().filter_map(|(p, ..)| size(p)).sum(),
     );
-    let next = std::sync::atomic::AtomicUsize::new(0);
+    // The parts of Debian source packages first: the server holds them until the `.dsc`
+    // that names them comes.
+    let mut files = files;
+    files.sort_by_key(|(_, key, _)| !is_held_first(key));
+    let parts = files
+        .iter()
+        .filter(|(_, key, _)| is_held_first(key))
+        .count();
     let results = std::sync::Mutex::new(Vec::new());
-    std::thread::scope(|s| {
-        for _ in 0..4.min(files.len()) {
-            s.spawn(|| {
-                loop {
-                    let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                    let Some((source, key, register)) = files.get(i) else {
-                        break;
-                    };
-                    let r = client.upload(repo, key, source, opts, register.as_ref(), None);
-                    bar.advance(size(source).unwrap_or(0));
-                    let failed = r.is_err();
-                    results
-                        .lock()
-                        .unwrap_or_else(|p| p.into_inner())
-                        .push((i, r));
-                    if failed {
-                        // Stop handing out more files after the first failure.
-                        next.store(files.len(), std::sync::atomic::Ordering::Relaxed);
+    for range in [0..parts, parts..files.len()] {
+        let next = std::sync::atomic::AtomicUsize::new(range.start);
+        let end = std::sync::atomic::AtomicUsize::new(range.end);
+        std::thread::scope(|s| {
+            for _ in 0..4.min(range.len()) {
+                s.spawn(|| {
+                    loop {
+                        let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        if i >= end.load(std::sync::atomic::Ordering::Relaxed) {
+                            break;
+                        }
+                        let (source, key, register) = &files[i];
+                        let r = client.upload(repo, key, source, opts, register.as_ref(), None);
+                        bar.advance(size(source).unwrap_or(0));
+                        let failed = r.is_err();
+                        results
+                            .lock()
+                            .unwrap_or_else(|p| p.into_inner())
+                            .push((i, r));
+                        if failed {
+                            // Stop handing out more files after the first failure.
+                            end.store(0, std::sync::atomic::Ordering::Relaxed);
+                        }
                     }
-                }
-            });
+                });
+            }
+        });
+        let failed = results
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .any(|(_, r)| r.is_err());
+        if failed {
+            break;
         }
-    });
+    }
     bar.finish();
     let mut results = results.into_inner().unwrap_or_else(|p| p.into_inner());
     results.sort_by_key(|(i, _)| *i);
@@ -319,7 +345,10 @@ fn upload_all(
             path: files[i].0.clone(),
             source: Box::new(source),
         })?;
-        report.files.push(up.file);
+        // A held part is published with its `.dsc`, which the report names.
+        if up.file.action != crate::repo::publish::Action::Held {
+            report.files.push(up.file);
+        }
         for p in up.removed {
             if !report.removed.contains(&p) {
                 report.removed.push(p);

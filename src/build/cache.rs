@@ -218,6 +218,36 @@ pub struct RemoteBuildRepo<'a> {
     pub lease: Option<String>,
 }
 
+impl RemoteBuildRepo<'_> {
+    /// Uploads `files` (source, download-from path) at once; the answers in their order.
+    fn upload_together(
+        &self,
+        files: &[&(std::path::PathBuf, String)],
+    ) -> Vec<Result<crate::client::Uploaded, ClientError>> {
+        std::thread::scope(|s| {
+            let running: Vec<_> = files
+                .iter()
+                .map(|(source, key)| {
+                    s.spawn(move || {
+                        self.client.upload(
+                            &self.name,
+                            key,
+                            source,
+                            &Default::default(),
+                            None,
+                            self.lease.as_deref(),
+                        )
+                    })
+                })
+                .collect();
+            running
+                .into_iter()
+                .map(|h| h.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
+                .collect()
+        })
+    }
+}
+
 impl BuildRepo for RemoteBuildRepo<'_> {
     fn describe(&self) -> String {
         format!("{}/repos/{}", self.url, self.name)
@@ -238,31 +268,21 @@ impl BuildRepo for RemoteBuildRepo<'_> {
             keyed.push((source, key));
         }
         // All at once: the server publishes uploads that arrive together in one batch
-        // (one index rebuild for the component's tarball and package).
-        let uploaded: Vec<Result<_, _>> = std::thread::scope(|s| {
-            let running: Vec<_> = keyed
-                .iter()
-                .map(|(source, key)| {
-                    s.spawn(move || {
-                        self.client.upload(
-                            &self.name,
-                            key,
-                            source,
-                            &Default::default(),
-                            None,
-                            self.lease.as_deref(),
-                        )
-                    })
-                })
-                .collect();
-            running
-                .into_iter()
-                .map(|h| h.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
-                .collect()
-        });
+        // (one index rebuild for the component's tarball and package). The parts of a
+        // Debian source package go first: the server holds them for their `.dsc`.
+        let (parts, rest): (Vec<_>, Vec<_>) = keyed
+            .iter()
+            .partition(|(_, key)| crate::service::is_held_first(key));
+        let mut uploaded = self.upload_together(&parts);
+        if uploaded.iter().all(Result::is_ok) {
+            uploaded.extend(self.upload_together(&rest));
+        }
         let mut published = Vec::with_capacity(uploaded.len());
         for up in uploaded {
             let up = up?;
+            if up.file.action == crate::repo::publish::Action::Held {
+                continue;
+            }
             published.push(BuiltFile {
                 path: up.file.path,
                 sha256: up.file.sha256,

@@ -378,15 +378,13 @@ pub fn replace_header(
     pkg: &mut rpm::Package,
     entries: Vec<rpm::HeaderEntry>,
 ) -> Result<(), rpm::Error> {
-    pkg.metadata.header =
-        rpm::Header::from_entries(entries, rpm::IndexTag::RPMTAG_HEADERIMMUTABLE);
+    pkg.metadata.header = rpm::Header::from_entries(entries, rpm::IndexTag::RPMTAG_HEADERIMMUTABLE);
     let header_bytes = pkg.header_bytes()?;
-    pkg.metadata.signature =
-        rpm::SignatureHeaderBuilder::from_existing(&pkg.metadata.signature)?
-            .clear_signatures()
-            .calculate_digests(&header_bytes)
-            .set_content_length((header_bytes.len() + pkg.payload.len()) as u64)
-            .build()?;
+    pkg.metadata.signature = rpm::SignatureHeaderBuilder::from_existing(&pkg.metadata.signature)?
+        .clear_signatures()
+        .calculate_digests(&header_bytes)
+        .set_content_length((header_bytes.len() + pkg.payload.len()) as u64)
+        .build()?;
     Ok(())
 }
 

@@ -198,7 +198,12 @@ pub fn source_entry(
     parts: &[FileSums],
     platform: &Platform,
 ) -> IndexEntry {
-    const DROPPED: &[&str] = &["Files", "Checksums-Sha1", "Checksums-Sha256", "Checksums-Sha512"];
+    const DROPPED: &[&str] = &[
+        "Files",
+        "Checksums-Sha1",
+        "Checksums-Sha256",
+        "Checksums-Sha512",
+    ];
     let mut fields: Vec<(String, String)> = dsc
         .fields
         .iter()
@@ -287,21 +292,27 @@ pub fn render(
     let mut indexed: Vec<(String, u64, String)> = Vec::new();
     // Each binary architecture's `Packages` (with the `all` packages), and `Sources`
     // where the suite has source packages.
-    let mut lists: Vec<(String, &str, Box<dyn Fn(&str) -> bool + '_>)> = suite
+    let mut lists: Vec<Option<&str>> = suite
         .architectures
         .iter()
-        .map(|arch| {
-            let wanted: Box<dyn Fn(&str) -> bool + '_> = Box::new(move |a| a == arch || a == "all");
-            (format!("binary-{arch}"), "Packages", wanted)
-        })
+        .map(|a| Some(a.as_str()))
         .collect();
     let has_sources = rows
         .iter()
         .any(|r| matches!(&r.entry, IndexEntry::Apt { arch, .. } if arch == SOURCE));
     if has_sources {
-        lists.push(("source".into(), "Sources", Box::new(|a| a == SOURCE)));
+        lists.push(None);
     }
-    for (sub, list, wanted) in &lists {
+    for binary in lists {
+        // A binary architecture's list (with the `all` packages), or the sources.
+        let (sub, list) = match binary {
+            Some(arch) => (format!("binary-{arch}"), "Packages"),
+            None => ("source".to_string(), "Sources"),
+        };
+        let wanted = |a: &str| match binary {
+            Some(arch) => a == arch || a == "all",
+            None => a == SOURCE,
+        };
         // Each stanza with the blank line that ends it.
         let stanzas: Vec<(&[u8; 16], String)> = rows
             .iter()

@@ -112,7 +112,12 @@ pub fn read(name: &str, bytes: &[u8]) -> Result<Details, String> {
 fn dsc_details(dsc: &package::Dsc) -> Details {
     let c = &dsc.control;
     let mut relations = BTreeMap::new();
-    for field in ["Build-Depends", "Build-Depends-Indep", "Build-Conflicts", "Binary"] {
+    for field in [
+        "Build-Depends",
+        "Build-Depends-Indep",
+        "Build-Conflicts",
+        "Binary",
+    ] {
         if let Some(v) = c.get(field) {
             let items: Vec<String> = v
                 .split(',')
@@ -301,15 +306,20 @@ impl super::Repositories {
             // `name-version-release.src.rpm`: the name is what comes before the last two `-`.
             FileKind::Rpm => {
                 let name = source.rsplitn(3, '-').nth(2).unwrap_or_default();
-                self.store.packages_named(repo, name)?.into_iter().find(|p| {
-                    p.kind == FileKind::Srpm && p.path.rsplit('/').next() == Some(source)
-                })
+                self.store
+                    .packages_named(repo, name)?
+                    .into_iter()
+                    .find(|p| p.kind == FileKind::Srpm && p.path.rsplit('/').next() == Some(source))
             }
-            FileKind::Deb => self.store.packages_named(repo, source)?.into_iter().find(|p| {
-                p.kind == FileKind::Dsc
-                    && (p.epoch, &p.version, &p.release)
-                        == (record.epoch, &record.version, &record.release)
-            }),
+            FileKind::Deb => self
+                .store
+                .packages_named(repo, source)?
+                .into_iter()
+                .find(|p| {
+                    p.kind == FileKind::Dsc
+                        && (p.epoch, &p.version, &p.release)
+                            == (record.epoch, &record.version, &record.release)
+                }),
             _ => None,
         };
         Ok(found.map(|p| p.path))

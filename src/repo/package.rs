@@ -479,7 +479,9 @@ fn parse_dsc(bytes: &[u8]) -> Result<Dsc, String> {
         .bytes()
         .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"+-.".contains(&b))
     {
-        return Err(bad(format!("Source {source:?} is not a Debian package name")));
+        return Err(bad(format!(
+            "Source {source:?} is not a Debian package name"
+        )));
     }
     DebVersion::parse(control.get("Version").unwrap_or_default())
         .map_err(|e| bad(format!("Version: {e}")))?;
@@ -494,7 +496,9 @@ fn parse_dsc(bytes: &[u8]) -> Result<Dsc, String> {
             let (Some(sum), Some(size), Some(name), None) =
                 (words.next(), words.next(), words.next(), words.next())
             else {
-                return Err(bad(format!("{field} line {line:?} is not `checksum size name`")));
+                return Err(bad(format!(
+                    "{field} line {line:?} is not `checksum size name`"
+                )));
             };
             let size = size
                 .parse()
@@ -510,7 +514,9 @@ fn parse_dsc(bytes: &[u8]) -> Result<Dsc, String> {
     let mut files: Vec<DscFile> = Vec::new();
     for (sha256, size, name) in lines("Checksums-Sha256")? {
         if sha256.len() != 64 {
-            return Err(bad(format!("Checksums-Sha256 names {name} with {sha256:?}")));
+            return Err(bad(format!(
+                "Checksums-Sha256 names {name} with {sha256:?}"
+            )));
         }
         if name.contains('/') || name.starts_with('.') || !is_source_part(&name) {
             return Err(bad(format!(
@@ -523,7 +529,11 @@ fn parse_dsc(bytes: &[u8]) -> Result<Dsc, String> {
         }
         let md5 = match md5s.iter().find(|(_, _, n)| *n == name) {
             Some((m, s, _)) if *s == size && m.len() == 32 => Some(m.clone()),
-            Some(_) => return Err(bad(format!("Files and Checksums-Sha256 disagree on {name}"))),
+            Some(_) => {
+                return Err(bad(format!(
+                    "Files and Checksums-Sha256 disagree on {name}"
+                )));
+            }
             None => None,
         };
         files.push(DscFile {

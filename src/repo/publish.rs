@@ -40,6 +40,9 @@ pub enum Action {
     Added,
     Replaced,
     Unchanged,
+    /// A part of a Debian source package uploaded alone: kept aside until the `.dsc`
+    /// that names it is uploaded (see [`Repositories::hold_part`]).
+    Held,
 }
 
 impl Action {
@@ -48,6 +51,7 @@ impl Action {
             Action::Added => "added",
             Action::Replaced => "replaced",
             Action::Unchanged => "unchanged",
+            Action::Held => "held",
         }
     }
 }
@@ -377,6 +381,12 @@ impl Drop for Phases {
     }
 }
 
+/// Where a part of a Debian source package waits for its `.dsc` (a hidden prefix:
+/// never served).
+fn held_key(repo: &str, key: &str) -> String {
+    format!("{repo}/.held/{key}")
+}
+
 /// `yum/<platform>`, relative to the repository.
 pub fn yum_dir(repos: &Repositories, platform: &str) -> String {
     repos
@@ -404,6 +414,99 @@ impl Repositories {
     /// file. An upload that registers must name a locked configuration with the lock's
     /// hash as the client computed it, and goes to a registered repository only.
     pub fn publish_uploads(
+        &self,
+        name: &str,
+        uploads: &[Upload],
+        opts: &PublishOptions,
+    ) -> Result<PublishReport, RepoError> {
+        // A `.dsc`'s parts uploaded before it, held until now.
+        let mut held = Vec::new();
+        let mut with_parts = uploads.to_vec();
+        for u in uploads.iter().filter(|u| u.key.ends_with(".dsc")) {
+            for (key, file) in self.held_parts(name, u, uploads)? {
+                held.push((key.clone(), file));
+                let source = held.last().map(|(_, f)| f.path().to_path_buf());
+                with_parts.push(Upload {
+                    file: source.unwrap_or_default(),
+                    key,
+                    register: u.register.clone(),
+                });
+            }
+        }
+        let report = self.publish_upload_batch(name, &with_parts, opts)?;
+        for (key, _) in &held {
+            self.blobs.remove(&held_key(name, key))?;
+        }
+        Ok(report)
+    }
+
+    /// Keeps `file`, a part of a Debian source package uploaded to `key` in `repo`, until
+    /// the `.dsc` that names it is uploaded (clients upload a `.dsc` last). Held parts
+    /// are objects no index names: `gc` removes those no `.dsc` came for.
+    pub fn hold_part(&self, repo: &str, key: &str, file: &Path) -> Result<(), RepoError> {
+        self.repo(repo)?;
+        crate::blobs::check_key(key)?;
+        let name = key.rsplit('/').next().unwrap_or(key);
+        if !key.contains('/') || !package::is_source_part(name) {
+            return Err(RepoError::BadPackage {
+                path: key.into(),
+                why: "only the parts of a Debian source package are held, at their \
+                      download-from path (what `pack --source` wrote under --out)"
+                    .into(),
+            });
+        }
+        let mut from = File::open(file).map_err(|source| RepoError::Io {
+            path: file.to_path_buf(),
+            source,
+        })?;
+        let body = Body::Read {
+            from: &mut from,
+            source: file,
+        };
+        self.blobs.put(&held_key(repo, key), body, None)?;
+        Ok(())
+    }
+
+    /// The held parts the `.dsc` uploaded as `dsc` names that are not among `uploads`,
+    /// each copied to a temporary file.
+    fn held_parts(
+        &self,
+        repo: &str,
+        dsc: &Upload,
+        uploads: &[Upload],
+    ) -> Result<Vec<(String, tempfile::NamedTempFile)>, RepoError> {
+        let Some((dir, _)) = dsc.key.rsplit_once('/') else {
+            return Ok(Vec::new());
+        };
+        // A damaged `.dsc` is refused by the publish, with its reason.
+        let Ok(Parsed::Dsc(parsed)) = fs::read(&dsc.file)
+            .map_err(|e| e.to_string())
+            .and_then(|b| package::parse(&dsc.key, &b))
+        else {
+            return Ok(Vec::new());
+        };
+        let mut out = Vec::new();
+        for f in &parsed.files {
+            let key = format!("{dir}/{}", f.name);
+            if uploads.iter().any(|u| u.key == key) {
+                continue;
+            }
+            let Some(bytes) = self.blobs.get(&held_key(repo, &key))? else {
+                continue;
+            };
+            let io = |source| RepoError::Io {
+                path: self.scratch.clone(),
+                source,
+            };
+            fs::create_dir_all(&self.scratch).map_err(io)?;
+            let mut file = tempfile::NamedTempFile::new_in(&self.scratch).map_err(io)?;
+            std::io::Write::write_all(&mut file, &bytes).map_err(io)?;
+            out.push((key, file));
+        }
+        Ok(out)
+    }
+
+    fn publish_upload_batch(
         &self,
         name: &str,
         uploads: &[Upload],

@@ -182,18 +182,30 @@ pub fn expected(
     let (resolver, id) = Resolver::for_configuration(tree, layout, opts, configuration)
         .map_err(|e| e.to_string())?;
     let resolved = resolver.resolve(id).map_err(|e| e.to_string())?;
+    let value = |k: &str| resolved.value(k).unwrap_or_default().to_string();
+    let (name, version, age) = (value("packageName"), value("version"), value("age"));
     let paths = resolved
         .download
         .as_ref()
         .map(|d| [d.tarball.clone(), d.package.clone()]);
-    if !paths.as_ref().is_some_and(|e| e.iter().any(|p| p == key)) {
+    // Its source packages lie beside the package: `<name>-<version>-<age>.src.rpm`, or
+    // `<name>_<version>…` (`.dsc`, `.orig.tar.*`, `.debian.tar.*`); their headers say the
+    // rest.
+    let source = paths.as_ref().is_some_and(|[_, package]| {
+        let dir = |p: &str| p.rsplit_once('/').map(|(d, _)| d.to_string());
+        let file = key.rsplit('/').next().unwrap_or(key);
+        dir(package) == dir(key)
+            && (file == format!("{name}-{version}-{age}.src.rpm")
+                || (file.starts_with(&format!("{name}_{version}"))
+                    && (file.ends_with(".dsc") || super::package::is_source_part(file))))
+    });
+    if !source && !paths.as_ref().is_some_and(|e| e.iter().any(|p| p == key)) {
         return Err(format!(
             "its path is not one of the configuration's download-from paths for {platform} ({})",
             paths.map(|e| e.join(", ")).unwrap_or_default()
         ));
     }
-    let value = |k: &str| resolved.value(k).unwrap_or_default().to_string();
-    Ok((value("packageName"), value("version"), value("age")))
+    Ok((name, version, age))
 }
 
 /// What a package of a locked configuration must say it is (name, version, release),

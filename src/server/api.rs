@@ -412,10 +412,10 @@ async fn upload(
         Err(e) => state.metrics.upload(e.code, None),
     }
     let (outcome, _, action) = result?;
-    let status = if action == Action::Unchanged {
-        StatusCode::OK
-    } else {
-        StatusCode::CREATED
+    let status = match action {
+        Action::Unchanged => StatusCode::OK,
+        Action::Held => StatusCode::ACCEPTED,
+        _ => StatusCode::CREATED,
     };
     // Where it landed: a loose upload's path is the server's choice.
     let location = format!(
@@ -450,10 +450,10 @@ async fn receive(
         None => None,
     };
     let file_name = key.rsplit('/').next().unwrap_or(key);
-    if crate::repo::package::kind_of(file_name).is_none() {
+    if !crate::repo::package::is_publishable(file_name) {
         return Err(ApiError::bad_request(
             "bad_package",
-            format!("{key}: not a package: the name must end in .rpm, .deb or .tar.gz"),
+            format!("{key}: {}", crate::repo::package::PUBLISHABLE),
         )
         .hint("upload to the package's download-from path, e.g. what `packyard pack` wrote under --out"));
     }
@@ -519,6 +519,27 @@ async fn receive(
         .hint("the upload was damaged or the checksum is of another file; nothing was stored"));
     }
     let start = Instant::now();
+    if crate::repo::package::is_source_part(file_name) {
+        // Published with the `.dsc` that names it, which comes after it.
+        let (s, repo_name, key_name) = (state.clone(), repo.to_string(), key.to_string());
+        let path = temp.path().to_path_buf();
+        blocking(move || Ok(s.repos.hold_part(&repo_name, &key_name, &path)?)).await?;
+        drop(temp);
+        let outcome = super::queue::UploadOutcome {
+            repo: repo.to_string(),
+            file: crate::repo::publish::FileOutcome {
+                path: key.to_string(),
+                kind: FileKind::Dsc,
+                action: Action::Held,
+                size,
+                sha256: got,
+            },
+            removed: Vec::new(),
+            indexes: Vec::new(),
+            batch: 0,
+        };
+        return Ok((outcome, start.elapsed().as_secs_f64(), Action::Held));
+    }
     let upload = Upload {
         file: temp.path().to_path_buf(),
         key: key.to_string(),

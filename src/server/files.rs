@@ -356,9 +356,8 @@ fn dnf_repo_file(
     };
     // Packages are checked (gpgcheck) only when every RPM of the tree is signed; the
     // signed metadata (repo_gpgcheck) vouches for their checksums either way.
-    let all_signed = |list: &[&crate::store::PackageRecord]| {
-        !list.is_empty() && list.iter().all(|p| p.signed)
-    };
+    let all_signed =
+        |list: &[&crate::store::PackageRecord]| !list.is_empty() && list.iter().all(|p| p.signed);
     let repo = &record.name;
     section(
         format!("packyard-{repo}-{platform}"),
@@ -402,15 +401,13 @@ fn apt_sources_file(
     }
     let base = format!("{}/repos/{}", state.base_url(req), record.name);
     // `apt-get source` reads the suite's Sources, written once it has source packages.
-    let sources = state
-        .repos
-        .store
-        .packages(&record.name)?
-        .iter()
-        .any(|p| {
-            p.kind == FileKind::Dsc
-                && layout.platforms.get(&p.platform).is_some_and(|x| x.os == suite)
-        });
+    let sources = state.repos.store.packages(&record.name)?.iter().any(|p| {
+        p.kind == FileKind::Dsc
+            && layout
+                .platforms
+                .get(&p.platform)
+                .is_some_and(|x| x.os == suite)
+    });
     let mut out = format!(
         "Types: deb{}\nURIs: {base}/{}\nSuites: {suite}\nComponents: {}\nArchitectures: {}\n",
         if sources { " deb-src" } else { "" },

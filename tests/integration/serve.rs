@@ -1066,13 +1066,13 @@ fn private_repositories_need_a_token_to_read() {
 }
 
 /// `packyard --server URL --token T ...`, which must succeed; its `--json` output.
-fn remote(url: &str, token: &str, args: &[&str]) -> Value {
+pub(crate) fn remote(url: &str, token: &str, args: &[&str]) -> Value {
     let o = remote_run(url, token, args);
     assert!(o.status.success(), "{args:?}: {}{}", stdout(&o), stderr(&o));
     serde_json::from_slice(&o.stdout).unwrap_or(Value::Null)
 }
 
-fn remote_run(url: &str, token: &str, args: &[&str]) -> std::process::Output {
+pub(crate) fn remote_run(url: &str, token: &str, args: &[&str]) -> std::process::Output {
     let data = tempfile::tempdir().unwrap();
     Command::new(env!("CARGO_BIN_EXE_packyard"))
         // No data directory of its own: everything goes to the server.

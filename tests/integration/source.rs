@@ -396,7 +396,11 @@ fn source_packages_are_indexed_served_and_fetched_by_apt_get_source_and_dnf() {
         .iter()
         .map(|f| f["kind"].as_str().unwrap())
         .collect();
-    assert_eq!(kinds.iter().filter(|k| **k == "srpm").count(), 2, "{report}");
+    assert_eq!(
+        kinds.iter().filter(|k| **k == "srpm").count(),
+        2,
+        "{report}"
+    );
     assert_eq!(kinds.iter().filter(|k| **k == "dsc").count(), 2, "{report}");
     let indexes = report["indexes"].to_string();
     assert!(indexes.contains("\"yum/el9-source\""), "{indexes}");
@@ -418,7 +422,10 @@ fn source_packages_are_indexed_served_and_fetched_by_apt_get_source_and_dnf() {
             let a = crate::repo::xml_packages(&ours[kind], &["time@file"]);
             let b = crate::repo::xml_packages(&theirs[kind], &["time@file"]);
             assert_eq!(a.len(), 2, "{kind}");
-            assert_eq!(a, b, "{kind}: our source entries differ from createrepo_c's");
+            assert_eq!(
+                a, b,
+                "{kind}: our source entries differ from createrepo_c's"
+            );
         }
     }
     // Signed with the repository key, like the binary RPMs.
@@ -458,9 +465,10 @@ fn source_packages_are_indexed_served_and_fetched_by_apt_get_source_and_dnf() {
             std::fs::create_dir_all(&dl).unwrap();
             let said = apt.run(&["source", source], &dl);
             // The .dsc and the files it names, as packed.
-            for (name, want) in files.iter().filter(|(n, _)| {
-                n.starts_with(&format!("{source}_")) && !n.ends_with(".src.rpm")
-            }) {
+            for (name, want) in files
+                .iter()
+                .filter(|(n, _)| n.starts_with(&format!("{source}_")) && !n.ends_with(".src.rpm"))
+            {
                 assert_eq!(
                     &std::fs::read(dl.join(name)).unwrap(),
                     want,
@@ -540,14 +548,20 @@ fn source_packages_are_indexed_served_and_fetched_by_apt_get_source_and_dnf() {
                 && !p.ends_with(".src.rpm")
                 && srpms.iter().any(|s| {
                     let stem = s.trim_end_matches(".src.rpm");
-                    p.rsplit('/').next().unwrap().starts_with(&format!("{stem}."))
+                    p.rsplit('/')
+                        .next()
+                        .unwrap()
+                        .starts_with(&format!("{stem}."))
                 })
         })
         .unwrap();
     let (status, page) = server.get(&format!("/r/nightly/f/{rpm}"));
     assert_eq!(status, 200);
     let page = String::from_utf8(page).unwrap();
-    assert!(page.contains("id=source href="), "{rpm}: no source package link");
+    assert!(
+        page.contains("id=source href="),
+        "{rpm}: no source package link"
+    );
     assert!(server.stop().success());
 }
 
@@ -557,4 +571,78 @@ fn write_to(dir: &Path, name: &str, bytes: &[u8]) -> PathBuf {
     let path = dir.join(name);
     std::fs::write(&path, bytes).unwrap();
     path
+}
+
+#[test]
+fn source_packages_upload_through_the_server_parts_first() {
+    let t = tempfile::tempdir().unwrap();
+    let d = &t.path().join("data");
+    let (server, builder) = crate::serve::signed_nightly(d, &[]);
+    let (sources, files) = source_tree(t.path());
+    let tree = crate::serve::tree_files(&sources);
+    // A .dsc whose files never came is refused, naming the first it misses.
+    let (dsc_key, dsc_file) = tree.iter().find(|(k, _)| k.ends_with(".dsc")).unwrap();
+    let (status, answer) = server.upload(
+        "nightly",
+        dsc_key,
+        &std::fs::read(dsc_file).unwrap(),
+        Some(&builder),
+        &[],
+    );
+    assert_eq!(status, 400, "{answer}");
+    assert!(
+        answer["message"].as_str().unwrap().contains(".orig.tar.gz")
+            || answer["message"]
+                .as_str()
+                .unwrap()
+                .contains(".debian.tar.xz"),
+        "{answer}"
+    );
+    // A part alone is held, not served.
+    let (part_key, part_file) = tree
+        .iter()
+        .find(|(k, _)| k.ends_with(".orig.tar.gz"))
+        .unwrap();
+    let (status, answer) = server.upload(
+        "nightly",
+        part_key,
+        &std::fs::read(part_file).unwrap(),
+        Some(&builder),
+        &[],
+    );
+    assert_eq!(status, 202, "{answer}");
+    assert_eq!(answer["action"], "held", "{answer}");
+    assert_eq!(server.get(&format!("/repos/nightly/{part_key}")).0, 404);
+    // The command line sends the parts first: every source package lands.
+    let report = crate::serve::remote(
+        &server.url,
+        &builder,
+        &["publish", "--repo", "nightly", sources.to_str().unwrap()],
+    );
+    let kinds: Vec<&str> = report["files"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["kind"].as_str().unwrap())
+        .collect();
+    assert_eq!(kinds.len(), 4, "two .dsc and two .src.rpm: {report}");
+    let (status, listed) = server.get("/repos/nightly/apt/dists/deb12/main/source/Sources");
+    assert_eq!(status, 200);
+    let listed = String::from_utf8(listed).unwrap();
+    for (name, bytes) in files.iter().filter(|(n, _)| !n.ends_with(".src.rpm")) {
+        // Every file, served at its download-from path and listed with its sha256.
+        use sha2::Digest;
+        let sum = format!("{:x}", sha2::Sha256::digest(bytes));
+        assert!(
+            listed.contains(&format!(" {sum} ")),
+            "{name} not in\n{listed}"
+        );
+        let key = tree
+            .keys()
+            .find(|k| k.ends_with(&format!("/{name}")))
+            .unwrap();
+        let (status, got) = server.get(&format!("/repos/nightly/{key}"));
+        assert_eq!((status, &got), (200, bytes), "{key}");
+    }
+    assert!(server.stop().success());
 }
