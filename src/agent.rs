@@ -1108,6 +1108,7 @@ mod tests {
                     format: crate::layout::PackageFormat::Rpm,
                 }),
                 spec: Err("packed by its packaging target".into()),
+                source: Err("packed by its packaging target".into()),
                 dependency_keys: vec![],
                 job,
             }))

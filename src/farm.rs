@@ -749,6 +749,7 @@ impl Prepared<'_> {
         let mut job = prepared.job(req, i)?;
         let plan = prepared.plan(req, i, packages).map(WirePlan::from_plan);
         let spec = prepared.spec(req, i);
+        let source = prepared.source(req, i);
         job.index = task.index as usize;
         job.force = build.force;
         let lease = task.lease.as_ref();
@@ -765,6 +766,7 @@ impl Prepared<'_> {
                 .collect(),
             plan,
             spec,
+            source,
             job,
         })
     }
@@ -790,6 +792,13 @@ pub struct Assignment {
     pub dependency_keys: Vec<(String, String)>,
     pub plan: Result<WirePlan, String>,
     pub spec: Result<crate::pack::PackageSpec, String>,
+    /// What its source packages are made of.
+    #[serde(default = "no_source_plan")]
+    pub source: Result<crate::pack::SourcePlan, String>,
+}
+
+fn no_source_plan() -> Result<crate::pack::SourcePlan, String> {
+    Err("the server sent no source package plan (a server older than this agent)".into())
 }
 
 impl crate::build::run::Coordinator for Assignment {
@@ -799,6 +808,10 @@ impl crate::build::run::Coordinator for Assignment {
 
     fn spec(&self, _index: usize) -> Result<crate::pack::PackageSpec, String> {
         self.spec.clone()
+    }
+
+    fn source(&self, _index: usize) -> Result<crate::pack::SourcePlan, String> {
+        self.source.clone()
     }
 }
 

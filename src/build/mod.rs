@@ -282,6 +282,24 @@ impl Prepared<'_> {
     }
 }
 
+impl Prepared<'_> {
+    /// What component `i`'s source packages are made of, or why they cannot be made.
+    pub fn source(&self, req: &BuildRequest, i: usize) -> Result<crate::pack::SourcePlan, String> {
+        let n = &self.graph.nodes[i];
+        crate::pack::source_plan(
+            self.tree,
+            req.layout,
+            &n.resolved.configuration,
+            self.resolver.options().clone(),
+            run::source_date_epoch(),
+        )
+        .map_err(|e| match e.hint() {
+            Some(h) => format!("{e} ({h})"),
+            None => e.to_string(),
+        })
+    }
+}
+
 /// Where a component's files go, below the workspace: the build's own settings of
 /// `${prefix}` and `${stageDir}`, and `${artifactsDir}` from the layout.
 fn build_overrides() -> Vec<(String, String)> {
@@ -475,6 +493,9 @@ pub fn build(
                 Ok(Msg::Spec(i, reply)) => {
                     let _ = reply.send(prepared.spec(req, i));
                 }
+                Ok(Msg::Source(i, reply)) => {
+                    let _ = reply.send(prepared.source(req, i));
+                }
                 Ok(Msg::Begun(i, b)) => {
                     running -= 1;
                     if results[i].is_none() {
@@ -527,6 +548,8 @@ pub enum Msg {
         usize,
         mpsc::Sender<Result<crate::pack::PackageSpec, String>>,
     ),
+    /// Component `i` is built from a checkout and needs its source packages' plan.
+    Source(usize, mpsc::Sender<Result<crate::pack::SourcePlan, String>>),
     /// Component `i`'s first phase is done.
     Begun(usize, Box<(Job, run::Begun)>),
     Done(usize, ComponentResult, Option<String>),
@@ -557,6 +580,10 @@ impl run::Coordinator for Asked {
 
     fn spec(&self, index: usize) -> Result<crate::pack::PackageSpec, String> {
         self.ask(|reply| Msg::Spec(index, reply))
+    }
+
+    fn source(&self, index: usize) -> Result<crate::pack::SourcePlan, String> {
+        self.ask(|reply| Msg::Source(index, reply))
     }
 }
 

@@ -89,6 +89,8 @@ pub trait Coordinator: Sync {
     /// Why the configuration cannot be packed, if it cannot (the packaging step fails
     /// with it, as `pack` would).
     fn spec(&self, index: usize) -> Result<PackageSpec, String>;
+    /// What the component's source packages are made of.
+    fn source(&self, index: usize) -> Result<crate::pack::SourcePlan, String>;
 }
 
 /// The steps asked for.
@@ -447,6 +449,16 @@ fn build(
         check_out(job, observer, log, false)?;
     }
     reset_output(job).map_err(|e| failed("fetch", e))?;
+    // The source packages, from the fresh checkout before any target changes it, when
+    // packyard packs (a packaging command of the configuration's own makes what it
+    // makes).
+    if job.steps.has("checkout")
+        && job.steps.has("packaging")
+        && !job.commands.contains_key("packaging")
+    {
+        observer.step(job.index, "source");
+        pack_sources(job, plans, log)?;
+    }
 
     // Build dependencies into this component's own stage dir.
     observer.step(job.index, "fetch");
@@ -584,6 +596,44 @@ fn pack(job: &Job, plans: &dyn Coordinator, log: &mut Log) -> Result<(), Failed>
     .map_err(|e| {
         let hint = e.hint().map(|h| format!(" ({h})")).unwrap_or_default();
         failed("packaging", format!("{e}{hint}"))
+    })?;
+    for a in artifacts {
+        log.line(&format!(
+            "   {} ({} bytes, sha256 {})",
+            a.path, a.size, a.sha256
+        ));
+    }
+    Ok(())
+}
+
+/// Packs the component's source packages from its fresh checkout into its artifacts.
+fn pack_sources(job: &Job, plans: &dyn Coordinator, log: &mut Log) -> Result<(), Failed> {
+    // A checkout of nothing (but its `.git`) has no source to package.
+    let empty = fs::read_dir(&job.checkout_dir)
+        .map_err(|e| failed("source", e))?
+        .flatten()
+        .all(|e| e.file_name() == ".git");
+    if empty {
+        log.line("== source: the checkout is empty; no source packages");
+        return Ok(());
+    }
+    let plan = plans
+        .source(job.index)
+        .map_err(|why| failed("source", why))?;
+    log.line(&format!(
+        "== source: packyard packs {} into source packages in {}",
+        job.checkout_dir.display(),
+        job.artifacts.display()
+    ));
+    let artifacts = crate::pack::pack_source_plan(
+        &plan,
+        &job.checkout_dir,
+        &job.artifacts,
+        &crate::progress::Quiet,
+    )
+    .map_err(|e| {
+        let hint = e.hint().map(|h| format!(" ({h})")).unwrap_or_default();
+        failed("source", format!("{e}{hint}"))
     })?;
     for a in artifacts {
         log.line(&format!(

@@ -299,30 +299,36 @@ pub struct SourceRequest<'a> {
     pub source_date_epoch: Option<i64>,
 }
 
-/// Writes the source packages of a configuration's platform from its checkout, beside
-/// where its binary package goes (the download-from directory), and returns them.
-pub fn pack_source(
-    req: &SourceRequest,
-    progress: &dyn Progress,
-) -> Result<Vec<Artifact>, PackError> {
-    let mut options = req.options.clone();
+/// What a configuration's source packages are made of, besides its checkout: resolved
+/// from the tree, so a build node without one (a farm agent) can pack them.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct SourcePlan {
+    /// The package's spec, resolved with the source package's own `${prefix}` and
+    /// `${stageDir}`.
+    pub spec: PackageSpec,
+    pub build_depends: Vec<spec::Relation>,
+    /// `(target, command)` of the targets a source package runs.
+    pub targets: Vec<(String, String)>,
+}
+
+/// The [`SourcePlan`] of `configuration` in the release context `options`.
+pub fn source_plan(
+    tree: &Tree,
+    layout: &Layout,
+    configuration: &str,
+    mut options: ResolveOptions,
+    source_date_epoch: Option<i64>,
+) -> Result<SourcePlan, PackError> {
     // A source package's build has its own prefix and installs its build dependencies
     // into the root (`${stageDir}`): the commands name them so.
     options
         .overrides
         .push(("prefix".into(), debsrc::PREFIX_MARK.into()));
     options.overrides.push(("stageDir".into(), "/".into()));
-    let (resolver, id) =
-        Resolver::for_configuration(req.tree, req.layout, options, req.configuration)?;
+    let (resolver, id) = Resolver::for_configuration(tree, layout, options, configuration)?;
     let resolved = resolver.resolve(id)?;
-    let spec = spec_of(req.tree, req.layout, id, &resolved, req.source_date_epoch)?;
-    progress.start("reading", 0);
-    let checkout: Vec<Entry> = walk::walk(req.checkout, &|n| progress.advance(n))?
-        .into_iter()
-        .filter(|e| e.path != ".git" && !e.path.starts_with(".git/"))
-        .collect();
-    let input = debsrc::SourceInput {
-        spec: &spec,
+    Ok(SourcePlan {
+        spec: spec_of(tree, layout, id, &resolved, source_date_epoch)?,
         build_depends: build_depends(&resolved),
         targets: resolved
             .commands
@@ -330,6 +336,43 @@ pub fn pack_source(
             .filter(|c| debsrc::SOURCE_TARGETS.iter().any(|(t, _)| *t == c.target))
             .map(|c| (c.target.clone(), c.command.clone()))
             .collect(),
+    })
+}
+
+/// Writes the source packages of a configuration's platform from its checkout, beside
+/// where its binary package goes (the download-from directory), and returns them.
+pub fn pack_source(
+    req: &SourceRequest,
+    progress: &dyn Progress,
+) -> Result<Vec<Artifact>, PackError> {
+    let plan = source_plan(
+        req.tree,
+        req.layout,
+        req.configuration,
+        req.options.clone(),
+        req.source_date_epoch,
+    )?;
+    pack_source_plan(&plan, req.checkout, req.out, progress)
+}
+
+/// Writes the source packages `plan` describes from `checkout` (`.git` left out) under
+/// `out`, at their download-from directory.
+pub fn pack_source_plan(
+    plan: &SourcePlan,
+    checkout: &Path,
+    out: &Path,
+    progress: &dyn Progress,
+) -> Result<Vec<Artifact>, PackError> {
+    let spec = &plan.spec;
+    progress.start("reading", 0);
+    let checkout: Vec<Entry> = walk::walk(checkout, &|n| progress.advance(n))?
+        .into_iter()
+        .filter(|e| e.path != ".git" && !e.path.starts_with(".git/"))
+        .collect();
+    let input = debsrc::SourceInput {
+        spec,
+        build_depends: plan.build_depends.clone(),
+        targets: plan.targets.clone(),
         checkout,
     };
     progress.start("packing", 0);
@@ -370,7 +413,7 @@ pub fn pack_source(
         .collect();
     let files: Vec<(PathBuf, &[u8])> = outputs
         .iter()
-        .map(|(path, bytes)| (req.out.join(path), bytes.as_slice()))
+        .map(|(path, bytes)| (out.join(path), bytes.as_slice()))
         .collect();
     crate::atomic::write_all(&files).map_err(|(path, source)| PackError::Io { path, source })?;
     Ok(artifacts)

@@ -588,6 +588,63 @@ mod tests {
         assert_eq!(f[3].1, "short\n long line\n .\n more");
     }
 
+    const DSC: &str = "Format: 3.0 (quilt)\nSource: hello\nVersion: 1:2.10-3\n\
+        Checksums-Sha256:\n \
+        0000000000000000000000000000000000000000000000000000000000000000 10 hello_2.10.orig.tar.gz\n \
+        1111111111111111111111111111111111111111111111111111111111111111 5 hello_2.10-3.debian.tar.xz\n\
+        Files:\n \
+        00000000000000000000000000000000 10 hello_2.10.orig.tar.gz\n";
+
+    #[test]
+    fn a_dsc_names_its_files_signed_or_not() {
+        let Parsed::Dsc(d) = parse("hello_2.10-3.dsc", DSC.as_bytes()).unwrap() else {
+            panic!("not a .dsc");
+        };
+        let names: Vec<&str> = d.files.iter().map(|f| f.name.as_str()).collect();
+        assert_eq!(names, ["hello_2.10.orig.tar.gz", "hello_2.10-3.debian.tar.xz"]);
+        assert_eq!(d.files[0].md5.as_deref(), Some("00000000000000000000000000000000"));
+        assert_eq!(d.files[1].md5, None);
+        let id = identity(&Parsed::Dsc(d)).unwrap();
+        assert_eq!(
+            (id.name.as_str(), id.epoch, id.version.as_str(), id.release.as_str()),
+            ("hello", 1, "2.10", "3")
+        );
+        assert_eq!(id.arch, "source");
+        // Clear-signed, as dput uploads them: the same fields.
+        let signed = format!(
+            "-----BEGIN PGP SIGNED MESSAGE-----\nHash: SHA512\n\n{DSC}\n\
+             -----BEGIN PGP SIGNATURE-----\n\nabc\n-----END PGP SIGNATURE-----\n"
+        );
+        let Parsed::Dsc(s) = parse("hello_2.10-3.dsc", signed.as_bytes()).unwrap() else {
+            panic!("not a .dsc");
+        };
+        assert_eq!(s.files.len(), 2);
+    }
+
+    #[test]
+    fn a_dsc_that_reaches_elsewhere_or_disagrees_is_refused() {
+        for (from, to, why) in [
+            (
+                "0 10 hello_2.10.orig.tar.gz\n 1",
+                "0 10 ../hello_2.10.orig.tar.gz\n 1",
+                "not an .orig",
+            ),
+            ("hello_2.10-3.debian.tar.xz", "passwd", "not an .orig"),
+            ("00000000000000000000000000000000 10", "00000000000000000000000000000000 11", "disagree"),
+            ("Source: hello", "Source: Hello World", "not a Debian package name"),
+        ] {
+            let bad = DSC.replacen(from, to, 1);
+            assert_ne!(bad, DSC, "{from}");
+            let err = parse("hello_2.10-3.dsc", bad.as_bytes()).unwrap_err();
+            assert!(err.contains(why), "{to}: {err}");
+        }
+        assert!(
+            parse("hello_2.10.orig.tar.gz", b"")
+                .unwrap_err()
+                .contains("with the .dsc")
+        );
+    }
+
     #[test]
     fn junk_is_refused_with_a_reason() {
         assert!(

@@ -224,6 +224,9 @@ pub struct Listed {
     pub signed: bool,
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub external: bool,
+    /// A `.dsc`'s other files, beside it.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub parts: Vec<crate::store::SourcePart>,
     pub url: String,
 }
 
@@ -244,6 +247,7 @@ pub fn listed(repo: &str, r: PackageRecord) -> Listed {
         configuration: r.configuration,
         signed: r.signed,
         external: r.external,
+        parts: r.parts,
     }
 }
 

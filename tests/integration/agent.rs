@@ -556,7 +556,11 @@ fn digests(dir: &Path) -> std::collections::BTreeMap<String, String> {
         .into_iter()
         // The packages at their download-from paths (not the indexes' aliases of them).
         .filter(|(k, _)| !k.starts_with("yum/") && !k.starts_with("apt/"))
-        .filter(|(k, _)| k.ends_with(".rpm") || k.ends_with(".deb") || k.ends_with(".tar.gz"))
+        .filter(|(k, _)| {
+            [".rpm", ".deb", ".tar.gz", ".dsc", ".tar.xz"]
+                .iter()
+                .any(|x| k.ends_with(x))
+        })
         .map(|(k, p)| {
             use sha2::Digest;
             (
@@ -628,7 +632,9 @@ fn two_agents_build_a_release_for_two_platforms_as_packyard_build_does() {
     }
     let farm = digests(&crate::support::tree(d, "nightly"));
     let here = digests(&crate::support::tree(local, "nightly"));
-    assert_eq!(farm.len(), 24, "{farm:?}");
+    // Per component: a tarball and a package, and its source package: a .src.rpm, or a
+    // .dsc with its .orig.tar.gz and .debian.tar.xz.
+    assert_eq!(farm.len(), 6 * 3 + 6 * 5, "{farm:?}");
     assert_eq!(farm, here);
     // Installed from the server by dnf and apt-get.
     let w = t.path().join("clients");

@@ -278,6 +278,13 @@ fn every_api_answer_matches_openapi_yaml() {
             Some(&builder),
         ),
         ("nope", key.as_str(), bytes.clone(), Some(&builder)),
+        // A part of a Debian source package: held for its .dsc (202).
+        (
+            "nightly",
+            "a/1/deb12_amd64/junk_1.orig.tar.gz",
+            b"junk".to_vec(),
+            Some(&builder),
+        ),
     ] {
         let (s, b) = server.upload(repo, k, &body, tok.map(String::as_str), &[]);
         spec.check("put", up, s, &b);

@@ -149,7 +149,8 @@ fn the_fixture_release_builds_the_same_in_the_sandbox_as_without() {
         ));
     }
     let (none, bwrap) = (&builds[0], &builds[1]);
-    assert_eq!(none.0.len(), 12);
+    // A tarball, an RPM and a source RPM of each component.
+    assert_eq!(none.0.len(), 18);
     assert_eq!(
         none.0.keys().collect::<Vec<_>>(),
         bwrap.0.keys().collect::<Vec<_>>()
