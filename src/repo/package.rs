@@ -601,12 +601,23 @@ mod tests {
             panic!("not a .dsc");
         };
         let names: Vec<&str> = d.files.iter().map(|f| f.name.as_str()).collect();
-        assert_eq!(names, ["hello_2.10.orig.tar.gz", "hello_2.10-3.debian.tar.xz"]);
-        assert_eq!(d.files[0].md5.as_deref(), Some("00000000000000000000000000000000"));
+        assert_eq!(
+            names,
+            ["hello_2.10.orig.tar.gz", "hello_2.10-3.debian.tar.xz"]
+        );
+        assert_eq!(
+            d.files[0].md5.as_deref(),
+            Some("00000000000000000000000000000000")
+        );
         assert_eq!(d.files[1].md5, None);
         let id = identity(&Parsed::Dsc(d)).unwrap();
         assert_eq!(
-            (id.name.as_str(), id.epoch, id.version.as_str(), id.release.as_str()),
+            (
+                id.name.as_str(),
+                id.epoch,
+                id.version.as_str(),
+                id.release.as_str()
+            ),
             ("hello", 1, "2.10", "3")
         );
         assert_eq!(id.arch, "source");
@@ -630,8 +641,16 @@ mod tests {
                 "not an .orig",
             ),
             ("hello_2.10-3.debian.tar.xz", "passwd", "not an .orig"),
-            ("00000000000000000000000000000000 10", "00000000000000000000000000000000 11", "disagree"),
-            ("Source: hello", "Source: Hello World", "not a Debian package name"),
+            (
+                "00000000000000000000000000000000 10",
+                "00000000000000000000000000000000 11",
+                "disagree",
+            ),
+            (
+                "Source: hello",
+                "Source: Hello World",
+                "not a Debian package name",
+            ),
         ] {
             let bad = DSC.replacen(from, to, 1);
             assert_ne!(bad, DSC, "{from}");

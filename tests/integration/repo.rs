@@ -1302,7 +1302,7 @@ pub(crate) fn check_consistent(data: &Path, repo: &str) -> usize {
                 assert!(gz, "{} does not unpack to Packages", parts[2]);
             }
             if parts[2].ends_with("/Packages") {
-                for st in stanzas(&String::from_utf8(bytes).unwrap()).values() {
+                for st in stanzas(&String::from_utf8(bytes.clone()).unwrap()).values() {
                     let field = |k: &str| {
                         st.lines()
                             .find_map(|l| l.strip_prefix(&format!("{k}: ")))
@@ -1312,6 +1312,25 @@ pub(crate) fn check_consistent(data: &Path, repo: &str) -> usize {
                     let file = root.join("apt").join(field("Filename"));
                     let deb = fs::read(&file).unwrap_or_else(|e| panic!("{}: {e}", file.display()));
                     assert_eq!(format!("{:x}", Sha256::digest(&deb)), field("SHA256"));
+                    named += 1;
+                }
+            }
+            // Every file of every source package, in its directory, with its sha256.
+            if parts[2].ends_with("/Sources") {
+                let text = String::from_utf8(bytes).unwrap();
+                for st in text.split("\n\n").filter(|s| !s.trim().is_empty()) {
+                    let dir = st
+                        .lines()
+                        .find_map(|l| l.strip_prefix("Directory: "))
+                        .unwrap();
+                    let sums = st.split("Checksums-Sha256:\n").nth(1).unwrap();
+                    for line in sums.lines().take_while(|l| l.starts_with(' ')) {
+                        let f: Vec<&str> = line.split_whitespace().collect();
+                        let file = root.join("apt").join(dir).join(f[2]);
+                        let got =
+                            fs::read(&file).unwrap_or_else(|e| panic!("{}: {e}", file.display()));
+                        assert_eq!(format!("{:x}", Sha256::digest(&got)), f[0], "{f:?}");
+                    }
                     named += 1;
                 }
             }

@@ -37,9 +37,21 @@ fn pack_source_for(
     checkout: &Path,
     out: &Path,
 ) -> BTreeMap<String, Vec<u8>> {
+    pack_source_with(configuration, platform, checkout, out, &[])
+}
+
+/// [`pack_source_for`] with more arguments (`-p KEY=VALUE`).
+fn pack_source_with(
+    configuration: &str,
+    platform: &str,
+    checkout: &Path,
+    out: &Path,
+    extra: &[&str],
+) -> BTreeMap<String, Vec<u8>> {
     let o = Command::new(env!("CARGO_BIN_EXE_packyard"))
         .args(["pack", "--source", "--json", "--tree", FIXTURE_TREE])
         .args(["--configuration", configuration, "--platform", platform])
+        .args(extra)
         .arg("--checkout")
         .arg(checkout)
         .arg("--out")
@@ -645,4 +657,61 @@ fn source_packages_upload_through_the_server_parts_first() {
         assert_eq!((status, &got), (200, bytes), "{key}");
     }
     assert!(server.stop().success());
+}
+
+#[test]
+fn a_new_revision_keeps_the_upstream_tarball_it_shares_and_drops_the_rest() {
+    use crate::repo::{check_consistent, create_nightly, ed25519_key, py, py_json};
+    let t = tempfile::tempdir().unwrap();
+    let d = &t.path().join("data");
+    create_nightly(d, &["--keep", "1"]);
+    ed25519_key(d);
+    let c = &crate::support::release("deb12_amd64")[0].configuration;
+    let co = checkout(&t.path().join("ws"), c, "deb12_amd64");
+    let outs: Vec<(PathBuf, BTreeMap<String, Vec<u8>>)> = ["1", "2"]
+        .iter()
+        .map(|age| {
+            let out = t.path().join(format!("age{age}"));
+            let files =
+                pack_source_with(c, "deb12_amd64", &co, &out, &["-p", &format!("age={age}")]);
+            (out, files)
+        })
+        .collect();
+    let names = |i: usize| outs[i].1.keys().cloned().collect::<BTreeSet<String>>();
+    let shared: Vec<String> = names(0).intersection(&names(1)).cloned().collect();
+    assert_eq!(
+        shared.len(),
+        1,
+        "only the .orig.tar.gz is shared: {shared:?}"
+    );
+    assert_eq!(outs[0].1[&shared[0]], outs[1].1[&shared[0]]);
+    // The repository as served now (on an object store, exported afresh).
+    let served = |name: &str| {
+        crate::serve::tree_files(&crate::support::tree(d, "nightly"))
+            .keys()
+            .any(|k| k.rsplit('/').next() == Some(name) && !k.starts_with("apt/"))
+    };
+    for (out, files) in &outs {
+        py_json(d, &["publish", "--repo", "nightly", out.to_str().unwrap()]);
+        assert_eq!(
+            check_consistent(d, "nightly"),
+            1,
+            "one source package listed"
+        );
+        for name in files.keys() {
+            assert!(served(name), "{name} not at its path");
+        }
+    }
+    // Revision 1 left with --keep 1: its own files went, the shared tarball stayed.
+    for name in names(0).difference(&names(1)) {
+        assert!(!served(name), "{name} stayed");
+    }
+    assert!(served(&shared[0]));
+    // gc finds nothing to take, and the served tree is still whole.
+    let o = py(d, &["gc", "--grace", "0"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(check_consistent(d, "nightly"), 1);
+    for name in names(1) {
+        assert!(served(&name), "{name} gone after gc");
+    }
 }
