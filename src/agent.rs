@@ -182,6 +182,8 @@ pub struct AgentOptions {
     /// checkout.
     pub workspace: PathBuf,
     pub isolation: Isolation,
+    /// The pristine roots its builds run in, by platform (`--root`), made ready.
+    pub roots: Vec<crate::build::root::Root>,
     /// The waits after a call that did not reach the server.
     pub backoff: Backoff,
     /// The wait before asking again when there was nothing to do.
@@ -198,6 +200,7 @@ impl AgentOptions {
             jobs: 4,
             workspace,
             isolation: Isolation::None,
+            roots: Vec::new(),
             backoff: Backoff::SERVER,
             idle: Duration::from_secs(1),
             log_every: Duration::from_secs(2),
@@ -469,6 +472,11 @@ fn build_task(
     let start = Instant::now();
     let mut job = a.job.clone();
     job.isolation = opts.isolation;
+    job.root = opts
+        .roots
+        .iter()
+        .find(|r| r.platform == job.platform)
+        .cloned();
     // The tree stays on the server; a sandbox shows the workspace in its place.
     if !job.tree_dir.is_dir() {
         job.tree_dir = job.workspace.clone();

@@ -631,6 +631,7 @@ impl<'a> Release<'a> {
             keep_going: false,
             step_timeout: None,
             isolation: Default::default(),
+            root: None,
         };
         let prepared = crate::build::prepare(&req)?;
         Ok((req, prepared))

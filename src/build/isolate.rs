@@ -72,6 +72,23 @@ pub fn shell(isolation: Isolation, sandbox: &Sandbox, step: Step) -> Command {
     }
 }
 
+/// `sh` for a target in a build root (`--root`): bwrap on the root's read-only layer
+/// (see `build::root`) instead of the host, as `nobody`, with the same binds, no network
+/// and no capabilities as `--isolate bwrap`.
+pub fn rooted(layer: &super::root::Layer, s: &Sandbox) -> Command {
+    let mut c = layer.target();
+    let mut a = Args(on(layer.merged()));
+    a.mount("--ro-bind", s.tree, s.tree);
+    target_binds(&mut a, s);
+    a.0.extend(["--unshare-user", "--uid", "65534", "--gid", "65534"].map(OsString::from));
+    a.0.push("--chdir".into());
+    a.0.push(s.dir(Step::Target).into());
+    a.0.extend(confinement(Step::Target));
+    a.0.push("--".into());
+    c.args(a.0).arg("sh");
+    c
+}
+
 /// bwrap's arguments for a step of kind `step`, up to and including `--`. Mounts are
 /// made in order, a later one over an earlier one.
 pub fn bwrap_args(s: &Sandbox, step: Step) -> Vec<OsString> {
@@ -88,12 +105,7 @@ pub fn bwrap_args(s: &Sandbox, step: Step) -> Vec<OsString> {
             a.mount("--bind", &s.scratch(), s.workspace);
             a.mount("--bind", s.output, s.output);
         }
-        Step::Target => {
-            // Read-only like the rest of the host (again: it may be below /tmp).
-            a.mount("--ro-bind", s.workspace, s.workspace);
-            a.mount("--bind", s.checkout, s.checkout);
-            a.mount("--bind", s.output, s.output);
-        }
+        Step::Target => target_binds(&mut a, s),
     }
     a.0.push("--chdir".into());
     a.0.push(s.dir(step).into());
@@ -102,22 +114,25 @@ pub fn bwrap_args(s: &Sandbox, step: Step) -> Vec<OsString> {
     a.0
 }
 
+/// What a target sees of the workspace: the workspace read-only (again: it may be below
+/// /tmp), its checkout and `_output/<module>/` writable.
+fn target_binds(a: &mut Args, s: &Sandbox) {
+    a.mount("--ro-bind", s.workspace, s.workspace);
+    a.mount("--bind", s.checkout, s.checkout);
+    a.mount("--bind", s.output, s.output);
+}
+
 /// The file system every sandbox starts from: the host read-only, its own `/dev`,
 /// `/proc` (of its PID namespace) and an empty, writable `/tmp`.
 fn base() -> Vec<OsString> {
-    [
-        "--ro-bind",
-        "/",
-        "/",
-        "--dev",
-        "/dev",
-        "--proc",
-        "/proc",
-        "--tmpfs",
-        "/tmp",
-    ]
-    .map(OsString::from)
-    .to_vec()
+    on(Path::new("/"))
+}
+
+/// [`base`] with `root` as `/`.
+fn on(root: &Path) -> Vec<OsString> {
+    let mut v: Vec<OsString> = vec!["--ro-bind".into(), root.into(), "/".into()];
+    v.extend(["--dev", "/dev", "--proc", "/proc", "--tmpfs", "/tmp"].map(OsString::from));
+    v
 }
 
 /// Namespaces, capabilities and lifetime. No `--new-session`: the sandbox stays in the
@@ -142,6 +157,16 @@ impl Args {
     fn mount(&mut self, flag: &str, src: &Path, dest: &Path) {
         self.0.extend([flag.into(), src.into(), dest.into()]);
     }
+}
+
+/// For the log: what a target in a build root ran in.
+pub fn describe_root(s: &Sandbox, platform: &str) -> String {
+    format!(
+        "in the {platform} root, read-only: writable only {}, {} and a private /tmp; as \
+         nobody; own PID namespace; no network",
+        s.checkout.display(),
+        s.output.display()
+    )
 }
 
 /// For the log: what a step of kind `step` ran in, when sandboxed.
@@ -310,16 +335,16 @@ pub fn explain(s: &Sandbox, output: &str) -> Option<String> {
     let find = |wanted: &dyn Fn(&str) -> bool| output.lines().find(|l| wanted(l)).map(cut);
     if let Some(line) = find(&|l| l.contains("Read-only file system")) {
         return Some(format!(
-            "the sandbox refused a write: {line} (under --isolate bwrap a step writes only to \
-             {}, {} and /tmp)",
+            "the sandbox refused a write: {line} (a sandboxed step, with --isolate bwrap or \
+             --root, writes only to {}, {} and /tmp)",
             s.checkout.display(),
             s.output.display()
         ));
     }
     let hidden = find(&|l| l.contains("/tmp/") && l.contains("No such file or directory"))?;
     Some(format!(
-        "{hidden} (under --isolate bwrap a step has a private /tmp: of the host's it sees \
-         only the tree and the workspace)"
+        "{hidden} (a sandboxed step has a private /tmp: of the host's it sees only the tree \
+         and the workspace)"
     ))
 }
 

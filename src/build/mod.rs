@@ -14,6 +14,8 @@ pub mod cache;
 pub mod graph;
 pub mod isolate;
 pub mod key;
+pub mod rebuild;
+pub mod root;
 pub mod run;
 pub mod stop;
 
@@ -176,6 +178,8 @@ pub struct BuildRequest<'a> {
     pub step_timeout: Option<std::time::Duration>,
     /// How steps run: as they are, or each in a sandbox.
     pub isolation: isolate::Isolation,
+    /// The pristine root the targets run in (`--root`), made ready with [`root::prepare`].
+    pub root: Option<root::Root>,
 }
 
 /// Hears what the build does, for progress lines.
@@ -232,6 +236,16 @@ impl Prepared<'_> {
     /// The project configuration built.
     pub fn project(&self) -> &str {
         &self.project
+    }
+
+    /// The platform built for.
+    pub fn platform(&self) -> &crate::layout::Platform {
+        self.resolver.platform()
+    }
+
+    /// `${workspaceDir}`.
+    pub fn workspace(&self) -> &Path {
+        &self.workspace
     }
 
     /// The components in build order: configuration, module, and the indices of their
@@ -682,5 +696,6 @@ fn job_for(req: &BuildRequest, prepared: &Prepared, i: usize) -> Result<Job, Bui
         keep_going: req.keep_going,
         step_timeout: req.step_timeout,
         isolation: req.isolation,
+        root: req.root.clone(),
     })
 }

@@ -16,6 +16,7 @@ use super::isolate::{self, Isolation, Sandbox};
 use super::{ComponentResult, Observer, Outcome};
 use crate::config::TARGETS;
 use crate::pack::PackageSpec;
+use super::root::Layer;
 use crate::repo::builds::{BuildRecord, BuildResult};
 use crate::resolve::Plan;
 use crate::resolve::fetch::{self, FetchOptions};
@@ -56,6 +57,9 @@ pub struct Job {
     pub step_timeout: Option<Duration>,
     /// How its steps run.
     pub isolation: Isolation,
+    /// The pristine root its targets run in (`--root`), made ready on this machine.
+    #[serde(skip)]
+    pub root: Option<super::root::Root>,
 }
 
 impl Job {
@@ -349,7 +353,7 @@ fn check_out(
         if let Some(cmd) = job.commands.get("clean")
             && job.checkout_dir.is_dir()
         {
-            run_step(job, log, "clean", cmd, isolate::Step::Target)?;
+            run_step(job, log, "clean", cmd, isolate::Step::Target, None)?;
         }
     }
     if job.steps.has("checkout") {
@@ -367,13 +371,13 @@ fn check_out(
         if job.isolation == Isolation::Bwrap {
             let sandbox = job.sandbox();
             isolate::make_scratch(&sandbox).map_err(|e| failed("checkout", e))?;
-            let ran = run_step(job, log, "checkout", cmd, isolate::Step::Checkout).and_then(|()| {
+            let ran = run_step(job, log, "checkout", cmd, isolate::Step::Checkout, None).and_then(|()| {
                 isolate::settle_checkout(&sandbox).map_err(|why| failed("checkout", why))
             });
             let _ = fs::remove_dir_all(sandbox.scratch());
             ran?;
         } else {
-            run_step(job, log, "checkout", cmd, isolate::Step::Checkout)?;
+            run_step(job, log, "checkout", cmd, isolate::Step::Checkout, None)?;
         }
         if !job.checkout_dir.is_dir() {
             return Err(failed(
@@ -463,6 +467,37 @@ fn build(
     // Build dependencies into this component's own stage dir.
     observer.step(job.index, "fetch");
     stage(job, plans, repo, log)?;
+    // A fresh root with the build-time externals, which the targets run in.
+    let layer = match &job.root {
+        Some(root) => {
+            observer.step(job.index, "root");
+            Some(make_root(job, root, plans, log)?)
+        }
+        None => None,
+    };
+    let built = run_targets(job, plans, repo, observer, log, result, layer.as_ref());
+    if let Some(layer) = layer {
+        let start = Instant::now();
+        let gone = layer.remove();
+        log.line(&format!(
+            "== root: taken down in {:.2} s{}",
+            start.elapsed().as_secs_f64(),
+            gone.err().map(|e| format!(" (not whole: {e})")).unwrap_or_default()
+        ));
+    }
+    built
+}
+
+/// The targets, packing and publishing, in `layer` when the build has a root.
+fn run_targets(
+    job: &Job,
+    plans: &dyn Coordinator,
+    repo: &dyn BuildRepo,
+    observer: &dyn Observer,
+    log: &mut Log,
+    result: &mut ComponentResult,
+    layer: Option<&Layer>,
+) -> Result<Outcome, Failed> {
 
     let mut first_failure: Option<Failed> = None;
     for target in TARGETS {
@@ -481,17 +516,17 @@ fn build(
         let outcome = match (target, job.commands.get(target)) {
             ("install", Some(cmd)) => fs::create_dir_all(&job.prefix)
                 .map_err(|e| failed("install", e))
-                .and_then(|_| run_step(job, log, target, cmd, isolate::Step::Target)),
+                .and_then(|_| run_step(job, log, target, cmd, isolate::Step::Target, layer)),
             ("packaging", None) => pack(job, plans, log),
             ("packaging", Some(cmd)) => fs::create_dir_all(&job.artifacts)
                 .map_err(|e| failed("packaging", e))
-                .and_then(|_| run_step(job, log, target, cmd, isolate::Step::Target)),
+                .and_then(|_| run_step(job, log, target, cmd, isolate::Step::Target, layer)),
             ("publish", cmd) => {
                 let published = publish(job, repo, log);
                 match (published, cmd) {
                     (Ok(files), Some(cmd)) => {
                         result.artifacts = files;
-                        run_step(job, log, target, cmd, isolate::Step::Target)
+                        run_step(job, log, target, cmd, isolate::Step::Target, layer)
                     }
                     (Ok(files), None) => {
                         result.artifacts = files;
@@ -500,7 +535,7 @@ fn build(
                     (Err(e), _) => Err(e),
                 }
             }
-            (_, Some(cmd)) => run_step(job, log, target, cmd, isolate::Step::Target),
+            (_, Some(cmd)) => run_step(job, log, target, cmd, isolate::Step::Target, layer),
             (_, None) => Ok(()),
         };
         if let Err(f) = outcome {
@@ -606,6 +641,72 @@ fn pack(job: &Job, plans: &dyn Coordinator, log: &mut Log) -> Result<(), Failed>
     Ok(())
 }
 
+/// The component's fresh root: a layer over its platform's, the workspace's paths made
+/// to bind them, its build-time externals installed (as root, with the network).
+fn make_root(
+    job: &Job,
+    root: &super::root::Root,
+    plans: &dyn Coordinator,
+    log: &mut Log,
+) -> Result<Layer, Failed> {
+    let start = Instant::now();
+    let layer = Layer::over(root, &job.output.join("root")).map_err(|e| failed("root", e))?;
+    layer
+        .mount_points(&[&job.tree_dir, &job.workspace, &job.checkout_dir, &job.output])
+        .map_err(|e| failed("root", e))?;
+    log.line(&format!(
+        "== root: a fresh layer over the {} root in {:.2} s",
+        root.platform,
+        start.elapsed().as_secs_f64()
+    ));
+    let externals = plans
+        .source(job.index)
+        .map_err(|why| failed("root", why))?
+        .externals;
+    let Some(cmd) = super::root::install_command(root.format, &externals) else {
+        log.line("== root: no build-time externals to install");
+        return Ok(layer);
+    };
+    let wanted: Vec<String> = externals.iter().map(|r| r.deb()).collect();
+    log.line(&format!("== root: installing {} (as root)", wanted.join(", ")));
+    let start = Instant::now();
+    let from = log.file.stream_position().unwrap_or(0);
+    let out = log.file.try_clone().map_err(|e| failed("root", e))?;
+    let err = log.file.try_clone().map_err(|e| failed("root", e))?;
+    let child = super::stop::spawn(layer.privileged(&cmd).stdout(out).stderr(err))
+        .map_err(|e| failed("root", format!("cannot run bwrap: {e}")))?;
+    let status = super::stop::wait(child, job.step_timeout)
+        .map_err(|e| failed("root", format!("waiting for bwrap: {e}")))?;
+    let said = output_since(&log.path, from);
+    match status {
+        Some(s) if s.success() => {
+            log.line(&format!(
+                "== root: installed in {:.2} s",
+                start.elapsed().as_secs_f64()
+            ));
+            Ok(layer)
+        }
+        _ => {
+            let _ = layer.remove();
+            Err(failed(
+                "root",
+                match super::root::missing_package(&said) {
+                    Some(p) => format!(
+                        "the build-time external {p} is not a package of the {} root's \
+                         distribution",
+                        root.platform
+                    ),
+                    None => format!(
+                        "installing {} into the {} root failed (see the log)",
+                        wanted.join(", "),
+                        root.platform
+                    ),
+                },
+            ))
+        }
+    }
+}
+
 /// Packs the component's source packages from its fresh checkout into its artifacts.
 fn pack_sources(job: &Job, plans: &dyn Coordinator, log: &mut Log) -> Result<(), Failed> {
     // A checkout of nothing (but its `.git`) has no source to package.
@@ -679,14 +780,17 @@ fn run_step(
     step: &str,
     cmd: &str,
     kind: isolate::Step,
+    root: Option<&Layer>,
 ) -> Result<(), Failed> {
     let sandbox = job.sandbox();
     let dir = sandbox.dir(kind);
     log.line(&format!("== {step}: {cmd}"));
     log.line(&format!("   (in {})", dir.display()));
-    let sandboxed = job.isolation == Isolation::Bwrap;
-    if sandboxed {
-        log.line(&format!("   ({})", isolate::describe(&sandbox, kind)));
+    let sandboxed = job.isolation == Isolation::Bwrap || root.is_some();
+    match (root, &job.root) {
+        (Some(_), Some(r)) => log.line(&format!("   ({})", isolate::describe_root(&sandbox, &r.platform))),
+        _ if sandboxed => log.line(&format!("   ({})", isolate::describe(&sandbox, kind))),
+        _ => {}
     }
     // Where the step's output starts, to find a write the sandbox refused.
     let from = log.file.stream_position().unwrap_or(0);
@@ -694,8 +798,12 @@ fn run_step(
     let out = log.file.try_clone().map_err(|e| failed(step, e))?;
     let err = log.file.try_clone().map_err(|e| failed(step, e))?;
     let program = if sandboxed { "bwrap" } else { "sh" };
+    let mut shell = match root {
+        Some(layer) => isolate::rooted(layer, &sandbox),
+        None => isolate::shell(job.isolation, &sandbox, kind),
+    };
     let child = super::stop::spawn(
-        isolate::shell(job.isolation, &sandbox, kind)
+        shell
             .arg("-c")
             .arg(cmd)
             .current_dir(dir)

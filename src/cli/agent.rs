@@ -39,6 +39,10 @@ pub struct AgentArgs {
     /// sandbox (as `packyard build --isolate bwrap`).
     #[arg(long, value_enum, default_value_t = Isolate::None, value_name = "HOW")]
     isolate: Isolate,
+    /// Build that platform's tasks in fresh copies of this minimal system (as
+    /// `packyard build --root`; made ready once, in WORKSPACE/roots/). Repeatable.
+    #[arg(long = "root", value_name = "PLATFORM=ROOTFS", value_parser = crate::build::root::RootSpec::parse)]
+    roots: Vec<crate::build::root::RootSpec>,
 }
 
 /// How long handing the tasks back may take once a second signal came.
@@ -94,9 +98,31 @@ pub fn cmd_agent(
     }
     let url = url.trim_end_matches('/').to_string();
     let token = token.to_string();
+    let workspace = crate::config::absolute(&args.workspace);
+    let mut roots = Vec::new();
+    for spec in &args.roots {
+        let Some(platform) = layout
+            .platforms
+            .get(&spec.platform)
+            .filter(|_| args.platforms.contains(&spec.platform))
+        else {
+            return Err(Failure::new(
+                format!("--root names {}, which this agent does not build for", spec.platform),
+                format!("add it to --platforms ({})", args.platforms.join(",")),
+            ));
+        };
+        let dir = workspace.join("roots");
+        roots.extend(super::build::ready_root(
+            std::slice::from_ref(spec),
+            platform,
+            &dir,
+            json,
+        )?);
+    }
     let opts = AgentOptions {
         jobs: usize::from(args.jobs),
         isolation: args.isolate.into(),
+        roots,
         ..AgentOptions::new(
             args.name.unwrap_or_else(agent::default_name),
             args.platforms,

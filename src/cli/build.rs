@@ -52,8 +52,46 @@ pub struct BuildArgs {
     /// checkout).
     #[arg(long, value_enum, default_value_t = Isolate::None, value_name = "HOW")]
     isolate: Isolate,
+    /// Build each component in a fresh copy of this minimal system of the platform (a
+    /// directory or tarball, e.g. `mmdebstrap --variant=buildd bookworm ROOT.tar`): its
+    /// build-time externals installed there first (as root), its targets run there as
+    /// nobody with no network. Repeatable, one per platform; needs root.
+    #[arg(long = "root", value_name = "PLATFORM=ROOTFS", value_parser = build::root::RootSpec::parse)]
+    roots: Vec<build::root::RootSpec>,
     #[command(flatten)]
     ctx: ContextArgs,
+}
+
+/// Makes the root `roots` gives for the build's platform ready in `dir/<platform>/`,
+/// saying so on stderr unless `quiet`.
+pub(super) fn ready_root(
+    roots: &[build::root::RootSpec],
+    platform: &crate::layout::Platform,
+    dir: &std::path::Path,
+    quiet: bool,
+) -> Result<Option<build::root::Root>, Failure> {
+    let Some(spec) = roots.iter().find(|r| r.platform == platform.name) else {
+        if let Some(r) = roots.first() {
+            return Err(Failure::new(
+                format!("--root names {}, but this build is for {}", r.platform, platform.name),
+                format!("give --root {}=ROOTFS, or build with --platform {}", platform.name, r.platform),
+            ));
+        }
+        return Ok(None);
+    };
+    let start = Instant::now();
+    let dir = dir.join(&platform.name);
+    let mut say = |what: &str| {
+        if !quiet {
+            eprintln!("root {}: {what}", platform.name);
+        }
+    };
+    let root = build::root::prepare(spec, platform.format, &dir, &mut say).map_err(|e| {
+        let hint = e.hint();
+        Failure::new(e, hint)
+    })?;
+    say(&format!("ready in {:.1} s", start.elapsed().as_secs_f64()));
+    Ok(Some(root))
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -113,12 +151,20 @@ pub fn cmd_build(args: BuildArgs, target: &Target, token: Option<&str>, json: bo
         keep_going: args.keep_going,
         step_timeout: args.step_timeout.map(std::time::Duration::from_secs),
         isolation: args.isolate.into(),
+        root: None,
     };
     let failed = |e: build::BuildError| {
         let hint = e.hint();
         Failure::new(e, hint)
     };
     let prepared = build::prepare(&request).map_err(failed)?;
+    let mut request = request;
+    request.root = ready_root(
+        &args.roots,
+        prepared.platform(),
+        &prepared.workspace().join("_output").join(".roots"),
+        json,
+    )?;
     let lines = Lines::new(!json, prepared.configurations());
     let report = match target {
         Target::Local {
@@ -289,4 +335,71 @@ impl Observer for Lines {
             result.seconds
         ));
     }
+}
+
+#[derive(Args)]
+pub struct RebuildArgs {
+    /// The source package: a `.dsc` (the files it names beside it) or a `.src.rpm`.
+    source: std::path::PathBuf,
+    /// The root to rebuild in, e.g. `deb12_amd64=bookworm.tar` (see `build --root`).
+    #[arg(long = "root", value_name = "PLATFORM=ROOTFS", value_parser = build::root::RootSpec::parse)]
+    root: build::root::RootSpec,
+    /// Binary packages to install into the root first: those its build dependencies name
+    /// that the distribution does not have (the project's own). Repeatable.
+    #[arg(long, value_name = "PACKAGE")]
+    with: Vec<std::path::PathBuf>,
+    /// Where the binary packages go.
+    #[arg(long, value_name = "DIR", default_value = ".")]
+    out: std::path::PathBuf,
+    /// Scratch space (the root, the unpacked source, the build), emptied first.
+    #[arg(long, value_name = "DIR", default_value = "workspace/_output/.rebuild")]
+    work: std::path::PathBuf,
+}
+
+pub fn cmd_rebuild(args: RebuildArgs, layout: &crate::layout::Layout, json: bool) -> Outcome {
+    let platform = layout.platforms.get(&args.root.platform).ok_or_else(|| {
+        Failure::new(
+            format!("unknown platform `{}` in --root", args.root.platform),
+            "see `packyard platforms`".to_string(),
+        )
+    })?;
+    let root = ready_root(
+        std::slice::from_ref(&args.root),
+        platform,
+        &args.work.join("roots"),
+        json,
+    )?
+    .ok_or_else(|| Failure::new("no root", "give --root PLATFORM=ROOTFS".to_string()))?;
+    let mut say = |what: &str| {
+        if !json {
+            eprintln!("rebuild: {what}");
+        }
+    };
+    let made = build::rebuild::rebuild(
+        &build::rebuild::RebuildRequest {
+            source: &args.source,
+            root: &root,
+            with: &args.with,
+            work: &args.work.join("build"),
+            out: &args.out,
+        },
+        &mut say,
+    )
+    .map_err(|e| {
+        Failure::new(
+            e,
+            "the log above says which step; a build dependency the distribution lacks is \
+             given with --with"
+                .to_string(),
+        )
+    })?;
+    let paths: Vec<String> = made.iter().map(|p| p.display().to_string()).collect();
+    if json {
+        print_json(&paths)?;
+    } else {
+        for p in &paths {
+            println!("{p}");
+        }
+    }
+    Ok(ExitCode::SUCCESS)
 }

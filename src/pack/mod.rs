@@ -307,6 +307,10 @@ pub struct SourcePlan {
     /// `${stageDir}`.
     pub spec: PackageSpec,
     pub build_depends: Vec<spec::Relation>,
+    /// The build-time externals alone (OS packages with their constraints): what a
+    /// pristine build root gets installed before the build.
+    #[serde(default)]
+    pub externals: Vec<spec::Relation>,
     /// `(target, command)` of the targets a source package runs.
     pub targets: Vec<(String, String)>,
 }
@@ -327,9 +331,11 @@ pub fn source_plan(
     options.overrides.push(("stageDir".into(), "/".into()));
     let (resolver, id) = Resolver::for_configuration(tree, layout, options, configuration)?;
     let resolved = resolver.resolve(id)?;
+    let externals = build_depends_of(&resolved, true);
     Ok(SourcePlan {
         spec: spec_of(tree, layout, id, &resolved, source_date_epoch)?,
         build_depends: build_depends(&resolved),
+        externals,
         targets: resolved
             .commands
             .iter()
@@ -423,6 +429,14 @@ pub fn pack_source_plan(
 /// externals with their constraints, its internal build dependencies by package name at
 /// their resolved `version-age`.
 fn build_depends(resolved: &crate::config::ResolvedConfiguration) -> Vec<spec::Relation> {
+    build_depends_of(resolved, false)
+}
+
+/// [`build_depends`], of the externals only when `externals_only`.
+fn build_depends_of(
+    resolved: &crate::config::ResolvedConfiguration,
+    externals_only: bool,
+) -> Vec<spec::Relation> {
     use crate::config::resolve::DependencyType;
     use crate::version::{Clause, Op};
     resolved
@@ -434,6 +448,7 @@ fn build_depends(resolved: &crate::config::ResolvedConfiguration) -> Vec<spec::R
                 crate::config::Scope::Build | crate::config::Scope::Both
             )
         })
+        .filter(|d| !externals_only || d.kind == DependencyType::External)
         .filter_map(|d| {
             if d.kind == DependencyType::External {
                 return Some(spec::Relation {

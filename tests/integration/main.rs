@@ -22,6 +22,7 @@ mod race;
 mod registered;
 mod repo;
 mod resolve;
+mod roots;
 mod s3;
 mod serve;
 mod source;

@@ -580,7 +580,7 @@ pub(crate) struct AptRoot {
 }
 
 impl AptRoot {
-    fn new(root: &Path, repo: &Path) -> AptRoot {
+    pub(crate) fn new(root: &Path, repo: &Path) -> AptRoot {
         let apt = AptRoot::empty(root);
         fs::write(
             root.join("etc/apt/sources.list"),

@@ -9,7 +9,7 @@ use std::process::Command;
 use crate::support::{FIXTURE_TREE, have_tool, packed, root, sh, stderr};
 
 /// A fresh checkout of `configuration` (its `checkout` target run in `ws`), and its module.
-fn checkout(ws: &Path, configuration: &str, platform: &str) -> PathBuf {
+pub(crate) fn checkout(ws: &Path, configuration: &str, platform: &str) -> PathBuf {
     let r = crate::support::shown(configuration, platform, ws);
     let module = r["module"].as_str().unwrap();
     let command = r["commands"]
@@ -26,7 +26,7 @@ fn checkout(ws: &Path, configuration: &str, platform: &str) -> PathBuf {
 }
 
 /// `pack --source` of `configuration` for Debian 12 into `out`; the files, by name.
-fn pack_source(configuration: &str, checkout: &Path, out: &Path) -> BTreeMap<String, Vec<u8>> {
+pub(crate) fn pack_source(configuration: &str, checkout: &Path, out: &Path) -> BTreeMap<String, Vec<u8>> {
     pack_source_for(configuration, "deb12_amd64", checkout, out)
 }
 
@@ -88,7 +88,7 @@ fn run(cmd: &mut Command) -> String {
 /// What a DEB says of itself that a rebuild must keep: its files (mode, owner, path),
 /// relation fields (as sets: dpkg orders alternatives its own way), conffiles,
 /// maintainer scripts, and md5sums.
-fn deb_facts(deb: &Path) -> BTreeMap<String, String> {
+pub(crate) fn deb_facts(deb: &Path) -> BTreeMap<String, String> {
     let mut facts = BTreeMap::new();
     let listing = run(Command::new("dpkg-deb").arg("-c").arg(deb));
     let files: Vec<String> = listing
@@ -144,7 +144,7 @@ fn deb_facts(deb: &Path) -> BTreeMap<String, String> {
 
 /// The programs of an unpacked package (`usr/bin`, `usr/sbin`), each run with
 /// `--version`: what each prints.
-fn programs(dir: &Path) -> BTreeMap<String, String> {
+pub(crate) fn programs(dir: &Path) -> BTreeMap<String, String> {
     let mut out = BTreeMap::new();
     for sub in ["usr/bin", "usr/sbin"] {
         let Ok(list) = std::fs::read_dir(dir.join(sub)) else {
