@@ -1078,6 +1078,7 @@ mod tests {
             keep_going: false,
             step_timeout: None,
             isolation: Isolation::None,
+            root: None,
         }
     }
 

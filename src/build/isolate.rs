@@ -534,8 +534,8 @@ mod tests {
             explain(&s, out).as_deref(),
             Some(
                 "the sandbox refused a write: sh: 1: cannot create /root/x: Read-only file \
-                 system (under --isolate bwrap a step writes only to /w/p.c, /w/_output/p.c \
-                 and /tmp)"
+                 system (a sandboxed step, with --isolate bwrap or --root, writes only to \
+                 /w/p.c, /w/_output/p.c and /tmp)"
             )
         );
         let hidden = explain(
@@ -554,7 +554,7 @@ mod tests {
         );
         let long = format!("{} Read-only file system", "é".repeat(400));
         let why = explain(&s, &long).unwrap();
-        let line = why.split(" (under").next().unwrap();
+        let line = why.split(" (a sandboxed").next().unwrap();
         assert!(line.ends_with('…') && line.len() < 340, "{why}");
     }
 }

@@ -58,7 +58,10 @@ fn io_at(path: &Path) -> impl FnOnce(io::Error) -> RebuildError + '_ {
 }
 
 /// Rebuilds `req.source`; the binary packages written into `req.out`.
-pub fn rebuild(req: &RebuildRequest, log: &mut dyn FnMut(&str)) -> Result<Vec<PathBuf>, RebuildError> {
+pub fn rebuild(
+    req: &RebuildRequest,
+    log: &mut dyn FnMut(&str),
+) -> Result<Vec<PathBuf>, RebuildError> {
     let name = req
         .source
         .file_name()
@@ -72,7 +75,11 @@ pub fn rebuild(req: &RebuildRequest, log: &mut dyn FnMut(&str)) -> Result<Vec<Pa
     if format != req.root.format {
         return Err(RebuildError::WrongRoot {
             source_package: req.source.to_path_buf(),
-            kind: if format == PackageFormat::Deb { "Debian" } else { "RPM" },
+            kind: if format == PackageFormat::Deb {
+                "Debian"
+            } else {
+                "RPM"
+            },
             platform: req.root.platform.clone(),
             format: req.root.format,
         });
@@ -145,11 +152,19 @@ pub fn rebuild(req: &RebuildRequest, log: &mut dyn FnMut(&str)) -> Result<Vec<Pa
             c + &format!("dnf -y -q builddep {}", quoted(&format!("./src/{name}")))
         }
     };
-    log(&format!("installing the build dependencies (as root): {install}"));
+    log(&format!(
+        "installing the build dependencies (as root): {install}"
+    ));
     let start = std::time::Instant::now();
-    let mut cmd = layer.privileged_with(&format!("cd {} && {install}", quoted(&work.to_string_lossy())), &[&work]);
+    let mut cmd = layer.privileged_with(
+        &format!("cd {} && {install}", quoted(&work.to_string_lossy())),
+        &[&work],
+    );
     run("installing the build dependencies", &mut cmd)?;
-    log(&format!("installed in {:.1} s", start.elapsed().as_secs_f64()));
+    log(&format!(
+        "installed in {:.1} s",
+        start.elapsed().as_secs_f64()
+    ));
     let build = match format {
         PackageFormat::Deb => format!(
             "dpkg-source -x {} build && cd build && dpkg-buildpackage -b -us -uc",

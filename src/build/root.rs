@@ -70,7 +70,9 @@ pub enum RootError {
 impl RootError {
     pub fn hint(&self) -> String {
         match self {
-            RootError::NotRoot => "run the build as root (e.g. with sudo), or without --root".into(),
+            RootError::NotRoot => {
+                "run the build as root (e.g. with sudo), or without --root".into()
+            }
             RootError::Missing { .. } => {
                 "make one: `mmdebstrap --variant=buildd bookworm ROOT.tar` (see the guide, \
                  Pristine build roots)"
@@ -127,7 +129,12 @@ pub fn prepare(
         log(&format!("unpacking {}", spec.source.display()));
         // GNU tar: owners, modes, device nodes and any compression, as the root was made.
         let out = Command::new("tar")
-            .args(["--extract", "--numeric-owner", "--same-permissions", "--file"])
+            .args([
+                "--extract",
+                "--numeric-owner",
+                "--same-permissions",
+                "--file",
+            ])
             .arg(&spec.source)
             .arg("--directory")
             .arg(&base)
@@ -392,8 +399,11 @@ mod tests {
                 version: "4.0".into(),
             }],
         };
-        let deb = install_command(PackageFormat::Deb, &[make.clone()]).unwrap();
-        assert!(deb.contains("apt-get satisfy -y -q --no-install-recommends 'make (>= 4.0)'"), "{deb}");
+        let deb = install_command(PackageFormat::Deb, std::slice::from_ref(&make)).unwrap();
+        assert!(
+            deb.contains("apt-get satisfy -y -q --no-install-recommends 'make (>= 4.0)'"),
+            "{deb}"
+        );
         let rpm = install_command(PackageFormat::Rpm, &[make]).unwrap();
         assert!(rpm.contains("dnf -y -q install 'make >= 4.0'"), "{rpm}");
         assert_eq!(install_command(PackageFormat::Deb, &[]), None);

@@ -13,10 +13,10 @@ use serde::{Deserialize, Serialize};
 
 use super::cache::BuildRepo;
 use super::isolate::{self, Isolation, Sandbox};
+use super::root::Layer;
 use super::{ComponentResult, Observer, Outcome};
 use crate::config::TARGETS;
 use crate::pack::PackageSpec;
-use super::root::Layer;
 use crate::repo::builds::{BuildRecord, BuildResult};
 use crate::resolve::Plan;
 use crate::resolve::fetch::{self, FetchOptions};
@@ -371,9 +371,10 @@ fn check_out(
         if job.isolation == Isolation::Bwrap {
             let sandbox = job.sandbox();
             isolate::make_scratch(&sandbox).map_err(|e| failed("checkout", e))?;
-            let ran = run_step(job, log, "checkout", cmd, isolate::Step::Checkout, None).and_then(|()| {
-                isolate::settle_checkout(&sandbox).map_err(|why| failed("checkout", why))
-            });
+            let ran =
+                run_step(job, log, "checkout", cmd, isolate::Step::Checkout, None).and_then(|()| {
+                    isolate::settle_checkout(&sandbox).map_err(|why| failed("checkout", why))
+                });
             let _ = fs::remove_dir_all(sandbox.scratch());
             ran?;
         } else {
@@ -482,7 +483,9 @@ fn build(
         log.line(&format!(
             "== root: taken down in {:.2} s{}",
             start.elapsed().as_secs_f64(),
-            gone.err().map(|e| format!(" (not whole: {e})")).unwrap_or_default()
+            gone.err()
+                .map(|e| format!(" (not whole: {e})"))
+                .unwrap_or_default()
         ));
     }
     built
@@ -498,7 +501,6 @@ fn run_targets(
     result: &mut ComponentResult,
     layer: Option<&Layer>,
 ) -> Result<Outcome, Failed> {
-
     let mut first_failure: Option<Failed> = None;
     for target in TARGETS {
         if !job.steps.has(target) {
@@ -652,7 +654,12 @@ fn make_root(
     let start = Instant::now();
     let layer = Layer::over(root, &job.output.join("root")).map_err(|e| failed("root", e))?;
     layer
-        .mount_points(&[&job.tree_dir, &job.workspace, &job.checkout_dir, &job.output])
+        .mount_points(&[
+            &job.tree_dir,
+            &job.workspace,
+            &job.checkout_dir,
+            &job.output,
+        ])
         .map_err(|e| failed("root", e))?;
     log.line(&format!(
         "== root: a fresh layer over the {} root in {:.2} s",
@@ -668,7 +675,10 @@ fn make_root(
         return Ok(layer);
     };
     let wanted: Vec<String> = externals.iter().map(|r| r.deb()).collect();
-    log.line(&format!("== root: installing {} (as root)", wanted.join(", ")));
+    log.line(&format!(
+        "== root: installing {} (as root)",
+        wanted.join(", ")
+    ));
     let start = Instant::now();
     let from = log.file.stream_position().unwrap_or(0);
     let out = log.file.try_clone().map_err(|e| failed("root", e))?;
@@ -788,7 +798,10 @@ fn run_step(
     log.line(&format!("   (in {})", dir.display()));
     let sandboxed = job.isolation == Isolation::Bwrap || root.is_some();
     match (root, &job.root) {
-        (Some(_), Some(r)) => log.line(&format!("   ({})", isolate::describe_root(&sandbox, &r.platform))),
+        (Some(_), Some(r)) => log.line(&format!(
+            "   ({})",
+            isolate::describe_root(&sandbox, &r.platform)
+        )),
         _ if sandboxed => log.line(&format!("   ({})", isolate::describe(&sandbox, kind))),
         _ => {}
     }

@@ -107,7 +107,10 @@ pub fn cmd_agent(
             .filter(|_| args.platforms.contains(&spec.platform))
         else {
             return Err(Failure::new(
-                format!("--root names {}, which this agent does not build for", spec.platform),
+                format!(
+                    "--root names {}, which this agent does not build for",
+                    spec.platform
+                ),
                 format!("add it to --platforms ({})", args.platforms.join(",")),
             ));
         };

@@ -73,8 +73,14 @@ pub(super) fn ready_root(
     let Some(spec) = roots.iter().find(|r| r.platform == platform.name) else {
         if let Some(r) = roots.first() {
             return Err(Failure::new(
-                format!("--root names {}, but this build is for {}", r.platform, platform.name),
-                format!("give --root {}=ROOTFS, or build with --platform {}", platform.name, r.platform),
+                format!(
+                    "--root names {}, but this build is for {}",
+                    r.platform, platform.name
+                ),
+                format!(
+                    "give --root {}=ROOTFS, or build with --platform {}",
+                    platform.name, r.platform
+                ),
             ));
         }
         return Ok(None);

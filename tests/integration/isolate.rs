@@ -289,8 +289,7 @@ fn a_step_that_writes_outside_its_workspace_fails_in_the_sandbox_and_not_without
     assert_eq!(hidden["result"], "failed", "{hidden}");
     let reason = hidden["reason"].as_str().unwrap();
     assert!(
-        reason
-            .contains("No such file or directory (under --isolate bwrap a step has a private /tmp"),
+        reason.contains("No such file or directory (a sandboxed step has a private /tmp"),
         "{reason}"
     );
 

@@ -133,7 +133,11 @@ fn a_root_installs_what_a_component_needs_runs_it_as_nobody_and_refuses_the_rest
         t.path(),
         &[
             // `tree` is no part of a buildd root, nor of this host.
-            ("needs", &["tree >= 1.8"], "tree --version && id -u && id -un"),
+            (
+                "needs",
+                &["tree >= 1.8"],
+                "tree --version && id -u && id -un",
+            ),
             ("missing", &["no-such-package-packyard"], "true"),
             ("escape", &[], "echo x > /usr/local/escape"),
         ],
@@ -160,9 +164,15 @@ fn a_root_installs_what_a_component_needs_runs_it_as_nobody_and_refuses_the_rest
     assert_eq!(r["needs_R_1_0_0_1"], "built", "{list:?}");
     let log = |c: &str| crate::support::read_location(component(&list, c)["log"].as_str().unwrap());
     let needs = log("needs_R_1_0_0_1");
-    assert!(needs.contains("== root: installing tree (>= 1.8) (as root)"), "{needs}");
+    assert!(
+        needs.contains("== root: installing tree (>= 1.8) (as root)"),
+        "{needs}"
+    );
     assert!(needs.contains("tree v"), "tree ran in the root: {needs}");
-    assert!(needs.contains("\n65534\n"), "the targets run as nobody: {needs}");
+    assert!(
+        needs.contains("\n65534\n"),
+        "the targets run as nobody: {needs}"
+    );
     assert!(needs.contains("== root: taken down"), "{needs}");
     // The external does not exist: the component fails naming it.
     assert_eq!(r["missing_R_1_0_0_1"], "failed");
@@ -178,7 +188,10 @@ fn a_root_installs_what_a_component_needs_runs_it_as_nobody_and_refuses_the_rest
     // Nothing was installed on the host, and no layer is left behind.
     assert_eq!(host_packages(), before, "the host's packages changed");
     for c in ["rt.needs", "rt.missing", "rt.escape"] {
-        assert!(!ws.join("_output").join(c).join("root").exists(), "{c}'s layer stayed");
+        assert!(
+            !ws.join("_output").join(c).join("root").exists(),
+            "{c}'s layer stayed"
+        );
     }
 }
 
@@ -308,5 +321,8 @@ fn a_source_package_rebuilds_alone_in_a_root() {
         crate::source::deb_facts(&ours),
         crate::source::deb_facts(Path::new(&made[0])),
     );
-    assert_eq!(a, b, "packyard's DEB and the one rebuilt in the root differ");
+    assert_eq!(
+        a, b,
+        "packyard's DEB and the one rebuilt in the root differ"
+    );
 }

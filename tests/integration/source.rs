@@ -26,7 +26,11 @@ pub(crate) fn checkout(ws: &Path, configuration: &str, platform: &str) -> PathBu
 }
 
 /// `pack --source` of `configuration` for Debian 12 into `out`; the files, by name.
-pub(crate) fn pack_source(configuration: &str, checkout: &Path, out: &Path) -> BTreeMap<String, Vec<u8>> {
+pub(crate) fn pack_source(
+    configuration: &str,
+    checkout: &Path,
+    out: &Path,
+) -> BTreeMap<String, Vec<u8>> {
     pack_source_for(configuration, "deb12_amd64", checkout, out)
 }
 
