@@ -629,10 +629,19 @@ fn pack(job: &Job, plans: &dyn Coordinator, log: &mut Log) -> Result<(), Failed>
         &job.prefix,
         &job.artifacts,
         &crate::progress::Quiet,
-    )
-    .map_err(|e| {
+    );
+    log_artifacts(log, "packaging", artifacts)
+}
+
+/// Logs what packing wrote, or fails `step` with why it could not.
+fn log_artifacts(
+    log: &mut Log,
+    step: &str,
+    packed: Result<Vec<crate::pack::Artifact>, crate::pack::PackError>,
+) -> Result<(), Failed> {
+    let artifacts = packed.map_err(|e| {
         let hint = e.hint().map(|h| format!(" ({h})")).unwrap_or_default();
-        failed("packaging", format!("{e}{hint}"))
+        failed(step, format!("{e}{hint}"))
     })?;
     for a in artifacts {
         log.line(&format!(
@@ -741,18 +750,8 @@ fn pack_sources(job: &Job, plans: &dyn Coordinator, log: &mut Log) -> Result<(),
         &job.checkout_dir,
         &job.artifacts,
         &crate::progress::Quiet,
-    )
-    .map_err(|e| {
-        let hint = e.hint().map(|h| format!(" ({h})")).unwrap_or_default();
-        failed("source", format!("{e}{hint}"))
-    })?;
-    for a in artifacts {
-        log.line(&format!(
-            "   {} ({} bytes, sha256 {})",
-            a.path, a.size, a.sha256
-        ));
-    }
-    Ok(())
+    );
+    log_artifacts(log, "source", artifacts)
 }
 
 /// `SOURCE_DATE_EPOCH` from the environment, when it is a number.

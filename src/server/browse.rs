@@ -446,7 +446,7 @@ fn install_snippet(state: &Shared, base: &str, repo: &RepoRecord, p: &PackageRec
             r = repo.name,
             pl = p.platform
         ),
-        FileKind::Deb => {
+        FileKind::Deb | FileKind::Dsc => {
             let suite = state
                 .repos
                 .layout
@@ -454,10 +454,15 @@ fn install_snippet(state: &Shared, base: &str, repo: &RepoRecord, p: &PackageRec
                 .get(&p.platform)
                 .map(|x| x.os.clone())
                 .unwrap_or_default();
+            let verb = if p.kind == FileKind::Dsc {
+                "source"
+            } else {
+                "install"
+            };
             format!(
                 "curl -fsSL -o /etc/apt/sources.list.d/packyard-{r}-{suite}.sources {url}/{suite}.sources\n\
                  apt-get update\n\
-                 apt-get install {}={}",
+                 apt-get {verb} {}={}",
                 p.name,
                 deb_version(p),
                 r = repo.name,
@@ -468,23 +473,6 @@ fn install_snippet(state: &Shared, base: &str, repo: &RepoRecord, p: &PackageRec
             url_path(&p.path),
             p.path.rsplit('/').next().unwrap_or(&p.path),
         ),
-        FileKind::Dsc => {
-            let suite = state
-                .repos
-                .layout
-                .platforms
-                .get(&p.platform)
-                .map(|x| x.os.clone())
-                .unwrap_or_default();
-            format!(
-                "curl -fsSL -o /etc/apt/sources.list.d/packyard-{r}-{suite}.sources {url}/{suite}.sources\n\
-                 apt-get update\n\
-                 apt-get source {}={}",
-                p.name,
-                deb_version(p),
-                r = repo.name,
-            )
-        }
         FileKind::Tgz => format!(
             "curl -fsSLO {url}/{}\nsha256sum -c <<< '{}  {}'\ntar -xzf {} -C \"$STAGE_DIR\"",
             url_path(&p.path),
