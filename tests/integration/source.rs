@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use crate::support::{FIXTURE_TREE, have_tool, packed, root, sh, stderr};
+use crate::support::{FIXTURE_TREE, have_tool, packed, root, sh, stderr, stdout};
 
 /// A fresh checkout of `configuration` (its `checkout` target run in `ws`), and its module.
 pub(crate) fn checkout(ws: &Path, configuration: &str, platform: &str) -> PathBuf {
@@ -718,4 +718,84 @@ fn a_new_revision_keeps_the_upstream_tarball_it_shares_and_drops_the_rest() {
     for name in names(1) {
         assert!(served(&name), "{name} gone after gc");
     }
+}
+
+#[test]
+fn a_registered_repository_takes_a_locked_configurations_source_packages_once() {
+    use crate::repo::{py, py_json};
+    let t = tempfile::tempdir().unwrap();
+    let d = &t.path().join("data");
+    py_json(d, &["repo", "create", "reg", "--kind", "registered"]);
+    let c = "database_schemas_R_3_0_0_1";
+    py_json(d, &["lock", c, "--tree", FIXTURE_TREE]);
+    // Its source packages for both formats, packed from its checkout and again after a
+    // change to it: the same name, version and release, other bytes.
+    let pack_at = |changed: bool, out: &Path| {
+        for platform in ["el9_x86_64", "deb12_amd64"] {
+            let co = checkout(&t.path().join("ws").join(platform), c, platform);
+            if changed {
+                std::fs::write(co.join("NOTES"), "changed after the lock\n").unwrap();
+            }
+            let o = Command::new(env!("CARGO_BIN_EXE_packyard"))
+                .args(["pack", "--source", "--tree", FIXTURE_TREE])
+                .args(["--configuration", c, "--platform", platform])
+                .arg("--checkout")
+                .arg(&co)
+                .arg("--out")
+                .arg(out)
+                .current_dir(root())
+                .output()
+                .unwrap();
+            assert!(o.status.success(), "{}", stderr(&o));
+        }
+    };
+    let (first, second) = (t.path().join("first"), t.path().join("second"));
+    pack_at(false, &first);
+    pack_at(true, &second);
+    let register = |out: &Path| {
+        py(
+            d,
+            &[
+                "--json",
+                "register",
+                c,
+                "--tree",
+                FIXTURE_TREE,
+                "--repo",
+                "reg",
+                out.to_str().unwrap(),
+            ],
+        )
+    };
+    let o = register(&first);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let report: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let kinds: BTreeSet<&str> = report["files"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["kind"].as_str().unwrap())
+        .collect();
+    assert_eq!(kinds, BTreeSet::from(["dsc", "srpm"]), "{report}");
+    // The same files again: nothing changes. Other bytes under those names: refused.
+    assert!(register(&first).status.success());
+    // Every file's bytes, read now (on the embedded backends the tree is the live one).
+    let snapshot = || -> BTreeMap<String, Vec<u8>> {
+        crate::serve::tree_files(&crate::support::tree(d, "reg"))
+            .into_iter()
+            .map(|(k, p)| (k, std::fs::read(p).unwrap()))
+            .collect()
+    };
+    let before = snapshot();
+    let o = register(&second);
+    let said = stdout(&o) + &stderr(&o);
+    assert!(!o.status.success(), "{said}");
+    assert!(
+        said.contains("is already in registered repository reg"),
+        "{said}"
+    );
+    assert!(
+        before == snapshot(),
+        "a refused registration changed the repository"
+    );
 }
