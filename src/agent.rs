@@ -36,6 +36,8 @@ pub enum AgentError {
     },
     #[error(transparent)]
     Isolate(#[from] isolate::IsolateError),
+    #[error(transparent)]
+    Held(#[from] crate::build::workspace::WorkspaceError),
     /// The server refuses to give this agent work (token, role, or no build farm there).
     #[error("the server refuses to give work: {0}")]
     Refused(ClientError),
@@ -48,6 +50,7 @@ impl AgentError {
                 Some("--workspace must be a directory this user can write".into())
             }
             AgentError::Isolate(e) => Some(e.hint()),
+            AgentError::Held(e) => Some(e.hint()),
             AgentError::Refused(e) => e.hint().or_else(|| {
                 Some(
                     "an agent needs a token of role builder (`packyard token create --role \
@@ -367,9 +370,15 @@ pub fn run(
 ) -> Result<Summary, AgentError> {
     isolate::check(opts.isolation)?;
     let jobs = opts.jobs.max(1);
+    // Each slot's workspace is this agent's for as long as it runs.
+    let mut _held = Vec::with_capacity(jobs);
     for n in 0..jobs {
         let path = opts.slot_workspace(n);
-        fs::create_dir_all(&path).map_err(|source| AgentError::Workspace { path, source })?;
+        fs::create_dir_all(&path).map_err(|source| AgentError::Workspace {
+            path: path.clone(),
+            source,
+        })?;
+        _held.push(crate::build::workspace::hold(&path)?);
     }
     let mut busy = vec![false; jobs];
     let mut summary = Summary::default();

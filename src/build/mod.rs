@@ -18,6 +18,7 @@ pub mod rebuild;
 pub mod root;
 pub mod run;
 pub mod stop;
+pub mod workspace;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};

@@ -164,6 +164,18 @@ pub fn cmd_build(args: BuildArgs, target: &Target, token: Option<&str>, json: bo
         Failure::new(e, hint)
     };
     let prepared = build::prepare(&request).map_err(failed)?;
+    // One build at a time in a workspace; another packyard's `_output/` is cleared.
+    let held = build::workspace::hold(prepared.workspace()).map_err(|e| {
+        let hint = e.hint();
+        Failure::new(e, hint)
+    })?;
+    if let Some(version) = &held.cleared {
+        eprintln!(
+            "workspace {}: _output/ was written by packyard {version}; cleared it for {}",
+            prepared.workspace().display(),
+            build::workspace::VERSION
+        );
+    }
     let mut request = request;
     request.root = ready_root(
         &args.roots,

@@ -745,3 +745,76 @@ pub(crate) fn hanging_steps_are_stopped(dir: &Path, n: u32, extra: &[&str]) -> S
     assert!(!running(), "a `sleep {marker}` outlived the stopped build");
     log
 }
+
+#[test]
+fn one_build_at_a_time_in_a_workspace_and_another_versions_output_is_cleared() {
+    let t = tempfile::tempdir().unwrap();
+    let tree = crate::isolate::iso_tree(t.path(), &[("slow", "mkdir -p ${moduleName}", "sleep 3")]);
+    let args = |ws: &Path| -> Vec<String> {
+        ["--json", "build", "--tree"]
+            .iter()
+            .map(|s| s.to_string())
+            .chain([
+                tree.display().to_string(),
+                "--platform".into(),
+                "el9_x86_64".into(),
+                "--workspace".into(),
+                ws.display().to_string(),
+            ])
+            .collect()
+    };
+    let start = |data: &str, ws: &Path| {
+        let d = t.path().join(data);
+        create_nightly(&d, &[]);
+        crate::support::packyard_at(&d)
+            .args(args(ws))
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    let ws = t.path().join("ws");
+    let first = start("d1", &ws);
+    // Once it holds the workspace, a second build there stops at once, naming it.
+    let lock = ws.join("_output/.lock");
+    let until = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while !fs::read_to_string(&lock).is_ok_and(|s| s.contains(&first.id().to_string())) {
+        assert!(
+            std::time::Instant::now() < until,
+            "the first build never took its workspace"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let second = start("d2", &ws).wait_with_output().unwrap();
+    assert!(!second.status.success());
+    let said = stdout(&second) + &stderr(&second);
+    assert!(
+        said.contains("is in use by another build")
+            && said.contains(&format!("pid {}", first.id()))
+            && said.contains("build --tree")
+            && said.contains("started 20"),
+        "{said}"
+    );
+    // In another workspace, a build runs beside it; the first finishes normally.
+    let other = start("d3", &t.path().join("ws-other"))
+        .wait_with_output()
+        .unwrap();
+    assert!(other.status.success(), "{}", stderr(&other));
+    let first = first.wait_with_output().unwrap();
+    assert!(first.status.success(), "{}", stderr(&first));
+    // `_output/` of another packyard version is cleared, with a message.
+    fs::write(ws.join("_output/.packyard-version"), "0.0.1\n").unwrap();
+    fs::write(ws.join("_output/left-by-0.0.1"), "x").unwrap();
+    let again = start("d4", &ws).wait_with_output().unwrap();
+    assert!(again.status.success(), "{}", stderr(&again));
+    assert!(
+        stderr(&again).contains("_output/ was written by packyard 0.0.1; cleared it"),
+        "{}",
+        stderr(&again)
+    );
+    assert!(!ws.join("_output/left-by-0.0.1").exists());
+    assert_eq!(
+        fs::read_to_string(ws.join("_output/.packyard-version")).unwrap(),
+        format!("{}\n", env!("CARGO_PKG_VERSION"))
+    );
+}

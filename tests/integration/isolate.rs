@@ -48,7 +48,7 @@ fn packyard(home: &Path) -> Command {
 
 /// A release `iso_R_1_0_0_1` of components `(name, checkout, compile)`, none needing
 /// another: configurations `<name>_R_1_0_0_1` of modules `iso.<name>`.
-fn iso_tree(dir: &Path, components: &[(&str, &str, &str)]) -> PathBuf {
+pub(crate) fn iso_tree(dir: &Path, components: &[(&str, &str, &str)]) -> PathBuf {
     let tree = dir.join("tree");
     let children: Vec<String> = components
         .iter()
