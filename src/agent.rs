@@ -1088,6 +1088,7 @@ mod tests {
             step_timeout: None,
             isolation: Isolation::None,
             root: None,
+            env: vec![],
         }
     }
 

@@ -602,6 +602,8 @@ pub struct Release<'a> {
     pub project: Option<String>,
     pub only: Vec<String>,
     pub force: bool,
+    /// The defaults profiles, by name (loaded from the tree).
+    pub defaults: Vec<String>,
 }
 
 impl<'a> Release<'a> {
@@ -622,6 +624,7 @@ impl<'a> Release<'a> {
                 platform: Some(platform.to_string()),
                 project: self.project.clone(),
                 workspace: Some(workspace.to_path_buf()),
+                profiles: crate::config::profile::load_all(&self.tree.root, &self.defaults)?,
                 ..Default::default()
             },
             only: self.only.clone(),
@@ -941,6 +944,7 @@ mod tests {
             repo: "nightly".into(),
             only: vec![],
             force: false,
+            defaults: vec![],
             by: "test".into(),
             submitted: 0,
             finished: None,

@@ -101,6 +101,8 @@ pub enum BuildError {
     Resolve(#[from] ResolveError),
     #[error(transparent)]
     Plan(#[from] PlanError),
+    #[error(transparent)]
+    Profile(#[from] crate::config::profile::ProfileError),
     #[error("the tree has no project configuration to build")]
     NoRelease,
     #[error("{name} is not a component of release {release}")]
@@ -136,6 +138,7 @@ impl BuildError {
         match self {
             BuildError::Resolve(e) => Some(e.hint()),
             BuildError::Plan(e) => Some(e.hint()),
+            BuildError::Profile(e) => Some(e.hint()),
             BuildError::NoRelease => {
                 Some("a build starts from a project configuration (kind = \"project\") that names its children".into())
             }
@@ -662,13 +665,18 @@ fn job_for(req: &BuildRequest, prepared: &Prepared, i: usize) -> Result<Job, Bui
         .unwrap_or_default();
     let workspace = prepared.workspace.clone();
     let tree_dir = crate::config::absolute(&prepared.tree.root);
-    let configuration_text = key::configuration_text(
+    let mut configuration_text = key::configuration_text(
         r,
         &[
             (workspace.display().to_string(), "workspaceDir"),
             (tree_dir.display().to_string(), "treeDir"),
         ],
     );
+    // The profiles: what they change beyond properties (which the text already holds).
+    let profiles = &prepared.resolver.options().profiles;
+    for p in profiles {
+        configuration_text.push_str(&p.key_text());
+    }
     let tag = match crate::config::names::ConfigurationName::parse(&r.configuration) {
         Some(crate::config::names::ConfigurationName {
             binding: crate::config::names::NameBinding::Release { .. },
@@ -698,5 +706,6 @@ fn job_for(req: &BuildRequest, prepared: &Prepared, i: usize) -> Result<Job, Bui
         step_timeout: req.step_timeout,
         isolation: req.isolation,
         root: req.root.clone(),
+        env: profiles.iter().flat_map(|p| p.env.clone()).collect(),
     })
 }

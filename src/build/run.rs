@@ -60,6 +60,9 @@ pub struct Job {
     /// The pristine root its targets run in (`--root`), made ready on this machine.
     #[serde(skip)]
     pub root: Option<super::root::Root>,
+    /// The environment of every target (the profiles' `[env]`).
+    #[serde(default)]
+    pub env: Vec<(String, String)>,
 }
 
 impl Job {
@@ -795,6 +798,13 @@ fn run_step(
     let dir = sandbox.dir(kind);
     log.line(&format!("== {step}: {cmd}"));
     log.line(&format!("   (in {})", dir.display()));
+    if !job.env.is_empty() {
+        let env: Vec<String> = job.env.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        log.line(&format!(
+            "   (environment from the profiles: {})",
+            env.join(" ")
+        ));
+    }
     let sandboxed = job.isolation == Isolation::Bwrap || root.is_some();
     match (root, &job.root) {
         (Some(_), Some(r)) => log.line(&format!(
@@ -819,6 +829,7 @@ fn run_step(
             .arg("-c")
             .arg(cmd)
             .current_dir(dir)
+            .envs(job.env.iter().map(|(k, v)| (k, v)))
             // Temporary files stay in the workspace and go with it.
             .env("TMPDIR", job.output.join("tmp"))
             .stdin(Stdio::null())

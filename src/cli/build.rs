@@ -149,7 +149,7 @@ pub fn cmd_build(args: BuildArgs, target: &Target, token: Option<&str>, json: bo
     let request = BuildRequest {
         tree: &tree,
         layout,
-        options: args.ctx.options(),
+        options: args.ctx.options()?,
         only: args.only.clone(),
         targets: args.targets.clone(),
         jobs: args.jobs,

@@ -35,6 +35,10 @@ pub struct SubmitArgs {
     /// The repository to build into; default: the server's only volatile one.
     #[arg(long)]
     repo: Option<String>,
+    /// Build with defaults profile NAME of the server's tree (repeatable; a later one
+    /// wins).
+    #[arg(long = "defaults", value_name = "NAME")]
+    defaults: Vec<String>,
     /// Follow the build until it ends; exit 0 only if every task was built or cached.
     #[arg(long)]
     wait: bool,
@@ -76,6 +80,7 @@ pub fn cmd_submit(args: SubmitArgs, target: &Target, json: bool) -> Outcome {
         "platforms": args.platforms,
         "only": args.only,
         "force": args.force,
+        "defaults": args.defaults,
         "repo": args.repo,
     });
     let submitted = client.submit(&body).map_err(remote_failure)?;

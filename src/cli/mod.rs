@@ -219,6 +219,10 @@ struct ContextArgs {
     /// Set a property, winning over every configuration (repeatable).
     #[arg(short = 'p', value_name = "KEY=VALUE", value_parser = parse_kv)]
     properties: Vec<(String, String)>,
+    /// Build with defaults profile NAME (`profiles/NAME.toml` in the tree; repeatable,
+    /// a later one wins; `-p` wins over all).
+    #[arg(long = "defaults", value_name = "NAME")]
+    defaults: Vec<String>,
     /// ${workspaceDir}; default ./workspace.
     #[arg(long, value_name = "DIR")]
     workspace: Option<PathBuf>,
@@ -402,20 +406,27 @@ fn cmd_lint(dir: &Path, layout: &Layout, json: bool) -> Outcome {
 }
 
 impl ContextArgs {
-    fn options(&self) -> ResolveOptions {
-        ResolveOptions {
+    /// The resolve options the arguments give, the profiles loaded from the tree.
+    fn options(&self) -> Result<ResolveOptions, Failure> {
+        let profiles =
+            crate::config::profile::load_all(&self.tree, &self.defaults).map_err(|e| {
+                let hint = e.hint();
+                Failure::new(e, hint)
+            })?;
+        Ok(ResolveOptions {
             platform: self.platform.clone(),
             project: self.project.clone(),
             overrides: self.properties.clone(),
+            profiles,
             workspace: self.workspace.clone(),
-        }
+        })
     }
 }
 
 fn cmd_show(configuration: &str, ctx: &ContextArgs, layout: &Layout, json: bool) -> Outcome {
     let tree = Tree::load(&ctx.tree)?;
     refuse_broken_tree(&tree)?;
-    let options = ctx.options();
+    let options = ctx.options()?;
     let resolve = || {
         let (resolver, id) = Resolver::for_configuration(&tree, layout, options, configuration)?;
         resolver.resolve(id)
@@ -464,7 +475,7 @@ fn cmd_pack(args: &PackArgs, layout: &Layout, target: &repo::Target, json: bool)
                 tree: &tree,
                 layout,
                 configuration: &args.configuration,
-                options: args.ctx.options(),
+                options: args.ctx.options()?,
                 checkout,
                 out: &args.out,
                 source_date_epoch,
@@ -476,7 +487,7 @@ fn cmd_pack(args: &PackArgs, layout: &Layout, target: &repo::Target, json: bool)
                 tree: &tree,
                 layout,
                 configuration: &args.configuration,
-                options: args.ctx.options(),
+                options: args.ctx.options()?,
                 prefix,
                 out: &args.out,
                 source_date_epoch,

@@ -118,7 +118,7 @@ fn make_plan(
         tree: &tree,
         layout,
         configuration: &args.configuration,
-        options: args.ctx.options(),
+        options: args.ctx.options()?,
         runtime_deps: args.runtime_deps,
         shallow: args.shallow,
     };

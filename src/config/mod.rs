@@ -4,6 +4,7 @@
 
 pub mod model;
 pub mod names;
+pub mod profile;
 pub mod properties;
 pub mod resolve;
 pub mod tree;

@@ -23,6 +23,8 @@ pub enum Origin {
     Component(String),
     /// `-p KEY=VALUE` on the command line.
     Override,
+    /// A defaults profile (`--defaults NAME`).
+    Profile(String),
 }
 
 impl std::fmt::Display for Origin {
@@ -34,6 +36,7 @@ impl std::fmt::Display for Origin {
             Origin::Subsystem(s) => write!(f, "subsystem {s}"),
             Origin::Component(s) => write!(f, "component {s}"),
             Origin::Override => f.write_str("override (-p)"),
+            Origin::Profile(p) => write!(f, "profile:{p}"),
         }
     }
 }

@@ -26,6 +26,8 @@ pub struct ResolveOptions {
     pub project: Option<String>,
     /// `-p KEY=VALUE`, in order (a later one wins).
     pub overrides: Vec<(String, String)>,
+    /// `--defaults NAME`, loaded, in order (a later one wins; `-p` over all).
+    pub profiles: Vec<super::profile::Profile>,
     /// `${workspaceDir}`; the layout's default (relative to the current directory) if `None`.
     pub workspace: Option<PathBuf>,
 }
@@ -132,6 +134,12 @@ pub enum ResolveError {
         configuration: String,
         module: String,
     },
+    #[error("{configuration} needs {module}, which profile {profile} disables")]
+    Disabled {
+        configuration: String,
+        module: String,
+        profile: String,
+    },
     #[error("{configuration}: {message}")]
     BadDependency {
         configuration: String,
@@ -194,6 +202,9 @@ impl ResolveError {
             ResolveError::Property(e) => e.hint().into(),
             ResolveError::Platform(_) => "pass --platform with one of the names listed (repo-layout/platforms.toml)".into(),
             ResolveError::UnknownModule { .. } => "fix the dependency's `module` (a full dotted name) or add the module to the tree".into(),
+            ResolveError::Disabled { profile, configuration, .. } => format!(
+                "leave {configuration} out too (--only, or the profile's `disable`), or build without profile {profile}"
+            ),
             ResolveError::BadDependency { .. } => "see DESIGN §2 for the dependency keys".into(),
             ResolveError::NoDefault { module, .. } => format!(
                 "add \"{module}.DEFAULT\" = \"<configuration>\" to the project configuration's properties, or -p {module}.DEFAULT=<configuration>"
@@ -251,6 +262,31 @@ impl Release {
 
     pub fn contains(&self, id: ConfigId) -> bool {
         self.parents.contains_key(&id)
+    }
+
+    /// Makes `cid` the release's configuration of module `mid` (which it is of), in the
+    /// place of the one there (with its parents); nothing when the module is no member.
+    pub fn choose(&mut self, mid: ModuleId, cid: ConfigId) {
+        let Some(members) = self.by_module.get(&mid) else {
+            return;
+        };
+        let parents = members
+            .first()
+            .and_then(|m| self.parents.get(m))
+            .cloned()
+            .unwrap_or_default();
+        for id in self.by_module.remove(&mid).unwrap_or_default() {
+            self.parents.remove(&id);
+        }
+        self.by_module.insert(mid, vec![cid]);
+        self.parents.insert(cid, parents);
+    }
+
+    /// Leaves module `mid`'s configurations out of the release.
+    pub fn leave_out(&mut self, mid: ModuleId) {
+        for id in self.by_module.remove(&mid).unwrap_or_default() {
+            self.parents.remove(&id);
+        }
     }
 
     /// The project configurations whose releases contain `id`.
@@ -346,6 +382,28 @@ impl<'a> Resolver<'a> {
             PathBuf::from(layout.system.get("workspaceDir").map_or("workspace", |s| s))
         });
         let workspace = absolute(&ws);
+        // The modules a profile disables are no part of the release, and a module whose
+        // `<module>.DEFAULT` a profile sets is built in the configuration it names.
+        let release = release.map(|mut r| {
+            for p in &options.profiles {
+                for (key, value, _) in &p.properties {
+                    let chosen = key
+                        .strip_suffix(".DEFAULT")
+                        .and_then(|m| tree.module(m))
+                        .zip(tree.configuration(value))
+                        .filter(|(mid, cid)| tree.configurations[*cid].module == *mid);
+                    if let Some((mid, cid)) = chosen {
+                        r.choose(mid, cid);
+                    }
+                }
+                for (m, _) in &p.disable {
+                    if let Some(mid) = tree.module(m) {
+                        r.leave_out(mid);
+                    }
+                }
+            }
+            r
+        });
         Ok(Resolver {
             tree,
             layout,
@@ -606,10 +664,25 @@ impl<'a> Resolver<'a> {
                 set(&mut props, &prop.key, prop.value.clone(), origin.clone());
             }
         }
+        for p in &self.options.profiles {
+            for (k, v) in p.properties_for(&module.name) {
+                set(&mut props, &k, v, Origin::Profile(p.name.clone()));
+            }
+        }
         for (k, v) in &self.options.overrides {
             set(&mut props, k, v.clone(), Origin::Override);
         }
         props
+    }
+
+    /// The profile that leaves module `name` out, if one does.
+    pub fn disabled_by(&self, name: &str) -> Option<&str> {
+        self.options
+            .profiles
+            .iter()
+            .rev()
+            .find(|p| p.disables(name))
+            .map(|p| p.name.as_str())
     }
 
     fn bind_dependencies(
@@ -670,6 +743,13 @@ impl<'a> Resolver<'a> {
                     configuration: c.name.clone(),
                     module: module.clone(),
                 })?;
+            if let Some(profile) = self.disabled_by(module) {
+                return Err(ResolveError::Disabled {
+                    configuration: c.name.clone(),
+                    module: module.clone(),
+                    profile: profile.to_string(),
+                });
+            }
             let of_module = |cid: ConfigId, what: &str| -> Result<ConfigId, ResolveError> {
                 if tree.configurations[cid].module != mid {
                     return Err(bad(format!(
@@ -714,6 +794,8 @@ impl<'a> Resolver<'a> {
                 let (cid, reason) = match &default {
                     // A `-p` override is taken as given.
                     Some((d, Origin::Override)) => (*d, format!("{key} set with -p")),
+                    // So is a profile's.
+                    Some((d, Origin::Profile(p))) => (*d, format!("{key} set by profile {p}")),
                     _ => {
                         let candidates = default
                             .iter()

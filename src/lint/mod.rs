@@ -67,6 +67,7 @@ rules! {
     Resolution = "resolution": "see the message: the release must give every dependency a version that fits",
     DependencyCycle = "dependency-cycle": "build-time dependencies must not form a cycle: make one of them runtime, or split a component",
     PackMetadata = "pack-metadata": "`packyard pack` would refuse the configuration on the platforms named: give it what that package format needs",
+    Profile = "profile": "a profile (profiles/<name>.toml) names modules and configurations of the tree, sets no protected property, and each [[override]] matches some module",
 }
 
 /// One broken rule, where, and what to do.
@@ -148,9 +149,104 @@ pub fn lint(tree: &Tree, layout: &Layout) -> Vec<Violation> {
     check_modules(&mut l);
     check_configurations(&mut l);
     check_releases(&mut l, layout);
+    check_profiles(&mut l);
     l.out.sort();
     l.out.dedup();
     l.out
+}
+
+/// Every profile of the tree (`profiles/*.toml`): it reads, names modules and
+/// configurations the tree has, sets no protected property, and each `[[override]]`
+/// matches a module.
+fn check_profiles(l: &mut Linter) {
+    use crate::config::profile;
+    let tree = l.tree;
+    for name in profile::names(&tree.root) {
+        let p = match profile::load(&tree.root, &name) {
+            Ok(p) => p,
+            Err(profile::ProfileError::Bad { at, message }) => {
+                l.report(Rule::Profile, &at, message);
+                continue;
+            }
+            Err(e) => {
+                let at = Location {
+                    file: profile::path_of(&tree.root, &name),
+                    line: 1,
+                };
+                l.report(Rule::Profile, &at, e.to_string());
+                continue;
+            }
+        };
+        let at = |line: usize| Location {
+            file: p.file.clone(),
+            line,
+        };
+        for (m, line) in &p.disable {
+            if tree.module(m).is_none() {
+                l.report(
+                    Rule::Profile,
+                    &at(*line),
+                    format!("disable names unknown module {m}"),
+                );
+            }
+        }
+        for (key, value, line) in &p.properties {
+            if PROTECTED.contains(&key.as_str()) || key.ends_with(".location") {
+                l.report(
+                    Rule::Profile,
+                    &at(*line),
+                    format!("sets protected property {key}"),
+                );
+            }
+            if let Some(module) = key.strip_suffix(".DEFAULT") {
+                let Some(mid) = tree.module(module) else {
+                    l.report(
+                        Rule::Profile,
+                        &at(*line),
+                        format!("{key} names unknown module {module}"),
+                    );
+                    continue;
+                };
+                match tree.configuration(value) {
+                    Some(cid) if tree.configurations[cid].module == mid => {}
+                    Some(_) => l.report(
+                        Rule::Profile,
+                        &at(*line),
+                        format!("{key} = {value}: a configuration of another module"),
+                    ),
+                    None => l.report(
+                        Rule::Profile,
+                        &at(*line),
+                        format!("{key} names unknown configuration {value}"),
+                    ),
+                }
+            }
+        }
+        for o in &p.overrides {
+            if !tree.modules.iter().any(|m| o.modules.is_match(&m.name)) {
+                l.report(
+                    Rule::Profile,
+                    &at(o.line),
+                    format!(
+                        "[[override]] modules {} matches no module of the tree",
+                        o.modules
+                            .as_str()
+                            .trim_start_matches("^(?:")
+                            .trim_end_matches(")$")
+                    ),
+                );
+            }
+            for (key, _) in &o.properties {
+                if PROTECTED.contains(&key.as_str()) {
+                    l.report(
+                        Rule::Profile,
+                        &at(o.line),
+                        format!("[[override]] sets protected property {key}"),
+                    );
+                }
+            }
+        }
+    }
 }
 
 fn check_modules(l: &mut Linter) {
@@ -929,7 +1025,7 @@ fn property_location(tree: &Tree, r: &ResolvedConfiguration, key: &str) -> Optio
             (None, Some(mid)) => Some(tree.modules[mid].location.clone()),
             (None, None) => None,
         },
-        Origin::System | Origin::Override => None,
+        Origin::System | Origin::Override | Origin::Profile(_) => None,
     }
 }
 

@@ -88,6 +88,7 @@ struct Key {
     project: String,
     only: Vec<String>,
     force: bool,
+    defaults: Vec<String>,
     platform: String,
     workspace: PathBuf,
 }
@@ -98,6 +99,7 @@ impl Key {
             project: ask.build.project.clone(),
             only: ask.build.only.clone(),
             force: ask.build.force,
+            defaults: ask.build.defaults.clone(),
             platform: ask.task.platform.clone(),
             workspace: ask.workspace.clone(),
         }
@@ -153,6 +155,7 @@ fn answer<'t>(
                 project: Some(key.project.clone()),
                 only: key.only.clone(),
                 force: key.force,
+                defaults: key.defaults.clone(),
             };
             let prepared = release.prepare_for_agents(&key.platform, &key.workspace)?;
             if kept.len() >= KEPT {

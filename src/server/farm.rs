@@ -148,6 +148,9 @@ pub(super) struct Submission {
     pub only: Vec<String>,
     #[serde(default)]
     pub force: bool,
+    /// Defaults profiles of the server's tree, in order.
+    #[serde(default)]
+    pub defaults: Vec<String>,
     /// Where the tasks publish; default: the server's only volatile repository.
     pub repo: Option<String>,
 }
@@ -194,6 +197,7 @@ pub(super) async fn submitted(
             project: body.project.clone(),
             only: body.only.clone(),
             force: body.force,
+            defaults: body.defaults.clone(),
         };
         let read = |tarball: &str| s.repos.build(&repo, tarball);
         let (project, tasks) = release.tasks(&body.platforms, &read)?;
@@ -204,6 +208,7 @@ pub(super) async fn submitted(
             repo: repo.clone(),
             only: body.only.clone(),
             force: body.force,
+            defaults: body.defaults.clone(),
             by: if caller.name.is_empty() {
                 caller.id.clone()
             } else {

@@ -92,6 +92,7 @@ async fn submit(form: web::Form<SubmitForm>, state: Shared) -> Result<HttpRespon
         platforms: list(&form.platforms),
         only: list(&form.only),
         force: false,
+        defaults: vec![],
         repo: None,
     };
     let view = super::farm::submitted(&state, caller, submission).await?;

@@ -683,6 +683,7 @@ fn farm_build(id: BuildId) -> FarmBuild {
         repo: "nightly".into(),
         only: vec![],
         force: false,
+        defaults: vec![],
         by: "test".into(),
         submitted: 0,
         finished: None,

@@ -23,6 +23,9 @@ pub struct FarmBuild {
     /// Build even what the cache holds.
     #[serde(default)]
     pub force: bool,
+    /// `--defaults`: the defaults profiles it is built with, in order.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub defaults: Vec<String>,
     /// Who submitted it (a token's name or id).
     pub by: String,
     /// Milliseconds since the epoch.

@@ -94,7 +94,7 @@ pub(crate) fn component<'a>(list: &'a [Value], configuration: &str) -> &'a Value
 }
 
 /// The artifact of `c` whose path ends with `suffix`.
-fn artifact(c: &Value, suffix: &str) -> String {
+pub(crate) fn artifact(c: &Value, suffix: &str) -> String {
     c["artifacts"]
         .as_array()
         .unwrap()

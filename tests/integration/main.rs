@@ -18,6 +18,7 @@ mod lint_pack;
 mod logs;
 mod pack;
 mod pg;
+mod profiles;
 mod race;
 mod registered;
 mod repo;

@@ -284,6 +284,7 @@ fn two_stores_on_one_database_share_records_locks_and_the_queue() {
         repo: "r".into(),
         only: vec![],
         force: false,
+        defaults: vec![],
         by: "test".into(),
         submitted: 0,
         finished: None,
