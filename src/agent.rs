@@ -1089,6 +1089,8 @@ mod tests {
             isolation: Isolation::None,
             root: None,
             env: vec![],
+            development: None,
+            local_deps: vec![],
         }
     }
 

@@ -635,6 +635,7 @@ impl<'a> Release<'a> {
             step_timeout: None,
             isolation: Default::default(),
             root: None,
+            publish_development: false,
         };
         let prepared = crate::build::prepare(&req)?;
         Ok((req, prepared))

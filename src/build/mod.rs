@@ -11,6 +11,7 @@
 //! hands it to a worker.
 
 pub mod cache;
+pub mod develop;
 pub mod graph;
 pub mod isolate;
 pub mod key;
@@ -103,6 +104,11 @@ pub enum BuildError {
     Plan(#[from] PlanError),
     #[error(transparent)]
     Profile(#[from] crate::config::profile::ProfileError),
+    #[error("{path}: {source}")]
+    Develop {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("the tree has no project configuration to build")]
     NoRelease,
     #[error("{name} is not a component of release {release}")]
@@ -139,6 +145,9 @@ impl BuildError {
             BuildError::Resolve(e) => Some(e.hint()),
             BuildError::Plan(e) => Some(e.hint()),
             BuildError::Profile(e) => Some(e.hint()),
+            BuildError::Develop { .. } => {
+                Some("the workspace's development list is unreadable: fix or remove it".into())
+            }
             BuildError::NoRelease => {
                 Some("a build starts from a project configuration (kind = \"project\") that names its children".into())
             }
@@ -184,6 +193,8 @@ pub struct BuildRequest<'a> {
     pub isolation: isolate::Isolation,
     /// The pristine root the targets run in (`--root`), made ready with [`root::prepare`].
     pub root: Option<root::Root>,
+    /// Development builds publish: the repository was named (`--repo`).
+    pub publish_development: bool,
 }
 
 /// Hears what the build does, for progress lines.
@@ -226,6 +237,9 @@ pub struct Prepared<'a> {
     workspace: PathBuf,
     /// This machine, for every plan of the build: its package database is read once.
     node: crate::resolve::node::ThisNode,
+    /// Per component: a development checkout of the workspace (`packyard develop`), or
+    /// built on one (its build dependencies, at any depth): see [`develop`].
+    development: Vec<Option<bool>>,
 }
 
 impl Prepared<'_> {
@@ -378,6 +392,11 @@ pub fn prepare<'a>(req: &BuildRequest<'a>) -> Result<Prepared<'a>, BuildError> {
                 .map_or("workspace", |s| s),
         )),
     );
+    let checkouts = develop::checkouts(&workspace).map_err(|source| BuildError::Develop {
+        path: workspace.join(".packyard/develop.json"),
+        source,
+    })?;
+    let development = development_of(&graph, &checkouts);
     Ok(Prepared {
         tree,
         resolver,
@@ -386,7 +405,36 @@ pub fn prepare<'a>(req: &BuildRequest<'a>) -> Result<Prepared<'a>, BuildError> {
         project,
         workspace,
         node: crate::resolve::node::ThisNode::new(Some(false)),
+        development,
     })
+}
+
+/// Per component: `Some(true)` for a development checkout, `Some(false)` for one built on
+/// one (a build dependency at any depth), `None` for the others.
+fn development_of(graph: &graph::Graph, checkouts: &develop::Checkouts) -> Vec<Option<bool>> {
+    let mut dev: Vec<Option<bool>> = graph
+        .nodes
+        .iter()
+        .map(|n| {
+            checkouts
+                .modules
+                .contains_key(&n.resolved.module)
+                .then_some(true)
+        })
+        .collect();
+    // Until nothing changes: a component on a development one is one too.
+    loop {
+        let mut changed = false;
+        for (i, n) in graph.nodes.iter().enumerate() {
+            if dev[i].is_none() && n.deps.iter().any(|&d| dev[d].is_some()) {
+                dev[i] = Some(false);
+                changed = true;
+            }
+        }
+        if !changed {
+            return dev;
+        }
+    }
 }
 
 /// Runs the build `prepared` describes, publishing into (and reusing from) `repo`.
@@ -707,5 +755,31 @@ fn job_for(req: &BuildRequest, prepared: &Prepared, i: usize) -> Result<Job, Bui
         isolation: req.isolation,
         root: req.root.clone(),
         env: profiles.iter().flat_map(|p| p.env.clone()).collect(),
+        development: prepared.development[i].map(|in_place| run::Development {
+            in_place,
+            publish: req.publish_development,
+        }),
+        local_deps: prepared.graph.nodes[i]
+            .deps
+            .iter()
+            .filter(|&&d| prepared.development[d].is_some())
+            .map(|&d| {
+                let r = &prepared.graph.nodes[d].resolved;
+                let tarball = r
+                    .download
+                    .as_ref()
+                    .map(|x| x.tarball.clone())
+                    .unwrap_or_default();
+                (
+                    r.configuration.clone(),
+                    prepared
+                        .workspace
+                        .join("_output")
+                        .join(&r.module)
+                        .join("artifacts")
+                        .join(tarball),
+                )
+            })
+            .collect(),
     })
 }

@@ -63,6 +63,23 @@ pub struct Job {
     /// The environment of every target (the profiles' `[env]`).
     #[serde(default)]
     pub env: Vec<(String, String)>,
+    /// A development build (see `build::develop`): in place and incrementally.
+    #[serde(default)]
+    pub development: Option<Development>,
+    /// Build dependencies built as development builds in this workspace: their
+    /// configurations and tarballs there, staged from the workspace, not a repository.
+    #[serde(default)]
+    pub local_deps: Vec<(String, PathBuf)>,
+}
+
+/// How a development build runs.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Development {
+    /// Its own checkout is a development one (not a dependent of one): never removed,
+    /// built in place.
+    pub in_place: bool,
+    /// Published: only into a repository the build was given by name.
+    pub publish: bool,
 }
 
 impl Job {
@@ -198,6 +215,34 @@ pub fn begin(job: &Job, observer: &dyn Observer) -> Begun {
     if job.isolation == Isolation::Bwrap {
         log.line("isolation: bwrap (every step in a bubblewrap sandbox; --isolate bwrap)");
     }
+    if job.development.as_ref().is_some_and(|d| d.in_place) {
+        // Kept as it is: the key covers the working tree's files.
+        log.line(&format!(
+            "development build: in place in {}, incrementally",
+            job.checkout_dir.display()
+        ));
+        let source = if job.checkout_dir.is_dir() {
+            super::key::source_hash(&job.checkout_dir)
+                .map(|h| Some(format!("development tree {h}")))
+                .map_err(|e| failed("checkout", e))
+        } else {
+            Err(failed(
+                "checkout",
+                format!(
+                    "the development checkout {} is gone; `packyard develop --release {}` \
+                     releases it",
+                    job.checkout_dir.display(),
+                    job.module
+                ),
+            ))
+        };
+        return Begun {
+            start,
+            log: Ok(log),
+            checked_out: true,
+            source,
+        };
+    }
     if let Some(tag) = job.tag.as_ref().filter(|_| job.uses_cache()) {
         log.line(&format!("source: tag {tag}"));
         return Begun {
@@ -254,8 +299,11 @@ pub fn finish(
     match outcome {
         Ok(Outcome::Cached) => {
             result.result = Outcome::Cached;
-            // The log of the build that made the artifacts stays the published one.
-            result.log = Some(repo.location(&crate::paths::log_path(&job.tarball)));
+            // The log of the build that made the artifacts stays the published one (a
+            // development build's is this one's, which says where they are).
+            if job.development.is_none() {
+                result.log = Some(repo.location(&crate::paths::log_path(&job.tarball)));
+            }
         }
         Ok(_) => result.result = Outcome::Built,
         Err(f) => {
@@ -286,7 +334,7 @@ fn publish_record(
     result: &mut ComponentResult,
     key: Option<&str>,
 ) {
-    if !job.steps.has("publish") {
+    if !job.steps.has("publish") || job.development.as_ref().is_some_and(|d| !d.publish) {
         return;
     }
     let record = BuildRecord {
@@ -308,6 +356,7 @@ fn publish_record(
         seconds: result.seconds,
         finished: chrono::Utc::now().timestamp(),
         packyard: env!("CARGO_PKG_VERSION").to_string(),
+        development: job.development.is_some(),
     };
     let text = fs::read(&log.path).unwrap_or_default();
     match repo.record(&job.tarball, &record, &text) {
@@ -436,7 +485,25 @@ fn build(
     );
     log.line(&format!("key {key} (source {source})"));
     result.key = Some(key.clone());
-    if job.uses_cache() {
+    let dev_state = job
+        .development
+        .as_ref()
+        .and_then(|_| super::develop::state(&job.output));
+    if job.development.is_some() {
+        // Its cache is the workspace: the artifacts of the last build of this key.
+        if job.uses_cache()
+            && dev_state.as_ref().is_some_and(|s| s.key == key)
+            && let Ok(files) = local_artifacts(&job.artifacts)
+            && !files.is_empty()
+        {
+            log.line(&format!(
+                "cached: {} holds this development build's artifacts",
+                job.artifacts.display()
+            ));
+            result.artifacts = files;
+            return Ok(Outcome::Cached);
+        }
+    } else if job.uses_cache() {
         observer.step(job.index, "cache");
         match repo.build(&job.tarball) {
             Ok(Some(b)) if b.current && b.record.key == key => {
@@ -457,12 +524,19 @@ fn build(
         check_out(job, observer, log, false)?;
     }
     reset_output(job).map_err(|e| failed("fetch", e))?;
+    // A development build configures once per configuration: later ones start at compile.
+    let configured = super::develop::digest(&job.configuration_text);
+    let skip_configure = job.development.is_some()
+        && dev_state
+            .as_ref()
+            .is_some_and(|s| s.configured == configured);
     // The source packages, from the fresh checkout before any target changes it, when
     // packyard packs (a packaging command of the configuration's own makes what it
     // makes).
     if job.steps.has("checkout")
         && job.steps.has("packaging")
         && !job.commands.contains_key("packaging")
+        && job.development.is_none()
     {
         observer.step(job.index, "source");
         pack_sources(job, plans, log)?;
@@ -479,7 +553,42 @@ fn build(
         }
         None => None,
     };
-    let built = run_targets(job, plans, repo, observer, log, result, layer.as_ref());
+    let built = run_targets(
+        job,
+        plans,
+        repo,
+        observer,
+        log,
+        result,
+        layer.as_ref(),
+        skip_configure,
+    );
+    if job.development.is_some() && built.is_ok() {
+        // The key of the tree as this build left it: unchanged, the next one is cached.
+        let after = match job.development.as_ref().is_some_and(|d| d.in_place) {
+            true => super::key::source_hash(&job.checkout_dir)
+                .map(|h| format!("development tree {h}"))
+                .unwrap_or_else(|_| source.to_string()),
+            false => source.to_string(),
+        };
+        let key = super::key::build_key(
+            &job.configuration_text,
+            &after,
+            &job.platform,
+            dependency_keys,
+        );
+        let saved = super::develop::save_state(
+            &job.output,
+            &super::develop::State {
+                key: key.clone(),
+                configured,
+            },
+        );
+        if let Err(e) = saved {
+            log.line(&format!("warning: the development state was not kept: {e}"));
+        }
+        result.key = Some(key);
+    }
     if let Some(layer) = layer {
         let start = Instant::now();
         let gone = layer.remove();
@@ -494,7 +603,9 @@ fn build(
     built
 }
 
-/// The targets, packing and publishing, in `layer` when the build has a root.
+/// The targets, packing and publishing, in `layer` when the build has a root; from
+/// `compile` on when `skip_configure` (a development build configured before).
+#[allow(clippy::too_many_arguments)]
 fn run_targets(
     job: &Job,
     plans: &dyn Coordinator,
@@ -503,10 +614,20 @@ fn run_targets(
     log: &mut Log,
     result: &mut ComponentResult,
     layer: Option<&Layer>,
+    skip_configure: bool,
 ) -> Result<Outcome, Failed> {
     let mut first_failure: Option<Failed> = None;
     for target in TARGETS {
         if !job.steps.has(target) {
+            continue;
+        }
+        if skip_configure && matches!(target, "init" | "configure") {
+            if job.commands.contains_key(target) {
+                log.line(&format!(
+                    "== {target}: skipped (development build: done by an earlier build of \
+                     this configuration)"
+                ));
+            }
             continue;
         }
         // After a failure only --keep-going goes on, and never to packing or publishing.
@@ -526,6 +647,15 @@ fn run_targets(
             ("packaging", Some(cmd)) => fs::create_dir_all(&job.artifacts)
                 .map_err(|e| failed("packaging", e))
                 .and_then(|_| run_step(job, log, target, cmd, isolate::Step::Target, layer)),
+            ("publish", _) if job.development.as_ref().is_some_and(|d| !d.publish) => {
+                log.line(
+                    "== publish: skipped (a development build is published only into a \
+                     repository named with --repo)",
+                );
+                local_artifacts(&job.artifacts)
+                    .map(|files| result.artifacts = files)
+                    .map_err(|e| failed("publish", e))
+            }
             ("publish", cmd) => {
                 let published = publish(job, repo, log);
                 match (published, cmd) {
@@ -569,6 +699,26 @@ fn stage(
     log: &mut Log,
 ) -> Result<(), Failed> {
     let mut plan = plans.plan(job.index).map_err(|why| failed("fetch", why))?;
+    // Development builds of this workspace are staged from it.
+    for (configuration, tarball) in &job.local_deps {
+        fs::create_dir_all(&job.stage).map_err(|e| failed("fetch", e))?;
+        crate::resolve::unpack::unpack(tarball, &job.stage).map_err(|e| {
+            failed(
+                "fetch",
+                format!("{configuration} (a development build here): {e}"),
+            )
+        })?;
+        log.line(&format!(
+            "== staged {configuration} into {} from {} (a development build)",
+            job.stage.display(),
+            tarball.display()
+        ));
+    }
+    plan.dependencies.retain(|d| {
+        !job.local_deps
+            .iter()
+            .any(|(c, _)| d.configuration.as_deref() == Some(c.as_str()))
+    });
     let missing: Vec<String> = plan
         .dependencies
         .iter()
@@ -782,6 +932,36 @@ fn publish(
         log.line(&format!("   {}", f.path));
     }
     Ok(files)
+}
+
+/// The files a component's packing left in `artifacts`, as a build records them.
+fn local_artifacts(artifacts: &Path) -> std::io::Result<Vec<crate::repo::builds::BuiltFile>> {
+    use sha2::Digest;
+    let mut out = Vec::new();
+    let mut stack = vec![artifacts.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        let Ok(list) = fs::read_dir(&dir) else {
+            continue;
+        };
+        for e in list {
+            let p = e?.path();
+            if p.is_dir() {
+                stack.push(p);
+            } else {
+                let bytes = fs::read(&p)?;
+                out.push(crate::repo::builds::BuiltFile {
+                    path: p
+                        .strip_prefix(artifacts)
+                        .unwrap_or(&p)
+                        .to_string_lossy()
+                        .into_owned(),
+                    sha256: format!("{:x}", sha2::Sha256::digest(&bytes)),
+                });
+            }
+        }
+    }
+    out.sort_by(|a, b| a.path.cmp(&b.path));
+    Ok(out)
 }
 
 /// Runs one step's command with `sh -c` (in a sandbox with `--isolate bwrap`) in the

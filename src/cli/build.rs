@@ -158,6 +158,7 @@ pub fn cmd_build(args: BuildArgs, target: &Target, token: Option<&str>, json: bo
         step_timeout: args.step_timeout.map(std::time::Duration::from_secs),
         isolation: args.isolate.into(),
         root: None,
+        publish_development: args.repo.is_some(),
     };
     let failed = |e: build::BuildError| {
         let hint = e.hint();
@@ -417,6 +418,151 @@ pub fn cmd_rebuild(args: RebuildArgs, layout: &crate::layout::Layout, json: bool
     } else {
         for p in &paths {
             println!("{p}");
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+#[derive(Args)]
+pub struct DevelopArgs {
+    /// Modules to check out for development (full name or last part).
+    modules: Vec<String>,
+    /// List the workspace's development checkouts.
+    #[arg(long, conflicts_with_all = ["modules", "release"])]
+    list: bool,
+    /// Release a development checkout: the next build checks the module out afresh.
+    #[arg(long, value_name = "MODULE", conflicts_with = "modules")]
+    release: Vec<String>,
+    #[command(flatten)]
+    ctx: ContextArgs,
+}
+
+pub fn cmd_develop(args: DevelopArgs, layout: &crate::layout::Layout, json: bool) -> Outcome {
+    let options = args.ctx.options()?;
+    let workspace = crate::config::absolute(
+        options
+            .workspace
+            .as_deref()
+            .unwrap_or(std::path::Path::new("workspace")),
+    );
+    let io = |e: std::io::Error| {
+        Failure::new(
+            format!(
+                "{}: {e}",
+                workspace.join(".packyard/develop.json").display()
+            ),
+            "check the workspace".to_string(),
+        )
+    };
+    let mut list = build::develop::checkouts(&workspace).map_err(io)?;
+    let named =
+        |asked: &str, module: &str| module == asked || module.rsplit('.').next() == Some(asked);
+    if !args.release.is_empty() {
+        for asked in &args.release {
+            let Some(m) = list.modules.keys().find(|m| named(asked, m)).cloned() else {
+                return Err(Failure::new(
+                    format!(
+                        "{asked} is no development checkout of {}",
+                        workspace.display()
+                    ),
+                    "see `packyard develop --list`".to_string(),
+                ));
+            };
+            list.modules.remove(&m);
+            if !json {
+                println!("released {m}: the next build checks it out afresh");
+            }
+        }
+        build::develop::save(&workspace, &list).map_err(io)?;
+    } else if !args.modules.is_empty() {
+        let tree = Tree::load(&args.ctx.tree)?;
+        refuse_broken_tree(&tree)?;
+        let request = BuildRequest {
+            tree: &tree,
+            layout,
+            options,
+            only: args.modules.clone(),
+            targets: None,
+            jobs: 1,
+            force: false,
+            keep_going: false,
+            step_timeout: None,
+            isolation: Default::default(),
+            root: None,
+            publish_development: false,
+        };
+        let prepared = build::prepare(&request).map_err(|e| {
+            let hint = e.hint();
+            Failure::new(e, hint)
+        })?;
+        for asked in &args.modules {
+            let components = prepared.components();
+            let Some(i) = components
+                .iter()
+                .position(|(c, m, _)| named(asked, m) || c == asked)
+            else {
+                return Err(Failure::new(
+                    format!("{asked} is no component of the release"),
+                    "name a module (full or last part) or configuration of it".to_string(),
+                ));
+            };
+            let job = prepared.job(&request, i).map_err(|e| {
+                let hint = e.hint();
+                Failure::new(e, hint)
+            })?;
+            if !job.checkout_dir.is_dir() {
+                let cmd = job.commands.get("checkout").ok_or_else(|| {
+                    Failure::new(
+                        format!("{} has no checkout command", job.configuration),
+                        "add one under [configuration.commands]".to_string(),
+                    )
+                })?;
+                std::fs::create_dir_all(&workspace).map_err(io)?;
+                let ran = std::process::Command::new("sh")
+                    .arg("-c")
+                    .arg(cmd)
+                    .current_dir(&workspace)
+                    .stdin(std::process::Stdio::null())
+                    .status()
+                    .map_err(io)?;
+                if !ran.success() || !job.checkout_dir.is_dir() {
+                    return Err(Failure::new(
+                        format!("`{cmd}` did not check {} out", job.module),
+                        "it must create the directory named after the module".to_string(),
+                    ));
+                }
+            }
+            list.modules.insert(
+                job.module.clone(),
+                build::develop::Checkout {
+                    configuration: job.configuration.clone(),
+                    since: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+                },
+            );
+            if !json {
+                println!(
+                    "{} ({}): a development checkout in {}",
+                    job.module,
+                    job.configuration,
+                    job.checkout_dir.display()
+                );
+            }
+        }
+        build::develop::save(&workspace, &list).map_err(io)?;
+    }
+    if json {
+        print_json(&list)?;
+    } else if args.list || (args.modules.is_empty() && args.release.is_empty()) {
+        if list.modules.is_empty() {
+            println!("no development checkouts in {}", workspace.display());
+        }
+        for (m, c) in &list.modules {
+            println!(
+                "{m}  {}  since {}  {}",
+                c.configuration,
+                c.since,
+                workspace.join(m).display()
+            );
         }
     }
     Ok(ExitCode::SUCCESS)

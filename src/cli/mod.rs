@@ -127,6 +127,9 @@ enum Command {
     /// Build a release: checkout, targets, pack and publish every component in
     /// dependency order, several at once, reusing what the repository holds.
     Build(build::BuildArgs),
+    /// Keep components as development checkouts in a workspace: checked out once, never
+    /// removed by `build`, built there in place and incrementally.
+    Develop(build::DevelopArgs),
     /// Rebuild binary packages from a source package alone (a .dsc with its files, or a
     /// .src.rpm) in a pristine root of its platform.
     Rebuild(build::RebuildArgs),
@@ -354,6 +357,7 @@ fn run(cli: Cli) -> Outcome {
         Command::Fetch(args) => resolve::cmd_fetch(args, &target, cli.token.as_deref(), cli.json),
         Command::Build(args) => build::cmd_build(args, &target, cli.token.as_deref(), cli.json),
         Command::Rebuild(args) => build::cmd_rebuild(args, &layout, cli.json),
+        Command::Develop(args) => build::cmd_develop(args, &layout, cli.json),
         Command::Submit(args) => farm::cmd_submit(args, &target, cli.json),
         Command::Builds(cmd) => farm::cmd_builds(cmd, &target, cli.json),
         Command::Serve(args) => {

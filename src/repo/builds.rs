@@ -48,6 +48,9 @@ pub struct BuildRecord {
     pub finished: i64,
     /// The packyard version that built it.
     pub packyard: String,
+    /// A development build (`packyard develop`): of a working tree, not of a tag.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub development: bool,
 }
 
 /// Logs bigger than this are cut (their end is kept: that is where failures are).

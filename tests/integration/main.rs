@@ -9,6 +9,7 @@ mod build;
 mod cli;
 mod cluster;
 mod damaged;
+mod develop;
 mod farm;
 mod fixtures_build;
 mod hardlinks;

@@ -1,0 +1,80 @@
+//! Development builds (`packyard develop`): the modules a workspace keeps as development
+//! checkouts (`<workspace>/.packyard/develop.json`), and each one's state between builds
+//! (`_output/<module>/develop.json`): the key of its last build — made from the working
+//! tree as that build left it — and the configuration it was configured with, so the
+//! next build runs `init` and `configure` again only when that changed.
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::io;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+/// The development checkouts of a workspace, by full module name.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Checkouts {
+    pub modules: BTreeMap<String, Checkout>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Checkout {
+    /// The configuration it was checked out as.
+    pub configuration: String,
+    /// RFC 3339.
+    pub since: String,
+}
+
+fn list_path(workspace: &Path) -> PathBuf {
+    workspace.join(".packyard").join("develop.json")
+}
+
+/// The workspace's development checkouts (none when it has no list).
+pub fn checkouts(workspace: &Path) -> io::Result<Checkouts> {
+    match fs::read(list_path(workspace)) {
+        Ok(b) => serde_json::from_slice(&b).map_err(io::Error::other),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(Checkouts::default()),
+        Err(e) => Err(e),
+    }
+}
+
+/// Writes the list, atomically.
+pub fn save(workspace: &Path, list: &Checkouts) -> io::Result<()> {
+    let path = list_path(workspace);
+    if let Some(dir) = path.parent() {
+        fs::create_dir_all(dir)?;
+    }
+    let text = serde_json::to_vec_pretty(list).map_err(io::Error::other)?;
+    crate::atomic::write(&path, &text)
+}
+
+/// What a development build left for the next one.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct State {
+    /// Its key, from the working tree as the build left it.
+    pub key: String,
+    /// The digest of the configuration `init`/`configure` last ran with.
+    pub configured: String,
+}
+
+fn state_path(output: &Path) -> PathBuf {
+    output.join("develop.json")
+}
+
+/// The state the last development build of the component at `output` left, if any.
+pub fn state(output: &Path) -> Option<State> {
+    fs::read(state_path(output))
+        .ok()
+        .and_then(|b| serde_json::from_slice(&b).ok())
+}
+
+pub fn save_state(output: &Path, state: &State) -> io::Result<()> {
+    let text = serde_json::to_vec(state).map_err(io::Error::other)?;
+    crate::atomic::write(&state_path(output), &text)
+}
+
+/// A digest of a configuration's text: what `configure` depends on.
+pub fn digest(text: &str) -> String {
+    use sha2::Digest;
+    format!("{:x}", sha2::Sha256::digest(text.as_bytes()))
+}
