@@ -166,7 +166,7 @@ fn a_dependent_in_the_same_build_uses_the_development_artifacts() {
     );
     // The staged schemas are the changed ones, and the dependent is not published either.
     let staged = ws.join("_output/my-project.servers.web_server/stage");
-    let found = walk(&staged)
+    let found = crate::support::files_under(&staged)
         .into_iter()
         .any(|p| fs::read_to_string(&p).is_ok_and(|s| s.contains(marker)));
     assert!(
@@ -175,17 +175,4 @@ fn a_dependent_in_the_same_build_uses_the_development_artifacts() {
     );
     assert!(web.contains("== publish: skipped"), "{web}");
     assert_eq!(results(&list)["java_api_R_5_2_2_1"], "built");
-}
-
-fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
-    let mut out = Vec::new();
-    for e in fs::read_dir(dir).into_iter().flatten().flatten() {
-        let p = e.path();
-        if p.is_dir() {
-            out.extend(walk(&p));
-        } else {
-            out.push(p);
-        }
-    }
-    out
 }

@@ -260,7 +260,7 @@ fn a_server_on_s3_serves_dnf_and_redirects_when_asked() {
     let report: serde_json::Value = serde_json::from_str(&report).unwrap();
     let path = report["files"][0]["path"].as_str().unwrap().to_string();
     // The bytes are in the bucket, not in the data directory.
-    let files: Vec<_> = walk(&d.join("repos"));
+    let files: Vec<_> = crate::support::files_under(&d.join("repos"));
     assert!(files.is_empty(), "{files:?}");
 
     let server = crate::serve::Server::start(&d, &[]);
@@ -352,18 +352,6 @@ fn a_server_on_s3_serves_dnf_and_redirects_when_asked() {
 }
 
 /// Every file below `dir` (none if it is not there).
-fn walk(dir: &std::path::Path) -> Vec<PathBuf> {
-    let mut out = Vec::new();
-    for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
-        let p = e.path();
-        if p.is_dir() {
-            out.extend(walk(&p));
-        } else {
-            out.push(p);
-        }
-    }
-    out
-}
 
 /// The 0.1 fixture's bytes moved to a bucket: everything served afterwards (packages,
 /// keys, indexes) is what was served before; a second migration copies nothing; one
@@ -688,7 +676,9 @@ fn the_0_1_data_directory_migrates_to_postgres_and_s3() {
         );
     }
     drop(served);
-    assert!(!d2.join("repos").exists() || walk(&d2.join("repos")).is_empty());
+    assert!(
+        !d2.join("repos").exists() || crate::support::files_under(&d2.join("repos")).is_empty()
+    );
 }
 
 /// What the 0.1 fixture serves, as URL paths: every package file, and each repository's

@@ -172,7 +172,7 @@ fn debian_source_packages_rebuild_into_packyards_own_packages() {
     let t = tempfile::tempdir().unwrap();
     let built = packed("deb12_amd64");
     let mut debs: BTreeMap<String, PathBuf> = BTreeMap::new();
-    for e in walkdir(built) {
+    for e in crate::support::files_under(built) {
         if e.extension().is_some_and(|x| x == "deb") {
             let name = run(Command::new("dpkg-deb").arg("-f").arg(&e).arg("Package"));
             debs.insert(name.trim().to_string(), e);
@@ -243,22 +243,6 @@ fn debian_source_packages_rebuild_into_packyards_own_packages() {
     assert!(checked >= 5, "{checked} components checked");
 }
 
-fn walkdir(dir: &Path) -> Vec<PathBuf> {
-    let mut out = Vec::new();
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        for e in std::fs::read_dir(&d).unwrap().flatten() {
-            let p = e.path();
-            if p.is_dir() {
-                stack.push(p);
-            } else {
-                out.push(p);
-            }
-        }
-    }
-    out
-}
-
 /// What an RPM says of itself that a rebuild must keep: files (mode, owner, group, path),
 /// requirements and provides (as sets: rpmbuild lists `/bin/sh` once per scriptlet kind),
 /// config files, scriptlets (their text, as rpmbuild trims it) and the changelog.
@@ -306,7 +290,7 @@ fn source_rpms_rebuild_into_packyards_own_packages() {
     let t = tempfile::tempdir().unwrap();
     let built = packed("el9_x86_64");
     let mut rpms: BTreeMap<String, PathBuf> = BTreeMap::new();
-    for e in walkdir(built) {
+    for e in crate::support::files_under(built) {
         if e.extension().is_some_and(|x| x == "rpm") {
             let name = run(Command::new("rpm").args(["-qp", "--qf", "%{NAME}"]).arg(&e));
             rpms.insert(name, e);
@@ -331,7 +315,7 @@ fn source_rpms_rebuild_into_packyards_own_packages() {
             .args(["--rebuild", "--nodeps", "--define"])
             .arg(format!("_topdir {}", top.display()))
             .arg(&srpm));
-        let rebuilt = walkdir(&top.join("RPMS"))
+        let rebuilt = crate::support::files_under(&top.join("RPMS"))
             .into_iter()
             .find(|p| p.extension().is_some_and(|x| x == "rpm"))
             .unwrap_or_else(|| panic!("{c}: rpmbuild made no RPM"));
