@@ -351,8 +351,6 @@ fn a_server_on_s3_serves_dnf_and_redirects_when_asked() {
     assert!(server.stop().success());
 }
 
-/// Every file below `dir` (none if it is not there).
-
 /// The 0.1 fixture's bytes moved to a bucket: everything served afterwards (packages,
 /// keys, indexes) is what was served before; a second migration copies nothing; one
 /// interrupted (objects missing in the bucket) is finished by running it again.
