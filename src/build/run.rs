@@ -689,8 +689,9 @@ fn run_targets(
     }
 }
 
-/// Stages the component's build dependencies (tarballs from the repository) into its
-/// own stage dir, as `packyard fetch` would. Installing packages is left to the node's
+/// Stages the component's build dependencies (tarballs from the repository, or from the
+/// workspace for development builds of it) into its own stage dir, as `packyard fetch`
+/// would. Installing packages is left to the node's
 /// owner: a build never changes the machine outside its workspace.
 fn stage(
     job: &Job,
