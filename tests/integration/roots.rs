@@ -388,3 +388,48 @@ fn the_fixture_source_packages_rebuild_alone_in_a_root_into_packyards_own() {
     }
     assert_eq!(checked, 6);
 }
+
+#[test]
+fn an_agent_builds_its_tasks_in_a_root() {
+    let Some(root) = debian_root() else {
+        return;
+    };
+    let t = tempfile::tempdir().unwrap();
+    let tree = root_tree(t.path(), &[("needs", &["tree"], "tree --version && id -u")]);
+    let d = t.path().join("data");
+    create_nightly(&d, &[]);
+    let token = crate::serve::token(&d, "builder");
+    let server = crate::serve::Server::start(&d, &["--tree", tree.to_str().unwrap()]);
+    let before = host_packages();
+    let mut agent = std::process::Command::new(env!("CARGO_BIN_EXE_packyard"))
+        .args(["--server", &server.url, "--token", &token])
+        .args(["agent", "--platforms", "deb12_amd64", "--name", "rooted"])
+        .arg("--workspace")
+        .arg(t.path().join("agent-ws"))
+        .arg("--root")
+        .arg(format!("deb12_amd64={}", root.display()))
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let o = std::process::Command::new(env!("CARGO_BIN_EXE_packyard"))
+        .args(["--json", "--server", &server.url, "--token", &token])
+        .args(["submit", "--platform", "deb12_amd64", "--wait"])
+        .output()
+        .unwrap();
+    // SAFETY: signalling our own child.
+    unsafe { libc::kill(agent.id() as libc::pid_t, libc::SIGTERM) };
+    let _ = agent.wait();
+    assert!(o.status.success(), "{}{}", stdout(&o), stderr(&o));
+    let b: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let id = b["id"].as_u64().unwrap();
+    assert_eq!(b["tasks"][0]["state"], "built", "{b}");
+    let (status, log) = server.get(&format!("/api/v1/builds/{id}/tasks/0/log"));
+    assert_eq!(status, 200);
+    let log = String::from_utf8(log).unwrap();
+    assert!(log.contains("== root: installing tree (as root)"), "{log}");
+    assert!(log.contains("tree v") && log.contains("\n65534\n"), "{log}");
+    assert_eq!(host_packages(), before, "the host's packages changed");
+    assert!(server.stop().success());
+}
