@@ -280,16 +280,12 @@ pub fn build(
             md5sums.push_str(&format!("{digest:x}  {}\n", e.path));
         }
     }
-    let mut control_entries = vec![file(
-        "control",
-        control(spec, installed_size(entries), auto_depends)?.into_bytes(),
-        0o644,
-    )];
+    // conffiles and the maintainer scripts; md5sums and control come after.
+    let mut control_entries = Vec::new();
     if !conffiles.is_empty() {
         let text: String = conffiles.iter().map(|c| format!("{c}\n")).collect();
         control_entries.push(file("conffiles", text.into_bytes(), 0o644));
     }
-    control_entries.push(file("md5sums", md5sums.into_bytes(), 0o644));
     let s = &spec.scripts;
     for (name, text) in [
         ("postinst", &s.post_install),
@@ -306,6 +302,16 @@ pub fn build(
             control_entries.push(file(name, text.into_bytes(), 0o755));
         }
     }
+    // As dpkg-gencontrol counts the package's build directory when debhelper runs it: the
+    // files and directories, the directory itself and `DEBIAN/` with what is in it by
+    // then (conffiles, maintainer scripts; md5sums and control come later).
+    let installed = installed_size(entries) + 2 + installed_size(&control_entries);
+    control_entries.push(file(
+        "control",
+        control(spec, installed, auto_depends)?.into_bytes(),
+        0o644,
+    ));
+    control_entries.push(file("md5sums", md5sums.into_bytes(), 0o644));
     walk::sort_entries(&mut control_entries);
     let root_owner = |_: &str| ("root", "root");
     let control_style = TarStyle {

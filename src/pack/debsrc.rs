@@ -323,9 +323,6 @@ pub fn rules(input: &SourceInput) -> String {
             ));
         }
     }
-    // md5sums of every file but the conffiles, as packyard's DEB has.
-    r.push_str("\tcd $(ROOT) && find . -path ./DEBIAN -prune -o -type f -printf '%P\\n' | LC_ALL=C sort | \\\n");
-    r.push_str("\t  while read -r f; do grep -qxF \"/$$f\" DEBIAN/conffiles 2>/dev/null || md5sum \"$$f\"; done > DEBIAN/md5sums\n");
     for (path, user, group) in &spec.owners {
         r.push_str(&format!("\tchown -h {user}:{group} $(ROOT){path}\n"));
     }
@@ -344,6 +341,10 @@ pub fn rules(input: &SourceInput) -> String {
         r.push_str("\tdone | sort -u | paste -sd, | sed 's/,/, /g; s/^/misc:Depends=/' >> debian/$(PKG).substvars\n");
     }
     r.push_str("\tdpkg-gencontrol -p$(PKG) -P$(ROOT) -Tdebian/$(PKG).substvars\n");
+    // md5sums of every file but the conffiles, as packyard's DEB has; after the control
+    // file, as debhelper makes it, so Installed-Size does not count it.
+    r.push_str("\tcd $(ROOT) && find . -path ./DEBIAN -prune -o -type f -printf '%P\\n' | LC_ALL=C sort | \\\n");
+    r.push_str("\t  while read -r f; do grep -qxF \"/$$f\" DEBIAN/conffiles 2>/dev/null || md5sum \"$$f\"; done > DEBIAN/md5sums\n");
     let owners = if needs_root(spec) {
         ""
     } else {

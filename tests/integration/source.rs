@@ -119,6 +119,7 @@ pub(crate) fn deb_facts(deb: &Path) -> BTreeMap<String, String> {
         "Homepage",
         "Maintainer",
         "Description",
+        "Installed-Size",
     ] {
         let v = run(Command::new("dpkg-deb").arg("-f").arg(deb).arg(field));
         let set: BTreeSet<&str> = v.trim().split(", ").collect();
