@@ -194,6 +194,22 @@ pub struct Layer {
 impl Layer {
     /// A fresh layer in `dir` (emptied first) over `lower` (top first).
     pub fn new(dir: &Path, lower: Vec<PathBuf>) -> io::Result<Layer> {
+        // The overlay's options separate paths with `:` and `,`.
+        if let Some(p) = lower
+            .iter()
+            .map(PathBuf::as_path)
+            .chain([dir])
+            .find(|p| p.to_string_lossy().contains([':', ',']))
+        {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!(
+                    "{}: an overlay cannot take a path with `:` or `,`; use a workspace and \
+                     root without them",
+                    p.display()
+                ),
+            ));
+        }
         if dir.exists() {
             fs::remove_dir_all(dir)?;
         }
@@ -407,6 +423,9 @@ mod tests {
         let rpm = install_command(PackageFormat::Rpm, &[make]).unwrap();
         assert!(rpm.contains("dnf -y -q install 'make >= 4.0'"), "{rpm}");
         assert_eq!(install_command(PackageFormat::Deb, &[]), None);
+        let t = tempfile::tempdir().unwrap();
+        let e = Layer::new(&t.path().join("a:b"), vec![]).err().unwrap();
+        assert_eq!(e.kind(), io::ErrorKind::InvalidInput);
         assert_eq!(
             missing_package("x\npackyard: no package nope in the root's distribution\n"),
             Some("nope")
