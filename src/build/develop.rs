@@ -55,6 +55,10 @@ pub struct State {
     pub key: String,
     /// The digest of the configuration `init`/`configure` last ran with.
     pub configured: String,
+    /// What it left in `_output/<module>/artifacts`: a cached build's, without reading
+    /// them again.
+    #[serde(default)]
+    pub artifacts: Vec<crate::repo::builds::BuiltFile>,
 }
 
 fn state_path(output: &Path) -> PathBuf {
@@ -71,6 +75,47 @@ pub fn state(output: &Path) -> Option<State> {
 pub fn save_state(output: &Path, state: &State) -> io::Result<()> {
     let text = serde_json::to_vec(state).map_err(io::Error::other)?;
     crate::atomic::write(&state_path(output), &text)
+}
+
+/// Makes `job`'s checkout a development one: its checkout command run in the workspace
+/// unless the module's directory is there already (a developer's own stays); the list's
+/// entry for it.
+pub fn adopt(job: &super::run::Job) -> Result<Checkout, AdoptError> {
+    if !job.checkout_dir.is_dir() {
+        let cmd = job
+            .commands
+            .get("checkout")
+            .ok_or_else(|| AdoptError::NoCheckout(job.configuration.clone()))?;
+        let io = |e| AdoptError::Io(job.workspace.clone(), e);
+        fs::create_dir_all(&job.workspace).map_err(io)?;
+        let ran = std::process::Command::new("sh")
+            .arg("-c")
+            .arg(cmd)
+            .current_dir(&job.workspace)
+            .stdin(std::process::Stdio::null())
+            .status()
+            .map_err(io)?;
+        if !ran.success() || !job.checkout_dir.is_dir() {
+            return Err(AdoptError::Failed {
+                command: cmd.clone(),
+                module: job.module.clone(),
+            });
+        }
+    }
+    Ok(Checkout {
+        configuration: job.configuration.clone(),
+        since: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+    })
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum AdoptError {
+    #[error("{0} has no checkout command; add one under [configuration.commands]")]
+    NoCheckout(String),
+    #[error("{0}: {1}")]
+    Io(PathBuf, io::Error),
+    #[error("`{command}` did not check {module} out")]
+    Failed { command: String, module: String },
 }
 
 /// A digest of a configuration's text: what `configure` depends on.

@@ -492,15 +492,18 @@ fn build(
     if job.development.is_some() {
         // Its cache is the workspace: the artifacts of the last build of this key.
         if job.uses_cache()
-            && dev_state.as_ref().is_some_and(|s| s.key == key)
-            && let Ok(files) = local_artifacts(&job.artifacts)
-            && !files.is_empty()
+            && let Some(state) = dev_state.as_ref().filter(|s| s.key == key)
+            && !state.artifacts.is_empty()
+            && state
+                .artifacts
+                .iter()
+                .all(|f| job.artifacts.join(&f.path).is_file())
         {
             log.line(&format!(
                 "cached: {} holds this development build's artifacts",
                 job.artifacts.display()
             ));
-            result.artifacts = files;
+            result.artifacts = state.artifacts.clone();
             return Ok(Outcome::Cached);
         }
     } else if job.uses_cache() {
@@ -582,6 +585,7 @@ fn build(
             &super::develop::State {
                 key: key.clone(),
                 configured,
+                artifacts: result.artifacts.clone(),
             },
         );
         if let Err(e) = saved {

@@ -510,35 +510,14 @@ pub fn cmd_develop(args: DevelopArgs, layout: &crate::layout::Layout, json: bool
                 let hint = e.hint();
                 Failure::new(e, hint)
             })?;
-            if !job.checkout_dir.is_dir() {
-                let cmd = job.commands.get("checkout").ok_or_else(|| {
-                    Failure::new(
-                        format!("{} has no checkout command", job.configuration),
-                        "add one under [configuration.commands]".to_string(),
-                    )
-                })?;
-                std::fs::create_dir_all(&workspace).map_err(io)?;
-                let ran = std::process::Command::new("sh")
-                    .arg("-c")
-                    .arg(cmd)
-                    .current_dir(&workspace)
-                    .stdin(std::process::Stdio::null())
-                    .status()
-                    .map_err(io)?;
-                if !ran.success() || !job.checkout_dir.is_dir() {
-                    return Err(Failure::new(
-                        format!("`{cmd}` did not check {} out", job.module),
-                        "it must create the directory named after the module".to_string(),
-                    ));
-                }
-            }
-            list.modules.insert(
-                job.module.clone(),
-                build::develop::Checkout {
-                    configuration: job.configuration.clone(),
-                    since: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
-                },
-            );
+            let checkout = build::develop::adopt(&job).map_err(|e| {
+                Failure::new(
+                    e,
+                    "the checkout command must create the directory named after the module"
+                        .to_string(),
+                )
+            })?;
+            list.modules.insert(job.module.clone(), checkout);
             if !json {
                 println!(
                     "{} ({}): a development checkout in {}",

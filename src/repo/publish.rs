@@ -926,11 +926,15 @@ impl Repositories {
             .map(|(object, _)| object)
             .collect();
         for p in removed.iter().chain(replaced) {
-            let aliases = record_files(self, p)
+            // Tarballs have no index alias: only their path goes, below.
+            let aliases = match alias_key(self, p) {
+                Some(_) => record_files(self, p),
+                None => Vec::new(),
+            };
+            for (alias, _) in aliases
                 .into_iter()
-                .map(|(object, _)| object)
-                .filter(|o| alias_key(self, p).is_some() && !written_objects.contains(o));
-            for alias in aliases {
+                .filter(|(o, _)| !written_objects.contains(o))
+            {
                 match self.index_of(p) {
                     Some(tree) => left.entry(tree).or_default().push(LeftFile {
                         key: alias,

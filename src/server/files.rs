@@ -401,13 +401,14 @@ fn apt_sources_file(
     }
     let base = format!("{}/repos/{}", state.base_url(req), record.name);
     // `apt-get source` reads the suite's Sources, written once it has source packages.
-    let sources = state.repos.store.packages(&record.name)?.iter().any(|p| {
-        p.kind == FileKind::Dsc
-            && layout
-                .platforms
-                .get(&p.platform)
-                .is_some_and(|x| x.os == suite)
-    });
+    // The suite's current index says so: no package record needs reading.
+    let dists = format!("{}/dists/{suite}", layout.repository.apt);
+    let sources_file = format!("{}/source/Sources", layout.repository.apt_component);
+    let sources = state
+        .repos
+        .store
+        .generation(&record.name, &dists)?
+        .is_some_and(|g| g.files.contains(&sources_file));
     let mut out = format!(
         "Types: deb{}\nURIs: {base}/{}\nSuites: {suite}\nComponents: {}\nArchitectures: {}\n",
         if sources { " deb-src" } else { "" },
