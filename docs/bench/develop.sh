@@ -10,7 +10,10 @@
 # configure step that probes the compiler (the shape of an autoconf project), where the
 # build tool's work dominates. Per component: the first build, then the second after
 # appending a comment to one source file, then a third with nothing changed (cached);
-# the component's own seconds from `build --json`, median of 3 runs each.
+# the component's own seconds from `build --json` and the whole command's wall time,
+# median of 3 runs each. Then the same in a second workspace on the same repository (the
+# rest of the release cached there), and the component's own commands run by a shell
+# with no packyard, from scratch and after the same change: the build tool's own ratio.
 # Needs: make, cc.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -60,35 +63,74 @@ def generated_tree(d):
                 'configure = "./configure"\ncompile = "make -j2"\ninstall = "make install DESTDIR=${prefix}"\n')
     return tree, "big", "big_R_1_0_0_1", "dev.big", "f0.c"
 
-def measure(name, tree, module, configuration, module_dir, changed):
-    first, second, third = [], [], []
+def by_hand(src, first_cmds, second_cmds, changed, env):
+    """The component's own commands run by a shell in a copy of its tree: what its
+    build tool alone costs, first from scratch, then after the same one-file change."""
+    d = f"{w}/hand"
+    shutil.rmtree(d, ignore_errors=True)
+    shutil.copytree(src, d, symlinks=True)
+    def timed(cmds):
+        start = time.monotonic()
+        for c in cmds:
+            subprocess.run(["sh", "-c", c], cwd=d, check=True, env=env,
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        return time.monotonic() - start
+    a = timed(first_cmds)
+    with open(f"{d}/{changed}", "a") as f:
+        f.write("/* a one-line change */\n" if changed.endswith(".c") else "# a one-line change\n")
+    return a, timed(second_cmds)
+
+def measure(name, tree, module, configuration, module_dir, changed, first_cmds, second_cmds):
+    first, second, third, warm_first, warm_second, hand = [], [], [], [], [], []
     for n in range(3):
         d = f"{w}/run{abs(hash(name)) % 1000}-{n}"
         shutil.rmtree(d, ignore_errors=True)
         os.makedirs(d)
         run([py, "--data", f"{d}/data", "repo", "create", "nightly", "--kind", "volatile"])
-        ws = f"{d}/ws"
-        run([py, "develop", module, "--tree", tree, "--platform", "el9_x86_64", "--workspace", ws])
-        def build():
+        def build(ws):
             start = time.monotonic()
             out = json.loads(run([py, "--json", "--data", f"{d}/data", "build", "--tree", tree,
                                   "--platform", "el9_x86_64", "--workspace", ws]))
             wall = time.monotonic() - start
             c = next(c for c in out if c["configuration"] == configuration)
             return c["seconds"], c["result"], wall
-        s, r, x = build(); first.append((s, x))
-        with open(f"{ws}/{module_dir}/{changed}", "a") as f:
-            f.write("/* a one-line change */\n" if changed.endswith(".c") else "# a one-line change\n")
-        s, r, x = build(); second.append((s, x)); assert r == "built", r
-        s, r, x = build(); third.append((s, x)); assert r == "cached", r
+        def change(ws):
+            with open(f"{ws}/{module_dir}/{changed}", "a") as f:
+                f.write("/* a one-line change */\n" if changed.endswith(".c") else "# a one-line change\n")
+        # A fresh workspace and repository: the first build builds the whole release.
+        ws = f"{d}/ws"
+        run([py, "develop", module, "--tree", tree, "--platform", "el9_x86_64", "--workspace", ws])
+        s, r, x = build(ws); first.append((s, x))
+        change(ws)
+        s, r, x = build(ws); second.append((s, x)); assert r == "built", r
+        s, r, x = build(ws); third.append((s, x)); assert r == "cached", r
+        # A second workspace on the same repository: the rest of the release is cached,
+        # so its first build is the component's (and the cache's answers).
+        ws2 = f"{d}/ws2"
+        run([py, "develop", module, "--tree", tree, "--platform", "el9_x86_64", "--workspace", ws2])
+        s, r, x = build(ws2); warm_first.append((s, x))
+        change(ws2)
+        s, r, x = build(ws2); warm_second.append((s, x)); assert r == "built", r
+        env = dict(os.environ, DESTDIR=f"{d}/hand-prefix")
+        hand.append(by_hand(f"{ws}/{module_dir}", first_cmds, second_cmds, changed, env))
     med = lambda runs, i: statistics.median(r[i] for r in runs)
-    for i, what in [(0, "the component"), (1, "the whole `packyard build`")]:
-        a, b, c = med(first, i), med(second, i), med(third, i)
-        print(f"{name}, {what}: first {a:.3f} s, second after a one-file change {b:.3f} s "
-              f"({100 * b / a:.0f} % of the first), untouched {c:.3f} s")
+    line = lambda what, a, b, c=None: print(
+        f"{name}, {what}: first {a:.3f} s, second after a one-file change {b:.3f} s "
+        f"({100 * b / a:.0f} % of the first)" + (f", untouched {c:.3f} s" if c is not None else ""))
+    line("the whole `packyard build`, fresh workspace and repository", med(first, 1), med(second, 1), med(third, 1))
+    line("the component, fresh workspace and repository", med(first, 0), med(second, 0), med(third, 0))
+    line("the whole `packyard build`, the rest of the release cached", med(warm_first, 1), med(warm_second, 1))
+    line("the component, the rest of the release cached", med(warm_first, 0), med(warm_second, 0))
+    line("its commands by hand (a shell, no packyard)", med(hand, 0), med(hand, 1))
 
+greeting = "Hello from my-project.servers.web_server 2.5.1 (schema 3)"
 measure("fixture web_server", fixture, "web_server", "web_server_R_2_5_1_1",
-        "my-project.servers.web_server", "body.sh.in")
+        "my-project.servers.web_server", "body.sh.in",
+        ["make clean", f"./configure --prefix=/usr GREETING='{greeting}'", "make",
+         'make install DESTDIR="$DESTDIR"', "make check"],
+        ["make", 'make install DESTDIR="$DESTDIR"', "make check"])
 tree, module, conf, mdir, changed = generated_tree(f"{w}/gen")
-measure(f"generated C component, {files} files", tree, module, conf, mdir, changed)
+measure(f"generated C component, {files} files", tree, module, conf, mdir, changed,
+        ["make clean 2>/dev/null; rm -f *.o big", "./configure", "make -j2", 'make install DESTDIR="$DESTDIR"'],
+        ["make -j2", 'make install DESTDIR="$DESTDIR"'])
 PY

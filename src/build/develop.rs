@@ -2,7 +2,9 @@
 //! checkouts (`<workspace>/.packyard/develop.json`), and each one's state between builds
 //! (`_output/<module>/develop.json`): the key of its last build — made from the working
 //! tree as that build left it — and the configuration it was configured with, so the
-//! next build runs `init` and `configure` again only when that changed.
+//! next build runs `init` and `configure` again only when that changed; and what its
+//! stage was made from (`_output/<module>/staged`), so the next one stages its build
+//! dependencies again only when they changed.
 
 use std::collections::BTreeMap;
 use std::fs;
@@ -75,6 +77,43 @@ pub fn state(output: &Path) -> Option<State> {
 pub fn save_state(output: &Path, state: &State) -> io::Result<()> {
     let text = serde_json::to_vec(state).map_err(io::Error::other)?;
     crate::atomic::write(&state_path(output), &text)
+}
+
+/// A digest of what a component's stage is made from: its configuration, platform and
+/// the keys of its build dependencies.
+pub fn stage_digest(
+    configuration: &str,
+    platform: &str,
+    dependencies: &[(String, String)],
+) -> String {
+    let mut text = format!("{configuration}\0{platform}");
+    for (configuration, key) in dependencies {
+        text.push_str(&format!("\0{configuration}={key}"));
+    }
+    digest(&text)
+}
+
+fn staged_path(output: &Path) -> PathBuf {
+    output.join("staged")
+}
+
+/// What the stage at `output` was made from, if it is whole.
+pub fn staged(output: &Path) -> Option<String> {
+    fs::read_to_string(staged_path(output)).ok()
+}
+
+/// Records that the stage at `output` was made, whole, from `digest`.
+pub fn mark_staged(output: &Path, digest: &str) -> io::Result<()> {
+    crate::atomic::write(&staged_path(output), digest.as_bytes())
+}
+
+/// Forgets what the stage at `output` was made from: done before it is touched, so a
+/// build stopped while staging leaves no stage that passes for whole.
+pub fn forget_stage(output: &Path) -> io::Result<()> {
+    match fs::remove_file(staged_path(output)) {
+        Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
+        _ => Ok(()),
+    }
 }
 
 /// Makes `job`'s checkout a development one: its checkout command run in the workspace

@@ -376,15 +376,19 @@ fn publish_record(
 }
 
 /// Removes what an earlier build of the component left below `_output/<module>/`
-/// (its log is being written).
-fn reset_output(job: &Job) -> std::io::Result<()> {
+/// (its log is being written), but its stage when `keep_stage`.
+fn reset_output(job: &Job, keep_stage: bool) -> std::io::Result<()> {
+    if !keep_stage {
+        // First: a stage being replaced is never taken for a whole one.
+        super::develop::forget_stage(&job.output)?;
+    }
     for dir in [
         &job.prefix,
         &job.stage,
         &job.artifacts,
         &job.output.join("downloads"),
     ] {
-        if dir.exists() {
+        if dir.exists() && !(keep_stage && dir == &job.stage) {
             fs::remove_dir_all(dir)?;
         }
     }
@@ -401,7 +405,7 @@ fn check_out(
 ) -> Result<Option<String>, Failed> {
     if job.steps.has("clean") {
         observer.step(job.index, "clean");
-        reset_output(job).map_err(|e| failed("clean", e))?;
+        reset_output(job, false).map_err(|e| failed("clean", e))?;
         if let Some(cmd) = job.commands.get("clean")
             && job.checkout_dir.is_dir()
         {
@@ -526,7 +530,14 @@ fn build(
         // Its tag is its key: the files need no hash.
         check_out(job, observer, log, false)?;
     }
-    reset_output(job).map_err(|e| failed("fetch", e))?;
+    // A development build keeps the stage its last build made from the same build
+    // dependencies: staging them again would cost it more than its own build tool's work.
+    let staged =
+        super::develop::stage_digest(&job.configuration_text, &job.platform, dependency_keys);
+    let keep_stage = job.development.is_some()
+        && job.stage.is_dir()
+        && super::develop::staged(&job.output).as_deref() == Some(staged.as_str());
+    reset_output(job, keep_stage).map_err(|e| failed("fetch", e))?;
     // A development build configures once per configuration: later ones start at compile.
     let configured = super::develop::digest(&job.configuration_text);
     let skip_configure = job.development.is_some()
@@ -547,7 +558,19 @@ fn build(
 
     // Build dependencies into this component's own stage dir.
     observer.step(job.index, "fetch");
-    stage(job, plans, repo, log)?;
+    if keep_stage {
+        log.line(&format!(
+            "== fetch: stage kept (the same build dependencies as the last build's): {}",
+            job.stage.display()
+        ));
+    } else {
+        stage(job, plans, repo, log)?;
+        if job.development.is_some()
+            && let Err(e) = super::develop::mark_staged(&job.output, &staged)
+        {
+            log.line(&format!("warning: the stage's record was not kept: {e}"));
+        }
+    }
     // A fresh root with the build-time externals, which the targets run in.
     let layer = match &job.root {
         Some(root) => {

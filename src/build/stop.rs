@@ -68,7 +68,7 @@ impl Drop for Step {
     fn drop(&mut self) {
         // What the step left running in the background stays within reach of a stop.
         let pgid = self.child.id() as i32;
-        if !live_groups().contains(&pgid) {
+        if !group_exists(pgid) {
             running().groups.remove(&pgid);
         }
     }
@@ -194,8 +194,7 @@ pub fn spawn(cmd: &mut Command) -> io::Result<Step> {
         return Err(io::Error::other("its task was stopped"));
     }
     // Groups that ended since: their ids may be reused.
-    let live = live_groups();
-    running.groups.retain(|g, _| live.contains(g));
+    running.groups.retain(|&g, _| group_exists(g));
     // SAFETY: setsid is async-signal-safe.
     let child = unsafe {
         cmd.pre_exec(|| {
@@ -299,7 +298,17 @@ fn waitid(child: &Child, flags: libc::c_int) -> io::Result<libc::pid_t> {
     Ok(unsafe { info.si_pid() })
 }
 
-/// The process groups that have a process other than a zombie: one walk of `/proc`.
+/// Whether process group `pgid` has any member, zombies too: one system call, for the
+/// bookkeeping of every step. Linux gives no new process an id that is still a group's,
+/// so a group listed while it has members is still the step's.
+fn group_exists(pgid: i32) -> bool {
+    // SAFETY: signal 0 only checks that the group exists.
+    let sent = unsafe { libc::kill(-pgid, 0) };
+    sent == 0 || io::Error::last_os_error().raw_os_error() == Some(libc::EPERM)
+}
+
+/// The process groups that have a process other than a zombie: one walk of `/proc`, for
+/// waiting out a stop (a zombie there needs no more signals).
 fn live_groups() -> BTreeSet<i32> {
     std::fs::read_dir("/proc")
         .into_iter()
@@ -491,6 +500,20 @@ mod tests {
         );
         assert_eq!(state_and_group("7 (a b) c)) Z 1 9 7"), Some(("Z", 9)));
         assert_eq!(state_and_group("garbage"), None);
+    }
+
+    #[test]
+    fn a_group_exists_while_it_has_a_member() {
+        let mut child = Command::new("sleep")
+            .arg("30")
+            .process_group(0)
+            .spawn()
+            .unwrap();
+        let pgid = child.id() as i32;
+        assert!(group_exists(pgid));
+        child.kill().unwrap();
+        child.wait().unwrap();
+        assert!(!group_exists(pgid));
     }
 
     #[test]

@@ -90,6 +90,12 @@ fn a_development_build_configures_once_remakes_what_changed_and_is_cached_when_u
     let log = log_of(&second, web);
     assert!(log.contains("== configure: skipped"), "{log}");
     assert!(!log.contains("== configure: ./configure"), "{log}");
+    // Its build dependencies did not change: their stage stays.
+    assert!(
+        log.contains("stage kept (the same build dependencies"),
+        "{log}"
+    );
+    assert!(!log.contains("== staged "), "{log}");
     assert!(log.contains("body.sh.in > build/body.sh"), "{log}");
     assert!(!log.contains("head.sh.in > build/head.sh"), "{log}");
     assert!(
@@ -175,4 +181,50 @@ fn a_dependent_in_the_same_build_uses_the_development_artifacts() {
     );
     assert!(web.contains("== publish: skipped"), "{web}");
     assert_eq!(results(&list)["java_api_R_5_2_2_1"], "built");
+
+    // The web server in development too: its stage is made again when the schemas
+    // change, and kept while only its own tree does.
+    develop(&ws, &["web_server"]);
+    let build_ws = || {
+        let (o, list) = build(
+            Some(&d),
+            &root().join(FIXTURE_TREE),
+            &[
+                "--platform",
+                "el9_x86_64",
+                "--workspace",
+                ws.to_str().unwrap(),
+            ],
+        );
+        assert!(o.status.success(), "{}{}", stdout(&o), stderr(&o));
+        log_of(&list, "web_server_R_2_5_1_1")
+    };
+    // Built on the same schemas as its last build (as their dependent): the stage stays.
+    let web = build_ws();
+    assert!(
+        web.contains("stage kept (the same build dependencies"),
+        "{web}"
+    );
+    let again = "-- changed again";
+    let mut text = fs::read_to_string(&file).unwrap();
+    text.push_str(&format!("{again}\n"));
+    fs::write(&file, text).unwrap();
+    let web = build_ws();
+    assert!(
+        web.contains("== staged database_schemas_R_3_0_0_1 into") && !web.contains("kept"),
+        "{web}"
+    );
+    let restaged = crate::support::files_under(&staged)
+        .into_iter()
+        .any(|p| fs::read_to_string(&p).is_ok_and(|s| s.contains(again)));
+    assert!(restaged, "the stage holds the schemas of before");
+    let own = ws.join("my-project.servers.web_server/body.sh.in");
+    let mut body = fs::read_to_string(&own).unwrap();
+    body.push_str("# a local change\n");
+    fs::write(&own, body).unwrap();
+    let web = build_ws();
+    assert!(
+        web.contains("stage kept (the same build dependencies"),
+        "{web}"
+    );
 }
