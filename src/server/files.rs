@@ -1,5 +1,6 @@
 //! `/repos/<repo>/...`: the repository trees as plain files (Range, ETag, Last-Modified,
-//! conditional requests — actix-files does those), and the generated client set-up files
+//! conditional requests; files on disk are read whole when small and streamed by
+//! actix-files when not, objects elsewhere streamed), and the generated client set-up files
 //! `<platform>.repo` and `<suite>.sources`. Paths are checked twice: as text (no `..`,
 //! no hidden parts, no absolute paths) and, once resolved, as a place below the
 //! repository's directory. Directories are never listed.
@@ -12,10 +13,14 @@ use super::Shared;
 use super::errors::ApiError;
 use crate::blobs::{Data, Meta};
 use crate::layout::{Layout, PackageFormat};
+use crate::repo::RepoError;
 use crate::store::{FileKind, RepoRecord};
 
-/// Files up to this size are read on the worker thread: from the page cache that is
-/// faster than a hop to the blocking pool, and repository files are mostly small.
+/// Files up to this size are answered from memory (most index files and small packages).
+const SMALL_FILE: u64 = 64 << 10;
+
+/// Larger files up to this size are read on the worker thread: from the page cache that
+/// is faster than a hop to the blocking pool.
 const SYNC_READ_LIMIT: u64 = 1 << 30;
 
 /// How long a redirect's presigned URL works (`--redirect-blobs`).
@@ -64,7 +69,17 @@ pub async fn get(
             return Err(missing());
         };
         return match object.data {
-            // A file: actix-files answers Range and the conditional requests from it.
+            // A small file is read whole and answered from memory: headers and body
+            // leave in one write, with none of a file stream's set-up.
+            Data::File(mut file) if object.meta.len <= SMALL_FILE => {
+                let mut bytes = Vec::with_capacity(object.meta.len as usize);
+                std::io::Read::read_to_end(&mut file, &mut bytes)
+                    .map_err(|e| RepoError::Internal(format!("reading {repo}/{tail}: {e}")))?;
+                Ok(answer(&req, &object.meta, ct, Body::Memory(bytes.into())))
+            }
+            // A larger one: actix-files streams it and answers Range and the conditional
+            // requests. (A mapped file answered as one body was slower: actix copies a
+            // body into its write buffer either way.)
             Data::File(file) => {
                 let named = NamedFile::from_file(file, &tail)
                     .map_err(|_| missing())?
@@ -76,7 +91,7 @@ pub async fn get(
                     .read_mode_threshold(SYNC_READ_LIMIT);
                 Ok(named.into_response(&req))
             }
-            Data::Bytes(bytes) => Ok(answer(&req, &object.meta, ct, Body::Memory(bytes))),
+            Data::Bytes(bytes) => Ok(answer(&req, &object.meta, ct, Body::Memory(bytes.into()))),
             Data::Stream(r) => Ok(answer(&req, &object.meta, ct, Body::Stream(r))),
         };
     }
@@ -88,7 +103,7 @@ pub async fn get(
     };
     let meta = object.meta.clone();
     let body = match object.data {
-        Data::Bytes(b) => Body::Memory(b),
+        Data::Bytes(b) => Body::Memory(b.into()),
         Data::File(f) => Body::Stream(Box::new(f)),
         Data::Stream(whole) => match wanted_range(&req, meta.len) {
             // A range: asked of the store by itself, the whole answer left unread.
@@ -103,7 +118,7 @@ pub async fn get(
                 .ok_or_else(missing)?;
                 return Ok(match ranged.data {
                     Data::Stream(r) => partial(&req, &meta, ct, start, n, Body::Stream(r)),
-                    Data::Bytes(b) => partial(&req, &meta, ct, start, n, Body::Memory(b)),
+                    Data::Bytes(b) => partial(&req, &meta, ct, start, n, Body::Memory(b.into())),
                     Data::File(f) => partial(&req, &meta, ct, start, n, Body::Stream(Box::new(f))),
                 });
             }
@@ -115,7 +130,7 @@ pub async fn get(
 
 /// An answer's bytes: in memory (all of the object), or read as they come.
 enum Body {
-    Memory(Vec<u8>),
+    Memory(actix_web::web::Bytes),
     Stream(Box<dyn std::io::Read + Send>),
 }
 
@@ -240,7 +255,7 @@ fn answer(req: &HttpRequest, meta: &Meta, ct: mime::Mime, body: Body) -> HttpRes
             .insert_header((header::CONTENT_RANGE, format!("bytes */{}", meta.len)))
             .finish(),
         (Some(Ok((start, n))), Body::Memory(bytes)) => {
-            let cut = bytes[start as usize..(start + n) as usize].to_vec();
+            let cut = bytes.slice(start as usize..(start + n) as usize);
             partial(req, meta, ct, start, n, Body::Memory(cut))
         }
         (_, body) => send(builder(meta, ct, StatusCode::OK), meta.len, body),
