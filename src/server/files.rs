@@ -481,7 +481,7 @@ mod tests {
                 &req.to_http_request(),
                 &meta,
                 mime::TEXT_PLAIN,
-                Body::Memory(b"0123456789".to_vec()),
+                Body::Memory(b"0123456789".to_vec().into()),
             )
         };
         let body = |r: HttpResponse| async move {
