@@ -163,13 +163,23 @@ pub fn switched(
     before: Option<&Generation>,
 ) -> Result<(), BlobError> {
     blobs.show(dir, &now.name)?;
-    if let Some(old) = before.and_then(|b| b.previous.as_deref())
-        && old != now.name
-        && Some(old) != now.previous.as_deref()
-    {
-        blobs.remove_all(&under(split(dir).0, old))?;
+    if let Some(old) = dropped(now, before) {
+        blobs.remove_all(&generation_key(dir, old))?;
     }
     Ok(())
+}
+
+/// The generation that naming `now` in place of `before` drops: the one `before` kept
+/// for its readers, unless it is one of the two kept now.
+pub fn dropped<'a>(now: &Generation, before: Option<&'a Generation>) -> Option<&'a str> {
+    before
+        .and_then(|b| b.previous.as_deref())
+        .filter(|&old| old != now.name && Some(old) != now.previous.as_deref())
+}
+
+/// The key prefix of generation `name` of directory `dir` (a key).
+pub fn generation_key(dir: &str, name: &str) -> String {
+    under(split(dir).0, name)
 }
 
 #[cfg(test)]

@@ -23,6 +23,7 @@ pub mod package;
 pub mod publish;
 pub mod release;
 pub mod segments;
+pub mod tidy;
 pub mod yum;
 
 use std::path::{Path, PathBuf};
@@ -327,6 +328,8 @@ pub struct Repositories {
     keep_bytes: u64,
     /// What unlocks the stored secret keys, and protects the ones stored from now on.
     passphrase: Option<keys::Passphrase>,
+    /// Index generations publishes dropped, when a thread removes them (a server).
+    tidy: tidy::Tidy,
 }
 
 /// Repository names: 1-64 of `[a-z0-9._-]`, starting with a letter or digit.
@@ -403,6 +406,7 @@ impl Repositories {
             layout,
             keep_bytes: publish::KEEP_BYTES,
             passphrase: None,
+            tidy: Default::default(),
         };
         repos.sweep()?;
         Ok(repos)

@@ -1208,9 +1208,23 @@ impl Repositories {
         clean.pending.clear();
         changes.push(Change::PutRepo(clean));
         self.store.apply(changes)?;
-        crate::blobs::for_each(&*self.blobs, &shown, |(dir, now, before)| {
-            super::generations::switched(&*self.blobs, dir, now, before.as_ref())
+        // Direct readers see the new generations now; the ones they no longer keep go
+        // now or, on a server, once the publish has answered (`repo::tidy`).
+        crate::blobs::for_each(&*self.blobs, &shown, |(dir, now, _)| {
+            self.blobs.show(dir, &now.name)
         })?;
+        let dropped = shown
+            .iter()
+            .filter_map(|(dir, now, before)| {
+                let old = super::generations::dropped(now, before.as_ref())?;
+                Some(super::tidy::Dropped {
+                    repo: repo.name.clone(),
+                    dir: dir.strip_prefix(&format!("{}/", repo.name))?.to_string(),
+                    generation: old.to_string(),
+                })
+            })
+            .collect();
+        self.drop_generations(dropped)?;
         Ok(rewritten)
     }
 
@@ -1912,6 +1926,63 @@ mod tests {
         assert!(repodata.join("repomd.xml").is_file());
         assert!(!repodata.join("repomd.xml.key").exists());
         assert!(!repodata.join("repomd.xml.asc").exists());
+    }
+
+    #[test]
+    fn generations_dropped_on_a_server_go_on_its_tidying_thread_unless_named_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let repos = Repositories::open_with(
+            &dir.path().join("data"),
+            crate::layout::Layout::builtin(),
+            Box::new(crate::blobs::MemBlobs::default()),
+        )
+        .unwrap();
+        repos.create(&super::super::NewRepo::volatile("r")).unwrap();
+        repos.tidy_later();
+        let generations = || -> BTreeSet<String> {
+            repos
+                .blobs
+                .list("r/yum/el9_x86_64")
+                .unwrap()
+                .into_iter()
+                .filter_map(|k| {
+                    k.split('/')
+                        .find(|p| p.starts_with(".repodata.gen-"))
+                        .map(str::to_string)
+                })
+                .collect()
+        };
+        for name in ["a", "b", "c"] {
+            publish_el9(&repos, &[rpm_file(dir.path(), name)], false);
+        }
+        let kept = repos
+            .store
+            .generation("r", "yum/el9_x86_64/repodata")
+            .unwrap()
+            .unwrap();
+        let want: BTreeSet<String> = [kept.name.clone(), kept.previous.clone().unwrap()].into();
+        // Those dropped (the empty index of the new repository's, the first publish's)
+        // wait for the thread.
+        let before = generations();
+        assert!(before.is_superset(&want) && before.len() == 4, "{before:?}");
+        repos.tidy(&|| true);
+        assert_eq!(generations(), want);
+        // One the store names again by the time the thread comes to it stays.
+        repos
+            .drop_generations(vec![super::super::tidy::Dropped {
+                repo: "r".into(),
+                dir: "yum/el9_x86_64/repodata".into(),
+                generation: kept.name.clone(),
+            }])
+            .unwrap();
+        repos.tidy(&|| true);
+        assert_eq!(generations(), want);
+        assert!(
+            repos
+                .open_path("r", "yum/el9_x86_64/repodata/repomd.xml", None)
+                .unwrap()
+                .is_some()
+        );
     }
 
     #[test]

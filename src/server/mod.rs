@@ -25,6 +25,7 @@ pub mod metrics;
 pub mod queue;
 
 use std::path::{Path, PathBuf};
+use std::sync::atomic::Ordering;
 
 use actix_web::{App, HttpRequest, HttpServer, web};
 use serde::Deserialize;
@@ -309,6 +310,13 @@ pub fn run(opts: ServeOptions) -> Result<(), ServeError> {
     // Leases that run out put their tasks back, also while no agent asks.
     farm::expire_in_background(state.clone());
     collect_in_background(state.clone());
+    // Old index generations go after the publish that dropped them has answered.
+    state.repos.tidy_later();
+    let stopped = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let tidying = {
+        let (state, stopped) = (state.clone(), stopped.clone());
+        std::thread::spawn(move || state.repos.tidy(&|| stopped.load(Ordering::SeqCst)))
+    };
     claims::Claims::start(state.clone());
 
     actix_web::rt::System::new().block_on(async move {
@@ -368,6 +376,9 @@ pub fn run(opts: ServeOptions) -> Result<(), ServeError> {
         println!("packyard serve: listening on {url}");
         let result = server.run().await;
         tracing::info!("stopped; flushing the store");
+        // What the last publishes dropped goes first (the store is still open).
+        stopped.store(true, Ordering::SeqCst);
+        let _ = tidying.join();
         let _ = state.repos.store.serving(None);
         state.repos.store.flush().map_err(RepoError::from)?;
         result.map_err(ServeError::Io)

@@ -752,11 +752,27 @@ fn pack_version_for(tree: &Path, minor: u32, out: &Path, epoch: &str, platform: 
     assert!(o.status.success(), "{}", stderr(&o));
 }
 
-/// Every file under `dir` with its bytes' sha256.
+/// Every file and link below `dir` with its content's sha256 (a link: its target); of an
+/// index directory's generations only the one shown (the others are a server's to remove
+/// when it gets to them, after its answers).
 pub(crate) fn snapshot(dir: &Path) -> BTreeMap<String, String> {
     use sha2::{Digest, Sha256};
     fn go(root: &Path, dir: &Path, out: &mut BTreeMap<String, String>) {
-        for e in fs::read_dir(dir).unwrap().flatten() {
+        let entries: Vec<_> = fs::read_dir(dir).unwrap().flatten().collect();
+        let shown: Vec<std::path::PathBuf> = entries
+            .iter()
+            .filter_map(|e| fs::read_link(e.path()).ok())
+            .collect();
+        for e in entries {
+            let name = e.file_name().to_string_lossy().into_owned();
+            if name.starts_with('.')
+                && name.contains(".gen-")
+                && !shown
+                    .iter()
+                    .any(|t| t.as_os_str() == e.file_name().as_os_str())
+            {
+                continue;
+            }
             let p = e.path();
             let rel = p.strip_prefix(root).unwrap().to_string_lossy().into_owned();
             let ft = fs::symlink_metadata(&p).unwrap().file_type();
