@@ -153,17 +153,21 @@ fn a_dependent_in_the_same_build_uses_the_development_artifacts() {
     let mut text = fs::read_to_string(&file).unwrap();
     text.push_str(&format!("{marker}\n"));
     fs::write(&file, text).unwrap();
-    let (o, list) = build(
-        Some(&d),
-        &root().join(FIXTURE_TREE),
-        &[
-            "--platform",
-            "el9_x86_64",
-            "--workspace",
-            ws.to_str().unwrap(),
-        ],
-    );
-    assert!(o.status.success(), "{}{}", stdout(&o), stderr(&o));
+    let build_ws = || {
+        let (o, list) = build(
+            Some(&d),
+            &root().join(FIXTURE_TREE),
+            &[
+                "--platform",
+                "el9_x86_64",
+                "--workspace",
+                ws.to_str().unwrap(),
+            ],
+        );
+        assert!(o.status.success(), "{}{}", stdout(&o), stderr(&o));
+        list
+    };
+    let list = build_ws();
     let web = log_of(&list, "web_server_R_2_5_1_1");
     assert!(
         web.contains("== staged database_schemas_R_3_0_0_1 into")
@@ -185,20 +189,7 @@ fn a_dependent_in_the_same_build_uses_the_development_artifacts() {
     // The web server in development too: its stage is made again when the schemas
     // change, and kept while only its own tree does.
     develop(&ws, &["web_server"]);
-    let build_ws = || {
-        let (o, list) = build(
-            Some(&d),
-            &root().join(FIXTURE_TREE),
-            &[
-                "--platform",
-                "el9_x86_64",
-                "--workspace",
-                ws.to_str().unwrap(),
-            ],
-        );
-        assert!(o.status.success(), "{}{}", stdout(&o), stderr(&o));
-        log_of(&list, "web_server_R_2_5_1_1")
-    };
+    let build_ws = || log_of(&build_ws(), "web_server_R_2_5_1_1");
     // Built on the same schemas as its last build (as their dependent): the stage stays.
     let web = build_ws();
     assert!(
