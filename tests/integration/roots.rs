@@ -37,7 +37,9 @@ fn debian_root() -> Option<PathBuf> {
             return None;
         }
         fs::create_dir_all(&dir).unwrap();
-        let part = dir.join(format!("deb12-buildd.tar.{}", std::process::id()));
+        // mmdebstrap picks its output's format by the name's extension: `.tar` here, or
+        // it makes a directory (which `is_file` above would never find again).
+        let part = dir.join(format!("deb12-buildd.{}.tar", std::process::id()));
         let o = std::process::Command::new("mmdebstrap")
             .args(["--variant=buildd", "--quiet", "bookworm"])
             .arg(&part)
