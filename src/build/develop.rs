@@ -79,20 +79,6 @@ pub fn save_state(output: &Path, state: &State) -> io::Result<()> {
     crate::atomic::write(&state_path(output), &text)
 }
 
-/// A digest of what a component's stage is made from: its configuration, platform and
-/// the keys of its build dependencies.
-pub fn stage_digest(
-    configuration: &str,
-    platform: &str,
-    dependencies: &[(String, String)],
-) -> String {
-    let mut text = format!("{configuration}\0{platform}");
-    for (configuration, key) in dependencies {
-        text.push_str(&format!("\0{configuration}={key}"));
-    }
-    digest(&text)
-}
-
 fn staged_path(output: &Path) -> PathBuf {
     output.join("staged")
 }
@@ -155,10 +141,4 @@ pub enum AdoptError {
     Io(PathBuf, io::Error),
     #[error("`{command}` did not check {module} out")]
     Failed { command: String, module: String },
-}
-
-/// A digest of a configuration's text: what `configure` depends on.
-pub fn digest(text: &str) -> String {
-    use sha2::Digest;
-    format!("{:x}", sha2::Sha256::digest(text.as_bytes()))
 }

@@ -412,29 +412,16 @@ pub fn prepare<'a>(req: &BuildRequest<'a>) -> Result<Prepared<'a>, BuildError> {
 /// Per component: `Some(true)` for a development checkout, `Some(false)` for one built on
 /// one (a build dependency at any depth), `None` for the others.
 fn development_of(graph: &graph::Graph, checkouts: &develop::Checkouts) -> Vec<Option<bool>> {
-    let mut dev: Vec<Option<bool>> = graph
-        .nodes
-        .iter()
-        .map(|n| {
-            checkouts
-                .modules
-                .contains_key(&n.resolved.module)
-                .then_some(true)
-        })
-        .collect();
-    // Until nothing changes: a component on a development one is one too.
-    loop {
-        let mut changed = false;
-        for (i, n) in graph.nodes.iter().enumerate() {
-            if dev[i].is_none() && n.deps.iter().any(|&d| dev[d].is_some()) {
-                dev[i] = Some(false);
-                changed = true;
+    let mut dev = vec![None; graph.nodes.len()];
+    for (i, n) in graph.nodes.iter().enumerate() {
+        if checkouts.modules.contains_key(&n.resolved.module) {
+            dev[i] = Some(true);
+            for j in graph.dependents(i) {
+                dev[j].get_or_insert(false);
             }
         }
-        if !changed {
-            return dev;
-        }
     }
+    dev
 }
 
 /// Runs the build `prepared` describes, publishing into (and reusing from) `repo`.

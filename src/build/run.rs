@@ -532,14 +532,14 @@ fn build(
     }
     // A development build keeps the stage its last build made from the same build
     // dependencies: staging them again would cost it more than its own build tool's work.
-    let staged =
-        super::develop::stage_digest(&job.configuration_text, &job.platform, dependency_keys);
+    // What the stage is made from: the key of a build with no source of its own.
+    let staged = super::key::build_key(&job.configuration_text, "", &job.platform, dependency_keys);
     let keep_stage = job.development.is_some()
         && job.stage.is_dir()
         && super::develop::staged(&job.output).as_deref() == Some(staged.as_str());
     reset_output(job, keep_stage).map_err(|e| failed("fetch", e))?;
     // A development build configures once per configuration: later ones start at compile.
-    let configured = super::develop::digest(&job.configuration_text);
+    let configured = crate::lock::hash(&job.configuration_text);
     let skip_configure = job.development.is_some()
         && dev_state
             .as_ref()

@@ -118,22 +118,20 @@ pub fn hold(workspace: &Path) -> Result<Held, WorkspaceError> {
 fn stamp(output: &Path) -> Result<Option<String>, WorkspaceError> {
     let path = output.join(".packyard-version");
     let written = fs::read_to_string(&path).ok().map(|v| v.trim().to_string());
-    let cleared = match written.as_deref() {
-        Some(v) if v == VERSION => return Ok(None),
-        Some(v) => Some(v.to_string()),
-        None => {
-            let others = fs::read_dir(output)
-                .map_err(io_at(output))?
-                .flatten()
-                .any(|e| e.file_name() != ".lock");
-            others.then(|| "an earlier version (no stamp)".to_string())
-        }
+    if written.as_deref() == Some(VERSION) {
+        return Ok(None);
+    }
+    let others: Vec<fs::DirEntry> = fs::read_dir(output)
+        .map_err(io_at(output))?
+        .flatten()
+        .filter(|e| e.file_name() != ".lock")
+        .collect();
+    let cleared = match written {
+        Some(v) => Some(v),
+        None => (!others.is_empty()).then(|| "an earlier version (no stamp)".to_string()),
     };
     if cleared.is_some() {
-        for e in fs::read_dir(output).map_err(io_at(output))?.flatten() {
-            if e.file_name() == ".lock" {
-                continue;
-            }
+        for e in others {
             let p = e.path();
             let gone = if e.file_type().map_err(io_at(&p))?.is_dir() {
                 fs::remove_dir_all(&p)

@@ -160,11 +160,7 @@ pub fn cmd_build(args: BuildArgs, target: &Target, token: Option<&str>, json: bo
         root: None,
         publish_development: args.repo.is_some(),
     };
-    let failed = |e: build::BuildError| {
-        let hint = e.hint();
-        Failure::new(e, hint)
-    };
-    let prepared = build::prepare(&request).map_err(failed)?;
+    let prepared = build::prepare(&request).map_err(build_failed)?;
     // One build at a time in a workspace; another packyard's `_output/` is cleared.
     let held = build::workspace::hold(prepared.workspace()).map_err(|e| {
         let hint = e.hint();
@@ -208,7 +204,7 @@ pub fn cmd_build(args: BuildArgs, target: &Target, token: Option<&str>, json: bo
             });
             let repo = LocalBuildRepo::open(backends, (*layout).clone(), args.repo.clone(), pick)
                 .map_err(|e| Failure::new(&e, e.hint.clone()))?;
-            let report = build::build(&request, &prepared, &repo, &lines).map_err(failed)?;
+            let report = build::build(&request, &prepared, &repo, &lines).map_err(build_failed)?;
             // Every store write was flushed when made; closing the store would only
             // wait for its threads, which the command's exit ends anyway.
             std::mem::forget(repo);
@@ -230,7 +226,7 @@ pub fn cmd_build(args: BuildArgs, target: &Target, token: Option<&str>, json: bo
                 layout,
                 lease: None,
             };
-            build::build(&request, &prepared, &repo, &lines).map_err(failed)?
+            build::build(&request, &prepared, &repo, &lines).map_err(build_failed)?
         }
     };
     lines.finish();
@@ -423,6 +419,12 @@ pub fn cmd_rebuild(args: RebuildArgs, layout: &crate::layout::Layout, json: bool
     Ok(ExitCode::SUCCESS)
 }
 
+/// A build error as the command line reports it, with its hint.
+fn build_failed(e: build::BuildError) -> Failure {
+    let hint = e.hint();
+    Failure::new(e, hint)
+}
+
 #[derive(Args)]
 pub struct DevelopArgs {
     /// Modules to check out for development (full name or last part).
@@ -491,10 +493,7 @@ pub fn cmd_develop(args: DevelopArgs, layout: &crate::layout::Layout, json: bool
             root: None,
             publish_development: false,
         };
-        let prepared = build::prepare(&request).map_err(|e| {
-            let hint = e.hint();
-            Failure::new(e, hint)
-        })?;
+        let prepared = build::prepare(&request).map_err(build_failed)?;
         for asked in &args.modules {
             let components = prepared.components();
             let Some(i) = components
@@ -506,10 +505,7 @@ pub fn cmd_develop(args: DevelopArgs, layout: &crate::layout::Layout, json: bool
                     "name a module (full or last part) or configuration of it".to_string(),
                 ));
             };
-            let job = prepared.job(&request, i).map_err(|e| {
-                let hint = e.hint();
-                Failure::new(e, hint)
-            })?;
+            let job = prepared.job(&request, i).map_err(build_failed)?;
             let checkout = build::develop::adopt(&job).map_err(|e| {
                 Failure::new(
                     e,
