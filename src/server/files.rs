@@ -1,12 +1,10 @@
 //! `/repos/<repo>/...`: the repository trees as plain files (Range, ETag, Last-Modified,
-//! conditional requests; files on disk are read whole when small and streamed by
-//! actix-files when not, objects elsewhere streamed), and the generated client set-up files
+//! conditional requests; files on disk are read whole when small and read in large parts
+//! on the worker thread when not, objects elsewhere streamed from the blocking pool), and the generated client set-up files
 //! `<platform>.repo` and `<suite>.sources`. Paths are checked twice: as text (no `..`,
 //! no hidden parts, no absolute paths) and, once resolved, as a place below the
 //! repository's directory. Directories are never listed.
 
-use actix_files::NamedFile;
-use actix_web::http::header::{ContentDisposition, DispositionType};
 use actix_web::{HttpRequest, HttpResponse, web};
 
 use super::Shared;
@@ -18,10 +16,6 @@ use crate::store::{FileKind, RepoRecord};
 
 /// Files up to this size are answered from memory (most index files and small packages).
 const SMALL_FILE: u64 = 64 << 10;
-
-/// Larger files up to this size are read on the worker thread: from the page cache that
-/// is faster than a hop to the blocking pool.
-const SYNC_READ_LIMIT: u64 = 1 << 30;
 
 /// How long a redirect's presigned URL works (`--redirect-blobs`).
 const REDIRECT_TTL: std::time::Duration = std::time::Duration::from_secs(300);
@@ -77,20 +71,11 @@ pub async fn get(
                     .map_err(|e| RepoError::Internal(format!("reading {repo}/{tail}: {e}")))?;
                 Ok(answer(&req, &object.meta, ct, Body::Memory(bytes.into())))
             }
-            // A larger one: actix-files streams it and answers Range and the conditional
-            // requests. (A mapped file answered as one body was slower: actix copies a
-            // body into its write buffer either way.)
-            Data::File(file) => {
-                let named = NamedFile::from_file(file, &tail)
-                    .map_err(|_| missing())?
-                    .set_content_type(ct)
-                    .set_content_disposition(ContentDisposition {
-                        disposition: DispositionType::Inline,
-                        parameters: vec![],
-                    })
-                    .read_mode_threshold(SYNC_READ_LIMIT);
-                Ok(named.into_response(&req))
-            }
+            // A larger one: read in 256 KiB parts on this thread as the client takes them
+            // (from the page cache; 5 % more 10 MB answers a second than actix-files' 64 KiB
+            // parts here, 1 MiB parts were slower). A mapped file answered as one body was
+            // slower still: actix copies a body into its write buffer either way.
+            Data::File(file) => Ok(answer(&req, &object.meta, ct, Body::File(file))),
             Data::Bytes(bytes) => Ok(answer(&req, &object.meta, ct, Body::Memory(bytes.into()))),
             Data::Stream(r) => Ok(answer(&req, &object.meta, ct, Body::Stream(r))),
         };
@@ -131,6 +116,9 @@ pub async fn get(
 /// An answer's bytes: in memory (all of the object), or read as they come.
 enum Body {
     Memory(actix_web::web::Bytes),
+    /// A local file, read on the worker thread as the client takes it (from the page
+    /// cache that is faster than a hop to the blocking pool).
+    File(std::fs::File),
     Stream(Box<dyn std::io::Read + Send>),
 }
 
@@ -195,6 +183,10 @@ fn builder(
 fn send(mut b: actix_web::HttpResponseBuilder, len: u64, body: Body) -> HttpResponse {
     match body {
         Body::Memory(bytes) => b.body(bytes),
+        Body::File(file) => b.body(actix_web::body::SizedStream::new(
+            len,
+            Box::pin(FileChunks { file, left: len }),
+        )),
         Body::Stream(mut from) => {
             let (tx, rx) =
                 tokio::sync::mpsc::channel::<Result<actix_web::web::Bytes, std::io::Error>>(4);
@@ -220,6 +212,45 @@ fn send(mut b: actix_web::HttpResponseBuilder, len: u64, body: Body) -> HttpResp
                 rx.recv().await.map(|item| (item, rx))
             });
             b.body(actix_web::body::SizedStream::new(len, Box::pin(stream)))
+        }
+    }
+}
+
+/// How much of a file one read takes: large reads mean fewer system calls and fewer,
+/// larger socket writes.
+const FILE_CHUNK: usize = 256 << 10;
+
+/// The next `left` bytes of a file, read in `FILE_CHUNK`s on the worker thread.
+struct FileChunks {
+    file: std::fs::File,
+    left: u64,
+}
+
+impl futures_util::Stream for FileChunks {
+    type Item = Result<actix_web::web::Bytes, std::io::Error>;
+
+    fn poll_next(
+        mut self: std::pin::Pin<&mut Self>,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Self::Item>> {
+        use std::io::Read;
+        use std::task::Poll;
+        if self.left == 0 {
+            return Poll::Ready(None);
+        }
+        let want = self.left.min(FILE_CHUNK as u64) as usize;
+        let mut buf = Vec::with_capacity(want);
+        let this = &mut *self;
+        match (&mut this.file).take(want as u64).read_to_end(&mut buf) {
+            Ok(0) => Poll::Ready(Some(Err(std::io::Error::new(
+                std::io::ErrorKind::UnexpectedEof,
+                "the file is shorter than it was",
+            )))),
+            Ok(n) => {
+                this.left -= n as u64;
+                Poll::Ready(Some(Ok(buf.into())))
+            }
+            Err(e) => Poll::Ready(Some(Err(e))),
         }
     }
 }
@@ -257,6 +288,13 @@ fn answer(req: &HttpRequest, meta: &Meta, ct: mime::Mime, body: Body) -> HttpRes
         (Some(Ok((start, n))), Body::Memory(bytes)) => {
             let cut = bytes.slice(start as usize..(start + n) as usize);
             partial(req, meta, ct, start, n, Body::Memory(cut))
+        }
+        (Some(Ok((start, n))), Body::File(mut file)) => {
+            use std::io::Seek;
+            match file.seek(std::io::SeekFrom::Start(start)) {
+                Ok(_) => partial(req, meta, ct, start, n, Body::File(file)),
+                Err(e) => HttpResponse::InternalServerError().body(format!("reading: {e}")),
+            }
         }
         (_, body) => send(builder(meta, ct, StatusCode::OK), meta.len, body),
     }
@@ -468,7 +506,7 @@ mod tests {
     }
 
     #[actix_web::test]
-    async fn objects_from_memory_answer_ranges_and_conditional_requests() {
+    async fn objects_answer_ranges_and_conditional_requests_from_memory_and_files() {
         use actix_web::http::StatusCode;
         use actix_web::test::TestRequest;
         let meta = Meta {
@@ -476,36 +514,81 @@ mod tests {
             modified: std::time::UNIX_EPOCH + std::time::Duration::from_secs(1_700_000_000),
             etag: "\"abc\"".into(),
         };
-        let answer = |req: TestRequest| {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("f"), b"0123456789").unwrap();
+        let bodies: [&dyn Fn() -> Body; 2] =
+            [&|| Body::Memory(b"0123456789".to_vec().into()), &|| {
+                Body::File(std::fs::File::open(dir.path().join("f")).unwrap())
+            }];
+        for make in bodies {
+            let answer = |req: TestRequest| {
+                super::answer(&req.to_http_request(), &meta, mime::TEXT_PLAIN, make())
+            };
+            let body = |r: HttpResponse| async move {
+                actix_web::body::to_bytes(r.into_body()).await.unwrap()
+            };
+            let r = answer(TestRequest::default());
+            assert_eq!(r.status(), StatusCode::OK);
+            assert_eq!(r.headers().get("etag").unwrap(), "\"abc\"");
+            assert_eq!(body(r).await, "0123456789");
+            let r = answer(TestRequest::default().insert_header(("range", "bytes=2-4")));
+            assert_eq!(r.status(), StatusCode::PARTIAL_CONTENT);
+            assert_eq!(r.headers().get("content-range").unwrap(), "bytes 2-4/10");
+            assert_eq!(body(r).await, "234");
+            let r = answer(TestRequest::default().insert_header(("range", "bytes=-3")));
+            assert_eq!(body(r).await, "789");
+            let r = answer(TestRequest::default().insert_header(("range", "bytes=20-")));
+            assert_eq!(r.status(), StatusCode::RANGE_NOT_SATISFIABLE);
+            let r = answer(TestRequest::default().insert_header(("if-none-match", "\"abc\"")));
+            assert_eq!(r.status(), StatusCode::NOT_MODIFIED);
+            let r = answer(TestRequest::default().insert_header(("if-none-match", "\"old\"")));
+            assert_eq!(r.status(), StatusCode::OK);
+            let since = actix_web::http::header::HttpDate::from(meta.modified).to_string();
+            let r = answer(TestRequest::default().insert_header(("if-modified-since", since)));
+            assert_eq!(r.status(), StatusCode::NOT_MODIFIED);
+        }
+    }
+
+    #[actix_web::test]
+    async fn a_file_larger_than_a_read_is_sent_whole_and_in_parts() {
+        let dir = tempfile::tempdir().unwrap();
+        let bytes: Vec<u8> = (0..FILE_CHUNK * 2 + 1000)
+            .map(|i| (i % 251) as u8)
+            .collect();
+        std::fs::write(dir.path().join("f"), &bytes).unwrap();
+        let meta = Meta {
+            len: bytes.len() as u64,
+            modified: std::time::UNIX_EPOCH,
+            etag: "\"e\"".into(),
+        };
+        let send = |range: Option<String>| {
+            let mut req = actix_web::test::TestRequest::default();
+            if let Some(r) = range {
+                req = req.insert_header(("range", r));
+            }
+            let file = std::fs::File::open(dir.path().join("f")).unwrap();
             super::answer(
                 &req.to_http_request(),
                 &meta,
                 mime::TEXT_PLAIN,
-                Body::Memory(b"0123456789".to_vec().into()),
+                Body::File(file),
             )
         };
-        let body = |r: HttpResponse| async move {
-            actix_web::body::to_bytes(r.into_body()).await.unwrap()
-        };
-        let r = answer(TestRequest::default());
-        assert_eq!(r.status(), StatusCode::OK);
-        assert_eq!(r.headers().get("etag").unwrap(), "\"abc\"");
-        assert_eq!(body(r).await, "0123456789");
-        let r = answer(TestRequest::default().insert_header(("range", "bytes=2-4")));
-        assert_eq!(r.status(), StatusCode::PARTIAL_CONTENT);
-        assert_eq!(r.headers().get("content-range").unwrap(), "bytes 2-4/10");
-        assert_eq!(body(r).await, "234");
-        let r = answer(TestRequest::default().insert_header(("range", "bytes=-3")));
-        assert_eq!(body(r).await, "789");
-        let r = answer(TestRequest::default().insert_header(("range", "bytes=20-")));
-        assert_eq!(r.status(), StatusCode::RANGE_NOT_SATISFIABLE);
-        let r = answer(TestRequest::default().insert_header(("if-none-match", "\"abc\"")));
-        assert_eq!(r.status(), StatusCode::NOT_MODIFIED);
-        let r = answer(TestRequest::default().insert_header(("if-none-match", "\"old\"")));
-        assert_eq!(r.status(), StatusCode::OK);
-        let since = actix_web::http::header::HttpDate::from(meta.modified).to_string();
-        let r = answer(TestRequest::default().insert_header(("if-modified-since", since)));
-        assert_eq!(r.status(), StatusCode::NOT_MODIFIED);
+        let whole = actix_web::body::to_bytes(send(None).into_body())
+            .await
+            .unwrap();
+        assert_eq!(whole, bytes);
+        // A part that crosses a read's boundary.
+        let (start, end) = (FILE_CHUNK - 10, FILE_CHUNK * 2 + 5);
+        let part =
+            actix_web::body::to_bytes(send(Some(format!("bytes={start}-{end}"))).into_body())
+                .await
+                .unwrap();
+        assert_eq!(part, bytes[start..=end]);
+        // A file that shrank under the server ends the answer with an error, not short.
+        let r = send(None);
+        std::fs::write(dir.path().join("f"), b"short").unwrap();
+        assert!(actix_web::body::to_bytes(r.into_body()).await.is_err());
     }
 
     #[test]
