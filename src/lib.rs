@@ -16,6 +16,7 @@ pub mod auth;
 pub mod backends;
 pub mod blobs;
 pub mod build;
+pub mod choice;
 pub mod cli;
 pub mod client;
 pub mod config;

@@ -201,7 +201,7 @@ struct PackArgs {
     #[arg(long, value_name = "DIR", default_value = "_output")]
     out: PathBuf,
     /// Write only these (comma-separated); default: the tarball and the platform's package.
-    #[arg(long, value_enum, value_delimiter = ',', value_name = "LIST")]
+    #[arg(long, value_parser = choice::<pack::ArtifactFormat>(), value_delimiter = ',', value_name = "LIST")]
     formats: Vec<pack::ArtifactFormat>,
     #[command(flatten)]
     ctx: ContextArgs,
@@ -245,6 +245,19 @@ struct VercmpArgs {
     /// Read "A B" pairs, one a line, and print one answer a line.
     #[arg(long, conflicts_with_all = ["a", "b"])]
     stdin: bool,
+}
+
+/// The parser of a library [`Choice`](crate::choice::Choice): its names offered, each
+/// with its help in `--help`.
+pub(crate) fn choice<T: crate::choice::Choice + Send + Sync>()
+-> impl clap::builder::TypedValueParser<Value = T> {
+    use clap::builder::{PossibleValue, PossibleValuesParser, TypedValueParser};
+    PossibleValuesParser::new(
+        T::CHOICES
+            .iter()
+            .map(|(_, name, help)| PossibleValue::new(*name).help(*help)),
+    )
+    .try_map(|s| T::named(&s).ok_or_else(|| format!("no choice named {s}")))
 }
 
 fn parse_kv(s: &str) -> Result<(String, String), String> {

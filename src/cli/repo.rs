@@ -18,8 +18,8 @@ pub enum RepoCommand {
     /// Create a repository.
     Create {
         name: String,
-        /// volatile: packages may be replaced and pruned; registered: never changed.
-        #[arg(long, value_enum)]
+        /// What it may hold over time.
+        #[arg(long, value_parser = super::choice::<RepoKind>())]
         kind: RepoKind,
         /// Platforms it takes (comma-separated); default: all.
         #[arg(long, value_delimiter = ',', value_name = "P,...")]
@@ -28,7 +28,7 @@ pub enum RepoCommand {
         #[arg(long, value_name = "N")]
         keep: Option<u32>,
         /// Compression of the YUM metadata.
-        #[arg(long, value_enum, default_value = "gzip")]
+        #[arg(long, value_parser = super::choice::<crate::store::MetadataCompression>(), default_value = "gzip")]
         yum_compression: crate::store::MetadataCompression,
         /// Serve it only to callers with a token.
         #[arg(long)]
@@ -62,7 +62,7 @@ pub enum KeyCommand {
         #[arg(long)]
         repo: String,
         /// rsa4096 works everywhere (EL8 rpm included); ed25519 is small and fast.
-        #[arg(long, value_enum, default_value = "rsa4096")]
+        #[arg(long, value_parser = super::choice::<crate::repo::keys::Algorithm>(), default_value = "rsa4096")]
         algorithm: crate::repo::keys::Algorithm,
         /// Replace an existing key.
         #[arg(long)]

@@ -44,7 +44,7 @@ pub struct ServeArgs {
 pub enum TokenCommand {
     /// Create an API token; its secret is printed once.
     Create {
-        #[arg(long, value_enum)]
+        #[arg(long, value_parser = super::choice::<Role>())]
         role: Role,
         /// What it is for.
         #[arg(long, default_value = "")]

@@ -82,19 +82,26 @@ impl PackError {
 }
 
 /// Which file an [`Artifact`] is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum ArtifactFormat {
     Tgz,
     Rpm,
     Deb,
     /// A file of a Debian source package (`.dsc`, `.orig.tar.gz`, `.debian.tar.xz`).
-    #[value(skip)]
     #[serde(rename = "deb-source")]
     DebSource,
     /// A source RPM.
-    #[value(skip)]
     Srpm,
+}
+
+/// What `pack --formats` offers (source packages come from `pack --source`).
+impl crate::choice::Choice for ArtifactFormat {
+    const CHOICES: &'static [(Self, &'static str, &'static str)] = &[
+        (ArtifactFormat::Tgz, "tgz", "the .tar.gz"),
+        (ArtifactFormat::Rpm, "rpm", "the RPM (an RPM platform)"),
+        (ArtifactFormat::Deb, "deb", "the DEB (a DEB platform)"),
+    ];
 }
 
 impl ArtifactFormat {

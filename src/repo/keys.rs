@@ -31,13 +31,28 @@ use super::{RepoError, Repositories};
 use crate::store::{Change, RepoRecord, Store};
 
 /// Key algorithms offered by `key generate`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Algorithm {
     /// RSA 4096: every rpm, dnf and apt reads it (EL8's rpm 4.14 included).
     Rsa4096,
     /// Ed25519 (v4 EdDSA): small and fast; rpm 4.16+ and gpg 2.2 read it.
     Ed25519,
+}
+
+impl crate::choice::Choice for Algorithm {
+    const CHOICES: &'static [(Self, &'static str, &'static str)] = &[
+        (
+            Algorithm::Rsa4096,
+            "rsa4096",
+            "RSA 4096: every rpm, dnf and apt reads it (EL8's rpm 4.14 included)",
+        ),
+        (
+            Algorithm::Ed25519,
+            "ed25519",
+            "Ed25519 (v4 EdDSA): small and fast; rpm 4.16+ and gpg 2.2 read it",
+        ),
+    ];
 }
 
 /// What `key generate` / `key import` report.

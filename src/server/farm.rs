@@ -264,24 +264,79 @@ fn only_volatile(state: &Shared) -> Result<String, ApiError> {
     }
 }
 
+/// Whether the caller may see `build`: as with files, a private repository's builds (their
+/// tasks and logs) need a token; so do those into a repository no longer there, which may
+/// have been private. Others are anyone's to read.
+pub(super) fn may_see(
+    state: &Shared,
+    req: &HttpRequest,
+    build: &FarmBuild,
+) -> Result<(), ApiError> {
+    match state.repos.repo(&build.repo) {
+        Ok(r) if !r.private => Ok(()),
+        _ => Ok(state.require(req, Role::Builder).map(|_| ())?),
+    }
+}
+
+/// The builds the caller may see (a caller without a token: those of public repositories).
+pub(super) fn visible_builds(
+    state: &Shared,
+    req: &HttpRequest,
+) -> Result<Vec<FarmBuild>, ApiError> {
+    let signed_in = state.caller(req)?.is_some();
+    let mut public: BTreeMap<String, bool> = BTreeMap::new();
+    let mut out = Vec::new();
+    for b in state.repos.store.farm_builds()? {
+        let seen = signed_in
+            || *public
+                .entry(b.repo.clone())
+                .or_insert_with(|| matches!(state.repos.repo(&b.repo), Ok(r) if !r.private));
+        if seen {
+            out.push(b);
+        }
+    }
+    Ok(out)
+}
+
+/// Build `id`, if the caller may see it.
+pub(super) fn seen_build(
+    state: &Shared,
+    req: &HttpRequest,
+    id: BuildId,
+) -> Result<FarmBuild, ApiError> {
+    let build = state
+        .repos
+        .store
+        .farm_build(id)?
+        .ok_or(FarmError::NoSuchBuild(id))?;
+    may_see(state, req, &build)?;
+    Ok(build)
+}
+
 pub(super) fn shown(state: &Shared, id: BuildId, with_tasks: bool) -> Result<BuildView, ApiError> {
     let store = state.repos.store.as_ref();
     let build = store.farm_build(id)?.ok_or(FarmError::NoSuchBuild(id))?;
     Ok(BuildView::of(build, store.tasks(id)?, with_tasks))
 }
 
-async fn list_builds(state: Shared) -> Result<HttpResponse, ApiError> {
+async fn list_builds(req: HttpRequest, state: Shared) -> Result<HttpResponse, ApiError> {
     let store = state.repos.store.as_ref();
     let mut out = Vec::new();
-    for b in store.farm_builds()? {
+    for b in visible_builds(&state, &req)? {
         let tasks = store.tasks(b.id)?;
         out.push(BuildView::of(b, tasks, false));
     }
     Ok(HttpResponse::Ok().json(out))
 }
 
-async fn show_build(path: web::Path<BuildId>, state: Shared) -> Result<HttpResponse, ApiError> {
-    Ok(HttpResponse::Ok().json(shown(&state, path.into_inner(), true)?))
+async fn show_build(
+    req: HttpRequest,
+    path: web::Path<BuildId>,
+    state: Shared,
+) -> Result<HttpResponse, ApiError> {
+    let id = path.into_inner();
+    seen_build(&state, &req, id)?;
+    Ok(HttpResponse::Ok().json(shown(&state, id, true)?))
 }
 
 async fn cancel(
@@ -514,10 +569,12 @@ async fn append_log(
 
 /// `GET .../log`: what the task's agent has sent of its log so far (plain text).
 async fn read_log(
+    req: HttpRequest,
     path: web::Path<(BuildId, u32)>,
     state: Shared,
 ) -> Result<HttpResponse, ApiError> {
     let (build, index) = path.into_inner();
+    seen_build(&state, &req, build)?;
     let store = state.repos.store.as_ref();
     if store.task(build, index)?.is_none() {
         return Err(FarmError::NoSuchTask { build, index }.into());

@@ -4,7 +4,7 @@
 
 use std::fmt::Write;
 
-use actix_web::{HttpResponse, web};
+use actix_web::{HttpRequest, HttpResponse, web};
 use serde::Deserialize;
 
 use super::Shared;
@@ -26,10 +26,10 @@ fn when(ms: i64) -> String {
         .unwrap_or_default()
 }
 
-async fn builds(state: Shared) -> Result<HttpResponse, ApiError> {
+async fn builds(req: HttpRequest, state: Shared) -> Result<HttpResponse, ApiError> {
     let store = state.repos.store.as_ref();
     let mut body = String::from("<h1>Builds</h1>");
-    let list = store.farm_builds()?;
+    let list = super::farm::visible_builds(&state, &req)?;
     if list.is_empty() {
         body += "<p>No builds yet.</p>";
     } else {
@@ -101,8 +101,13 @@ async fn submit(form: web::Form<SubmitForm>, state: Shared) -> Result<HttpRespon
         .finish())
 }
 
-async fn build(path: web::Path<BuildId>, state: Shared) -> Result<HttpResponse, ApiError> {
+async fn build(
+    req: HttpRequest,
+    path: web::Path<BuildId>,
+    state: Shared,
+) -> Result<HttpResponse, ApiError> {
     let id = path.into_inner();
+    super::farm::seen_build(&state, &req, id)?;
     let v = super::farm::shown(&state, id, true)?;
     let tasks = v.tasks.clone().unwrap_or_default();
     let mut body = format!(
@@ -147,10 +152,12 @@ async fn build(path: web::Path<BuildId>, state: Shared) -> Result<HttpResponse, 
 }
 
 async fn task_log(
+    req: HttpRequest,
     path: web::Path<(BuildId, u32)>,
     state: Shared,
 ) -> Result<HttpResponse, ApiError> {
     let (id, index) = path.into_inner();
+    super::farm::seen_build(&state, &req, id)?;
     let task = state
         .repos
         .store

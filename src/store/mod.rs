@@ -60,11 +60,26 @@ impl StoreError {
 
 /// Volatile repositories take replacements and pruning; registered ones never change what
 /// they hold (DESIGN §1 "Repositories").
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum RepoKind {
     Volatile,
     Registered,
+}
+
+impl crate::choice::Choice for RepoKind {
+    const CHOICES: &'static [(Self, &'static str, &'static str)] = &[
+        (
+            RepoKind::Volatile,
+            "volatile",
+            "packages may be replaced, and old versions pruned",
+        ),
+        (
+            RepoKind::Registered,
+            "registered",
+            "what it holds never changes",
+        ),
+    ];
 }
 
 impl RepoKind {
@@ -110,12 +125,23 @@ impl RepoRecord {
 
 /// Compression of YUM metadata: gzip reads everywhere; zstd is smaller and faster to read
 /// (dnf 4.x with a zstd-enabled libsolv, EL8 and later).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum MetadataCompression {
     #[default]
     Gzip,
     Zstd,
+}
+
+impl crate::choice::Choice for MetadataCompression {
+    const CHOICES: &'static [(Self, &'static str, &'static str)] = &[
+        (MetadataCompression::Gzip, "gzip", "read everywhere"),
+        (
+            MetadataCompression::Zstd,
+            "zstd",
+            "smaller and faster to read (dnf with a zstd-enabled libsolv, EL8 and later)",
+        ),
+    ];
 }
 
 /// What kind of file a published package is.
@@ -348,9 +374,7 @@ pub struct LockRecord {
 
 /// What a token may do. Each role can do what the roles below it can:
 /// `admin` ⊇ `release` ⊇ `builder`.
-#[derive(
-    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, clap::ValueEnum,
-)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Role {
     /// Uploads to volatile repositories.
@@ -359,6 +383,18 @@ pub enum Role {
     Release,
     /// Also manages repositories and tokens.
     Admin,
+}
+
+impl crate::choice::Choice for Role {
+    const CHOICES: &'static [(Self, &'static str, &'static str)] = &[
+        (Role::Builder, "builder", "uploads to volatile repositories"),
+        (
+            Role::Release,
+            "release",
+            "also locks configurations and registers packages",
+        ),
+        (Role::Admin, "admin", "also manages repositories and tokens"),
+    ];
 }
 
 impl Role {

@@ -110,7 +110,7 @@ fn a_submitted_release_is_claimed_task_by_task_under_leases() {
     );
     assert_eq!(crate::support::stdout(&o), "== checkout\n== compile\n");
     // The task is running on the server's side, and /metrics says so; its lease is
-    // the agent's secret (anyone may read builds).
+    // the agent's secret (anyone may read builds into a public repository).
     let shown = server.get_json(&format!("/api/v1/builds/{id}"));
     assert_eq!(shown["tasks"][index]["state"], "running", "{shown}");
     assert_eq!(shown["tasks"][index]["lease"]["agent"], "one", "{shown}");
@@ -469,4 +469,39 @@ fn a_release_built_already_is_cached_at_submission() {
     assert_eq!(s, 201, "{b}");
     assert!(b["counts"].get("cached").is_none(), "{b}");
     assert!(server.stop().success());
+}
+
+#[test]
+fn builds_into_a_private_repository_are_seen_only_with_a_token() {
+    let data = tempfile::tempdir().unwrap();
+    let d = data.path();
+    create_nightly(d, &["--private"]);
+    let builder = token(d, "builder");
+    let tree = fixture("trees/my-project");
+    let server = Server::start(d, &["--tree", tree.to_str().unwrap()]);
+    let (s, b) = server.post(
+        "/api/v1/builds",
+        &json!({"platforms": ["el9_x86_64"]}),
+        Some(&builder),
+    );
+    assert_eq!(s, 201, "{b}");
+    let id = b["id"].as_u64().unwrap();
+    // Without a token the build is not listed and nothing of it is shown; with one, all is.
+    assert_eq!(server.get_json("/api/v1/builds"), json!([]));
+    let (s, list) = server.get_as("/api/v1/builds", Some(&builder));
+    let list: Value = serde_json::from_slice(&list).unwrap();
+    assert_eq!((s, list[0]["id"].as_u64()), (200, Some(id)), "{list}");
+    let (_, page) = server.get("/builds");
+    let page = String::from_utf8(page).unwrap();
+    assert!(page.contains("No builds yet"), "{page}");
+    for path in [
+        format!("/api/v1/builds/{id}"),
+        format!("/api/v1/builds/{id}/tasks/0/log"),
+        format!("/builds/{id}"),
+        format!("/builds/{id}/t/0"),
+    ] {
+        assert_eq!(server.get(&path).0, 401, "{path}");
+        assert_eq!(server.get_as(&path, Some(&builder)).0, 200, "{path}");
+    }
+    server.stop();
 }
