@@ -512,7 +512,13 @@ fn cmd_pack(args: &PackArgs, layout: &Layout, target: &repo::Target, json: bool)
             },
             &bar,
         ),
-        _ => unreachable!("clap requires --prefix, or --source with --checkout"),
+        // clap asks for these; said again should that ever change.
+        _ => {
+            return Err(Failure::new(
+                "pack needs a staged prefix, or a checkout to make source packages from",
+                "give --prefix DIR, or --source --checkout DIR".to_string(),
+            ));
+        }
     }
     .map_err(|e| Failure::new(&e, e.hint()))?;
     if json {

@@ -167,9 +167,6 @@ impl Target<'_> {
 }
 
 pub fn cmd_repo(cmd: RepoCommand, target: &Target, json: bool) -> Outcome {
-    if let RepoCommand::Export { name, dir } = &cmd {
-        return cmd_export(name, dir, target, json);
-    }
     let service = target.service()?;
     match cmd {
         RepoCommand::Create {
@@ -243,7 +240,11 @@ pub fn cmd_repo(cmd: RepoCommand, target: &Target, json: bool) -> Outcome {
                 );
             }
         }
-        RepoCommand::Export { .. } => unreachable!("handled above"),
+        RepoCommand::Export { name, dir } => {
+            // Export opens the data directory by itself (and refuses a server).
+            drop(service);
+            return cmd_export(&name, &dir, target, json);
+        }
         RepoCommand::Show { name } => {
             let r = service.repo(&name).map_err(service_failure)?;
             if json {
