@@ -479,6 +479,8 @@ fn build_task(
 ) -> Finished {
     let task = TaskRef::of(&a);
     let start = Instant::now();
+    // The slot is held for the agent's life: its long-unused downloads go task by task.
+    let _ = crate::build::workspace::prune_downloads(workspace);
     let mut job = a.job.clone();
     job.isolation = opts.isolation;
     job.root = opts

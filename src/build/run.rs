@@ -769,7 +769,7 @@ fn stage(
         // Shared by the workspace's components and kept between builds: a dependency
         // several components stage is downloaded once (checked against the plan's
         // checksum every time it is used).
-        cache: job.workspace.join("_output").join(".downloads"),
+        cache: crate::build::workspace::downloads(&job.workspace),
         stage_dir: job.stage.clone(),
         workspace_dir: job.workspace.clone(),
         privileged: false,

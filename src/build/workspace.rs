@@ -1,11 +1,13 @@
-//! A workspace's own safety: one build at a time in it (an exclusive lock on
-//! `_output/.lock`, which says who holds it), and `_output/` as only the packyard version
-//! that wrote it knows it (`_output/.packyard-version`; another version's is cleared).
+//! A workspace's own safety and upkeep: one build at a time in it (an exclusive lock on
+//! `_output/.lock`, which says who holds it), `_output/` as only the packyard version
+//! that wrote it knows it (`_output/.packyard-version`; another version's is cleared),
+//! and the downloads its builds share (`_output/.downloads`) kept while they are used.
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Seek, Write};
 use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime};
 
 use serde::{Deserialize, Serialize};
 
@@ -61,6 +63,77 @@ pub struct Held {
     _file: File,
     /// The version `_output/` was written by, when it was another and was cleared.
     pub cleared: Option<String>,
+    /// Downloads removed as long unused.
+    pub pruned: Pruned,
+}
+
+/// Where a workspace's builds keep their downloads (below `_output/`), shared by its
+/// components and kept between builds.
+pub const DOWNLOADS: &str = ".downloads";
+
+/// A download no build of the workspace has used for this long is removed (each use
+/// marks it used: its modification time).
+pub const DOWNLOADS_KEPT: Duration = Duration::from_secs(30 * 24 * 3600);
+
+/// A partial download (`*.part`) is continued by the next build that wants the file; one
+/// left this long is removed.
+const PARTS_KEPT: Duration = Duration::from_secs(24 * 3600);
+
+/// The downloads of `workspace`.
+pub fn downloads(workspace: &Path) -> PathBuf {
+    workspace.join("_output").join(DOWNLOADS)
+}
+
+/// What pruning removed.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Pruned {
+    pub files: u64,
+    pub bytes: u64,
+}
+
+/// Removes the downloads of `workspace` unused for [`DOWNLOADS_KEPT`] (partial ones after
+/// a day), and directories left empty. Only while the workspace is held: no build of it
+/// is fetching.
+pub fn prune_downloads(workspace: &Path) -> Result<Pruned, WorkspaceError> {
+    prune_older(&downloads(workspace), SystemTime::now())
+}
+
+fn prune_older(dir: &Path, now: SystemTime) -> Result<Pruned, WorkspaceError> {
+    let mut pruned = Pruned::default();
+    let entries = match fs::read_dir(dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(pruned),
+        Err(e) => return Err(io_at(dir)(e)),
+    };
+    for e in entries {
+        let e = e.map_err(io_at(dir))?;
+        let path = e.path();
+        let meta = fs::symlink_metadata(&path).map_err(io_at(&path))?;
+        if meta.is_dir() {
+            let inner = prune_older(&path, now)?;
+            pruned.files += inner.files;
+            pruned.bytes += inner.bytes;
+            // Left empty: gone too (another entry keeps it).
+            let _ = fs::remove_dir(&path);
+            continue;
+        }
+        let kept = if path.extension().is_some_and(|x| x == "part") {
+            PARTS_KEPT
+        } else {
+            DOWNLOADS_KEPT
+        };
+        let unused = meta
+            .modified()
+            .ok()
+            .and_then(|m| now.duration_since(m).ok())
+            .is_some_and(|age| age > kept);
+        if unused {
+            fs::remove_file(&path).map_err(io_at(&path))?;
+            pruned.files += 1;
+            pruned.bytes += meta.len();
+        }
+    }
+    Ok(pruned)
 }
 
 /// The stamp of the packyard that writes `_output/`.
@@ -68,7 +141,7 @@ pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 
 /// Takes `workspace` for this build: fails at once, naming the holder, while another
 /// build holds it; then clears `_output/` (but the lock) if another packyard version
-/// wrote it, and stamps it with this one.
+/// wrote it, and stamps it with this one; and prunes downloads long unused.
 pub fn hold(workspace: &Path) -> Result<Held, WorkspaceError> {
     let output = workspace.join("_output");
     fs::create_dir_all(&output).map_err(io_at(&output))?;
@@ -107,9 +180,11 @@ pub fn hold(workspace: &Path) -> Result<Held, WorkspaceError> {
         .and_then(|()| file.write_all(text.as_bytes()))
         .map_err(io_at(&path))?;
     let cleared = stamp(&output)?;
+    let pruned = prune_downloads(workspace)?;
     Ok(Held {
         _file: file,
         cleared,
+        pruned,
     })
 }
 
@@ -173,5 +248,51 @@ mod tests {
         let again = hold(ws).unwrap();
         assert_eq!(again.cleared, None, "this version's output stays");
         assert!(ws.join("_output/m").exists());
+    }
+
+    #[test]
+    fn downloads_long_unused_are_pruned_and_used_ones_kept() {
+        let t = tempfile::tempdir().unwrap();
+        let dir = downloads(t.path());
+        let file = |rel: &str, age_days: u64| {
+            let p = dir.join(rel);
+            fs::create_dir_all(p.parent().unwrap()).unwrap();
+            fs::write(&p, b"12345").unwrap();
+            let when = SystemTime::now() - Duration::from_secs(age_days * 24 * 3600);
+            File::options()
+                .write(true)
+                .open(&p)
+                .unwrap()
+                .set_modified(when)
+                .unwrap();
+        };
+        file("a/old.tar.gz", 31);
+        file("a/used.tar.gz", 29);
+        file("b/only-old.tar.gz", 40);
+        file("b/c/left.tar.gz.part", 2);
+        file("fresh.tar.gz.part", 0);
+        let pruned = prune_downloads(t.path()).unwrap();
+        assert_eq!(
+            pruned,
+            Pruned {
+                files: 3,
+                bytes: 15
+            }
+        );
+        assert!(dir.join("a/used.tar.gz").exists());
+        assert!(dir.join("fresh.tar.gz.part").exists());
+        for gone in ["a/old.tar.gz", "b", "b/c/left.tar.gz.part"] {
+            assert!(!dir.join(gone).exists(), "{gone}");
+        }
+        // Holding the workspace (of this version) prunes; nothing to prune is no error.
+        fs::write(
+            t.path().join("_output/.packyard-version"),
+            format!("{VERSION}\n"),
+        )
+        .unwrap();
+        file("x/old.tar.gz", 60);
+        assert_eq!(hold(t.path()).unwrap().pruned.files, 1);
+        fs::remove_dir_all(&dir).unwrap();
+        assert_eq!(prune_downloads(t.path()).unwrap(), Pruned::default());
     }
 }

@@ -488,7 +488,15 @@ fn fetch_one(
             return Ok(None);
         };
         progress.grow(m.len());
-        Ok((sha256_file(&dest, progress)? == expected).then_some(m.len()))
+        if sha256_file(&dest, progress)? != expected {
+            return Ok(None);
+        }
+        // Used now: a cache that prunes by age (a workspace's downloads) keeps it.
+        let _ = fs::File::options()
+            .write(true)
+            .open(&dest)
+            .and_then(|f| f.set_modified(std::time::SystemTime::now()));
+        Ok(Some(m.len()))
     };
     if let Some(len) = kept(progress)? {
         return Ok(done(&dest, len, true));

@@ -586,9 +586,20 @@ fn downloads_resume_and_are_kept() {
         "the resumed download is whole"
     );
     assert!(!part.exists());
-    // A second run downloads nothing: the kept files are checked and used.
+    // A second run downloads nothing: the kept files are checked and used, and marked
+    // used (a workspace prunes downloads by their last use).
+    let kept = cache.join(&chosen["server.tgz"]);
+    let month_ago = std::time::SystemTime::now() - std::time::Duration::from_secs(40 * 86400);
+    fs::File::options()
+        .write(true)
+        .open(&kept)
+        .unwrap()
+        .set_modified(month_ago)
+        .unwrap();
     let before = sent(&server);
     let (_, report, _) = sc.fetch(&url);
+    let used = fs::metadata(&kept).unwrap().modified().unwrap();
+    assert!(used.elapsed().unwrap().as_secs() < 3600, "{used:?}");
     assert!(
         report["downloaded"]
             .as_array()
