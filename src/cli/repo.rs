@@ -421,8 +421,13 @@ pub fn cmd_migrate(
     if to_blobs.is_some() {
         let target_blobs = to.open_blobs().map_err(failure)?;
         let bar = super::progress::Bar::new(!json);
+        // Generations are named in the store that is to name them.
+        let names = match &target_store {
+            Some((store, _)) => store.as_ref(),
+            None => repos.store.as_ref(),
+        };
         let m = repos
-            .migrate_blobs(target_blobs.as_ref(), &bar)
+            .migrate_blobs(target_blobs.as_ref(), names, &bar)
             .map_err(failure)?;
         if !json {
             println!(
@@ -431,7 +436,7 @@ pub fn cmd_migrate(
                 m.objects, m.copied, m.bytes
             );
         }
-        done.insert("blobs".into(), serde_json::to_value(&m).unwrap_or_default());
+        done.insert("blobs".into(), serde_json::to_value(&m)?);
     }
     if let Some((store, keys)) = target_store {
         let m = repos
@@ -443,7 +448,7 @@ pub fn cmd_migrate(
                 m.records, m.packages
             );
         }
-        done.insert("store".into(), serde_json::to_value(&m).unwrap_or_default());
+        done.insert("store".into(), serde_json::to_value(&m)?);
     }
     if json {
         print_json(&done)?;

@@ -6,6 +6,12 @@
 //! shown). The source is only read. A second run copies only what the first did not
 //! finish (an object already there with the right bytes is checked, not copied), so an
 //! interrupted migration is finished by running it again.
+//!
+//! A store migration copies records the same way: what the target lacks, in the batches
+//! the source's records were copied in (a repository with all its records, a farm build
+//! with its tasks, tokens with locks), so a run again after the target was put to use
+//! never rolls it back — a repository, build or token set the target has is left as it
+//! is, whatever the source says.
 
 use serde::Serialize;
 use sha2::{Digest, Sha256};
@@ -27,8 +33,13 @@ pub struct Migrated {
 /// What a store migration copied.
 #[derive(Debug, Default, Clone, Serialize, serde::Deserialize, PartialEq, Eq)]
 pub struct StoreMigrated {
+    /// Records copied now.
     pub records: usize,
     pub packages: usize,
+    /// Repositories and farm builds the target had already (from an earlier run, or put
+    /// there since): left as they are.
+    #[serde(default)]
+    pub kept: usize,
 }
 
 /// Repositories' armored secret keys as a store migration puts them into its target.
@@ -39,10 +50,28 @@ fn sha(b: &[u8]) -> String {
 }
 
 impl Repositories {
+    /// The current generation of index directory `dir` of `repo`: the store's record, or
+    /// for a data directory written before generations were recorded, what the blobs show.
+    fn current_generation(
+        &self,
+        repo: &str,
+        dir: &str,
+    ) -> Result<Option<crate::store::Generation>, RepoError> {
+        Ok(match self.store.generation(repo, dir)? {
+            Some(g) => Some(g),
+            None => super::generations::shown(&*self.blobs, &format!("{repo}/{dir}"))?,
+        })
+    }
+
     /// Copies every named object of every repository into `to` (see the module doc).
+    /// `names` is the store that is to name them: the target store of a migration that
+    /// moves both, else this one. A generation it does not name yet (data written before
+    /// generations were recorded) is recorded there; one it names otherwise (a target put
+    /// to use since an earlier run) is not shown in `to`, so nothing goes back in time.
     pub fn migrate_blobs(
         &self,
         to: &dyn Blobs,
+        names: &dyn crate::store::Store,
         progress: &dyn crate::progress::Progress,
     ) -> Result<Migrated, RepoError> {
         let mut out = Migrated::default();
@@ -72,8 +101,7 @@ impl Repositories {
                     .filter(|k| crate::paths::is_build_file(k)),
             );
             objects.push(self.layout.repository.key.clone());
-            // Each index directory's current generation (recorded now where a data
-            // directory written before generations were recorded only shows one).
+            // Each index directory's current generation.
             let mut shown = Vec::new();
             for dir in self
                 .all_trees(&record)?
@@ -81,25 +109,14 @@ impl Repositories {
                 .filter_map(|t| self.index_dir_of(t))
             {
                 let key = format!("{repo}/{dir}");
-                let g = match self.store.generation(&repo, &dir)? {
-                    Some(g) => g,
-                    None => {
-                        let Some(g) = super::generations::shown(&*self.blobs, &key)? else {
-                            continue;
-                        };
-                        self.store.apply(vec![Change::PutGeneration {
-                            repo: repo.clone(),
-                            dir: dir.clone(),
-                            generation: g.clone(),
-                        }])?;
-                        g
-                    }
+                let Some(g) = self.current_generation(&repo, &dir)? else {
+                    continue;
                 };
                 for f in &g.files {
                     let full = super::generations::file_key(&key, &g.name, f);
                     objects.push(full[repo.len() + 1..].to_string());
                 }
-                shown.push((key, g.name));
+                shown.push((dir, g));
             }
             objects.sort();
             objects.dedup();
@@ -135,8 +152,17 @@ impl Repositories {
                 }
             }
             to.flush()?;
-            for (dir, name) in shown {
-                to.show(&dir, &name)?;
+            for (dir, g) in shown {
+                match names.generation(&repo, &dir)? {
+                    Some(named) if named.name != g.name => continue,
+                    Some(_) => {}
+                    None => names.apply(vec![Change::PutGeneration {
+                        repo: repo.clone(),
+                        dir: dir.clone(),
+                        generation: g.clone(),
+                    }])?,
+                }
+                to.show(&format!("{repo}/{dir}"), &g.name)?;
             }
             progress.advance(1);
         }
@@ -160,30 +186,42 @@ impl Repositories {
         Ok(StoreKeys(keys))
     }
 
-    /// Copies every record of this data directory's store into `to` (an empty store, or
-    /// one an interrupted migration filled in part: every record is put again, whole, so
-    /// running it twice leaves the same store): repositories with their packages and
-    /// index entries, cached index segments, generations, files that left, locks, tokens,
-    /// secret keys (`keys`, from [`Repositories::keys_for_store`]), delete marks, and the
-    /// build farm's builds and tasks. Each repository's records go in one batch. The
-    /// source is only read.
+    /// Copies every record of this data directory's store into `to` that `to` lacks (an
+    /// empty store, or one an earlier run filled in part or in whole): repositories with
+    /// their packages and index entries, cached index segments, generations, files that
+    /// left and secret keys (`keys`, from [`Repositories::keys_for_store`]); tokens, locks
+    /// and delete marks; the build farm's builds and tasks. Each repository's records go
+    /// in one batch, each build's too, and tokens with locks and marks: what the target
+    /// has of one of these it has whole, and keeps (see the module doc). The source is
+    /// only read.
     pub fn migrate_store(
         &self,
         to: &dyn crate::store::Store,
         keys: &StoreKeys,
     ) -> Result<StoreMigrated, RepoError> {
         let mut out = StoreMigrated::default();
-        let mut first = Vec::new();
-        for t in self.store.tokens()? {
-            first.push(Change::PutToken(t));
+        // Tokens, locks and delete marks: one batch, so a target holding any token or
+        // lock was given them all (or had its own): a token revoked there stays revoked.
+        if to.tokens()?.is_empty() && to.locks()?.is_empty() {
+            let mut first = Vec::new();
+            for t in self.store.tokens()? {
+                first.push(Change::PutToken(t));
+            }
+            for l in self.store.locks()? {
+                first.push(Change::PutLock(l));
+            }
+            for repo in self.store.deleting()? {
+                first.push(Change::Deleting { repo, marked: true });
+            }
+            out.records += first.len();
+            to.apply(first)?;
         }
-        for l in self.store.locks()? {
-            first.push(Change::PutLock(l));
-        }
-        out.records += first.len();
-        to.apply(first)?;
         for record in self.store.repos()? {
             let repo = record.name.clone();
+            if to.repo(&repo)?.is_some() {
+                out.kept += 1;
+                continue;
+            }
             let _guard = self.lock_repo(&repo)?;
             let mut batch = vec![Change::PutRepo(record.clone())];
             let mut rows: std::collections::HashMap<
@@ -229,7 +267,7 @@ impl Repositories {
                 .iter()
                 .filter_map(|t| self.index_dir_of(t))
             {
-                if let Some(generation) = self.store.generation(&repo, &dir)? {
+                if let Some(generation) = self.current_generation(&repo, &dir)? {
                     batch.push(Change::PutGeneration {
                         repo: repo.clone(),
                         dir,
@@ -237,21 +275,19 @@ impl Repositories {
                     });
                 }
             }
-            out.records += batch.len();
-            to.apply(batch)?;
+            // The key first: a run stopped between the two finds the repository missing
+            // and puts both again.
             if let Some(key) = keys.0.get(&repo) {
                 to.put_secret_key(&repo, key)?;
             }
+            out.records += batch.len();
+            to.apply(batch)?;
         }
-        let marks: Vec<Change> = self
-            .store
-            .deleting()?
-            .into_iter()
-            .map(|repo| Change::Deleting { repo, marked: true })
-            .collect();
-        out.records += marks.len();
-        to.apply(marks)?;
         for b in self.store.farm_builds()? {
+            if to.farm_build(b.id)?.is_some() {
+                out.kept += 1;
+                continue;
+            }
             let mut batch = vec![Change::PutFarmBuild(b.clone())];
             batch.extend(self.store.tasks(b.id)?.into_iter().map(Change::PutTask));
             out.records += batch.len();
@@ -305,12 +341,16 @@ mod tests {
         let before: Vec<String> = repos.blobs.list("r").unwrap();
 
         let to = MemBlobs::default();
-        let first = repos.migrate_blobs(&to, &crate::progress::Quiet).unwrap();
+        let first = repos
+            .migrate_blobs(&to, repos.store.as_ref(), &crate::progress::Quiet)
+            .unwrap();
         assert!(
             first.copied > 0 && first.copied == first.objects,
             "{first:?}"
         );
-        let second = repos.migrate_blobs(&to, &crate::progress::Quiet).unwrap();
+        let second = repos
+            .migrate_blobs(&to, repos.store.as_ref(), &crate::progress::Quiet)
+            .unwrap();
         assert_eq!((second.objects, second.copied), (first.objects, 0));
         // The source is as it was.
         assert_eq!(repos.blobs.list("r").unwrap(), before);

@@ -507,12 +507,12 @@ async fn task_call(
                 }
                 None
             }
-            "heartbeat" => Some(json(&q.heartbeat(store, build, index, lease, now)?)),
+            "heartbeat" => Some(json(&q.heartbeat(store, build, index, lease, now)?)?),
             "report" => {
                 let report = body.report.ok_or_else(|| {
                     ApiError::bad_request("invalid", "a report names the task's state")
                 })?;
-                Some(json(&q.report(store, build, index, lease, report, now)?))
+                Some(json(&q.report(store, build, index, lease, report, now)?)?)
             }
             "hand-back" => {
                 q.hand_back(store, build, index, lease, now)?;
@@ -531,8 +531,9 @@ async fn task_call(
     })
 }
 
-fn json<T: Serialize>(v: &T) -> serde_json::Value {
-    serde_json::to_value(v).unwrap_or_default()
+fn json<T: Serialize>(v: &T) -> Result<serde_json::Value, ApiError> {
+    serde_json::to_value(v)
+        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()))
 }
 
 #[derive(Deserialize)]

@@ -575,12 +575,15 @@ fn the_0_1_data_directory_migrates_to_postgres_and_s3() {
     );
     let second = migrated(&pass);
     assert_eq!(second["blobs"]["copied"], 0, "{second}");
-    assert_eq!(second["store"], first["store"]);
+    assert_eq!(first["store"]["kept"], 0, "{first}");
+    assert_eq!(second["store"]["records"], 0, "{second}");
+    // Every repository and farm build was there: kept as it is.
     assert_eq!(
-        stored_keys(),
-        keys,
-        "the second migration protected the keys again"
+        second["store"]["kept"].as_u64(),
+        Some((m.repos.len() + m.farm.len()) as u64),
+        "{second}"
     );
+    assert_eq!(stored_keys(), keys, "the second migration changed the keys");
     // Each key row: gpg cannot use it without the passphrase, and with it signs as the
     // repository's published key.
     if crate::support::have_tool("gpg", &["--version"])
@@ -673,6 +676,21 @@ fn the_0_1_data_directory_migrates_to_postgres_and_s3() {
             "the index did not change"
         );
     }
+    // Migrating again once the target is in use rolls nothing back: the package
+    // published there since stays, and so does the index that names it.
+    let repomd = "/repos/nightly/yum/el9_x86_64/repodata/repomd.xml";
+    let (_, in_use) = served.get_as(repomd, &token);
+    drop(served);
+    let third = migrated(&pass);
+    assert_eq!(third["store"]["records"], 0, "{third}");
+    let served = Served::start(&d2);
+    assert_eq!(served.get_as(repomd, &token).1, in_use);
+    let listed = served.get_as("/api/v1/repos/nightly/packages?name=aftermigration", &token);
+    assert!(
+        String::from_utf8_lossy(&listed.1).contains("aftermigration"),
+        "{}",
+        String::from_utf8_lossy(&listed.1)
+    );
     drop(served);
     assert!(
         !d2.join("repos").exists() || crate::support::files_under(&d2.join("repos")).is_empty()

@@ -157,8 +157,12 @@ fn a_data_directory_of_packyard_0_1_opens_serves_and_installs() {
             "{record}"
         );
     }
-    let farm: BTreeMap<u64, String> = server
-        .get_json("/api/v1/builds")
+    // The farm's builds went into `ci`, which is private: a token sees them, nobody else.
+    assert_eq!(server.get_json("/api/v1/builds"), serde_json::json!([]));
+    let (status, listed) = server.get_as("/api/v1/builds", Some(builder));
+    assert_eq!(status, 200);
+    let farm: BTreeMap<u64, String> = serde_json::from_slice::<serde_json::Value>(&listed)
+        .unwrap()
         .as_array()
         .unwrap()
         .iter()
