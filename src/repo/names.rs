@@ -23,7 +23,8 @@ impl Repositories {
     }
 
     /// A URL the package at `path` of `repo` can be fetched from directly for `ttl`, where
-    /// it is a package and the blob backend gives such URLs (presigned). Index files are
+    /// it is a package — at its download-from path, or at the index name dnf, zypper and
+    /// apt fetch it by — and the blob backend gives such URLs (presigned). Index files are
     /// never redirected: a client must not mix generations.
     pub fn package_url(
         &self,
@@ -31,9 +32,13 @@ impl Repositories {
         path: &str,
         ttl: std::time::Duration,
     ) -> Result<Option<String>, RepoError> {
-        Ok(self
-            .package_object(repo, path)?
-            .and_then(|key| self.blobs.url(&key, ttl)))
+        // An index name is its object's key (asked of no store: it is what clients fetch
+        // most); a name that holds nothing gets the object store's 404.
+        let key = match super::publish::is_index_name(self, path) {
+            true => Some(format!("{repo}/{path}")),
+            false => self.package_object(repo, path)?,
+        };
+        Ok(key.and_then(|key| self.blobs.url(&key, ttl)))
     }
 
     /// The key of the object holding the package at `path` of `repo` (or a file of a

@@ -310,6 +310,32 @@ pub fn record_files(repos: &Repositories, r: &PackageRecord) -> Vec<(String, Str
     out
 }
 
+/// Whether `path` (relative to the repository) has the shape of a package's index name
+/// ([`index_href`] below a YUM tree or the APT base): content-named, so its bytes never
+/// change while it exists.
+pub fn is_index_name(repos: &Repositories, path: &str) -> bool {
+    let hex_id = |s: &str| s.len() == 16 && s.bytes().all(|b| b.is_ascii_hexdigit());
+    let apt = format!("{}/pool/", repos.layout.repository.apt);
+    if let Some(rest) = path.strip_prefix(&apt) {
+        // `pool/<id>-<file>`, or a Debian source package's `pool/<id>/<file>`.
+        return match rest.split_once('/') {
+            Some((id, file)) => hex_id(id) && !file.is_empty() && !file.contains('/'),
+            None => rest
+                .split_once('-')
+                .is_some_and(|(id, f)| hex_id(id) && !f.is_empty()),
+        };
+    }
+    let Some((dir, file)) = path.rsplit_once('/') else {
+        return false;
+    };
+    let yum_root = repos.layout.repository.yum.split("${").next().unwrap_or("");
+    dir.ends_with("/packages")
+        && path.starts_with(yum_root)
+        && file
+            .split_once('-')
+            .is_some_and(|(id, f)| hex_id(id) && !f.is_empty())
+}
+
 /// The YUM tree name a (source) RPM is listed in: its platform, or `<os>-source`.
 fn yum_tree_name(repos: &Repositories, r: &PackageRecord) -> Option<String> {
     match r.kind {
@@ -2044,6 +2070,21 @@ mod tests {
             .to_string();
         assert_eq!(read(&format!("yum/el9_x86_64/{href}")).unwrap(), bytes);
         assert!(read("yum/el9_x86_64/repodata/repomd.xml.asc").is_some());
+        // The index name is known as one by its shape (what `--redirect-blobs` sends to
+        // the object store); paths and index files are not.
+        assert!(is_index_name(&repos, &format!("yum/el9_x86_64/{href}")));
+        let apt = &repos.layout.repository.apt;
+        for (name, is) in [
+            (path.clone(), false),
+            ("yum/el9_x86_64/repodata/repomd.xml".into(), false),
+            ("yum/el9_x86_64/packages/not-an-id.rpm".into(), false),
+            (format!("{apt}/pool/0123456789abcdef-x_1.0_amd64.deb"), true),
+            (format!("{apt}/pool/0123456789abcdef/x_1.0.dsc"), true),
+            (format!("{apt}/pool/0123456789abcdef/a/b"), false),
+            (format!("{apt}/dists/deb12/InRelease"), false),
+        ] {
+            assert_eq!(is_index_name(&repos, &name), is, "{name}");
+        }
         // A rebuild replaces the package: the new index names the new bytes; the old
         // index file and the old alias stay one generation for readers in flight.
         let rebuilt = dir.path().join("rebuilt");

@@ -346,8 +346,53 @@ fn a_server_on_s3_serves_dnf_and_redirects_when_asked() {
             report["files"][0]["sha256"].as_str().unwrap()
         );
     }
-    let (status, _) = server.get("/repos/nightly/yum/el9_x86_64/repodata/repomd.xml");
+    let (status, repomd) = server.get("/repos/nightly/yum/el9_x86_64/repodata/repomd.xml");
     assert_eq!(status, 200, "index files are served, never redirected");
+    // What dnf fetches is the package's index name (content-named): redirected too.
+    let repomd = String::from_utf8(repomd).unwrap();
+    let primary = repomd
+        .split("<location href=\"")
+        .filter_map(|s| s.split('"').next())
+        .find(|h| h.contains("primary.xml"))
+        .unwrap();
+    let (status, gz) = server.get(&format!("/repos/nightly/yum/el9_x86_64/{primary}"));
+    assert_eq!(status, 200, "{primary}");
+    let mut xml = String::new();
+    std::io::Read::read_to_string(&mut flate2::read::MultiGzDecoder::new(&gz[..]), &mut xml)
+        .unwrap();
+    let href = xml
+        .split("<location href=\"")
+        .skip(1)
+        .filter_map(|s| s.split('"').next())
+        .find(|h| h.contains("s3tool"))
+        .unwrap();
+    let r = agent
+        .get(format!(
+            "{}/repos/nightly/yum/el9_x86_64/{href}",
+            server.url
+        ))
+        .call()
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 302, "{href}");
+    let location = r.headers().get("location").unwrap().to_str().unwrap();
+    let got = ureq::get(location)
+        .call()
+        .unwrap()
+        .body_mut()
+        .read_to_vec()
+        .unwrap();
+    {
+        use sha2::Digest;
+        assert_eq!(
+            format!("{:x}", sha2::Sha256::digest(&got)),
+            report["files"][0]["sha256"].as_str().unwrap()
+        );
+    }
+    if crate::support::have_tool("dnf", &["--version"]) {
+        let w = t.path().join("redirected-client");
+        server.dnf_install(&w, "nightly", &["s3tool"]);
+        assert!(w.join("root/usr/share/s3tool/readme").is_file());
+    }
     assert!(server.stop().success());
 }
 
