@@ -197,6 +197,21 @@ impl Backends {
         self.blobs == BlobsUrl::File
     }
 
+    /// Whether the store exists yet: the embedded one once its files are there (a command
+    /// that finds none has nothing to read); a database always.
+    pub fn store_exists(&self) -> bool {
+        match self.store {
+            StoreUrl::Sled => self.data.join("store").is_dir(),
+            StoreUrl::Postgres(_) => true,
+        }
+    }
+
+    /// Where the repositories are directories (`--blobs file`): `<data>/repos`, each
+    /// repository a `file://` repository below it.
+    pub fn repos_dir(&self) -> Option<PathBuf> {
+        self.blobs_are_files().then(|| self.data.join("repos"))
+    }
+
     pub fn open_store(
         &self,
         patience: std::time::Duration,

@@ -660,9 +660,7 @@ pub fn check_lock(
                 url: server.url,
                 layout,
             }),
-            None if data.join("store").is_dir() || !backends.embedded_store() => {
-                target.service()?
-            }
+            None if backends.store_exists() => target.service()?,
             None => return Ok(()),
         },
         Target::Remote { .. } => target.service()?,

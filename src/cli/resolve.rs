@@ -157,8 +157,8 @@ fn named_repo(spec: &str, target: &Target) -> String {
         {
             format!("{STORED}{spec}")
         }
-        Target::Local { data, .. } => {
-            let dir = data.join("repos").join(spec);
+        Target::Local { backends, .. } => {
+            let dir = backends.repos_dir().unwrap_or_default().join(spec);
             if dir.is_dir() || !Path::new(spec).is_dir() {
                 dir.display().to_string()
             } else {
@@ -189,7 +189,7 @@ fn default_repos(target: &Target) -> Result<Vec<String>, Failure> {
                         .list()?,
                     Place::Stored,
                 )
-            } else if !data.join("repos").is_dir() {
+            } else if !backends.repos_dir().is_some_and(|d| d.is_dir()) {
                 return Ok(vec![]);
             } else {
                 match crate::repo::running(data) {
@@ -200,7 +200,7 @@ fn default_repos(target: &Target) -> Result<Vec<String>, Failure> {
                     None => (
                         crate::repo::Repositories::open_backends(backends, (*layout).clone())?
                             .list()?,
-                        Place::Dir(data.join("repos")),
+                        Place::Dir(backends.repos_dir().unwrap_or_default()),
                     ),
                 }
             }
