@@ -673,18 +673,19 @@ fn a_server_on_postgres_serves_what_the_command_line_published() {
 fn an_unreachable_database_is_a_clear_error() {
     let closed = crate::support::free_port();
     let t = tempfile::tempdir().unwrap();
-    let out = crate::support::packyard_at(t.path())
-        .args([
-            "--store",
-            &format!("postgres://me:hunter2@127.0.0.1:{closed}/packyard"),
-            "repo",
-            "list",
-        ])
-        .output()
-        .unwrap();
-    assert!(!out.status.success());
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("start PostgreSQL or fix --store"), "{err}");
-    assert!(err.contains(&format!("127.0.0.1:{closed}")), "{err}");
-    assert!(!err.contains("hunter2"), "{err}");
+    let listen = format!("127.0.0.1:{}", crate::support::free_port());
+    // A command, and a server, which stops at start rather than at its first request.
+    for command in [&["repo", "list"][..], &["serve", "--listen", &listen]] {
+        let out = crate::support::packyard_at(t.path())
+            .arg("--store")
+            .arg(format!("postgres://me:hunter2@127.0.0.1:{closed}/packyard"))
+            .args(command)
+            .output()
+            .unwrap();
+        assert!(!out.status.success(), "{command:?}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains("start PostgreSQL or fix --store"), "{err}");
+        assert!(err.contains(&format!("127.0.0.1:{closed}")), "{err}");
+        assert!(!err.contains("hunter2"), "{err}");
+    }
 }

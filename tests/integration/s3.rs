@@ -210,6 +210,24 @@ fn wrong_credentials_or_an_unreachable_store_are_clear_errors() {
         .unwrap_err()
         .to_string();
     assert!(e.contains("cannot be reached"), "{e}");
+    // A server given either stops at start, saying which and what to fix.
+    let t = tempfile::tempdir().unwrap();
+    let listen = format!("127.0.0.1:{}", crate::support::free_port());
+    for (blobs, secret, says) in [
+        (&spec, "wrong", "AWS_SECRET_ACCESS_KEY"),
+        (&dead, SECRET, "cannot be reached"),
+    ] {
+        let out = crate::support::packyard_at(t.path())
+            .args(["--blobs", blobs, "serve", "--listen", &listen])
+            .env("AWS_ACCESS_KEY_ID", KEY)
+            .env("AWS_SECRET_ACCESS_KEY", secret)
+            .output()
+            .unwrap();
+        assert!(!out.status.success(), "{blobs}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains("object store") && err.contains(says), "{err}");
+        assert!(!err.contains("wrong"), "the secret is not shown: {err}");
+    }
     // Not an object store URL at all.
     let e = S3Blobs::open_with("s3://bucket/p", KEY, SECRET)
         .err()
