@@ -256,17 +256,6 @@ impl Backends {
     }
 }
 
-/// A database URL without its password, for messages.
-pub(crate) fn redact(url: &str) -> String {
-    match url::Url::parse(url) {
-        Ok(mut u) if u.password().is_some() => {
-            let _ = u.set_password(Some("***"));
-            u.to_string()
-        }
-        _ => url.to_string(),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -306,7 +295,7 @@ mod tests {
         assert!(b.key_passphrase().unwrap().is_none());
         assert!(parse_blobs("gs://x").is_err());
         assert_eq!(
-            redact("postgres://u:secret@h:5432/db"),
+            crate::store::postgres::redact("postgres://u:secret@h:5432/db"),
             "postgres://u:***@h:5432/db"
         );
     }

@@ -17,7 +17,7 @@ use crate::repo::keys::{Algorithm, KeyInfo};
 use crate::repo::publish::{FileOutcome, UploadRegistration};
 use crate::repo::release::LockOutcome;
 use crate::repo::{NewRepo, RepoSummary};
-use crate::store::{BuildId, LockRecord, Role, Task};
+use crate::store::{BuildId, LockRecord, Role};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
@@ -356,7 +356,7 @@ impl Client {
         index: u32,
         lease: &str,
         report: &TaskReport,
-    ) -> Result<Task, ClientError> {
+    ) -> Result<crate::farm::TaskView, ClientError> {
         let mut body = serde_json::to_value(report).map_err(|e| ClientError::Answer {
             url: self.base.clone(),
             why: e.to_string(),
@@ -559,17 +559,8 @@ impl Client {
         self.maybe::<serde_json::Value>(&url, r).map(|_| ())
     }
 
-    pub fn lock(&self, lock: &LockRecord) -> Result<LockOutcome, ClientError> {
-        self.post(
-            "/locks",
-            &serde_json::json!({
-                "configuration": lock.configuration,
-                "module": lock.module,
-                "version": lock.version,
-                "age": lock.age,
-                "canonical": lock.canonical,
-            }),
-        )
+    pub fn lock(&self, lock: &crate::repo::release::NewLock) -> Result<LockOutcome, ClientError> {
+        self.post("/locks", lock)
     }
 
     /// The lock of `configuration`, if it is locked.

@@ -548,16 +548,72 @@ pub struct BuildView {
     /// How many tasks are in each state.
     pub counts: std::collections::BTreeMap<String, usize>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub tasks: Option<Vec<Task>>,
+    pub tasks: Option<Vec<TaskView>>,
+}
+
+/// A task as the API shows it: its record, but for the lease's id, which an agent proves
+/// its hold with and only the agent that claimed the task knows.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct TaskView {
+    pub build: BuildId,
+    pub index: u32,
+    pub configuration: String,
+    pub module: String,
+    pub platform: String,
+    pub deps: Vec<u32>,
+    pub state: TaskState,
+    pub ready: bool,
+    pub attempts: u32,
+    pub lease: Option<LeaseView>,
+    pub history: Vec<crate::store::TaskEvent>,
+    pub key: Option<String>,
+    pub reason: Option<String>,
+    pub artifacts: Vec<crate::repo::builds::BuiltFile>,
+    pub log: Option<String>,
+    pub queued: i64,
+    pub claimed: Option<i64>,
+    pub finished: Option<i64>,
+}
+
+/// Who holds a task, and until when.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct LeaseView {
+    pub agent: String,
+    /// Milliseconds since the epoch when it runs out unless renewed.
+    pub expires: i64,
+}
+
+impl From<Task> for TaskView {
+    fn from(t: Task) -> TaskView {
+        TaskView {
+            build: t.build,
+            index: t.index,
+            configuration: t.configuration,
+            module: t.module,
+            platform: t.platform,
+            deps: t.deps,
+            state: t.state,
+            ready: t.ready,
+            attempts: t.attempts,
+            lease: t.lease.map(|l| LeaseView {
+                agent: l.agent,
+                expires: l.expires,
+            }),
+            history: t.history,
+            key: t.key,
+            reason: t.reason,
+            artifacts: t.artifacts,
+            log: t.log,
+            queued: t.queued,
+            claimed: t.claimed,
+            finished: t.finished,
+        }
+    }
 }
 
 impl BuildView {
-    /// The view of `build`. A lease's id is left out (empty): it is what an agent proves
-    /// its hold with, known only to the agent that claimed the task.
-    pub fn of(build: FarmBuild, mut tasks: Vec<Task>, with_tasks: bool) -> BuildView {
-        for l in tasks.iter_mut().filter_map(|t| t.lease.as_mut()) {
-            l.id.clear();
-        }
+    /// The view of `build` and its tasks.
+    pub fn of(build: FarmBuild, tasks: Vec<Task>, with_tasks: bool) -> BuildView {
         let mut counts = std::collections::BTreeMap::new();
         for t in &tasks {
             *counts.entry(t.state.as_str().to_string()).or_insert(0) += 1;
@@ -579,7 +635,7 @@ impl BuildView {
             build,
             state: state.into(),
             counts,
-            tasks: with_tasks.then_some(tasks),
+            tasks: with_tasks.then(|| tasks.into_iter().map(TaskView::from).collect()),
         }
     }
 

@@ -1,6 +1,26 @@
-//! Names of files in a repository, and repository paths in URLs: plain string rules that
-//! the packager, publisher, server, client and build node all share. A leaf: it uses no
+//! Names of files in a repository, and repository paths in URLs: plain string rules (and
+//! the one type naming a published file) that the packager, publisher, store, server,
+//! client and build node all share. A leaf: it uses no
 //! other module of the crate, so any of them can use it without a cycle.
+
+/// One published file of a build: what build records, farm tasks and build nodes name.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct BuiltFile {
+    /// Download-from path in the repository.
+    pub path: String,
+    pub sha256: String,
+}
+
+/// Whether `name` may name a repository: 1-64 of `[a-z0-9._-]`, starting with a letter or
+/// digit (so it is one plain path segment, and never hidden).
+pub fn is_repo_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 64
+        && name.starts_with(|c: char| c.is_ascii_lowercase() || c.is_ascii_digit())
+        && name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || "._-".contains(c))
+}
 
 /// What stays as is in a URL path segment: RFC 3986's unreserved characters and `+`.
 pub const SEGMENT: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC

@@ -211,7 +211,7 @@ impl Service for Remote<'_> {
             return Ok(None);
         };
         let now = new_lock(tree, configuration)?;
-        if now.sha256 != existing.sha256 {
+        if crate::lock::hash(&now.canonical) != existing.sha256 {
             return Err(crate::repo::release::changed(&existing, &now.canonical).into());
         }
         Ok(Some(existing))

@@ -21,13 +21,7 @@ pub enum BuildResult {
     Failed,
 }
 
-/// One published file of a build.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct BuiltFile {
-    /// Download-from path in the repository.
-    pub path: String,
-    pub sha256: String,
-}
+pub use crate::paths::BuiltFile;
 
 /// The latest build of one configuration for one platform.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -334,16 +334,9 @@ pub struct Repositories {
 
 /// Repository names: 1-64 of `[a-z0-9._-]`, starting with a letter or digit.
 pub fn check_repo_name(name: &str) -> Result<(), RepoError> {
-    let ok = !name.is_empty()
-        && name.len() <= 64
-        && name.starts_with(|c: char| c.is_ascii_lowercase() || c.is_ascii_digit())
-        && name
-            .chars()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || "._-".contains(c));
-    if ok {
-        Ok(())
-    } else {
-        Err(RepoError::BadName(name.to_string()))
+    match crate::paths::is_repo_name(name) {
+        true => Ok(()),
+        false => Err(RepoError::BadName(name.to_string())),
     }
 }
 

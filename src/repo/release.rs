@@ -13,6 +13,19 @@ use crate::config::{ResolveOptions, Resolver, Tree};
 use crate::lock;
 use crate::store::{Change, LockRecord, RepoKind};
 
+/// A lock to record: a configuration's canonical text, made from its tree (here, or on a
+/// client that sends it to a server, which hashes it itself).
+#[derive(Debug, Clone, Serialize, serde::Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct NewLock {
+    pub configuration: String,
+    pub module: String,
+    pub version: String,
+    pub age: u32,
+    /// The canonical text to hash.
+    pub canonical: String,
+}
+
 /// What `lock` did.
 #[derive(Debug, Clone, Serialize, serde::Deserialize)]
 pub struct LockOutcome {
@@ -30,9 +43,17 @@ impl Repositories {
 
     /// Records `lock` (made by [`new_lock`], here or on a client), unless the
     /// configuration is locked already: with the same content that is no change, with
-    /// other content an error naming what changed. The hash is computed again here.
-    pub fn record_lock(&self, mut lock: LockRecord) -> Result<LockOutcome, RepoError> {
-        lock.sha256 = lock::hash(&lock.canonical);
+    /// other content an error naming what changed. The hash is computed here.
+    pub fn record_lock(&self, new: NewLock) -> Result<LockOutcome, RepoError> {
+        let lock = LockRecord {
+            sha256: lock::hash(&new.canonical),
+            configuration: new.configuration,
+            module: new.module,
+            version: new.version,
+            age: new.age,
+            canonical: new.canonical,
+            locked: chrono::Utc::now().timestamp(),
+        };
         if let Some(existing) = self.store.lock(&lock.configuration)? {
             if existing.sha256 == lock.sha256 {
                 return Ok(LockOutcome {
@@ -42,7 +63,6 @@ impl Repositories {
             }
             return Err(changed(&existing, &lock.canonical));
         }
-        lock.locked = chrono::Utc::now().timestamp();
         self.store.apply(vec![Change::PutLock(lock.clone())])?;
         Ok(LockOutcome { lock, new: true })
     }
@@ -225,7 +245,7 @@ pub fn lock_expect(lock: &LockRecord) -> (String, String, String) {
 }
 
 /// The lock of `configuration` as its tree has it now (not recorded anywhere yet).
-pub fn new_lock(tree: &Tree, configuration: &str) -> Result<LockRecord, RepoError> {
+pub fn new_lock(tree: &Tree, configuration: &str) -> Result<NewLock, RepoError> {
     let id = find(tree, configuration)?;
     let c = &tree.configurations[id];
     if c.commands().is_none() || c.version.is_none() {
@@ -235,7 +255,7 @@ pub fn new_lock(tree: &Tree, configuration: &str) -> Result<LockRecord, RepoErro
         });
     }
     let canonical = lock::canonical(tree, id);
-    Ok(LockRecord {
+    Ok(NewLock {
         configuration: configuration.into(),
         module: tree.modules[c.module].name.clone(),
         version: c
@@ -248,9 +268,7 @@ pub fn new_lock(tree: &Tree, configuration: &str) -> Result<LockRecord, RepoErro
             .as_ref()
             .and_then(|(a, _)| u32::try_from(*a).ok())
             .unwrap_or(0),
-        sha256: lock::hash(&canonical),
         canonical,
-        locked: 0,
     })
 }
 

@@ -705,34 +705,14 @@ async fn list_locks(state: Shared) -> Result<HttpResponse, ApiError> {
     Ok(HttpResponse::Ok().json(state.repos.store.locks()?))
 }
 
-/// A lock made on the client from its tree (`packyard lock --server`); the server
-/// hashes the canonical text itself.
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct LockRequest {
-    configuration: String,
-    module: String,
-    version: String,
-    age: u32,
-    canonical: String,
-}
-
 async fn create_lock(
     req: HttpRequest,
-    body: web::Json<LockRequest>,
+    body: web::Json<crate::repo::release::NewLock>,
     state: Shared,
 ) -> Result<HttpResponse, ApiError> {
     state.require(&req, Role::Release)?;
-    let b = body.into_inner();
-    let lock = crate::store::LockRecord {
-        configuration: b.configuration,
-        module: b.module,
-        version: b.version,
-        age: b.age,
-        sha256: String::new(),
-        canonical: b.canonical,
-        locked: 0,
-    };
+    // Made on the client from its tree; the server hashes the canonical text itself.
+    let lock = body.into_inner();
     let s = state.clone();
     let out = blocking(move || Ok(s.repos.record_lock(lock)?)).await?;
     let status = if out.new {

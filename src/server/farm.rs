@@ -512,7 +512,8 @@ async fn task_call(
                 let report = body.report.ok_or_else(|| {
                     ApiError::bad_request("invalid", "a report names the task's state")
                 })?;
-                Some(json(&q.report(store, build, index, lease, report, now)?)?)
+                let ended = q.report(store, build, index, lease, report, now)?;
+                Some(json(&crate::farm::TaskView::from(ended))?)
             }
             "hand-back" => {
                 q.hand_back(store, build, index, lease, now)?;

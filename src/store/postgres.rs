@@ -65,8 +65,6 @@ use postgres::{Client, GenericClient, NoTls, Row, Statement};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use crate::backends::redact;
-
 use super::{
     BuildGuard, BuildId, Change, FarmBuild, Generation, IndexEntry, IndexRow, Lease, LeftFile,
     LockRecord, PackageRecord, RepoGuard, RepoRecord, Segments, Store, StoreError, Task, TaskEvent,
@@ -1455,6 +1453,17 @@ impl Store for PostgresStore {
             col(&row, 0)
         })?;
         Ok(u64::try_from(n).unwrap_or(0))
+    }
+}
+
+/// A database URL without its password, for messages.
+pub(crate) fn redact(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(mut u) if u.password().is_some() => {
+            let _ = u.set_password(Some("***"));
+            u.to_string()
+        }
+        _ => url.to_string(),
     }
 }
 

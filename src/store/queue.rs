@@ -4,7 +4,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::repo::builds::BuiltFile;
+use crate::paths::BuiltFile;
 
 pub type BuildId = u64;
 

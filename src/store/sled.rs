@@ -423,7 +423,7 @@ impl SledStore {
             .collect();
         let changes = names
             .iter()
-            .filter(|n| crate::repo::check_repo_name(n).is_ok())
+            .filter(|n| crate::paths::is_repo_name(n))
             .map(|n| Change::Deleting {
                 repo: n.clone(),
                 marked: true,
