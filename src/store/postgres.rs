@@ -1352,12 +1352,75 @@ impl Store for PostgresStore {
         lease: Lease,
         now: i64,
     ) -> Result<Option<Task>, StoreError> {
+        // What a claim does to the task it takes.
+        let take = |db: &mut Db<'_, postgres::Transaction<'_>>,
+                    row: &postgres::Row|
+         -> Result<Task, Fail> {
+            let (text, at): (String, String) = (col(row, 0)?, col(row, 1)?);
+            let mut task: Task = decode(|| format!("task/{at}"), &text)?;
+            task.state = TaskState::Claimed;
+            task.attempts += 1;
+            task.claimed = Some(now);
+            task.history.push(TaskEvent {
+                at: now,
+                what: format!("claimed (attempt {})", task.attempts),
+                agent: Some(lease.agent.clone()),
+            });
+            task.lease = Some(lease.clone());
+            put_task(db, &task)?;
+            Ok(task)
+        };
+        const TASK: &str = "SELECT record, build || '/' || idx FROM tasks \
+                            WHERE build = $1 AND claimable AND platform = ANY($2) \
+                            ORDER BY idx LIMIT 1 FOR UPDATE";
+        const TASK_NOT_LOCKED: &str = "SELECT record, build || '/' || idx FROM tasks \
+                                       WHERE build = $1 AND claimable AND platform = ANY($2) \
+                                       ORDER BY idx LIMIT 1 FOR UPDATE SKIP LOCKED";
         self.pool.with(|conn| {
-            // Each miss below is another claim (or a cancel) taking the task first; the
-            // bound only keeps the loop finite (the agent asks again).
+            // First without waiting: the oldest builds with claimable tasks whose lock no
+            // one holds (`pg_try_advisory_xact_lock`), and in such a build the first
+            // claimable task no other claim has locked (`FOR UPDATE SKIP LOCKED`): claims
+            // on several servers take different tasks side by side. The build's lock
+            // comes before the task's row, the order every holder of the lock takes them
+            // in (it writes rows in batches while holding it), so the two never wait for
+            // each other in a circle.
+            let skipping = conn.transaction(&|db| {
+                let builds = db.query(
+                    "SELECT DISTINCT build FROM tasks WHERE claimable AND platform = ANY($1) \
+                     ORDER BY build LIMIT 8",
+                    &[&platforms],
+                )?;
+                for row in &builds {
+                    let build: i64 = col(row, 0)?;
+                    let (class, key) = build_lock_key(from_build_id(build)?);
+                    let locked =
+                        db.query("SELECT pg_try_advisory_xact_lock($1, $2)", &[&class, &key])?;
+                    if !locked
+                        .first()
+                        .map(|r| col::<bool>(r, 0))
+                        .transpose()?
+                        .unwrap_or(false)
+                    {
+                        continue;
+                    }
+                    let rows = db.query(TASK_NOT_LOCKED, &[&build, &platforms])?;
+                    if let Some(row) = rows.first() {
+                        return Ok(Some(take(db, row)?));
+                    }
+                }
+                Ok(None)
+            })?;
+            if skipping.is_some() {
+                return Ok(skipping);
+            }
+            // Every candidate was busy for the moment (a heartbeat or report holds its
+            // build's lock), or there is none: wait for the oldest build's lock rather
+            // than answer "nothing" while work is queued. Each miss below is another
+            // claim (or a cancel) taking the task first; the bound only keeps the loop
+            // finite (the agent asks again).
             for _ in 0..CLAIM_TRIES {
-                // Which build has the oldest claimable task: read outside any transaction,
-                // so nothing is held while the build's lock is waited for.
+                // Read outside any transaction, so nothing is held while the lock is
+                // waited for.
                 let rows = conn.db().query(
                     "SELECT build FROM tasks WHERE claimable AND platform = ANY($1) \
                      ORDER BY build, idx LIMIT 1",
@@ -1369,33 +1432,13 @@ impl Store for PostgresStore {
                 let build: i64 = col(row, 0)?;
                 let (class, key) = build_lock_key(from_build_id(build)?);
                 let claimed = conn.transaction(&|db| {
-                    // The build's lock first, then the task's row: the order every holder
-                    // of the lock takes them in (it writes rows in batches while holding
-                    // it), so the two never wait for each other in a circle. The lock is
-                    // the transaction's: its commit lets go.
+                    // The lock is the transaction's: its commit lets go.
                     db.execute("SELECT pg_advisory_xact_lock($1, $2)", &[&class, &key])?;
-                    let rows = db.query(
-                        "SELECT record, build || '/' || idx FROM tasks \
-                         WHERE build = $1 AND claimable AND platform = ANY($2) \
-                         ORDER BY idx LIMIT 1 FOR UPDATE",
-                        &[&build, &platforms],
-                    )?;
-                    let Some(row) = rows.first() else {
-                        return Ok(None);
-                    };
-                    let (text, at): (String, String) = (col(row, 0)?, col(row, 1)?);
-                    let mut task: Task = decode(|| format!("task/{at}"), &text)?;
-                    task.state = TaskState::Claimed;
-                    task.attempts += 1;
-                    task.claimed = Some(now);
-                    task.history.push(TaskEvent {
-                        at: now,
-                        what: format!("claimed (attempt {})", task.attempts),
-                        agent: Some(lease.agent.clone()),
-                    });
-                    task.lease = Some(lease.clone());
-                    put_task(db, &task)?;
-                    Ok(Some(task))
+                    let rows = db.query(TASK, &[&build, &platforms])?;
+                    match rows.first() {
+                        Some(row) => Ok(Some(take(db, row)?)),
+                        None => Ok(None),
+                    }
                 })?;
                 if claimed.is_some() {
                     return Ok(claimed);
