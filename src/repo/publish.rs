@@ -1817,12 +1817,35 @@ mod tests {
         b.into_inner().unwrap().finish().unwrap()
     }
 
-    /// A data directory with volatile repository `r`.
-    fn repository(dir: &Path) -> Repositories {
-        let repos =
-            Repositories::open(&dir.join("data"), crate::layout::Layout::builtin()).unwrap();
-        repos.create(&super::super::NewRepo::volatile("r")).unwrap();
-        repos
+    /// A data directory with volatile repository `r`, once on each blob backend: files
+    /// (in `dir/data`), and memory (no file system under the repositories).
+    fn repositories(dir: &Path) -> [Repositories; 2] {
+        let layout = crate::layout::Layout::builtin;
+        let on_files = Repositories::open(&dir.join("data"), layout()).unwrap();
+        let in_memory = Repositories::open_with(
+            &dir.join("data-mem"),
+            layout(),
+            Box::new(crate::blobs::MemBlobs::default()),
+        )
+        .unwrap();
+        let both = [on_files, in_memory];
+        for repos in &both {
+            repos.create(&super::super::NewRepo::volatile("r")).unwrap();
+        }
+        both
+    }
+
+    /// What `path` of repository `r` serves, whole, if anything.
+    fn served(repos: &Repositories, path: &str) -> Option<Vec<u8>> {
+        let o = repos.open_path("r", path, None).unwrap()?;
+        let mut from: Box<dyn std::io::Read> = match o.data {
+            crate::blobs::Data::Bytes(b) => return Some(b),
+            crate::blobs::Data::File(f) => Box::new(f),
+            crate::blobs::Data::Stream(s) => s,
+        };
+        let mut v = Vec::new();
+        from.read_to_end(&mut v).unwrap();
+        Some(v)
     }
 
     fn publish_el9(repos: &Repositories, inputs: &[PathBuf], sign: bool) -> PublishReport {
@@ -1839,7 +1862,6 @@ mod tests {
     #[test]
     fn files_past_the_memory_budget_are_read_again_when_stored() {
         let dir = tempfile::tempdir().unwrap();
-        let mut repos = repository(dir.path());
         let inputs: Vec<PathBuf> = (0..12)
             .map(|i| {
                 let p = dir.path().join(format!("tool{i}-1.0-1.tar.gz"));
@@ -1847,23 +1869,22 @@ mod tests {
                 p
             })
             .collect();
-        // Room for about one file: the others are streamed from their sources.
-        repos.keep_bytes = fs::metadata(&inputs[0]).unwrap().len();
-        let report = publish_el9(&repos, &inputs, false);
-        assert_eq!(report.files.len(), 12);
-        for (f, input) in report.files.iter().zip(&inputs) {
-            let stored = repos.blobs.get(&format!("r/{}", f.path)).unwrap().unwrap();
-            assert_eq!(stored, fs::read(input).unwrap(), "{}", f.path);
+        for mut repos in repositories(dir.path()) {
+            // Room for about one file: the others are streamed from their sources.
+            repos.keep_bytes = fs::metadata(&inputs[0]).unwrap().len();
+            let report = publish_el9(&repos, &inputs, false);
+            assert_eq!(report.files.len(), 12);
+            for (f, input) in report.files.iter().zip(&inputs) {
+                let stored = repos.blobs.get(&format!("r/{}", f.path)).unwrap().unwrap();
+                assert_eq!(stored, fs::read(input).unwrap(), "{}", f.path);
+                assert_eq!(served(&repos, &f.path).unwrap(), stored);
+            }
         }
     }
 
     #[test]
     fn rpms_signed_past_the_memory_budget_are_staged_on_disk() {
         let dir = tempfile::tempdir().unwrap();
-        let mut repos = repository(dir.path());
-        repos
-            .generate_key("r", super::super::keys::Algorithm::Ed25519, false)
-            .unwrap();
         let inputs: Vec<PathBuf> = (0..6)
             .map(|i| {
                 let pkg =
@@ -1881,27 +1902,32 @@ mod tests {
                 p
             })
             .collect();
-        // Room for none of them: every signed RPM goes through a staged file.
-        repos.keep_bytes = 0;
-        let report = publish_el9(&repos, &inputs, true);
-        let public = repos.public_key("r").unwrap();
-        assert_eq!(report.files.len(), 6);
-        for (f, input) in report.files.iter().zip(&inputs) {
-            let stored = repos.blobs.get(&format!("r/{}", f.path)).unwrap().unwrap();
-            assert_ne!(
-                stored,
-                fs::read(input).unwrap(),
-                "{} was not signed",
-                f.path
-            );
-            assert_eq!(format!("{:x}", Sha256::digest(&stored)), f.sha256);
-            let pkg = rpm::Package::parse(&mut &stored[..]).unwrap();
-            let verifier = rpm::signature::pgp::Verifier::from_asc(&public).unwrap();
-            pkg.verify_signature(verifier).unwrap();
+        for mut repos in repositories(dir.path()) {
+            repos
+                .generate_key("r", super::super::keys::Algorithm::Ed25519, false)
+                .unwrap();
+            // Room for none of them: every signed RPM goes through a staged file.
+            repos.keep_bytes = 0;
+            let report = publish_el9(&repos, &inputs, true);
+            let public = repos.public_key("r").unwrap();
+            assert_eq!(report.files.len(), 6);
+            for (f, input) in report.files.iter().zip(&inputs) {
+                let stored = served(&repos, &f.path).unwrap();
+                assert_ne!(
+                    stored,
+                    fs::read(input).unwrap(),
+                    "{} was not signed",
+                    f.path
+                );
+                assert_eq!(format!("{:x}", Sha256::digest(&stored)), f.sha256);
+                let pkg = rpm::Package::parse(&mut &stored[..]).unwrap();
+                let verifier = rpm::signature::pgp::Verifier::from_asc(&public).unwrap();
+                pkg.verify_signature(verifier).unwrap();
+            }
+            // Nothing staged is left behind.
+            let left: Vec<_> = fs::read_dir(&repos.scratch).unwrap().collect();
+            assert!(left.is_empty(), "{left:?}");
         }
-        // Nothing staged is left behind.
-        let left: Vec<_> = fs::read_dir(dir.path().join("data/tmp")).unwrap().collect();
-        assert!(left.is_empty(), "{left:?}");
     }
 
     /// An RPM `name`-1.0-1.x86_64 with one file, written into `dir`.
@@ -1923,35 +1949,47 @@ mod tests {
     #[test]
     fn yum_trees_hold_the_key_that_signs_them_also_after_a_new_key() {
         let dir = tempfile::tempdir().unwrap();
-        let repos = repository(dir.path());
-        let alg = super::super::keys::Algorithm::Ed25519;
-        repos.generate_key("r", alg, false).unwrap();
-        publish_el9(&repos, &[rpm_file(dir.path(), "tool")], false);
+        let input = rpm_file(dir.path(), "tool");
+        for repos in repositories(dir.path()) {
+            let alg = super::super::keys::Algorithm::Ed25519;
+            repos.generate_key("r", alg, false).unwrap();
+            publish_el9(&repos, std::slice::from_ref(&input), false);
+            let key_in_tree = || served(&repos, "yum/el9_x86_64/repodata/repomd.xml.key");
+            let first = served(&repos, "key.asc").unwrap();
+            assert_eq!(key_in_tree().unwrap(), first);
+            // A new key re-signs the indexes that are there; the copy in the tree follows.
+            repos.generate_key("r", alg, true).unwrap();
+            let second = served(&repos, "key.asc").unwrap();
+            assert_ne!(second, first);
+            assert_eq!(key_in_tree().unwrap(), second);
+            assert_eq!(
+                second,
+                repos.public_key("r").unwrap().into_bytes(),
+                "key.asc is not the key that signs"
+            );
+        }
+        // On files, the tree on disk is the same (a `file://` repository).
         let root = dir.path().join("data/repos/r");
-        let key_in_tree = || fs::read(root.join("yum/el9_x86_64/repodata/repomd.xml.key"));
-        let first = fs::read(root.join("key.asc")).unwrap();
-        assert_eq!(key_in_tree().unwrap(), first);
-        // A new key re-signs the indexes that are there; the copy in the tree follows.
-        repos.generate_key("r", alg, true).unwrap();
-        let second = fs::read(root.join("key.asc")).unwrap();
-        assert_ne!(second, first);
-        assert_eq!(key_in_tree().unwrap(), second);
         assert_eq!(
-            second,
-            repos.public_key("r").unwrap().into_bytes(),
-            "key.asc is not the key that signs"
+            fs::read(root.join("yum/el9_x86_64/repodata/repomd.xml.key")).unwrap(),
+            fs::read(root.join("key.asc")).unwrap()
         );
     }
 
     #[test]
     fn unsigned_yum_trees_hold_no_key() {
         let dir = tempfile::tempdir().unwrap();
-        let repos = repository(dir.path());
-        publish_el9(&repos, &[rpm_file(dir.path(), "tool")], false);
-        let repodata = dir.path().join("data/repos/r/yum/el9_x86_64/repodata");
-        assert!(repodata.join("repomd.xml").is_file());
-        assert!(!repodata.join("repomd.xml.key").exists());
-        assert!(!repodata.join("repomd.xml.asc").exists());
+        let input = rpm_file(dir.path(), "tool");
+        for repos in repositories(dir.path()) {
+            publish_el9(&repos, std::slice::from_ref(&input), false);
+            let repodata = "yum/el9_x86_64/repodata";
+            assert!(served(&repos, &format!("{repodata}/repomd.xml")).is_some());
+            assert!(served(&repos, &format!("{repodata}/repomd.xml.key")).is_none());
+            assert!(served(&repos, &format!("{repodata}/repomd.xml.asc")).is_none());
+        }
+        let on_disk = dir.path().join("data/repos/r/yum/el9_x86_64/repodata");
+        assert!(on_disk.join("repomd.xml").is_file());
+        assert!(!on_disk.join("repomd.xml.key").exists());
     }
 
     #[test]
