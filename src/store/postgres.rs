@@ -67,8 +67,8 @@ use serde::de::DeserializeOwned;
 
 use super::{
     BuildGuard, BuildId, Change, FarmBuild, Generation, IndexEntry, IndexRow, Lease, LeftFile,
-    LockRecord, PackageRecord, RepoGuard, RepoRecord, Segments, Store, StoreError, Task, TaskEvent,
-    TaskState, TokenRecord,
+    LockRecord, PackageRecord, RepoGuard, RepoRecord, Segments, Store, StoreError, Task, TaskState,
+    TokenRecord,
 };
 
 /// The schema, version by version: `(version, SQL)`, applied in order from the first the
@@ -1358,15 +1358,7 @@ impl Store for PostgresStore {
          -> Result<Task, Fail> {
             let (text, at): (String, String) = (col(row, 0)?, col(row, 1)?);
             let mut task: Task = decode(|| format!("task/{at}"), &text)?;
-            task.state = TaskState::Claimed;
-            task.attempts += 1;
-            task.claimed = Some(now);
-            task.history.push(TaskEvent {
-                at: now,
-                what: format!("claimed (attempt {})", task.attempts),
-                agent: Some(lease.agent.clone()),
-            });
-            task.lease = Some(lease.clone());
+            task.claim(lease.clone(), now);
             put_task(db, &task)?;
             Ok(task)
         };

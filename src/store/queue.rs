@@ -165,4 +165,17 @@ impl Task {
     pub fn claimable(&self) -> bool {
         self.ready && self.state == TaskState::Queued
     }
+
+    /// Taken by the agent holding `lease`, at `now`: what every store's claim does.
+    pub fn claim(&mut self, lease: Lease, now: i64) {
+        self.state = TaskState::Claimed;
+        self.attempts += 1;
+        self.claimed = Some(now);
+        self.history.push(TaskEvent {
+            at: now,
+            what: format!("claimed (attempt {})", self.attempts),
+            agent: Some(lease.agent.clone()),
+        });
+        self.lease = Some(lease);
+    }
 }

@@ -19,8 +19,7 @@ use serde::de::DeserializeOwned;
 
 use super::{
     BuildId, Change, FarmBuild, Generation, IndexEntry, IndexRow, Lease, LeftFile, LockRecord,
-    PackageRecord, RepoRecord, Segments, Store, StoreError, Task, TaskEvent, TaskState,
-    TokenRecord,
+    PackageRecord, RepoRecord, Segments, Store, StoreError, Task, TaskState, TokenRecord,
 };
 
 pub struct SledStore {
@@ -931,15 +930,7 @@ impl Store for SledStore {
             if !task.claimable() || !platforms.contains(&task.platform) {
                 continue;
             }
-            task.state = TaskState::Claimed;
-            task.attempts += 1;
-            task.claimed = Some(now);
-            task.history.push(TaskEvent {
-                at: now,
-                what: format!("claimed (attempt {})", task.attempts),
-                agent: Some(lease.agent.clone()),
-            });
-            task.lease = Some(lease);
+            task.claim(lease, now);
             self.apply(vec![Change::PutTask(task.clone())])?;
             return Ok(Some(task));
         }

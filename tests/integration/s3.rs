@@ -337,33 +337,27 @@ fn a_server_on_s3_serves_dnf_and_redirects_when_asked() {
         .max_redirects(0)
         .build()
         .new_agent();
-    let r = agent
-        .get(format!("{}/repos/nightly/{path}", server.url))
-        .call()
-        .unwrap();
-    assert_eq!(r.status().as_u16(), 302);
-    assert_eq!(r.headers().get("cache-control").unwrap(), "no-store");
-    let location = r
-        .headers()
-        .get("location")
-        .unwrap()
-        .to_str()
-        .unwrap()
-        .to_string();
-    assert!(location.contains("X-Amz-Signature"), "{location}");
-    let got = ureq::get(&location)
-        .call()
-        .unwrap()
-        .body_mut()
-        .read_to_vec()
-        .unwrap();
-    {
+    // Each URL is a short-lived redirect to a presigned URL holding the package's bytes.
+    let redirected = |url: String| {
+        let r = agent.get(&url).call().unwrap();
+        assert_eq!(r.status().as_u16(), 302, "{url}");
+        assert_eq!(r.headers().get("cache-control").unwrap(), "no-store");
+        let location = r.headers().get("location").unwrap().to_str().unwrap();
+        assert!(location.contains("X-Amz-Signature"), "{location}");
+        let got = ureq::get(location)
+            .call()
+            .unwrap()
+            .body_mut()
+            .read_to_vec()
+            .unwrap();
         use sha2::Digest;
         assert_eq!(
             format!("{:x}", sha2::Sha256::digest(&got)),
-            report["files"][0]["sha256"].as_str().unwrap()
+            report["files"][0]["sha256"].as_str().unwrap(),
+            "{url}"
         );
-    }
+    };
+    redirected(format!("{}/repos/nightly/{path}", server.url));
     let (status, repomd) = server.get("/repos/nightly/yum/el9_x86_64/repodata/repomd.xml");
     assert_eq!(status, 200, "index files are served, never redirected");
     // What dnf fetches is the package's index name (content-named): redirected too.
@@ -384,28 +378,10 @@ fn a_server_on_s3_serves_dnf_and_redirects_when_asked() {
         .filter_map(|s| s.split('"').next())
         .find(|h| h.contains("s3tool"))
         .unwrap();
-    let r = agent
-        .get(format!(
-            "{}/repos/nightly/yum/el9_x86_64/{href}",
-            server.url
-        ))
-        .call()
-        .unwrap();
-    assert_eq!(r.status().as_u16(), 302, "{href}");
-    let location = r.headers().get("location").unwrap().to_str().unwrap();
-    let got = ureq::get(location)
-        .call()
-        .unwrap()
-        .body_mut()
-        .read_to_vec()
-        .unwrap();
-    {
-        use sha2::Digest;
-        assert_eq!(
-            format!("{:x}", sha2::Sha256::digest(&got)),
-            report["files"][0]["sha256"].as_str().unwrap()
-        );
-    }
+    redirected(format!(
+        "{}/repos/nightly/yum/el9_x86_64/{href}",
+        server.url
+    ));
     if crate::support::have_tool("dnf", &["--version"]) {
         let w = t.path().join("redirected-client");
         server.dnf_install(&w, "nightly", &["s3tool"]);
