@@ -316,6 +316,55 @@ mod tests {
     }
 
     #[test]
+    fn a_store_migration_resumes_and_never_rolls_the_target_back() {
+        use crate::store::Store;
+        let dir = tempfile::tempdir().unwrap();
+        let repos =
+            Repositories::open(&dir.path().join("data"), crate::layout::Layout::builtin()).unwrap();
+        for name in ["a", "b"] {
+            repos
+                .create(&super::super::NewRepo::volatile(name))
+                .unwrap();
+        }
+        crate::auth::create(
+            repos.store.as_ref(),
+            crate::store::Role::Builder,
+            "ci",
+            None,
+        )
+        .unwrap();
+        let to = crate::store::sled::SledStore::open(&dir.path().join("target")).unwrap();
+        let keys = repos.keys_for_store(&to).unwrap();
+        // Stopped after the tokens and repository `a`: a second run copies `b`.
+        let tokens: Vec<Change> = repos
+            .store
+            .tokens()
+            .unwrap()
+            .into_iter()
+            .map(Change::PutToken)
+            .collect();
+        to.apply(tokens).unwrap();
+        to.apply(vec![Change::PutRepo(
+            repos.store.repo("a").unwrap().unwrap(),
+        )])
+        .unwrap();
+        let resumed = repos.migrate_store(&to, &keys).unwrap();
+        // `b` with its index generations; `a` and the tokens were there.
+        assert!(resumed.records >= 1 && resumed.kept == 1, "{resumed:?}");
+        assert!(to.repo("b").unwrap().is_some());
+        // The target in use: a token revoked and a repository changed there stay so.
+        let id = to.tokens().unwrap()[0].id.clone();
+        crate::auth::revoke(&to, &id).unwrap();
+        let mut a = to.repo("a").unwrap().unwrap();
+        a.keep = Some(7);
+        to.apply(vec![Change::PutRepo(a.clone())]).unwrap();
+        let again = repos.migrate_store(&to, &keys).unwrap();
+        assert_eq!((again.records, again.kept), (0, 2), "{again:?}");
+        assert!(to.token(&id).unwrap().unwrap().revoked.is_some());
+        assert_eq!(to.repo("a").unwrap().unwrap(), a);
+    }
+
+    #[test]
     fn a_migration_copies_what_is_served_and_a_second_one_nothing() {
         let dir = tempfile::tempdir().unwrap();
         let data = dir.path().join("data");
