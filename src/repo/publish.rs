@@ -732,9 +732,21 @@ impl Repositories {
         }
         timer.lap("checked");
         // 2. What each file does to the repository.
-        // Only records of the names being published can be twins or be pruned.
+        // Only records of the names being published can be twins or be pruned — and only
+        // of names with a file that changes: a file published again as it is changes
+        // nothing (a repository never holds one identity twice), so a publish of a
+        // directory most of which is there already reads no records for it.
         let mut existing: Vec<PackageRecord> = Vec::new();
-        let names: BTreeSet<&str> = ready.iter().map(|r| r.record.name.as_str()).collect();
+        let unchanged = |r: &Ready| {
+            r.previous
+                .as_ref()
+                .is_some_and(|p| p.sha256 == r.record.sha256)
+        };
+        let names: BTreeSet<&str> = ready
+            .iter()
+            .filter(|r| !unchanged(r))
+            .map(|r| r.record.name.as_str())
+            .collect();
         for n in names {
             existing.extend(self.store.packages_named(name, n)?);
         }
