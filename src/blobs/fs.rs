@@ -448,6 +448,10 @@ impl Blobs for FsBlobs {
         true
     }
 
+    fn has_direct_readers(&self) -> bool {
+        true
+    }
+
     fn shown(&self, dir: &str) -> Option<String> {
         let link = self.path(dir).ok()?;
         let target = fs::read_link(link).ok()?;

@@ -156,6 +156,11 @@ pub trait Blobs: Send + Sync {
     fn shown(&self, _dir: &str) -> Option<String> {
         None
     }
+    /// Whether some read the objects without the store (a `file://` repository), so a
+    /// name must be materialised where they look (see [`Blobs::link`], [`Blobs::show`]).
+    fn has_direct_readers(&self) -> bool {
+        false
+    }
     /// A URL a client may fetch `key` from directly until `ttl` passes, where the backend
     /// can give one (presigned).
     fn url(&self, _key: &str, _ttl: std::time::Duration) -> Option<String> {

@@ -44,6 +44,21 @@ pub fn file_key(dir: &str, generation: &str, file: &str) -> String {
     under(&under(split(dir).0, generation), file)
 }
 
+/// The keys that may hold `file` of generation `g` of directory `dir`, in the order to
+/// try them: the generation's own, and for a file it carries, the generation before's
+/// (where a carried file stays on backends without direct readers).
+pub fn read_keys(dir: &str, g: &Generation, file: &str) -> Vec<String> {
+    let mut keys = vec![file_key(dir, &g.name, file)];
+    if let Some(before) = g
+        .previous
+        .as_deref()
+        .filter(|_| g.carried.iter().any(|c| c == file))
+    {
+        keys.push(file_key(dir, before, file));
+    }
+    keys
+}
+
 /// The generation direct readers see in directory `dir` (a key), as a record: what a
 /// data directory written before the store named generations holds instead of one.
 pub fn shown(blobs: &dyn Blobs, dir: &str) -> Result<Option<Generation>, BlobError> {
@@ -123,8 +138,13 @@ pub fn write(
     if let Some(cur) = current {
         for file in &cur.files {
             if carry(file) && !names.contains(file.as_str()) && !cur.carried.contains(file) {
-                let (from, to) = (file_key(dir, &cur.name, file), file_key(dir, &name, file));
-                round.push(Write::Copy(from, to));
+                // Direct readers of a directory find it there (a hard link); elsewhere
+                // a carried file is read where it is, in the generation before
+                // ([`read_keys`]), and a copy would be one more request per file.
+                if blobs.has_direct_readers() {
+                    let (from, to) = (file_key(dir, &cur.name, file), file_key(dir, &name, file));
+                    round.push(Write::Copy(from, to));
+                }
                 carried.push(file.clone());
             }
         }
@@ -200,9 +220,12 @@ mod tests {
         changed
     }
 
+    /// What a reader through the store gets for `file` of the current generation.
     fn read(b: &dyn Blobs, g: &Option<Generation>, file: &str) -> Option<Vec<u8>> {
         let g = g.as_ref().unwrap();
-        b.get(&file_key("r/repodata", &g.name, file)).unwrap()
+        read_keys("r/repodata", g, file)
+            .iter()
+            .find_map(|k| b.get(k).unwrap())
     }
 
     fn generations_swap_whole(b: &dyn Blobs) {
@@ -244,8 +267,11 @@ mod tests {
         let mut g = None;
         next(b, &mut g, &set("a"), &hashed);
         next(b, &mut g, &set("b"), &hashed);
-        // A reader of the old repomd.xml still finds what it named...
+        // A reader of the old repomd.xml still finds what it named (where there are
+        // direct readers, in the new generation itself; elsewhere, where it was)...
         assert!(read(b, &g, "a-primary.xml.gz").is_some());
+        let own = file_key("r/repodata", &g.as_ref().unwrap().name, "a-primary.xml.gz");
+        assert_eq!(b.exists(&own).unwrap(), b.has_direct_readers());
         assert!(read(b, &g, "b-primary.xml.gz").is_some());
         // ...for one generation only.
         next(b, &mut g, &set("c"), &hashed);

@@ -113,8 +113,11 @@ impl Repositories {
                     continue;
                 };
                 for f in &g.files {
-                    let full = super::generations::file_key(&key, &g.name, f);
-                    objects.push(full[repo.len() + 1..].to_string());
+                    // A carried file is in this generation or, on a backend without
+                    // direct readers, the one before: whichever holds it is copied.
+                    for full in super::generations::read_keys(&key, &g, f) {
+                        objects.push(full[repo.len() + 1..].to_string());
+                    }
                 }
                 shown.push((dir, g));
             }
@@ -148,6 +151,22 @@ impl Repositories {
                 for (object, path) in super::publish::record_files(self, p) {
                     if object != path {
                         to.link(&format!("{repo}/{object}"), &format!("{repo}/{path}"))?;
+                    }
+                }
+            }
+            // A target read directly (files) finds a carried file in the generation
+            // itself, as a publish there leaves it.
+            if to.has_direct_readers() {
+                for (dir, g) in &shown {
+                    let key = format!("{repo}/{dir}");
+                    for f in &g.carried {
+                        let keys = super::generations::read_keys(&key, g, f);
+                        if let [own, before] = keys.as_slice()
+                            && !to.exists(own)?
+                            && to.exists(before)?
+                        {
+                            to.copy(before, own)?;
+                        }
                     }
                 }
             }

@@ -84,8 +84,12 @@ impl Repositories {
         if let Some((dir, file)) = self.index_dir(path)
             && let Some(g) = self.store.generation(repo, dir)?
         {
-            let key = super::generations::file_key(&format!("{repo}/{dir}"), &g.name, file);
-            return Ok(self.blobs.open(&key, range)?);
+            for key in super::generations::read_keys(&format!("{repo}/{dir}"), &g, file) {
+                if let Some(o) = self.blobs.open(&key, range.clone())? {
+                    return Ok(Some(o));
+                }
+            }
+            return Ok(None);
         }
         // Most requests are for a package at its path, which backends that materialise
         // names (files) answer at once.
