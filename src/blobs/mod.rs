@@ -94,6 +94,20 @@ pub struct Object {
     pub data: Data,
 }
 
+impl Object {
+    /// All of its bytes (of the range it was opened with), in memory.
+    pub fn into_bytes(self) -> io::Result<Vec<u8>> {
+        let mut from: Box<dyn Read> = match self.data {
+            Data::Bytes(b) => return Ok(b),
+            Data::File(f) => Box::new(f),
+            Data::Stream(r) => r,
+        };
+        let mut out = Vec::with_capacity(self.meta.len.min(1 << 26) as usize);
+        from.read_to_end(&mut out)?;
+        Ok(out)
+    }
+}
+
 pub enum Data {
     /// The whole object as an open file (a backend on a file system): a server hands it
     /// to the kernel and reads the range it needs itself.
@@ -182,17 +196,11 @@ pub trait Blobs: Send + Sync {
         let Some(object) = self.open(key, None)? else {
             return Ok(None);
         };
-        let mut from: Box<dyn Read> = match object.data {
-            Data::Bytes(b) => return Ok(Some(b)),
-            Data::File(f) => Box::new(f),
-            Data::Stream(r) => r,
-        };
-        let mut out = Vec::with_capacity(object.meta.len.min(1 << 26) as usize);
-        from.read_to_end(&mut out).map_err(|source| BlobError::Io {
+        let bytes = object.into_bytes().map_err(|source| BlobError::Io {
             path: PathBuf::from(key),
             source,
         })?;
-        Ok(Some(out))
+        Ok(Some(bytes))
     }
     fn exists(&self, key: &str) -> Result<bool, BlobError> {
         Ok(self.stat(key)?.is_some())

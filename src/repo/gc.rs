@@ -128,18 +128,11 @@ struct Named {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::blobs::MemBlobs;
 
     #[test]
     fn only_unnamed_objects_past_the_grace_period_go() {
         let dir = tempfile::tempdir().unwrap();
-        let repos = Repositories::open_with(
-            &dir.path().join("data"),
-            crate::layout::Layout::builtin(),
-            Box::new(MemBlobs::default()),
-        )
-        .unwrap();
-        repos.create(&super::super::NewRepo::volatile("r")).unwrap();
+        let repos = Repositories::in_memory(&dir.path().join("data"));
         let tarball = dir.path().join("tool-1.0-1.tar.gz");
         {
             let mut b = tar::Builder::new(flate2::write::GzEncoder::new(

@@ -324,14 +324,7 @@ mod tests {
     /// What `path` of repository `r` serves, whole.
     fn read(repos: &Repositories, path: &str) -> Vec<u8> {
         let o = repos.open_path("r", path, None).unwrap().expect(path);
-        let mut from: Box<dyn std::io::Read> = match o.data {
-            crate::blobs::Data::Bytes(b) => return b,
-            crate::blobs::Data::File(f) => Box::new(f),
-            crate::blobs::Data::Stream(s) => s,
-        };
-        let mut v = Vec::new();
-        from.read_to_end(&mut v).unwrap();
-        v
+        o.into_bytes().unwrap()
     }
 
     #[test]

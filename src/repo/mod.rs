@@ -386,6 +386,16 @@ impl Repositories {
         Self::assemble(data, layout, Box::new(store), blobs)
     }
 
+    /// A data directory in `data` whose bytes are in memory, holding volatile repository
+    /// `r`: what unit tests publish, index and serve with no file system under them.
+    #[cfg(test)]
+    pub(crate) fn in_memory(data: &Path) -> Repositories {
+        let blobs = Box::new(crate::blobs::MemBlobs::default());
+        let repos = Self::open_with(data, Layout::builtin(), blobs).unwrap();
+        repos.create(&NewRepo::volatile("r")).unwrap();
+        repos
+    }
+
     fn assemble(
         data: &Path,
         layout: Layout,

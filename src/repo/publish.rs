@@ -1832,32 +1832,18 @@ mod tests {
     /// A data directory with volatile repository `r`, once on each blob backend: files
     /// (in `dir/data`), and memory (no file system under the repositories).
     fn repositories(dir: &Path) -> [Repositories; 2] {
-        let layout = crate::layout::Layout::builtin;
-        let on_files = Repositories::open(&dir.join("data"), layout()).unwrap();
-        let in_memory = Repositories::open_with(
-            &dir.join("data-mem"),
-            layout(),
-            Box::new(crate::blobs::MemBlobs::default()),
-        )
-        .unwrap();
-        let both = [on_files, in_memory];
-        for repos in &both {
-            repos.create(&super::super::NewRepo::volatile("r")).unwrap();
-        }
-        both
+        let on_files =
+            Repositories::open(&dir.join("data"), crate::layout::Layout::builtin()).unwrap();
+        on_files
+            .create(&super::super::NewRepo::volatile("r"))
+            .unwrap();
+        [on_files, Repositories::in_memory(&dir.join("data-mem"))]
     }
 
     /// What `path` of repository `r` serves, whole, if anything.
     fn served(repos: &Repositories, path: &str) -> Option<Vec<u8>> {
         let o = repos.open_path("r", path, None).unwrap()?;
-        let mut from: Box<dyn std::io::Read> = match o.data {
-            crate::blobs::Data::Bytes(b) => return Some(b),
-            crate::blobs::Data::File(f) => Box::new(f),
-            crate::blobs::Data::Stream(s) => s,
-        };
-        let mut v = Vec::new();
-        from.read_to_end(&mut v).unwrap();
-        Some(v)
+        Some(o.into_bytes().unwrap())
     }
 
     fn publish_el9(repos: &Repositories, inputs: &[PathBuf], sign: bool) -> PublishReport {
@@ -2007,13 +1993,7 @@ mod tests {
     #[test]
     fn generations_dropped_on_a_server_go_on_its_tidying_thread_unless_named_again() {
         let dir = tempfile::tempdir().unwrap();
-        let repos = Repositories::open_with(
-            &dir.path().join("data"),
-            crate::layout::Layout::builtin(),
-            Box::new(crate::blobs::MemBlobs::default()),
-        )
-        .unwrap();
-        repos.create(&super::super::NewRepo::volatile("r")).unwrap();
+        let repos = Repositories::in_memory(&dir.path().join("data"));
         repos.tidy_later();
         let generations = || -> BTreeSet<String> {
             repos
@@ -2064,14 +2044,7 @@ mod tests {
     #[test]
     fn publishing_indexing_and_serving_need_no_file_system() {
         let dir = tempfile::tempdir().unwrap();
-        let blobs = Box::new(crate::blobs::MemBlobs::default());
-        let repos = Repositories::open_with(
-            &dir.path().join("data"),
-            crate::layout::Layout::builtin(),
-            blobs,
-        )
-        .unwrap();
-        repos.create(&super::super::NewRepo::volatile("r")).unwrap();
+        let repos = Repositories::in_memory(&dir.path().join("data"));
         repos
             .generate_key("r", super::super::keys::Algorithm::Ed25519, false)
             .unwrap();

@@ -220,7 +220,7 @@ pub(super) async fn submitted(
         };
         let store = s.repos.store.as_ref();
         let id = s.farm.queue.submit(store, build, tasks, now_ms())?;
-        shown(&s, id, true)
+        shown(&s, id)
     })
     .await
 }
@@ -267,15 +267,10 @@ fn only_volatile(state: &Shared) -> Result<String, ApiError> {
 /// Whether the caller may see `build`: as with files, a private repository's builds (their
 /// tasks and logs) need a token; so do those into a repository no longer there, which may
 /// have been private. Others are anyone's to read.
-pub(super) fn may_see(
-    state: &Shared,
-    req: &HttpRequest,
-    build: &FarmBuild,
-) -> Result<(), ApiError> {
-    match state.repos.repo(&build.repo) {
-        Ok(r) if !r.private => Ok(()),
-        _ => Ok(state.require(req, Role::Builder).map(|_| ())?),
-    }
+fn may_see(state: &Shared, req: &HttpRequest, build: &FarmBuild) -> Result<(), ApiError> {
+    state
+        .may_read(req, &build.repo)
+        .or_else(|_| Ok(state.require(req, Role::Builder).map(|_| ())?))
 }
 
 /// The builds the caller may see (a caller without a token: those of public repositories).
@@ -284,18 +279,11 @@ pub(super) fn visible_builds(
     req: &HttpRequest,
 ) -> Result<Vec<FarmBuild>, ApiError> {
     let signed_in = state.caller(req)?.is_some();
-    let mut public: BTreeMap<String, bool> = BTreeMap::new();
-    let mut out = Vec::new();
-    for b in state.repos.store.farm_builds()? {
-        let seen = signed_in
-            || *public
-                .entry(b.repo.clone())
-                .or_insert_with(|| matches!(state.repos.repo(&b.repo), Ok(r) if !r.private));
-        if seen {
-            out.push(b);
-        }
+    let mut builds = state.repos.store.farm_builds()?;
+    if !signed_in {
+        builds.retain(|b| state.may_read(req, &b.repo).is_ok());
     }
-    Ok(out)
+    Ok(builds)
 }
 
 /// Build `id`, if the caller may see it.
@@ -304,19 +292,32 @@ pub(super) fn seen_build(
     req: &HttpRequest,
     id: BuildId,
 ) -> Result<FarmBuild, ApiError> {
-    let build = state
-        .repos
-        .store
-        .farm_build(id)?
-        .ok_or(FarmError::NoSuchBuild(id))?;
+    let build = stored(state, id)?;
     may_see(state, req, &build)?;
     Ok(build)
 }
 
-pub(super) fn shown(state: &Shared, id: BuildId, with_tasks: bool) -> Result<BuildView, ApiError> {
-    let store = state.repos.store.as_ref();
-    let build = store.farm_build(id)?.ok_or(FarmError::NoSuchBuild(id))?;
-    Ok(BuildView::of(build, store.tasks(id)?, with_tasks))
+/// Build `id` with its tasks, if the caller may see it.
+pub(super) fn seen(state: &Shared, req: &HttpRequest, id: BuildId) -> Result<BuildView, ApiError> {
+    with_tasks(state, seen_build(state, req, id)?)
+}
+
+/// Build `id` with its tasks (for a caller who changed it, so may see it).
+pub(super) fn shown(state: &Shared, id: BuildId) -> Result<BuildView, ApiError> {
+    with_tasks(state, stored(state, id)?)
+}
+
+fn stored(state: &Shared, id: BuildId) -> Result<FarmBuild, ApiError> {
+    Ok(state
+        .repos
+        .store
+        .farm_build(id)?
+        .ok_or(FarmError::NoSuchBuild(id))?)
+}
+
+fn with_tasks(state: &Shared, build: FarmBuild) -> Result<BuildView, ApiError> {
+    let tasks = state.repos.store.tasks(build.id)?;
+    Ok(BuildView::of(build, tasks, true))
 }
 
 async fn list_builds(req: HttpRequest, state: Shared) -> Result<HttpResponse, ApiError> {
@@ -334,9 +335,7 @@ async fn show_build(
     path: web::Path<BuildId>,
     state: Shared,
 ) -> Result<HttpResponse, ApiError> {
-    let id = path.into_inner();
-    seen_build(&state, &req, id)?;
-    Ok(HttpResponse::Ok().json(shown(&state, id, true)?))
+    Ok(HttpResponse::Ok().json(seen(&state, &req, path.into_inner())?))
 }
 
 async fn cancel(
@@ -349,7 +348,7 @@ async fn cancel(
     let s = state.clone();
     let view = blocking(move || {
         s.farm.queue.cancel(s.repos.store.as_ref(), id, now_ms())?;
-        shown(&s, id, true)
+        shown(&s, id)
     })
     .await?;
     Ok(HttpResponse::Ok().json(view))

@@ -107,8 +107,7 @@ async fn build(
     state: Shared,
 ) -> Result<HttpResponse, ApiError> {
     let id = path.into_inner();
-    super::farm::seen_build(&state, &req, id)?;
-    let v = super::farm::shown(&state, id, true)?;
+    let v = super::farm::seen(&state, &req, id)?;
     let tasks = v.tasks.clone().unwrap_or_default();
     let mut body = format!(
         "<h1>Build {id}</h1><p><span class=tag>{}</span> {} for {} into <a href=\"/r/{repo}\">{repo}</a>, \

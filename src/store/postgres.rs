@@ -1362,12 +1362,17 @@ impl Store for PostgresStore {
             put_task(db, &task)?;
             Ok(task)
         };
-        const TASK: &str = "SELECT record, build || '/' || idx FROM tasks \
-                            WHERE build = $1 AND claimable AND platform = ANY($2) \
-                            ORDER BY idx LIMIT 1 FOR UPDATE";
-        const TASK_NOT_LOCKED: &str = "SELECT record, build || '/' || idx FROM tasks \
-                                       WHERE build = $1 AND claimable AND platform = ANY($2) \
-                                       ORDER BY idx LIMIT 1 FOR UPDATE SKIP LOCKED";
+        // A build's first claimable task for these platforms, its row locked as `$lock`.
+        macro_rules! first_claimable {
+            ($lock:literal) => {
+                concat!(
+                    "SELECT record, build || '/' || idx FROM tasks \
+                     WHERE build = $1 AND claimable AND platform = ANY($2) \
+                     ORDER BY idx LIMIT 1 ",
+                    $lock
+                )
+            };
+        }
         self.pool.with(|conn| {
             // First without waiting: the oldest builds with claimable tasks whose lock no
             // one holds (`pg_try_advisory_xact_lock`), and in such a build the first
@@ -1376,40 +1381,44 @@ impl Store for PostgresStore {
             // comes before the task's row, the order every holder of the lock takes them
             // in (it writes rows in batches while holding it), so the two never wait for
             // each other in a circle.
+            // `Err(())`: nothing claimable at all; `Ok(None)`: every candidate busy.
             let skipping = conn.transaction(&|db| {
                 let builds = db.query(
                     "SELECT DISTINCT build FROM tasks WHERE claimable AND platform = ANY($1) \
                      ORDER BY build LIMIT 8",
                     &[&platforms],
                 )?;
+                if builds.is_empty() {
+                    return Ok(Err(()));
+                }
                 for row in &builds {
                     let build: i64 = col(row, 0)?;
                     let (class, key) = build_lock_key(from_build_id(build)?);
-                    let locked =
-                        db.query("SELECT pg_try_advisory_xact_lock($1, $2)", &[&class, &key])?;
-                    if !locked
-                        .first()
-                        .map(|r| col::<bool>(r, 0))
-                        .transpose()?
-                        .unwrap_or(false)
-                    {
+                    let free =
+                        db.one("SELECT pg_try_advisory_xact_lock($1, $2)", &[&class, &key])?;
+                    if !col::<bool>(&free, 0)? {
                         continue;
                     }
-                    let rows = db.query(TASK_NOT_LOCKED, &[&build, &platforms])?;
+                    let rows = db.query(
+                        first_claimable!("FOR UPDATE SKIP LOCKED"),
+                        &[&build, &platforms],
+                    )?;
                     if let Some(row) = rows.first() {
-                        return Ok(Some(take(db, row)?));
+                        return Ok(Ok(Some(take(db, row)?)));
                     }
                 }
-                Ok(None)
+                Ok(Ok(None))
             })?;
-            if skipping.is_some() {
-                return Ok(skipping);
+            match skipping {
+                Err(()) => return Ok(None),
+                Ok(Some(task)) => return Ok(Some(task)),
+                Ok(None) => {}
             }
             // Every candidate was busy for the moment (a heartbeat or report holds its
-            // build's lock), or there is none: wait for the oldest build's lock rather
-            // than answer "nothing" while work is queued. Each miss below is another
-            // claim (or a cancel) taking the task first; the bound only keeps the loop
-            // finite (the agent asks again).
+            // build's lock): wait for the oldest build's lock rather than answer
+            // "nothing" while work is queued. Each miss below is another claim (or a
+            // cancel) taking the task first; the bound only keeps the loop finite (the
+            // agent asks again).
             for _ in 0..CLAIM_TRIES {
                 // Read outside any transaction, so nothing is held while the lock is
                 // waited for.
@@ -1426,7 +1435,7 @@ impl Store for PostgresStore {
                 let claimed = conn.transaction(&|db| {
                     // The lock is the transaction's: its commit lets go.
                     db.execute("SELECT pg_advisory_xact_lock($1, $2)", &[&class, &key])?;
-                    let rows = db.query(TASK, &[&build, &platforms])?;
+                    let rows = db.query(first_claimable!("FOR UPDATE"), &[&build, &platforms])?;
                     match rows.first() {
                         Some(row) => Ok(Some(take(db, row)?)),
                         None => Ok(None),
