@@ -359,9 +359,46 @@ fn backend(e: sled::Error) -> StoreError {
     StoreError::Backend(e.to_string())
 }
 
+/// Removes the snapshot files a killed process left half written.
+///
+/// sled 0.34.7 writes a snapshot as `snap.<lsn>.generating` and renames it when whole,
+/// but at open it reads the newest `snap.*` file, `.generating` ones included (its filter
+/// still looks for an older suffix), and a half-written one makes it refuse to open with
+/// "Read corrupted data". Such a file was never committed: the log it summarises is still
+/// there, so the store opens from the snapshot before it. Files are removed only under
+/// sled's own lock on `db`, so a snapshot a live process is writing is never touched.
+fn clear_unfinished_snapshots(dir: &Path) -> std::io::Result<()> {
+    let db = match std::fs::File::options()
+        .read(true)
+        .write(true)
+        .open(dir.join("db"))
+    {
+        Ok(db) => db,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(e),
+    };
+    match db.try_lock() {
+        Ok(()) => {}
+        // Held: sled's own open says the store is busy.
+        Err(std::fs::TryLockError::WouldBlock) => return Ok(()),
+        Err(std::fs::TryLockError::Error(e)) => return Err(e),
+    }
+    for entry in std::fs::read_dir(dir)? {
+        let name = entry?.file_name();
+        let name = name.to_string_lossy();
+        if name.starts_with("snap.") && name.ends_with(".generating") {
+            std::fs::remove_file(dir.join(&*name))?;
+        }
+    }
+    // The lock goes with `db`, before sled takes it on its own descriptor.
+    Ok(())
+}
+
 impl SledStore {
     /// Opens (creating) the store in `dir`. Only one process may hold it.
     pub fn open(dir: &Path) -> Result<SledStore, StoreError> {
+        clear_unfinished_snapshots(dir)
+            .map_err(|e| StoreError::Backend(format!("clearing {}: {e}", dir.display())))?;
         match sled::open(dir) {
             Ok(db) => {
                 let store = SledStore {
@@ -1001,6 +1038,29 @@ mod tests {
             .collect();
         k.sort();
         k
+    }
+
+    /// A process killed while sled wrote a snapshot leaves `snap.<lsn>.generating`, half
+    /// written; the store still opens, with everything committed before.
+    #[test]
+    fn a_snapshot_a_killed_process_left_unfinished_does_not_stop_the_store_opening() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let store = SledStore::open(dir.path()).unwrap();
+            store.apply(vec![listed("a1", "yum/a")]).unwrap();
+        }
+        let unfinished = dir.path().join("snap.7FFFFFFFFFFFFFFF.generating");
+        std::fs::write(&unfinished, b"half a snapshot").unwrap();
+        let store = SledStore::open(dir.path()).unwrap();
+        assert_eq!(store.index_entries("r", "yum/a").unwrap().len(), 1);
+        assert!(!unfinished.exists());
+        // While a process holds the store, its files are left alone.
+        std::fs::write(&unfinished, b"being written").unwrap();
+        assert!(matches!(
+            SledStore::open(dir.path()),
+            Err(StoreError::Busy { .. })
+        ));
+        assert!(unfinished.exists());
     }
 
     #[test]
