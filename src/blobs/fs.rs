@@ -11,6 +11,7 @@ use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, OnceLock};
 
+use super::small_files::{self, Identity, Kept, SmallFiles};
 use super::{BlobError, Blobs, Body, Data, Meta, Object, check_key, copy_checked, unless_missing};
 
 /// Blobs as files under a root directory.
@@ -20,6 +21,8 @@ pub struct FsBlobs {
     dir: OnceLock<Arc<File>>,
     /// Directories known to exist, so a publish of many files does not ask again.
     made: std::sync::Mutex<std::collections::HashSet<PathBuf>>,
+    /// Small files read before, each checked against its file when read again.
+    small: SmallFiles,
 }
 
 impl FsBlobs {
@@ -28,6 +31,7 @@ impl FsBlobs {
             root: root.into(),
             dir: OnceLock::new(),
             made: Default::default(),
+            small: SmallFiles::default(),
         }
     }
 
@@ -225,6 +229,18 @@ fn meta_of(m: &fs::Metadata) -> Meta {
     }
 }
 
+/// A kept small file as an object: the bytes of `range` (all of them without one).
+fn kept_object(kept: &Kept, range: Option<Range<u64>>) -> Object {
+    let len = kept.bytes.len() as u64;
+    let r = range.unwrap_or(0..len);
+    let start = r.start.min(len);
+    let end = r.end.clamp(start, len);
+    Object {
+        meta: kept.meta.clone(),
+        data: Data::Bytes(kept.bytes.slice(start as usize..end as usize)),
+    }
+}
+
 /// "Not there" for a read: missing, or a directory in the way.
 fn absent(e: &io::Error) -> bool {
     e.kind() == io::ErrorKind::NotFound || e.raw_os_error() == Some(libc::ENOTDIR)
@@ -316,9 +332,13 @@ impl Blobs for FsBlobs {
         Ok(())
     }
 
-    fn open(&self, key: &str, _range: Option<Range<u64>>) -> Result<Option<Object>, BlobError> {
+    fn open(&self, key: &str, range: Option<Range<u64>>) -> Result<Option<Object>, BlobError> {
         check_key(key)?;
-        let file = match open_beneath(self.root_dir()?.as_ref(), key) {
+        let dir = self.root_dir()?;
+        if let Some(kept) = self.small.get(&dir, key) {
+            return Ok(Some(kept_object(&kept, range)));
+        }
+        let mut file = match open_beneath(dir.as_ref(), key) {
             Ok(f) => f,
             Err(e) if absent(&e) => return Ok(None),
             Err(e) => return Err(io_at(&self.root.join(key))(e)),
@@ -327,10 +347,30 @@ impl Blobs for FsBlobs {
         if !m.is_file() {
             return Ok(None);
         }
-        Ok(Some(Object {
-            meta: meta_of(&m),
-            data: Data::File(file),
-        }))
+        if m.len() > small_files::LARGEST {
+            return Ok(Some(Object {
+                meta: meta_of(&m),
+                data: Data::File(file),
+            }));
+        }
+        // A small file is read whole and kept: the next read of it opens nothing.
+        let mut bytes = Vec::with_capacity(m.len() as usize);
+        io::Read::read_to_end(&mut file, &mut bytes).map_err(io_at(&self.root.join(key)))?;
+        let id = Identity::of(&m);
+        let kept = Arc::new(Kept {
+            id,
+            meta: Meta {
+                len: bytes.len() as u64,
+                ..meta_of(&m)
+            },
+            bytes: bytes.into(),
+        });
+        // Kept only if it did not change while it was read (the backend never writes a
+        // file in place, but someone else may have).
+        if kept.meta.len == m.len() && file.metadata().is_ok_and(|now| Identity::of(&now) == id) {
+            self.small.keep(key, kept.clone());
+        }
+        Ok(Some(kept_object(&kept, range)))
     }
 
     fn stat(&self, key: &str) -> Result<Option<Meta>, BlobError> {
@@ -345,6 +385,7 @@ impl Blobs for FsBlobs {
 
     fn remove(&self, key: &str) -> Result<(), BlobError> {
         let path = self.path(key)?;
+        self.small.forget(key);
         match fs::remove_file(&path) {
             Ok(()) => {
                 let dir = path.parent().unwrap_or(&self.root);

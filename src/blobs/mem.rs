@@ -90,7 +90,7 @@ impl Blobs for MemBlobs {
         let (start, end) = (r.start.min(len) as usize, r.end.min(len) as usize);
         Ok(Some(Object {
             meta: meta.clone(),
-            data: Data::Bytes(bytes[start..end.max(start)].to_vec()),
+            data: Data::Bytes(bytes::Bytes::copy_from_slice(&bytes[start..end.max(start)])),
         }))
     }
 

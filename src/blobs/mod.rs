@@ -18,6 +18,7 @@ pub mod conformance;
 mod fs;
 mod mem;
 mod s3;
+mod small_files;
 
 pub use fs::FsBlobs;
 pub use mem::MemBlobs;
@@ -98,7 +99,7 @@ impl Object {
     /// All of its bytes (of the range it was opened with), in memory.
     pub fn into_bytes(self) -> io::Result<Vec<u8>> {
         let mut from: Box<dyn Read> = match self.data {
-            Data::Bytes(b) => return Ok(b),
+            Data::Bytes(b) => return Ok(b.into()),
             Data::File(f) => Box::new(f),
             Data::Stream(r) => r,
         };
@@ -113,7 +114,7 @@ pub enum Data {
     /// to the kernel and reads the range it needs itself.
     File(std::fs::File),
     /// The bytes of the range asked for (the whole object without one).
-    Bytes(Vec<u8>),
+    Bytes(bytes::Bytes),
     /// The bytes of the range asked for (the whole object without one), as they arrive
     /// (an object store's answer): never all in memory.
     Stream(Box<dyn Read + Send>),

@@ -259,7 +259,7 @@ impl Blobs for S3Blobs {
                 // Nothing asked for: the object's metadata is all there is to answer.
                 return Ok(self.stat(key)?.map(|meta| Object {
                     meta,
-                    data: Data::Bytes(vec![]),
+                    data: Data::Bytes(bytes::Bytes::new()),
                 }));
             }
             req = req.header("Range", format!("bytes={}-{}", r.start, r.end - 1));
@@ -277,7 +277,7 @@ impl Blobs for S3Blobs {
             // A range past the end: there is nothing of it to read.
             416 => Ok(self.stat(key)?.map(|meta| Object {
                 meta,
-                data: Data::Bytes(vec![]),
+                data: Data::Bytes(bytes::Bytes::new()),
             })),
             _ => Err(self.failed(key, "a get", r)),
         }

@@ -115,7 +115,7 @@ impl Repositories {
             let bytes = line[start as usize..r.end.clamp(start, len) as usize].to_vec();
             return Ok(Some(Object {
                 meta,
-                data: Data::Bytes(bytes),
+                data: Data::Bytes(bytes.into()),
             }));
         }
         Ok(None)

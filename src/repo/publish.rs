@@ -2050,7 +2050,7 @@ mod tests {
             .unwrap();
         let read = |path: &str| match repos.open_path("r", path, None).unwrap() {
             Some(o) => match o.data {
-                crate::blobs::Data::Bytes(b) => Some(b),
+                crate::blobs::Data::Bytes(b) => Some(b.to_vec()),
                 _ => panic!("{path}: not bytes from memory"),
             },
             None => None,

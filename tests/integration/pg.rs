@@ -10,7 +10,6 @@ use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use packyard::backends::Backends;
-use packyard::blobs::Data;
 use packyard::repo::{NewRepo, PublishOptions, Repositories};
 use packyard::store::{Change, PostgresStore, RepoKind, RepoRecord, Store};
 
@@ -401,16 +400,7 @@ fn open(data: &Path, url: &str) -> Repositories {
 
 fn read(repos: &Repositories, repo: &str, path: &str) -> Vec<u8> {
     match repos.open_path(repo, path, None).unwrap() {
-        Some(o) => {
-            let mut from: Box<dyn std::io::Read> = match o.data {
-                Data::Bytes(b) => return b,
-                Data::File(f) => Box::new(f),
-                Data::Stream(r) => r,
-            };
-            let mut out = Vec::new();
-            from.read_to_end(&mut out).unwrap();
-            out
-        }
+        Some(o) => o.into_bytes().unwrap(),
         None => panic!("{path}: not found through the store"),
     }
 }
