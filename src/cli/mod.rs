@@ -303,7 +303,7 @@ pub fn main() -> ExitCode {
     // Logs are the server's; another command logs only when asked (`PACKYARD_LOG=...`),
     // e.g. to see how long each step of a publish took.
     if std::env::var_os("PACKYARD_LOG").is_some() && !matches!(cli.command, Command::Serve(_)) {
-        crate::server::init_logging(false);
+        crate::server::init_logging(false, false);
     }
     let code = match run(cli) {
         Ok(code) => code,

@@ -67,7 +67,7 @@ pub fn cmd_serve(
     layout: &Layout,
     json: bool,
 ) -> Outcome {
-    server::init_logging(json);
+    server::init_logging(json, true);
     let in_data = backends.data.join("packyard.toml");
     let file = config.or(in_data.is_file().then_some(in_data.as_path()));
     let mut settings = match file {
@@ -90,13 +90,14 @@ pub fn cmd_serve(
         settings.heartbeat_seconds = h;
     }
     settings.redirect_blobs |= args.redirect_blobs;
-    server::run(ServeOptions {
+    let served = server::run(ServeOptions {
         backends: backends.clone(),
         layout: layout.clone(),
         settings,
         demo: args.demo,
-    })
-    .map_err(|e| {
+    });
+    server::log_lines::flush();
+    served.map_err(|e| {
         let hint = e.hint();
         Failure::new(e, hint)
     })?;

@@ -21,6 +21,7 @@ pub mod farm;
 pub mod farm_pages;
 pub mod files;
 pub mod known;
+pub mod log_lines;
 pub mod metrics;
 pub mod queue;
 
@@ -417,20 +418,18 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .configure(browse::routes);
 }
 
-/// Starts logging to stderr (`PACKYARD_LOG` sets the filter, e.g. `debug`).
-pub fn init_logging(json: bool) {
+/// Starts logging to stderr (`PACKYARD_LOG` sets the filter, e.g. `debug`); `gather`:
+/// lines not at a terminal are written in blocks ([`log_lines`]; a server's request log).
+pub fn init_logging(json: bool, gather: bool) {
     use std::io::IsTerminal;
     let filter = tracing_subscriber::EnvFilter::try_from_env("PACKYARD_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let colour = !json
-        && colour(
-            std::io::stderr().is_terminal(),
-            std::env::var_os("NO_COLOR"),
-        );
+    let terminal = std::io::stderr().is_terminal();
+    let colour = !json && colour(terminal, std::env::var_os("NO_COLOR"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_ansi(colour)
-        .with_writer(std::io::stderr);
+        .with_writer(log_lines::LogLines::new(gather && !terminal));
     if json {
         let _ = builder.json().try_init();
     } else {
