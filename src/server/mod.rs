@@ -349,7 +349,10 @@ pub fn run(opts: ServeOptions) -> Result<(), ServeError> {
         .shutdown_timeout(settings.shutdown_timeout)
         // Answers streamed in parts must not wait for the client's delayed ACK (Nagle):
         // without this a keep-alive request's last part came ~40 ms late.
-        .tcp_nodelay(true);
+        .tcp_nodelay(true)
+        // A large file's parts gathered before each write to the socket (actix-web's
+        // default is 32 KiB).
+        .h1_write_buffer_size(files::WRITE_BUFFER);
         if let Some(w) = settings.workers {
             server = server.workers(w);
         }
