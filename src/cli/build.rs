@@ -173,6 +173,16 @@ pub fn cmd_build(args: BuildArgs, target: &Target, token: Option<&str>, json: bo
             build::workspace::VERSION
         );
     }
+    if held.pruned.files > 0 {
+        eprintln!(
+            "workspace {}: removed {} unused download(s), {} bytes (unused for {} days, or \
+             partial for a day)",
+            prepared.workspace().display(),
+            held.pruned.files,
+            held.pruned.bytes,
+            build::workspace::DOWNLOADS_KEPT.as_secs() / 86_400
+        );
+    }
     let mut request = request;
     request.root = ready_root(
         &args.roots,

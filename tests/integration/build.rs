@@ -817,4 +817,25 @@ fn one_build_at_a_time_in_a_workspace_and_another_versions_output_is_cleared() {
         fs::read_to_string(ws.join("_output/.packyard-version")).unwrap(),
         format!("{}\n", env!("CARGO_PKG_VERSION"))
     );
+    // Downloads no build used for a month go when a build takes the workspace, saying so;
+    // the others stay.
+    let downloads = ws.join("_output/.downloads/some-server");
+    fs::create_dir_all(&downloads).unwrap();
+    let (old, used) = (downloads.join("old.tar.gz"), downloads.join("used.tar.gz"));
+    fs::write(&old, "old bytes").unwrap();
+    fs::write(&used, "used").unwrap();
+    fs::File::options()
+        .write(true)
+        .open(&old)
+        .unwrap()
+        .set_modified(std::time::SystemTime::now() - std::time::Duration::from_secs(40 * 86400))
+        .unwrap();
+    let pruning = start("d5", &ws).wait_with_output().unwrap();
+    assert!(pruning.status.success(), "{}", stderr(&pruning));
+    assert!(
+        stderr(&pruning).contains("removed 1 unused download(s), 9 bytes"),
+        "{}",
+        stderr(&pruning)
+    );
+    assert!(!old.exists() && used.exists());
 }
