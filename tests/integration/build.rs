@@ -805,13 +805,13 @@ fn one_build_at_a_time_in_a_workspace_and_another_versions_output_is_cleared() {
     // `_output/` of another packyard version is cleared, with a message.
     fs::write(ws.join("_output/.packyard-version"), "0.0.1\n").unwrap();
     fs::write(ws.join("_output/left-by-0.0.1"), "x").unwrap();
-    let again = start("d4", &ws).wait_with_output().unwrap();
-    assert!(again.status.success(), "{}", stderr(&again));
-    assert!(
-        stderr(&again).contains("_output/ was written by packyard 0.0.1; cleared it"),
-        "{}",
-        stderr(&again)
-    );
+    // A build in `ws` that succeeds and says `what`.
+    let builds_saying = |data: &str, what: &str| {
+        let out = start(data, &ws).wait_with_output().unwrap();
+        let said = stderr(&out);
+        assert!(out.status.success() && said.contains(what), "{said}");
+    };
+    builds_saying("d4", "_output/ was written by packyard 0.0.1; cleared it");
     assert!(!ws.join("_output/left-by-0.0.1").exists());
     assert_eq!(
         fs::read_to_string(ws.join("_output/.packyard-version")).unwrap(),
@@ -830,12 +830,6 @@ fn one_build_at_a_time_in_a_workspace_and_another_versions_output_is_cleared() {
         .unwrap()
         .set_modified(std::time::SystemTime::now() - std::time::Duration::from_secs(40 * 86400))
         .unwrap();
-    let pruning = start("d5", &ws).wait_with_output().unwrap();
-    assert!(pruning.status.success(), "{}", stderr(&pruning));
-    assert!(
-        stderr(&pruning).contains("removed 1 unused download(s), 9 bytes"),
-        "{}",
-        stderr(&pruning)
-    );
+    builds_saying("d5", "removed 1 unused download(s), 9 bytes");
     assert!(!old.exists() && used.exists());
 }
