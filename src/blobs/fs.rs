@@ -229,18 +229,6 @@ fn meta_of(m: &fs::Metadata) -> Meta {
     }
 }
 
-/// A kept small file as an object: the bytes of `range` (all of them without one).
-fn kept_object(kept: &Kept, range: Option<Range<u64>>) -> Object {
-    let len = kept.bytes.len() as u64;
-    let r = range.unwrap_or(0..len);
-    let start = r.start.min(len);
-    let end = r.end.clamp(start, len);
-    Object {
-        meta: kept.meta.clone(),
-        data: Data::Bytes(kept.bytes.slice(start as usize..end as usize)),
-    }
-}
-
 /// "Not there" for a read: missing, or a directory in the way.
 fn absent(e: &io::Error) -> bool {
     e.kind() == io::ErrorKind::NotFound || e.raw_os_error() == Some(libc::ENOTDIR)
@@ -336,7 +324,11 @@ impl Blobs for FsBlobs {
         check_key(key)?;
         let dir = self.root_dir()?;
         if let Some(kept) = self.small.get(&dir, key) {
-            return Ok(Some(kept_object(&kept, range)));
+            return Ok(Some(Object::in_memory(
+                kept.meta.clone(),
+                kept.bytes.clone(),
+                range,
+            )));
         }
         let mut file = match open_beneath(dir.as_ref(), key) {
             Ok(f) => f,
@@ -370,7 +362,11 @@ impl Blobs for FsBlobs {
         if kept.meta.len == m.len() && file.metadata().is_ok_and(|now| Identity::of(&now) == id) {
             self.small.keep(key, kept.clone());
         }
-        Ok(Some(kept_object(&kept, range)))
+        Ok(Some(Object::in_memory(
+            kept.meta.clone(),
+            kept.bytes.clone(),
+            range,
+        )))
     }
 
     fn stat(&self, key: &str) -> Result<Option<Meta>, BlobError> {

@@ -4,15 +4,15 @@
 use std::collections::BTreeMap;
 use std::ops::Range;
 use std::path::Path;
-use std::sync::{Arc, RwLock};
+use std::sync::RwLock;
 use std::time::SystemTime;
 
 use sha2::{Digest, Sha256};
 
-use super::{BlobError, Blobs, Body, Data, Meta, Object, check_key, copy_checked};
+use super::{BlobError, Blobs, Body, Meta, Object, check_key, copy_checked};
 
 /// Objects by key: the bytes (shared by copies) and what readers are told.
-type Objects = BTreeMap<String, (Arc<Vec<u8>>, Meta)>;
+type Objects = BTreeMap<String, (bytes::Bytes, Meta)>;
 
 #[derive(Default)]
 pub struct MemBlobs {
@@ -71,7 +71,7 @@ impl Blobs for MemBlobs {
             }
         };
         let m = meta(&bytes);
-        self.write().insert(key.to_string(), (Arc::new(bytes), m));
+        self.write().insert(key.to_string(), (bytes.into(), m));
         Ok(())
     }
 
@@ -85,13 +85,7 @@ impl Blobs for MemBlobs {
         let Some((bytes, meta)) = objects.get(key) else {
             return Ok(None);
         };
-        let len = bytes.len() as u64;
-        let r = range.unwrap_or(0..len);
-        let (start, end) = (r.start.min(len) as usize, r.end.min(len) as usize);
-        Ok(Some(Object {
-            meta: meta.clone(),
-            data: Data::Bytes(bytes::Bytes::copy_from_slice(&bytes[start..end.max(start)])),
-        }))
+        Ok(Some(Object::in_memory(meta.clone(), bytes.clone(), range)))
     }
 
     fn stat(&self, key: &str) -> Result<Option<Meta>, BlobError> {

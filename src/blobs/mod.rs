@@ -96,6 +96,19 @@ pub struct Object {
 }
 
 impl Object {
+    /// An object whose bytes are all in memory, opened with `range`: the bytes of the
+    /// range (all of them without one; a range past the end gives what is there).
+    pub fn in_memory(meta: Meta, bytes: bytes::Bytes, range: Option<Range<u64>>) -> Object {
+        let len = bytes.len() as u64;
+        let r = range.unwrap_or(0..len);
+        let start = r.start.min(len);
+        let end = r.end.clamp(start, len);
+        Object {
+            meta,
+            data: Data::Bytes(bytes.slice(start as usize..end as usize)),
+        }
+    }
+
     /// All of its bytes (of the range it was opened with), in memory.
     pub fn into_bytes(self) -> io::Result<Vec<u8>> {
         let mut from: Box<dyn Read> = match self.data {

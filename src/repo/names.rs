@@ -5,7 +5,7 @@
 //! its path.
 
 use super::{RepoError, Repositories};
-use crate::blobs::{Data, Meta, Object};
+use crate::blobs::{Meta, Object};
 
 impl Repositories {
     /// The index directory (`yum/<platform>/repodata`, `<apt>/dists/<suite>`) that `path`
@@ -109,14 +109,7 @@ impl Repositories {
                     + std::time::Duration::from_secs(p.published.max(0) as u64),
                 etag: format!("\"{:.16}\"", p.sha256),
             };
-            let len = line.len() as u64;
-            let r = range.unwrap_or(0..len);
-            let start = r.start.min(len);
-            let bytes = line[start as usize..r.end.clamp(start, len) as usize].to_vec();
-            return Ok(Some(Object {
-                meta,
-                data: Data::Bytes(bytes.into()),
-            }));
+            return Ok(Some(Object::in_memory(meta, line.into(), range)));
         }
         Ok(None)
     }

@@ -1,9 +1,9 @@
 //! `/repos/<repo>/...`: the repository trees as plain files (Range, ETag, Last-Modified,
-//! conditional requests; files on disk are read whole when small and in large parts on
-//! the worker thread when not, objects elsewhere streamed from the blocking pool), and
-//! the generated client set-up files `<platform>.repo` and `<suite>.sources`. Paths are checked twice: as text (no `..`,
-//! no hidden parts, no absolute paths) and, once resolved, as a place below the
-//! repository's directory. Directories are never listed.
+//! conditional requests; small files from memory, larger files on disk read in large
+//! parts on the worker thread, objects elsewhere streamed from the blocking pool), and
+//! the generated client set-up files `<platform>.repo` and `<suite>.sources`. Paths are
+//! checked twice: as text (no `..`, no hidden parts, no absolute paths) and, once
+//! resolved, as a place below the repository's directory. Directories are never listed.
 
 use actix_web::{HttpRequest, HttpResponse, web};
 

@@ -41,8 +41,7 @@ fn write_out(lines: &mut Vec<u8>, out: &mut dyn Write) -> io::Result<()> {
 
 /// Writes the lines gathered so far.
 pub fn flush() {
-    let mut lines = GATHERED.lock().unwrap_or_else(|p| p.into_inner());
-    let _ = write_out(&mut lines, &mut io::stderr());
+    let _ = push(&[], true, &mut io::stderr());
 }
 
 /// The `tracing` writer of the server's log: gathering (into a file or a pipe) or not

@@ -1012,6 +1012,15 @@ fn change<C: GenericClient>(db: &mut Db<'_, C>, c: &Change) -> Result<(), Fail> 
     Ok(())
 }
 
+/// What a claim's first pass, which waits for no lock, found.
+enum FirstPass {
+    /// No task is claimable on these platforms.
+    Nothing,
+    /// Every candidate's build or task was held by another call for the moment.
+    Busy,
+    Claimed(Box<Task>),
+}
+
 impl Store for PostgresStore {
     fn apply(&self, changes: Vec<Change>) -> Result<(), StoreError> {
         if changes.is_empty() {
@@ -1381,15 +1390,14 @@ impl Store for PostgresStore {
             // comes before the task's row, the order every holder of the lock takes them
             // in (it writes rows in batches while holding it), so the two never wait for
             // each other in a circle.
-            // `Err(())`: nothing claimable at all; `Ok(None)`: every candidate busy.
-            let skipping = conn.transaction(&|db| {
+            let first = conn.transaction(&|db| {
                 let builds = db.query(
                     "SELECT DISTINCT build FROM tasks WHERE claimable AND platform = ANY($1) \
                      ORDER BY build LIMIT 8",
                     &[&platforms],
                 )?;
                 if builds.is_empty() {
-                    return Ok(Err(()));
+                    return Ok(FirstPass::Nothing);
                 }
                 for row in &builds {
                     let build: i64 = col(row, 0)?;
@@ -1404,15 +1412,15 @@ impl Store for PostgresStore {
                         &[&build, &platforms],
                     )?;
                     if let Some(row) = rows.first() {
-                        return Ok(Ok(Some(take(db, row)?)));
+                        return Ok(FirstPass::Claimed(Box::new(take(db, row)?)));
                     }
                 }
-                Ok(Ok(None))
+                Ok(FirstPass::Busy)
             })?;
-            match skipping {
-                Err(()) => return Ok(None),
-                Ok(Some(task)) => return Ok(Some(task)),
-                Ok(None) => {}
+            match first {
+                FirstPass::Nothing => return Ok(None),
+                FirstPass::Claimed(task) => return Ok(Some(*task)),
+                FirstPass::Busy => {}
             }
             // Every candidate was busy for the moment (a heartbeat or report holds its
             // build's lock): wait for the oldest build's lock rather than answer
