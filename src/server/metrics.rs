@@ -57,6 +57,7 @@ pub struct Metrics {
     farm_claimable: Gauge,
     farm_agents: Gauge,
     claim_to_start: Histogram,
+    from_copies: Counter,
 }
 
 impl Metrics {
@@ -71,6 +72,7 @@ impl Metrics {
         let farm_claimable = Gauge::default();
         let farm_agents = Gauge::default();
         let claim_to_start = Histogram::new(exponential_buckets(0.001, 2.0, 16));
+        let from_copies = Counter::default();
         let mut r = Registry::with_prefix("packyard");
         r.register(
             "farm_tasks",
@@ -122,6 +124,11 @@ impl Metrics {
             "Package files in each repository",
             repo_packages.clone(),
         );
+        r.register(
+            "files_from_copies",
+            "Repository files answered from copies kept in memory over a shared store",
+            from_copies.clone(),
+        );
         Metrics {
             registry: Mutex::new(r),
             requests,
@@ -134,7 +141,13 @@ impl Metrics {
             farm_claimable,
             farm_agents,
             claim_to_start,
+            from_copies,
         }
+    }
+
+    /// A file was answered from a copy kept over a shared store (`server::copies`).
+    pub fn from_copy(&self) {
+        self.from_copies.inc();
     }
 
     /// A task was reported started `seconds` after its claim.

@@ -11,10 +11,12 @@
 //! | [`metrics`] | `/metrics`, `/healthz`, and the per-request accounting |
 //! | [`queue`] | uploads to one repository published together (group commit) |
 //! | [`known`] | what file serving keeps per repository, forgotten on delete |
+//! | [`copies`] | small files kept in memory over a shared store, while provably current |
 
 pub mod api;
 pub mod browse;
 pub mod claims;
+pub mod copies;
 pub mod demo;
 pub mod errors;
 pub mod farm;
@@ -147,6 +149,8 @@ pub struct State {
     /// Per repository: whether it is private (fixed at creation); forgotten when it is
     /// deleted.
     pub known: known::Known,
+    /// Small files served from memory over a store other processes write too.
+    pub copies: std::sync::Arc<copies::Copies>,
     /// Platforms and download-from templates, for plans.
     pub layout: crate::layout::Layout,
     /// The module tree of the last plan, kept while its files stay the same: reading a
@@ -304,6 +308,7 @@ pub fn run(opts: ServeOptions) -> Result<(), ServeError> {
         metrics: metrics::Metrics::new(),
         queue: queue::PublishQueue::default(),
         known: Default::default(),
+        copies: Default::default(),
         layout: opts.layout.clone(),
         tree: Default::default(),
         farm: farm::FarmState::new(&settings),
@@ -319,6 +324,11 @@ pub fn run(opts: ServeOptions) -> Result<(), ServeError> {
         std::thread::spawn(move || state.repos.tidy(&|| stopped.load(Ordering::SeqCst)))
     };
     claims::Claims::start(state.clone());
+    {
+        let s = state.clone();
+        let start = Box::new(move || s.repos.store.follow());
+        copies::follow(state.copies.clone(), start, stopped.clone());
+    }
 
     actix_web::rt::System::new().block_on(async move {
         let app_state = state.clone();

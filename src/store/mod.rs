@@ -542,6 +542,22 @@ impl NamedLocks {
     }
 }
 
+/// A server's place among the followers of a shared store ([`Store::follow`]): it
+/// waits for changes, and acknowledges them by renewing its lease.
+pub trait Follower: Send {
+    /// Waits up to `timeout` for a batch of another process (or this one) to change a
+    /// repository; returns early when one did.
+    fn wait(&mut self, timeout: std::time::Duration) -> Result<(), StoreError>;
+    /// Renews this follower's lease for `lease` and acknowledges every batch committed
+    /// before it; returns every repository's version as of then (a new number whenever
+    /// a batch changes anything of the repository). Copies kept at these versions may be
+    /// used until the lease runs out: batches wait for a live lease's acknowledgement.
+    fn acknowledge(
+        &mut self,
+        lease: std::time::Duration,
+    ) -> Result<std::collections::HashMap<String, i64>, StoreError>;
+}
+
 /// The metadata store. Every write goes through [`Store::apply`], which applies a batch
 /// all or nothing and makes it durable before returning.
 pub trait Store: Send + Sync {
@@ -593,6 +609,15 @@ pub trait Store: Send + Sync {
     /// a store that one process holds at a time; others need no telling.
     fn serving(&self, _url: Option<&str>) -> Result<(), StoreError> {
         Ok(())
+    }
+    /// For a store that other processes write too: a [`Follower`] of repositories'
+    /// changes, for a server that keeps copies of what it serves. From then on every
+    /// batch that changes a repository returns only once each live follower has
+    /// acknowledged it (or its lease has run out), so whatever answers a write has
+    /// already made every server drop what the write changed. `None` for a store only
+    /// this process writes.
+    fn follow(&self) -> Result<Option<Box<dyn Follower>>, StoreError> {
+        Ok(None)
     }
     fn repo(&self, name: &str) -> Result<Option<RepoRecord>, StoreError>;
     /// All repositories, by name.

@@ -77,6 +77,7 @@ const MIGRATIONS: &[(i32, &str)] = &[
     (1, include_str!("migrations/0001_initial.sql")),
     (2, include_str!("migrations/0002_task_logs.sql")),
     (3, include_str!("migrations/0003_entry_versions.sql")),
+    (4, include_str!("migrations/0004_serve_leases.sql")),
 ];
 
 /// Idle connections kept for reuse; more are opened when needed and closed after.
@@ -693,15 +694,27 @@ fn apply_in<C: GenericClient>(
     Ok(patches)
 }
 
-/// Repositories whose index entries `changes` may change.
-fn entry_repos(changes: &[Change]) -> BTreeSet<&str> {
+/// Repositories `changes` change in any way (their records, packages, index entries,
+/// segments, generations, deletes): each gets a new version, which tells index trees
+/// kept by this process and copies kept by servers ([`Store::follow`]) apart from
+/// current ones.
+fn changed_repos(changes: &[Change]) -> BTreeSet<&str> {
     changes
         .iter()
         .filter_map(|c| match c {
+            Change::PutRepo(r) => Some(r.name.as_str()),
             Change::PutPackage { repo, .. }
             | Change::RemovePackage { repo, .. }
+            | Change::PutSegment { repo, .. }
+            | Change::RemoveSegment { repo, .. }
+            | Change::PutLeft { repo, .. }
+            | Change::PutGeneration { repo, .. }
+            | Change::Deleting { repo, .. }
             | Change::RemoveRepo(repo) => Some(repo.as_str()),
-            _ => None,
+            Change::PutLock(_)
+            | Change::PutToken(_)
+            | Change::PutFarmBuild(_)
+            | Change::PutTask(_) => None,
         })
         .collect()
 }
@@ -735,6 +748,160 @@ fn bump_versions<C: GenericClient>(
         out.push((repo.to_string(), before, now));
     }
     Ok(out)
+}
+
+/// The channel every batch that changes a repository notifies at its commit.
+const CHANGES_CHANNEL: &str = "packyard_changes";
+
+/// How long a batch waits at most for followers to acknowledge it: a follower that did
+/// not acknowledge within a lease has lost it (it renews only by acknowledging).
+const ACK_WAIT_MOST: Duration = Duration::from_secs(30);
+
+/// After a batch that changed repositories committed (its transaction id `xid`): waits
+/// until every live follower ([`Store::follow`]) has acknowledged it — renewed its lease
+/// in a statement whose snapshot shows the batch — or let its lease run out, or lost its
+/// session (a server that died is not waited for). One round trip when none follows.
+fn wait_acknowledged(c: &mut Conn, xid: &str) -> Result<(), Fail> {
+    let start = Instant::now();
+    let mut pause = Duration::from_micros(200);
+    loop {
+        let waiting: i64 = col(
+            &c.db().one(
+                "SELECT count(*) FROM serve_leases \
+                 WHERE NOT pg_visible_in_snapshot($1::text::xid8, seen) \
+                   AND lease_until > clock_timestamp() \
+                   AND pid IN (SELECT pid FROM pg_stat_activity)",
+                &[&xid],
+            )?,
+            0,
+        )?;
+        if waiting == 0 {
+            break;
+        }
+        if start.elapsed() > ACK_WAIT_MOST {
+            // Leases are far shorter: only a clock gone wrong gets here.
+            tracing::warn!(waiting, "servers did not acknowledge a change; going on");
+            break;
+        }
+        std::thread::sleep(pause);
+        pause = (pause * 2).min(Duration::from_millis(20));
+    }
+    tracing::debug!(
+        ms = start.elapsed().as_secs_f64() * 1e3,
+        "changes acknowledged"
+    );
+    Ok(())
+}
+
+/// A server following the database's changes: a connection of its own that listens on
+/// [`CHANGES_CHANNEL`] and renews the server's row of `serve_leases`.
+struct PgFollower {
+    pool: Arc<Pool>,
+    conn: Option<Conn>,
+    /// This follower's row.
+    id: String,
+}
+
+impl PostgresStore {
+    fn start_following(&self) -> Result<PgFollower, StoreError> {
+        off_runtime(|| {
+            let mut conn = self.pool.connect()?;
+            // Listening first: no change after the first acknowledgement goes unheard.
+            let listen = format!("LISTEN {CHANGES_CHANNEL}");
+            conn.client
+                .batch_execute(&listen)
+                .map_err(|e| self.pool.error(e.into()))?;
+            // Rows of servers long gone.
+            conn.db()
+                .execute(
+                    "DELETE FROM serve_leases WHERE lease_until < now() - interval '1 hour'",
+                    &[],
+                )
+                .map_err(|e| self.pool.error(e))?;
+            let id = format!(
+                "{}-{}-{:016x}",
+                std::process::id(),
+                std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0, |d| d.as_nanos()),
+                rand::random::<u64>()
+            );
+            Ok(PgFollower {
+                pool: self.pool.clone(),
+                conn: Some(conn),
+                id,
+            })
+        })
+    }
+}
+
+impl PgFollower {
+    fn conn(&mut self) -> Result<&mut Conn, StoreError> {
+        self.conn
+            .as_mut()
+            .ok_or_else(|| StoreError::Backend("the listening connection is closed".into()))
+    }
+}
+
+impl super::Follower for PgFollower {
+    fn wait(&mut self, timeout: Duration) -> Result<(), StoreError> {
+        let pool = self.pool.clone();
+        let conn = self.conn()?;
+        off_runtime(|| {
+            use postgres::fallible_iterator::FallibleIterator;
+            let mut n = conn.client.notifications();
+            // The first to come, then the rest already here (one acknowledgement covers
+            // them all).
+            let heard = n.timeout_iter(timeout).next().map(drop);
+            heard
+                .and_then(|_| n.iter().count().map(drop))
+                .map_err(|e| pool.error(e.into()))
+        })
+    }
+
+    fn acknowledge(&mut self, lease: Duration) -> Result<HashMap<String, i64>, StoreError> {
+        let pool = self.pool.clone();
+        let id = self.id.clone();
+        let conn = self.conn()?;
+        off_runtime(|| {
+            // One statement: the versions it reads and the snapshot it records as seen
+            // are the same.
+            let rows = conn
+                .db()
+                .query(
+                    "WITH me AS ( \
+                       INSERT INTO serve_leases (server, pid, seen, lease_until) \
+                       VALUES ($1, pg_backend_pid(), pg_current_snapshot(), \
+                               now() + make_interval(secs => $2)) \
+                       ON CONFLICT (server) DO UPDATE SET pid = excluded.pid, \
+                         seen = excluded.seen, lease_until = excluded.lease_until) \
+                     SELECT repo, version FROM repo_entry_versions",
+                    &[&id, &lease.as_secs_f64()],
+                )
+                .map_err(|e| pool.error(e))?;
+            rows.iter()
+                .map(|r| Ok((col(r, 0)?, col(r, 1)?)))
+                .collect::<Result<_, Fail>>()
+                .map_err(|e| pool.error(e))
+        })
+    }
+}
+
+impl Drop for PgFollower {
+    fn drop(&mut self) {
+        let Some(mut conn) = self.conn.take() else {
+            return;
+        };
+        let id = self.id.clone();
+        // Gone at once rather than when the lease runs out: no batch waits for it.
+        let _ = off_runtime(move || {
+            let _ = conn
+                .db()
+                .execute("DELETE FROM serve_leases WHERE server = $1", &[&id]);
+            drop(conn);
+            Ok(())
+        });
+    }
 }
 
 /// Where a package is listed: its index tree and its order there.
@@ -1026,7 +1193,7 @@ impl Store for PostgresStore {
         if changes.is_empty() {
             return Ok(());
         }
-        let repos = entry_repos(&changes);
+        let repos = changed_repos(&changes);
         let removed: Vec<String> = changes
             .iter()
             .filter_map(|c| match c {
@@ -1034,13 +1201,31 @@ impl Store for PostgresStore {
                 _ => None,
             })
             .collect();
-        let (bumped, patches) = self.pool.transaction(|db| {
-            // Versions first: batches changing one repository's entries take turns here.
+        let (bumped, patches, xid) = self.pool.transaction(|db| {
+            // Versions first: batches changing one repository take turns here.
             let bumped = bump_versions(db, &repos)?;
-            Ok((bumped, apply_in(db, &changes)?))
+            let xid: Option<String> = match repos.is_empty() {
+                true => None,
+                // The notice is delivered at commit, to every server following changes.
+                false => Some(col(
+                    &db.one(
+                        "SELECT pg_current_xact_id()::text, pg_notify($1, '')",
+                        &[&CHANGES_CHANNEL],
+                    )?,
+                    0,
+                )?),
+            };
+            Ok((bumped, apply_in(db, &changes)?, xid))
         })?;
         self.kept.after(bumped, patches, &removed);
+        if let Some(xid) = xid {
+            self.pool.with(|c| wait_acknowledged(c, &xid))?;
+        }
         Ok(())
+    }
+
+    fn follow(&self) -> Result<Option<Box<dyn super::Follower>>, StoreError> {
+        Ok(Some(Box::new(self.start_following()?)))
     }
 
     fn lock_repo(&self, repo: &str) -> Result<RepoGuard, StoreError> {

@@ -1292,3 +1292,85 @@ fn the_command_line_creates_and_publishes_while_both_servers_run() {
     }
     eprintln!("  whole test body: {:.1?}", start.elapsed());
 }
+
+/// Small files that a server keeps in memory over the shared store (`server::copies`)
+/// are never answered after a write through another process changed them: a tarball
+/// rebuilt at the same path, and the index that a new RPM changes, read through `b`
+/// right after `a` (or the command line) answered the write. And `b` does answer from
+/// memory between writes.
+#[test]
+fn a_server_never_answers_a_kept_copy_of_what_another_changed() {
+    let Some(c) = Cluster::start("copies") else {
+        return;
+    };
+    let tarball = |round: usize| {
+        let bytes = tgz(
+            &["./".into()],
+            &[("./round".into(), format!("round {round}\n").into_bytes())],
+        );
+        Pkg::new("cl-tar", EL9, "cl-tar-1.0-1.tar.gz", bytes)
+    };
+    let path = format!("/repos/{REPO}/{}", tarball(0).key);
+    let from_copies = |node: &Node| -> u64 {
+        let text = String::from_utf8(node.get_ok("/metrics")).unwrap();
+        text.lines()
+            .find_map(|l| l.strip_prefix("packyard_files_from_copies_total "))
+            .unwrap_or_else(|| panic!("{}: no copies counter in /metrics", node.name))
+            .trim()
+            .parse()
+            .unwrap()
+    };
+    let input = c.scratch("in");
+    let hits_before = from_copies(c.b());
+    for round in 0..12 {
+        let p = tarball(round);
+        if round % 4 == 3 {
+            // A process that is no server: the command line.
+            let report = py_json(
+                &c.cli,
+                &[
+                    "publish",
+                    "--repo",
+                    REPO,
+                    "--platform",
+                    EL9,
+                    p.write_to(&input.join(round.to_string())).to_str().unwrap(),
+                ],
+            );
+            assert_eq!(report["files"][0]["sha256"], p.sha256.as_str(), "{report}");
+        } else {
+            let (status, answer) = c.a().upload(REPO, &p, &c.token).unwrap();
+            assert!(
+                matches!(status, 200 | 201),
+                "round {round}: {status} {answer}"
+            );
+        }
+        // At once, through b, twice (the second read may come from b's memory).
+        for read in 0..2 {
+            let got = c.b().get_ok(&path);
+            assert_eq!(
+                sha256(&got),
+                p.sha256,
+                "round {round}, read {read}: old bytes"
+            );
+        }
+    }
+    let hits = from_copies(c.b()) - hits_before;
+    assert!(hits >= 6, "b answered {hits} of 24 reads from memory");
+
+    // An index changed through a: b's kept repomd.xml is not answered after it.
+    let repomd = format!("/repos/{REPO}/yum/{EL9}/repodata/repomd.xml");
+    let rpm = Pkg::rpm("cl-copies");
+    upload_all(c.a(), &c.token, &[Pkg::rpm("cl-copies-first")]);
+    let before = c.b().get_ok(&repomd);
+    assert_eq!(c.b().get_ok(&repomd), before);
+    upload_all(c.a(), &c.token, std::slice::from_ref(&rpm));
+    let after = c.b().get_ok(&repomd);
+    assert_ne!(
+        after, before,
+        "b answered the repomd.xml of before the upload"
+    );
+    assert_eq!(after, c.a().get_ok(&repomd));
+    let indexed = check_indexes(c.b(), REPO, &c.scratch("check"));
+    assert!(indexed.missing([&rpm]).is_empty(), "{indexed:?}");
+}

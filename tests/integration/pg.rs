@@ -391,6 +391,111 @@ fn a_builds_lock_goes_with_its_session() {
     drop(a.lock_farm_build(5).unwrap());
 }
 
+/// A server's follower of a shared store's changes (`Store::follow`, what `server::copies`
+/// keeps copies by): a batch that changes a repository returns only once every live
+/// follower acknowledged it, and the acknowledgement shows the repository's new version;
+/// a follower dropped, killed, or silent past its lease is not waited for.
+#[test]
+fn a_batch_waits_for_every_live_follower_to_acknowledge_it() {
+    let Some(port) = server() else { return };
+    let url = database(port, "followers");
+    let writer = PostgresStore::open(&url).unwrap();
+    let reader = PostgresStore::open(&url).unwrap();
+    writer.apply(vec![Change::PutRepo(repo("f"))]).unwrap();
+    // Nobody follows: a batch does not wait.
+    writer.apply(vec![Change::PutRepo(repo("f"))]).unwrap();
+
+    let mut follower = reader
+        .follow()
+        .unwrap()
+        .expect("a shared store has followers");
+    let lease = Duration::from_secs(30);
+    let first = follower.acknowledge(lease).unwrap();
+    let v1 = first["f"];
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            writer.apply(vec![Change::PutRepo(repo("f"))]).unwrap();
+            tx.send(()).unwrap();
+        });
+        // Committed, but not answered: the follower has not acknowledged it.
+        follower.wait(Duration::from_secs(10)).unwrap();
+        assert!(
+            rx.recv_timeout(Duration::from_millis(500)).is_err(),
+            "a batch returned before its follower acknowledged it"
+        );
+        let now = follower.acknowledge(lease).unwrap();
+        assert!(
+            now["f"] > v1,
+            "the acknowledgement shows the change: {now:?}"
+        );
+        rx.recv_timeout(Duration::from_secs(10))
+            .expect("the acknowledged batch returned");
+    });
+    // A batch of no repository (a token) waits for nobody (the follower, silent now,
+    // holds a lease of 30 s).
+    let start = std::time::Instant::now();
+    writer
+        .apply(vec![Change::PutToken(packyard::store::TokenRecord {
+            id: "t".into(),
+            name: "t".into(),
+            role: packyard::store::Role::Builder,
+            hash: "0".repeat(64),
+            created: 0,
+            expires: None,
+            revoked: None,
+        })])
+        .unwrap();
+    assert!(
+        start.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        start.elapsed()
+    );
+
+    // A follower whose session ends (its server died) is not waited for.
+    let mut admin = postgres::Client::connect(&url, postgres::NoTls).unwrap();
+    let pid: i32 = admin
+        .query_one("SELECT pid FROM serve_leases", &[])
+        .unwrap()
+        .get(0);
+    admin
+        .execute("SELECT pg_terminate_backend($1)", &[&pid])
+        .unwrap();
+    let start = std::time::Instant::now();
+    writer.apply(vec![Change::PutRepo(repo("f"))]).unwrap();
+    assert!(
+        start.elapsed() < Duration::from_secs(10),
+        "{:?}",
+        start.elapsed()
+    );
+    assert!(
+        follower.acknowledge(lease).is_err(),
+        "its connection is gone"
+    );
+    drop(follower);
+
+    // A follower that stops acknowledging is waited for until its lease runs out.
+    let mut silent = reader.follow().unwrap().unwrap();
+    silent.acknowledge(Duration::from_secs(2)).unwrap();
+    let start = std::time::Instant::now();
+    writer.apply(vec![Change::PutRepo(repo("f"))]).unwrap();
+    let waited = start.elapsed();
+    assert!(
+        waited > Duration::from_millis(1500) && waited < Duration::from_secs(10),
+        "waited {waited:?} for a lease of 2 s"
+    );
+    // Dropped, its row goes (the killed one's stays, of a session that ended).
+    silent.acknowledge(Duration::from_secs(30)).unwrap();
+    drop(silent);
+    let pids: Vec<i32> = admin
+        .query("SELECT pid FROM serve_leases", &[])
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(pids, [pid]);
+}
+
 pub(crate) use crate::support::small_rpm as rpm;
 
 fn open(data: &Path, url: &str) -> Repositories {
