@@ -46,6 +46,16 @@ secs() { # prints wall seconds of "$@"
   python3 -c "print(round($t1-$t0,4))"
 }
 
+settle() { # waits out the file system's memory of recent deletions
+  # ext4 without a journal does not reuse an inode within 30 s (dirty_expire_centisecs)
+  # of its deletion (`recently_deleted`, checked inode by inode on every allocation):
+  # right after mass deletions — packing stages and removes files, a test suite removes
+  # tens of thousands — creating files was up to 10x slower here (perf: 50-60 % of a cold
+  # publish in `recently_deleted`), for `cp` and packyard alike, whichever ran first.
+  sync
+  sleep $(( $(cat /proc/sys/vm/dirty_expire_centisecs 2>/dev/null || echo 3000) / 100 + 6 ))
+}
+
 median() { # the median of the numbers given
   python3 -c 'import statistics, sys; print(statistics.median(map(float, sys.argv[1:])))' "$@"
 }
@@ -96,6 +106,7 @@ run() { # COUNT
     gen "$i" $((i + 1)) el9_x86_64 rpm "$g/rpm-add/$i"
     gen "$i" $((i + 1)) deb12_amd64 deb "$g/deb-add/$i"
   done
+  settle
   local cli=() srv=()
   for ((i = n; i < n + ADD; i++)); do cli+=("$i"); done
   for ((i = n + ADD; i < n + 2 * ADD + 1; i++)); do srv+=("$i"); done
