@@ -41,7 +41,7 @@ const USE_FOR: Duration = Duration::from_secs(4);
 const RENEW: Duration = Duration::from_secs(1);
 
 /// A kept object: its metadata and every byte of it.
-pub struct Copy {
+pub struct KeptFile {
     pub meta: Meta,
     pub bytes: Bytes,
 }
@@ -58,7 +58,7 @@ struct Inner {
     /// Every repository's version, as the last renewal gave them.
     versions: HashMap<String, i64>,
     /// Per repository, the copies read at its version in `versions`.
-    repos: HashMap<String, HashMap<String, Arc<Copy>>>,
+    repos: HashMap<String, HashMap<String, Arc<KeptFile>>>,
     bytes: usize,
 }
 
@@ -70,7 +70,7 @@ impl Inner {
 
 impl Copies {
     /// The copy of `path` of `repo`, if one is kept and may be answered now.
-    pub fn get(&self, repo: &str, path: &str) -> Option<Arc<Copy>> {
+    pub fn get(&self, repo: &str, path: &str) -> Option<Arc<KeptFile>> {
         let inner = self.inner.read().unwrap_or_else(|p| p.into_inner());
         if !inner.valid() {
             return None;
@@ -95,7 +95,7 @@ impl Copies {
     /// Keeps `copy` of `path` of `repo`, read after [`Copies::version`] gave `version`:
     /// only while that is still the repository's version (a copy read across a change
     /// may hold bytes of either side).
-    pub fn keep(&self, repo: &str, path: &str, version: i64, copy: Copy) {
+    pub fn keep(&self, repo: &str, path: &str, version: i64, copy: KeptFile) {
         if copy.bytes.len() as u64 > LARGEST {
             return;
         }
@@ -205,8 +205,8 @@ pub fn follow(copies: Arc<Copies>, start: Box<Start>, stopped: Arc<AtomicBool>) 
 mod tests {
     use super::*;
 
-    fn copy(text: &str) -> Copy {
-        Copy {
+    fn copy(text: &str) -> KeptFile {
+        KeptFile {
             meta: Meta {
                 len: text.len() as u64,
                 modified: std::time::UNIX_EPOCH,

@@ -100,7 +100,7 @@ pub async fn get(
         return Err(missing());
     };
     if let (Some(v), Data::Bytes(bytes)) = (version, &object.data) {
-        let copy = super::copies::Copy {
+        let copy = super::copies::KeptFile {
             meta: object.meta.clone(),
             bytes: bytes.clone(),
         };
