@@ -117,9 +117,9 @@ impl Copies {
         }
     }
 
-    /// A renewal at `sent` gave these versions: copies of repositories whose version
-    /// moved (or that are gone) are dropped, the rest may be answered for [`USE_FOR`].
-    pub fn renewed(&self, versions: HashMap<String, i64>, sent: Instant) {
+    /// A read of the store gave these versions: copies of repositories whose version
+    /// moved (or that are gone) are dropped.
+    pub fn moved_to(&self, versions: HashMap<String, i64>) {
         let mut inner = self.inner.write().unwrap_or_else(|p| p.into_inner());
         let old = std::mem::replace(&mut inner.versions, versions);
         let moved: Vec<String> = inner
@@ -131,7 +131,12 @@ impl Copies {
         for r in moved {
             inner.drop_repo(&r);
         }
-        inner.until = Some(sent + USE_FOR);
+    }
+
+    /// The lease was renewed by an acknowledgement sent at `sent`: copies may be
+    /// answered for [`USE_FOR`] from then.
+    pub fn leased(&self, sent: Instant) {
+        self.inner.write().unwrap_or_else(|p| p.into_inner()).until = Some(sent + USE_FOR);
     }
 
     /// The lease could not be renewed: nothing is answered from memory until it is.
@@ -178,21 +183,30 @@ pub fn follow(copies: Arc<Copies>, start: Box<Start>, stopped: Arc<AtomicBool>) 
                         continue;
                     }
                 };
-                while !stopped.load(Ordering::SeqCst) {
-                    let sent = Instant::now();
-                    let renewed = follower
-                        .acknowledge(LEASE)
-                        .map(|versions| copies.renewed(versions, sent))
-                        .and_then(|()| follower.wait(RENEW));
-                    if let Err(e) = renewed {
-                        copies.lapsed();
-                        tracing::warn!(
-                            "following the store's changes: {e}; files are read from the \
-                             store until it answers again"
-                        );
-                        std::thread::sleep(RENEW);
-                        break;
-                    }
+                // Registered first, holding nothing that may be answered: from here on
+                // every batch waits for this server, and the first read below sees every
+                // batch before.
+                copies.lapsed();
+                let mut round = follower.acknowledge(None, LEASE);
+                while round.is_ok() && !stopped.load(Ordering::SeqCst) {
+                    round = (|| {
+                        // Applied before acknowledged: a batch answered after this
+                        // acknowledgement finds its changes dropped here.
+                        let (seen, versions) = follower.read()?;
+                        copies.moved_to(versions);
+                        let sent = Instant::now();
+                        follower.acknowledge(Some(&seen), LEASE)?;
+                        copies.leased(sent);
+                        follower.wait(RENEW)
+                    })();
+                }
+                if let Err(e) = round {
+                    copies.lapsed();
+                    tracing::warn!(
+                        "following the store's changes: {e}; files are read from the store \
+                         until it answers again"
+                    );
+                    std::thread::sleep(RENEW);
                 }
             }
             copies.lapsed();
@@ -220,11 +234,17 @@ mod tests {
         v.iter().map(|(r, n)| (r.to_string(), *n)).collect()
     }
 
+    /// One round of the follower: read, then acknowledged at `sent`.
+    fn renew(c: &Copies, v: &[(&str, i64)], sent: Instant) {
+        c.moved_to(versions(v));
+        c.leased(sent);
+    }
+
     #[test]
     fn nothing_is_kept_or_answered_without_a_lease() {
         let c = Copies::default();
         assert_eq!(c.version("r", "a.tar.gz"), None);
-        c.renewed(versions(&[("r", 1)]), Instant::now());
+        renew(&c, &[("r", 1)], Instant::now());
         let v = c.version("r", "a.tar.gz").unwrap();
         c.keep("r", "a.tar.gz", v, copy("a"));
         assert_eq!(&c.get("r", "a.tar.gz").unwrap().bytes[..], b"a");
@@ -232,21 +252,21 @@ mod tests {
         assert!(c.get("r", "a.tar.gz").is_none());
         assert_eq!(c.version("r", "a.tar.gz"), None);
         // A lease that ran out by itself.
-        c.renewed(versions(&[("r", 1)]), Instant::now() - USE_FOR);
+        renew(&c, &[("r", 1)], Instant::now() - USE_FOR);
         assert!(c.get("r", "a.tar.gz").is_none());
     }
 
     #[test]
     fn a_moved_version_drops_that_repository_only() {
         let c = Copies::default();
-        c.renewed(versions(&[("r", 1), ("s", 7)]), Instant::now());
+        renew(&c, &[("r", 1), ("s", 7)], Instant::now());
         c.keep("r", "a", 1, copy("a"));
         c.keep("s", "b", 7, copy("b"));
-        c.renewed(versions(&[("r", 2), ("s", 7)]), Instant::now());
+        renew(&c, &[("r", 2), ("s", 7)], Instant::now());
         assert!(c.get("r", "a").is_none());
         assert!(c.get("s", "b").is_some());
         // A repository gone from the store goes too.
-        c.renewed(versions(&[("r", 2)]), Instant::now());
+        renew(&c, &[("r", 2)], Instant::now());
         assert!(c.get("s", "b").is_none());
         assert_eq!(c.inner.read().unwrap().bytes, 0);
     }
@@ -254,10 +274,10 @@ mod tests {
     #[test]
     fn a_copy_read_across_a_change_is_not_kept() {
         let c = Copies::default();
-        c.renewed(versions(&[("r", 1)]), Instant::now());
+        renew(&c, &[("r", 1)], Instant::now());
         let v = c.version("r", "a").unwrap();
         // A batch moved the repository on while the copy was being read.
-        c.renewed(versions(&[("r", 2)]), Instant::now());
+        renew(&c, &[("r", 2)], Instant::now());
         c.keep("r", "a", v, copy("old"));
         assert!(c.get("r", "a").is_none());
         // Never versioned: not kept.
@@ -267,7 +287,7 @@ mod tests {
     #[test]
     fn build_files_and_large_objects_are_not_kept() {
         let c = Copies::default();
-        c.renewed(versions(&[("r", 1)]), Instant::now());
+        renew(&c, &[("r", 1)], Instant::now());
         assert_eq!(c.version("r", "x/a-1.0.build.json"), None);
         assert_eq!(c.version("r", "x/a-1.0.build.log"), None);
         let big = "x".repeat(LARGEST as usize + 1);
@@ -278,7 +298,7 @@ mod tests {
     #[test]
     fn the_budget_drops_the_largest_repository() {
         let c = Copies::default();
-        c.renewed(versions(&[("big", 1), ("small", 1)]), Instant::now());
+        renew(&c, &[("big", 1), ("small", 1)], Instant::now());
         let file = "x".repeat(LARGEST as usize);
         c.keep("small", "s", 1, copy("s"));
         for i in 0..BUDGET / LARGEST as usize {

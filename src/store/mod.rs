@@ -542,21 +542,32 @@ impl NamedLocks {
     }
 }
 
-/// A server's place among the followers of a shared store ([`Store::follow`]): it
-/// waits for changes, and acknowledges them by renewing its lease.
+/// A server's place among the followers of a shared store ([`Store::follow`]). A round:
+/// [`Follower::read`] every repository's version, drop the copies of those that moved,
+/// then [`Follower::acknowledge`] what was read — only then may batches the read showed
+/// be answered, so nothing is acknowledged before it is applied. Copies are used only
+/// while the lease that the last acknowledgement renewed holds.
 pub trait Follower: Send {
     /// Waits up to `timeout` for a batch of another process (or this one) to change a
     /// repository; returns early when one did.
     fn wait(&mut self, timeout: std::time::Duration) -> Result<(), StoreError>;
-    /// Renews this follower's lease for `lease` and acknowledges every batch committed
-    /// before it; returns every repository's version as of then (a new number whenever
-    /// a batch changes anything of the repository). Copies kept at these versions may be
-    /// used until the lease runs out: batches wait for a live lease's acknowledgement.
+    /// Every repository's version now (a new number whenever a batch changes anything
+    /// of the repository), and the moment it was read, to acknowledge.
+    fn read(&mut self) -> Result<(Seen, std::collections::HashMap<String, i64>), StoreError>;
+    /// Acknowledges every batch that `seen` (from [`Follower::read`]) shows — `None`: every
+    /// batch so far, for a follower that holds no copies yet — and renews this
+    /// follower's lease for `lease`. From the first acknowledgement until the lease runs
+    /// out, batches wait for this follower to acknowledge them.
     fn acknowledge(
         &mut self,
+        seen: Option<&Seen>,
         lease: std::time::Duration,
-    ) -> Result<std::collections::HashMap<String, i64>, StoreError>;
+    ) -> Result<(), StoreError>;
 }
+
+/// A moment of a shared store, as its follower read it (opaque: PostgreSQL's snapshot).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Seen(pub String);
 
 /// The metadata store. Every write goes through [`Store::apply`], which applies a batch
 /// all or nothing and makes it durable before returning.

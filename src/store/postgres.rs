@@ -859,29 +859,51 @@ impl super::Follower for PgFollower {
         })
     }
 
-    fn acknowledge(&mut self, lease: Duration) -> Result<HashMap<String, i64>, StoreError> {
+    fn read(&mut self) -> Result<(super::Seen, HashMap<String, i64>), StoreError> {
         let pool = self.pool.clone();
-        let id = self.id.clone();
         let conn = self.conn()?;
         off_runtime(|| {
-            // One statement: the versions it reads and the snapshot it records as seen
-            // are the same.
-            let rows = conn
+            // One statement: the versions and the snapshot they were read in.
+            let row = conn
                 .db()
-                .query(
-                    "WITH me AS ( \
-                       INSERT INTO serve_leases (server, pid, seen, lease_until) \
-                       VALUES ($1, pg_backend_pid(), pg_current_snapshot(), \
-                               now() + make_interval(secs => $2)) \
-                       ON CONFLICT (server) DO UPDATE SET pid = excluded.pid, \
-                         seen = excluded.seen, lease_until = excluded.lease_until) \
-                     SELECT repo, version FROM repo_entry_versions",
-                    &[&id, &lease.as_secs_f64()],
+                .one(
+                    "SELECT pg_current_snapshot()::text, \
+                            coalesce(array_agg(repo), '{}'), coalesce(array_agg(version), '{}') \
+                     FROM repo_entry_versions",
+                    &[],
                 )
                 .map_err(|e| pool.error(e))?;
-            rows.iter()
-                .map(|r| Ok((col(r, 0)?, col(r, 1)?)))
-                .collect::<Result<_, Fail>>()
+            let read = || -> Result<_, Fail> {
+                let seen: String = col(&row, 0)?;
+                let repos: Vec<String> = col(&row, 1)?;
+                let versions: Vec<i64> = col(&row, 2)?;
+                Ok((super::Seen(seen), repos.into_iter().zip(versions).collect()))
+            };
+            read().map_err(|e| pool.error(e))
+        })
+    }
+
+    fn acknowledge(
+        &mut self,
+        seen: Option<&super::Seen>,
+        lease: Duration,
+    ) -> Result<(), StoreError> {
+        let pool = self.pool.clone();
+        let id = self.id.clone();
+        let seen = seen.map(|s| s.0.clone());
+        let conn = self.conn()?;
+        off_runtime(|| {
+            conn.db()
+                .execute(
+                    "INSERT INTO serve_leases (server, pid, seen, lease_until) \
+                     VALUES ($1, pg_backend_pid(), \
+                             coalesce($2::text::pg_snapshot, pg_current_snapshot()), \
+                             now() + make_interval(secs => $3)) \
+                     ON CONFLICT (server) DO UPDATE SET pid = excluded.pid, \
+                       seen = excluded.seen, lease_until = excluded.lease_until",
+                    &[&id, &seen, &lease.as_secs_f64()],
+                )
+                .map(drop)
                 .map_err(|e| pool.error(e))
         })
     }

@@ -410,7 +410,9 @@ fn a_batch_waits_for_every_live_follower_to_acknowledge_it() {
         .unwrap()
         .expect("a shared store has followers");
     let lease = Duration::from_secs(30);
-    let first = follower.acknowledge(lease).unwrap();
+    follower.acknowledge(None, lease).unwrap();
+    let (seen, first) = follower.read().unwrap();
+    follower.acknowledge(Some(&seen), lease).unwrap();
     let v1 = first["f"];
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::scope(|s| {
@@ -418,17 +420,21 @@ fn a_batch_waits_for_every_live_follower_to_acknowledge_it() {
             writer.apply(vec![Change::PutRepo(repo("f"))]).unwrap();
             tx.send(()).unwrap();
         });
-        // Committed, but not answered: the follower has not acknowledged it.
+        // Committed, but not answered: the follower has not acknowledged it (renewing
+        // its lease with a read from before it acknowledges nothing new).
         follower.wait(Duration::from_secs(10)).unwrap();
+        follower.acknowledge(Some(&seen), lease).unwrap();
         assert!(
             rx.recv_timeout(Duration::from_millis(500)).is_err(),
             "a batch returned before its follower acknowledged it"
         );
-        let now = follower.acknowledge(lease).unwrap();
+        let (seen, now) = follower.read().unwrap();
+        assert!(now["f"] > v1, "the read shows the change: {now:?}");
         assert!(
-            now["f"] > v1,
-            "the acknowledgement shows the change: {now:?}"
+            rx.recv_timeout(Duration::from_millis(300)).is_err(),
+            "a batch returned once its follower read it, before it acknowledged it"
         );
+        follower.acknowledge(Some(&seen), lease).unwrap();
         rx.recv_timeout(Duration::from_secs(10))
             .expect("the acknowledged batch returned");
     });
@@ -468,15 +474,12 @@ fn a_batch_waits_for_every_live_follower_to_acknowledge_it() {
         "{:?}",
         start.elapsed()
     );
-    assert!(
-        follower.acknowledge(lease).is_err(),
-        "its connection is gone"
-    );
+    assert!(follower.read().is_err(), "its connection is gone");
     drop(follower);
 
     // A follower that stops acknowledging is waited for until its lease runs out.
     let mut silent = reader.follow().unwrap().unwrap();
-    silent.acknowledge(Duration::from_secs(2)).unwrap();
+    silent.acknowledge(None, Duration::from_secs(2)).unwrap();
     let start = std::time::Instant::now();
     writer.apply(vec![Change::PutRepo(repo("f"))]).unwrap();
     let waited = start.elapsed();
@@ -485,7 +488,7 @@ fn a_batch_waits_for_every_live_follower_to_acknowledge_it() {
         "waited {waited:?} for a lease of 2 s"
     );
     // Dropped, its row goes (the killed one's stays, of a session that ended).
-    silent.acknowledge(Duration::from_secs(30)).unwrap();
+    silent.acknowledge(None, Duration::from_secs(30)).unwrap();
     drop(silent);
     let pids: Vec<i32> = admin
         .query("SELECT pid FROM serve_leases", &[])
