@@ -12,7 +12,7 @@ use std::time::{Duration, SystemTime};
 use serde::Serialize;
 
 use super::{RepoError, Repositories};
-use crate::store::FileKind;
+use crate::store::{Change, FileKind};
 
 /// What a collection found and did.
 #[derive(Debug, Default, Clone, Serialize, serde::Deserialize, PartialEq, Eq)]
@@ -66,6 +66,7 @@ impl Repositories {
             // Nothing changes in the repository while its objects are looked at.
             let _guard = self.lock_repo(&repo)?;
             let named = self.named(&repo)?;
+            let mut removed_here = false;
             for key in self.blobs.list(&repo)? {
                 out.objects += 1;
                 let rel = &key[repo.len() + 1..];
@@ -84,9 +85,15 @@ impl Repositories {
                 }
                 if !dry_run {
                     self.blobs.remove(&key)?;
+                    removed_here = true;
                 }
                 out.bytes += meta.len;
                 out.removed.push(key);
+            }
+            if removed_here {
+                // A path that read a removed object reads nothing now: servers that kept
+                // a copy drop it.
+                self.store.apply(vec![Change::Touch(repo.clone())])?;
             }
         }
         if !dry_run && !out.removed.is_empty() {

@@ -1003,6 +1003,7 @@ impl Repositories {
 
         // 5. Only now may the files of removed packages go (no index names them; their
         // aliases went to the trees' lists above, to go with the next generation).
+        let removing = !unlisted.is_empty() || !gone.is_empty();
         for alias in unlisted {
             self.blobs.remove(&format!("{name}/{alias}"))?;
         }
@@ -1021,6 +1022,11 @@ impl Repositories {
                     self.blobs.remove(&format!("{name}/{f}"))?;
                 }
             }
+        }
+        if removing {
+            // Servers that keep copies of what they serve drop those of this repository
+            // before the publish is answered.
+            self.store.apply(vec![Change::Touch(name.into())])?;
         }
         timer.lap("cleaned");
         Ok(PublishReport {

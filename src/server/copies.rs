@@ -22,7 +22,6 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 
 use crate::blobs::Meta;
-use crate::store::{Follower, StoreError};
 
 /// Objects up to this size are kept (index files, small packages and tarballs).
 pub const LARGEST: u64 = 64 << 10;
@@ -96,14 +95,15 @@ impl Copies {
     /// only while that is still the repository's version (a copy read across a change
     /// may hold bytes of either side).
     pub fn keep(&self, repo: &str, path: &str, version: i64, copy: KeptFile) {
-        if copy.bytes.len() as u64 > LARGEST {
+        // A short read is never kept (nor answered whole from here).
+        if copy.bytes.len() as u64 > LARGEST || copy.bytes.len() as u64 != copy.meta.len {
             return;
         }
         let mut inner = self.inner.write().unwrap_or_else(|p| p.into_inner());
         if !inner.valid() || inner.versions.get(repo) != Some(&version) {
             return;
         }
-        if inner.bytes + copy.bytes.len() > BUDGET {
+        while inner.bytes + copy.bytes.len() > BUDGET && !inner.repos.is_empty() {
             inner.drop_largest();
         }
         inner.bytes += copy.bytes.len();
@@ -118,19 +118,22 @@ impl Copies {
     }
 
     /// A read of the store gave these versions: copies of repositories whose version
-    /// moved (or that are gone) are dropped.
-    pub fn moved_to(&self, versions: HashMap<String, i64>) {
+    /// moved (or that are gone) are dropped. Returns every repository whose version
+    /// moved, appeared or went.
+    pub fn moved_to(&self, versions: HashMap<String, i64>) -> Vec<String> {
         let mut inner = self.inner.write().unwrap_or_else(|p| p.into_inner());
         let old = std::mem::replace(&mut inner.versions, versions);
-        let moved: Vec<String> = inner
-            .repos
+        let new = &inner.versions;
+        let moved: Vec<String> = old
             .keys()
-            .filter(|r| old.get(*r) != inner.versions.get(*r))
+            .chain(new.keys().filter(|r| !old.contains_key(*r)))
+            .filter(|r| old.get(*r) != new.get(*r))
             .cloned()
             .collect();
-        for r in moved {
-            inner.drop_repo(&r);
+        for r in &moved {
+            inner.drop_repo(r);
         }
+        moved
     }
 
     /// The lease was renewed by an acknowledgement sent at `sent`: copies may be
@@ -164,17 +167,20 @@ impl Inner {
     }
 }
 
-/// What starts following a store's changes: `Store::follow`.
-pub type Start = dyn Fn() -> Result<Option<Box<dyn Follower>>, StoreError> + Send;
-
-/// Follows the store's changes for `copies` until `stopped`, on a thread of its own; a
-/// store only this process writes has none to follow (and nothing is kept).
-pub fn follow(copies: Arc<Copies>, start: Box<Start>, stopped: Arc<AtomicBool>) {
+/// Follows the store's changes for `state.copies` until `stopped`, on a thread of its
+/// own; a store only this process writes has none to follow (and nothing is kept).
+/// What file serving keeps of a repository (`server::known`) is forgotten when its
+/// version moves, or when the lease lapses.
+pub fn follow(state: super::Shared, stopped: Arc<AtomicBool>) {
+    let lapsed = |state: &super::Shared| {
+        state.copies.lapsed();
+        state.known.forget_all();
+    };
     std::thread::Builder::new()
         .name("packyard-follow".into())
         .spawn(move || {
             while !stopped.load(Ordering::SeqCst) {
-                let mut follower = match start() {
+                let mut follower = match state.repos.store.follow() {
                     Ok(Some(f)) => f,
                     Ok(None) => return,
                     Err(e) => {
@@ -186,22 +192,38 @@ pub fn follow(copies: Arc<Copies>, start: Box<Start>, stopped: Arc<AtomicBool>) 
                 // Registered first, holding nothing that may be answered: from here on
                 // every batch waits for this server, and the first read below sees every
                 // batch before.
-                copies.lapsed();
-                let mut round = follower.acknowledge(None, LEASE);
-                while round.is_ok() && !stopped.load(Ordering::SeqCst) {
+                lapsed(&state);
+                let mut held = Instant::now();
+                let mut round = follower.acknowledge(None, LEASE).map(|()| false);
+                while let Ok(quiet) = round
+                    && !stopped.load(Ordering::SeqCst)
+                {
                     round = (|| {
+                        if quiet {
+                            follower.wait(RENEW)?;
+                        }
                         // Applied before acknowledged: a batch answered after this
                         // acknowledgement finds its changes dropped here.
                         let (seen, versions) = follower.read()?;
-                        copies.moved_to(versions);
+                        for repo in state.copies.moved_to(versions) {
+                            state.known.forget(&repo);
+                        }
                         let sent = Instant::now();
                         follower.acknowledge(Some(&seen), LEASE)?;
-                        copies.leased(sent);
-                        follower.wait(RENEW)
+                        // The lease held from the last acknowledgement to this one: no batch
+                        // went unacknowledged between the read and now. Else (a stall past
+                        // the lease) a batch may have been answered without this server:
+                        // another round at once, whose read shows it.
+                        let held_on = Instant::now() < held + USE_FOR;
+                        held = sent;
+                        if held_on {
+                            state.copies.leased(sent);
+                        }
+                        Ok(held_on)
                     })();
                 }
                 if let Err(e) = round {
-                    copies.lapsed();
+                    lapsed(&state);
                     tracing::warn!(
                         "following the store's changes: {e}; files are read from the store \
                          until it answers again"
@@ -209,7 +231,7 @@ pub fn follow(copies: Arc<Copies>, start: Box<Start>, stopped: Arc<AtomicBool>) 
                     std::thread::sleep(RENEW);
                 }
             }
-            copies.lapsed();
+            lapsed(&state);
         })
         .map(drop)
         .unwrap_or_else(|e| tracing::warn!("cannot start following the store's changes: {e}"));
@@ -238,6 +260,26 @@ mod tests {
     fn renew(c: &Copies, v: &[(&str, i64)], sent: Instant) {
         c.moved_to(versions(v));
         c.leased(sent);
+    }
+
+    #[test]
+    fn a_read_names_every_repository_that_moved_came_or_went() {
+        let c = Copies::default();
+        assert_eq!(c.moved_to(versions(&[("r", 1), ("s", 1)])).len(), 2);
+        let mut moved = c.moved_to(versions(&[("r", 2), ("s", 1), ("t", 1)]));
+        moved.sort();
+        assert_eq!(moved, ["r", "t"]);
+        assert_eq!(c.moved_to(versions(&[("r", 2), ("t", 1)])), ["s"]);
+    }
+
+    #[test]
+    fn a_short_read_is_not_kept() {
+        let c = Copies::default();
+        renew(&c, &[("r", 1)], Instant::now());
+        let mut short = copy("abc");
+        short.meta.len = 4;
+        c.keep("r", "a", 1, short);
+        assert!(c.get("r", "a").is_none());
     }
 
     #[test]

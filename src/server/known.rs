@@ -86,6 +86,21 @@ impl Known {
     }
 }
 
+impl Known {
+    /// Forgets what was kept of repository `name`: another process changed it (it may
+    /// have been deleted and made again).
+    pub fn forget(&self, name: &str) {
+        write(&self.inner).forget(name);
+    }
+
+    /// Forgets everything kept: changes by other processes can no longer be followed.
+    pub fn forget_all(&self) {
+        let mut k = write(&self.inner);
+        k.epoch += 1;
+        k.entries.clear();
+    }
+}
+
 impl Inner {
     fn forget(&mut self, name: &str) {
         self.epoch += 1;

@@ -324,11 +324,7 @@ pub fn run(opts: ServeOptions) -> Result<(), ServeError> {
         std::thread::spawn(move || state.repos.tidy(&|| stopped.load(Ordering::SeqCst)))
     };
     claims::Claims::start(state.clone());
-    {
-        let s = state.clone();
-        let start = Box::new(move || s.repos.store.follow());
-        copies::follow(state.copies.clone(), start, stopped.clone());
-    }
+    copies::follow(state.clone(), stopped.clone());
 
     actix_web::rt::System::new().block_on(async move {
         let app_state = state.clone();

@@ -473,6 +473,10 @@ pub enum Change {
     /// A repository and everything recorded of it: packages, index entries, segments,
     /// files that left, index generations.
     RemoveRepo(String),
+    /// Nothing recorded changes, but what repository `repo` serves did: files were
+    /// removed after its last batch (a publish's pruned files, `gc`). Its version moves,
+    /// so servers drop what they kept of it (`Store::follow`).
+    Touch(String),
     /// A build of the farm (its tasks are put one by one).
     PutFarmBuild(FarmBuild),
     /// A task, as it is now: the store keeps what finds it (claimable tasks by platform,

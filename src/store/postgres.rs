@@ -710,7 +710,8 @@ fn changed_repos(changes: &[Change]) -> BTreeSet<&str> {
             | Change::PutLeft { repo, .. }
             | Change::PutGeneration { repo, .. }
             | Change::Deleting { repo, .. }
-            | Change::RemoveRepo(repo) => Some(repo.as_str()),
+            | Change::RemoveRepo(repo)
+            | Change::Touch(repo) => Some(repo.as_str()),
             Change::PutLock(_)
             | Change::PutToken(_)
             | Change::PutFarmBuild(_)
@@ -1097,6 +1098,8 @@ fn change<C: GenericClient>(db: &mut Db<'_, C>, c: &Change) -> Result<(), Fail> 
         Change::PutPackage { .. } | Change::RemovePackage { .. } => {
             packages(db, std::slice::from_ref(c), &mut Vec::new())?;
         }
+        // Its version moved with the batch's: nothing else to write.
+        Change::Touch(_) => {}
         Change::PutRepo(r) => {
             db.execute(
                 "INSERT INTO repos (name, record) VALUES ($1, $2) \
@@ -1240,8 +1243,12 @@ impl Store for PostgresStore {
             Ok((bumped, apply_in(db, &changes)?, xid))
         })?;
         self.kept.after(bumped, patches, &removed);
-        if let Some(xid) = xid {
-            self.pool.with(|c| wait_acknowledged(c, &xid))?;
+        if let Some(xid) = xid
+            && let Err(e) = self.pool.with(|c| wait_acknowledged(c, &xid))
+        {
+            // Committed: the batch is in. A server that did not acknowledge it stops
+            // answering from memory when its lease runs out, unrenewed.
+            tracing::warn!("servers' acknowledgements of a change not awaited: {e}");
         }
         Ok(())
     }

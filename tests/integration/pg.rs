@@ -499,6 +499,95 @@ fn a_batch_waits_for_every_live_follower_to_acknowledge_it() {
     assert_eq!(pids, [pid]);
 }
 
+/// A publish that prunes an older version removes its file after its last batch of
+/// records and indexes; a server could keep a copy of that file, read at the version
+/// that batch gave, and answer it after the file is gone. So the publish moves the
+/// repository's version once more after removing it: a follower (what each server runs)
+/// never reads the final version while the pruned file is still there.
+#[test]
+fn a_pruned_file_is_gone_before_the_repository_version_a_server_keeps_copies_at() {
+    let Some(port) = server() else { return };
+    let url = database(port, "pruning");
+    let t = tempfile::tempdir().unwrap();
+    let data = t.path().join("data");
+    let repos = open(&data, &url);
+    repos
+        .create(&NewRepo {
+            keep: Some(1),
+            ..NewRepo::volatile("pruned")
+        })
+        .unwrap();
+    let opts = PublishOptions {
+        platform: Some("el9_x86_64".into()),
+        ..Default::default()
+    };
+    let build = |version: &str| {
+        let dir = t.path().join(version);
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join(format!("pruny-{version}-1.x86_64.rpm"));
+        rpm::PackageBuilder::new("pruny", version, "MIT", "x86_64", "pruned in turn")
+            .release("1")
+            .with_file_contents(
+                format!("{version}\n"),
+                rpm::FileOptions::new("/usr/share/pruny/readme"),
+            )
+            .unwrap()
+            .build()
+            .unwrap()
+            .write_file(&path)
+            .unwrap();
+        path
+    };
+    let quiet = &packyard::progress::Quiet;
+    let first = repos
+        .publish("pruned", &[build("1.0")], &opts, quiet)
+        .unwrap();
+    let old = data.join("repos/pruned").join(&first.files[0].path);
+    assert!(old.exists(), "{}", old.display());
+
+    // A follower, as a server runs it: each round records the repository's version and
+    // whether the old file was there when it read it.
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    let seen: std::sync::Mutex<Vec<(i64, bool)>> = Default::default();
+    let follower_store = PostgresStore::open(&url).unwrap();
+    let mut follower = follower_store.follow().unwrap().unwrap();
+    follower.acknowledge(None, Duration::from_secs(30)).unwrap();
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+                follower.wait(Duration::from_millis(50)).unwrap();
+                let (at, versions) = follower.read().unwrap();
+                let there = old.exists();
+                seen.lock().unwrap().push((versions["pruned"], there));
+                follower
+                    .acknowledge(Some(&at), Duration::from_secs(30))
+                    .unwrap();
+            }
+        });
+        let second = repos
+            .publish("pruned", &[build("1.1")], &opts, quiet)
+            .unwrap();
+        assert_eq!(second.removed.len(), 1, "1.0 pruned");
+        stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    });
+    assert!(!old.exists());
+    let last = follower_store.follow().unwrap().unwrap().read().unwrap().1["pruned"];
+    let seen = seen.into_inner().unwrap();
+    let at_last: Vec<bool> = seen
+        .iter()
+        .filter(|(v, _)| *v == last)
+        .map(|(_, there)| *there)
+        .collect();
+    assert!(
+        !at_last.is_empty(),
+        "the follower read the final version: {seen:?}"
+    );
+    assert!(
+        at_last.iter().all(|there| !there),
+        "the pruned file was still there at the final version: {seen:?}"
+    );
+}
+
 pub(crate) use crate::support::small_rpm as rpm;
 
 fn open(data: &Path, url: &str) -> Repositories {
