@@ -14,8 +14,12 @@ pub struct Known {
 
 #[derive(Default)]
 struct Inner {
-    /// Moves on at every forgetting: what was looked up before it is not kept.
+    /// Moves on when a delete begins or ends: what was looked up across it is neither
+    /// kept nor answered.
     epoch: u64,
+    /// Moves on when another process changed a repository: what was looked up across it
+    /// is answered (it was read from the store) but not kept.
+    changes: u64,
     entries: HashMap<String, Entry>,
     /// Deletes running, per repository.
     deleting: HashMap<String, usize>,
@@ -46,7 +50,7 @@ impl Known {
         set: impl FnOnce(&mut Entry, T),
         look: impl FnOnce() -> Result<T, E>,
     ) -> Result<Option<T>, E> {
-        let epoch = {
+        let (epoch, changes) = {
             let k = read(&self.inner);
             if k.deleting.contains_key(name) {
                 return Ok(None);
@@ -54,7 +58,7 @@ impl Known {
             if let Some(v) = k.entries.get(name).and_then(&get) {
                 return Ok(Some(v));
             }
-            k.epoch
+            (k.epoch, k.changes)
         };
         let v = look()?;
         let mut k = write(&self.inner);
@@ -63,7 +67,9 @@ impl Known {
             // that is gone. The caller gets no answer (as while deleting).
             return Ok(None);
         }
-        set(k.entries.entry(name.to_string()).or_default(), v.clone());
+        if k.changes == changes {
+            set(k.entries.entry(name.to_string()).or_default(), v.clone());
+        }
         Ok(Some(v))
     }
 
@@ -90,13 +96,15 @@ impl Known {
     /// Forgets what was kept of repository `name`: another process changed it (it may
     /// have been deleted and made again).
     pub fn forget(&self, name: &str) {
-        write(&self.inner).forget(name);
+        let mut k = write(&self.inner);
+        k.changes += 1;
+        k.entries.remove(name);
     }
 
     /// Forgets everything kept: changes by other processes can no longer be followed.
     pub fn forget_all(&self) {
         let mut k = write(&self.inner);
-        k.epoch += 1;
+        k.changes += 1;
         k.entries.clear();
     }
 }
@@ -153,6 +161,27 @@ mod tests {
         }
         // Created again, private now: looked up afresh.
         assert_eq!(private(&k, "r", true), Some(true));
+    }
+
+    #[test]
+    fn a_lookup_across_another_process_s_change_is_answered_not_kept() {
+        let k = Known::default();
+        let got = k
+            .get_or(
+                "r",
+                |e| e.private,
+                |e, p| e.private = Some(p),
+                || {
+                    k.forget("r");
+                    Ok::<_, ()>(false)
+                },
+            )
+            .unwrap();
+        assert_eq!(got, Some(false));
+        // Not kept: asked again.
+        assert_eq!(private(&k, "r", true), Some(true));
+        k.forget_all();
+        assert_eq!(private(&k, "r", false), Some(false));
     }
 
     #[test]
