@@ -140,11 +140,20 @@ mod tests {
     use super::*;
 
     fn private(k: &Known, name: &str, found: bool) -> Option<bool> {
+        private_while(k, name, found, || {})
+    }
+
+    /// A lookup of `name` that finds `found` in the store, `meanwhile` happening while it
+    /// asks.
+    fn private_while(k: &Known, name: &str, found: bool, meanwhile: impl FnOnce()) -> Option<bool> {
         k.get_or(
             name,
             |e| e.private,
             |e, p| e.private = Some(p),
-            || Ok::<_, ()>(found),
+            || {
+                meanwhile();
+                Ok::<_, ()>(found)
+            },
         )
         .unwrap()
     }
@@ -166,17 +175,7 @@ mod tests {
     #[test]
     fn a_lookup_across_another_process_s_change_is_answered_not_kept() {
         let k = Known::default();
-        let got = k
-            .get_or(
-                "r",
-                |e| e.private,
-                |e, p| e.private = Some(p),
-                || {
-                    k.forget("r");
-                    Ok::<_, ()>(false)
-                },
-            )
-            .unwrap();
+        let got = private_while(&k, "r", false, || k.forget("r"));
         assert_eq!(got, Some(false));
         // Not kept: asked again.
         assert_eq!(private(&k, "r", true), Some(true));
@@ -187,18 +186,8 @@ mod tests {
     #[test]
     fn a_lookup_that_overlaps_a_delete_is_not_kept() {
         let k = Known::default();
-        let got = k
-            .get_or(
-                "r",
-                |e| e.private,
-                |e, p| e.private = Some(p),
-                || {
-                    // The delete starts and ends while the store is being asked.
-                    drop(k.deleting("r"));
-                    Ok::<_, ()>(false)
-                },
-            )
-            .unwrap();
+        // The delete starts and ends while the store is being asked.
+        let got = private_while(&k, "r", false, || drop(k.deleting("r")));
         assert_eq!(got, None);
         assert_eq!(private(&k, "r", true), Some(true));
     }

@@ -524,19 +524,7 @@ fn a_pruned_file_is_gone_before_the_repository_version_a_server_keeps_copies_at(
     let build = |version: &str| {
         let dir = t.path().join(version);
         std::fs::create_dir_all(&dir).unwrap();
-        let path = dir.join(format!("pruny-{version}-1.x86_64.rpm"));
-        rpm::PackageBuilder::new("pruny", version, "MIT", "x86_64", "pruned in turn")
-            .release("1")
-            .with_file_contents(
-                format!("{version}\n"),
-                rpm::FileOptions::new("/usr/share/pruny/readme"),
-            )
-            .unwrap()
-            .build()
-            .unwrap()
-            .write_file(&path)
-            .unwrap();
-        path
+        crate::support::small_rpm_version(&dir, "pruny", version, &format!("{version}\n"))
     };
     let quiet = &packyard::progress::Quiet;
     let first = repos

@@ -452,11 +452,16 @@ pub fn run_dir(base: &Path) -> PathBuf {
 
 /// `<name>-1.0-1.x86_64.rpm` in `dir`: one small file, for tests of what stores it.
 pub fn small_rpm(dir: &Path, name: &str) -> PathBuf {
-    let path = dir.join(format!("{name}-1.0-1.x86_64.rpm"));
-    rpm::PackageBuilder::new(name, "1.0", "MIT", "x86_64", "a small test package")
+    small_rpm_version(dir, name, "1.0", &format!("{name}\n"))
+}
+
+/// [`small_rpm`] at `version`, its readme holding `text`.
+pub fn small_rpm_version(dir: &Path, name: &str, version: &str, text: &str) -> PathBuf {
+    let path = dir.join(format!("{name}-{version}-1.x86_64.rpm"));
+    rpm::PackageBuilder::new(name, version, "MIT", "x86_64", "a small test package")
         .release("1")
         .with_file_contents(
-            format!("{name}\n"),
+            text.to_string(),
             rpm::FileOptions::new(format!("/usr/share/{name}/readme")),
         )
         .unwrap()
