@@ -22,6 +22,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 
 use crate::blobs::Meta;
+use crate::store::{Follower, StoreError};
 
 /// Objects up to this size are kept (index files, small packages and tarballs).
 pub const LARGEST: u64 = 64 << 10;
@@ -198,29 +199,7 @@ pub fn follow(state: super::Shared, stopped: Arc<AtomicBool>) {
                 while let Ok(quiet) = round
                     && !stopped.load(Ordering::SeqCst)
                 {
-                    round = (|| {
-                        if quiet {
-                            follower.wait(RENEW)?;
-                        }
-                        // Applied before acknowledged: a batch answered after this
-                        // acknowledgement finds its changes dropped here.
-                        let (seen, versions) = follower.read()?;
-                        for repo in state.copies.moved_to(versions) {
-                            state.known.forget(&repo);
-                        }
-                        let sent = Instant::now();
-                        follower.acknowledge(Some(&seen), LEASE)?;
-                        // The lease held from the last acknowledgement to this one: no batch
-                        // went unacknowledged between the read and now. Else (a stall past
-                        // the lease) a batch may have been answered without this server:
-                        // another round at once, whose read shows it.
-                        let held_on = Instant::now() < held + USE_FOR;
-                        held = sent;
-                        if held_on {
-                            state.copies.leased(sent);
-                        }
-                        Ok(held_on)
-                    })();
+                    round = one_round(&state, &mut *follower, quiet, &mut held);
                 }
                 if let Err(e) = round {
                     lapsed(&state);
@@ -235,6 +214,38 @@ pub fn follow(state: super::Shared, stopped: Arc<AtomicBool>) {
         })
         .map(drop)
         .unwrap_or_else(|e| tracing::warn!("cannot start following the store's changes: {e}"));
+}
+
+/// One round of a follower (after waiting for a change when the last one was `quiet`):
+/// read every version, drop what moved, acknowledge the read. `held`: when the lease was
+/// last renewed. Returns whether the lease held throughout, so copies may be answered;
+/// if not, the caller runs another round at once.
+fn one_round(
+    state: &super::Shared,
+    follower: &mut dyn Follower,
+    quiet: bool,
+    held: &mut Instant,
+) -> Result<bool, StoreError> {
+    if quiet {
+        follower.wait(RENEW)?;
+    }
+    // Applied before acknowledged: a batch answered after this acknowledgement finds
+    // its changes dropped here.
+    let (seen, versions) = follower.read()?;
+    for repo in state.copies.moved_to(versions) {
+        state.known.forget(&repo);
+    }
+    let sent = Instant::now();
+    follower.acknowledge(Some(&seen), LEASE)?;
+    // The lease held from the last acknowledgement to this one: no batch went
+    // unacknowledged between the read and now. Else (a stall past the lease) a batch
+    // may have been answered without this server; the next read shows it.
+    let held_on = Instant::now() < *held + USE_FOR;
+    *held = sent;
+    if held_on {
+        state.copies.leased(sent);
+    }
+    Ok(held_on)
 }
 
 #[cfg(test)]

@@ -759,9 +759,9 @@ const CHANGES_CHANNEL: &str = "packyard_changes";
 const ACK_WAIT_MOST: Duration = Duration::from_secs(30);
 
 /// After a batch that changed repositories committed (its transaction id `xid`): waits
-/// until every live follower ([`Store::follow`]) has acknowledged it — renewed its lease
-/// in a statement whose snapshot shows the batch — or let its lease run out, or lost its
-/// session (a server that died is not waited for). One round trip when none follows.
+/// until every live follower ([`Store::follow`]) has acknowledged it — recorded as seen a
+/// read whose snapshot shows the batch — or let its lease run out, or lost its session (a
+/// server that died is not waited for). One round trip when none follows.
 fn wait_acknowledged(c: &mut Conn, xid: &str) -> Result<(), Fail> {
     let start = Instant::now();
     let mut pause = Duration::from_micros(200);
@@ -837,50 +837,46 @@ impl PostgresStore {
 }
 
 impl PgFollower {
-    fn conn(&mut self) -> Result<&mut Conn, StoreError> {
-        self.conn
+    /// Runs `f` on the listening connection.
+    fn on_conn<R: Send>(
+        &mut self,
+        f: impl FnOnce(&mut Conn) -> Result<R, Fail> + Send,
+    ) -> Result<R, StoreError> {
+        let pool = &self.pool;
+        let conn = self
+            .conn
             .as_mut()
-            .ok_or_else(|| StoreError::Backend("the listening connection is closed".into()))
+            .ok_or_else(|| StoreError::Backend("the listening connection is closed".into()))?;
+        off_runtime(|| f(conn).map_err(|e| pool.error(e)))
     }
 }
 
 impl super::Follower for PgFollower {
     fn wait(&mut self, timeout: Duration) -> Result<(), StoreError> {
-        let pool = self.pool.clone();
-        let conn = self.conn()?;
-        off_runtime(|| {
+        self.on_conn(|conn| {
             use postgres::fallible_iterator::FallibleIterator;
             let mut n = conn.client.notifications();
             // The first to come, then the rest already here (one acknowledgement covers
             // them all).
-            let heard = n.timeout_iter(timeout).next().map(drop);
-            heard
-                .and_then(|_| n.iter().count().map(drop))
-                .map_err(|e| pool.error(e.into()))
+            n.timeout_iter(timeout).next()?;
+            n.iter().count()?;
+            Ok(())
         })
     }
 
     fn read(&mut self) -> Result<(super::Seen, HashMap<String, i64>), StoreError> {
-        let pool = self.pool.clone();
-        let conn = self.conn()?;
-        off_runtime(|| {
+        self.on_conn(|conn| {
             // One statement: the versions and the snapshot they were read in.
-            let row = conn
-                .db()
-                .one(
-                    "SELECT pg_current_snapshot()::text, \
-                            coalesce(array_agg(repo), '{}'), coalesce(array_agg(version), '{}') \
-                     FROM repo_entry_versions",
-                    &[],
-                )
-                .map_err(|e| pool.error(e))?;
-            let read = || -> Result<_, Fail> {
-                let seen: String = col(&row, 0)?;
-                let repos: Vec<String> = col(&row, 1)?;
-                let versions: Vec<i64> = col(&row, 2)?;
-                Ok((super::Seen(seen), repos.into_iter().zip(versions).collect()))
-            };
-            read().map_err(|e| pool.error(e))
+            let row = conn.db().one(
+                "SELECT pg_current_snapshot()::text, \
+                        coalesce(array_agg(repo), '{}'), coalesce(array_agg(version), '{}') \
+                 FROM repo_entry_versions",
+                &[],
+            )?;
+            let seen: String = col(&row, 0)?;
+            let repos: Vec<String> = col(&row, 1)?;
+            let versions: Vec<i64> = col(&row, 2)?;
+            Ok((super::Seen(seen), repos.into_iter().zip(versions).collect()))
         })
     }
 
@@ -889,11 +885,9 @@ impl super::Follower for PgFollower {
         seen: Option<&super::Seen>,
         lease: Duration,
     ) -> Result<(), StoreError> {
-        let pool = self.pool.clone();
         let id = self.id.clone();
         let seen = seen.map(|s| s.0.clone());
-        let conn = self.conn()?;
-        off_runtime(|| {
+        self.on_conn(|conn| {
             conn.db()
                 .execute(
                     "INSERT INTO serve_leases (server, pid, seen, lease_until) \
@@ -905,7 +899,6 @@ impl super::Follower for PgFollower {
                     &[&id, &seen, &lease.as_secs_f64()],
                 )
                 .map(drop)
-                .map_err(|e| pool.error(e))
         })
     }
 }
@@ -1226,7 +1219,7 @@ impl Store for PostgresStore {
                 _ => None,
             })
             .collect();
-        let (bumped, patches, xid) = self.pool.transaction(|db| {
+        let write = |db: &mut Db<'_, postgres::Transaction<'_>>| {
             // Versions first: batches changing one repository take turns here.
             let bumped = bump_versions(db, &repos)?;
             let xid: Option<String> = match repos.is_empty() {
@@ -1241,15 +1234,21 @@ impl Store for PostgresStore {
                 )?),
             };
             Ok((bumped, apply_in(db, &changes)?, xid))
+        };
+        let (bumped, patches) = self.pool.with(|conn| {
+            let (bumped, patches, xid) = conn.transaction(&write)?;
+            // On the same connection, once committed.
+            if let Some(xid) = xid
+                && let Err(e) = wait_acknowledged(conn, &xid)
+            {
+                // The batch is in. A server that did not acknowledge it stops answering
+                // from memory when its lease runs out, unrenewed.
+                let e = self.pool.error(e);
+                tracing::warn!("servers' acknowledgements of a change not awaited: {e}");
+            }
+            Ok((bumped, patches))
         })?;
         self.kept.after(bumped, patches, &removed);
-        if let Some(xid) = xid
-            && let Err(e) = self.pool.with(|c| wait_acknowledged(c, &xid))
-        {
-            // Committed: the batch is in. A server that did not acknowledge it stops
-            // answering from memory when its lease runs out, unrenewed.
-            tracing::warn!("servers' acknowledgements of a change not awaited: {e}");
-        }
         Ok(())
     }
 
