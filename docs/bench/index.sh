@@ -14,9 +14,11 @@
 #            answered once published; curl's time_total, without curl's start-up; the
 #            server has taken one upload before)
 # Wall times; each add-one is timed ADD times (default 5, one new package each) and the
-# median is shown, as single runs of a few milliseconds vary by tens of percent. packyard also copies each file into the repository and syncs it to disk;
-# the references index files already in place, so they are shown alone and with the
-# copy (`cp`) an admin runs first. Indexes unsigned on both sides.
+# median is shown, as single runs of a few milliseconds vary by tens of percent.
+# packyard also copies each file into the repository and syncs it to disk; the references
+# index files already in place, so they are shown alone, with the copy (`cp`) an admin
+# runs first, and with that copy and a `sync` (the same durable end state). Indexes
+# unsigned on both sides. Set TMPDIR to run on another file system (a tmpfs: no disk).
 # Needs: createrepo_c (createrepo-c), apt-ftparchive (apt-utils), gzip, xz, python3.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -116,6 +118,13 @@ run() { # COUNT
   local cp_rpm cr_cold cr_add py_rpm_cold py_rpm_add py_rpm_put t=()
   cp_rpm=$(secs find "$g/rpm" -name '*.rpm' -exec cp -t "$g/cr/" {} +)
   cr_cold=$(secs createrepo_c --workers 2 --no-database "$g/cr")
+  # The same, made durable as packyard makes a publish (it syncs the files, its store and
+  # the index before it answers): copy, index and sync, timed as one step, into a fresh
+  # directory.
+  mkdir -p "$g/cr-synced"
+  local cr_synced
+  cr_synced=$(secs sh -c 'find "$1" -name "*.rpm" -exec cp -t "$2/" {} + \
+    && createrepo_c --workers 2 --no-database "$2" && sync' sh "$g/rpm" "$g/cr-synced")
   for i in "${cli[@]}"; do
     cp "$(one "$g/rpm-add/$i")" "$g/cr/"
     t+=("$(secs createrepo_c --workers 2 --no-database --update "$g/cr")")
@@ -148,14 +157,15 @@ run() { # COUNT
   py_deb_add=$(median "${t[@]}")
   py_deb_put=$(put_each "$g/data-deb" "${srv[@]/#/$g/deb-add/}")
 
-  python3 - "$n" "$cp_rpm" "$cr_cold" "$py_rpm_cold" "$cr_add" "$py_rpm_add" "$cp_deb" "$af_cold" "$py_deb_cold" "$af_add" "$py_deb_add" "$py_rpm_put" "$py_deb_put" <<'PY'
+  python3 - "$n" "$cp_rpm" "$cr_cold" "$py_rpm_cold" "$cr_add" "$py_rpm_add" "$cp_deb" "$af_cold" "$py_deb_cold" "$af_add" "$py_deb_add" "$py_rpm_put" "$py_deb_put" "$cr_synced" <<'PY'
 import sys
 n = sys.argv[1]
-cp_rpm, cr_cold, py_rpm_cold, cr_add, py_rpm_add, cp_deb, af_cold, py_deb_cold, af_add, py_deb_add, py_rpm_put, py_deb_put = map(float, sys.argv[2:])
+cp_rpm, cr_cold, py_rpm_cold, cr_add, py_rpm_add, cp_deb, af_cold, py_deb_cold, af_add, py_deb_add, py_rpm_put, py_deb_put, cr_synced = map(float, sys.argv[2:])
 def row(what, ref_name, ref, py):
     print(f"  {what:8} {ref_name:34} {ref:8.3f} s | packyard {py:8.3f} s -> ratio {ref / py:6.2f}")
 row("cold", "createrepo_c --workers 2", cr_cold, py_rpm_cold)
 row("cold", "cp + createrepo_c --workers 2", cp_rpm + cr_cold, py_rpm_cold)
+row("cold", "cp + createrepo_c + sync", cr_synced, py_rpm_cold)
 row("add-one", "createrepo_c --update", cr_add, py_rpm_add)
 row("add-one", "createrepo_c --update (vs serve PUT)", cr_add, py_rpm_put)
 row("cold", "apt-ftparchive + gzip/xz", af_cold, py_deb_cold)

@@ -122,8 +122,11 @@ fn link_unnamed(
         }
         Err(e) => return Err(e),
     };
-    // Repository files are read by web servers and users, whatever the umask.
-    f.set_permissions(fs::Permissions::from_mode(0o644))?;
+    // Repository files are read by web servers and users, whatever the umask (one call
+    // per file saved where the umask already lets 0644 through, as it usually does).
+    if !umask_keeps_0644() {
+        f.set_permissions(fs::Permissions::from_mode(0o644))?;
+    }
     fill(&mut f)?;
     let from = PathBuf::from(format!("/proc/self/fd/{}", f.as_raw_fd()));
     match link_following(&from, path) {
@@ -133,6 +136,21 @@ fn link_unnamed(
         r => r?,
     }
     Ok(true)
+}
+
+/// Whether this process's umask leaves a file created 0644 as it is. Read from
+/// `/proc/self/status` (setting the umask to learn it would race other threads); when it
+/// cannot be read, no.
+fn umask_keeps_0644() -> bool {
+    static KEEPS: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *KEEPS.get_or_init(|| {
+        let status = fs::read_to_string("/proc/self/status").unwrap_or_default();
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("Umask:"))
+            .and_then(|m| u32::from_str_radix(m.trim(), 8).ok())
+            .is_some_and(|m| m & 0o644 == 0)
+    })
 }
 
 /// `linkat` that follows `from` when it is a symlink (a `/proc/self/fd` name).

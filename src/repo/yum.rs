@@ -4,6 +4,9 @@
 //! entries are rendered once, at publish, from its header ([`entries`]); an index is the
 //! stored entries put together ([`render`]), so no package file is read again.
 
+use std::borrow::Cow;
+use std::fmt::Write as _;
+
 use rpm::{Dependency, DependencyFlags, FileType, IndexSignatureTag, IndexTag, PackageMetadata};
 use sha2::{Digest, Sha256};
 
@@ -26,17 +29,26 @@ const ZSTD: Compression = Compression {
 };
 
 /// XML text content, escaped as libxml2 does (quotes stay).
-fn text(s: &str) -> String {
+fn text(s: &str) -> Cow<'_, str> {
     escape(s, false)
 }
 
 /// An XML attribute value: also quotes and the whitespace libxml2 writes as references.
-fn attr(s: &str) -> String {
+fn attr(s: &str) -> Cow<'_, str> {
     escape(s, true)
 }
 
-fn escape(s: &str, in_attribute: bool) -> String {
-    let mut o = String::with_capacity(s.len());
+fn escape(s: &str, in_attribute: bool) -> Cow<'_, str> {
+    // Most names and texts need nothing escaped: borrowed, not copied.
+    let special = |b: u8| match b {
+        b'&' | b'<' | b'>' | b'\r' => true,
+        b'"' | b'\n' | b'\t' => in_attribute,
+        _ => false,
+    };
+    if !s.bytes().any(special) {
+        return Cow::Borrowed(s);
+    }
+    let mut o = String::with_capacity(s.len() + 16);
     for c in s.chars() {
         match c {
             '&' => o.push_str("&amp;"),
@@ -49,7 +61,7 @@ fn escape(s: &str, in_attribute: bool) -> String {
             c => o.push(c),
         }
     }
-    o
+    Cow::Owned(o)
 }
 
 /// Control characters XML 1.0 cannot carry (createrepo_c refuses them too).
@@ -96,16 +108,17 @@ fn is_pre(f: DependencyFlags) -> bool {
 }
 
 fn entry(out: &mut String, d: &Dependency, pre: bool) {
-    out.push_str(&format!("      <rpm:entry name=\"{}\"", attr(&d.name)));
+    _ = write!(out, "      <rpm:entry name=\"{}\"", attr(&d.name));
     if let Some(f) = flag_name(d.flags) {
         let (e, v, r) = split_evr(&d.version);
-        out.push_str(&format!(
+        _ = write!(
+            out,
             " flags=\"{f}\" epoch=\"{}\" ver=\"{}\"",
             attr(e),
             attr(v)
-        ));
+        );
         if let Some(r) = r {
-            out.push_str(&format!(" rel=\"{}\"", attr(r)));
+            _ = write!(out, " rel=\"{}\"", attr(r));
         }
     }
     if pre {
@@ -118,11 +131,11 @@ fn block(out: &mut String, tag: &str, deps: &[(Dependency, bool)]) {
     if deps.is_empty() {
         return;
     }
-    out.push_str(&format!("    <rpm:{tag}>\n"));
+    _ = writeln!(out, "    <rpm:{tag}>");
     for (d, pre) in deps {
         entry(out, d, *pre);
     }
-    out.push_str(&format!("    </rpm:{tag}>\n"));
+    _ = writeln!(out, "    </rpm:{tag}>");
 }
 
 /// The files createrepo_c lists in primary.xml (so depsolvers see them without filelists).
@@ -261,35 +274,32 @@ pub fn entries(m: &PackageMetadata, r: &PackageRecord, href: &str) -> Result<Ind
 
     let mut p = String::new();
     p.push_str("<package type=\"rpm\">\n");
-    p.push_str(&format!("  <name>{}</name>\n", text(&name)));
-    p.push_str(&format!("  <arch>{}</arch>\n", text(&arch)));
-    p.push_str(&format!("  {version}\n"));
-    p.push_str(&format!(
-        "  <checksum type=\"sha256\" pkgid=\"YES\">{}</checksum>\n",
+    _ = writeln!(p, "  <name>{}</name>", text(&name));
+    _ = writeln!(p, "  <arch>{}</arch>", text(&arch));
+    _ = writeln!(p, "  {version}");
+    _ = writeln!(
+        p,
+        "  <checksum type=\"sha256\" pkgid=\"YES\">{}</checksum>",
         r.sha256
-    ));
-    p.push_str(&format!("  <summary>{}</summary>\n", text(&summary)));
-    p.push_str(&format!(
-        "  <description>{}</description>\n",
-        text(&description)
-    ));
-    p.push_str(&format!(
-        "  <packager>{}</packager>\n",
-        text(&s(m.get_packager()))
-    ));
-    p.push_str(&format!("  <url>{}</url>\n", text(&s(m.get_url()))));
-    p.push_str(&format!(
-        "  <time file=\"{}\" build=\"{}\"/>\n",
+    );
+    _ = writeln!(p, "  <summary>{}</summary>", text(&summary));
+    _ = writeln!(p, "  <description>{}</description>", text(&description));
+    _ = writeln!(p, "  <packager>{}</packager>", text(&s(m.get_packager())));
+    _ = writeln!(p, "  <url>{}</url>", text(&s(m.get_url())));
+    _ = writeln!(
+        p,
+        "  <time file=\"{}\" build=\"{}\"/>",
         r.published,
         m.get_build_time().unwrap_or(0)
-    ));
-    p.push_str(&format!(
-        "  <size package=\"{}\" installed=\"{}\" archive=\"{}\"/>\n",
+    );
+    _ = writeln!(
+        p,
+        "  <size package=\"{}\" installed=\"{}\" archive=\"{}\"/>",
         r.size,
         m.get_installed_size().unwrap_or(0),
         archive_size(m)
-    ));
-    p.push_str(&format!("  <location href=\"{}\"/>\n", attr(href)));
+    );
+    _ = writeln!(p, "  <location href=\"{}\"/>", attr(href));
     p.push_str("  <format>\n");
     for (tag, v) in [
         ("license", s(m.get_license())),
@@ -298,12 +308,13 @@ pub fn entries(m: &PackageMetadata, r: &PackageRecord, href: &str) -> Result<Ind
         ("buildhost", s(m.get_build_host())),
         ("sourcerpm", s(m.get_source_rpm())),
     ] {
-        p.push_str(&format!("    <rpm:{tag}>{}</rpm:{tag}>\n", text(&v)));
+        _ = writeln!(p, "    <rpm:{tag}>{}</rpm:{tag}>", text(&v));
     }
-    p.push_str(&format!(
-        "    <rpm:header-range start=\"{}\" end=\"{}\"/>\n",
+    _ = writeln!(
+        p,
+        "    <rpm:header-range start=\"{}\" end=\"{}\"/>",
         offsets.header, offsets.payload
-    ));
+    );
     block(&mut p, "provides", &plain(provides));
     block(&mut p, "requires", &requires);
     // After provides and requires, createrepo_c's order of the other relations.
@@ -321,7 +332,7 @@ pub fn entries(m: &PackageMetadata, r: &PackageRecord, href: &str) -> Result<Ind
     }
     for (path, line) in &file_lines {
         if is_primary_file(path) {
-            p.push_str(&format!("    {line}\n"));
+            _ = writeln!(p, "    {line}");
         }
     }
     p.push_str("  </format>\n</package>\n");
@@ -334,7 +345,7 @@ pub fn entries(m: &PackageMetadata, r: &PackageRecord, href: &str) -> Result<Ind
     );
     let mut f = head.clone();
     for (_, line) in &file_lines {
-        f.push_str(&format!("  {line}\n"));
+        _ = writeln!(f, "  {line}");
     }
     f.push_str("</package>\n");
 
@@ -353,11 +364,12 @@ pub fn entries(m: &PackageMetadata, r: &PackageRecord, href: &str) -> Result<Ind
             last = Some(date);
             bump = 0;
         }
-        o.push_str(&format!(
-            "  <changelog author=\"{}\" date=\"{date}\">{}</changelog>\n",
+        _ = writeln!(
+            o,
+            "  <changelog author=\"{}\" date=\"{date}\">{}</changelog>",
             attr(c.name.trim_end()),
             text(&c.description)
-        ));
+        );
     }
     o.push_str("</package>\n");
     // Any field (file names, changelog texts...) may carry what XML cannot.
@@ -459,16 +471,17 @@ pub fn render(
     let mut repomd = String::from(
         "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<repomd xmlns=\"http://linux.duke.edu/metadata/repo\" xmlns:rpm=\"http://linux.duke.edu/metadata/rpm\">\n",
     );
-    repomd.push_str(&format!("  <revision>{revision}</revision>\n"));
+    _ = writeln!(repomd, "  <revision>{revision}</revision>");
     for (((kind, _, _), mut doc), plain_sum) in docs.iter().zip(built).zip(plain_sums) {
         usage.take(&mut doc);
         let sum = format!("{:x}", Sha256::digest(&doc.compressed));
         let name = format!("{sum}-{kind}.xml.{ext}");
-        repomd.push_str(&format!(
+        _ = write!(
+            repomd,
             "  <data type=\"{kind}\">\n    <checksum type=\"sha256\">{sum}</checksum>\n    <open-checksum type=\"sha256\">{plain_sum}</open-checksum>\n    <location href=\"repodata/{name}\"/>\n    <timestamp>{revision}</timestamp>\n    <size>{}</size>\n    <open-size>{}</open-size>\n  </data>\n",
             doc.compressed.len(),
             doc.plain_size
-        ));
+        );
         files.push((name, doc.compressed));
     }
     repomd.push_str("</repomd>\n");
