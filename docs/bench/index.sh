@@ -14,7 +14,8 @@
 #            answered once published; curl's time_total, without curl's start-up; the
 #            server has taken one upload before)
 # Wall times; each add-one is timed ADD times (default 5, one new package each) and the
-# median is shown, as single runs of a few milliseconds vary by tens of percent.
+# median is shown, as single runs of a few milliseconds vary by tens of percent; the cold
+# RPM steps run ROUNDS times (default 3) and their medians are shown.
 # packyard also copies each file into the repository and syncs it to disk; the references
 # index files already in place, so they are shown alone, with the copy (`cp`) an admin
 # runs first, and with that copy and a `sync` (the same durable end state). Indexes
@@ -25,6 +26,7 @@ cd "$(dirname "$0")/../.."
 N=${1:-2000}
 BIG_N=${2:-20000}
 ADD=${ADD:-5}
+ROUNDS=${ROUNDS:-3}
 
 . docs/bench/common.sh
 bench_setup index.sh "createrepo-c apt-utils xz-utils python3" createrepo_c apt-ftparchive gzip xz python3
@@ -113,30 +115,38 @@ run() { # COUNT
   for ((i = n; i < n + ADD; i++)); do cli+=("$i"); done
   for ((i = n + ADD; i < n + 2 * ADD + 1; i++)); do srv+=("$i"); done
 
-  # createrepo_c indexes a directory of RPMs in place.
-  mkdir -p "$g/cr"
-  local cp_rpm cr_cold cr_add py_rpm_cold py_rpm_add py_rpm_put t=()
-  cp_rpm=$(secs find "$g/rpm" -name '*.rpm' -exec cp -t "$g/cr/" {} +)
-  cr_cold=$(secs createrepo_c --workers 2 --no-database "$g/cr")
-  # The same, made durable as packyard makes a publish (it syncs the files, its store and
-  # the index before it answers): copy, index and sync, timed as one step, into a fresh
-  # directory.
-  mkdir -p "$g/cr-synced"
-  local cr_synced
-  cr_synced=$(secs sh -c 'find "$1" -name "*.rpm" -exec cp -t "$2/" {} + \
-    && createrepo_c --workers 2 --no-database "$2" && sync' sh "$g/rpm" "$g/cr-synced")
+  # createrepo_c indexes a directory of RPMs in place. The cold steps run ROUNDS times,
+  # taking turns, each into fresh directories (none removed: see settle), and the medians
+  # are shown: single runs of a few hundred milliseconds varied by half on a virtual
+  # machine. Add-one continues from the first round's directories.
+  local cp_rpm cr_cold cr_add py_rpm_cold py_rpm_add py_rpm_put cr_synced t=() k
+  local cps=() crs=() syncs=() pys=()
+  for ((k = 1; k <= ROUNDS; k++)); do
+    mkdir -p "$g/cr$k" "$g/cr-synced$k"
+    cps+=("$(secs find "$g/rpm" -name '*.rpm' -exec cp -t "$g/cr$k/" {} +)")
+    crs+=("$(secs createrepo_c --workers 2 --no-database "$g/cr$k")")
+    # The same, made durable as packyard makes a publish (it syncs the files, its store
+    # and the index before it answers): copy, index and sync, timed as one step.
+    syncs+=("$(secs sh -c 'find "$1" -name "*.rpm" -exec cp -t "$2/" {} + \
+      && createrepo_c --workers 2 --no-database "$2" && sync' sh "$g/rpm" "$g/cr-synced$k")")
+    "$PY" --data "$g/data-rpm$k" repo create bench --kind volatile >/dev/null
+    pys+=("$(secs "$PY" --data "$g/data-rpm$k" publish --repo bench "$g/rpm")")
+  done
+  cp_rpm=$(median "${cps[@]}")
+  cr_cold=$(median "${crs[@]}")
+  cr_synced=$(median "${syncs[@]}")
+  py_rpm_cold=$(median "${pys[@]}")
+  echo "  cold RPM rounds (s): cp ${cps[*]} | createrepo_c ${crs[*]} | cp+createrepo_c+sync ${syncs[*]} | packyard ${pys[*]}"
   for i in "${cli[@]}"; do
-    cp "$(one "$g/rpm-add/$i")" "$g/cr/"
-    t+=("$(secs createrepo_c --workers 2 --no-database --update "$g/cr")")
+    cp "$(one "$g/rpm-add/$i")" "$g/cr1/"
+    t+=("$(secs createrepo_c --workers 2 --no-database --update "$g/cr1")")
   done
   cr_add=$(median "${t[@]}")
 
-  "$PY" --data "$g/data-rpm" repo create bench --kind volatile >/dev/null
-  py_rpm_cold=$(secs "$PY" --data "$g/data-rpm" publish --repo bench "$g/rpm")
   t=()
-  for i in "${cli[@]}"; do t+=("$(secs "$PY" --data "$g/data-rpm" publish --repo bench "$g/rpm-add/$i")"); done
+  for i in "${cli[@]}"; do t+=("$(secs "$PY" --data "$g/data-rpm1" publish --repo bench "$g/rpm-add/$i")"); done
   py_rpm_add=$(median "${t[@]}")
-  py_rpm_put=$(put_each "$g/data-rpm" "${srv[@]/#/$g/rpm-add/}")
+  py_rpm_put=$(put_each "$g/data-rpm1" "${srv[@]/#/$g/rpm-add/}")
 
   # apt-ftparchive: a pool of DEBs, then Packages, .gz, .xz and Release.
   mkdir -p "$g/apt/pool"
