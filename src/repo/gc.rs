@@ -12,7 +12,7 @@ use std::time::{Duration, SystemTime};
 use serde::Serialize;
 
 use super::{RepoError, Repositories};
-use crate::store::{Change, FileKind};
+use crate::store::FileKind;
 
 /// What a collection found and did.
 #[derive(Debug, Default, Clone, Serialize, serde::Deserialize, PartialEq, Eq)]
@@ -91,9 +91,7 @@ impl Repositories {
                 out.removed.push(key);
             }
             if removed_here {
-                // A path that read a removed object reads nothing now: servers that kept
-                // a copy drop it.
-                self.store.apply(vec![Change::Touch(repo.clone())])?;
+                self.removed_files(&repo)?;
             }
         }
         if !dry_run && !out.removed.is_empty() {

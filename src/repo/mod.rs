@@ -415,6 +415,15 @@ impl Repositories {
         Ok(repos)
     }
 
+    /// Files of repository `repo` were removed after its last batch (a publish's pruned
+    /// files, `gc`): its version moves, so servers that keep copies of what they serve
+    /// drop those of it before this returns.
+    pub(super) fn removed_files(&self, repo: &str) -> Result<(), RepoError> {
+        Ok(self
+            .store
+            .apply(vec![crate::store::Change::Touch(repo.into())])?)
+    }
+
     /// Finishes the deletes that were interrupted: each is marked in the store until its
     /// files and key are gone. Only marked repositories are touched — a store that lost
     /// records some other way (restored from an older copy) never costs files or keys.

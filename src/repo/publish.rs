@@ -1024,9 +1024,7 @@ impl Repositories {
             }
         }
         if removing {
-            // Servers that keep copies of what they serve drop those of this repository
-            // before the publish is answered.
-            self.store.apply(vec![Change::Touch(name.into())])?;
+            self.removed_files(name)?;
         }
         timer.lap("cleaned");
         Ok(PublishReport {

@@ -90,9 +90,7 @@ impl Known {
             name: name.to_string(),
         }
     }
-}
 
-impl Known {
     /// Forgets what was kept of repository `name`: another process changed it (it may
     /// have been deleted and made again).
     pub fn forget(&self, name: &str) {
