@@ -1,6 +1,7 @@
 //! `repo`, `key`, `publish`, `lock`, `clone` and `register`: arguments and output; the
 //! work is done by a [`Service`]: the data directory, or a server.
 
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -496,25 +497,29 @@ pub fn cmd_gc(grace: u64, dry_run: bool, target: &Target, json: bool) -> Outcome
 fn print_report(report: &crate::repo::PublishReport, json: bool) -> Outcome {
     if json {
         print_json(report)?;
-    } else {
-        for f in &report.files {
-            println!(
-                "{:<9} {}  {} bytes  sha256 {}",
-                f.action.as_str(),
-                f.path,
-                f.size,
-                f.sha256
-            );
-        }
-        for p in &report.removed {
-            println!("removed   {p}");
-        }
-        if report.indexes.is_empty() {
-            println!("indexes unchanged");
-        } else {
-            println!("indexes   {}", report.indexes.join(", "));
-        }
+        return Ok(ExitCode::SUCCESS);
     }
+    // A line per file: written in blocks, not a system call per line.
+    let mut out = std::io::BufWriter::with_capacity(64 << 10, std::io::stdout().lock());
+    for f in &report.files {
+        writeln!(
+            out,
+            "{:<9} {}  {} bytes  sha256 {}",
+            f.action.as_str(),
+            f.path,
+            f.size,
+            f.sha256
+        )?;
+    }
+    for p in &report.removed {
+        writeln!(out, "removed   {p}")?;
+    }
+    if report.indexes.is_empty() {
+        writeln!(out, "indexes unchanged")?;
+    } else {
+        writeln!(out, "indexes   {}", report.indexes.join(", "))?;
+    }
+    out.flush()?;
     Ok(ExitCode::SUCCESS)
 }
 

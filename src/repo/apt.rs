@@ -274,7 +274,7 @@ pub struct Suite<'a> {
 /// the same bytes.
 pub fn render(
     suite: &Suite,
-    rows: &[IndexRow],
+    rows: &[&IndexRow],
     signer: Option<&Signer>,
     known: &segments::Known,
 ) -> Result<segments::Rendered, RepoError> {
@@ -299,7 +299,7 @@ pub fn render(
         .collect();
     let has_sources = rows
         .iter()
-        .any(|r| matches!(&r.entry, IndexEntry::Apt { arch, .. } if arch == SOURCE));
+        .any(|r| matches!(&*r.entry, IndexEntry::Apt { arch, .. } if arch == SOURCE));
     if has_sources {
         lists.push(None);
     }
@@ -316,7 +316,7 @@ pub fn render(
         // Each stanza with the blank line that ends it.
         let stanzas: Vec<(&[u8; 16], String)> = rows
             .iter()
-            .filter_map(|r| match &r.entry {
+            .filter_map(|r| match &*r.entry {
                 IndexEntry::Apt {
                     arch: a, stanza, ..
                 } if wanted(a) => Some((r.identity(), format!("{stanza}\n"))),

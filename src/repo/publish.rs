@@ -7,6 +7,7 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::fs::{self, File};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use serde::Serialize;
@@ -19,7 +20,8 @@ use crate::layout::{PackageFormat, Platform};
 use crate::paths::{checksum_key, checksum_line, log_path, record_path};
 use crate::progress::Progress;
 use crate::store::{
-    Change, FileKind, IndexEntry, LeftFile, Listing, PackageRecord, RepoKind, RepoRecord,
+    Change, FileKind, IndexEntry, IndexRow, LeftFile, Listing, PackageRecord, RepoKind, RepoRecord,
+    TreeAfter,
 };
 use crate::version::{self, Scheme};
 
@@ -407,6 +409,14 @@ impl Drop for Phases {
     }
 }
 
+/// An index tree rendered while the batch that changes its rows was applied: from the
+/// rows foreseen, with the segments known then.
+pub(super) struct Ahead {
+    after: TreeAfter,
+    known: Arc<crate::store::Segments>,
+    rendered: super::segments::Rendered,
+}
+
 /// Where a part of a Debian source package waits for its `.dsc` (a hidden prefix:
 /// never served).
 fn held_key(repo: &str, key: &str) -> String {
@@ -750,6 +760,11 @@ impl Repositories {
         for n in names {
             existing.extend(self.store.packages_named(name, n)?);
         }
+        // Each path's record before this publish, for the rows its batch will leave.
+        let mut stored: HashMap<String, PackageRecord> = existing
+            .iter()
+            .map(|p| (p.path.clone(), p.clone()))
+            .collect();
         let mut changes = Vec::new();
         let mut files = Vec::new();
         let mut removed: Vec<PackageRecord> = Vec::new();
@@ -793,6 +808,9 @@ impl Repositories {
             });
             if action == Action::Unchanged {
                 continue;
+            }
+            if let Some(p) = &r.previous {
+                stored.insert(p.path.clone(), p.clone());
             }
             for t in twins {
                 changes.push(Change::RemovePackage {
@@ -948,7 +966,41 @@ impl Repositories {
         let mut dirty = repo.clone();
         dirty.pending = touched.iter().cloned().collect();
         changes.push(Change::PutRepo(dirty));
-        self.store.apply(changes)?;
+        // The new indexes need only the rows the batch leaves, which are known now: they
+        // are rendered on another core while the store applies the batch (on one), then
+        // written and named after it, as before. A tree whose rows turn out otherwise is
+        // rendered again.
+        let signer = self.index_signer(&repo, key.as_ref())?;
+        let mut foreseen = Vec::new();
+        for tree in touched.iter().filter(|t| self.index_dir_of(t).is_some()) {
+            let before = self.store.index_entries(name, tree)?;
+            let after = TreeAfter::new(before, name, tree, &changes, &stored);
+            foreseen.push((tree.clone(), after, self.store.segments(name, tree)?));
+        }
+        timer.lap("foreseen");
+        let (applied, ahead) = std::thread::scope(|s| {
+            let batch = s.spawn(move || self.store.apply(changes));
+            let ahead = foreseen
+                .into_iter()
+                .map(|(tree, after, known)| {
+                    let rendered = crate::cores::on_one_core(|| {
+                        self.render_tree(&repo, &tree, &after.rows(), signer.as_ref(), &known)
+                    })?;
+                    let ahead = Ahead {
+                        after,
+                        known,
+                        rendered,
+                    };
+                    Ok((tree, ahead))
+                })
+                .collect::<Result<BTreeMap<String, Ahead>, RepoError>>();
+            (batch.join(), ahead)
+        });
+        applied.map_err(|_| RepoError::BadPackage {
+            path: name.into(),
+            why: "the thread applying the batch panicked".into(),
+        })??;
+        let ahead = ahead?;
         timer.lap("recorded");
         progress.finish();
         // The index aliases of replaced and removed packages leave their trees: the new
@@ -998,7 +1050,8 @@ impl Repositories {
             .map(|(_, path)| path)
             .collect();
         still_named.extend(written.iter().map(|p| p.to_string()));
-        let rewritten = self.rebuild_indexes(&repo, &touched, key.as_ref(), left)?;
+        let rewritten =
+            self.rebuild_indexes_ahead(&repo, &touched, signer.as_ref(), left, ahead)?;
         timer.lap("indexed");
 
         // 5. Only now may the files of removed packages go (no index names them; their
@@ -1100,15 +1153,65 @@ impl Repositories {
         repo: &RepoRecord,
         which: &BTreeSet<String>,
         signer: Option<&super::keys::Signer>,
-        mut left: BTreeMap<String, Vec<LeftFile>>,
+        left: BTreeMap<String, Vec<LeftFile>>,
     ) -> Result<Vec<String>, RepoError> {
-        // A repository with a key signs every index; a key that no longer loads is an
-        // error, not a reason to publish unsigned indexes.
-        let signer = match (signer, &repo.key) {
+        self.rebuild_indexes_ahead(repo, which, signer, left, BTreeMap::new())
+    }
+
+    /// The key that signs `repo`'s indexes: `signer` if given, else the repository's own.
+    /// A repository with a key signs every index; a key that no longer loads is an
+    /// error, not a reason to publish unsigned indexes.
+    fn index_signer(
+        &self,
+        repo: &RepoRecord,
+        signer: Option<&super::keys::Signer>,
+    ) -> Result<Option<super::keys::Signer>, RepoError> {
+        Ok(match (signer, &repo.key) {
             (Some(s), _) => Some(s.clone()),
             (None, Some(_)) => Some(self.signer(repo)?),
             (None, None) => None,
-        };
+        })
+    }
+
+    /// Index tree `index`'s files, rendered from its rows.
+    fn render_tree(
+        &self,
+        repo: &RepoRecord,
+        index: &str,
+        rows: &[&IndexRow],
+        signer: Option<&super::keys::Signer>,
+        known: &super::segments::Known,
+    ) -> Result<super::segments::Rendered, RepoError> {
+        Ok(if index.starts_with("yum/") {
+            super::yum::render(rows, repo.yum_compression, signer, known, repo.created)?
+        } else {
+            let suite = &index["apt/".len()..];
+            super::apt::render(
+                &super::apt::Suite {
+                    origin: &repo.name,
+                    suite,
+                    component: &self.layout.repository.apt_component,
+                    architectures: self.suite_architectures(repo, suite),
+                    created: repo.created,
+                },
+                rows,
+                signer,
+                known,
+            )?
+        })
+    }
+
+    /// [`Repositories::rebuild_indexes`], using the trees in `ahead` — rendered while
+    /// the batch that changed their rows was applied — where their rows are as foreseen.
+    fn rebuild_indexes_ahead(
+        &self,
+        repo: &RepoRecord,
+        which: &BTreeSet<String>,
+        signer: Option<&super::keys::Signer>,
+        mut left: BTreeMap<String, Vec<LeftFile>>,
+        mut ahead: BTreeMap<String, Ahead>,
+    ) -> Result<Vec<String>, RepoError> {
+        let signer = self.index_signer(repo, signer)?;
         // The public key next to the indexes is always the one that signs them (each YUM
         // tree also holds its own copy, `repodata/repomd.xml.key`, written with the index).
         if let Some(s) = &signer {
@@ -1135,28 +1238,24 @@ impl Repositories {
             let Some(dir) = self.index_dir_of(index) else {
                 continue;
             };
-            let super::segments::Rendered { files, usage } = if index.starts_with("yum/") {
-                super::yum::render(
-                    &rows,
-                    repo.yum_compression,
-                    signer.as_ref(),
-                    &known,
-                    repo.created,
-                )?
-            } else {
-                let suite = &index["apt/".len()..];
-                super::apt::render(
-                    &super::apt::Suite {
-                        origin: &repo.name,
-                        suite,
-                        component: &self.layout.repository.apt_component,
-                        architectures: self.suite_architectures(repo, suite),
-                        created: repo.created,
-                    },
-                    &rows,
-                    signer.as_ref(),
-                    &known,
-                )?
+            let ready = ahead.remove(index).and_then(|a| {
+                let same = a.after.matches(&rows)
+                    && (Arc::ptr_eq(&a.known, &known) || *a.known == *known);
+                if !same {
+                    tracing::warn!(
+                        repo = %repo.name,
+                        tree = %index,
+                        "the index rendered during the batch does not match its rows; rendering it again"
+                    );
+                }
+                same.then_some(a.rendered)
+            });
+            let super::segments::Rendered { files, usage } = match ready {
+                Some(r) => r,
+                None => {
+                    let rows: Vec<&IndexRow> = rows.iter().collect();
+                    self.render_tree(repo, index, &rows, signer.as_ref(), &known)?
+                }
             };
             timer.lap("rendered");
             // Content-named files (`<sha256>-*.xml.*`, `by-hash/`) outlive their index by
@@ -1505,7 +1604,7 @@ impl Repositories {
                     sha256: p.sha256.clone(),
                 })
                 .collect(),
-            index: IndexEntry::None,
+            index: Default::default(),
         };
         record.listed = self.index_of(&record).map(|tree| Listing {
             order: match record.kind {
@@ -1514,7 +1613,7 @@ impl Repositories {
             },
             tree,
         });
-        record.index = match &parsed {
+        record.index = Arc::new(match &parsed {
             Parsed::Rpm(unsigned) | Parsed::Srpm(unsigned) => {
                 // Signing changed the bytes (and moved the header range): read them again.
                 let signed = match signer {
@@ -1537,7 +1636,7 @@ impl Repositories {
                 super::apt::source_entry(&dsc.control, directory, &own, &part_sums, platform)
             }
             Parsed::Tgz => IndexEntry::None,
-        };
+        });
         let previous = self.store.package(&repo.name, &key)?;
         // Signed bytes exist only here: staged, unless kept; others can be read again.
         let signed_here = signer.is_some() && matches!(record.kind, FileKind::Rpm | FileKind::Srpm);
@@ -1798,7 +1897,7 @@ mod tests {
             listed: None,
             external: false,
             parts: Vec::new(),
-            index: IndexEntry::None,
+            index: Default::default(),
         }
     }
 

@@ -387,7 +387,7 @@ pub fn entries(m: &PackageMetadata, r: &PackageRecord, href: &str) -> Result<Ind
 /// in createrepo_c's order: file name, then directory). The revision and timestamps are
 /// the newest publish time, so the same packages always give the same bytes.
 pub fn render(
-    rows: &[IndexRow],
+    rows: &[&IndexRow],
     how: MetadataCompression,
     signer: Option<&Signer>,
     known: &segments::Known,
@@ -395,7 +395,7 @@ pub fn render(
 ) -> Result<segments::Rendered, RepoError> {
     let pkgs: Vec<(&[u8; 16], [&str; 3])> = rows
         .iter()
-        .filter_map(|r| match &r.entry {
+        .filter_map(|r| match &*r.entry {
             IndexEntry::Yum {
                 primary,
                 filelists,

@@ -6,14 +6,15 @@
 //! [`check_shared`] checks two handles on one store, as two servers sharing it hold: a
 //! farm build's tasks change under one lock for both.
 
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
-use std::sync::{Barrier, Mutex};
+use std::sync::{Arc, Barrier, Mutex};
 use std::time::Duration;
 
 use super::{
     BuildId, Change, FarmBuild, FileKind, Generation, IndexEntry, Lease, LeftFile, Listing,
     LockRecord, PackageRecord, RepoKind, RepoRecord, Role, Store, Task, TaskEvent, TaskState,
-    TokenRecord,
+    TokenRecord, TreeAfter,
 };
 use crate::farm::{NewTask, Queue, TaskReport};
 
@@ -23,6 +24,7 @@ pub fn check(store: &dyn Store) {
     repositories_and_packages(store);
     index_trees(store);
     index_trees_in_byte_order(store);
+    trees_foreseen_before_batches(store);
     segments_left_files_and_generations(store);
     marks_keys_tokens_and_locks(store);
     removed_repositories_leave_nothing(store);
@@ -111,7 +113,7 @@ pub(crate) fn record(path: &str) -> PackageRecord {
         listed: None,
         external: false,
         parts: Vec::new(),
-        index: IndexEntry::None,
+        index: Default::default(),
     }
 }
 
@@ -123,11 +125,11 @@ fn listed(path: &str, tree: &str, order: &str, sha: &str) -> PackageRecord {
             tree: tree.into(),
             order: order.into(),
         }),
-        index: IndexEntry::Yum {
+        index: Arc::new(IndexEntry::Yum {
             primary: format!("<package>{path}</package>"),
             filelists: String::new(),
             other: String::new(),
-        },
+        }),
         ..record(path)
     }
 }
@@ -259,6 +261,77 @@ fn index_trees_across(a: &dyn Store, b: &dyn Store) {
     assert!(read(a).is_empty() && read(b).is_empty());
 }
 
+/// What a publish foresees of its index trees before their batch ([`TreeAfter`]) is what
+/// the store holds after it: packages added, rebuilt in place, moved to another tree or
+/// place in the order, removed, put and removed in one batch, put twice.
+fn trees_foreseen_before_batches(store: &dyn Store) {
+    let (repo, el9, el8) = ("foresee", "yum/el9", "yum/el8");
+    let batches = vec![
+        vec![
+            put(repo, listed("a.rpm", el9, "m", "1")),
+            put(repo, listed("b.rpm", el9, "n", "1")),
+            put(repo, listed("c.rpm", el8, "n", "1")),
+            put(repo, record("tool.tar.gz")),
+        ],
+        vec![
+            // Rebuilt elsewhere in the order; moved to the other tree; one removed.
+            put(repo, listed("a.rpm", el9, "z", "2")),
+            put(repo, listed("b.rpm", el8, "b", "2")),
+            remove(repo, "c.rpm"),
+            put(repo, listed("d.rpm", el9, "d", "2")),
+        ],
+        vec![
+            // Added and pruned at once; put twice; a path never stored removed.
+            put(repo, listed("e.rpm", el9, "e", "3")),
+            remove(repo, "e.rpm"),
+            put(repo, listed("d.rpm", el9, "d", "3")),
+            put(repo, listed("d.rpm", el8, "d", "4")),
+            remove(repo, "never.rpm"),
+            remove(repo, "tool.tar.gz"),
+        ],
+    ];
+    for changes in batches {
+        let mut stored = HashMap::new();
+        for c in &changes {
+            let path = match c {
+                Change::PutPackage { record, .. } => &record.path,
+                Change::RemovePackage { path, .. } => path,
+                _ => continue,
+            };
+            if let Some(p) = store.package(repo, path).unwrap() {
+                stored.insert(path.clone(), p);
+            }
+        }
+        let foreseen: Vec<(&str, TreeAfter)> = [el9, el8]
+            .into_iter()
+            .map(|tree| {
+                let before = store.index_entries(repo, tree).unwrap();
+                (tree, TreeAfter::new(before, repo, tree, &changes, &stored))
+            })
+            .collect();
+        store.apply(changes).unwrap();
+        for (tree, after) in foreseen {
+            let rows = store.index_entries(repo, tree).unwrap();
+            let row_keys = |rows: Vec<&super::IndexRow>| -> Vec<String> {
+                rows.iter().map(|r| r.key.clone()).collect()
+            };
+            assert_eq!(
+                row_keys(after.rows()),
+                row_keys(rows.iter().collect()),
+                "{tree}"
+            );
+            assert!(after.matches(&rows), "{tree}");
+        }
+    }
+    let keys_of = |tree| keys(store, repo, tree);
+    assert_eq!(keys_of(el9), ["z\0a.rpm"]);
+    assert_eq!(keys_of(el8), ["b\0b.rpm", "d\0d.rpm"]);
+    // A tree foreseen wrongly does not match.
+    let before = store.index_entries(repo, el9).unwrap();
+    let wrong = TreeAfter::new(before, repo, el9, &[], &HashMap::new());
+    assert!(!wrong.matches(&store.index_entries(repo, el8).unwrap()));
+}
+
 fn index_trees(store: &dyn Store) {
     let el9 = "yum/el9";
     let segment = |key: &str, bytes: &[u8]| Change::PutSegment {
@@ -296,7 +369,7 @@ fn index_trees(store: &dyn Store) {
     assert_eq!(rows[1].sha256, "2".repeat(64));
     assert_eq!(rows[1].published, 1);
     assert_eq!(
-        rows[1].entry,
+        *rows[1].entry,
         IndexEntry::Yum {
             primary: "<package>x.rpm</package>".into(),
             filelists: String::new(),

@@ -212,7 +212,7 @@ pub struct PackageRecord {
     /// The pre-rendered index entries. Kept apart from the record in the store (see
     /// [`Store::index_entries`]), so reading records stays cheap.
     #[serde(skip)]
-    pub index: IndexEntry,
+    pub index: Arc<IndexEntry>,
 }
 
 /// An index tree's compressed segments (see `repo::segments`), by key.
@@ -226,14 +226,20 @@ pub struct IndexRow {
     pub published: i64,
     /// The package file's sha256: with `key` and `published` it identifies the entry.
     pub sha256: String,
-    pub entry: IndexEntry,
+    pub entry: Arc<IndexEntry>,
     /// A digest of `key`, `sha256` and `published`: it changes whenever the rendered entry
     /// can. Worked out once, as rows are read or patched, not at every index build.
     identity: [u8; 16],
 }
 
 impl IndexRow {
-    pub fn new(key: String, published: i64, sha256: String, entry: IndexEntry) -> IndexRow {
+    pub fn new(
+        key: String,
+        published: i64,
+        sha256: String,
+        entry: impl Into<Arc<IndexEntry>>,
+    ) -> IndexRow {
+        let entry = entry.into();
         use sha2::Digest;
         let mut h = sha2::Sha256::new();
         for part in [key.as_bytes(), b"\0", sha256.as_bytes(), b"\0"] {
@@ -262,6 +268,14 @@ impl IndexRow {
 pub struct Listing {
     pub tree: String,
     pub order: String,
+}
+
+impl Listing {
+    /// The key of the tree's row for the package at `path`: `<order>\0<path>`, so rows
+    /// sort in listing order, then by path.
+    pub fn row_key(&self, path: &str) -> String {
+        format!("{}\0{path}", self.order)
+    }
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -692,6 +706,88 @@ pub trait Store: Send + Sync {
 }
 
 /// `rows` (in key order) with `changed` applied: rows replaced, removed or added.
+/// An index tree as a batch leaves it, worked out before the batch is applied: the rows
+/// it holds now and what the batch changes in them. A publish renders the tree's new
+/// index from it while the store applies the batch, and uses that index only if the
+/// rows the store then holds are the same ([`TreeAfter::matches`]).
+pub struct TreeAfter {
+    before: Arc<Vec<IndexRow>>,
+    changed: std::collections::BTreeMap<String, Option<IndexRow>>,
+}
+
+impl TreeAfter {
+    /// Tree `tree` of repository `repo` after `changes`, from its rows `before` them and
+    /// `stored`: the record each path the changes name has before them (if any). Changes
+    /// apply in order, as a batch's do: a path put and then removed leaves nothing.
+    pub fn new(
+        before: Arc<Vec<IndexRow>>,
+        repo: &str,
+        tree: &str,
+        changes: &[Change],
+        stored: &HashMap<String, PackageRecord>,
+    ) -> TreeAfter {
+        let listed_here = |r: &PackageRecord| {
+            r.listed
+                .as_ref()
+                .filter(|l| l.tree == tree)
+                .map(|l| l.row_key(&r.path))
+        };
+        let mut now: HashMap<&str, Option<&PackageRecord>> = HashMap::new();
+        let mut changed = std::collections::BTreeMap::new();
+        for c in changes {
+            let (path, new) = match c {
+                Change::PutPackage { repo: r, record } if r == repo => {
+                    (record.path.as_str(), Some(record))
+                }
+                Change::RemovePackage { repo: r, path } if r == repo => (path.as_str(), None),
+                _ => continue,
+            };
+            let old = match now.get(path) {
+                Some(old) => *old,
+                None => stored.get(path),
+            };
+            if let Some(key) = old.and_then(listed_here) {
+                changed.insert(key, None);
+            }
+            if let Some(r) = new
+                && let Some(key) = listed_here(r)
+            {
+                let row =
+                    IndexRow::new(key.clone(), r.published, r.sha256.clone(), r.index.clone());
+                changed.insert(key, Some(row));
+            }
+            now.insert(path, new);
+        }
+        TreeAfter { before, changed }
+    }
+
+    /// The rows, in key order.
+    pub fn rows(&self) -> Vec<&IndexRow> {
+        let mut out = Vec::with_capacity(self.before.len() + self.changed.len());
+        let mut old = self.before.iter().peekable();
+        for (key, row) in &self.changed {
+            while let Some(r) = old.next_if(|r| r.key < *key) {
+                out.push(r);
+            }
+            old.next_if(|r| r.key == *key);
+            out.extend(row);
+        }
+        out.extend(old);
+        out
+    }
+
+    /// Whether `rows` (as the store holds them) are these rows: the same keys, each with
+    /// the same identity (and so the same rendered entry).
+    pub fn matches(&self, rows: &[IndexRow]) -> bool {
+        let mine = self.rows();
+        mine.len() == rows.len()
+            && mine
+                .iter()
+                .zip(rows)
+                .all(|(a, b)| a.key == b.key && a.identity() == b.identity())
+    }
+}
+
 pub(crate) fn merge_rows(
     rows: Vec<IndexRow>,
     changed: std::collections::BTreeMap<String, Option<IndexRow>>,
@@ -801,11 +897,11 @@ mod tests {
                 tree: "yum/el9".into(),
                 order: order.into(),
             }),
-            index: IndexEntry::Yum {
+            index: Arc::new(IndexEntry::Yum {
                 primary: format!("<package>{path}</package>"),
                 filelists: String::new(),
                 other: String::new(),
-            },
+            }),
             ..record(path)
         };
         let put = |record| Change::PutPackage {

@@ -88,7 +88,7 @@ impl Default for Memo {
 fn rows_size(rows: &[IndexRow]) -> usize {
     rows.iter()
         .map(|r| {
-            let text = match &r.entry {
+            let text = match &*r.entry {
                 IndexEntry::None => 0,
                 IndexEntry::Yum {
                     primary,
@@ -242,10 +242,7 @@ const FEW: usize = 16;
 /// Splits an index entry key into its tree prefix and the rest (`<order>\0<path>`).
 fn ent_parts(repo: &str, r: &PackageRecord) -> Option<(Vec<u8>, String)> {
     let l = r.listed.as_ref()?;
-    Some((
-        ent_prefix(repo, &l.tree),
-        format!("{}\0{}", l.order, r.path),
-    ))
+    Some((ent_prefix(repo, &l.tree), l.row_key(&r.path)))
 }
 
 // Keys: `repo\0<name>`, `pkg\0<repo>\0<path>`, `lock\0<configuration>`. NUL cannot occur
@@ -679,7 +676,8 @@ impl Store for SledStore {
         let mut patches: Vec<Patch> = Vec::new();
         // Records as this batch leaves them so far: a later change in the same batch must
         // see an earlier one (a package added and pruned at once leaves nothing behind).
-        let mut overlay: HashMap<Vec<u8>, Option<PackageRecord>> = Default::default();
+        let mut overlay: HashMap<Vec<u8>, Option<PackageRecord>> =
+            HashMap::with_capacity(changes.len());
         // Tasks as this batch leaves them so far.
         let mut tasks: HashMap<Vec<u8>, Task> = Default::default();
         let current = |repo: &str,
@@ -1024,11 +1022,11 @@ mod tests {
                     tree: tree.into(),
                     order: path.into(),
                 }),
-                index: IndexEntry::Yum {
+                index: Arc::new(IndexEntry::Yum {
                     primary: format!("<package>{}</package>", path.repeat(50)),
                     filelists: String::new(),
                     other: String::new(),
-                },
+                }),
                 ..crate::store::conformance::record(path)
             },
         }

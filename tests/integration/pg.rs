@@ -225,11 +225,11 @@ fn two_stores_on_one_database_share_records_locks_and_the_queue() {
         }),
         external: false,
         parts: Vec::new(),
-        index: packyard::store::IndexEntry::Yum {
+        index: std::sync::Arc::new(packyard::store::IndexEntry::Yum {
             primary: "<package/>".into(),
             filelists: String::new(),
             other: String::new(),
-        },
+        }),
     };
     a.apply(vec![Change::PutPackage {
         repo: "r".into(),
