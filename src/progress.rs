@@ -9,6 +9,11 @@ pub trait Progress: Sync {
     fn grow(&self, _n: u64) {}
     fn advance(&self, _n: u64) {}
     fn finish(&self) {}
+    /// Whether anyone sees the totals given to [`Progress::start`]: where working one out
+    /// costs (a `stat` per file), a caller passes 0 when no one does.
+    fn shown(&self) -> bool {
+        false
+    }
 }
 
 /// No progress output.

@@ -28,6 +28,10 @@ impl Bar {
 }
 
 impl Progress for Bar {
+    fn shown(&self) -> bool {
+        self.0.is_some()
+    }
+
     fn start(&self, phase: &str, total: u64) {
         if let Some(b) = &self.0 {
             b.set_message(phase.to_string());

@@ -158,13 +158,13 @@ fn part_place(c: &Candidate, file_name: &str) -> PartPlace {
 
 /// The name a candidate's kind is read from: its key's or label's last part (an upload's
 /// source is a temporary file), else the source's own name.
-fn candidate_name(c: &Candidate) -> String {
+fn candidate_name(c: &Candidate) -> std::borrow::Cow<'_, str> {
     match c.key.as_ref().or(c.label.as_ref()) {
-        Some(k) => k.rsplit('/').next().unwrap_or(k).to_string(),
+        Some(k) => k.rsplit('/').next().unwrap_or(k).into(),
         None => c
             .source
             .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
+            .map(|n| n.to_string_lossy())
             .unwrap_or_default(),
     }
 }
@@ -691,11 +691,14 @@ impl Repositories {
             }
             _ => {}
         }
-        let total: u64 = candidates
-            .iter()
-            .filter_map(|c| fs::metadata(&c.source).ok())
-            .map(|m| m.len())
-            .sum();
+        let total: u64 = match progress.shown() {
+            true => candidates
+                .iter()
+                .filter_map(|c| fs::metadata(&c.source).ok())
+                .map(|m| m.len())
+                .sum(),
+            false => 0,
+        };
         progress.start("checking", total);
         // Loaded before anything is written: a key that does not load stops the publish
         // here. It signs the indexes, and the RPMs too with --sign.
@@ -1005,17 +1008,27 @@ impl Repositories {
         progress.finish();
         // The index aliases of replaced and removed packages leave their trees: the new
         // generation does not name them, but the previous one, kept for readers, does.
-        let written: BTreeSet<&str> = to_write.iter().map(|r| r.key.as_str()).collect();
-        let replaced = to_write.iter().filter_map(|r| r.previous.as_ref());
+        // (The sets below are of every file written: made only when something leaves.)
+        let leaving: Vec<&PackageRecord> = removed
+            .iter()
+            .chain(to_write.iter().filter_map(|r| r.previous.as_ref()))
+            .collect();
+        let written: BTreeSet<&str> = match leaving.is_empty() {
+            true => BTreeSet::new(),
+            false => to_write.iter().map(|r| r.key.as_str()).collect(),
+        };
         let mut left: BTreeMap<String, Vec<LeftFile>> = BTreeMap::new();
         let mut gone = Vec::new();
         let mut unlisted = Vec::new();
-        let written_objects: BTreeSet<String> = to_write
-            .iter()
-            .flat_map(|r| record_files(self, &r.record))
-            .map(|(object, _)| object)
-            .collect();
-        for p in removed.iter().chain(replaced) {
+        let written_objects: BTreeSet<String> = match leaving.is_empty() {
+            true => BTreeSet::new(),
+            false => to_write
+                .iter()
+                .flat_map(|r| record_files(self, &r.record))
+                .map(|(object, _)| object)
+                .collect(),
+        };
+        for p in leaving {
             // Tarballs have no index alias: only their path goes, below.
             let aliases = match alias_key(self, p) {
                 Some(_) => record_files(self, p),
@@ -1042,14 +1055,18 @@ impl Repositories {
         // A `.dsc`'s parts beside it may be another's too (an `.orig.tar.*` every
         // revision of one version names): they go only when no package left names them.
         let gone_paths: BTreeSet<&str> = gone.iter().map(|p| p.path.as_str()).collect();
-        let mut still_named: BTreeSet<String> = existing
-            .iter()
-            .filter(|p| !gone_paths.contains(p.path.as_str()))
-            .chain(to_write.iter().map(|r| &r.record))
-            .flat_map(|p| record_files(self, p).into_iter().skip(1))
-            .map(|(_, path)| path)
-            .collect();
-        still_named.extend(written.iter().map(|p| p.to_string()));
+        let mut still_named: BTreeSet<String> = BTreeSet::new();
+        if !gone.is_empty() {
+            still_named.extend(
+                existing
+                    .iter()
+                    .filter(|p| !gone_paths.contains(p.path.as_str()))
+                    .chain(to_write.iter().map(|r| &r.record))
+                    .flat_map(|p| record_files(self, p).into_iter().skip(1))
+                    .map(|(_, path)| path),
+            );
+            still_named.extend(written.iter().map(|p| p.to_string()));
+        }
         let rewritten =
             self.rebuild_indexes_ahead(&repo, &touched, signer.as_ref(), left, ahead)?;
         timer.lap("indexed");
@@ -1477,7 +1494,7 @@ impl Repositories {
             path: shown.clone(),
             why,
         };
-        let file_name = candidate_name(&c);
+        let file_name = candidate_name(&c).into_owned();
         let mut bytes = fs::read(&c.source).map_err(|source| RepoError::Io {
             path: c.source.clone(),
             source,
