@@ -411,7 +411,7 @@ impl Drop for Phases {
 
 /// An index tree rendered while the batch that changes its rows was applied: from the
 /// rows foreseen, with the segments known then.
-pub(super) struct Ahead {
+struct Ahead {
     after: TreeAfter,
     known: Arc<crate::store::Segments>,
     rendered: super::segments::Rendered,
