@@ -1259,15 +1259,20 @@ impl Repositories {
         for index in which {
             let mut timer = Phases::start(format!("index {}/{index}", repo.name));
             let rows = self.store.index_entries(&repo.name, index)?;
-            // Compressed segments of earlier builds of this tree.
-            let known = self.store.segments(&repo.name, index)?;
+            let ahead = ahead.remove(index);
+            // Compressed segments of earlier builds of this tree: as read for the render
+            // ahead, if any (only a build of this repository's indexes writes them, under
+            // the lock its publish holds), else read now.
+            let known = match &ahead {
+                Some(a) => a.known.clone(),
+                None => self.store.segments(&repo.name, index)?,
+            };
             timer.lap("read");
             let Some(dir) = self.index_dir_of(index) else {
                 continue;
             };
-            let ready = ahead.remove(index).and_then(|a| {
-                let same = a.after.matches(&rows)
-                    && (Arc::ptr_eq(&a.known, &known) || *a.known == *known);
+            let ready = ahead.and_then(|a| {
+                let same = a.after.matches(&rows);
                 if !same {
                     tracing::warn!(
                         repo = %repo.name,

@@ -705,7 +705,6 @@ pub trait Store: Send + Sync {
     fn claimable(&self) -> Result<u64, StoreError>;
 }
 
-/// `rows` (in key order) with `changed` applied: rows replaced, removed or added.
 /// An index tree as a batch leaves it, worked out before the batch is applied: the rows
 /// it holds now and what the batch changes in them. A publish renders the tree's new
 /// index from it while the store applies the batch, and uses that index only if the
@@ -763,17 +762,8 @@ impl TreeAfter {
 
     /// The rows, in key order.
     pub fn rows(&self) -> Vec<&IndexRow> {
-        let mut out = Vec::with_capacity(self.before.len() + self.changed.len());
-        let mut old = self.before.iter().peekable();
-        for (key, row) in &self.changed {
-            while let Some(r) = old.next_if(|r| r.key < *key) {
-                out.push(r);
-            }
-            old.next_if(|r| r.key == *key);
-            out.extend(row);
-        }
-        out.extend(old);
-        out
+        let changed = self.changed.iter().map(|(k, r)| (k, r.as_ref()));
+        merge_by_key(self.before.iter(), changed, |r| &r.key)
     }
 
     /// Whether `rows` (as the store holds them) are these rows: the same keys, each with
@@ -788,17 +778,30 @@ impl TreeAfter {
     }
 }
 
+/// `rows` (in key order) with `changed` applied: rows replaced, removed or added.
 pub(crate) fn merge_rows(
     rows: Vec<IndexRow>,
     changed: std::collections::BTreeMap<String, Option<IndexRow>>,
 ) -> Vec<IndexRow> {
+    merge_by_key(rows, changed, |r| &r.key)
+}
+
+/// Rows in key order with changes in key order applied (`None`: the row at that key
+/// goes), for owned rows and borrowed ones alike.
+fn merge_by_key<T, K: AsRef<str>>(
+    rows: impl IntoIterator<Item = T, IntoIter: ExactSizeIterator>,
+    changed: impl IntoIterator<Item = (K, Option<T>), IntoIter: ExactSizeIterator>,
+    key: impl Fn(&T) -> &str,
+) -> Vec<T> {
+    let (rows, changed) = (rows.into_iter(), changed.into_iter());
     let mut out = Vec::with_capacity(rows.len() + changed.len());
-    let mut old = rows.into_iter().peekable();
-    for (key, row) in changed {
-        while let Some(r) = old.next_if(|r| r.key < key) {
+    let mut old = rows.peekable();
+    for (k, row) in changed {
+        let k = k.as_ref();
+        while let Some(r) = old.next_if(|r| key(r) < k) {
             out.push(r);
         }
-        old.next_if(|r| r.key == key);
+        old.next_if(|r| key(r) == k);
         out.extend(row);
     }
     out.extend(old);
