@@ -85,12 +85,13 @@ pub(crate) fn bucket(port: u16, name: &str) -> String {
         &rusty_s3::actions::CreateBucket::new(&bucket, &creds),
         Duration::from_secs(60),
     );
-    // The store may take a moment after it listens before it takes buckets.
+    // The store may take a moment after it listens before it takes buckets: on a fresh
+    // install, with the machine busy (a release build beside the suite), over 30 s.
     let start = Instant::now();
     loop {
         match ureq::put(url.as_str()).send_empty() {
             Ok(_) => break,
-            Err(e) if start.elapsed() < Duration::from_secs(30) => {
+            Err(e) if start.elapsed() < Duration::from_secs(120) => {
                 let _ = e;
                 std::thread::sleep(Duration::from_millis(200));
             }
