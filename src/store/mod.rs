@@ -274,8 +274,14 @@ impl Listing {
     /// The key of the tree's row for the package at `path`: `<order>\0<path>`, so rows
     /// sort in listing order, then by path.
     pub fn row_key(&self, path: &str) -> String {
-        format!("{}\0{path}", self.order)
+        row_key(&self.order, path)
     }
+}
+
+/// An index tree's row key for the package at `path` listed at `order` (see
+/// [`Listing::row_key`]).
+pub fn row_key(order: &str, path: &str) -> String {
+    format!("{order}\0{path}")
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]

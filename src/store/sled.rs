@@ -1,15 +1,23 @@
-//! The embedded store on sled: one tree, keys prefixed by record kind, values JSON.
-//! A batch is one `apply_batch` (atomic) followed by a flush (durable). Beside the
+//! The embedded store on sled: one tree, keys prefixed by record kind, values JSON (a
+//! package's row also carries its index entry: see [`pkg_value`]). A batch is one
+//! `apply_batch` (atomic) followed by a flush (durable). Beside the
 //! database, in the data directory, it keeps what must be read without opening it or
 //! away from it: repositories' secret keys (`keys/<repo>.asc`, owner-only files) and, while
 //! a server holds the store, who that is (`server.json`).
 //!
-//! Index trees' entries and segments, once read (entries also once changed), are kept
-//! decoded in memory and patched by every batch: a running server adding one package to a
-//! tree of thousands re-reads none of them. They take at most [`MEMO_BYTES`] (estimated);
-//! past it, the trees used least recently are forgotten.
+//! A package is one row: sled applies a batch row by row, and a cold publish of thousands
+//! of packages spent most of its batch on the by-name and by-tree rows it once also
+//! wrote. What those rows answered — a repository's packages by name, an index tree's
+//! entries in listing order — is worked out from the package rows by one scan of the
+//! repository when first asked, kept in memory, and patched by every batch (one process
+//! holds the store, so nothing else changes it).
+//!
+//! Index trees' entries and segments and repositories' names, once read (entries also
+//! once changed), are kept decoded in memory and patched by every batch: a running server
+//! adding one package to a tree of thousands re-reads none of them. They take at most
+//! [`MEMO_BYTES`] (estimated); past it, the ones used least recently are forgotten.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
@@ -62,11 +70,18 @@ fn deleting_key(repo: &str) -> Vec<u8> {
 /// least recently are forgotten (and read again when next needed).
 const MEMO_BYTES: usize = 256 << 20;
 
+/// A repository's package paths by package name.
+type Names = HashMap<String, BTreeSet<String>>;
+
 struct Memo {
+    /// By [`ent_prefix`].
     entries: HashMap<Vec<u8>, Arc<Vec<IndexRow>>>,
+    /// By [`seg_prefix`].
     segments: HashMap<Vec<u8>, Arc<Segments>>,
-    /// Each kept tree's estimated size and when it was last used, by prefix (entries and
-    /// segments have distinct prefixes).
+    /// By [`names_prefix`].
+    names: HashMap<Vec<u8>, Names>,
+    /// Each kept tree's (or name map's) estimated size and when it was last used, by
+    /// prefix (the three kinds have distinct prefixes).
     kept: HashMap<Vec<u8>, (usize, u64)>,
     clock: u64,
     budget: usize,
@@ -77,6 +92,7 @@ impl Default for Memo {
         Memo {
             entries: HashMap::new(),
             segments: HashMap::new(),
+            names: HashMap::new(),
             kept: HashMap::new(),
             clock: 0,
             budget: MEMO_BYTES,
@@ -110,11 +126,20 @@ fn segments_size(segs: &Segments) -> usize {
     segs.iter().map(|(k, v)| 64 + k.len() + v.len()).sum()
 }
 
+fn names_size(names: &Names) -> usize {
+    names
+        .iter()
+        .map(|(n, paths)| 64 + n.len() + paths.iter().map(|p| 48 + p.len()).sum::<usize>())
+        .sum()
+}
+
 /// A batch's change to a memoised tree: the key after the tree's prefix, and the new
-/// value (`None`: removed).
+/// value (`None`: removed); or to a repository's names: its prefix, the name, the path,
+/// and whether the path now has that name or no longer.
 enum Patch {
     Entry(Vec<u8>, String, Option<IndexRow>),
     Segment(Vec<u8>, String, Option<Vec<u8>>),
+    Name(Vec<u8>, String, String, bool),
 }
 
 impl Memo {
@@ -132,6 +157,7 @@ impl Memo {
         let theirs = |p: &Vec<u8>| prefixes.iter().any(|r| p.starts_with(r));
         self.entries.retain(|p, _| !theirs(p));
         self.segments.retain(|p, _| !theirs(p));
+        self.names.retain(|p, _| !theirs(p));
         self.kept.retain(|p, _| !theirs(p));
     }
 
@@ -170,6 +196,7 @@ impl Memo {
             }
             self.entries.remove(&oldest);
             self.segments.remove(&oldest);
+            self.names.remove(&oldest);
         }
     }
 
@@ -185,11 +212,18 @@ impl Memo {
         self.shrink();
     }
 
+    fn keep_names(&mut self, prefix: Vec<u8>, names: Names) {
+        self.used(&prefix, Some(names_size(&names)));
+        self.names.insert(prefix, names);
+        self.shrink();
+    }
+
     /// Applies a batch's patches in their order. A tree's entry patches are merged into
     /// its rows in one pass: a cold publish of thousands of packages must not shift the
     /// row vector once per package.
     fn patch(&mut self, patches: Vec<Patch>) {
         let mut entries: HashMap<Vec<u8>, BTreeMap<String, Option<IndexRow>>> = HashMap::new();
+        let mut renamed: HashMap<Vec<u8>, isize> = HashMap::new();
         for p in patches {
             match p {
                 // A later patch of the same key wins, as it would applied one by one.
@@ -205,6 +239,31 @@ impl Memo {
                         };
                         let size = segments_size(segs);
                         self.used(&prefix, Some(size));
+                    }
+                }
+                // A name map's size changes by what goes in and out (worked out whole, it
+                // would cost a server a walk of every name per upload).
+                Patch::Name(prefix, name, path, present) => {
+                    if let Some(names) = self.names.get_mut(&prefix) {
+                        let grown = renamed.entry(prefix).or_default();
+                        let (name_size, path_size) = (64 + name.len(), 48 + path.len());
+                        if present {
+                            let paths = names.entry(name).or_insert_with(|| {
+                                *grown += name_size as isize;
+                                BTreeSet::new()
+                            });
+                            if paths.insert(path) {
+                                *grown += path_size as isize;
+                            }
+                        } else if let Some(paths) = names.get_mut(&name)
+                            && paths.remove(&path)
+                        {
+                            *grown -= path_size as isize;
+                            if paths.is_empty() {
+                                names.remove(&name);
+                                *grown -= name_size as isize;
+                            }
+                        }
                     }
                 }
             }
@@ -232,6 +291,10 @@ impl Memo {
             let size = rows_size(rows);
             self.used(&prefix, Some(size));
         }
+        for (prefix, grown) in renamed {
+            let was = self.kept.get(&prefix).map_or(0, |k| k.0);
+            self.used(&prefix, Some(was.saturating_add_signed(grown)));
+        }
         self.shrink();
     }
 }
@@ -239,7 +302,8 @@ impl Memo {
 /// Up to this many changes, a tree's rows are patched one by one; more are merged.
 const FEW: usize = 16;
 
-/// Splits an index entry key into its tree prefix and the rest (`<order>\0<path>`).
+/// The kept tree a record is listed in (its [`ent_prefix`]), and its row key there
+/// (`<order>\0<path>`).
 fn ent_parts(repo: &str, r: &PackageRecord) -> Option<(Vec<u8>, String)> {
     let l = r.listed.as_ref()?;
     Some((ent_prefix(repo, &l.tree), l.row_key(&r.path)))
@@ -262,8 +326,8 @@ fn lock_key(conf: &str) -> Vec<u8> {
 fn token_key(id: &str) -> Vec<u8> {
     format!("tok\0{id}").into_bytes()
 }
-// Index entries: `ent\0<repo>\0<tree>\0<order>\0<path>`, so a prefix scan lists a tree's
-// entries in their order. Segments: `seg\0<repo>\0<tree>\0<key>`.
+// Kept index trees are named `ent\0<repo>\0<tree>\0` in memory (stores of earlier
+// releases had a row per entry under it). Segments: `seg\0<repo>\0<tree>\0<key>`.
 fn ent_prefix(repo: &str, tree: &str) -> Vec<u8> {
     format!("ent\0{repo}\0{tree}\0").into_bytes()
 }
@@ -273,15 +337,81 @@ fn joined(prefix: &[u8], rest: &str) -> Vec<u8> {
     k.extend_from_slice(rest.as_bytes());
     k
 }
-// Packages by name: `name\0<repo>\0<name>\0<path>` (empty value), so a publish reads
-// only the records of the names it touches.
-fn name_prefix(repo: &str, name: &str) -> Vec<u8> {
-    format!("name\0{repo}\0{name}\0").into_bytes()
+// A repository's kept names are named `name\0<repo>\0` in memory (stores of earlier
+// releases had a row per package under it).
+fn names_prefix(repo: &str) -> Vec<u8> {
+    format!("name\0{repo}\0").into_bytes()
 }
-fn name_key(repo: &str, r: &PackageRecord) -> Vec<u8> {
-    let mut k = name_prefix(repo, &r.name);
-    k.extend_from_slice(r.path.as_bytes());
-    k
+
+/// The row that says the store's rows are laid out as this release lays them out (one
+/// row per package), and its value.
+const LAYOUT_KEY: &[u8] = b"layout";
+const LAYOUT: &[u8] = b"1";
+
+/// What marks a package row as this layout's (JSON, the layout before, starts with `{`).
+const PKG_ROW: u8 = 1;
+
+/// A package's row: `\x01`, then its tree, listing order, name and record (JSON), each
+/// after its length (4 bytes, little-endian), then its index entry (empty when unlisted).
+/// The listing and name come first, so a scan for a tree's entries or a repository's
+/// names decodes no JSON. (An order may hold NUL: lengths, not separators.)
+fn pkg_value(r: &PackageRecord) -> Vec<u8> {
+    let (tree, order) = match &r.listed {
+        Some(l) => (l.tree.as_str(), l.order.as_str()),
+        None => ("", ""),
+    };
+    // Serialising our own plain records cannot fail.
+    let json = serde_json::to_vec(r).unwrap_or_default();
+    let mut v = Vec::with_capacity(1 + 16 + tree.len() + order.len() + json.len() + 2048);
+    v.push(PKG_ROW);
+    for part in [tree.as_bytes(), order.as_bytes(), r.name.as_bytes(), &json] {
+        v.extend_from_slice(&(part.len() as u32).to_le_bytes());
+        v.extend_from_slice(part);
+    }
+    if r.listed.is_some() {
+        v.extend_from_slice(&r.index.encode(r.published, &r.sha256));
+    }
+    v
+}
+
+/// A package row's parts (see [`pkg_value`]).
+struct PkgRow<'a> {
+    tree: &'a [u8],
+    order: &'a [u8],
+    name: &'a [u8],
+    json: &'a [u8],
+    entry: &'a [u8],
+}
+
+fn pkg_row(v: &[u8]) -> Option<PkgRow<'_>> {
+    let mut rest = v.strip_prefix(&[PKG_ROW])?;
+    let mut part = || {
+        let (len, after) = rest.split_first_chunk::<4>()?;
+        let len = u32::from_le_bytes(*len) as usize;
+        let (part, after) = after.split_at_checked(len)?;
+        rest = after;
+        Some(part)
+    };
+    Some(PkgRow {
+        tree: part()?,
+        order: part()?,
+        name: part()?,
+        json: part()?,
+        entry: rest,
+    })
+}
+
+/// A package row's record, without its index entry.
+fn decode_pkg(key: &[u8], v: &[u8]) -> Result<PackageRecord, StoreError> {
+    let row = pkg_row(v).ok_or_else(|| corrupt(key, "not a package row"))?;
+    decode(key, row.json)
+}
+
+fn corrupt(key: &[u8], message: impl Into<String>) -> StoreError {
+    StoreError::Corrupt {
+        key: String::from_utf8_lossy(key).replace('\0', "/"),
+        message: message.into(),
+    }
 }
 fn seg_prefix(repo: &str, tree: &str) -> Vec<u8> {
     format!("seg\0{repo}\0{tree}\0").into_bytes()
@@ -343,9 +473,10 @@ fn gen_key(repo: &str, dir: &str) -> Vec<u8> {
     format!("gen\0{repo}\0{dir}").into_bytes()
 }
 /// The prefixes of every key that belongs to repository `repo` (but its own record):
-/// packages, packages by name, index entries, segments, files that left, generations.
+/// packages, segments, files that left, generations; and, in memory, its kept names and
+/// index trees.
 fn repo_prefixes(repo: &str) -> [Vec<u8>; 6] {
-    ["pkg", "name", "ent", "seg", "left", "gen"]
+    ["pkg", "seg", "left", "gen", "name", "ent"]
         .map(|kind| format!("{kind}\0{repo}\0").into_bytes())
 }
 
@@ -443,9 +574,55 @@ impl SledStore {
         }
     }
 
+    /// Stores of earlier releases kept each package in three rows (its record, an empty
+    /// row under its name, its index entry under its tree); they become one row each (see
+    /// [`pkg_value`]) in one batch, so an upgrade cut short is done whole at the next open.
+    fn upgrade_rows(&self) -> Result<(), StoreError> {
+        if self.db.get(LAYOUT_KEY).map_err(backend)?.as_deref() == Some(LAYOUT) {
+            return Ok(());
+        }
+        let mut batch = sled::Batch::default();
+        let mut upgraded = 0usize;
+        for kv in self.db.scan_prefix(b"pkg\0") {
+            let (k, v) = kv.map_err(backend)?;
+            if v.first() == Some(&PKG_ROW) {
+                continue;
+            }
+            let mut record: PackageRecord = decode(&k, &v)?;
+            let repo = k[4..]
+                .split(|b| *b == 0)
+                .next()
+                .map(String::from_utf8_lossy)
+                .unwrap_or_default();
+            if let Some((prefix, rest)) = ent_parts(&repo, &record) {
+                let ent = joined(&prefix, &rest);
+                let stored = self.db.get(&ent).map_err(backend)?;
+                let (_, _, entry) = stored
+                    .and_then(|e| IndexEntry::decode(&e))
+                    .ok_or_else(|| corrupt(&ent, "a listed package's index entry is missing"))?;
+                record.index = Arc::new(entry);
+            }
+            batch.insert(k, pkg_value(&record));
+            upgraded += 1;
+        }
+        for old in [&b"ent\0"[..], b"name\0"] {
+            for k in self.db.scan_prefix(old).keys() {
+                batch.remove(k.map_err(backend)?);
+            }
+        }
+        batch.insert(LAYOUT_KEY, LAYOUT);
+        self.db.apply_batch(batch).map_err(backend)?;
+        self.db.flush().map_err(backend)?;
+        if upgraded > 0 {
+            tracing::info!("store upgraded: {upgraded} packages now one row each");
+        }
+        Ok(())
+    }
+
     /// What data directories of earlier releases kept beside the database moves in:
     /// delete marks (`<data>/deleting/<repo>`) become records, then the files go.
     fn upgrade(&self) -> Result<(), StoreError> {
+        self.upgrade_rows()?;
         let dir = self.data.join("deleting");
         let Ok(entries) = std::fs::read_dir(&dir) else {
             return Ok(());
@@ -478,25 +655,47 @@ impl SledStore {
         self.memo.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// A tree's index rows as the database holds them, in key order.
-    fn read_entries(&self, prefix: &[u8]) -> Result<Vec<IndexRow>, StoreError> {
-        self.db
-            .scan_prefix(prefix)
-            .map(|kv| {
-                let (k, v) = kv.map_err(backend)?;
-                let (published, sha256, entry) =
-                    IndexEntry::decode(&v).ok_or_else(|| StoreError::Corrupt {
-                        key: String::from_utf8_lossy(&k).replace('\0', "/"),
-                        message: "not an index entry".into(),
-                    })?;
-                Ok(IndexRow::new(
-                    String::from_utf8_lossy(&k[prefix.len()..]).into_owned(),
+    /// Index tree `tree`'s rows as the database holds them, in key order, and the names
+    /// of repository `repo` when `names` is set: one scan of its package rows.
+    fn read_repo(
+        &self,
+        repo: &str,
+        tree: Option<&str>,
+        names: bool,
+    ) -> Result<(Vec<IndexRow>, Names), StoreError> {
+        let prefix = pkg_prefix(repo);
+        let mut rows = Vec::new();
+        let mut by_name = Names::new();
+        for kv in self.db.scan_prefix(&prefix) {
+            let (k, v) = kv.map_err(backend)?;
+            let row = pkg_row(&v).ok_or_else(|| corrupt(&k, "not a package row"))?;
+            let path = std::str::from_utf8(&k[prefix.len()..])
+                .map_err(|_| corrupt(&k, "a path that is not UTF-8"))?;
+            if names {
+                by_name
+                    .entry(String::from_utf8_lossy(row.name).into_owned())
+                    .or_default()
+                    .insert(path.to_string());
+            }
+            if tree.is_some_and(|t| t.as_bytes() == row.tree) {
+                let (published, sha256, entry) = IndexEntry::decode(row.entry)
+                    .ok_or_else(|| corrupt(&k, "not an index entry"))?;
+                rows.push(IndexRow::new(
+                    super::row_key(&String::from_utf8_lossy(row.order), path),
                     published,
                     sha256,
                     entry,
-                ))
-            })
-            .collect()
+                ));
+            }
+        }
+        // Package rows come in path order; a tree's come in listing order.
+        rows.sort_unstable_by(|a, b| a.key.cmp(&b.key));
+        Ok((rows, by_name))
+    }
+
+    /// A tree's index rows as the database holds them, in key order.
+    fn read_entries(&self, repo: &str, tree: &str) -> Result<Vec<IndexRow>, StoreError> {
+        Ok(self.read_repo(repo, Some(tree), false)?.0)
     }
 
     fn get<T: DeserializeOwned>(&self, key: &[u8]) -> Result<Option<T>, StoreError> {
@@ -518,10 +717,7 @@ impl SledStore {
 }
 
 fn decode<T: DeserializeOwned>(key: &[u8], v: &[u8]) -> Result<T, StoreError> {
-    serde_json::from_slice(v).map_err(|e| StoreError::Corrupt {
-        key: String::from_utf8_lossy(key).replace('\0', "/"),
-        message: e.to_string(),
-    })
+    serde_json::from_slice(v).map_err(|e| corrupt(key, e.to_string()))
 }
 
 fn encode<T: Serialize>(v: &T) -> Vec<u8> {
@@ -674,6 +870,8 @@ impl Store for SledStore {
         }
         let mut batch = sled::Batch::default();
         let mut patches: Vec<Patch> = Vec::new();
+        // The index trees packages are put into, by prefix: their repository and name.
+        let mut trees: BTreeMap<Vec<u8>, (String, String)> = BTreeMap::new();
         // Records as this batch leaves them so far: a later change in the same batch must
         // see an earlier one (a package added and pruned at once leaves nothing behind).
         let mut overlay: HashMap<Vec<u8>, Option<PackageRecord>> =
@@ -689,14 +887,18 @@ impl Store for SledStore {
                 None => self.package(repo, path),
             }
         };
-        let unlist =
-            |batch: &mut sled::Batch, patches: &mut Vec<Patch>, repo: &str, old: &PackageRecord| {
-                batch.remove(name_key(repo, old));
-                if let Some((prefix, rest)) = ent_parts(repo, old) {
-                    batch.remove(joined(&prefix, &rest));
-                    patches.push(Patch::Entry(prefix, rest, None));
-                }
-            };
+        // What a record's row answered goes with it from the kept trees and names.
+        let unlist = |patches: &mut Vec<Patch>, repo: &str, old: &PackageRecord| {
+            patches.push(Patch::Name(
+                names_prefix(repo),
+                old.name.clone(),
+                old.path.clone(),
+                false,
+            ));
+            if let Some((prefix, rest)) = ent_parts(repo, old) {
+                patches.push(Patch::Entry(prefix, rest, None));
+            }
+        };
         // Repositories removed: their kept trees are forgotten once the batch is in.
         let mut gone: Vec<String> = Vec::new();
         let mut memo = self.memo();
@@ -706,14 +908,20 @@ impl Store for SledStore {
                 Change::PutPackage { repo, record } => {
                     // A record replaced in place may have been listed elsewhere.
                     if let Some(old) = current(&repo, &record.path, &overlay)? {
-                        unlist(&mut batch, &mut patches, &repo, &old);
+                        unlist(&mut patches, &repo, &old);
                     }
-                    batch.insert(name_key(&repo, &record), &[] as &[u8]);
+                    patches.push(Patch::Name(
+                        names_prefix(&repo),
+                        record.name.clone(),
+                        record.path.clone(),
+                        true,
+                    ));
                     if let Some((prefix, rest)) = ent_parts(&repo, &record) {
-                        batch.insert(
-                            joined(&prefix, &rest),
-                            record.index.encode(record.published, &record.sha256),
-                        );
+                        if let Some(l) = &record.listed {
+                            trees
+                                .entry(prefix.clone())
+                                .or_insert_with(|| (repo.clone(), l.tree.clone()));
+                        }
                         patches.push(Patch::Entry(
                             prefix,
                             rest.clone(),
@@ -725,12 +933,12 @@ impl Store for SledStore {
                             )),
                         ));
                     }
-                    batch.insert(pkg_key(&repo, &record.path), encode(&record));
+                    batch.insert(pkg_key(&repo, &record.path), pkg_value(&record));
                     overlay.insert(pkg_key(&repo, &record.path), Some(record));
                 }
                 Change::RemovePackage { repo, path } => {
                     if let Some(old) = current(&repo, &path, &overlay)? {
-                        unlist(&mut batch, &mut patches, &repo, &old);
+                        unlist(&mut patches, &repo, &old);
                     }
                     overlay.insert(pkg_key(&repo, &path), None);
                     batch.remove(pkg_key(&repo, &path))
@@ -803,12 +1011,10 @@ impl Store for SledStore {
         // A tree this batch changes is read first, if not yet kept, and kept patched: the
         // index build that follows a publish reads it at once, and a cold publish would
         // otherwise decode from the database the thousands of rows it just wrote.
-        for p in &patches {
-            if let Patch::Entry(prefix, ..) = p
-                && !memo.entries.contains_key(prefix)
-            {
-                let rows = self.read_entries(prefix)?;
-                memo.keep_entries(prefix.clone(), Arc::new(rows));
+        for (prefix, (repo, tree)) in trees {
+            if !memo.entries.contains_key(&prefix) {
+                let rows = self.read_entries(&repo, &tree)?;
+                memo.keep_entries(prefix, Arc::new(rows));
             }
         }
         if let Err(e) = self.db.apply_batch(batch) {
@@ -834,11 +1040,21 @@ impl Store for SledStore {
     }
 
     fn package(&self, repo: &str, path: &str) -> Result<Option<PackageRecord>, StoreError> {
-        self.get(&pkg_key(repo, path))
+        let key = pkg_key(repo, path);
+        match self.db.get(&key).map_err(backend)? {
+            None => Ok(None),
+            Some(v) => decode_pkg(&key, &v).map(Some),
+        }
     }
 
     fn packages(&self, repo: &str) -> Result<Vec<PackageRecord>, StoreError> {
-        self.scan(&pkg_prefix(repo))
+        self.db
+            .scan_prefix(pkg_prefix(repo))
+            .map(|kv| {
+                let (k, v) = kv.map_err(backend)?;
+                decode_pkg(&k, &v)
+            })
+            .collect()
     }
 
     fn lock(&self, configuration: &str) -> Result<Option<LockRecord>, StoreError> {
@@ -862,14 +1078,26 @@ impl Store for SledStore {
     }
 
     fn packages_named(&self, repo: &str, name: &str) -> Result<Vec<PackageRecord>, StoreError> {
-        let prefix = name_prefix(repo, name);
-        let mut out = Vec::new();
-        for k in self.db.scan_prefix(&prefix).keys() {
-            let k = k.map_err(backend)?;
-            let path = String::from_utf8_lossy(&k[prefix.len()..]).into_owned();
-            out.extend(self.package(repo, &path)?);
-        }
-        Ok(out)
+        let prefix = names_prefix(repo);
+        let mut memo = self.memo();
+        let paths: Vec<String> = match memo.names.get(&prefix) {
+            Some(names) => {
+                let paths = names.get(name).into_iter().flatten().cloned().collect();
+                memo.used(&prefix, None);
+                paths
+            }
+            None => {
+                let (_, names) = self.read_repo(repo, None, true)?;
+                let paths = names.get(name).into_iter().flatten().cloned().collect();
+                memo.keep_names(prefix, names);
+                paths
+            }
+        };
+        // Records are read under the memo's lock: no batch comes between.
+        paths
+            .iter()
+            .filter_map(|p| self.package(repo, p).transpose())
+            .collect()
     }
 
     fn index_entries(&self, repo: &str, tree: &str) -> Result<Arc<Vec<IndexRow>>, StoreError> {
@@ -879,8 +1107,16 @@ impl Store for SledStore {
             memo.used(&prefix, None);
             return Ok(rows);
         }
-        let rows = Arc::new(self.read_entries(&prefix)?);
+        // The scan that finds the tree's rows takes the repository's names too, if they
+        // are not kept: a publish asks for both.
+        let names = names_prefix(repo);
+        let want_names = !memo.names.contains_key(&names);
+        let (rows, by_name) = self.read_repo(repo, Some(tree), want_names)?;
+        let rows = Arc::new(rows);
         memo.keep_entries(prefix, rows.clone());
+        if want_names {
+            memo.keep_names(names, by_name);
+        }
         Ok(rows)
     }
 
@@ -1032,6 +1268,85 @@ mod tests {
         }
     }
 
+    /// A store of the layout before (three rows per package) opens upgraded: one row per
+    /// package, the same records, names and index trees, and no rows of the old kinds.
+    #[test]
+    fn a_store_of_three_rows_per_package_opens_as_one_row_per_package() {
+        let dir = tempfile::tempdir().unwrap();
+        let records: Vec<PackageRecord> = ["a1", "a2", "b1"]
+            .into_iter()
+            .map(
+                |p| match listed(p, if p.starts_with('a') { "yum/a" } else { "yum/b" }) {
+                    Change::PutPackage { record, .. } => record,
+                    _ => unreachable!(),
+                },
+            )
+            .chain([crate::store::conformance::record("t.tar.gz")])
+            .collect();
+        {
+            // Written as the release before wrote them.
+            let db = sled::open(dir.path()).unwrap();
+            for r in &records {
+                db.insert(pkg_key("r", &r.path), encode(r)).unwrap();
+                db.insert(format!("name\0r\0{}\0{}", r.name, r.path), &[][..])
+                    .unwrap();
+                if let Some((prefix, rest)) = ent_parts("r", r) {
+                    db.insert(
+                        joined(&prefix, &rest),
+                        r.index.encode(r.published, &r.sha256),
+                    )
+                    .unwrap();
+                }
+            }
+            db.flush().unwrap();
+        }
+        let store = SledStore::open(dir.path()).unwrap();
+        for kind in ["ent\0", "name\0"] {
+            assert_eq!(
+                store.db.scan_prefix(kind).count(),
+                0,
+                "{kind} rows are gone"
+            );
+        }
+        for r in &records {
+            let got = store.package("r", &r.path).unwrap().unwrap();
+            assert_eq!(encode(&got), encode(r));
+            let named = store.packages_named("r", &r.name).unwrap();
+            assert!(named.iter().any(|n| n.path == r.path));
+        }
+        let a = store.index_entries("r", "yum/a").unwrap();
+        let keys: Vec<&str> = a.iter().map(|r| r.key.as_str()).collect();
+        assert_eq!(keys, ["a1\0a1", "a2\0a2"]);
+        assert_eq!(a[0].entry, records[0].index);
+        assert_eq!(store.index_entries("r", "yum/b").unwrap().len(), 1);
+        // Opened again, nothing is upgraded twice.
+        drop(store);
+        let store = SledStore::open(dir.path()).unwrap();
+        assert_eq!(store.packages("r").unwrap().len(), 4);
+        assert_eq!(store.index_entries("r", "yum/a").unwrap().len(), 2);
+    }
+
+    /// A package row's parts come back as they went in, an unlisted one's empty.
+    #[test]
+    fn package_rows_split_into_what_was_joined() {
+        let Change::PutPackage { record, .. } = listed("a1", "yum/a") else {
+            unreachable!()
+        };
+        let v = pkg_value(&record);
+        let row = pkg_row(&v).unwrap();
+        assert_eq!((row.tree, row.order), (&b"yum/a"[..], &b"a1"[..]));
+        assert_eq!(row.name, record.name.as_bytes());
+        assert_eq!(decode_pkg(b"k", &v).unwrap().path, "a1");
+        let (_, _, entry) = IndexEntry::decode(row.entry).unwrap();
+        assert_eq!(entry, *record.index);
+        let plain = crate::store::conformance::record("t.tar.gz");
+        let v = pkg_value(&plain);
+        let row = pkg_row(&v).unwrap();
+        assert!(row.tree.is_empty() && row.entry.is_empty());
+        // The layout before (JSON) is not taken for a row of this one.
+        assert!(pkg_row(&encode(&plain)).is_none());
+    }
+
     fn kept(store: &SledStore) -> Vec<String> {
         let mut k: Vec<String> = store
             .memo()
@@ -1115,7 +1430,7 @@ mod tests {
         store.apply(vec![listed("b4", "yum/b")]).unwrap();
         let b = store.index_entries("r", "yum/b").unwrap();
         assert_eq!(b.len(), 4);
-        assert_eq!(*b, store.read_entries(&ent_prefix("r", "yum/b")).unwrap());
+        assert_eq!(*b, store.read_entries("r", "yum/b").unwrap());
         // A budget that holds both keeps both.
         store.memo().budget = MEMO_BYTES;
         store.index_entries("r", "yum/a").unwrap();
