@@ -51,19 +51,23 @@ impl FsBlobs {
 
     /// Stores under `key` what `fill` writes into a new file, atomically: an unnamed file
     /// linked in once whole, or (replacing, or where unnamed files are not supported) a
-    /// temporary name renamed over the old file. A `fill` error stores nothing.
+    /// temporary name renamed over the old file. A `fill` error stores nothing. Unless
+    /// `replace`, a file already at `key` stays and `Ok(false)` says so.
     fn put_with(
         &self,
         key: &str,
+        replace: bool,
         fill: &mut dyn FnMut(&mut File) -> io::Result<()>,
-    ) -> Result<(), BlobError> {
+    ) -> Result<bool, BlobError> {
         let path = self.path(key)?;
         let dir = path.parent().unwrap_or(&self.root);
         self.make_dir(dir)?;
         // A file system (or kernel, or a missing `/proc`) without unnamed files: a
         // temporary name, then a rename over the old file.
-        if link_unnamed(dir, &path, fill).map_err(io_at(&path))? {
-            return Ok(());
+        match link_unnamed(dir, &path, replace, fill).map_err(io_at(&path))? {
+            Linked::Stored => return Ok(true),
+            Linked::Taken => return Ok(false),
+            Linked::Unsupported => {}
         }
         let mut tmp = tempfile::Builder::new()
             .prefix(".packyard-")
@@ -75,9 +79,68 @@ impl FsBlobs {
             .set_permissions(std::os::unix::fs::PermissionsExt::from_mode(0o644))
             .map_err(io_at(&path))?;
         fill(tmp.as_file_mut()).map_err(io_at(&path))?;
-        tmp.persist(&path).map_err(|e| io_at(&path)(e.error))?;
-        Ok(())
+        if replace {
+            tmp.persist(&path).map_err(|e| io_at(&path)(e.error))?;
+        } else if let Err(e) = tmp.persist_noclobber(&path) {
+            if e.error.kind() == io::ErrorKind::AlreadyExists {
+                return Ok(false);
+            }
+            return Err(io_at(&path)(e.error));
+        }
+        Ok(true)
     }
+
+    /// Stores `body` under `key` (see [`FsBlobs::put_with`]), its bytes checked against
+    /// `sha256` as they are written.
+    fn put_body(
+        &self,
+        key: &str,
+        body: Body<'_>,
+        sha256: Option<&str>,
+        replace: bool,
+    ) -> Result<bool, BlobError> {
+        // Set when the bytes differ: the copy then stops with an error, nothing stored.
+        let mut refused: Option<BlobError> = None;
+        let stored = match body {
+            Body::Bytes(bytes) if sha256.is_none() => {
+                self.put_with(key, replace, &mut |f| f.write_all(bytes))
+            }
+            Body::Bytes(bytes) => self.put_with(key, replace, &mut |f| {
+                match copy_checked(&mut &bytes[..], f, sha256, Path::new(key))? {
+                    Ok(()) => Ok(()),
+                    Err(e) => {
+                        refused = Some(e);
+                        // Not linked: the unnamed file (or the temporary) goes away.
+                        Err(io::Error::other("the source changed since it was checked"))
+                    }
+                }
+            }),
+            Body::Read { from, source } => self.put_with(
+                key,
+                replace,
+                &mut |f| match copy_checked(from, f, sha256, source)? {
+                    Ok(()) => Ok(()),
+                    Err(e) => {
+                        refused = Some(e);
+                        Err(io::Error::other("the source changed since it was checked"))
+                    }
+                },
+            ),
+        };
+        match refused {
+            Some(e) => Err(e),
+            None => stored,
+        }
+    }
+}
+
+/// What [`link_unnamed`] did.
+enum Linked {
+    Stored,
+    /// Not replacing, and a file was at the path: it stays.
+    Taken,
+    /// Unnamed files cannot be made or linked here; nothing was filled.
+    Unsupported,
 }
 
 fn io_at(path: &Path) -> impl FnOnce(io::Error) -> BlobError + '_ {
@@ -88,22 +151,23 @@ fn io_at(path: &Path) -> impl FnOnce(io::Error) -> BlobError + '_ {
 }
 
 /// Stores at `path` what `fill` writes into an unnamed file in `dir` (`O_TMPFILE`), linked
-/// in once whole (over an old file: under a fresh temporary name, renamed over it): a new
-/// file changes its directory once, where a temporary name costs an entry, a rename and a
-/// removal, most of a small file's cost. `Ok(false)`,
-/// before anything is filled, where unnamed files cannot be made or linked: `fill` may
-/// read a stream, so it runs once at most.
+/// in once whole (over an old file, when `replace`: under a fresh temporary name, renamed
+/// over it): a new file changes its directory once, where a temporary name costs an
+/// entry, a rename and a removal, most of a small file's cost. `Unsupported`, before
+/// anything is filled, where unnamed files cannot be made or linked: `fill` may read a
+/// stream, so it runs once at most.
 fn link_unnamed(
     dir: &Path,
     path: &Path,
+    replace: bool,
     fill: &mut dyn FnMut(&mut File) -> io::Result<()>,
-) -> io::Result<bool> {
+) -> io::Result<Linked> {
     use std::os::fd::AsRawFd;
     use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
     // Linking an unnamed file goes through its `/proc/self/fd` name.
     static PROC: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
     if !*PROC.get_or_init(|| Path::new("/proc/self/fd").is_dir()) {
-        return Ok(false);
+        return Ok(Linked::Unsupported);
     }
     let mut f = match fs::OpenOptions::new()
         .write(true)
@@ -118,7 +182,7 @@ fn link_unnamed(
                 Some(libc::EOPNOTSUPP | libc::EISDIR | libc::EINVAL)
             ) =>
         {
-            return Ok(false);
+            return Ok(Linked::Unsupported);
         }
         Err(e) => return Err(e),
     };
@@ -128,14 +192,52 @@ fn link_unnamed(
         f.set_permissions(fs::Permissions::from_mode(0o644))?;
     }
     fill(&mut f)?;
-    let from = PathBuf::from(format!("/proc/self/fd/{}", f.as_raw_fd()));
-    match link_following(&from, path) {
+    match link_fd(f.as_raw_fd(), path) {
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists && !replace => {
+            return Ok(Linked::Taken);
+        }
         Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
-            link_over(dir, path, |tmp| link_following(&from, tmp))?
+            link_over(dir, path, |tmp| link_fd(f.as_raw_fd(), tmp))?
         }
         r => r?,
     }
-    Ok(true)
+    Ok(Linked::Stored)
+}
+
+/// Gives the open unnamed file `fd` the name `to`. By the descriptor itself where the
+/// kernel lets this process (`AT_EMPTY_PATH`: with `CAP_DAC_READ_SEARCH`, or on Linux 6.10
+/// and later for a file it opened), else through its `/proc/self/fd` name, which costs a
+/// path walk through `/proc` per file.
+fn link_fd(fd: std::os::fd::RawFd, to: &Path) -> io::Result<()> {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    static BY_FD: AtomicBool = AtomicBool::new(true);
+    if BY_FD.load(Ordering::Relaxed) {
+        use std::os::unix::ffi::OsStrExt;
+        let to_c = std::ffi::CString::new(to.as_os_str().as_bytes())?;
+        // SAFETY: `fd` is open for the call; both paths are NUL-terminated and outlive it.
+        let linked = unsafe {
+            libc::linkat(
+                fd,
+                c"".as_ptr(),
+                libc::AT_FDCWD,
+                to_c.as_ptr(),
+                libc::AT_EMPTY_PATH,
+            )
+        };
+        if linked == 0 {
+            return Ok(());
+        }
+        let e = io::Error::last_os_error();
+        // ENOENT or EPERM is also what a kernel that does not allow it answers: the
+        // `/proc` name decides, and if it works, it is used from then on.
+        if !matches!(e.raw_os_error(), Some(libc::ENOENT | libc::EPERM)) {
+            return Err(e);
+        }
+        link_following(Path::new(&format!("/proc/self/fd/{fd}")), to)?;
+        BY_FD.store(false, Ordering::Relaxed);
+        return Ok(());
+    }
+    link_following(Path::new(&format!("/proc/self/fd/{fd}")), to)
 }
 
 /// Whether this process's umask leaves a file created 0644 as it is. Read from
@@ -295,36 +397,14 @@ impl FsBlobs {
 
 impl Blobs for FsBlobs {
     fn put(&self, key: &str, body: Body<'_>, sha256: Option<&str>) -> Result<(), BlobError> {
-        // Set when the bytes differ: the copy then stops with an error, nothing stored.
-        let mut refused: Option<BlobError> = None;
-        let stored = match body {
-            Body::Bytes(bytes) if sha256.is_none() => {
-                self.put_with(key, &mut |f| f.write_all(bytes))
-            }
-            Body::Bytes(bytes) => self.put_with(key, &mut |f| {
-                match copy_checked(&mut &bytes[..], f, sha256, Path::new(key))? {
-                    Ok(()) => Ok(()),
-                    Err(e) => {
-                        refused = Some(e);
-                        // Not linked: the unnamed file (or the temporary) goes away.
-                        Err(io::Error::other("the source changed since it was checked"))
-                    }
-                }
-            }),
-            Body::Read { from, source } => {
-                self.put_with(key, &mut |f| match copy_checked(from, f, sha256, source)? {
-                    Ok(()) => Ok(()),
-                    Err(e) => {
-                        refused = Some(e);
-                        Err(io::Error::other("the source changed since it was checked"))
-                    }
-                })
-            }
-        };
-        match refused {
-            Some(e) => Err(e),
-            None => stored,
-        }
+        self.put_body(key, body, sha256, true).map(drop)
+    }
+
+    /// One link that fails when the name is taken, not a look first: a `stat` per file
+    /// was a tenth of storing a cold publish's small packages. A body given for a key
+    /// already there is read and dropped (rare: a publish a crash cut short).
+    fn put_new(&self, key: &str, body: Body<'_>, sha256: Option<&str>) -> Result<bool, BlobError> {
+        self.put_body(key, body, sha256, false)
     }
 
     fn flush(&self) -> Result<(), BlobError> {
