@@ -66,13 +66,14 @@ fn escape(s: &str, in_attribute: bool) -> Cow<'_, str> {
 
 /// Control characters XML 1.0 cannot carry (createrepo_c refuses them too).
 fn check_chars(what: &str, s: &str) -> Result<(), String> {
+    // Bytes, not chars: in UTF-8 a byte below 0x20 is always that character (every byte
+    // of a longer one is 0x80 or more), and a byte scan skips decoding each entry's 2 KB.
     match s
-        .chars()
-        .find(|c| (*c as u32) < 0x20 && !matches!(c, '\t' | '\n' | '\r'))
+        .bytes()
+        .find(|b| *b < 0x20 && !matches!(b, b'\t' | b'\n' | b'\r'))
     {
-        Some(c) => Err(format!(
-            "the RPM's {what} holds the control character U+{:04X}, which XML cannot carry",
-            c as u32
+        Some(b) => Err(format!(
+            "the RPM's {what} holds the control character U+{b:04X}, which XML cannot carry"
         )),
         None => Ok(()),
     }
