@@ -343,11 +343,6 @@ fn names_prefix(repo: &str) -> Vec<u8> {
     format!("name\0{repo}\0").into_bytes()
 }
 
-/// The row that says the store's rows are laid out as this release lays them out (one
-/// row per package), and its value.
-const LAYOUT_KEY: &[u8] = b"layout";
-const LAYOUT: &[u8] = b"1";
-
 /// What marks a package row as this layout's (JSON, the layout before, starts with `{`).
 const PKG_ROW: u8 = 1;
 
@@ -577,8 +572,11 @@ impl SledStore {
     /// Stores of earlier releases kept each package in three rows (its record, an empty
     /// row under its name, its index entry under its tree); they become one row each (see
     /// [`pkg_value`]) in one batch, so an upgrade cut short is done whole at the next open.
+    /// Every package of theirs had a row under its name, and this layout has none: a
+    /// store without such rows (or index entry rows) has nothing to upgrade.
     fn upgrade_rows(&self) -> Result<(), StoreError> {
-        if self.db.get(LAYOUT_KEY).map_err(backend)?.as_deref() == Some(LAYOUT) {
+        let old_rows = |prefix: &[u8]| self.db.scan_prefix(prefix).next().is_some();
+        if !old_rows(b"name\0") && !old_rows(b"ent\0") {
             return Ok(());
         }
         let mut batch = sled::Batch::default();
@@ -610,7 +608,6 @@ impl SledStore {
                 batch.remove(k.map_err(backend)?);
             }
         }
-        batch.insert(LAYOUT_KEY, LAYOUT);
         self.db.apply_batch(batch).map_err(backend)?;
         self.db.flush().map_err(backend)?;
         if upgraded > 0 {
@@ -655,16 +652,18 @@ impl SledStore {
         self.memo.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Index tree `tree`'s rows as the database holds them, in key order, and the names
-    /// of repository `repo` when `names` is set: one scan of its package rows.
+    /// The rows of repository `repo`'s index trees that `want` (asked once per tree), each
+    /// tree's in key order, and its names when `names` is set: one scan of its package
+    /// rows.
     fn read_repo(
         &self,
         repo: &str,
-        tree: Option<&str>,
+        want: &dyn Fn(&str) -> bool,
         names: bool,
-    ) -> Result<(Vec<IndexRow>, Names), StoreError> {
+    ) -> Result<(HashMap<String, Vec<IndexRow>>, Names), StoreError> {
         let prefix = pkg_prefix(repo);
-        let mut rows = Vec::new();
+        let mut trees: HashMap<String, Vec<IndexRow>> = HashMap::new();
+        let mut wanted: HashMap<Vec<u8>, bool> = HashMap::new();
         let mut by_name = Names::new();
         for kv in self.db.scan_prefix(&prefix) {
             let (k, v) = kv.map_err(backend)?;
@@ -677,25 +676,38 @@ impl SledStore {
                     .or_default()
                     .insert(path.to_string());
             }
-            if tree.is_some_and(|t| t.as_bytes() == row.tree) {
+            if row.tree.is_empty() {
+                continue;
+            }
+            let tree = String::from_utf8_lossy(row.tree);
+            let wants = *wanted
+                .entry(row.tree.to_vec())
+                .or_insert_with(|| want(&tree));
+            if wants {
                 let (published, sha256, entry) = IndexEntry::decode(row.entry)
                     .ok_or_else(|| corrupt(&k, "not an index entry"))?;
-                rows.push(IndexRow::new(
-                    super::row_key(&String::from_utf8_lossy(row.order), path),
-                    published,
-                    sha256,
-                    entry,
-                ));
+                trees
+                    .entry(tree.into_owned())
+                    .or_default()
+                    .push(IndexRow::new(
+                        super::row_key(&String::from_utf8_lossy(row.order), path),
+                        published,
+                        sha256,
+                        entry,
+                    ));
             }
         }
         // Package rows come in path order; a tree's come in listing order.
-        rows.sort_unstable_by(|a, b| a.key.cmp(&b.key));
-        Ok((rows, by_name))
+        for rows in trees.values_mut() {
+            rows.sort_unstable_by(|a, b| a.key.cmp(&b.key));
+        }
+        Ok((trees, by_name))
     }
 
     /// A tree's index rows as the database holds them, in key order.
     fn read_entries(&self, repo: &str, tree: &str) -> Result<Vec<IndexRow>, StoreError> {
-        Ok(self.read_repo(repo, Some(tree), false)?.0)
+        let (mut trees, _) = self.read_repo(repo, &|t| t == tree, false)?;
+        Ok(trees.remove(tree).unwrap_or_default())
     }
 
     fn get<T: DeserializeOwned>(&self, key: &[u8]) -> Result<Option<T>, StoreError> {
@@ -1086,10 +1098,17 @@ impl Store for SledStore {
                 memo.used(&prefix, None);
                 paths
             }
+            // The scan also takes the trees not kept: a publish asks for its names first,
+            // then for the trees it changes, and a second scan of a big repository's rows
+            // would cost about as much as the first.
             None => {
-                let (_, names) = self.read_repo(repo, None, true)?;
+                let kept = |t: &str| memo.entries.contains_key(&ent_prefix(repo, t));
+                let (trees, names) = self.read_repo(repo, &|t| !kept(t), true)?;
                 let paths = names.get(name).into_iter().flatten().cloned().collect();
                 memo.keep_names(prefix, names);
+                for (tree, rows) in trees {
+                    memo.keep_entries(ent_prefix(repo, &tree), Arc::new(rows));
+                }
                 paths
             }
         };
@@ -1111,8 +1130,8 @@ impl Store for SledStore {
         // are not kept: a publish asks for both.
         let names = names_prefix(repo);
         let want_names = !memo.names.contains_key(&names);
-        let (rows, by_name) = self.read_repo(repo, Some(tree), want_names)?;
-        let rows = Arc::new(rows);
+        let (mut trees, by_name) = self.read_repo(repo, &|t| t == tree, want_names)?;
+        let rows = Arc::new(trees.remove(tree).unwrap_or_default());
         memo.keep_entries(prefix, rows.clone());
         if want_names {
             memo.keep_names(names, by_name);
@@ -1300,7 +1319,7 @@ mod tests {
             }
             db.flush().unwrap();
         }
-        let store = SledStore::open(dir.path()).unwrap();
+        let store = SledStore::open_waiting(dir.path(), Duration::from_secs(10)).unwrap();
         for kind in ["ent\0", "name\0"] {
             assert_eq!(
                 store.db.scan_prefix(kind).count(),
@@ -1319,9 +1338,10 @@ mod tests {
         assert_eq!(keys, ["a1\0a1", "a2\0a2"]);
         assert_eq!(a[0].entry, records[0].index);
         assert_eq!(store.index_entries("r", "yum/b").unwrap().len(), 1);
-        // Opened again, nothing is upgraded twice.
+        // Opened again, nothing is upgraded twice. (sled lets go of its lock a moment
+        // after a store that wrote is dropped.)
         drop(store);
-        let store = SledStore::open(dir.path()).unwrap();
+        let store = SledStore::open_waiting(dir.path(), Duration::from_secs(10)).unwrap();
         assert_eq!(store.packages("r").unwrap().len(), 4);
         assert_eq!(store.index_entries("r", "yum/a").unwrap().len(), 2);
     }
