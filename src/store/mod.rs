@@ -209,8 +209,8 @@ pub struct PackageRecord {
     /// A `.dsc`'s other files.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub parts: Vec<SourcePart>,
-    /// The pre-rendered index entries. Kept apart from the record in the store (see
-    /// [`Store::index_entries`]), so reading records stays cheap.
+    /// The pre-rendered index entries. Not in the record's JSON: the store keeps them
+    /// beside it (see [`Store::index_entries`]) and reading records does not decode them.
     #[serde(skip)]
     pub index: Arc<IndexEntry>,
 }
