@@ -594,11 +594,21 @@ impl SledStore {
                 .unwrap_or_default();
             if let Some((prefix, rest)) = ent_parts(&repo, &record) {
                 let ent = joined(&prefix, &rest);
-                let stored = self.db.get(&ent).map_err(backend)?;
-                let (_, _, entry) = stored
-                    .and_then(|e| IndexEntry::decode(&e))
-                    .ok_or_else(|| corrupt(&ent, "a listed package's index entry is missing"))?;
-                record.index = Arc::new(entry);
+                match self
+                    .db
+                    .get(&ent)
+                    .map_err(backend)?
+                    .as_deref()
+                    .and_then(IndexEntry::decode)
+                {
+                    Some((_, _, entry)) => record.index = Arc::new(entry),
+                    // Kept listed without an entry: reading that tree fails, as it did
+                    // before; the rest of the store opens.
+                    None => tracing::warn!(
+                        key = %String::from_utf8_lossy(&ent).replace('\0', "/"),
+                        "a listed package's index entry is missing or damaged"
+                    ),
+                }
             }
             batch.insert(k, pkg_value(&record));
             upgraded += 1;
@@ -1344,6 +1354,32 @@ mod tests {
         let store = SledStore::open_waiting(dir.path(), Duration::from_secs(10)).unwrap();
         assert_eq!(store.packages("r").unwrap().len(), 4);
         assert_eq!(store.index_entries("r", "yum/a").unwrap().len(), 2);
+    }
+
+    /// An old store whose listed package lost its index entry still opens; only reading
+    /// that tree says what is wrong, as it did before the upgrade.
+    #[test]
+    fn an_old_store_missing_an_index_entry_opens_and_that_tree_says_so() {
+        let dir = tempfile::tempdir().unwrap();
+        let Change::PutPackage { record, .. } = listed("a1", "yum/a") else {
+            unreachable!()
+        };
+        let plain = crate::store::conformance::record("t.tar.gz");
+        {
+            let db = sled::open(dir.path()).unwrap();
+            for r in [&record, &plain] {
+                db.insert(pkg_key("r", &r.path), encode(r)).unwrap();
+                db.insert(format!("name\0r\0{}\0{}", r.name, r.path), &[][..])
+                    .unwrap();
+            }
+            db.flush().unwrap();
+        }
+        let store = SledStore::open_waiting(dir.path(), Duration::from_secs(10)).unwrap();
+        assert_eq!(store.packages("r").unwrap().len(), 2);
+        assert!(matches!(
+            store.index_entries("r", "yum/a"),
+            Err(StoreError::Corrupt { .. })
+        ));
     }
 
     /// A package row's parts come back as they went in, an unlisted one's empty.
