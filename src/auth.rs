@@ -240,7 +240,7 @@ mod tests {
     #[test]
     fn tokens_check_roles_and_revoke() {
         let dir = tempfile::tempdir().unwrap();
-        let store = SledStore::open(dir.path()).unwrap();
+        let store = SledStore::open(&dir.path().join("store")).unwrap();
         let t = create(&store, Role::Release, "ci", None).unwrap();
         assert!(t.token.starts_with("pky_"));
         let r = check(&store, &t.token).unwrap();
@@ -292,7 +292,7 @@ mod tests {
             );
         }
         let dir = tempfile::tempdir().unwrap();
-        let store = SledStore::open(dir.path()).unwrap();
+        let store = SledStore::open(&dir.path().join("store")).unwrap();
         let now = chrono::Utc::now().timestamp();
         let live = create(&store, Role::Builder, "ci", Some(now + 3600)).unwrap();
         assert_eq!(

@@ -1024,7 +1024,7 @@ mod tests {
     #[test]
     fn tasks_are_claimed_in_order_once_their_dependencies_are_done() {
         let dir = tempfile::tempdir().unwrap();
-        let store = SledStore::open(dir.path()).unwrap();
+        let store = SledStore::open(&dir.path().join("store")).unwrap();
         let q = Queue::new(Duration::from_secs(60), Duration::from_secs(15));
         // a <- b <- c, and d alone; b needs a.
         let id = q
@@ -1085,7 +1085,7 @@ mod tests {
     #[test]
     fn a_report_under_a_lease_that_is_not_current_changes_nothing() {
         let dir = tempfile::tempdir().unwrap();
-        let store = SledStore::open(dir.path()).unwrap();
+        let store = SledStore::open(&dir.path().join("store")).unwrap();
         let q = Queue::new(Duration::from_millis(100), Duration::from_millis(30));
         let id = q.submit(&store, build(), vec![task("a", &[])], 0).unwrap();
         let el9 = platforms(EL9);
@@ -1136,7 +1136,7 @@ mod tests {
     #[test]
     fn a_task_whose_lease_runs_out_three_times_fails() {
         let dir = tempfile::tempdir().unwrap();
-        let store = SledStore::open(dir.path()).unwrap();
+        let store = SledStore::open(&dir.path().join("store")).unwrap();
         let q = Queue::new(Duration::from_millis(10), Duration::from_millis(3));
         let id = q
             .submit(&store, build(), vec![task("a", &[]), task("b", &[0])], 0)
@@ -1160,7 +1160,7 @@ mod tests {
     #[test]
     fn cached_tasks_need_no_agent_and_cancel_ends_what_waits() {
         let dir = tempfile::tempdir().unwrap();
-        let store = SledStore::open(dir.path()).unwrap();
+        let store = SledStore::open(&dir.path().join("store")).unwrap();
         let q = Queue::new(Duration::from_secs(60), Duration::from_secs(15));
         let cached = |name: &str, deps: &[u32]| NewTask {
             cached: Some(("key".into(), vec![])),
@@ -1204,7 +1204,7 @@ mod tests {
     #[test]
     fn many_agents_asking_at_once_never_share_a_task() {
         let dir = tempfile::tempdir().unwrap();
-        let store = SledStore::open(dir.path()).unwrap();
+        let store = SledStore::open(&dir.path().join("store")).unwrap();
         let q = Queue::new(Duration::from_secs(60), Duration::from_secs(15));
         let tasks: Vec<NewTask> = (0..40).map(|i| task(&format!("t{i}"), &[])).collect();
         q.submit(&store, build(), tasks, 0).unwrap();

@@ -833,7 +833,7 @@ mod tests {
     #[test]
     fn sled_store_keeps_repos_packages_and_locks_apart() {
         let dir = tempfile::tempdir().unwrap();
-        let store = SledStore::open(dir.path()).unwrap();
+        let store = SledStore::open(&dir.path().join("store")).unwrap();
         let repo = |name: &str| RepoRecord {
             name: name.into(),
             kind: RepoKind::Volatile,
@@ -891,8 +891,11 @@ mod tests {
         assert!(store.packages_named("nightly", "too").unwrap().is_empty());
         drop(store);
         // Durable across a reopen (sled lets go of its lock file shortly after a drop).
-        let store =
-            SledStore::open_waiting(dir.path(), std::time::Duration::from_secs(10)).unwrap();
+        let store = SledStore::open_waiting(
+            &dir.path().join("store"),
+            std::time::Duration::from_secs(10),
+        )
+        .unwrap();
         assert_eq!(store.packages("nightly-old").unwrap().len(), 1);
         assert_eq!(store.repo("nightly").unwrap().unwrap().keep, Some(3));
     }
@@ -923,7 +926,7 @@ mod tests {
             key: key.into(),
             bytes: bytes.to_vec(),
         };
-        let store = SledStore::open(dir.path()).unwrap();
+        let store = SledStore::open(&dir.path().join("store")).unwrap();
         store
             .apply(vec![
                 put(listed("x.rpm", "m", "1")),
@@ -972,8 +975,11 @@ mod tests {
         assert!(merged.windows(2).all(|w| w[0].key < w[1].key));
         let segments = store.segments("r", "yum/el9").unwrap();
         drop(store);
-        let fresh =
-            SledStore::open_waiting(dir.path(), std::time::Duration::from_secs(10)).unwrap();
+        let fresh = SledStore::open_waiting(
+            &dir.path().join("store"),
+            std::time::Duration::from_secs(10),
+        )
+        .unwrap();
         assert_eq!(*fresh.index_entries("r", "yum/el9").unwrap(), *merged);
         assert_eq!(*fresh.segments("r", "yum/el9").unwrap(), *segments);
         assert_ne!(remembered[0].identity(), remembered[1].identity());

@@ -1314,7 +1314,7 @@ mod tests {
             .collect();
         {
             // Written as the release before wrote them.
-            let db = sled::open(dir.path()).unwrap();
+            let db = sled::open(dir.path().join("store")).unwrap();
             for r in &records {
                 db.insert(pkg_key("r", &r.path), encode(r)).unwrap();
                 db.insert(format!("name\0r\0{}\0{}", r.name, r.path), &[][..])
@@ -1329,7 +1329,8 @@ mod tests {
             }
             db.flush().unwrap();
         }
-        let store = SledStore::open_waiting(dir.path(), Duration::from_secs(10)).unwrap();
+        let store =
+            SledStore::open_waiting(&dir.path().join("store"), Duration::from_secs(10)).unwrap();
         for kind in ["ent\0", "name\0"] {
             assert_eq!(
                 store.db.scan_prefix(kind).count(),
@@ -1351,7 +1352,8 @@ mod tests {
         // Opened again, nothing is upgraded twice. (sled lets go of its lock a moment
         // after a store that wrote is dropped.)
         drop(store);
-        let store = SledStore::open_waiting(dir.path(), Duration::from_secs(10)).unwrap();
+        let store =
+            SledStore::open_waiting(&dir.path().join("store"), Duration::from_secs(10)).unwrap();
         assert_eq!(store.packages("r").unwrap().len(), 4);
         assert_eq!(store.index_entries("r", "yum/a").unwrap().len(), 2);
     }
@@ -1366,7 +1368,7 @@ mod tests {
         };
         let plain = crate::store::conformance::record("t.tar.gz");
         {
-            let db = sled::open(dir.path()).unwrap();
+            let db = sled::open(dir.path().join("store")).unwrap();
             for r in [&record, &plain] {
                 db.insert(pkg_key("r", &r.path), encode(r)).unwrap();
                 db.insert(format!("name\0r\0{}\0{}", r.name, r.path), &[][..])
@@ -1374,7 +1376,8 @@ mod tests {
             }
             db.flush().unwrap();
         }
-        let store = SledStore::open_waiting(dir.path(), Duration::from_secs(10)).unwrap();
+        let store =
+            SledStore::open_waiting(&dir.path().join("store"), Duration::from_secs(10)).unwrap();
         assert_eq!(store.packages("r").unwrap().len(), 2);
         assert!(matches!(
             store.index_entries("r", "yum/a"),
@@ -1420,18 +1423,18 @@ mod tests {
     fn a_snapshot_a_killed_process_left_unfinished_does_not_stop_the_store_opening() {
         let dir = tempfile::tempdir().unwrap();
         {
-            let store = SledStore::open(dir.path()).unwrap();
+            let store = SledStore::open(&dir.path().join("store")).unwrap();
             store.apply(vec![listed("a1", "yum/a")]).unwrap();
         }
-        let unfinished = dir.path().join("snap.7FFFFFFFFFFFFFFF.generating");
+        let unfinished = dir.path().join("store/snap.7FFFFFFFFFFFFFFF.generating");
         std::fs::write(&unfinished, b"half a snapshot").unwrap();
-        let store = SledStore::open(dir.path()).unwrap();
+        let store = SledStore::open(&dir.path().join("store")).unwrap();
         assert_eq!(store.index_entries("r", "yum/a").unwrap().len(), 1);
         assert!(!unfinished.exists());
         // While a process holds the store, its files are left alone.
         std::fs::write(&unfinished, b"being written").unwrap();
         assert!(matches!(
-            SledStore::open(dir.path()),
+            SledStore::open(&dir.path().join("store")),
             Err(StoreError::Busy { .. })
         ));
         assert!(unfinished.exists());
@@ -1440,21 +1443,21 @@ mod tests {
     #[test]
     fn sled_store_keeps_the_store_contract() {
         let dir = tempfile::tempdir().unwrap();
-        crate::store::conformance::check(&SledStore::open(dir.path()).unwrap());
+        crate::store::conformance::check(&SledStore::open(&dir.path().join("store")).unwrap());
     }
 
     /// One process holds a sled store: its servers' queues share the store itself.
     #[test]
     fn sled_store_keeps_the_shared_store_contract() {
         let dir = tempfile::tempdir().unwrap();
-        let store = SledStore::open(dir.path()).unwrap();
+        let store = SledStore::open(&dir.path().join("store")).unwrap();
         crate::store::conformance::check_shared(&store, &store);
     }
 
     #[test]
     fn kept_trees_past_the_budget_are_forgotten_least_recently_used_first() {
         let dir = tempfile::tempdir().unwrap();
-        let store = SledStore::open(dir.path()).unwrap();
+        let store = SledStore::open(&dir.path().join("store")).unwrap();
         // Room for about one tree of three rows.
         let one_tree = {
             store
