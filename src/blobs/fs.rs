@@ -99,34 +99,29 @@ impl FsBlobs {
         sha256: Option<&str>,
         replace: bool,
     ) -> Result<bool, BlobError> {
+        let mut slice: &[u8];
+        let (from, source): (&mut dyn io::Read, &Path) = match body {
+            Body::Bytes(bytes) if sha256.is_none() => {
+                return self.put_with(key, replace, &mut |f| f.write_all(bytes));
+            }
+            Body::Bytes(bytes) => {
+                slice = bytes;
+                (&mut slice, Path::new(key))
+            }
+            Body::Read { from, source } => (from, source),
+        };
         // Set when the bytes differ: the copy then stops with an error, nothing stored.
         let mut refused: Option<BlobError> = None;
-        let stored = match body {
-            Body::Bytes(bytes) if sha256.is_none() => {
-                self.put_with(key, replace, &mut |f| f.write_all(bytes))
-            }
-            Body::Bytes(bytes) => self.put_with(key, replace, &mut |f| {
-                match copy_checked(&mut &bytes[..], f, sha256, Path::new(key))? {
-                    Ok(()) => Ok(()),
-                    Err(e) => {
-                        refused = Some(e);
-                        // Not linked: the unnamed file (or the temporary) goes away.
-                        Err(io::Error::other("the source changed since it was checked"))
-                    }
+        let stored = self.put_with(key, replace, &mut |f| {
+            match copy_checked(&mut *from, f, sha256, source)? {
+                Ok(()) => Ok(()),
+                Err(e) => {
+                    refused = Some(e);
+                    // Not linked: the unnamed file (or the temporary) goes away.
+                    Err(io::Error::other("the source changed since it was checked"))
                 }
-            }),
-            Body::Read { from, source } => self.put_with(
-                key,
-                replace,
-                &mut |f| match copy_checked(from, f, sha256, source)? {
-                    Ok(()) => Ok(()),
-                    Err(e) => {
-                        refused = Some(e);
-                        Err(io::Error::other("the source changed since it was checked"))
-                    }
-                },
-            ),
-        };
+            }
+        });
         match refused {
             Some(e) => Err(e),
             None => stored,
@@ -212,32 +207,25 @@ fn link_fd(fd: std::os::fd::RawFd, to: &Path) -> io::Result<()> {
     use std::sync::atomic::{AtomicBool, Ordering};
     static BY_FD: AtomicBool = AtomicBool::new(true);
     if BY_FD.load(Ordering::Relaxed) {
-        use std::os::unix::ffi::OsStrExt;
-        let to_c = std::ffi::CString::new(to.as_os_str().as_bytes())?;
-        // SAFETY: `fd` is open for the call; both paths are NUL-terminated and outlive it.
-        let linked = unsafe {
-            libc::linkat(
-                fd,
-                c"".as_ptr(),
-                libc::AT_FDCWD,
-                to_c.as_ptr(),
-                libc::AT_EMPTY_PATH,
-            )
-        };
-        if linked == 0 {
-            return Ok(());
+        match link_at(fd, Path::new(""), to, libc::AT_EMPTY_PATH) {
+            Ok(()) => return Ok(()),
+            // ENOENT or EPERM is also what a kernel that does not allow it answers: the
+            // `/proc` name decides, and if it works, it is used from then on.
+            Err(e) if !matches!(e.raw_os_error(), Some(libc::ENOENT | libc::EPERM)) => {
+                return Err(e);
+            }
+            Err(_) => {}
         }
-        let e = io::Error::last_os_error();
-        // ENOENT or EPERM is also what a kernel that does not allow it answers: the
-        // `/proc` name decides, and if it works, it is used from then on.
-        if !matches!(e.raw_os_error(), Some(libc::ENOENT | libc::EPERM)) {
-            return Err(e);
-        }
-        link_following(Path::new(&format!("/proc/self/fd/{fd}")), to)?;
-        BY_FD.store(false, Ordering::Relaxed);
-        return Ok(());
     }
-    link_following(Path::new(&format!("/proc/self/fd/{fd}")), to)
+    let proc_name = format!("/proc/self/fd/{fd}");
+    link_at(
+        libc::AT_FDCWD,
+        Path::new(&proc_name),
+        to,
+        libc::AT_SYMLINK_FOLLOW,
+    )?;
+    BY_FD.store(false, Ordering::Relaxed);
+    Ok(())
 }
 
 /// Whether this process's umask leaves a file created 0644 as it is. Read from
@@ -255,21 +243,13 @@ fn umask_keeps_0644() -> bool {
     })
 }
 
-/// `linkat` that follows `from` when it is a symlink (a `/proc/self/fd` name).
-fn link_following(from: &Path, to: &Path) -> io::Result<()> {
+/// `linkat(fd, from, AT_FDCWD, to, flags)`.
+fn link_at(fd: std::os::fd::RawFd, from: &Path, to: &Path, flags: libc::c_int) -> io::Result<()> {
     use std::os::unix::ffi::OsStrExt;
     let from = std::ffi::CString::new(from.as_os_str().as_bytes())?;
     let to = std::ffi::CString::new(to.as_os_str().as_bytes())?;
-    // SAFETY: both are NUL-terminated paths that outlive the call.
-    let linked = unsafe {
-        libc::linkat(
-            libc::AT_FDCWD,
-            from.as_ptr(),
-            libc::AT_FDCWD,
-            to.as_ptr(),
-            libc::AT_SYMLINK_FOLLOW,
-        )
-    };
+    // SAFETY: both are NUL-terminated paths that outlive the call; `fd` is the caller's.
+    let linked = unsafe { libc::linkat(fd, from.as_ptr(), libc::AT_FDCWD, to.as_ptr(), flags) };
     if linked != 0 {
         return Err(io::Error::last_os_error());
     }

@@ -73,6 +73,9 @@ const MEMO_BYTES: usize = 256 << 20;
 /// A repository's package paths by package name.
 type Names = HashMap<String, BTreeSet<String>>;
 
+/// Index trees' rows, by tree.
+type Trees = HashMap<String, Vec<IndexRow>>;
+
 struct Memo {
     /// By [`ent_prefix`].
     entries: HashMap<Vec<u8>, Arc<Vec<IndexRow>>>,
@@ -216,6 +219,27 @@ impl Memo {
         self.used(&prefix, Some(names_size(&names)));
         self.names.insert(prefix, names);
         self.shrink();
+    }
+
+    /// Keeps what a scan of repository `repo` read (see [`SledStore::read_repo`]): its
+    /// trees, and its names if read. Returns the trees as kept.
+    fn keep_read(
+        &mut self,
+        repo: &str,
+        trees: Trees,
+        names: Option<Names>,
+    ) -> HashMap<String, Arc<Vec<IndexRow>>> {
+        if let Some(names) = names {
+            self.keep_names(names_prefix(repo), names);
+        }
+        trees
+            .into_iter()
+            .map(|(tree, rows)| {
+                let rows = Arc::new(rows);
+                self.keep_entries(ent_prefix(repo, &tree), rows.clone());
+                (tree, rows)
+            })
+            .collect()
     }
 
     /// Applies a batch's patches in their order. A tree's entry patches are merged into
@@ -670,9 +694,9 @@ impl SledStore {
         repo: &str,
         want: &dyn Fn(&str) -> bool,
         names: bool,
-    ) -> Result<(HashMap<String, Vec<IndexRow>>, Names), StoreError> {
+    ) -> Result<(Trees, Option<Names>), StoreError> {
         let prefix = pkg_prefix(repo);
-        let mut trees: HashMap<String, Vec<IndexRow>> = HashMap::new();
+        let mut trees = Trees::new();
         let mut wanted: HashMap<Vec<u8>, bool> = HashMap::new();
         let mut by_name = Names::new();
         for kv in self.db.scan_prefix(&prefix) {
@@ -711,10 +735,11 @@ impl SledStore {
         for rows in trees.values_mut() {
             rows.sort_unstable_by(|a, b| a.key.cmp(&b.key));
         }
-        Ok((trees, by_name))
+        Ok((trees, names.then_some(by_name)))
     }
 
     /// A tree's index rows as the database holds them, in key order.
+    #[cfg(test)]
     fn read_entries(&self, repo: &str, tree: &str) -> Result<Vec<IndexRow>, StoreError> {
         let (mut trees, _) = self.read_repo(repo, &|t| t == tree, false)?;
         Ok(trees.remove(tree).unwrap_or_default())
@@ -892,8 +917,8 @@ impl Store for SledStore {
         }
         let mut batch = sled::Batch::default();
         let mut patches: Vec<Patch> = Vec::new();
-        // The index trees packages are put into, by prefix: their repository and name.
-        let mut trees: BTreeMap<Vec<u8>, (String, String)> = BTreeMap::new();
+        // The index trees packages are put into, by repository.
+        let mut trees: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
         // Records as this batch leaves them so far: a later change in the same batch must
         // see an earlier one (a package added and pruned at once leaves nothing behind).
         let mut overlay: HashMap<Vec<u8>, Option<PackageRecord>> =
@@ -938,12 +963,13 @@ impl Store for SledStore {
                         record.path.clone(),
                         true,
                     ));
+                    if let Some(l) = &record.listed {
+                        trees
+                            .entry(repo.clone())
+                            .or_default()
+                            .insert(l.tree.clone());
+                    }
                     if let Some((prefix, rest)) = ent_parts(&repo, &record) {
-                        if let Some(l) = &record.listed {
-                            trees
-                                .entry(prefix.clone())
-                                .or_insert_with(|| (repo.clone(), l.tree.clone()));
-                        }
                         patches.push(Patch::Entry(
                             prefix,
                             rest.clone(),
@@ -1033,10 +1059,18 @@ impl Store for SledStore {
         // A tree this batch changes is read first, if not yet kept, and kept patched: the
         // index build that follows a publish reads it at once, and a cold publish would
         // otherwise decode from the database the thousands of rows it just wrote.
-        for (prefix, (repo, tree)) in trees {
-            if !memo.entries.contains_key(&prefix) {
-                let rows = self.read_entries(&repo, &tree)?;
-                memo.keep_entries(prefix, Arc::new(rows));
+        for (repo, trees) in trees {
+            let missing: BTreeSet<String> = trees
+                .into_iter()
+                .filter(|t| !memo.entries.contains_key(&ent_prefix(&repo, t)))
+                .collect();
+            if !missing.is_empty() {
+                let (mut rows, _) = self.read_repo(&repo, &|t| missing.contains(t), false)?;
+                // A tree without rows yet (the first publish into it) is kept empty.
+                for t in missing {
+                    rows.entry(t).or_default();
+                }
+                memo.keep_read(&repo, rows, None);
             }
         }
         if let Err(e) = self.db.apply_batch(batch) {
@@ -1114,11 +1148,9 @@ impl Store for SledStore {
             None => {
                 let kept = |t: &str| memo.entries.contains_key(&ent_prefix(repo, t));
                 let (trees, names) = self.read_repo(repo, &|t| !kept(t), true)?;
+                let names = names.unwrap_or_default();
                 let paths = names.get(name).into_iter().flatten().cloned().collect();
-                memo.keep_names(prefix, names);
-                for (tree, rows) in trees {
-                    memo.keep_entries(ent_prefix(repo, &tree), Arc::new(rows));
-                }
+                memo.keep_read(repo, trees, Some(names));
                 paths
             }
         };
@@ -1138,15 +1170,12 @@ impl Store for SledStore {
         }
         // The scan that finds the tree's rows takes the repository's names too, if they
         // are not kept: a publish asks for both.
-        let names = names_prefix(repo);
-        let want_names = !memo.names.contains_key(&names);
-        let (mut trees, by_name) = self.read_repo(repo, &|t| t == tree, want_names)?;
-        let rows = Arc::new(trees.remove(tree).unwrap_or_default());
-        memo.keep_entries(prefix, rows.clone());
-        if want_names {
-            memo.keep_names(names, by_name);
-        }
-        Ok(rows)
+        let want_names = !memo.names.contains_key(&names_prefix(repo));
+        let (mut trees, names) = self.read_repo(repo, &|t| t == tree, want_names)?;
+        // A tree without rows is kept too (empty), so it is not scanned for again.
+        trees.entry(tree.to_string()).or_default();
+        let mut kept = memo.keep_read(repo, trees, names);
+        Ok(kept.remove(tree).unwrap_or_default())
     }
 
     fn segments(&self, repo: &str, tree: &str) -> Result<Arc<Segments>, StoreError> {
