@@ -6,6 +6,20 @@ use std::path::Path;
 
 use super::{BlobError, Blobs, Body, Data};
 
+/// `from` as a streamed body.
+fn stream(from: &mut dyn Read) -> Body<'_> {
+    Body::Read {
+        from,
+        source: Path::new("y.rpm"),
+    }
+}
+
+/// Asserts a put was refused as not matching its checksum.
+fn changed<T: std::fmt::Debug>(put: Result<T, BlobError>) {
+    let e = put.unwrap_err();
+    assert!(matches!(e, BlobError::Changed { .. }), "{e}");
+}
+
 /// Checks `b` against the trait's contract, panicking at the first difference. `r/` and
 /// `rest/` under it are written and removed.
 pub fn check(b: &dyn Blobs) {
@@ -20,17 +34,7 @@ pub fn check(b: &dyn Blobs) {
     assert_eq!(m2.len, 4);
     assert_ne!(m.etag, m2.etag);
     // A checked stream that does not match stores nothing.
-    let e = b
-        .put(
-            "r/a/y.rpm",
-            Body::Read {
-                from: &mut &b"abc"[..],
-                source: Path::new("y.rpm"),
-            },
-            Some("00"),
-        )
-        .unwrap_err();
-    assert!(matches!(e, BlobError::Changed { .. }), "{e}");
+    changed(b.put("r/a/y.rpm", stream(&mut &b"abc"[..]), Some("00")));
     assert!(!b.exists("r/a/y.rpm").unwrap());
     // Ranges.
     let o = b.open("r/a/x.rpm", Some(1..3)).unwrap().unwrap();
@@ -50,13 +54,22 @@ pub fn check(b: &dyn Blobs) {
             assert_eq!(got, b"wo");
         }
     }
-    // Create-only puts: the second finds the first's object and changes nothing.
+    // Create-only puts: the second finds the first's object and changes nothing (the
+    // same length, as the same content has: a content-named key's second writer).
     assert!(b.put_new("r/c/n.rpm", Body::Bytes(b"first"), None).unwrap());
-    assert!(
-        !b.put_new("r/c/n.rpm", Body::Bytes(b"second"), None)
-            .unwrap()
-    );
+    assert!(!b.put_new("r/c/n.rpm", Body::Bytes(b"again"), None).unwrap());
     assert_eq!(b.get("r/c/n.rpm").unwrap().unwrap(), b"first");
+    // What a put cut short leaves (an empty or short object) is replaced, from bytes
+    // and from a stream, and a checked body that does not match still stores nothing.
+    b.put("r/c/n.rpm", Body::Bytes(b""), None).unwrap();
+    assert!(b.put_new("r/c/n.rpm", Body::Bytes(b"whole"), None).unwrap());
+    assert_eq!(b.get("r/c/n.rpm").unwrap().unwrap(), b"whole");
+    b.put("r/c/n.rpm", Body::Bytes(b"who"), None).unwrap();
+    changed(b.put_new("r/c/n.rpm", stream(&mut &b"whole"[..]), Some("00")));
+    assert_eq!(b.get("r/c/n.rpm").unwrap().unwrap(), b"who");
+    let mut whole = &b"whole"[..];
+    assert!(b.put_new("r/c/n.rpm", stream(&mut whole), None).unwrap());
+    assert_eq!(b.get("r/c/n.rpm").unwrap().unwrap(), b"whole");
     b.remove("r/c/n.rpm").unwrap();
     // Copies, lists, removals.
     b.copy("r/a/x.rpm", "r/b/c/z.rpm").unwrap();

@@ -82,10 +82,13 @@ impl FsBlobs {
         if replace {
             tmp.persist(&path).map_err(|e| io_at(&path)(e.error))?;
         } else if let Err(e) = tmp.persist_noclobber(&path) {
-            if e.error.kind() == io::ErrorKind::AlreadyExists {
+            if e.error.kind() != io::ErrorKind::AlreadyExists {
+                return Err(io_at(&path)(e.error));
+            }
+            if !short(&path, e.file.as_file()).map_err(io_at(&path))? {
                 return Ok(false);
             }
-            return Err(io_at(&path)(e.error));
+            e.file.persist(&path).map_err(|e| io_at(&path)(e.error))?;
         }
         Ok(true)
     }
@@ -138,6 +141,17 @@ enum Linked {
     Unsupported,
 }
 
+/// Whether the file a create-only put found at `path` is not the object `new` holds: of
+/// another length (the trait's rule, [`Blobs::put_new`]). A put here names a file only
+/// once it is whole, so only a hand leaves one short.
+fn short(path: &Path, new: &File) -> io::Result<bool> {
+    match fs::metadata(path) {
+        Ok(old) => Ok(old.len() != new.metadata()?.len()),
+        Err(e) if absent(&e) => Ok(true),
+        Err(e) => Err(e),
+    }
+}
+
 fn io_at(path: &Path) -> impl FnOnce(io::Error) -> BlobError + '_ {
     move |source| BlobError::Io {
         path: path.to_path_buf(),
@@ -188,7 +202,7 @@ fn link_unnamed(
     }
     fill(&mut f)?;
     match link_fd(f.as_raw_fd(), path) {
-        Err(e) if e.kind() == io::ErrorKind::AlreadyExists && !replace => {
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists && !replace && !short(path, &f)? => {
             return Ok(Linked::Taken);
         }
         Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {

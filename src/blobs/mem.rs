@@ -3,13 +3,12 @@
 
 use std::collections::BTreeMap;
 use std::ops::Range;
-use std::path::Path;
 use std::sync::RwLock;
 use std::time::SystemTime;
 
 use sha2::{Digest, Sha256};
 
-use super::{BlobError, Blobs, Body, Meta, Object, check_key, copy_checked};
+use super::{BlobError, Blobs, Body, Meta, Object, check_key};
 
 /// Objects by key: the bytes (shared by copies) and what readers are told.
 type Objects = BTreeMap<String, (bytes::Bytes, Meta)>;
@@ -51,25 +50,7 @@ impl Blobs for MemBlobs {
 
     fn put(&self, key: &str, body: Body<'_>, sha256: Option<&str>) -> Result<(), BlobError> {
         check_key(key)?;
-        let bytes = match body {
-            Body::Bytes(b) => {
-                copy_checked(&mut &b[..], &mut std::io::sink(), sha256, Path::new(key)).map_err(
-                    |source| BlobError::Io {
-                        path: key.into(),
-                        source,
-                    },
-                )??;
-                b.to_vec()
-            }
-            Body::Read { from, source } => {
-                let mut out = Vec::new();
-                copy_checked(from, &mut out, sha256, source).map_err(|e| BlobError::Io {
-                    path: source.to_path_buf(),
-                    source: e,
-                })??;
-                out
-            }
-        };
+        let bytes = body.into_checked(key, sha256)?;
         let m = meta(&bytes);
         self.write().insert(key.to_string(), (bytes.into(), m));
         Ok(())

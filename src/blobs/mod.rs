@@ -80,6 +80,31 @@ pub enum Body<'a> {
     },
 }
 
+impl Body<'_> {
+    /// All its bytes, in memory, checked against `sha256` (errors name `key` for bytes
+    /// given, the source for a stream).
+    pub(crate) fn into_checked(
+        self,
+        key: &str,
+        sha256: Option<&str>,
+    ) -> Result<Vec<u8>, BlobError> {
+        let mut bytes: &[u8];
+        let (from, source): (&mut dyn Read, &Path) = match self {
+            Body::Bytes(b) => {
+                bytes = b;
+                (&mut bytes, Path::new(key))
+            }
+            Body::Read { from, source } => (from, source),
+        };
+        let mut out = Vec::new();
+        copy_checked(from, &mut out, sha256, source).map_err(|e| BlobError::Io {
+            path: source.to_path_buf(),
+            source: e,
+        })??;
+        Ok(out)
+    }
+}
+
 /// What a reader is told about an object.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Meta {
@@ -140,15 +165,18 @@ pub trait Blobs: Send + Sync {
     /// must hash to it — a source changed since it was checked is refused, and nothing is
     /// stored.
     fn put(&self, key: &str, body: Body<'_>, sha256: Option<&str>) -> Result<(), BlobError>;
-    /// Like [`Blobs::put`], only where no object is at `key` yet — for content-named keys,
-    /// whose bytes never change, so a second writer has nothing to add (an object store
-    /// is asked to refuse the second put, so two servers racing store it once). Returns
-    /// whether it stored.
+    /// Like [`Blobs::put`], only where no whole object is at `key` yet — for content-named
+    /// keys, whose bytes never change, so a second writer has nothing to add (an object
+    /// store is asked to refuse the second put, so two servers racing store it once).
+    /// An object there of another length than `body` is not taken for it but replaced:
+    /// it is what a put cut short left (SeaweedFS keeps an empty object when its client
+    /// dies between a put's headers and its body). Returns whether it stored.
     fn put_new(&self, key: &str, body: Body<'_>, sha256: Option<&str>) -> Result<bool, BlobError> {
-        if self.exists(key)? {
+        let bytes = body.into_checked(key, sha256)?;
+        if self.stat(key)?.is_some_and(|m| m.len == bytes.len() as u64) {
             return Ok(false);
         }
-        self.put(key, body, sha256)?;
+        self.put(key, Body::Bytes(&bytes), None)?;
         Ok(true)
     }
     /// Makes everything stored, linked and removed so far durable.

@@ -170,16 +170,14 @@ impl S3Blobs {
         }
     }
 
-    /// PUTs `body` to `key` with extra signed headers, once it is checked whole against
-    /// `sha256`: a stream goes through a temporary file, hashed on the way, so a large
-    /// package is never all in memory and nothing is sent that does not match.
-    fn checked_put(
-        &self,
+    /// `body` checked whole against `sha256`, ready to be sent (more than once, if need
+    /// be): a stream goes through a temporary file, hashed on the way, so a large package
+    /// is never all in memory and nothing is sent that does not match.
+    fn checked<'a>(
         key: &str,
-        body: Body<'_>,
+        body: Body<'a>,
         sha256: Option<&str>,
-        headers: &[(&'static str, String)],
-    ) -> Result<Response, BlobError> {
+    ) -> Result<Checked<'a>, BlobError> {
         match body {
             Body::Bytes(bytes) => {
                 if sha256.is_some() {
@@ -187,7 +185,7 @@ impl S3Blobs {
                     copy_checked(&mut &bytes[..], &mut std::io::sink(), sha256, named)
                         .map_err(remote)??;
                 }
-                self.put_object(key, headers, |req| req.send(bytes))
+                Ok(Checked::Bytes(bytes))
             }
             Body::Read { from, source } => {
                 let io = |e| BlobError::Io {
@@ -196,8 +194,27 @@ impl S3Blobs {
                 };
                 let mut tmp = tempfile::tempfile().map_err(io)?;
                 copy_checked(from, &mut tmp, sha256, source).map_err(io)??;
-                tmp.rewind().map_err(io)?;
-                self.put_object(key, headers, |req| req.send(&tmp))
+                let len = tmp.stream_position().map_err(io)?;
+                Ok(Checked::File(tmp, len, source))
+            }
+        }
+    }
+
+    /// PUTs `body` to `key` with extra signed headers.
+    fn put_checked(
+        &self,
+        key: &str,
+        body: &mut Checked<'_>,
+        headers: &[(&'static str, String)],
+    ) -> Result<Response, BlobError> {
+        match body {
+            Checked::Bytes(bytes) => self.put_object(key, headers, |req| req.send(*bytes)),
+            Checked::File(tmp, _, source) => {
+                tmp.rewind().map_err(|e| BlobError::Io {
+                    path: source.to_path_buf(),
+                    source: e,
+                })?;
+                self.put_object(key, headers, |req| req.send(&*tmp))
             }
         }
     }
@@ -226,9 +243,24 @@ impl S3Blobs {
     }
 }
 
+/// A put's body, checked whole: in memory, or in a temporary file of that length.
+enum Checked<'a> {
+    Bytes(&'a [u8]),
+    File(std::fs::File, u64, &'a std::path::Path),
+}
+
+impl Checked<'_> {
+    fn len(&self) -> u64 {
+        match self {
+            Checked::Bytes(b) => b.len() as u64,
+            Checked::File(_, len, _) => *len,
+        }
+    }
+}
+
 impl Blobs for S3Blobs {
     fn put(&self, key: &str, body: Body<'_>, sha256: Option<&str>) -> Result<(), BlobError> {
-        let r = self.checked_put(key, body, sha256, &[])?;
+        let r = self.put_checked(key, &mut Self::checked(key, body, sha256)?, &[])?;
         match r.status().as_u16() {
             200 | 201 | 204 => Ok(()),
             _ => Err(self.failed(key, "a put", r)),
@@ -236,12 +268,22 @@ impl Blobs for S3Blobs {
     }
 
     fn put_new(&self, key: &str, body: Body<'_>, sha256: Option<&str>) -> Result<bool, BlobError> {
+        let mut body = Self::checked(key, body, sha256)?;
         // Create-only: the store answers 412 when the key holds an object already.
-        let r = self.checked_put(key, body, sha256, &[("if-none-match", "*".to_string())])?;
+        let r = self.put_checked(key, &mut body, &[("if-none-match", "*".to_string())])?;
+        match r.status().as_u16() {
+            200 | 201 | 204 => return Ok(true),
+            412 => {}
+            _ => return Err(self.failed(key, "a create-only put", r)),
+        }
+        // One of another length is what a put cut short left: replaced.
+        if self.stat(key)?.is_some_and(|m| m.len == body.len()) {
+            return Ok(false);
+        }
+        let r = self.put_checked(key, &mut body, &[])?;
         match r.status().as_u16() {
             200 | 201 | 204 => Ok(true),
-            412 => Ok(false),
-            _ => Err(self.failed(key, "a create-only put", r)),
+            _ => Err(self.failed(key, "a put over a damaged object", r)),
         }
     }
 

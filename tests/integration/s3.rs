@@ -53,17 +53,24 @@ pub(crate) fn weed() -> Option<u16> {
                 }),
             )
             .arg("-master.telemetry=false")
+            // Its volume server keeps files in a directory of the system's temporary one
+            // whatever `-dir` says: there, they would outlive the run.
+            .env("TMPDIR", &dir)
             .env("AWS_ACCESS_KEY_ID", KEY)
             .env("AWS_SECRET_ACCESS_KEY", SECRET)
             .stdout(Stdio::null())
-            .stderr(Stdio::null());
+            .stderr(std::fs::File::create(dir.join("weed.log")).unwrap());
         crate::support::spawn_for_the_run(cmd);
         let start = Instant::now();
         while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(
-                start.elapsed() < Duration::from_secs(60),
-                "SeaweedFS did not listen on {port} within a minute"
-            );
+            if start.elapsed() > Duration::from_secs(60) {
+                let log = std::fs::read_to_string(dir.join("weed.log")).unwrap_or_default();
+                let tail: Vec<&str> = log.lines().rev().take(20).collect();
+                panic!(
+                    "SeaweedFS did not listen on {port} within a minute; the end of its log:\n{}",
+                    tail.into_iter().rev().collect::<Vec<_>>().join("\n")
+                );
+            }
             std::thread::sleep(Duration::from_millis(100));
         }
         Some(port)
@@ -103,6 +110,49 @@ pub(crate) fn bucket(port: u16, name: &str) -> String {
 
 fn open(spec: &str) -> S3Blobs {
     S3Blobs::open_with(spec, KEY, SECRET).unwrap()
+}
+
+/// A client killed between a put's headers and its body — a publish stopped while it
+/// stores an index — leaves SeaweedFS an empty object under the key. A create-only put of
+/// the same content-named key (the next publish writing the same index) must not take it
+/// for the object, or the store would name an empty file that the signed index lists.
+#[test]
+fn a_put_cut_short_is_replaced_by_the_next_create_only_put() {
+    use std::io::Write;
+    let Some(port) = weed() else { return };
+    let spec = bucket(port, "cutshort");
+    let endpoint: url::Url = format!("http://127.0.0.1:{port}").parse().unwrap();
+    let bucket =
+        rusty_s3::Bucket::new(endpoint, rusty_s3::UrlStyle::Path, "cutshort", "us-east-1").unwrap();
+    let creds = rusty_s3::Credentials::new(KEY, SECRET);
+    let whole = b"a whole primary.xml.gz";
+    let key = "r/repodata/cut-primary.xml.gz";
+    let object = format!("some/prefix/{key}");
+    let url = rusty_s3::S3Action::sign(
+        &rusty_s3::actions::PutObject::new(&bucket, Some(&creds), &object),
+        Duration::from_secs(60),
+    );
+    let mut conn = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    write!(
+        conn,
+        "PUT {}?{} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Length: {}\r\n\r\n",
+        url.path(),
+        url.query().unwrap_or(""),
+        whole.len()
+    )
+    .unwrap();
+    drop(conn);
+    // The store finishes with the request after the client is gone.
+    std::thread::sleep(Duration::from_millis(500));
+    let b = open(&spec);
+    let kept = b.stat(key).unwrap();
+    assert!(
+        kept.as_ref().is_none_or(|m| m.len < whole.len() as u64),
+        "{kept:?}"
+    );
+    b.put_new(key, packyard::blobs::Body::Bytes(whole), None)
+        .unwrap();
+    assert_eq!(b.get(key).unwrap().unwrap(), whole);
 }
 
 #[test]
