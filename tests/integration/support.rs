@@ -199,6 +199,15 @@ pub fn build_release(ws: &Path, platform: &str) -> Vec<Built> {
     built
 }
 
+/// A directory for a fixture kept for the whole run. Statics are never dropped, so it is
+/// made in this run's directory under `target/`, which the next run removes (in the
+/// system's temporary directory it would outlive every run).
+fn fixture_dir() -> tempfile::TempDir {
+    static RUN: OnceLock<PathBuf> = OnceLock::new();
+    let run = RUN.get_or_init(|| run_dir(&root().join("target/test-fixtures")));
+    tempfile::tempdir_in(run).unwrap()
+}
+
 /// The fixture release built once per platform, shared by every test of the binary.
 pub fn release(platform: &'static str) -> &'static [Built] {
     static EL9: OnceLock<(tempfile::TempDir, Vec<Built>)> = OnceLock::new();
@@ -209,7 +218,7 @@ pub fn release(platform: &'static str) -> &'static [Built] {
         &DEB12
     };
     let (_, built) = cell.get_or_init(|| {
-        let ws = tempfile::tempdir().unwrap();
+        let ws = fixture_dir();
         let built = build_release(ws.path(), platform);
         (ws, built)
     });
@@ -227,7 +236,7 @@ pub fn packed(platform: &'static str) -> &'static Path {
         &DEB12
     };
     cell.get_or_init(|| {
-        let out = tempfile::tempdir().unwrap();
+        let out = fixture_dir();
         for b in release(platform) {
             let o = Command::new(env!("CARGO_BIN_EXE_packyard"))
                 .args(["pack", "--tree", FIXTURE_TREE, "--configuration"])
