@@ -219,8 +219,20 @@ pub(crate) fn rpmlint(rpm: &Path) -> Vec<String> {
     unexpected("rpmlint", findings)
 }
 
+/// lintian with its temporary files in `tmp`, a directory the caller removes: it leaves
+/// the Berkeley DB files of its ELF checks (`mldbm-elf-*`) behind.
+pub(crate) fn lintian_in(tmp: &Path) -> Command {
+    let mut cmd = Command::new("lintian");
+    cmd.env("TMPDIR", tmp);
+    cmd
+}
+
 pub(crate) fn lintian(deb: &Path) -> Vec<String> {
-    let out = run("lintian", &["--allow-root", deb.to_str().unwrap()]);
+    let tmp = tempfile::tempdir().unwrap();
+    let out = lintian_in(tmp.path())
+        .args(["--allow-root", deb.to_str().unwrap()])
+        .output()
+        .unwrap_or_else(|e| panic!("lintian: {e}"));
     let text = String::from_utf8_lossy(&out.stdout).into_owned();
     let findings = text
         .lines()

@@ -196,7 +196,7 @@ fn debian_source_packages_rebuild_into_packyards_own_packages() {
             std::fs::write(dir.join(name), bytes).unwrap();
         }
         // lintian: no errors.
-        let lint = Command::new("lintian")
+        let lint = crate::pack::lintian_in(t.path())
             .args(["-E", "--no-cfg"])
             .arg(dir.join(&dsc))
             .output()
