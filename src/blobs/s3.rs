@@ -200,6 +200,15 @@ impl S3Blobs {
         }
     }
 
+    /// PUTs `body` to `key`, whatever is there.
+    fn put_over(&self, key: &str, body: &mut Checked<'_>) -> Result<(), BlobError> {
+        let r = self.put_checked(key, body, &[])?;
+        match r.status().as_u16() {
+            200 | 201 | 204 => Ok(()),
+            _ => Err(self.failed(key, "a put", r)),
+        }
+    }
+
     /// PUTs `body` to `key` with extra signed headers.
     fn put_checked(
         &self,
@@ -260,11 +269,7 @@ impl Checked<'_> {
 
 impl Blobs for S3Blobs {
     fn put(&self, key: &str, body: Body<'_>, sha256: Option<&str>) -> Result<(), BlobError> {
-        let r = self.put_checked(key, &mut Self::checked(key, body, sha256)?, &[])?;
-        match r.status().as_u16() {
-            200 | 201 | 204 => Ok(()),
-            _ => Err(self.failed(key, "a put", r)),
-        }
+        self.put_over(key, &mut Self::checked(key, body, sha256)?)
     }
 
     fn put_new(&self, key: &str, body: Body<'_>, sha256: Option<&str>) -> Result<bool, BlobError> {
@@ -280,11 +285,8 @@ impl Blobs for S3Blobs {
         if self.stat(key)?.is_some_and(|m| m.len == body.len()) {
             return Ok(false);
         }
-        let r = self.put_checked(key, &mut body, &[])?;
-        match r.status().as_u16() {
-            200 | 201 | 204 => Ok(true),
-            _ => Err(self.failed(key, "a put over a damaged object", r)),
-        }
+        self.put_over(key, &mut body)?;
+        Ok(true)
     }
 
     fn flush(&self) -> Result<(), BlobError> {
