@@ -974,16 +974,13 @@ impl Repositories {
         .into_iter()
         .collect::<Result<(), RepoError>>()?;
         timer.lap("stored");
-        // Durable before the store names them.
-        self.blobs.flush()?;
-        timer.lap("synced");
         let mut dirty = repo.clone();
         dirty.pending = touched.iter().cloned().collect();
         changes.push(Change::PutRepo(dirty));
         // The new indexes need only the rows the batch leaves, which are known now: they
-        // are rendered on another core while the store applies the batch (on one), then
-        // written and named after it, as before. A tree whose rows turn out otherwise is
-        // rendered again.
+        // are rendered on another core while the store works out its batch and writes it
+        // (on one), then written and named after it, as before. A tree whose rows turn
+        // out otherwise is rendered again.
         let signer = self.index_signer(&repo, key.as_ref())?;
         let mut foreseen = Vec::new();
         for tree in touched.iter().filter(|t| self.index_dir_of(t).is_some()) {
@@ -993,10 +990,23 @@ impl Repositories {
         }
         timer.lap("foreseen");
         let busy_batch = changes.len() >= BUSY_BATCH;
-        let (applied, ahead) = std::thread::scope(|s| {
+        let panicked = |what: &str| RepoError::BadPackage {
+            path: name.into(),
+            why: format!("the thread {what} panicked"),
+        };
+        let (recorded, ahead) = std::thread::scope(|s| {
+            // The store works out its batch while the files are made durable, and writes
+            // it only once they are: durable before the store names them.
+            let flush = s.spawn(|| self.blobs.flush());
             let batch = s.spawn(move || {
                 let start = std::time::Instant::now();
-                (self.store.apply(changes), start.elapsed())
+                let prepared = self.store.prepare(changes);
+                let encoded = start.elapsed();
+                let flushed = flush.join().map_err(|_| panicked("flushing the files"))?;
+                let synced = start.elapsed();
+                flushed?;
+                prepared?.apply()?;
+                Ok::<_, RepoError>([encoded, synced, start.elapsed()])
             });
             let start = std::time::Instant::now();
             let ahead = foreseen
@@ -1018,13 +1028,12 @@ impl Repositories {
                 .collect::<Result<BTreeMap<String, Ahead>, RepoError>>();
             (batch.join(), (ahead, start.elapsed()))
         });
-        let (applied, batch_took) = applied.map_err(|_| RepoError::BadPackage {
-            path: name.into(),
-            why: "the thread applying the batch panicked".into(),
-        })?;
-        applied?;
+        let [encoded, synced, batch_took] =
+            recorded.map_err(|_| panicked("applying the batch"))??;
         let (ahead, render_took) = ahead;
         let ahead = ahead?;
+        timer.part("beside it encoded", encoded);
+        timer.part("synced", synced);
         timer.part("batch", batch_took);
         timer.part("beside it rendered", render_took);
         timer.lap("recorded");

@@ -22,6 +22,7 @@ use crate::farm::{NewTask, Queue, TaskReport};
 /// first difference.
 pub fn check(store: &dyn Store) {
     repositories_and_packages(store);
+    prepared_batches(store);
     index_trees(store);
     index_trees_in_byte_order(store);
     trees_foreseen_before_batches(store);
@@ -235,6 +236,31 @@ fn repositories_and_packages(store: &dyn Store) {
     );
     // An empty batch is nothing.
     store.apply(vec![]).unwrap();
+}
+
+/// A prepared batch writes nothing until it is applied (nor if it never is), and then
+/// writes all of it: also into an index tree read, and perhaps kept, in between.
+fn prepared_batches(store: &dyn Store) {
+    let tree = "yum/el9";
+    let batch = || {
+        vec![
+            Change::PutRepo(repo("prepared")),
+            put("prepared", listed("p/one.rpm", tree, "one", "a")),
+        ]
+    };
+    drop(store.prepare(batch()).unwrap());
+    assert!(store.repo("prepared").unwrap().is_none());
+    let prepared = store.prepare(batch()).unwrap();
+    assert!(store.repo("prepared").unwrap().is_none());
+    assert!(store.package("prepared", "p/one.rpm").unwrap().is_none());
+    assert!(keys(store, "prepared", tree).is_empty());
+    prepared.apply().unwrap();
+    assert_eq!(store.repo("prepared").unwrap(), Some(repo("prepared")));
+    assert!(store.package("prepared", "p/one.rpm").unwrap().is_some());
+    assert_eq!(keys(store, "prepared", tree), ["one\0p/one.rpm"]);
+    store
+        .apply(vec![Change::RemoveRepo("prepared".into())])
+        .unwrap();
 }
 
 /// A tree one handle read (and may keep) shows what the other changed since, and what it

@@ -515,6 +515,20 @@ impl RepoGuard {
     }
 }
 
+/// A batch [`Store::prepare`]d, to be written by [`Prepared::apply`].
+pub struct Prepared<'s>(Box<dyn FnOnce() -> Result<(), StoreError> + Send + 's>);
+
+impl<'s> Prepared<'s> {
+    pub fn new(write: impl FnOnce() -> Result<(), StoreError> + Send + 's) -> Prepared<'s> {
+        Prepared(Box::new(write))
+    }
+
+    /// Writes the batch, all or nothing, durably (as [`Store::apply`]).
+    pub fn apply(self) -> Result<(), StoreError> {
+        (self.0)()
+    }
+}
+
 /// Held while one change of a farm build's tasks reads them and writes them back (see
 /// [`Store::lock_farm_build`]); dropped, the next one begins. Like [`RepoGuard`], it
 /// carries whatever the backend keeps to hold the lock.
@@ -597,6 +611,14 @@ pub struct Seen(pub String);
 /// all or nothing and makes it durable before returning.
 pub trait Store: Send + Sync {
     fn apply(&self, changes: Vec<Change>) -> Result<(), StoreError>;
+    /// [`Store::apply`] in two steps: this one works out the batch (encodes its rows,
+    /// reads what it must) and writes nothing, so it can run while the bytes the batch
+    /// will name are still being made durable; [`Prepared::apply`] then writes it. The
+    /// caller holds the locks the changes need from this call until that one (as for
+    /// `apply`). By default all the work is left to the second step.
+    fn prepare(&self, changes: Vec<Change>) -> Result<Prepared<'_>, StoreError> {
+        Ok(Prepared::new(move || self.apply(changes)))
+    }
     /// Serialises the publishes of repository `repo` among everyone who writes this
     /// store: a publish decides what changes from reads made while it holds this.
     fn lock_repo(&self, repo: &str) -> Result<RepoGuard, StoreError>;

@@ -27,7 +27,7 @@ use serde::de::DeserializeOwned;
 
 use super::{
     BuildId, Change, FarmBuild, Generation, IndexEntry, IndexRow, Lease, LeftFile, LockRecord,
-    PackageRecord, RepoRecord, Segments, Store, StoreError, Task, TaskState, TokenRecord,
+    PackageRecord, Prepared, RepoRecord, Segments, Store, StoreError, Task, TaskState, TokenRecord,
 };
 
 pub struct SledStore {
@@ -772,6 +772,218 @@ fn encode<T: Serialize>(v: &T) -> Vec<u8> {
     serde_json::to_vec(v).unwrap_or_default()
 }
 
+/// A batch worked out by [`SledStore::encode`], not yet written.
+#[derive(Default)]
+struct Encoded {
+    /// None: nothing to write (the changes only touched repositories).
+    batch: Option<sled::Batch>,
+    patches: Vec<Patch>,
+    /// The index trees packages are put into, by repository.
+    trees: BTreeMap<String, BTreeSet<String>>,
+    /// Repositories removed: their kept trees are forgotten once the batch is in.
+    gone: Vec<String>,
+}
+
+impl SledStore {
+    /// Works out what `changes` write — the rows, encoded, and what the kept trees must
+    /// be told — reading the store but writing nothing.
+    fn encode(&self, changes: Vec<Change>) -> Result<Encoded, StoreError> {
+        // One process holds this store: no one else keeps copies to tell.
+        if changes.iter().all(|c| matches!(c, Change::Touch(_))) {
+            return Ok(Encoded::default());
+        }
+        let mut batch = sled::Batch::default();
+        let mut patches: Vec<Patch> = Vec::new();
+        // The index trees packages are put into, by repository.
+        let mut trees: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+        // Records as this batch leaves them so far: a later change in the same batch must
+        // see an earlier one (a package added and pruned at once leaves nothing behind).
+        let mut overlay: HashMap<Vec<u8>, Option<PackageRecord>> =
+            HashMap::with_capacity(changes.len());
+        // Tasks as this batch leaves them so far.
+        let mut tasks: HashMap<Vec<u8>, Task> = Default::default();
+        let current = |repo: &str,
+                       path: &str,
+                       overlay: &HashMap<Vec<u8>, Option<PackageRecord>>|
+         -> Result<Option<PackageRecord>, StoreError> {
+            match overlay.get(&pkg_key(repo, path)) {
+                Some(r) => Ok(r.clone()),
+                None => self.package(repo, path),
+            }
+        };
+        // What a record's row answered goes with it from the kept trees and names.
+        let unlist = |patches: &mut Vec<Patch>, repo: &str, old: &PackageRecord| {
+            patches.push(Patch::Name(
+                names_prefix(repo),
+                old.name.clone(),
+                old.path.clone(),
+                false,
+            ));
+            if let Some((prefix, rest)) = ent_parts(repo, old) {
+                patches.push(Patch::Entry(prefix, rest, None));
+            }
+        };
+        // Repositories removed: their kept trees are forgotten once the batch is in.
+        let mut gone: Vec<String> = Vec::new();
+        for c in changes {
+            match c {
+                Change::PutRepo(r) => batch.insert(repo_key(&r.name), encode(&r)),
+                Change::PutPackage { repo, record } => {
+                    // A record replaced in place may have been listed elsewhere.
+                    if let Some(old) = current(&repo, &record.path, &overlay)? {
+                        unlist(&mut patches, &repo, &old);
+                    }
+                    patches.push(Patch::Name(
+                        names_prefix(&repo),
+                        record.name.clone(),
+                        record.path.clone(),
+                        true,
+                    ));
+                    if let Some(l) = &record.listed {
+                        trees
+                            .entry(repo.clone())
+                            .or_default()
+                            .insert(l.tree.clone());
+                    }
+                    if let Some((prefix, rest)) = ent_parts(&repo, &record) {
+                        patches.push(Patch::Entry(
+                            prefix,
+                            rest.clone(),
+                            Some(IndexRow::new(
+                                rest,
+                                record.published,
+                                record.sha256.clone(),
+                                record.index.clone(),
+                            )),
+                        ));
+                    }
+                    batch.insert(pkg_key(&repo, &record.path), pkg_value(&record));
+                    overlay.insert(pkg_key(&repo, &record.path), Some(record));
+                }
+                Change::RemovePackage { repo, path } => {
+                    if let Some(old) = current(&repo, &path, &overlay)? {
+                        unlist(&mut patches, &repo, &old);
+                    }
+                    overlay.insert(pkg_key(&repo, &path), None);
+                    batch.remove(pkg_key(&repo, &path))
+                }
+                Change::PutLock(l) => batch.insert(lock_key(&l.configuration), encode(&l)),
+                Change::PutToken(t) => batch.insert(token_key(&t.id), encode(&t)),
+                Change::PutSegment {
+                    repo,
+                    tree,
+                    key,
+                    bytes,
+                } => {
+                    let prefix = seg_prefix(&repo, &tree);
+                    batch.insert(joined(&prefix, &key), bytes.as_slice());
+                    patches.push(Patch::Segment(prefix, key, Some(bytes)));
+                }
+                Change::Touch(_) => {}
+                Change::RemoveRepo(repo) => {
+                    batch.remove(repo_key(&repo));
+                    for prefix in repo_prefixes(&repo) {
+                        for k in self.db.scan_prefix(&prefix).keys() {
+                            batch.remove(k.map_err(backend)?);
+                        }
+                    }
+                    gone.push(repo);
+                }
+                Change::PutFarmBuild(b) => batch.insert(fbuild_key(b.id), encode(&b)),
+                Change::PutTask(t) => {
+                    let key = task_key(t.build, t.index);
+                    // What finds it now replaces what found it before (also a task put
+                    // twice in this batch).
+                    let old = match tasks.get(&key) {
+                        Some(t) => Some(t.clone()),
+                        None => self.get::<Task>(&key)?,
+                    };
+                    for k in old.iter().flat_map(task_index_keys) {
+                        batch.remove(k);
+                    }
+                    for k in task_index_keys(&t) {
+                        batch.insert(k, &[][..]);
+                    }
+                    batch.insert(key.clone(), encode(&t));
+                    tasks.insert(key, t);
+                }
+                Change::PutLeft { repo, tree, files } if files.is_empty() => {
+                    batch.remove(left_key(&repo, &tree))
+                }
+                Change::PutLeft { repo, tree, files } => {
+                    batch.insert(left_key(&repo, &tree), encode(&files))
+                }
+                Change::PutGeneration {
+                    repo,
+                    dir,
+                    generation,
+                } => batch.insert(gen_key(&repo, &dir), encode(&generation)),
+                Change::Deleting { repo, marked: true } => {
+                    batch.insert(deleting_key(&repo), &[][..])
+                }
+                Change::Deleting {
+                    repo,
+                    marked: false,
+                } => batch.remove(deleting_key(&repo)),
+                Change::RemoveSegment { repo, tree, key } => {
+                    let prefix = seg_prefix(&repo, &tree);
+                    batch.remove(joined(&prefix, &key));
+                    patches.push(Patch::Segment(prefix, key, None));
+                }
+            }
+        }
+        Ok(Encoded {
+            batch: Some(batch),
+            patches,
+            trees,
+            gone,
+        })
+    }
+
+    /// Applies what [`SledStore::encode`] worked out, durably, and patches the kept trees.
+    fn write(&self, encoded: Encoded) -> Result<(), StoreError> {
+        let Encoded {
+            batch,
+            patches,
+            trees,
+            gone,
+        } = encoded;
+        let Some(batch) = batch else {
+            return Ok(());
+        };
+        let mut memo = self.memo();
+        // A tree this batch changes is read first, if not yet kept, and kept patched: the
+        // index build that follows a publish reads it at once, and a cold publish would
+        // otherwise decode from the database the thousands of rows it just wrote.
+        for (repo, trees) in trees {
+            let missing: BTreeSet<String> = trees
+                .into_iter()
+                .filter(|t| !memo.entries.contains_key(&ent_prefix(&repo, t)))
+                .collect();
+            if !missing.is_empty() {
+                let (mut rows, _) = self.read_repo(&repo, &|t| missing.contains(t), false)?;
+                // A tree without rows yet (the first publish into it) is kept empty.
+                for t in missing {
+                    rows.entry(t).or_default();
+                }
+                memo.keep_read(&repo, rows, None);
+            }
+        }
+        if let Err(e) = self.db.apply_batch(batch) {
+            // Whether any of it took is unknown: read the trees afresh.
+            memo.clear();
+            return Err(backend(e));
+        }
+        memo.patch(patches);
+        for repo in gone {
+            memo.forget_repo(&repo);
+        }
+        drop(memo);
+        self.db.flush().map_err(backend)?;
+        Ok(())
+    }
+}
+
 impl Store for SledStore {
     fn is_local(&self) -> bool {
         true
@@ -911,180 +1123,12 @@ impl Store for SledStore {
     }
 
     fn apply(&self, changes: Vec<Change>) -> Result<(), StoreError> {
-        // One process holds this store: no one else keeps copies to tell.
-        if changes.iter().all(|c| matches!(c, Change::Touch(_))) {
-            return Ok(());
-        }
-        let mut batch = sled::Batch::default();
-        let mut patches: Vec<Patch> = Vec::new();
-        // The index trees packages are put into, by repository.
-        let mut trees: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
-        // Records as this batch leaves them so far: a later change in the same batch must
-        // see an earlier one (a package added and pruned at once leaves nothing behind).
-        let mut overlay: HashMap<Vec<u8>, Option<PackageRecord>> =
-            HashMap::with_capacity(changes.len());
-        // Tasks as this batch leaves them so far.
-        let mut tasks: HashMap<Vec<u8>, Task> = Default::default();
-        let current = |repo: &str,
-                       path: &str,
-                       overlay: &HashMap<Vec<u8>, Option<PackageRecord>>|
-         -> Result<Option<PackageRecord>, StoreError> {
-            match overlay.get(&pkg_key(repo, path)) {
-                Some(r) => Ok(r.clone()),
-                None => self.package(repo, path),
-            }
-        };
-        // What a record's row answered goes with it from the kept trees and names.
-        let unlist = |patches: &mut Vec<Patch>, repo: &str, old: &PackageRecord| {
-            patches.push(Patch::Name(
-                names_prefix(repo),
-                old.name.clone(),
-                old.path.clone(),
-                false,
-            ));
-            if let Some((prefix, rest)) = ent_parts(repo, old) {
-                patches.push(Patch::Entry(prefix, rest, None));
-            }
-        };
-        // Repositories removed: their kept trees are forgotten once the batch is in.
-        let mut gone: Vec<String> = Vec::new();
-        let mut memo = self.memo();
-        for c in changes {
-            match c {
-                Change::PutRepo(r) => batch.insert(repo_key(&r.name), encode(&r)),
-                Change::PutPackage { repo, record } => {
-                    // A record replaced in place may have been listed elsewhere.
-                    if let Some(old) = current(&repo, &record.path, &overlay)? {
-                        unlist(&mut patches, &repo, &old);
-                    }
-                    patches.push(Patch::Name(
-                        names_prefix(&repo),
-                        record.name.clone(),
-                        record.path.clone(),
-                        true,
-                    ));
-                    if let Some(l) = &record.listed {
-                        trees
-                            .entry(repo.clone())
-                            .or_default()
-                            .insert(l.tree.clone());
-                    }
-                    if let Some((prefix, rest)) = ent_parts(&repo, &record) {
-                        patches.push(Patch::Entry(
-                            prefix,
-                            rest.clone(),
-                            Some(IndexRow::new(
-                                rest,
-                                record.published,
-                                record.sha256.clone(),
-                                record.index.clone(),
-                            )),
-                        ));
-                    }
-                    batch.insert(pkg_key(&repo, &record.path), pkg_value(&record));
-                    overlay.insert(pkg_key(&repo, &record.path), Some(record));
-                }
-                Change::RemovePackage { repo, path } => {
-                    if let Some(old) = current(&repo, &path, &overlay)? {
-                        unlist(&mut patches, &repo, &old);
-                    }
-                    overlay.insert(pkg_key(&repo, &path), None);
-                    batch.remove(pkg_key(&repo, &path))
-                }
-                Change::PutLock(l) => batch.insert(lock_key(&l.configuration), encode(&l)),
-                Change::PutToken(t) => batch.insert(token_key(&t.id), encode(&t)),
-                Change::PutSegment {
-                    repo,
-                    tree,
-                    key,
-                    bytes,
-                } => {
-                    let prefix = seg_prefix(&repo, &tree);
-                    batch.insert(joined(&prefix, &key), bytes.as_slice());
-                    patches.push(Patch::Segment(prefix, key, Some(bytes)));
-                }
-                Change::Touch(_) => {}
-                Change::RemoveRepo(repo) => {
-                    batch.remove(repo_key(&repo));
-                    for prefix in repo_prefixes(&repo) {
-                        for k in self.db.scan_prefix(&prefix).keys() {
-                            batch.remove(k.map_err(backend)?);
-                        }
-                    }
-                    gone.push(repo);
-                }
-                Change::PutFarmBuild(b) => batch.insert(fbuild_key(b.id), encode(&b)),
-                Change::PutTask(t) => {
-                    let key = task_key(t.build, t.index);
-                    // What finds it now replaces what found it before (also a task put
-                    // twice in this batch).
-                    let old = match tasks.get(&key) {
-                        Some(t) => Some(t.clone()),
-                        None => self.get::<Task>(&key)?,
-                    };
-                    for k in old.iter().flat_map(task_index_keys) {
-                        batch.remove(k);
-                    }
-                    for k in task_index_keys(&t) {
-                        batch.insert(k, &[][..]);
-                    }
-                    batch.insert(key.clone(), encode(&t));
-                    tasks.insert(key, t);
-                }
-                Change::PutLeft { repo, tree, files } if files.is_empty() => {
-                    batch.remove(left_key(&repo, &tree))
-                }
-                Change::PutLeft { repo, tree, files } => {
-                    batch.insert(left_key(&repo, &tree), encode(&files))
-                }
-                Change::PutGeneration {
-                    repo,
-                    dir,
-                    generation,
-                } => batch.insert(gen_key(&repo, &dir), encode(&generation)),
-                Change::Deleting { repo, marked: true } => {
-                    batch.insert(deleting_key(&repo), &[][..])
-                }
-                Change::Deleting {
-                    repo,
-                    marked: false,
-                } => batch.remove(deleting_key(&repo)),
-                Change::RemoveSegment { repo, tree, key } => {
-                    let prefix = seg_prefix(&repo, &tree);
-                    batch.remove(joined(&prefix, &key));
-                    patches.push(Patch::Segment(prefix, key, None));
-                }
-            }
-        }
-        // A tree this batch changes is read first, if not yet kept, and kept patched: the
-        // index build that follows a publish reads it at once, and a cold publish would
-        // otherwise decode from the database the thousands of rows it just wrote.
-        for (repo, trees) in trees {
-            let missing: BTreeSet<String> = trees
-                .into_iter()
-                .filter(|t| !memo.entries.contains_key(&ent_prefix(&repo, t)))
-                .collect();
-            if !missing.is_empty() {
-                let (mut rows, _) = self.read_repo(&repo, &|t| missing.contains(t), false)?;
-                // A tree without rows yet (the first publish into it) is kept empty.
-                for t in missing {
-                    rows.entry(t).or_default();
-                }
-                memo.keep_read(&repo, rows, None);
-            }
-        }
-        if let Err(e) = self.db.apply_batch(batch) {
-            // Whether any of it took is unknown: read the trees afresh.
-            memo.clear();
-            return Err(backend(e));
-        }
-        memo.patch(patches);
-        for repo in gone {
-            memo.forget_repo(&repo);
-        }
-        drop(memo);
-        self.db.flush().map_err(backend)?;
-        Ok(())
+        self.write(self.encode(changes)?)
+    }
+
+    fn prepare(&self, changes: Vec<Change>) -> Result<Prepared<'_>, StoreError> {
+        let encoded = self.encode(changes)?;
+        Ok(Prepared::new(move || self.write(encoded)))
     }
 
     fn repo(&self, name: &str) -> Result<Option<RepoRecord>, StoreError> {
