@@ -176,6 +176,8 @@ fn candidate_name(c: &Candidate) -> std::borrow::Cow<'_, str> {
 /// exist nowhere else), from an unnamed file in the data directory.
 enum Content {
     Kept(Vec<u8>),
+    /// Stored already: the bytes are in the blobs.
+    Stored,
     Source(PathBuf),
     /// `len` bytes at `at` in the publish's [`Staging`] file.
     Staged {
@@ -912,6 +914,8 @@ impl Repositories {
             };
             let checked = Some(r.record.sha256.as_str());
             match &r.content {
+                // Each file is stored once, by this closure, which takes its bytes after.
+                Content::Stored => {}
                 Content::Kept(bytes) => put(Body::Bytes(bytes), None)?,
                 Content::Source(path) => {
                     let mut from = std::fs::File::open(path).map_err(|source| RepoError::Io {
@@ -965,14 +969,20 @@ impl Repositories {
             }
             Ok(())
         };
-        crate::cores::map(to_write.iter().collect(), CORES_FROM, store, |_| {
+        // A file's bytes are let go once stored: the batch's memory can be theirs.
+        let store_and_let_go = |mut r: Ready| -> Result<Ready, RepoError> {
+            store(&r)?;
+            r.content = Content::Stored;
+            Ok(r)
+        };
+        let to_write = crate::cores::map(to_write, CORES_FROM, store_and_let_go, |_| {
             Err(RepoError::BadPackage {
                 path: name.into(),
                 why: "a storing thread panicked".into(),
             })
         })
         .into_iter()
-        .collect::<Result<(), RepoError>>()?;
+        .collect::<Result<Vec<Ready>, RepoError>>()?;
         timer.lap("stored");
         let mut dirty = repo.clone();
         dirty.pending = touched.iter().cloned().collect();
