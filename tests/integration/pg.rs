@@ -118,6 +118,10 @@ pub(crate) fn server() -> Option<u16> {
             .arg("-k")
             .arg(&dir)
             .args(["-c", "fsync=off", "-c", "max_connections=300"])
+            // Its dynamic shared memory as files in its data directory, which the next run
+            // removes: the server is killed with the test binary, and segments in
+            // /dev/shm (the default) would stay there, in memory, run after run.
+            .args(["-c", "dynamic_shared_memory_type=mmap"])
             .stdout(Stdio::null())
             .stderr(log);
         as_server_user(&mut cmd);
