@@ -55,10 +55,36 @@ pub fn check(b: &dyn Blobs) {
         }
     }
     // Create-only puts: the second finds the first's object and changes nothing (the
-    // same length, as the same content has: a content-named key's second writer).
+    // same bytes, as a content-named key's second writer has), from bytes and from a
+    // stream.
     assert!(b.put_new("r/c/n.rpm", Body::Bytes(b"first"), None).unwrap());
-    assert!(!b.put_new("r/c/n.rpm", Body::Bytes(b"again"), None).unwrap());
+    assert!(!b.put_new("r/c/n.rpm", Body::Bytes(b"first"), None).unwrap());
+    assert!(
+        !b.put_new("r/c/n.rpm", stream(&mut &b"first"[..]), None)
+            .unwrap()
+    );
     assert_eq!(b.get("r/c/n.rpm").unwrap().unwrap(), b"first");
+    // One of the same length with other bytes (what a crash before the flush can leave
+    // on a file system without a journal) is not taken for it: replaced.
+    assert!(b.put_new("r/c/n.rpm", Body::Bytes(b"again"), None).unwrap());
+    assert_eq!(b.get("r/c/n.rpm").unwrap().unwrap(), b"again");
+    assert!(
+        b.put_new("r/c/n.rpm", stream(&mut &b"first"[..]), None)
+            .unwrap()
+    );
+    assert_eq!(b.get("r/c/n.rpm").unwrap().unwrap(), b"first");
+    // Compared to the last byte, past what is read at once.
+    let big = vec![7u8; 150_000];
+    let mut other = big.clone();
+    other[149_999] = 8;
+    assert!(b.put_new("r/c/big.rpm", Body::Bytes(&big), None).unwrap());
+    assert!(!b.put_new("r/c/big.rpm", Body::Bytes(&big), None).unwrap());
+    assert!(
+        b.put_new("r/c/big.rpm", stream(&mut &other[..]), None)
+            .unwrap()
+    );
+    assert_eq!(b.get("r/c/big.rpm").unwrap().unwrap(), other);
+    b.remove("r/c/big.rpm").unwrap();
     // What a put cut short leaves (an empty or short object) is replaced, from bytes
     // and from a stream, and a checked body that does not match still stores nothing.
     b.put("r/c/n.rpm", Body::Bytes(b""), None).unwrap();

@@ -85,7 +85,7 @@ impl FsBlobs {
             if e.error.kind() != io::ErrorKind::AlreadyExists {
                 return Err(io_at(&path)(e.error));
             }
-            if !short(&path, e.file.as_file()).map_err(io_at(&path))? {
+            if !differs(&path, e.file.as_file()).map_err(io_at(&path))? {
                 return Ok(false);
             }
             e.file.persist(&path).map_err(|e| io_at(&path)(e.error))?;
@@ -141,15 +141,22 @@ enum Linked {
     Unsupported,
 }
 
-/// Whether the file a create-only put found at `path` is not the object `new` holds: of
-/// another length (the trait's rule, [`Blobs::put_new`]). A put here names a file only
-/// once it is whole, so only a hand leaves one short.
-fn short(path: &Path, new: &File) -> io::Result<bool> {
-    match fs::metadata(path) {
-        Ok(old) => Ok(old.len() != new.metadata()?.len()),
-        Err(e) if absent(&e) => Ok(true),
-        Err(e) => Err(e),
+/// Whether the file a create-only put found at `path` is not the object `new` holds (the
+/// trait's rule, [`Blobs::put_new`]). A put here names a file only once it is whole, but
+/// before the flush: a crash then can leave the name with other bytes.
+fn differs(path: &Path, new: &File) -> io::Result<bool> {
+    use std::io::{Seek, SeekFrom};
+    let mut old = match File::open(path) {
+        Ok(f) => f,
+        Err(e) if absent(&e) => return Ok(true),
+        Err(e) => return Err(e),
+    };
+    if old.metadata()?.len() != new.metadata()?.len() {
+        return Ok(true);
     }
+    let mut new = new;
+    new.seek(SeekFrom::Start(0))?;
+    Ok(!super::same_bytes(&mut old, &mut new)?)
 }
 
 fn io_at(path: &Path) -> impl FnOnce(io::Error) -> BlobError + '_ {
@@ -178,7 +185,9 @@ fn link_unnamed(
     if !*PROC.get_or_init(|| Path::new("/proc/self/fd").is_dir()) {
         return Ok(Linked::Unsupported);
     }
+    // Readable too: a create-only put that finds its name taken compares the bytes.
     let mut f = match fs::OpenOptions::new()
+        .read(true)
         .write(true)
         .custom_flags(libc::O_TMPFILE)
         .mode(0o644)
@@ -202,7 +211,7 @@ fn link_unnamed(
     }
     fill(&mut f)?;
     match link_fd(f.as_raw_fd(), path) {
-        Err(e) if e.kind() == io::ErrorKind::AlreadyExists && !replace && !short(path, &f)? => {
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists && !replace && !differs(path, &f)? => {
             return Ok(Linked::Taken);
         }
         Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
@@ -396,7 +405,8 @@ impl Blobs for FsBlobs {
 
     /// One link that fails when the name is taken, not a look first: a `stat` per file
     /// was a tenth of storing a cold publish's small packages. A body given for a key
-    /// already there is read and dropped (rare: a publish a crash cut short).
+    /// already there is read, compared with the file there and dropped if the same
+    /// (rare: a publish a crash cut short, one package under two paths).
     fn put_new(&self, key: &str, body: Body<'_>, sha256: Option<&str>) -> Result<bool, BlobError> {
         self.put_body(key, body, sha256, false)
     }

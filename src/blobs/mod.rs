@@ -136,14 +136,50 @@ impl Object {
 
     /// All of its bytes (of the range it was opened with), in memory.
     pub fn into_bytes(self) -> io::Result<Vec<u8>> {
-        let mut from: Box<dyn Read> = match self.data {
-            Data::Bytes(b) => return Ok(b.into()),
+        if let Data::Bytes(b) = self.data {
+            return Ok(b.into());
+        }
+        let mut out = Vec::with_capacity(self.meta.len.min(1 << 26) as usize);
+        self.into_reader().read_to_end(&mut out)?;
+        Ok(out)
+    }
+
+    /// Its bytes (of the range it was opened with), as they are read.
+    pub fn into_reader(self) -> Box<dyn Read> {
+        match self.data {
+            Data::Bytes(b) => Box::new(io::Cursor::new(b)),
             Data::File(f) => Box::new(f),
             Data::Stream(r) => r,
-        };
-        let mut out = Vec::with_capacity(self.meta.len.min(1 << 26) as usize);
-        from.read_to_end(&mut out)?;
-        Ok(out)
+        }
+    }
+}
+
+/// Whether `a` and `b` read the same bytes to their ends: how a create-only put tells the
+/// object it was given from one found at its key that only has its length (what a crash
+/// before the flush can leave on a file system without a journal).
+pub(crate) fn same_bytes(a: &mut dyn Read, b: &mut dyn Read) -> io::Result<bool> {
+    // Fills `buf` as far as `from` reaches; how far.
+    fn fill(from: &mut dyn Read, buf: &mut [u8]) -> io::Result<usize> {
+        let mut n = 0;
+        while n < buf.len() {
+            match from.read(&mut buf[n..]) {
+                Ok(0) => break,
+                Ok(k) => n += k,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(n)
+    }
+    let (mut x, mut y) = (vec![0u8; 64 << 10], vec![0u8; 64 << 10]);
+    loop {
+        let n = fill(a, &mut x)?;
+        if n != fill(b, &mut y)? || x[..n] != y[..n] {
+            return Ok(false);
+        }
+        if n < x.len() {
+            return Ok(true);
+        }
     }
 }
 
@@ -168,13 +204,22 @@ pub trait Blobs: Send + Sync {
     /// Like [`Blobs::put`], only where no whole object is at `key` yet — for content-named
     /// keys, whose bytes never change, so a second writer has nothing to add (an object
     /// store is asked to refuse the second put, so two servers racing store it once).
-    /// An object there of another length than `body` is not taken for it but replaced:
-    /// it is what a put cut short left (SeaweedFS keeps an empty object when its client
-    /// dies between a put's headers and its body). Returns whether it stored.
+    /// An object there with other bytes than `body` is not taken for it but replaced: it
+    /// is what a put cut short left (SeaweedFS keeps an empty object when its client dies
+    /// between a put's headers and its body), or a crash before the flush (a file system
+    /// without a journal can bring a file back at its length with other bytes). Finding
+    /// the key taken is rare (a publish a crash cut short, one package under two paths),
+    /// so the object found is read whole to tell. Returns whether it stored.
     fn put_new(&self, key: &str, body: Body<'_>, sha256: Option<&str>) -> Result<bool, BlobError> {
         let bytes = body.into_checked(key, sha256)?;
-        if self.stat(key)?.is_some_and(|m| m.len == bytes.len() as u64) {
-            return Ok(false);
+        if let Some(found) = self.open(key, None)? {
+            let same = same_bytes(&mut found.into_reader(), &mut &bytes[..]);
+            if same.map_err(|source| BlobError::Io {
+                path: PathBuf::from(key),
+                source,
+            })? {
+                return Ok(false);
+            }
         }
         self.put(key, Body::Bytes(&bytes), None)?;
         Ok(true)

@@ -252,6 +252,28 @@ impl S3Blobs {
     }
 }
 
+impl S3Blobs {
+    /// Whether the object at `key` has `body`'s bytes: of its length, then read whole.
+    fn holds(&self, key: &str, body: &mut Checked<'_>) -> Result<bool, BlobError> {
+        let Some(found) = self.open(key, None)? else {
+            return Ok(false);
+        };
+        if found.meta.len != body.len() {
+            return Ok(false);
+        }
+        let same = match body {
+            Checked::Bytes(b) => super::same_bytes(&mut found.into_reader(), &mut &b[..]),
+            Checked::File(f, _, _) => f
+                .rewind()
+                .and_then(|_| super::same_bytes(&mut found.into_reader(), f)),
+        };
+        same.map_err(|e| BlobError::Io {
+            path: key.into(),
+            source: e,
+        })
+    }
+}
+
 /// A put's body, checked whole: in memory, or in a temporary file of that length.
 enum Checked<'a> {
     Bytes(&'a [u8]),
@@ -281,8 +303,8 @@ impl Blobs for S3Blobs {
             412 => {}
             _ => return Err(self.failed(key, "a create-only put", r)),
         }
-        // One of another length is what a put cut short left: replaced.
-        if self.stat(key)?.is_some_and(|m| m.len == body.len()) {
+        // One with other bytes is what a put cut short left: replaced (the trait's rule).
+        if self.holds(key, &mut body)? {
             return Ok(false);
         }
         self.put_over(key, &mut body)?;

@@ -26,8 +26,9 @@ pub(crate) fn weed() -> Option<u16> {
         }
         let port = crate::support::free_port();
         // The store is killed with the tests, so nothing would remove a temporary
-        // directory after it: the next run removes it.
+        // directory after it: the next run removes it, and the sockets it left.
         let dir = crate::support::run_dir(&root().join("target/test-weed"));
+        remove_stale_sockets();
         let mut cmd = Command::new(&bin);
         cmd.arg("mini")
             .arg(format!("-dir={}", dir.display()))
@@ -75,6 +76,27 @@ pub(crate) fn weed() -> Option<u16> {
         }
         Some(port)
     })
+}
+
+/// SeaweedFS's servers each make a unix socket in `/tmp` (`seaweedfs-<server>-<port>.sock`,
+/// not all of them movable by a flag), which a store killed with the tests leaves: those
+/// no one listens on any more go. A store of another run beside this one still answers.
+fn remove_stale_sockets() {
+    let Ok(entries) = std::fs::read_dir("/tmp") else {
+        return;
+    };
+    for e in entries.flatten() {
+        let name = e.file_name();
+        let name = name.to_string_lossy();
+        if !(name.starts_with("seaweedfs-") && name.ends_with(".sock")) {
+            continue;
+        }
+        if let Err(err) = std::os::unix::net::UnixStream::connect(e.path())
+            && err.kind() == std::io::ErrorKind::ConnectionRefused
+        {
+            let _ = std::fs::remove_file(e.path());
+        }
+    }
 }
 
 /// A new bucket on the store, and the `--blobs` URL of a prefix in it.
