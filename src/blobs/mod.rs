@@ -152,6 +152,12 @@ impl Object {
             Data::Stream(r) => r,
         }
     }
+
+    /// Whether it (opened whole) is the `len` bytes `body` reads: its length first, then
+    /// its bytes — how a create-only put tells what it found at its key.
+    pub(crate) fn holds(self, len: u64, body: &mut dyn Read) -> io::Result<bool> {
+        Ok(self.meta.len == len && same_bytes(&mut self.into_reader(), body)?)
+    }
 }
 
 /// Whether `a` and `b` read the same bytes to their ends: how a create-only put tells the
@@ -213,7 +219,7 @@ pub trait Blobs: Send + Sync {
     fn put_new(&self, key: &str, body: Body<'_>, sha256: Option<&str>) -> Result<bool, BlobError> {
         let bytes = body.into_checked(key, sha256)?;
         if let Some(found) = self.open(key, None)? {
-            let same = same_bytes(&mut found.into_reader(), &mut &bytes[..]);
+            let same = found.holds(bytes.len() as u64, &mut &bytes[..]);
             if same.map_err(|source| BlobError::Io {
                 path: PathBuf::from(key),
                 source,

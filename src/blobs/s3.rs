@@ -250,22 +250,16 @@ impl S3Blobs {
         }
         self.send(send(req), "put")
     }
-}
 
-impl S3Blobs {
-    /// Whether the object at `key` has `body`'s bytes: of its length, then read whole.
+    /// Whether the object at `key` has `body`'s bytes (see [`Object::holds`]).
     fn holds(&self, key: &str, body: &mut Checked<'_>) -> Result<bool, BlobError> {
         let Some(found) = self.open(key, None)? else {
             return Ok(false);
         };
-        if found.meta.len != body.len() {
-            return Ok(false);
-        }
+        let len = body.len();
         let same = match body {
-            Checked::Bytes(b) => super::same_bytes(&mut found.into_reader(), &mut &b[..]),
-            Checked::File(f, _, _) => f
-                .rewind()
-                .and_then(|_| super::same_bytes(&mut found.into_reader(), f)),
+            Checked::Bytes(b) => found.holds(len, &mut &b[..]),
+            Checked::File(f, _, _) => f.rewind().and_then(|_| found.holds(len, f)),
         };
         same.map_err(|e| BlobError::Io {
             path: key.into(),

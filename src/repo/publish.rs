@@ -897,8 +897,9 @@ impl Repositories {
         // write waits on the file system while another is prepared.
         // A package's bytes go to its object (for RPMs and DEBs the content-named index
         // alias, never overwritten); its path is a name of that object, which the store
-        // records and the blobs materialise where direct readers need it.
-        let store = |r: &Ready| -> Result<(), RepoError> {
+        // records and the blobs materialise where direct readers need it. A file's bytes
+        // are let go once stored: the batch's memory can be theirs.
+        let store = |mut r: Ready| -> Result<Ready, RepoError> {
             progress.advance(r.record.size);
             let key = format!("{name}/{}", object_key(self, &r.record));
             let path = format!("{name}/{}", r.key);
@@ -913,24 +914,24 @@ impl Repositories {
                 Ok(())
             };
             let checked = Some(r.record.sha256.as_str());
-            match &r.content {
-                // Each file is stored once, by this closure, which takes its bytes after.
+            match std::mem::replace(&mut r.content, Content::Stored) {
+                // Each file comes here once.
                 Content::Stored => {}
-                Content::Kept(bytes) => put(Body::Bytes(bytes), None)?,
+                Content::Kept(bytes) => put(Body::Bytes(&bytes), None)?,
                 Content::Source(path) => {
-                    let mut from = std::fs::File::open(path).map_err(|source| RepoError::Io {
+                    let mut from = std::fs::File::open(&path).map_err(|source| RepoError::Io {
                         path: path.clone(),
                         source,
                     })?;
                     let body = Body::Read {
                         from: &mut from,
-                        source: path,
+                        source: &path,
                     };
                     put(body, checked)?
                 }
                 Content::Staged { at, len } => {
                     let body = Body::Read {
-                        from: &mut staging.read(*at, *len)?,
+                        from: &mut staging.read(at, len)?,
                         source: &self.scratch,
                     };
                     put(body, checked)?
@@ -967,15 +968,9 @@ impl Repositories {
                     None,
                 )?;
             }
-            Ok(())
-        };
-        // A file's bytes are let go once stored: the batch's memory can be theirs.
-        let store_and_let_go = |mut r: Ready| -> Result<Ready, RepoError> {
-            store(&r)?;
-            r.content = Content::Stored;
             Ok(r)
         };
-        let to_write = crate::cores::map(to_write, CORES_FROM, store_and_let_go, |_| {
+        let to_write = crate::cores::map(to_write, CORES_FROM, store, |_| {
             Err(RepoError::BadPackage {
                 path: name.into(),
                 why: "a storing thread panicked".into(),
