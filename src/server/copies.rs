@@ -171,11 +171,11 @@ impl Inner {
 /// Follows the store's changes for `state.copies` until `stopped`, on a thread of its
 /// own; a store only this process writes has none to follow (and nothing is kept).
 /// What file serving keeps of a repository (`server::known`) is forgotten when its
-/// version moves, or when the lease lapses.
+/// version moves, and forgotten and not kept while the lease does not hold.
 pub fn follow(state: super::Shared, stopped: Arc<AtomicBool>) {
     let lapsed = |state: &super::Shared| {
         state.copies.lapsed();
-        state.known.forget_all();
+        state.known.pause();
     };
     std::thread::Builder::new()
         .name("packyard-follow".into())
@@ -185,6 +185,8 @@ pub fn follow(state: super::Shared, stopped: Arc<AtomicBool>) {
                     Ok(Some(f)) => f,
                     Ok(None) => return,
                     Err(e) => {
+                        // A shared store not followed yet: nothing is kept meanwhile.
+                        lapsed(&state);
                         tracing::warn!("following the store's changes: {e}; trying again");
                         std::thread::sleep(RENEW);
                         continue;
@@ -244,6 +246,7 @@ fn one_round(
     *held = sent;
     if held_on {
         state.copies.leased(sent);
+        state.known.resume();
     }
     Ok(held_on)
 }

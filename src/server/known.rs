@@ -23,6 +23,9 @@ struct Inner {
     entries: HashMap<String, Entry>,
     /// Deletes running, per repository.
     deleting: HashMap<String, usize>,
+    /// Paused while changes by other processes cannot be followed (a server of a shared
+    /// store whose lease lapsed): what is looked up then is answered, not kept.
+    paused: bool,
 }
 
 /// What is kept of one repository.
@@ -67,7 +70,7 @@ impl Known {
             // that is gone. The caller gets no answer (as while deleting).
             return Ok(None);
         }
-        if k.changes == changes {
+        if k.changes == changes && !k.paused {
             set(k.entries.entry(name.to_string()).or_default(), v.clone());
         }
         Ok(Some(v))
@@ -99,11 +102,19 @@ impl Known {
         k.entries.remove(name);
     }
 
-    /// Forgets everything kept: changes by other processes can no longer be followed.
-    pub fn forget_all(&self) {
+    /// Forgets everything kept, and keeps nothing until [`Known::resume`]: changes by
+    /// other processes can no longer be followed.
+    pub fn pause(&self) {
         let mut k = write(&self.inner);
         k.changes += 1;
         k.entries.clear();
+        k.paused = true;
+    }
+
+    /// Keeps what is looked up again: changes by other processes are followed once more
+    /// (each one from here on forgets what it changed).
+    pub fn resume(&self) {
+        write(&self.inner).paused = false;
     }
 }
 
@@ -177,8 +188,20 @@ mod tests {
         assert_eq!(got, Some(false));
         // Not kept: asked again.
         assert_eq!(private(&k, "r", true), Some(true));
-        k.forget_all();
+    }
+
+    #[test]
+    fn nothing_is_kept_while_paused() {
+        let k = Known::default();
         assert_eq!(private(&k, "r", false), Some(false));
+        k.pause();
+        // Forgotten, and what is looked up meanwhile is answered but not kept: another
+        // process may delete the repository and make it again, private, unseen.
+        assert_eq!(private(&k, "r", false), Some(false));
+        assert_eq!(private(&k, "r", true), Some(true));
+        k.resume();
+        assert_eq!(private(&k, "r", true), Some(true));
+        assert_eq!(private(&k, "r", false), Some(true));
     }
 
     #[test]
