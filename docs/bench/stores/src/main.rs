@@ -37,7 +37,11 @@ fn main() {
     let (engine, dir, what) = (a[1].as_str(), std::path::Path::new(&a[2]), a[3].as_str());
     let n: usize = a.get(4).and_then(|s| s.parse().ok()).unwrap_or(2000);
     let t0 = Instant::now();
-    let data = if what == "create" { vec![(b"repo\0bench".to_vec(), b"{}".to_vec())] } else { rows(n) };
+    let data = if what == "create" {
+        vec![(b"repo\0bench".to_vec(), b"{}".to_vec())]
+    } else {
+        rows(n)
+    };
     let tb = t0.elapsed();
     let t0 = Instant::now();
     let (open, apply) = match engine {
@@ -45,7 +49,9 @@ fn main() {
             let db = sled::open(dir).unwrap();
             let open = t0.elapsed();
             let mut b = sled::Batch::default();
-            for (k, v) in data { b.insert(k, v); }
+            for (k, v) in data {
+                b.insert(k, v);
+            }
             db.apply_batch(b).unwrap();
             let apply = t0.elapsed() - open;
             db.flush().unwrap();
@@ -58,7 +64,9 @@ fn main() {
             let tx = db.begin_write().unwrap();
             {
                 let mut t = tx.open_table(T).unwrap();
-                for (k, v) in &data { t.insert(k.as_slice(), v.as_slice()).unwrap(); }
+                for (k, v) in &data {
+                    t.insert(k.as_slice(), v.as_slice()).unwrap();
+                }
             }
             let apply = t0.elapsed() - open;
             tx.commit().unwrap();
@@ -66,10 +74,14 @@ fn main() {
         }
         "fjall" => {
             let db = fjall::Database::builder(dir).open().unwrap();
-            let ks = db.keyspace("main", fjall::KeyspaceCreateOptions::default).unwrap();
+            let ks = db
+                .keyspace("main", fjall::KeyspaceCreateOptions::default)
+                .unwrap();
             let open = t0.elapsed();
             let mut b = db.batch().durability(Some(fjall::PersistMode::SyncAll));
-            for (k, v) in data { b.insert(&ks, k, v); }
+            for (k, v) in data {
+                b.insert(&ks, k, v);
+            }
             let apply = t0.elapsed() - open;
             b.commit().unwrap();
             (open, apply)
@@ -77,8 +89,14 @@ fn main() {
         _ => panic!("engine"),
     };
     let total = t0.elapsed();
-    println!("{engine} {what}: rows made {:.1} ms, open {:.1} ms, apply {:.1} ms, durable {:.1} ms, total {:.1} ms",
-        tb.as_secs_f64()*1e3, open.as_secs_f64()*1e3, apply.as_secs_f64()*1e3, (total-open-apply).as_secs_f64()*1e3, total.as_secs_f64()*1e3);
+    println!(
+        "{engine} {what}: rows made {:.1} ms, open {:.1} ms, apply {:.1} ms, durable {:.1} ms, total {:.1} ms",
+        tb.as_secs_f64() * 1e3,
+        open.as_secs_f64() * 1e3,
+        apply.as_secs_f64() * 1e3,
+        (total - open - apply).as_secs_f64() * 1e3,
+        total.as_secs_f64() * 1e3
+    );
     use std::io::Write;
     let _ = std::io::stdout().flush();
     std::process::exit(0);
