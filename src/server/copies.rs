@@ -171,11 +171,11 @@ impl Inner {
 /// Follows the store's changes for `state.copies` until `stopped`, on a thread of its
 /// own; a store only this process writes has none to follow (and nothing is kept).
 /// What file serving keeps of a repository (`server::known`) is forgotten when its
-/// version moves, and forgotten and not kept while the lease does not hold.
+/// version moves, and, like the copies, neither kept nor answered past the lease.
 pub fn follow(state: super::Shared, stopped: Arc<AtomicBool>) {
     let lapsed = |state: &super::Shared| {
         state.copies.lapsed();
-        state.known.pause();
+        state.known.lapsed();
     };
     std::thread::Builder::new()
         .name("packyard-follow".into())
@@ -246,7 +246,7 @@ fn one_round(
     *held = sent;
     if held_on {
         state.copies.leased(sent);
-        state.known.resume();
+        state.known.leased(sent + USE_FOR);
     }
     Ok(held_on)
 }

@@ -5,6 +5,7 @@
 
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::time::Instant;
 
 #[derive(Default)]
 pub struct Known {
@@ -23,9 +24,16 @@ struct Inner {
     entries: HashMap<String, Entry>,
     /// Deletes running, per repository.
     deleting: HashMap<String, usize>,
-    /// Paused while changes by other processes cannot be followed (a server of a shared
-    /// store whose lease lapsed): what is looked up then is answered, not kept.
-    paused: bool,
+    /// Over a shared store, until when what is kept may be answered: the server's lease
+    /// on the store's changes. `None`: always (no other process writes the store).
+    /// Past it, what is kept is not answered and what is looked up is not kept.
+    until: Option<Instant>,
+}
+
+impl Inner {
+    fn valid(&self) -> bool {
+        self.until.is_none_or(|t| Instant::now() < t)
+    }
 }
 
 /// What is kept of one repository.
@@ -58,7 +66,7 @@ impl Known {
             if k.deleting.contains_key(name) {
                 return Ok(None);
             }
-            if let Some(v) = k.entries.get(name).and_then(&get) {
+            if let Some(v) = k.entries.get(name).filter(|_| k.valid()).and_then(&get) {
                 return Ok(Some(v));
             }
             (k.epoch, k.changes)
@@ -70,7 +78,7 @@ impl Known {
             // that is gone. The caller gets no answer (as while deleting).
             return Ok(None);
         }
-        if k.changes == changes && !k.paused {
+        if k.changes == changes && k.valid() {
             set(k.entries.entry(name.to_string()).or_default(), v.clone());
         }
         Ok(Some(v))
@@ -102,19 +110,19 @@ impl Known {
         k.entries.remove(name);
     }
 
-    /// Forgets everything kept, and keeps nothing until [`Known::resume`]: changes by
+    /// Forgets everything kept, and keeps nothing until [`Known::leased`]: changes by
     /// other processes can no longer be followed.
-    pub fn pause(&self) {
+    pub fn lapsed(&self) {
         let mut k = write(&self.inner);
         k.changes += 1;
         k.entries.clear();
-        k.paused = true;
+        k.until = Some(Instant::now());
     }
 
-    /// Keeps what is looked up again: changes by other processes are followed once more
-    /// (each one from here on forgets what it changed).
-    pub fn resume(&self) {
-        write(&self.inner).paused = false;
+    /// Changes by other processes are followed until `until` (each one forgets what it
+    /// changed): what is looked up is kept, and answered, until then.
+    pub fn leased(&self, until: Instant) {
+        write(&self.inner).until = Some(until);
     }
 }
 
@@ -191,17 +199,21 @@ mod tests {
     }
 
     #[test]
-    fn nothing_is_kept_while_paused() {
+    fn nothing_is_kept_or_answered_without_a_lease() {
         let k = Known::default();
         assert_eq!(private(&k, "r", false), Some(false));
-        k.pause();
+        k.lapsed();
         // Forgotten, and what is looked up meanwhile is answered but not kept: another
         // process may delete the repository and make it again, private, unseen.
         assert_eq!(private(&k, "r", false), Some(false));
         assert_eq!(private(&k, "r", true), Some(true));
-        k.resume();
+        k.leased(Instant::now() + std::time::Duration::from_secs(60));
         assert_eq!(private(&k, "r", true), Some(true));
         assert_eq!(private(&k, "r", false), Some(true));
+        // A lease that ran out by itself (the follower late): what is kept is not
+        // answered any more.
+        k.leased(Instant::now());
+        assert_eq!(private(&k, "r", false), Some(false));
     }
 
     #[test]
