@@ -164,29 +164,36 @@ impl Object {
 /// object it was given from one found at its key that only has its length (what a crash
 /// before the flush can leave on a file system without a journal).
 pub(crate) fn same_bytes(a: &mut dyn Read, b: &mut dyn Read) -> io::Result<bool> {
-    // Fills `buf` as far as `from` reaches; how far.
-    fn fill(from: &mut dyn Read, buf: &mut [u8]) -> io::Result<usize> {
-        let mut n = 0;
-        while n < buf.len() {
-            match from.read(&mut buf[n..]) {
-                Ok(0) => break,
-                Ok(k) => n += k,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => return Err(e),
-            }
-        }
-        Ok(n)
-    }
-    let (mut x, mut y) = (vec![0u8; 64 << 10], vec![0u8; 64 << 10]);
+    const CHUNK: u64 = 64 << 10;
+    let (mut x, mut y) = (Vec::new(), Vec::new());
     loop {
-        let n = fill(a, &mut x)?;
-        if n != fill(b, &mut y)? || x[..n] != y[..n] {
+        x.clear();
+        y.clear();
+        let n = a.take(CHUNK).read_to_end(&mut x)?;
+        if n != b.take(CHUNK).read_to_end(&mut y)? || x != y {
             return Ok(false);
         }
-        if n < x.len() {
+        if (n as u64) < CHUNK {
             return Ok(true);
         }
     }
+}
+
+/// Whether the object `blobs` has at `key` is the `len` bytes `body` reads (see
+/// [`Object::holds`]); `false` when there is none.
+pub(crate) fn found_holds<B: Blobs + ?Sized>(
+    blobs: &B,
+    key: &str,
+    len: u64,
+    body: &mut dyn Read,
+) -> Result<bool, BlobError> {
+    let Some(found) = blobs.open(key, None)? else {
+        return Ok(false);
+    };
+    found.holds(len, body).map_err(|source| BlobError::Io {
+        path: PathBuf::from(key),
+        source,
+    })
 }
 
 pub enum Data {
@@ -218,14 +225,8 @@ pub trait Blobs: Send + Sync {
     /// so the object found is read whole to tell. Returns whether it stored.
     fn put_new(&self, key: &str, body: Body<'_>, sha256: Option<&str>) -> Result<bool, BlobError> {
         let bytes = body.into_checked(key, sha256)?;
-        if let Some(found) = self.open(key, None)? {
-            let same = found.holds(bytes.len() as u64, &mut &bytes[..]);
-            if same.map_err(|source| BlobError::Io {
-                path: PathBuf::from(key),
-                source,
-            })? {
-                return Ok(false);
-            }
+        if found_holds(self, key, bytes.len() as u64, &mut &bytes[..])? {
+            return Ok(false);
         }
         self.put(key, Body::Bytes(&bytes), None)?;
         Ok(true)

@@ -251,20 +251,19 @@ impl S3Blobs {
         self.send(send(req), "put")
     }
 
-    /// Whether the object at `key` has `body`'s bytes (see [`Object::holds`]).
+    /// Whether the object at `key` has `body`'s bytes (see [`super::found_holds`]).
     fn holds(&self, key: &str, body: &mut Checked<'_>) -> Result<bool, BlobError> {
-        let Some(found) = self.open(key, None)? else {
-            return Ok(false);
-        };
         let len = body.len();
-        let same = match body {
-            Checked::Bytes(b) => found.holds(len, &mut &b[..]),
-            Checked::File(f, _, _) => f.rewind().and_then(|_| found.holds(len, f)),
-        };
-        same.map_err(|e| BlobError::Io {
-            path: key.into(),
-            source: e,
-        })
+        match body {
+            Checked::Bytes(b) => super::found_holds(self, key, len, &mut &b[..]),
+            Checked::File(f, _, _) => {
+                f.rewind().map_err(|source| BlobError::Io {
+                    path: key.into(),
+                    source,
+                })?;
+                super::found_holds(self, key, len, f)
+            }
+        }
     }
 }
 
